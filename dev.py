@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""The README's two commands, needing nothing but Python 3.11+:
+
+    python3 dev.py run     set up, migrate, create dev credentials once, serve locally
+    python3 dev.py test    set up and run the whole test suite (extra args go to pytest)
+
+Both create ``.venv`` on first use and reinstall only when a requirements file changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+
+
+def _requirements_digest(name: str) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(ROOT.glob("requirements*.txt")):
+        digest.update(path.name.encode() + path.read_bytes())
+    digest.update(name.encode())
+    return digest.hexdigest()
+
+
+def ensure_venv(requirements: str) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("flashQ needs Python 3.11 or newer")
+    if not PYTHON.exists():
+        print(f"Creating {VENV} ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    stamp = VENV / f".installed-{requirements}"
+    wanted = _requirements_digest(requirements)
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    print(f"Installing {requirements} ...", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(ROOT / requirements)], check=True)
+    stamp.write_text(wanted)
+
+
+def run() -> None:
+    ensure_venv("requirements.txt")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "flashq_project.settings.local"}
+    address = os.environ.get("FLASHQ_ADDRESS", "127.0.0.1:8000")
+    manage = [str(PYTHON), str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env)
+    subprocess.run([*manage, "dev_bootstrap", "--url", f"http://{address}"], check=True, env=env)
+    # --insecure: serve the admin's static files without DEBUG (local runs only).
+    os.execve(str(PYTHON), [*manage, "runserver", "--insecure", address], env)
+
+
+def test(args: list[str]) -> None:
+    ensure_venv("requirements-dev.txt")
+    os.chdir(ROOT)
+    os.execv(str(PYTHON), [str(PYTHON), "-m", "pytest", *args])
+
+
+def main() -> None:
+    command, *rest = sys.argv[1:] or ["help"]
+    if command == "run":
+        run()
+    elif command == "test":
+        test(rest)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""ASGI entry point. Defaults to production settings."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashq_project.settings.production")
+
+application = get_asgi_application()

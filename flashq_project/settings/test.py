@@ -1,0 +1,17 @@
+"""Tests: fresh random secrets per run, never the developer's own."""
+
+from __future__ import annotations
+
+import secrets
+
+from .base import *  # noqa: F403
+from .base import BASE_DIR, DATABASES
+
+SECRET_KEY = secrets.token_urlsafe(50)
+TOKEN_PEPPER = secrets.token_urlsafe(32)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not shared-cache memory: threads in long-poll tests then get real WAL
+    # locking with busy_timeout, as in a local run.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".flashq-dev" / "test.sqlite3")}

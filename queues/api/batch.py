@@ -1,0 +1,88 @@
+"""Plain-code parsing of batch bodies (up to 1000 items each)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+
+from ..errors import FieldError, InvalidInput
+from ..jobspec import JobSpec, parse_job_spec
+from ..services import AckSpec
+
+MAX_BATCH = 1000
+
+
+def _items(body: Any, *, allowed: frozenset[str]) -> list[Any]:
+    if not isinstance(body, dict):
+        raise InvalidInput("The body must be a JSON object.", errors=[FieldError("/", "must be an object")])
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidInput(
+            "The request has invalid fields.",
+            errors=[FieldError(f"/{name}", "is not a known field") for name in unknown],
+        )
+    items = body.get("jobs")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise InvalidInput(
+            "The request has invalid fields.",
+            errors=[FieldError("/jobs", f"must be a list of 1 to {MAX_BATCH} items")],
+        )
+    return items
+
+
+def parse_push_batch(body: Any) -> list[JobSpec]:
+    items = _items(body, allowed=frozenset({"jobs"}))
+    errors: list[FieldError] = []
+    specs = [
+        parse_job_spec(item, path=f"/jobs/{index}", errors=errors, max_bytes=settings.MAX_JOB_BYTES)
+        for index, item in enumerate(items)
+    ]
+    if errors:
+        raise InvalidInput("The request has invalid fields.", errors=errors)
+    return [spec for spec in specs if spec is not None]
+
+
+def parse_push(body: Any) -> JobSpec:
+    errors: list[FieldError] = []
+    spec = parse_job_spec(body, path="", errors=errors, max_bytes=settings.MAX_JOB_BYTES)
+    if spec is None:
+        raise InvalidInput("The request has invalid fields.", errors=errors)
+    return spec
+
+
+def _uuid(item: dict[str, Any], name: str, path: str, errors: list[FieldError]) -> uuid.UUID | None:
+    value = item.get(name)
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    errors.append(FieldError(f"{path}/{name}", "must be a UUID"))
+    return None
+
+
+def parse_ack_batch(body: Any) -> list[AckSpec]:
+    items = _items(body, allowed=frozenset({"jobs"}))
+    errors: list[FieldError] = []
+    acks: list[AckSpec] = []
+    seen: set[uuid.UUID] = set()
+    for index, item in enumerate(items):
+        path = f"/jobs/{index}"
+        if not isinstance(item, dict):
+            errors.append(FieldError(path, "must be an object with id and lease_id"))
+            continue
+        for name in sorted(set(item) - {"id", "lease_id", "result"}):
+            errors.append(FieldError(f"{path}/{name}", "is not a known field"))
+        job_id = _uuid(item, "id", path, errors)
+        lease_id = _uuid(item, "lease_id", path, errors)
+        if job_id is None or lease_id is None:
+            continue
+        if job_id in seen:
+            errors.append(FieldError(f"{path}/id", "is repeated in this batch"))
+        seen.add(job_id)
+        acks.append(AckSpec(job_id=job_id, lease_id=lease_id, result=item.get("result")))
+    if errors:
+        raise InvalidInput("The request has invalid fields.", errors=errors)
+    return acks

@@ -1,0 +1,40 @@
+"""JSON parsing with a size cap applied before the body is read into memory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import IO, Any
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+from ..errors import PayloadTooLarge
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class BoundedJSONParser(JSONParser):
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        limit = settings.MAX_REQUEST_BYTES
+        too_large = PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        request = (parser_context or {}).get("request")
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise too_large
+        body = stream.read(limit + 1)
+        if len(body) > limit:
+            raise too_large
+        try:
+            return json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: absurdly deep nesting; still just malformed input.
+            raise ParseError("The request body is not valid JSON.") from exc

@@ -1,0 +1,97 @@
+"""One exception handler turns every error into RFC 9457 problem+json:
+``type``, ``title``, ``status``, ``detail``, a stable ``code``, and for field problems
+``errors: [{"path", "message"}]`` with JSON Pointer paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from security.authentication import INVALID
+
+from ..errors import FieldError, FlashqError
+
+CONTENT_TYPE = "application/problem+json"
+
+
+def _flatten(detail: Any, path: str = "") -> list[FieldError]:
+    if isinstance(detail, dict):
+        found = []
+        for key, value in detail.items():
+            sub = path if key in ("non_field_errors", "detail") else f"{path}/{key}"
+            found.extend(_flatten(value, sub))
+        return found
+    if isinstance(detail, list):
+        if all(isinstance(item, str) for item in detail):
+            return [FieldError(path or "/", str(item)) for item in detail]
+        found = []
+        for index, item in enumerate(detail):
+            found.extend(_flatten(item, f"{path}/{index}"))
+        return found
+    return [FieldError(path or "/", str(detail))]
+
+
+def problem_response(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"urn:flashq:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = [{"path": error.path, "message": error.message} for error in errors]
+    return Response(body, status=status, headers=headers, content_type=CONTENT_TYPE)
+
+
+def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, FlashqError):
+        return problem_response(
+            status=exc.status, code=exc.code, title=exc.title, detail=exc.detail, errors=exc.errors
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(int(exc.wait) + 1)
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        # The same answer for a missing, malformed, unknown, expired or revoked token.
+        return problem_response(
+            status=401,
+            code="unauthenticated",
+            title="Unauthenticated",
+            detail=INVALID,
+            headers=headers,
+        )
+    if isinstance(exc, exceptions.ValidationError):
+        return problem_response(
+            status=400,
+            code="invalid_input",
+            title="Invalid input",
+            detail="The request has invalid fields.",
+            errors=_flatten(exc.detail),
+        )
+    code = exc.default_code if isinstance(exc.default_code, str) else "error"
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.default_detail)
+    title = code.replace("_", " ").capitalize()
+    return problem_response(
+        status=exc.status_code, code=code, title=title, detail=str(detail), headers=headers
+    )

@@ -1,0 +1,75 @@
+"""Response bodies as plain dicts: pull and batch push return up to 1000 jobs, where a
+serializer instance per job would cost more than the database work. Their shapes are
+declared in serializers.py for the schema; tests check the two agree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from security.access import Principal
+
+from ..models import Job, Queue
+from ..selectors import reported_state
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def job_summary(job: Job, queue_name: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": str(job.id),
+        "queue": queue_name,
+        "state": reported_state(job, now),
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "key": job.key,
+        "run_at": iso(job.run_at),
+        "created_at": iso(job.created_at),
+    }
+
+
+def job_leased(job: Job, queue_name: str) -> dict[str, Any]:
+    return {
+        "id": str(job.id),
+        "queue": queue_name,
+        "data": job.data,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "progress": job.progress,
+        "tags": job.tags,
+        "lease_id": str(job.lease_id),
+        "lease_expires_at": iso(job.lease_expires_at),
+        "created_at": iso(job.created_at),
+    }
+
+
+def job_detail(job: Job, principal: Principal, now: datetime) -> dict[str, Any]:
+    body = {
+        **job_summary(job, job.queue.name, now),
+        "data": job.data,
+        "result": job.result,
+        "error": job.error,
+        "errors": job.errors,
+        "backoff": job.backoff,
+        "progress": job.progress,
+        "progress_message": job.progress_message,
+        "subject": job.subject,
+        "tags": job.tags,
+        "expires_at": iso(job.expires_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "lease_expires_at": iso(job.lease_expires_at),
+    }
+    if job.lease_id is not None and job.lease_owner == principal.key:
+        body["lease_id"] = str(job.lease_id)
+    return body
+
+
+def queue_summary(queue: Queue) -> dict[str, Any]:
+    return {"name": queue.name, "paused": queue.paused, "created_at": iso(queue.created_at)}

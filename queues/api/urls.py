@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import job_views, queue_views
+
+urlpatterns = [
+    path("queues", queue_views.QueueListApi.as_view(), name="queue-list"),
+    path("queues/<str:queue>", queue_views.QueueStatsApi.as_view(), name="queue-stats"),
+    path("queues/<str:queue>/pause", queue_views.QueuePauseApi.as_view(), name="queue-pause"),
+    path("queues/<str:queue>/resume", queue_views.QueueResumeApi.as_view(), name="queue-resume"),
+    path("queues/<str:queue>/jobs", queue_views.QueueJobsApi.as_view(), name="queue-jobs"),
+    path(
+        "queues/<str:queue>/jobs/batch",
+        queue_views.QueueJobsBatchApi.as_view(),
+        name="queue-jobs-batch",
+    ),
+    path("queues/<str:queue>/pull", queue_views.QueuePullApi.as_view(), name="queue-pull"),
+    path("jobs/ack", job_views.JobAckBatchApi.as_view(), name="jobs-ack"),
+    path("jobs/<str:job_id>", job_views.JobApi.as_view(), name="job"),
+    path("jobs/<str:job_id>/ack", job_views.JobAckApi.as_view(), name="job-ack"),
+    path("jobs/<str:job_id>/fail", job_views.JobFailApi.as_view(), name="job-fail"),
+    path("jobs/<str:job_id>/progress", job_views.JobProgressApi.as_view(), name="job-progress"),
+    path("jobs/<str:job_id>/cancel", job_views.JobCancelApi.as_view(), name="job-cancel"),
+    path("jobs/<str:job_id>/retry", job_views.JobRetryApi.as_view(), name="job-retry"),
+]

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import re
+
+import uuid6
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+QUEUE_NAME_RULE = (
+    "a queue name is 1 to 128 characters of letters, digits, _ . : -, "
+    "starting with a letter or digit"
+)
+QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+class Queue(models.Model):
+    name = models.CharField(
+        max_length=128,
+        unique=True,
+        validators=[RegexValidator(QUEUE_NAME_RE.pattern + r"\Z", QUEUE_NAME_RULE)],
+    )
+    paused = models.BooleanField(default=False)
+    subject_path = models.CharField(
+        max_length=200,
+        default="userId",
+        help_text="Dotted path in job data naming the data subject (GDPR), e.g. userId",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JobState(models.TextChoices):
+    WAITING = "waiting"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+UNFINISHED = (JobState.WAITING, JobState.ACTIVE)
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid6.uuid7, editable=False)
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="jobs")
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.WAITING)
+    priority = models.IntegerField(default=0)
+    data = models.JSONField()
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    errors = models.JSONField(default=list, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    backoff = models.JSONField(default=dict, blank=True)
+    run_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    key = models.CharField(max_length=255, null=True, blank=True)
+    subject = models.CharField(max_length=255, null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    progress_message = models.CharField(max_length=1000, blank=True, default="")
+    lease_id = models.UUIDField(null=True, blank=True, editable=False)
+    lease_owner = models.CharField(max_length=160, blank=True, default="", editable=False)
+    lease_seconds = models.PositiveIntegerField(default=30)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The ready set, in claim order; pull's claim query relies on it.
+            models.Index(
+                "queue",
+                models.F("priority").desc(),
+                "run_at",
+                "id",
+                name="job_ready_idx",
+                condition=Q(state=JobState.WAITING),
+            ),
+            # Leases to sweep: small (active jobs only).
+            models.Index(
+                fields=["lease_expires_at"],
+                name="job_lease_idx",
+                condition=Q(state=JobState.ACTIVE),
+            ),
+            # getJobs and stats: a queue's jobs by state, in id (= time) order.
+            models.Index(fields=["queue", "state", "id"], name="job_queue_state_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue", "key"],
+                condition=Q(key__isnull=False, state__in=UNFINISHED),
+                name="job_key_unfinished_uniq",
+            ),
+            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="job_max_attempts_gte_1"),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0, progress__lte=100), name="job_progress_0_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)

@@ -1,0 +1,107 @@
+"""Reads of the queue engine."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Min, Q
+from django.utils import timezone
+
+from .errors import InvalidInput, JobNotFound, QueueNotFound
+from .models import Job, JobState, Queue
+
+# Reported states: the stored ones, plus "delayed" for a waiting job whose run_at is in
+# the future. A waiting job past its ttl is reported "expired" before the sweeper
+# records it as such.
+DELAYED = "delayed"
+REPORTED_STATES = (
+    JobState.WAITING,
+    DELAYED,
+    JobState.ACTIVE,
+    JobState.COMPLETED,
+    JobState.FAILED,
+    JobState.CANCELLED,
+    JobState.EXPIRED,
+)
+
+
+def reported_state(job: Job, now: datetime) -> str:
+    if job.state == JobState.WAITING:
+        if job.expires_at is not None and job.expires_at <= now:
+            return JobState.EXPIRED
+        if job.run_at > now:
+            return DELAYED
+    return str(job.state)
+
+
+def _state_filter(state: str, now: datetime) -> Q:
+    live = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    if state == JobState.WAITING:
+        return Q(state=JobState.WAITING, run_at__lte=now) & live
+    if state == DELAYED:
+        return Q(state=JobState.WAITING, run_at__gt=now) & live
+    if state == JobState.EXPIRED:
+        return Q(state=JobState.EXPIRED) | Q(state=JobState.WAITING, expires_at__lte=now)
+    return Q(state=state)
+
+
+def queue_get(*, name: str) -> Queue:
+    queue = Queue.objects.filter(name=name).first()
+    if queue is None:
+        raise QueueNotFound()
+    return queue
+
+
+def queues_list() -> list[Queue]:
+    return list(Queue.objects.order_by("name"))
+
+
+def job_get(*, job_id: uuid.UUID) -> Job:
+    job = Job.objects.select_related("queue").filter(id=job_id).first()
+    if job is None:
+        raise JobNotFound()
+    return job
+
+
+def job_queue_name(*, job_id: uuid.UUID) -> str:
+    name = Job.objects.filter(id=job_id).values_list("queue__name", flat=True).first()
+    if name is None:
+        raise JobNotFound()
+    return name
+
+
+def jobs_queue_names(*, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    return dict(Job.objects.filter(id__in=list(job_ids)).values_list("id", "queue__name"))
+
+
+def jobs_for_queue(
+    *, queue: Queue, state: str | None, after: uuid.UUID | None, limit: int
+) -> list[Job]:
+    """A page of a queue's jobs, oldest first (ids are time-ordered): keyset pagination
+    on id, so pages stay stable while jobs are added. job_queue_state_idx."""
+    if state is not None and state not in REPORTED_STATES:
+        raise InvalidInput("Unknown state.")
+    jobs = Job.objects.filter(queue=queue).select_related("queue")
+    if state is not None:
+        jobs = jobs.filter(_state_filter(state, timezone.now()))
+    if after is not None:
+        jobs = jobs.filter(id__gt=after)
+    return list(jobs.order_by("id")[:limit])
+
+
+def queue_stats(*, queue: Queue) -> dict[str, Any]:
+    """Counts per reported state and the age of the oldest ready job, in one query."""
+    now = timezone.now()
+    aggregates: dict[str, Any] = {
+        state: Count("id", filter=_state_filter(state, now)) for state in REPORTED_STATES
+    }
+    aggregates["oldest_ready"] = Min("run_at", filter=_state_filter(JobState.WAITING, now))
+    row = Job.objects.filter(queue=queue).aggregate(**aggregates)
+    oldest = row.pop("oldest_ready")
+    return {
+        "counts": row,
+        "oldest_waiting_age_seconds": (now - oldest).total_seconds() if oldest else None,
+    }

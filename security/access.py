@@ -1,0 +1,122 @@
+"""Verb x queue access decisions. Plain values in, decisions out: no jobs, no HTTP.
+
+Rules: patterns are anchored and case-sensitive, ``*`` matches any run of characters
+(including none) and nothing else is special. Default deny; a matching deny beats any
+allow. The ``*`` verb grants every verb except ``reveal`` and ``admin``, which are only
+granted by name; in a deny rule ``*`` denies everything, named verbs included.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+VERBS = (
+    "push",
+    "pull",
+    "ack",
+    "fail",
+    "progress",
+    "getJob",
+    "getJobs",
+    "cancel",
+    "update",
+    "retry",
+    "clean",
+    "reveal",
+    "admin",
+)
+NAMED_ONLY = frozenset({"reveal", "admin"})
+WILDCARD = "*"
+
+PATTERN_RE = re.compile(r"[A-Za-z0-9_.:*-]{1,128}")
+
+
+class InvalidRule(ValueError):
+    pass
+
+
+@lru_cache(maxsize=4096)
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in pattern.split(WILDCARD)))
+
+
+def pattern_matches(pattern: str, queue: str) -> bool:
+    return _pattern_regex(pattern).fullmatch(queue) is not None
+
+
+def expand_verbs(verbs: Iterable[str], *, allow: bool) -> frozenset[str]:
+    """The concrete verbs a rule covers. Raises InvalidRule for unknown verbs."""
+    given = frozenset(verbs)
+    unknown = given - set(VERBS) - {WILDCARD}
+    if unknown:
+        raise InvalidRule(f"unknown verb(s): {', '.join(sorted(unknown))}")
+    if not given:
+        raise InvalidRule("a rule needs at least one verb")
+    if WILDCARD not in given:
+        return given
+    everything = frozenset(VERBS)
+    return everything if not allow else (everything - NAMED_ONLY) | (given & NAMED_ONLY)
+
+
+def validate_pattern(pattern: str) -> str:
+    if not PATTERN_RE.fullmatch(pattern):
+        raise InvalidRule(
+            "a queue pattern is 1 to 128 characters of letters, digits, _ . : - and *"
+        )
+    return pattern
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: str
+    verbs: frozenset[str]
+    allow: bool
+
+    @classmethod
+    def build(cls, pattern: str, verbs: Iterable[str], *, allow: bool) -> Rule:
+        return cls(validate_pattern(pattern), expand_verbs(verbs, allow=allow), allow)
+
+    def covers(self, verb: str, queue: str) -> bool:
+        return verb in self.verbs and pattern_matches(self.pattern, queue)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an API token (``token_id``) or a bootstrap token (no id)."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    token_id: int | None = None
+    is_authenticated: bool = field(default=True, init=False)
+
+    @property
+    def key(self) -> str:
+        """Stable identity used to recognise the holder of a lease."""
+        return f"token:{self.token_id}" if self.token_id is not None else f"bootstrap:{self.name}"
+
+    def decide(self, verb: str, queue: str) -> Decision:
+        allowing = None
+        for rule in self.rules:
+            if rule.covers(verb, queue):
+                if not rule.allow:
+                    return Decision(False, f"denied by rule {rule.pattern!r}")
+                allowing = allowing or rule
+        if allowing is None:
+            return Decision(False, "no rule allows it (default deny)")
+        return Decision(True, f"allowed by rule {allowing.pattern!r}")
+
+    def allows(self, verb: str, queue: str) -> bool:
+        return self.decide(verb, queue).allowed
+
+    def sees(self, queue: str) -> bool:
+        """A queue is visible to a token that may use at least one verb on it."""
+        return any(self.allows(verb, queue) for verb in VERBS)

@@ -1,0 +1,101 @@
+"""Bearer-token authentication. Every failure (missing, malformed, bad checksum,
+unknown, wrong secret, expired, revoked) gets the same 401, so a caller learns nothing
+about which tokens exist."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import timedelta
+from functools import lru_cache
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from . import tokens
+from .access import WILDCARD, InvalidRule, Principal, Rule
+from .models import ApiToken
+
+logger = logging.getLogger(__name__)
+
+INVALID = "Authentication credentials were missing or invalid."
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+_DUMMY_HASH = "0" * 64
+
+
+@lru_cache(maxsize=4)
+def _bootstrap_digests(raw_tokens: tuple[str, ...], pepper: str) -> tuple[str, ...]:
+    return tuple(tokens.hash_secret(raw, pepper) for raw in raw_tokens)
+
+
+def _bootstrap_principal(raw: str) -> Principal | None:
+    """AUTH_TOKENS entries act as ``*`` on ``*`` (never admin). Every configured token
+    is compared, so timing does not reveal which one matched."""
+    digest = tokens.hash_secret(raw, settings.TOKEN_PEPPER)
+    matched = None
+    digests = _bootstrap_digests(tuple(settings.AUTH_TOKENS), settings.TOKEN_PEPPER)
+    for index, candidate in enumerate(digests):
+        if hmac.compare_digest(digest, candidate):
+            matched = index
+    if matched is None:
+        return None
+    rule = Rule.build(WILDCARD, [WILDCARD], allow=True)
+    return Principal(name=f"bootstrap-{matched + 1}", rules=(rule,))
+
+
+def _token_principal(parts: tokens.TokenParts) -> Principal | None:
+    token = (
+        ApiToken.objects.filter(public_id=parts.public_id).prefetch_related("permissions").first()
+    )
+    digest = tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER)
+    stored = token.secret_hash if token is not None else _DUMMY_HASH
+    if not hmac.compare_digest(digest, stored) or token is None:
+        return None
+    now = timezone.now()
+    if not token.is_usable(now):
+        return None
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    try:
+        rules = tuple(
+            Rule.build(
+                permission.pattern,
+                permission.verb_list,
+                allow=permission.effect == permission.Effect.ALLOW,
+            )
+            for permission in token.permissions.all()
+        )
+    except InvalidRule:
+        # A rule we cannot read might be a deny: fail closed rather than guess.
+        logger.warning("token %s has an unreadable permission rule; refusing it", token.pk)
+        return None
+    return Principal(name=token.name, rules=rules, token_id=token.pk)
+
+
+def principal_for(raw: str) -> Principal | None:
+    """The principal a presented bearer string stands for, or None."""
+    if raw.startswith(tokens.PREFIX):
+        parts = tokens.parse(raw)  # bad checksum: refused before any database work
+        return _token_principal(parts) if parts is not None else None
+    return _bootstrap_principal(raw) if settings.AUTH_TOKENS else None
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[Principal, Principal] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, raw = header.partition(" ")
+        raw = raw.strip()
+        if scheme.lower() != "bearer" or not raw or len(raw) > 512:
+            raise AuthenticationFailed(INVALID)
+        principal = principal_for(raw)
+        if principal is None:
+            raise AuthenticationFailed(INVALID)
+        return principal, principal
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="flashq"'

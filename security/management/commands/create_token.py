@@ -1,0 +1,53 @@
+"""``manage.py create_token NAME --allow 'PATTERN=verb,verb' [--deny ...] [--expires-in DAYS]``
+
+Prints the new token alone on the last line. It is shown this once and stored only as
+an HMAC; keep it in a secrets manager."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from compliance.audit import Actor, audit_record
+from security.access import InvalidRule
+from security.services import RuleSpec, parse_rule, token_create
+
+
+class Command(BaseCommand):
+    help = "Create an API token with per-queue permissions; prints the token once."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--allow", action="append", default=[], metavar="PATTERN=VERBS")
+        parser.add_argument("--deny", action="append", default=[], metavar="PATTERN=VERBS")
+        parser.add_argument("--expires-in", type=int, metavar="DAYS")
+
+    def handle(self, *args: Any, **options: Any) -> str:
+        if options["expires_in"] is not None and options["expires_in"] < 1:
+            raise CommandError("--expires-in must be at least 1 day")
+        try:
+            rules: list[RuleSpec] = [parse_rule(text, allow=True) for text in options["allow"]]
+            rules += [parse_rule(text, allow=False) for text in options["deny"]]
+        except InvalidRule as exc:
+            raise CommandError(str(exc)) from exc
+        if not any(rule.allow for rule in rules):
+            self.stderr.write("warning: no --allow rule; this token can do nothing")
+        try:
+            with transaction.atomic():
+                token, raw = token_create(
+                    name=options["name"], rules=rules, expires_in_days=options["expires_in"]
+                )
+                audit_record(
+                    actor=Actor(name="command:create_token"),
+                    action="token.create",
+                    status=201,
+                    details={"token_id": token.pk, "token_name": token.name, "rules": len(rules)},
+                )
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from exc
+        self.stdout.write(f"Created token {token.name!r} (id {token.pk}). It is shown only once:")
+        return raw

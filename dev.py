@@ -30,7 +30,7 @@ def _requirements_digest(name: str) -> str:
 
 
 def ensure_venv(requirements: str) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (this file may be run by an old python3)
         sys.exit("flashQ needs Python 3.11 or newer")
     if not PYTHON.exists():
         print(f"Creating {VENV} ...", flush=True)

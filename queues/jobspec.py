@@ -16,7 +16,12 @@ MAX_TTL_MS = MAX_DELAY_MS
 MAX_ATTEMPTS = 1000
 MAX_BACKOFF_DELAY_MS = 24 * 3600 * 1000
 MAX_BACKOFF_CAP_MS = 7 * 24 * 3600 * 1000
-DEFAULT_BACKOFF = {"type": "exponential", "delay": 1000, "max": 3_600_000, "jitter": 0.2}
+DEFAULT_BACKOFF: dict[str, Any] = {
+    "type": "exponential",
+    "delay": 1000,
+    "max": 3_600_000,
+    "jitter": 0.2,
+}
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 64
 MAX_KEY_LENGTH = 255

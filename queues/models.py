@@ -62,8 +62,9 @@ class Job(models.Model):
     backoff = models.JSONField(default=dict, blank=True)
     run_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
-    key = models.CharField(max_length=255, null=True, blank=True)
-    subject = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "": jobs without a key must never collide in job_key_unfinished_uniq.
+    key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    subject = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     tags = models.JSONField(default=list, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
     progress_message = models.CharField(max_length=1000, blank=True, default="")

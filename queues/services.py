@@ -145,7 +145,9 @@ def leases_requeue_expired(*, queue_id: int | None = None, limit: int = 500) -> 
         expired = Job.objects.filter(state=JobState.ACTIVE, lease_expires_at__lte=now)
         if queue_id is not None:
             expired = expired.filter(queue_id=queue_id)
-        jobs = list(expired.select_for_update(skip_locked=True).order_by("lease_expires_at")[:limit])
+        jobs = list(
+            expired.select_for_update(skip_locked=True).order_by("lease_expires_at")[:limit]
+        )
         for job in jobs:
             _record_failure(job, LEASE_EXPIRED, now=now, retry=True, delay_ms=0)
         Job.objects.bulk_update(jobs, _FAILURE_FIELDS)
@@ -227,13 +229,15 @@ def jobs_ack(*, acks: Sequence[AckSpec]) -> None:
         if stale:
             raise LeaseConflict(STALE_LEASE, errors=stale)
         Job.objects.filter(id__in=ids).update(**_completion(now))
-        with_result = [Job(id=ack.job_id, result=ack.result) for ack in acks if ack.result is not None]
+        with_result = [
+            Job(id=ack.job_id, result=ack.result) for ack in acks if ack.result is not None
+        ]
         if with_result:
             Job.objects.bulk_update(with_result, ["result"])
 
 
 def _leased_for_update(job_id: uuid.UUID, lease_id: uuid.UUID, now: datetime) -> Job:
-    job = _live_lease(job_id, lease_id, now).select_for_update().first()
+    job: Job | None = _live_lease(job_id, lease_id, now).select_for_update().first()
     if job is None:
         raise LeaseConflict(STALE_LEASE)
     return job
@@ -273,7 +277,8 @@ def job_progress(
 
 
 def _for_update(job_id: uuid.UUID) -> Job:
-    return Job.objects.select_for_update().select_related("queue").get(id=job_id)
+    job: Job = Job.objects.select_for_update().select_related("queue").get(id=job_id)
+    return job
 
 
 def job_cancel(*, job_id: uuid.UUID) -> Job:

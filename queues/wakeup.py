@@ -31,14 +31,12 @@ class Waiter:
     def __init__(self, queue_name: str) -> None:
         self.queue_name = queue_name
         self.listening = False
-        self.pending = False
 
     def __enter__(self) -> Waiter:
         if connection.vendor == "postgresql" and not connection.in_atomic_block:
             with connection.cursor() as cursor:
                 cursor.execute(f"LISTEN {CHANNEL}")
             self.listening = True
-            connection.connection.add_notify_handler(self._on_notify)
         return self
 
     def __exit__(
@@ -50,14 +48,9 @@ class Waiter:
         if self.listening:
             raw = connection.connection
             if raw is not None and not raw.closed:
-                raw.remove_notify_handler(self._on_notify)
                 with connection.cursor() as cursor:
                     cursor.execute(f"UNLISTEN {CHANNEL}")
             self.listening = False
-
-    def _on_notify(self, notify: object) -> None:
-        if getattr(notify, "payload", None) == self.queue_name:
-            self.pending = True
 
     def wait(self, seconds: float) -> None:
         """Return after ``seconds`` or sooner when work may have arrived."""
@@ -66,11 +59,8 @@ class Waiter:
         if not self.listening:
             time.sleep(min(seconds, SQLITE_POLL_SECONDS))
             return
-        deadline = time.monotonic() + min(seconds, SLICE_SECONDS)
-        while not self.pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        # psycopg keeps notifications that arrived while we were claiming in a backlog
+        # and yields those first, so a push between claim and wait is not missed.
+        for notify in connection.connection.notifies(timeout=min(seconds, SLICE_SECONDS)):
+            if notify.payload == self.queue_name:
                 break
-            for _ in connection.connection.notifies(timeout=remaining, stop_after=1):
-                break
-        self.pending = False

@@ -27,7 +27,7 @@ def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    peer = request.META.get("REMOTE_ADDR") or None
+    peer: str | None = request.META.get("REMOTE_ADDR") or None
     networks = _networks(tuple(settings.TRUSTED_PROXIES))
     if peer is None or not networks or not _is_trusted(peer, networks):
         return peer

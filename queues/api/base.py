@@ -47,7 +47,8 @@ class FlashqApiView(APIView):
 
     @property
     def action_name(self) -> str:
-        return self.actions.get(self.request.method.lower(), self.request.method.lower())
+        method = (self.request.method or "").lower()
+        return self.actions.get(method, method)
 
     def actor(self) -> Actor:
         auth = getattr(self.request, "auth", None) if hasattr(self, "request") else None
@@ -94,7 +95,9 @@ class FlashqApiView(APIView):
             if paths:
                 details["paths"] = paths[:50]
         job_id = self.kwargs.get("job_id", "") if hasattr(self, "kwargs") else ""
-        queue = self._audit_queue or (self.kwargs.get("queue", "") if hasattr(self, "kwargs") else "")
+        queue = self._audit_queue or (
+            self.kwargs.get("queue", "") if hasattr(self, "kwargs") else ""
+        )
         with transaction.atomic():
             audit_record(
                 actor=self.actor(),

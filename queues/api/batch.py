@@ -16,7 +16,9 @@ MAX_BATCH = 1000
 
 def _items(body: Any, *, allowed: frozenset[str]) -> list[Any]:
     if not isinstance(body, dict):
-        raise InvalidInput("The body must be a JSON object.", errors=[FieldError("/", "must be an object")])
+        raise InvalidInput(
+            "The body must be a JSON object.", errors=[FieldError("/", "must be an object")]
+        )
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidInput(

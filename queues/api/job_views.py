@@ -33,7 +33,9 @@ class JobApi(FlashqApiView):
         job = selectors.job_get(job_id=job_id)
         return Response(job_detail(job, self.principal, timezone.now()))
 
-    @extend_schema(operation_id="getJob", responses={200: serializers.JobDetailOut, **problems(404)})
+    @extend_schema(
+        operation_id="getJob", responses={200: serializers.JobDetailOut, **problems(404)}
+    )
     def get(self, request: Request, job_id: str) -> Response:
         job_uuid = self.job_id()
         queue = self.authorize_job("getJob", job_uuid)

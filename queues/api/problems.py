@@ -70,8 +70,9 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait) + 1)
+    wait = getattr(exc, "wait", None) if isinstance(exc, exceptions.Throttled) else None
+    if wait is not None:
+        headers["Retry-After"] = str(int(wait) + 1)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         # The same answer for a missing, malformed, unknown, expired or revoked token.
         return problem_response(

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -104,8 +104,7 @@ class QueueJobsBatchApi(FlashqApiView):
         operation_id="pushBatch",
         request=serializers.PushBatchIn,
         responses={201: serializers.PushBatchOut, **problems(413, 415)},
-        description="Push up to 1000 jobs, all or nothing; the response lists them in "
-        "input order.",
+        description="Push up to 1000 jobs, all or nothing; the response lists them in input order.",
     )
     def post(self, request: Request, queue: str) -> Response:
         name = self.queue_name()
@@ -159,7 +158,7 @@ class QueuePullApi(FlashqApiView):
                         self.audit_ok(
                             AuditNote(status=200, queue=name, job_ids=[job.id for job in jobs])
                         )
-                if done:
+                if done or listening is None:
                     break
                 listening.wait(remaining)
         self.mark_audited()

@@ -53,7 +53,9 @@ class JobDataField(serializers.JSONField):
 
 class BackoffDoc(serializers.Serializer):
     type = serializers.ChoiceField(choices=["fixed", "exponential"], default="exponential")
-    delay = serializers.IntegerField(min_value=0, max_value=jobspec.MAX_BACKOFF_DELAY_MS, default=1000)
+    delay = serializers.IntegerField(
+        min_value=0, max_value=jobspec.MAX_BACKOFF_DELAY_MS, default=1000
+    )
     max = serializers.IntegerField(
         min_value=0, max_value=jobspec.MAX_BACKOFF_CAP_MS, default=3_600_000, help_text="cap, ms"
     )
@@ -63,9 +65,13 @@ class BackoffDoc(serializers.Serializer):
 class PushIn(serializers.Serializer):
     """Documentation of a push body; validated by queues.jobspec.parse_job_spec."""
 
-    data = serializers.JSONField(help_text="A JSON object, at most MAX_JOB_BYTES encoded.")
+    data = serializers.JSONField(  # type: ignore[assignment]
+        help_text="A JSON object, at most MAX_JOB_BYTES encoded."
+    )
     priority = serializers.IntegerField(
-        required=False, min_value=-jobspec.MAX_PRIORITY, max_value=jobspec.MAX_PRIORITY,
+        required=False,
+        min_value=-jobspec.MAX_PRIORITY,
+        max_value=jobspec.MAX_PRIORITY,
         help_text="Higher runs first. Default 0.",
     )
     delay = serializers.IntegerField(
@@ -76,17 +82,21 @@ class PushIn(serializers.Serializer):
     )
     backoff = BackoffDoc(required=False)
     ttl = serializers.IntegerField(
-        required=False, min_value=1, max_value=jobspec.MAX_TTL_MS,
+        required=False,
+        min_value=1,
+        max_value=jobspec.MAX_TTL_MS,
         help_text="ms; expires if not started by then",
     )
     key = serializers.CharField(
-        required=False, max_length=jobspec.MAX_KEY_LENGTH,
+        required=False,
+        max_length=jobspec.MAX_KEY_LENGTH,
         help_text="Idempotency key: a re-push while the job is unfinished returns it (200).",
     )
     subject = serializers.CharField(required=False, max_length=255, help_text="GDPR data subject")
     tags = serializers.ListField(
         child=serializers.CharField(max_length=jobspec.MAX_TAG_LENGTH),
-        required=False, max_length=jobspec.MAX_TAGS,
+        required=False,
+        max_length=jobspec.MAX_TAGS,
     )
 
 
@@ -97,7 +107,9 @@ class PushBatchIn(serializers.Serializer):
 class PullIn(StrictSerializer):
     count = StrictIntegerField(min_value=1, max_value=1000, default=1)
     wait = serializers.FloatField(
-        min_value=0, max_value=settings.PULL_MAX_WAIT_SECONDS, default=0,
+        min_value=0,
+        max_value=settings.PULL_MAX_WAIT_SECONDS,
+        default=0,
         help_text="Long-poll: seconds to wait for work when none is ready",
     )
     lease = StrictIntegerField(min_value=1, max_value=3600, default=30, help_text="seconds")
@@ -121,7 +133,9 @@ class AckBatchIn(serializers.Serializer):
 class FailIn(StrictSerializer):
     lease_id = serializers.UUIDField()
     error = serializers.CharField(
-        max_length=100_000, allow_blank=True, default="",
+        max_length=100_000,
+        allow_blank=True,
+        default="",
         help_text="Kept in the job's error history (first 10,000 characters).",
     )
     retry = serializers.BooleanField(default=True)
@@ -134,7 +148,7 @@ class ProgressIn(StrictSerializer):
 
 
 class UpdateIn(StrictSerializer):
-    data = JobDataField()
+    data = JobDataField()  # type: ignore[assignment]
 
 
 class JobsQuery(StrictSerializer):
@@ -169,7 +183,7 @@ class PushBatchOut(serializers.Serializer):
 class LeasedJobOut(serializers.Serializer):
     id = serializers.UUIDField()
     queue = serializers.CharField()
-    data = serializers.JSONField()
+    data = serializers.JSONField()  # type: ignore[assignment]
     priority = serializers.IntegerField()
     attempts = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
@@ -195,10 +209,10 @@ class JobDetailOut(serializers.Serializer):
     queue = serializers.CharField()
     state = serializers.ChoiceField(choices=list(REPORTED_STATES))
     priority = serializers.IntegerField()
-    data = serializers.JSONField()
+    data = serializers.JSONField()  # type: ignore[assignment]
     result = serializers.JSONField(allow_null=True)
     error = serializers.CharField()
-    errors = ErrorEntryOut(many=True)
+    errors = ErrorEntryOut(many=True)  # type: ignore[assignment]
     attempts = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
     backoff = BackoffDoc()
@@ -249,4 +263,4 @@ class ProblemOut(serializers.Serializer):
     status = serializers.IntegerField()
     detail = serializers.CharField()
     code = serializers.CharField()
-    errors = FieldErrorOut(many=True, required=False)
+    errors = FieldErrorOut(many=True, required=False)  # type: ignore[assignment]

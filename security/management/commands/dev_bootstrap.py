@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from security.models import ApiToken
 from security.services import parse_rule, token_create
 
-TOKEN_NAME = "dev-full-access"
+TOKEN_NAME = "dev-full-access"  # noqa: S105 (a name, not a secret)
 
 
 class Command(BaseCommand):
@@ -57,7 +57,8 @@ class Command(BaseCommand):
                 f"  Admin:      {url}/admin/  (user {credentials['username']}, "
                 f"password {credentials['password']})",
                 f"  API token:  {credentials['token']}",
-                f"  Try:        curl -H 'Authorization: Bearer {credentials['token']}' {url}/api/v1/queues",
+                f"  Try:        curl -H 'Authorization: Bearer {credentials['token']}' "
+                f"{url}/api/v1/queues",
                 f"  (kept in {path}, git-ignored)",
                 "",
             ]

@@ -1,0 +1,707 @@
+"""flashQ benchmark: the production server (gunicorn) on PostgreSQL, and in the same run
+the raw-SQL ceiling for the same work (psycopg, no HTTP, no Django). The figure that
+matters is the ratio HTTP / ceiling.
+
+    .venv/bin/python bench/run.py [--quick]
+
+It recreates a scratch database (``BENCH_DATABASE_URL``, default
+``postgres://postgres@127.0.0.1:5432/flashq_bench``), migrates it, creates a token,
+serves the app with gunicorn on a free local port, measures single push, batch push and
+pull + batch ack through HTTP and then their raw-SQL ceilings, prints a table and writes
+the figures to ``bench/results/<timestamp>.json`` (gunicorn's log goes beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import math
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import uuid6
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+HOST = "127.0.0.1"
+DEFAULT_DATABASE_URL = f"postgres://postgres@{HOST}:5432/flashq_bench"
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+MAX_ERRORS = 50
+MAX_SAMPLES = 3
+
+SINGLE, BATCH, PULL = "single push", "batch push", "pull + ack"
+TARGETS = {SINGLE: 0.15, BATCH: 0.25, PULL: 0.20}
+QUEUES = {SINGLE: "bench-single", BATCH: "bench-batch", PULL: "bench-pull"}
+WARMUP_QUEUE = "bench-warmup"
+# The raw table has no queues table behind it: any distinct int per measure will do.
+RAW_QUEUE_IDS = {SINGLE: 1, BATCH: 2, PULL: 3}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Config:
+    warmup_requests: int
+    single_requests: int
+    single_threads: int
+    batches: int
+    batch_size: int
+    batch_threads: int
+    pull_jobs: int
+    pull_count: int
+    pull_threads: int
+    workers: int
+    worker_threads: int
+    time_limit: float
+
+
+def parse_config(argv: list[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(
+        description="flashQ: HTTP throughput against the raw-SQL ceiling"
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run (well under a minute)")
+    parser.add_argument("--single-threads", type=int, default=8, help="client threads")
+    parser.add_argument("--batch-threads", type=int, default=2, help="client threads")
+    parser.add_argument("--pull-threads", type=int, default=4, help="client threads")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--worker-threads", type=int, default=4, help="threads per worker")
+    parser.add_argument(
+        "--time-limit", type=float, default=120.0, help="seconds per measure before it stops"
+    )
+    args = parser.parse_args(argv)
+    return Config(
+        warmup_requests=200,
+        single_requests=1000 if args.quick else 5000,
+        single_threads=args.single_threads,
+        batches=10 if args.quick else 50,
+        batch_size=1000,
+        batch_threads=args.batch_threads,
+        pull_jobs=10_000 if args.quick else 50_000,
+        pull_count=100,
+        pull_threads=args.pull_threads,
+        workers=args.workers,
+        worker_threads=args.worker_threads,
+        time_limit=args.time_limit,
+    )
+
+
+# -- tallies and threads ----------------------------------------------------------------
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+class Tally:
+    """What one measure did, filled in by several threads at once. The clock starts when
+    every thread has called ``start`` (connections open), so set-up is not timed."""
+
+    def __init__(self, threads: int, limit: float) -> None:
+        self.limit = limit
+        self.started = 0.0
+        self.deadline = 0.0
+        self.done = 0
+        self.errors = 0
+        self.truncated = False
+        self.latencies_ms: list[float] = []
+        self.error_samples: list[str] = []
+        self.lock = threading.Lock()
+        self.barrier = threading.Barrier(threads, action=self._go, timeout=60)
+
+    def _go(self) -> None:
+        self.started = time.perf_counter()
+        self.deadline = time.monotonic() + self.limit
+
+    def start(self) -> None:
+        self.barrier.wait()
+
+    def open(self) -> bool:
+        """False once the time limit passed or too many calls failed."""
+        with self.lock:
+            if time.monotonic() > self.deadline or self.errors >= MAX_ERRORS:
+                self.truncated = True
+            return not self.truncated
+
+    def add(self, *, done: int, seconds: float) -> None:
+        with self.lock:
+            self.done += done
+            self.latencies_ms.append(seconds * 1000)
+
+    def fail(self, sample: str) -> None:
+        with self.lock:
+            self.errors += 1
+            if len(self.error_samples) < MAX_SAMPLES:
+                self.error_samples.append(sample[:500])
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One side of one measure: ``done`` units (requests, operations or jobs)."""
+
+    unit: str
+    done: int
+    seconds: float
+    errors: int
+    truncated: bool
+    p50_ms: float
+    p99_ms: float
+    error_samples: list[str]
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds else 0.0
+
+
+def run_threads(count: int, work: Callable[[], None]) -> None:
+    """Run ``work`` in ``count`` threads; re-raises a thread's exception."""
+    failures: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guarded) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+def measure(unit: str, threads: int, limit: float, work: Callable[[Tally], None]) -> Figure:
+    tally = Tally(threads, limit)
+    run_threads(threads, lambda: work(tally))
+    return Figure(
+        unit=unit,
+        done=tally.done,
+        seconds=time.perf_counter() - tally.started,
+        errors=tally.errors,
+        truncated=tally.truncated,
+        p50_ms=percentile(tally.latencies_ms, 50),
+        p99_ms=percentile(tally.latencies_ms, 99),
+        error_samples=tally.error_samples,
+    )
+
+
+def timed(call: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = call(*args)
+    return result, time.perf_counter() - start
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+
+
+def database_url() -> str:
+    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    if urlsplit(url).hostname not in LOCAL_HOSTS:
+        sys.exit(f"BENCH_DATABASE_URL must point at {HOST}: the bench drops that database")
+    return url
+
+
+def admin_url(url: str) -> str:
+    return urlsplit(url)._replace(path="/postgres").geturl()
+
+
+def ensure_postgres(url: str) -> None:
+    try:
+        psycopg.connect(admin_url(url), connect_timeout=3).close()
+        return
+    except psycopg.OperationalError:
+        pass
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    print(f"Starting PostgreSQL {version} ...", flush=True)
+    cluster = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"]
+    subprocess.run(cluster, check=True)
+    for _ in range(30):
+        try:
+            psycopg.connect(admin_url(url), connect_timeout=3).close()
+            return
+        except psycopg.OperationalError:
+            time.sleep(1)
+    sys.exit("PostgreSQL did not come up on 127.0.0.1:5432")
+
+
+def recreate_database(url: str) -> None:
+    name = sql.Identifier(urlsplit(url).path.lstrip("/"))
+    with psycopg.connect(admin_url(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+
+
+def analyze(url: str, table: str) -> None:
+    """Both sides get fresh planner statistics after their preload."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+
+def app_job_states(url: str) -> dict[str, dict[str, int]]:
+    """Jobs per queue and state after the HTTP runs: every push landed, every pull acked."""
+    query = (
+        "SELECT q.name, j.state, count(*) FROM queues_job j "
+        "JOIN queues_queue q ON q.id = j.queue_id GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    states: dict[str, dict[str, int]] = {}
+    with psycopg.connect(url) as conn:
+        for queue, state, count in conn.execute(query):
+            states.setdefault(queue, {})[state] = count
+    return states
+
+
+# -- the app: setup, gunicorn, HTTP client ----------------------------------------------
+
+
+def app_environment(url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "flashq_project.settings.production",
+        "DATABASE_URL": url,
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "TOKEN_PEPPER": secrets.token_urlsafe(48),
+        "SECURE_SSL_REDIRECT": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        sys.exit(f"manage.py {args[0]} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def create_token(env: dict[str, str]) -> str:
+    out = manage(env, "create_token", "bench", "--allow", "*=*,admin")
+    return out.strip().splitlines()[-1].strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class Client:
+    """One keep-alive connection; counts how often it had to (re)connect."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=60)
+        self.headers = {**JSON_HEADERS, "Authorization": f"Bearer {token}"}
+        self.connects = 0
+
+    def open(self) -> None:
+        self.conn.connect()
+        self.connects += 1
+
+    def post(self, path: str, body: Any) -> tuple[int, bytes]:
+        payload = json.dumps(body).encode()
+        if self.conn.sock is None:
+            self.open()
+        self.conn.request("POST", path, payload, self.headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@dataclass
+class Server:
+    port: int
+    token: str
+    log: Path
+    clients: list[Client] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def client(self) -> Iterator[Client]:
+        client = Client(self.port, self.token)
+        client.open()
+        with self.lock:
+            self.clients.append(client)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def connections(self) -> int:
+        return sum(client.connects for client in self.clients)
+
+
+def wait_healthy(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"gunicorn exited with {process.returncode}; see {log}")
+        conn = http.client.HTTPConnection(HOST, port, timeout=5)
+        try:
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.2)
+    sys.exit(f"gunicorn did not answer /healthz within 60 s; see {log}")
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], cfg: Config, token: str, log: Path) -> Iterator[Server]:
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "flashq_project.wsgi:application",
+        f"--bind={HOST}:{port}",
+        f"--workers={cfg.workers}",
+        "--worker-class=gthread",
+        f"--threads={cfg.worker_threads}",
+        "--keep-alive=30",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+        try:
+            wait_healthy(port, process, log)
+            yield Server(port=port, token=token, log=log)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def job_body(n: int) -> dict[str, Any]:
+    return {"data": {"userId": "u1", "n": n}}
+
+
+def http_call(
+    tally: Tally, client: Client, path: str, body: Any, expect: int
+) -> tuple[bytes | None, float]:
+    """POST; the body when the status is ``expect`` (else a tallied failure), and the time."""
+    (status, raw), seconds = timed(client.post, path, body)
+    if status != expect:
+        tally.fail(f"POST {path} -> {status}: {raw.decode(errors='replace')}")
+        return None, seconds
+    return raw, seconds
+
+
+def http_single_push(server: Server, cfg: Config, queue: str, requests: int) -> Figure:
+    path = f"/api/v1/queues/{queue}/jobs"
+    counter = itertools.count()
+
+    def work(tally: Tally) -> None:
+        with server.client() as client:
+            tally.start()
+            while tally.open() and (n := next(counter)) < requests:
+                raw, seconds = http_call(tally, client, path, job_body(n), 201)
+                tally.add(done=int(raw is not None), seconds=seconds)
+
+    return measure("req/s", cfg.single_threads, cfg.time_limit, work)
+
+
+def http_push_batches(server: Server, cfg: Config, queue: str, batches: int) -> Figure:
+    path = f"/api/v1/queues/{queue}/jobs/batch"
+    counter = itertools.count()
+
+    def work(tally: Tally) -> None:
+        with server.client() as client:
+            tally.start()
+            while tally.open() and (b := next(counter)) < batches:
+                first = b * cfg.batch_size
+                body = {"jobs": [job_body(first + i) for i in range(cfg.batch_size)]}
+                raw, seconds = http_call(tally, client, path, body, 201)
+                tally.add(done=cfg.batch_size if raw is not None else 0, seconds=seconds)
+
+    return measure("jobs/s", cfg.batch_threads, cfg.time_limit, work)
+
+
+def http_pull_ack(server: Server, cfg: Config) -> Figure:
+    pull = f"/api/v1/queues/{QUEUES[PULL]}/pull"
+
+    def work(tally: Tally) -> None:
+        with server.client() as client:
+            tally.start()
+            while tally.open():
+                start = time.perf_counter()
+                raw, _ = http_call(tally, client, pull, {"count": cfg.pull_count, "lease": 60}, 200)
+                if raw is None:
+                    continue
+                jobs = json.loads(raw)["jobs"]
+                if not jobs:
+                    return
+                acks = [{"id": job["id"], "lease_id": job["lease_id"]} for job in jobs]
+                acked, _ = http_call(tally, client, "/api/v1/jobs/ack", {"jobs": acks}, 200)
+                done = len(jobs) if acked is not None else 0
+                tally.add(done=done, seconds=time.perf_counter() - start)
+
+    return measure("jobs/s", cfg.pull_threads, cfg.time_limit, work)
+
+
+# -- the raw-SQL ceiling ----------------------------------------------------------------
+
+RAW_TABLE = "bench_raw_job"
+# The columns a push writes (the rest are NULL), constants inline as the app's are fixed.
+RAW_COLUMNS = (
+    "id, queue_id, state, priority, data, errors, attempts, max_attempts, backoff, run_at, "
+    "created_at, tags, progress, progress_message, lease_owner, lease_seconds, error, subject"
+)
+RAW_ROW = "(%s, %s, 'waiting', 0, %s, '[]', 0, 3, %s, now(), now(), '[]', 0, '', '', 30, '', %s)"
+RAW_BACKOFF = {"type": "exponential", "delay": 1000, "max": 3_600_000, "jitter": 0.2}
+# queues/claim.py POSTGRESQL_CLAIM, against the raw table.
+RAW_CLAIM = f"""
+    WITH picked AS (
+        SELECT id FROM {RAW_TABLE}
+        WHERE queue_id = %(queue_id)s AND state = 'waiting' AND run_at <= now()
+          AND (expires_at IS NULL OR expires_at > now())
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(count)s
+        FOR UPDATE SKIP LOCKED)
+    UPDATE {RAW_TABLE} AS j SET
+        state = 'active', attempts = j.attempts + 1, lease_id = gen_random_uuid(),
+        lease_owner = 'bench', lease_seconds = %(lease)s,
+        lease_expires_at = now() + %(lease)s * interval '1 second',
+        started_at = COALESCE(j.started_at, now())
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.id, j.lease_id, j.data
+"""
+RAW_ACK = f"""
+    UPDATE {RAW_TABLE} AS j SET
+        state = 'completed', finished_at = now(), lease_id = NULL, lease_owner = '',
+        lease_expires_at = NULL
+    FROM unnest(%s::uuid[], %s::uuid[]) AS acked(id, lease_id)
+    WHERE j.id = acked.id AND j.lease_id = acked.lease_id AND j.state = 'active'
+"""
+
+
+def create_raw_table(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {RAW_TABLE} (LIKE queues_job INCLUDING ALL)")
+
+
+def raw_params(queue_id: int, n: int) -> list[Any]:
+    data = job_body(n)["data"]
+    return [uuid6.uuid7(), queue_id, Jsonb(data), Jsonb(RAW_BACKOFF), data["userId"]]
+
+
+def raw_insert_sql(rows: int) -> str:
+    return f"INSERT INTO {RAW_TABLE} ({RAW_COLUMNS}) VALUES " + ", ".join([RAW_ROW] * rows)
+
+
+def raw_single_push(url: str, cfg: Config) -> Figure:
+    insert = raw_insert_sql(1)
+    counter = itertools.count()
+
+    def work(tally: Tally) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            tally.start()
+            while tally.open() and (n := next(counter)) < cfg.single_requests:
+                params = raw_params(RAW_QUEUE_IDS[SINGLE], n)
+                _, seconds = timed(conn.execute, insert, params)
+                tally.add(done=1, seconds=seconds)
+
+    return measure("ops/s", cfg.single_threads, cfg.time_limit, work)
+
+
+def raw_push_batches(url: str, cfg: Config, queue_id: int, batches: int, threads: int) -> Figure:
+    """One multi-row INSERT of ``batch_size`` rows per transaction (autocommit)."""
+    insert = raw_insert_sql(cfg.batch_size)
+    counter = itertools.count()
+
+    def work(tally: Tally) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            tally.start()
+            while tally.open() and (b := next(counter)) < batches:
+                first = b * cfg.batch_size
+                params = [
+                    value
+                    for i in range(cfg.batch_size)
+                    for value in raw_params(queue_id, first + i)
+                ]
+                _, seconds = timed(conn.execute, insert, params)
+                tally.add(done=cfg.batch_size, seconds=seconds)
+
+    return measure("jobs/s", threads, cfg.time_limit, work)
+
+
+def raw_pull_ack(url: str, cfg: Config) -> Figure:
+    """Claim (one statement, its own transaction), then ack the batch (another)."""
+    claim = {"queue_id": RAW_QUEUE_IDS[PULL], "count": cfg.pull_count, "lease": 60}
+
+    def work(tally: Tally) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            tally.start()
+            while tally.open():
+                start = time.perf_counter()
+                rows = conn.execute(RAW_CLAIM, claim).fetchall()
+                if not rows:
+                    return
+                ids, leases = [row[0] for row in rows], [row[1] for row in rows]
+                acked = conn.execute(RAW_ACK, [ids, leases]).rowcount
+                if acked != len(rows):
+                    tally.fail(f"raw ack updated {acked} of {len(rows)} rows")
+                tally.add(done=acked, seconds=time.perf_counter() - start)
+
+    return measure("jobs/s", cfg.pull_threads, cfg.time_limit, work)
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    http: Figure
+    raw: Figure
+
+    @property
+    def ratio(self) -> float:
+        return self.http.rate / self.raw.rate if self.raw.rate else 0.0
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.ratio >= TARGETS[self.name] else "BELOW"
+
+    def as_json(self) -> dict[str, Any]:
+        def side(figure: Figure) -> dict[str, Any]:
+            return {**asdict(figure), "rate": round(figure.rate, 1)}
+
+        return {
+            "http": side(self.http),
+            "raw": side(self.raw),
+            "ratio": round(self.ratio, 4),
+            "target": TARGETS[self.name],
+            "verdict": self.verdict,
+        }
+
+
+def measure_http_and_raw(server: Server, url: str, cfg: Config) -> list[Comparison]:
+    """Each measure through HTTP, then its ceiling, so both see a table of similar size.
+    A warm-up first lets every gunicorn thread import the app and open its connection."""
+    warmup = http_single_push(server, cfg, WARMUP_QUEUE, cfg.warmup_requests)
+    if warmup.errors:
+        sys.exit(f"warm-up failed: {warmup.error_samples}")
+    print(f"{SINGLE}: {cfg.single_requests} requests, {cfg.single_threads} threads", flush=True)
+    http_single = http_single_push(server, cfg, QUEUES[SINGLE], cfg.single_requests)
+    single = Comparison(SINGLE, http_single, raw_single_push(url, cfg))
+
+    print(f"{BATCH}: {cfg.batches} x {cfg.batch_size}, {cfg.batch_threads} threads", flush=True)
+    http_batch = http_push_batches(server, cfg, QUEUES[BATCH], cfg.batches)
+    raw_batch = raw_push_batches(url, cfg, RAW_QUEUE_IDS[BATCH], cfg.batches, cfg.batch_threads)
+    batch = Comparison(BATCH, http_batch, raw_batch)
+
+    print(f"{PULL}: preloading {cfg.pull_jobs} jobs on each side ...", flush=True)
+    preload = math.ceil(cfg.pull_jobs / cfg.batch_size)
+    http_batches = http_push_batches(server, cfg, QUEUES[PULL], preload)
+    if http_batches.errors:
+        sys.exit(f"preloading {QUEUES[PULL]} failed: {http_batches.error_samples}")
+    raw_push_batches(url, cfg, RAW_QUEUE_IDS[PULL], preload, cfg.batch_threads)
+    analyze(url, "queues_job")
+    analyze(url, RAW_TABLE)
+    print(f"{PULL}: count {cfg.pull_count}, {cfg.pull_threads} threads", flush=True)
+    pull = Comparison(PULL, http_pull_ack(server, cfg), raw_pull_ack(url, cfg))
+    return [single, batch, pull]
+
+
+def render(comparisons: list[Comparison], server: Server, states: dict[str, dict[str, int]]) -> str:
+    head = f"{'measure':<12} {'HTTP (gunicorn)':>18} {'raw SQL ceiling':>18} {'ratio':>7}"
+    lines = [head + f" {'target':>7}  verdict", "-" * (len(head) + 17)]
+    for c in comparisons:
+        lines.append(
+            f"{c.name:<12} {c.http.rate:>10.0f} {c.http.unit:<7} {c.raw.rate:>10.0f} "
+            f"{c.raw.unit:<7} {c.ratio:>6.3f}x {TARGETS[c.name]:>6.2f}x  {c.verdict}"
+        )
+    single = comparisons[0]
+    lines += [
+        "",
+        f"single push latency  HTTP p50 {single.http.p50_ms:.1f} ms"
+        f"  p99 {single.http.p99_ms:.1f} ms | raw p50 {single.raw.p50_ms:.2f} ms"
+        f"  p99 {single.raw.p99_ms:.2f} ms",
+    ]
+    for c in comparisons:
+        for side, figure in (("HTTP", c.http), ("raw", c.raw)):
+            note = " (stopped early)" if figure.truncated else ""
+            lines.append(
+                f"{c.name:<12} {side:<4} {figure.done} done in {figure.seconds:.2f} s, "
+                f"{figure.errors} failed{note}"
+            )
+            lines += [f"    {sample}" for sample in figure.error_samples]
+    lines += [
+        f"HTTP connections opened: {server.connections()} for {len(server.clients)} clients",
+        f"app jobs by queue and state: {json.dumps(states)}",
+    ]
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_config(argv)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    url = database_url()
+    ensure_postgres(url)
+    recreate_database(url)
+    env = app_environment(url)
+    print("Migrating the scratch database ...", flush=True)
+    manage(env, "migrate", "--noinput")
+    token = create_token(env)
+    create_raw_table(url)
+    log = RESULTS / f"{stamp}-gunicorn.log"
+    with gunicorn(env, cfg, token, log) as server:
+        comparisons = measure_http_and_raw(server, url, cfg)
+    states = app_job_states(url)
+    print()
+    print(render(comparisons, server, states))
+    report = {
+        "time": stamp,
+        "commit": git_commit(),
+        "config": asdict(cfg),
+        "results": {c.name: c.as_json() for c in comparisons},
+        "http_connections": server.connections(),
+        "app_job_states": states,
+        "gunicorn_log": str(log.relative_to(ROOT)),
+    }
+    out = RESULTS / f"{stamp}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nfigures: {out.relative_to(ROOT)}  gunicorn log: {log.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Fixtures; the helpers themselves live in tests/support.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from .support import Api, Personas, make_token
+
+
+@pytest.fixture
+def api() -> Api:
+    return Api()
+
+
+@pytest.fixture
+def personas(db: None) -> Personas:
+    return Personas(
+        producer=make_token("producer", "jobs:*=push,getJob,cancel"),
+        worker=make_token("worker", "jobs:*=pull,ack,fail,progress"),
+        admin=make_token("admin", "*=*,admin"),
+        stranger=make_token("stranger", "other:*=*"),
+    )
+
+
+@pytest.fixture
+def full(db: None) -> str:
+    """A token with every verb on every queue (admin included)."""
+    return make_token("full", "*=*,admin")

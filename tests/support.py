@@ -1,0 +1,95 @@
+"""Test support: personas and an API client that talks to the real stack (auth, permissions, audit,
+database). Personas follow the flashQ security guide's example permissions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from security.services import parse_rule, token_create
+
+
+@dataclass
+class Call:
+    status: int
+    body: Any
+    headers: Any
+
+
+class Api:
+    """``api.post("/queues/q/jobs", {...}, as_=token)`` -> Call(status, body, headers)."""
+
+    prefix = "/api/v1"
+
+    def __init__(self) -> None:
+        self.client = APIClient()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        as_: str | None,
+        content_type: str = "application/json",
+        raw: str | None = None,
+    ) -> Call:
+        headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {as_}"} if as_ else {}
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        url = self.prefix + path if path.startswith(("/queues", "/jobs")) else path
+        response = self.client.generic(
+            method, url, data or "", content_type=content_type, **headers
+        )
+        try:
+            parsed = json.loads(response.content) if response.content else None
+        except ValueError:
+            parsed = response.content
+        return Call(response.status_code, parsed, response.headers)
+
+    def get(self, path: str, *, as_: str | None) -> Call:
+        return self.request("GET", path, as_=as_)
+
+    def post(self, path: str, body: Any = None, *, as_: str | None, **kwargs: Any) -> Call:
+        return self.request("POST", path, body, as_=as_, **kwargs)
+
+    def patch(self, path: str, body: Any = None, *, as_: str | None) -> Call:
+        return self.request("PATCH", path, body, as_=as_)
+
+
+def make_token(name: str, *allow: str, deny: tuple[str, ...] = ()) -> str:
+    rules = [parse_rule(text, allow=True) for text in allow]
+    rules += [parse_rule(text, allow=False) for text in deny]
+    _, raw = token_create(name=name, rules=rules)
+    return raw
+
+
+@dataclass
+class Personas:
+    producer: str
+    worker: str
+    admin: str
+    stranger: str
+
+
+def push(api: Api, token: str, queue: str = "jobs:q", **fields: Any) -> dict[str, Any]:
+    fields.setdefault("data", {"n": 1})
+    call = api.post(f"/queues/{queue}/jobs", fields, as_=token)
+    assert call.status in (200, 201), call.body
+    return dict(call.body)
+
+
+def pull(api: Api, token: str, queue: str = "jobs:q", **fields: Any) -> list[dict[str, Any]]:
+    call = api.post(f"/queues/{queue}/pull", fields, as_=token)
+    assert call.status == 200, call.body
+    return list(call.body["jobs"])
+
+
+ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+postgres_only = pytest.mark.skipif(
+    not ON_POSTGRES, reason="needs PostgreSQL: run the suite with DATABASE_URL=postgres://..."
+)

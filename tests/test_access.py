@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from security.access import VERBS, InvalidRule, Principal, Rule, pattern_matches
+
+queue_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,20}", fullmatch=True)
+
+
+def principal(*rules: Rule) -> Principal:
+    return Principal(name="p", rules=rules, token_id=1)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "queue", "matches"),
+    [
+        ("jobs:*", "jobs:email", True),
+        ("jobs:*", "jobs:", True),
+        ("jobs:*", "xjobs:email", False),  # anchored at the start
+        ("jobs", "jobs:email", False),  # anchored at the end
+        ("Jobs:*", "jobs:email", False),  # case-sensitive
+        ("*:email", "jobs:email", True),
+        ("a.c", "abc", False),  # . is literal, not a regex wildcard
+        ("*", "anything", True),
+        ("j*s:*l", "jobs:email", True),
+    ],
+)
+def test_patterns(pattern: str, queue: str, matches: bool) -> None:
+    assert pattern_matches(pattern, queue) is matches
+
+
+@given(queue_names)
+def test_a_pattern_without_a_star_matches_only_itself(name: str) -> None:
+    assert pattern_matches(name, name)
+    assert not pattern_matches(name, name + "x")
+    assert not pattern_matches(name, "x" + name)
+
+
+def test_default_deny() -> None:
+    assert not principal().allows("push", "jobs:a")
+    assert not principal(Rule.build("jobs:*", ["push"], allow=True)).allows("pull", "jobs:a")
+
+
+def test_deny_beats_allow_whatever_the_order() -> None:
+    allow = Rule.build("*", ["*"], allow=True)
+    deny = Rule.build("jobs:secret", ["pull"], allow=False)
+    for rules in ((allow, deny), (deny, allow)):
+        who = principal(*rules)
+        assert not who.allows("pull", "jobs:secret")
+        assert who.allows("push", "jobs:secret")
+        assert who.allows("pull", "jobs:public")
+
+
+def test_star_verb_never_grants_admin_or_reveal() -> None:
+    who = principal(Rule.build("*", ["*"], allow=True))
+    assert all(who.allows(verb, "q") for verb in VERBS if verb not in ("admin", "reveal"))
+    assert not who.allows("admin", "q")
+    assert not who.allows("reveal", "q")
+    assert principal(Rule.build("*", ["*", "admin"], allow=True)).allows("admin", "q")
+
+
+def test_a_star_deny_denies_named_verbs_too() -> None:
+    who = principal(
+        Rule.build("*", ["*", "admin"], allow=True), Rule.build("locked", ["*"], allow=False)
+    )
+    assert not who.allows("admin", "locked")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "verbs"), [("jobs:*", ["fly"]), ("jobs/x", ["push"]), ("", ["push"]), ("q", [])]
+)
+def test_invalid_rules_are_refused(pattern: str, verbs: list[str]) -> None:
+    with pytest.raises(InvalidRule):
+        Rule.build(pattern, verbs, allow=True)
+
+
+def test_a_token_sees_a_queue_when_it_has_any_verb_there() -> None:
+    who = principal(Rule.build("jobs:*", ["getJob"], allow=True))
+    assert who.sees("jobs:a")
+    assert not who.sees("other")

@@ -1,0 +1,136 @@
+"""The permission matrix: each persona against each route. Personas follow the security
+guide: producer (jobs:* push,getJob,cancel), worker (jobs:* pull,ack,fail,progress),
+admin (*: * and admin), stranger (other:* only), and no token at all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from queues.models import Job
+
+from .support import Api, Call, Personas, make_token, pull, push
+
+pytestmark = pytest.mark.django_db
+
+OK = "ok"
+
+
+def _lease(api: Api, job: dict[str, Any]) -> str:
+    Job.objects.filter(id=job["id"]).update(state="waiting")
+    return str(
+        next(
+            j["lease_id"] for j in pull(api, job["_setup"], queue="jobs:q") if j["id"] == job["id"]
+        )
+    )
+
+
+# route -> (call, expectations per persona). The job lives in queue jobs:q.
+ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[str, Any]]] = {
+    "push": (
+        lambda api, job, t: api.post("/queues/jobs:q/jobs", {"data": {}}, as_=t),
+        {"producer": 201, "worker": 403, "admin": 201, "stranger": 403, "none": 401},
+    ),
+    "push batch": (
+        lambda api, job, t: api.post("/queues/jobs:q/jobs/batch", {"jobs": [{"data": {}}]}, as_=t),
+        {"producer": 201, "worker": 403, "admin": 201, "stranger": 403, "none": 401},
+    ),
+    "pull": (
+        lambda api, job, t: api.post("/queues/jobs:q/pull", {}, as_=t),
+        {"producer": 403, "worker": 200, "admin": 200, "stranger": 403, "none": 401},
+    ),
+    "getJob": (
+        lambda api, job, t: api.get(f"/jobs/{job['id']}", as_=t),
+        {"producer": 200, "worker": 403, "admin": 200, "stranger": 404, "none": 401},
+    ),
+    "getJobs": (
+        lambda api, job, t: api.get("/queues/jobs:q/jobs", as_=t),
+        {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "none": 401},
+    ),
+    "cancel": (
+        lambda api, job, t: api.post(f"/jobs/{job['id']}/cancel", as_=t),
+        {"producer": 200, "worker": 403, "admin": 200, "stranger": 404, "none": 401},
+    ),
+    "update": (
+        lambda api, job, t: api.patch(f"/jobs/{job['id']}", {"data": {}}, as_=t),
+        {"producer": 403, "worker": 403, "admin": 200, "stranger": 404, "none": 401},
+    ),
+    "retry": (
+        lambda api, job, t: api.post(f"/jobs/{job['id']}/retry", as_=t),
+        {"producer": 403, "worker": 403, "admin": 409, "stranger": 404, "none": 401},
+    ),
+    "ack": (
+        lambda api, job, t: api.post(
+            f"/jobs/{job['id']}/ack", {"lease_id": _lease(api, job)}, as_=t
+        ),
+        {"producer": 403, "worker": 200, "admin": 200, "stranger": 404, "none": 401},
+    ),
+    "ack batch": (
+        lambda api, job, t: api.post(
+            "/jobs/ack", {"jobs": [{"id": job["id"], "lease_id": _lease(api, job)}]}, as_=t
+        ),
+        {"producer": 403, "worker": 200, "admin": 200, "stranger": 404, "none": 401},
+    ),
+    "fail": (
+        lambda api, job, t: api.post(
+            f"/jobs/{job['id']}/fail", {"lease_id": _lease(api, job)}, as_=t
+        ),
+        {"producer": 403, "worker": 200, "admin": 200, "stranger": 404, "none": 401},
+    ),
+    "progress": (
+        lambda api, job, t: api.post(
+            f"/jobs/{job['id']}/progress", {"lease_id": _lease(api, job), "progress": 5}, as_=t
+        ),
+        {"producer": 403, "worker": 200, "admin": 200, "stranger": 404, "none": 401},
+    ),
+    "listQueues": (
+        lambda api, job, t: api.get("/queues", as_=t),
+        {"producer": 200, "worker": 200, "admin": 200, "stranger": 200, "none": 401},
+    ),
+    "stats": (
+        lambda api, job, t: api.get("/queues/jobs:q", as_=t),
+        {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "none": 401},
+    ),
+    "pause": (
+        lambda api, job, t: api.post("/queues/jobs:q/pause", as_=t),
+        {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "none": 401},
+    ),
+    "resume": (
+        lambda api, job, t: api.post("/queues/jobs:q/resume", as_=t),
+        {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "none": 401},
+    ),
+}
+
+CASES = [
+    (route, persona, status)
+    for route, (_, expected) in ROUTES.items()
+    for persona, status in expected.items()
+]
+
+
+@pytest.mark.parametrize(("route", "persona", "status"), CASES)
+def test_permission_matrix(
+    api: Api, personas: Personas, route: str, persona: str, status: int
+) -> None:
+    # The lease, when a route needs one, is taken by the persona itself where it may pull,
+    # so that a worker acks its own lease; others present the setup token's lease.
+    setup = make_token("setup", "*=*,admin")
+    job = push(api, setup, queue="jobs:q")
+    token = None if persona == "none" else getattr(personas, persona)
+    job["_setup"] = token if persona in ("worker", "admin") else setup
+    before = Job.objects.count()
+    call = ROUTES[route][0](api, job, token)
+    assert call.status == status, call.body
+    if status >= 400:
+        assert call.headers["Content-Type"] == "application/problem+json"
+        if route in ("push", "push batch"):
+            assert Job.objects.count() == before
+
+
+def test_list_queues_for_a_stranger_does_not_include_jobs_queues(
+    api: Api, personas: Personas
+) -> None:
+    push(api, personas.producer, queue="jobs:q")
+    assert api.get("/queues", as_=personas.stranger).body == {"queues": []}

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from queues.models import Job, Queue
+
+from .support import Api, push
+
+pytestmark = pytest.mark.django_db
+
+
+def test_push_creates_the_queue_and_a_waiting_job(api: Api, full: str) -> None:
+    call = api.post("/queues/jobs:email/jobs", {"data": {"userId": "u7"}, "priority": 3}, as_=full)
+    assert call.status == 201
+    assert call.body["queue"] == "jobs:email"
+    assert call.body["state"] == "waiting"
+    assert call.body["max_attempts"] == 3
+    job = Job.objects.get(id=call.body["id"])
+    assert job.priority == 3 and job.data == {"userId": "u7"}
+    assert job.subject == "u7"  # taken from the queue's subject_path (userId)
+    assert Queue.objects.filter(name="jobs:email").exists()
+
+
+def test_push_with_every_option(api: Api, full: str) -> None:
+    body = {
+        "data": {"a": [1, 2]},
+        "priority": -5,
+        "delay": 60_000,
+        "max_attempts": 7,
+        "backoff": {"type": "fixed", "delay": 500, "max": 1000, "jitter": 0},
+        "ttl": 3_600_000,
+        "key": "order-1",
+        "subject": "customer-9",
+        "tags": ["a", "b"],
+    }
+    call = api.post("/queues/q/jobs", body, as_=full)
+    assert call.status == 201
+    assert call.body["state"] == "delayed"
+    job = Job.objects.get(id=call.body["id"])
+    assert (job.max_attempts, job.key, job.subject, job.tags) == (
+        7,
+        "order-1",
+        "customer-9",
+        ["a", "b"],
+    )
+    assert job.backoff == {"type": "fixed", "delay": 500, "max": 1000, "jitter": 0}
+    assert job.expires_at is not None and job.expires_at > job.created_at
+
+
+def test_a_repeated_key_returns_the_unfinished_job_with_200(api: Api, full: str) -> None:
+    first = api.post("/queues/q/jobs", {"data": {"n": 1}, "key": "k"}, as_=full)
+    again = api.post("/queues/q/jobs", {"data": {"n": 2}, "key": "k"}, as_=full)
+    other_queue = api.post("/queues/q2/jobs", {"data": {"n": 3}, "key": "k"}, as_=full)
+    assert (first.status, again.status, other_queue.status) == (201, 200, 201)
+    assert again.body["id"] == first.body["id"]
+    assert Job.objects.get(id=first.body["id"]).data == {"n": 1}
+
+
+def test_a_key_is_free_again_once_its_job_finished(api: Api, full: str) -> None:
+    first = push(api, full, queue="q", key="k")
+    Job.objects.filter(id=first["id"]).update(state="completed")
+    again = api.post("/queues/q/jobs", {"data": {}, "key": "k"}, as_=full)
+    assert again.status == 201 and again.body["id"] != first["id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"data": {}, "priority": 1_000_001}, "/priority"),
+        ({"data": {}, "priority": "1"}, "/priority"),
+        ({"data": {}, "priority": True}, "/priority"),
+        ({"data": {}, "max_attempts": 0}, "/max_attempts"),
+        ({"data": {}, "delay": -1}, "/delay"),
+        ({"data": {}, "ttl": 0}, "/ttl"),
+        ({"data": {}, "backoff": {"type": "linear"}}, "/backoff/type"),
+        ({"data": {}, "backoff": {"delay": 1, "speed": 2}}, "/backoff/speed"),
+        ({"data": {}, "tags": ["ok", 5]}, "/tags/1"),
+        ({"data": {}, "key": ""}, "/key"),
+        ({"data": [1]}, "/data"),
+        ({}, "/data"),
+        ({"data": {}, "colour": "red"}, "/colour"),
+    ],
+)
+def test_bad_push_options_are_400_with_the_field_path(
+    api: Api, full: str, body: dict[str, object], path: str
+) -> None:
+    call = api.post("/queues/q/jobs", body, as_=full)
+    assert call.status == 400
+    assert call.headers["Content-Type"] == "application/problem+json"
+    assert {"type", "title", "status", "detail"} <= set(call.body)
+    assert path in [error["path"] for error in call.body["errors"]]
+    assert not Job.objects.exists() and not Queue.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["-starts-with-dash", "has space", "semi;colon", "dollar$", "é", "x" * 129]
+)
+def test_a_bad_queue_name_is_400_naming_the_rule(api: Api, full: str, name: str) -> None:
+    call = api.post(f"/queues/{name}/jobs", {"data": {}}, as_=full)
+    assert call.status == 400
+    assert "1 to 128 characters" in call.body["detail"]
+    assert not Queue.objects.exists()
+
+
+def test_malformed_json_is_400(api: Api, full: str) -> None:
+    call = api.post("/queues/q/jobs", as_=full, raw='{"data": ')
+    assert call.status == 400 and call.body["code"] == "parse_error"
+
+
+def test_absurdly_deep_json_is_400_not_a_crash(api: Api, full: str) -> None:
+    call = api.post(
+        "/queues/q/jobs", as_=full, raw='{"data": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    )
+    assert call.status == 400
+    assert not Job.objects.exists()
+
+
+def test_nan_is_not_json(api: Api, full: str) -> None:
+    assert api.post("/queues/q/jobs", as_=full, raw='{"data": {"x": NaN}}').status == 400
+
+
+def test_a_non_json_body_is_415(api: Api, full: str) -> None:
+    call = api.post("/queues/q/jobs", as_=full, raw="data=1", content_type="text/plain")
+    assert call.status == 415
+    assert not Job.objects.exists()
+
+
+def test_a_body_over_the_request_limit_is_413(api: Api, full: str, settings: object) -> None:
+    settings.MAX_REQUEST_BYTES = 1000  # type: ignore[attr-defined]
+    call = api.post("/queues/q/jobs", {"data": {"blob": "x" * 2000}}, as_=full)
+    assert call.status == 413 and call.body["code"] == "payload_too_large"
+    assert not Job.objects.exists()
+
+
+def test_job_data_over_the_per_job_limit_is_refused(api: Api, full: str, settings: object) -> None:
+    settings.MAX_JOB_BYTES = 100  # type: ignore[attr-defined]
+    call = api.post("/queues/q/jobs", {"data": {"blob": "x" * 200}}, as_=full)
+    assert call.status == 400
+    assert call.body["errors"][0]["path"] == "/data"
+    assert "limit is 100" in call.body["errors"][0]["message"]
+
+
+def test_batch_push_returns_jobs_in_input_order(api: Api, full: str) -> None:
+    jobs = [{"data": {"n": n}} for n in range(5)]
+    call = api.post("/queues/q/jobs/batch", {"jobs": jobs}, as_=full)
+    assert call.status == 201
+    ids = [job["id"] for job in call.body["jobs"]]
+    assert [Job.objects.get(id=i).data["n"] for i in ids] == list(range(5))
+    assert all(job["created"] for job in call.body["jobs"])
+
+
+def test_batch_push_is_all_or_nothing(api: Api, full: str) -> None:
+    jobs: list[dict[str, Any]] = [{"data": {"n": n}} for n in range(10)]
+    jobs[7]["priority"] = "high"
+    call = api.post("/queues/q/jobs/batch", {"jobs": jobs}, as_=full)
+    assert call.status == 400
+    assert [error["path"] for error in call.body["errors"]] == ["/jobs/7/priority"]
+    assert not Job.objects.exists()
+
+
+def test_batch_push_refuses_more_than_1000_or_none(api: Api, full: str) -> None:
+    too_many: dict[str, Any] = {"jobs": [{"data": {}}] * 1001}
+    assert api.post("/queues/q/jobs/batch", too_many, as_=full).status == 400
+    assert api.post("/queues/q/jobs/batch", {"jobs": []}, as_=full).status == 400
+    assert not Job.objects.exists()
+
+
+def test_batch_push_of_1000_works(api: Api, full: str) -> None:
+    call = api.post(
+        "/queues/q/jobs/batch", {"jobs": [{"data": {"n": n}} for n in range(1000)]}, as_=full
+    )
+    assert call.status == 201 and len(call.body["jobs"]) == 1000
+    assert Job.objects.count() == 1000
+
+
+def test_batch_keys_return_existing_jobs(api: Api, full: str) -> None:
+    existing = push(api, full, queue="q", key="a")
+    jobs = [{"data": {}, "key": "a"}, {"data": {}, "key": "b"}, {"data": {}, "key": "b"}]
+    call = api.post("/queues/q/jobs/batch", {"jobs": jobs}, as_=full)
+    body = call.body["jobs"]
+    assert body[0]["id"] == existing["id"] and body[0]["created"] is False
+    assert body[1]["created"] is True
+    assert body[2]["id"] == body[1]["id"] and body[2]["created"] is False
+    assert Job.objects.count() == 2

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from security import tokens
+from security.models import ApiToken
+
+from .support import Api, make_token, push
+
+
+def test_a_token_has_prefix_public_id_256_bit_secret_and_checksum() -> None:
+    raw, parts = tokens.generate()
+    assert raw.startswith(f"fq_{parts.public_id}_{parts.secret}")
+    assert len(parts.secret) * math.log2(62) >= 256
+    assert tokens.parse(raw) == parts
+
+
+def test_a_flipped_character_fails_the_checksum() -> None:
+    raw, _ = tokens.generate()
+    i = len(raw) - 10
+    tampered = raw[:i] + ("A" if raw[i] != "A" else "B") + raw[i + 1 :]
+    assert tokens.parse(tampered) is None
+
+
+@pytest.mark.django_db
+def test_only_an_hmac_of_the_secret_is_stored(api: Api) -> None:
+    raw = make_token("t", "jobs:*=push")
+    _, _, rest = raw.partition("_")
+    secret = rest.partition("_")[2][: tokens.SECRET_LENGTH]
+    token = ApiToken.objects.get(name="t")
+    assert secret not in token.secret_hash
+    assert token.secret_hash == tokens.hash_secret(secret, settings.TOKEN_PEPPER)
+
+
+def _unauthenticated(api: Api, header_token: str | None) -> dict[str, object]:
+    call = api.post("/queues/jobs:q/jobs", {"data": {}}, as_=header_token)
+    assert call.status == 401
+    assert call.headers["Content-Type"] == "application/problem+json"
+    assert call.headers["WWW-Authenticate"].startswith("Bearer")
+    return dict(call.body)
+
+
+@pytest.mark.django_db
+def test_every_kind_of_bad_token_gets_the_same_401(api: Api) -> None:
+    good = make_token("good", "jobs:*=push")
+    expired = make_token("expired", "jobs:*=push")
+    ApiToken.objects.filter(name="expired").update(expires_at=timezone.now() - timedelta(seconds=1))
+    revoked = make_token("revoked", "jobs:*=push")
+    ApiToken.objects.filter(name="revoked").update(revoked=True)
+    unknown, _ = tokens.generate()
+    wrong_secret = good[: 3 + tokens.PUBLIC_ID_LENGTH + 1] + tokens.generate()[1].secret
+    wrong_secret += tokens.checksum(wrong_secret)
+    bodies = [
+        _unauthenticated(api, value)
+        for value in (None, "garbage", good[:-1] + "x", unknown, wrong_secret, expired, revoked)
+    ]
+    assert all(body == bodies[0] for body in bodies)
+    assert api.post("/queues/jobs:q/jobs", {"data": {}}, as_=good).status == 201
+
+
+@pytest.mark.django_db
+def test_a_bad_checksum_is_refused_before_any_database_work(api: Api) -> None:
+    raw, _ = tokens.generate()
+    bad = raw[:-1] + ("0" if raw[-1] != "0" else "1")
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get("/queues", as_=bad).status == 401
+    assert not [q for q in queries.captured_queries if "security_" in q["sql"]]
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get("/queues", as_=raw).status == 401
+    assert [q for q in queries.captured_queries if "security_apitoken" in q["sql"]]
+
+
+@pytest.mark.django_db
+def test_a_non_bearer_scheme_is_refused(api: Api) -> None:
+    token = make_token("t", "jobs:*=push")
+    response = api.client.get("/api/v1/queues", HTTP_AUTHORIZATION=f"Basic {token}")
+    assert response.status_code == 401
+
+
+@pytest.mark.django_db
+def test_bootstrap_tokens_act_on_every_queue_but_not_as_admin(api: Api, settings: object) -> None:
+    bootstrap = "b" * 40
+    settings.AUTH_TOKENS = [bootstrap]  # type: ignore[attr-defined]
+    job = push(api, bootstrap, queue="anything")
+    assert api.get(f"/jobs/{job['id']}", as_=bootstrap).status == 200
+    assert api.get("/queues/anything", as_=bootstrap).status == 403
+    assert api.get("/queues", as_="c" * 40).status == 401
+
+
+def _settings_import(env: dict[str, str], module: str) -> subprocess.CompletedProcess[str]:
+    code = f"import django, os; os.environ['DJANGO_SETTINGS_MODULE']='{module}'; django.setup()"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        check=False,
+    )
+
+
+def test_a_short_bootstrap_token_is_refused_at_start_up() -> None:
+    result = _settings_import({"AUTH_TOKENS": "short"}, "flashq_project.settings.test")
+    assert result.returncode != 0
+    assert "AUTH_TOKENS" in result.stderr
+    assert "short" not in result.stderr.replace("AUTH_TOKENS", "")
+
+
+def test_production_settings_refuse_to_start_without_real_secrets() -> None:
+    result = _settings_import({}, "flashq_project.settings.production")
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+    secrets = {"SECRET_KEY": "k" * 60, "TOKEN_PEPPER": "p" * 40}
+    assert _settings_import(secrets, "flashq_project.settings.production").returncode == 0
+
+
+def test_secrets_are_read_from_name_file(tmp_path: object) -> None:
+    from pathlib import Path
+
+    key_file = Path(str(tmp_path)) / "key"
+    key_file.write_text("k" * 60)
+    env = {"SECRET_KEY_FILE": str(key_file), "TOKEN_PEPPER": "p" * 40}
+    assert _settings_import(env, "flashq_project.settings.production").returncode == 0

@@ -1,6 +1,7 @@
 """Writes of the queue engine. Plain functions, keyword-only arguments; each runs in one
-transaction (joining the caller's, so the API can commit the change and its audit row
-together). Lease checks are conditional writes: a stale lease changes nothing."""
+transaction, joining the caller's without a savepoint (so the API commits the change and
+its audit row together, and an error rolls back both). Lease checks are conditional
+writes: a stale lease changes nothing."""
 
 from __future__ import annotations
 
@@ -90,15 +91,18 @@ def jobs_push(*, queue_name: str, specs: Sequence[JobSpec]) -> list[Pushed]:
     A spec whose ``key`` names an unfinished job of the queue returns that job instead
     (``created=False``); so does a repeat of a key earlier in the same batch."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         queue = _queue_for_push(queue_name)
-        try:
-            with transaction.atomic():
-                results = _push_once(queue, specs, now)
-        except IntegrityError:
-            # A concurrent push took one of our keys between lookup and insert; the
-            # second look finds it.
+        if not any(spec.key is not None for spec in specs):
             results = _push_once(queue, specs, now)
+        else:
+            try:
+                with transaction.atomic():
+                    results = _push_once(queue, specs, now)
+            except IntegrityError:
+                # A concurrent push took one of our keys between lookup and insert; the
+                # second look finds it.
+                results = _push_once(queue, specs, now)
         if any(pushed.created and pushed.job.run_at <= now for pushed in results):
             wakeup.notify_ready(queue_name)
     return results
@@ -140,7 +144,7 @@ def leases_requeue_expired(*, queue_id: int | None = None, limit: int = 500) -> 
     expired"), or to failed when that was the last attempt. No backoff: the lease
     itself was the wait. Called by every pull (for its queue) and by the sweeper."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         # job_lease_idx: active jobs by lease expiry.
         expired = Job.objects.filter(state=JobState.ACTIVE, lease_expires_at__lte=now)
         if queue_id is not None:
@@ -157,7 +161,7 @@ def leases_requeue_expired(*, queue_id: int | None = None, limit: int = 500) -> 
 def jobs_expire_ttl(*, limit: int = 5000) -> int:
     """Mark waiting jobs whose ttl ran out as expired (pull already skips them)."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         ids = list(
             Job.objects.filter(state=JobState.WAITING, expires_at__lte=now)
             .select_for_update(skip_locked=True)
@@ -174,7 +178,7 @@ def jobs_pull(*, queue: Queue, count: int, lease_seconds: int, owner: str) -> li
     if queue.paused:
         return []
     leases_requeue_expired(queue_id=queue.pk)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         return claim.claim(
             queue_id=queue.pk,
             count=count,
@@ -214,7 +218,7 @@ def jobs_ack(*, acks: Sequence[AckSpec]) -> None:
     error names each offending item."""
     now = timezone.now()
     ids = [ack.job_id for ack in acks]
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         leases = dict(
             Job.objects.select_for_update()
             .filter(id__in=ids, state=JobState.ACTIVE, lease_expires_at__gt=now)
@@ -254,7 +258,7 @@ def job_fail(
     """Record a failed attempt; retry after the job's backoff, or go to ``failed`` when
     attempts are used up or the worker says ``retry: false``."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         job = _leased_for_update(job_id, lease_id, now)
         delay = retry_delay_ms(job.backoff, job.attempts, rand=rand)
         _record_failure(job, error, now=now, retry=retry, delay_ms=delay)
@@ -267,7 +271,7 @@ def job_progress(
 ) -> Job:
     """Report progress; also a heartbeat that extends the lease by its length."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         job = _leased_for_update(job_id, lease_id, now)
         job.progress = progress
         job.progress_message = message
@@ -283,7 +287,7 @@ def _for_update(job_id: uuid.UUID) -> Job:
 
 def job_cancel(*, job_id: uuid.UUID) -> Job:
     """Cancel a waiting or active job (an active job's lease is void from then on)."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         job = _for_update(job_id)
         if job.state not in UNFINISHED:
             raise StateConflict(f"A {job.state} job cannot be cancelled.")
@@ -296,7 +300,7 @@ def job_cancel(*, job_id: uuid.UUID) -> Job:
 
 def job_update(*, job_id: uuid.UUID, data: dict[str, Any]) -> Job:
     """Replace the data of a job that has not started yet."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         job = _for_update(job_id)
         if job.state != JobState.WAITING or job.started_at is not None:
             raise StateConflict("Only a job that has not started yet can be updated.")
@@ -308,7 +312,7 @@ def job_update(*, job_id: uuid.UUID, data: dict[str, Any]) -> Job:
 def job_retry(*, job_id: uuid.UUID) -> Job:
     """Send a failed, cancelled or expired job back to waiting with fresh attempts."""
     retryable = (JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         job = _for_update(job_id)
         if job.state not in retryable:
             raise StateConflict(f"A {job.state} job cannot be retried.")

@@ -184,3 +184,26 @@ def test_batch_keys_return_existing_jobs(api: Api, full: str) -> None:
     assert body[1]["created"] is True
     assert body[2]["id"] == body[1]["id"] and body[2]["created"] is False
     assert Job.objects.count() == 2
+
+
+def test_a_key_taken_between_lookup_and_insert_returns_the_winner(
+    api: Api, full: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two pushes with one key race: the loser's insert hits the unique constraint, and
+    it answers with the winner's job instead of an error."""
+    from queues import services
+
+    winner = push(api, full, queue="q", key="k")
+    real = services._push_once
+    calls: list[int] = []
+
+    def lookup_missed_the_winner(queue: Any, specs: Any, now: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # as if our lookup ran before the winner committed
+            Job.objects.bulk_create([services._new_job(queue, specs[0], now)])
+        return real(queue, specs, now)
+
+    monkeypatch.setattr(services, "_push_once", lookup_missed_the_winner)
+    again = api.post("/queues/q/jobs", {"data": {}, "key": "k"}, as_=full)
+    assert (again.status, again.body["id"]) == (200, winner["id"])
+    assert len(calls) == 2 and Job.objects.count() == 1

@@ -14,4 +14,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not shared-cache memory: threads in long-poll tests then get real WAL
     # locking with busy_timeout, as in a local run.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".flashq-dev" / "test.sqlite3")}
+    _test_dir = BASE_DIR / ".flashq-dev"
+    _test_dir.mkdir(mode=0o700, exist_ok=True)
+    DATABASES["default"]["TEST"] = {"NAME": str(_test_dir / "test.sqlite3")}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 VERBS = (
     "push",
@@ -38,13 +37,26 @@ class InvalidRule(ValueError):
     pass
 
 
-@lru_cache(maxsize=4096)
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split(WILDCARD)))
-
-
 def pattern_matches(pattern: str, queue: str) -> bool:
-    return _pattern_regex(pattern).fullmatch(queue) is not None
+    """Glob match where ``*`` is any run of characters, by the two-pointer method: at
+    most len(pattern) * len(queue) steps, never a regex's exponential backtracking on a
+    pattern like ``*a*a*a*a*b``."""
+    p = q = 0
+    star = -1  # position in pattern after the last star seen
+    resume = 0  # position in queue that star is currently absorbing up to
+    while q < len(queue):
+        if p < len(pattern) and pattern[p] == WILDCARD:
+            star, resume = p + 1, q
+            p += 1
+        elif p < len(pattern) and pattern[p] == queue[q]:
+            p += 1
+            q += 1
+        elif star != -1:
+            resume += 1
+            p, q = star, resume
+        else:
+            return False
+    return all(char == WILDCARD for char in pattern[p:])
 
 
 def expand_verbs(verbs: Iterable[str], *, allow: bool) -> frozenset[str]:

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 
 from . import tokens
 from .access import WILDCARD, InvalidRule, Principal, Rule
-from .models import ApiToken
+from .models import ApiToken, QueuePermission
 
 logger = logging.getLogger(__name__)
 
@@ -46,33 +46,47 @@ def _bootstrap_principal(raw: str) -> Principal | None:
     return Principal(name=f"bootstrap-{matched + 1}", rules=(rule,))
 
 
+_TOKEN_COLUMNS = (
+    "pk",
+    "name",
+    "secret_hash",
+    "expires_at",
+    "revoked",
+    "last_used_at",
+    "permissions__pattern",
+    "permissions__verbs",
+    "permissions__effect",
+)
+
+
 def _token_principal(parts: tokens.TokenParts) -> Principal | None:
-    token = (
-        ApiToken.objects.filter(public_id=parts.public_id).prefetch_related("permissions").first()
-    )
+    """One query (token LEFT JOIN its permissions) on the hot path of every request."""
+    rows = list(ApiToken.objects.filter(public_id=parts.public_id).values_list(*_TOKEN_COLUMNS))
     digest = tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER)
-    stored = token.secret_hash if token is not None else _DUMMY_HASH
-    if not hmac.compare_digest(digest, stored) or token is None:
+    stored = rows[0][2] if rows else _DUMMY_HASH
+    if not hmac.compare_digest(digest, stored) or not rows:
         return None
+    token_id, name, _, expires_at, revoked, last_used_at = rows[0][:6]
     now = timezone.now()
-    if not token.is_usable(now):
+    if revoked or (expires_at is not None and expires_at <= now):
         return None
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
     try:
         rules = tuple(
             Rule.build(
-                permission.pattern,
-                permission.verb_list,
-                allow=permission.effect == permission.Effect.ALLOW,
+                pattern,
+                [verb.strip() for verb in verbs.split(",") if verb.strip()],
+                allow=effect == QueuePermission.Effect.ALLOW,
             )
-            for permission in token.permissions.all()
+            for *_, pattern, verbs, effect in rows
+            if pattern is not None
         )
     except InvalidRule:
         # A rule we cannot read might be a deny: fail closed rather than guess.
-        logger.warning("token %s has an unreadable permission rule; refusing it", token.pk)
+        logger.warning("token %s has an unreadable permission rule; refusing it", token_id)
         return None
-    return Principal(name=token.name, rules=rules, token_id=token.pk)
+    return Principal(name=name, rules=rules, token_id=token_id)
 
 
 def principal_for(raw: str) -> Principal | None:

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.db import models
 from django.utils import timezone
 
@@ -27,10 +25,6 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def is_usable(self, now: datetime) -> bool:
-        moment = now
-        return not self.revoked and (self.expires_at is None or self.expires_at > moment)
-
 
 class QueuePermission(models.Model):
     """One rule of a token: which verbs it may (or may not) use on queues matching a
@@ -52,7 +46,3 @@ class QueuePermission(models.Model):
 
     def __str__(self) -> str:
         return f"{self.effect} {self.pattern}={self.verbs}"
-
-    @property
-    def verb_list(self) -> list[str]:
-        return [verb.strip() for verb in self.verbs.split(",") if verb.strip()]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -80,3 +82,14 @@ def test_a_token_sees_a_queue_when_it_has_any_verb_there() -> None:
     who = principal(Rule.build("jobs:*", ["getJob"], allow=True))
     assert who.sees("jobs:a")
     assert not who.sees("other")
+
+
+@given(st.from_regex(r"[ab*]{0,12}", fullmatch=True), st.from_regex(r"[ab]{0,12}", fullmatch=True))
+def test_matching_agrees_with_fnmatch(pattern: str, queue: str) -> None:
+    assert pattern_matches(pattern, queue) is fnmatch.fnmatchcase(queue, pattern)
+
+
+def test_a_pathological_pattern_is_matched_in_linear_steps() -> None:
+    # A backtracking regex takes exponential time here; the two-pointer match does not.
+    pattern = "*a" * 60 + "*b"
+    assert not pattern_matches(pattern, "a" * 128)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from . import claim, wakeup
 from .backoff import retry_delay_ms
-from .errors import FieldError, LeaseConflict, StateConflict
+from .errors import FieldError, JobNotFound, LeaseConflict, StateConflict
 from .jobspec import JobSpec, subject_from
 from .models import UNFINISHED, Job, JobState, Queue
 
@@ -40,7 +40,10 @@ class AckSpec:
 
 
 def _queue_for_push(name: str) -> Queue:
-    queue, _ = Queue.objects.get_or_create(name=name)
+    # only(): the push path needs the id and subject_path, not the whole row.
+    queue = Queue.objects.only("id", "name", "subject_path").filter(name=name).first()
+    if queue is None:
+        queue, _ = Queue.objects.get_or_create(name=name)
     return queue
 
 
@@ -281,7 +284,11 @@ def job_progress(
 
 
 def _for_update(job_id: uuid.UUID) -> Job:
-    job: Job = Job.objects.select_for_update().select_related("queue").get(id=job_id)
+    job: Job | None = (
+        Job.objects.select_for_update().select_related("queue").filter(id=job_id).first()
+    )
+    if job is None:  # deleted since the caller looked it up
+        raise JobNotFound()
     return job
 
 
@@ -299,13 +306,19 @@ def job_cancel(*, job_id: uuid.UUID) -> Job:
 
 
 def job_update(*, job_id: uuid.UUID, data: dict[str, Any]) -> Job:
-    """Replace the data of a job that has not started yet."""
+    """Replace the data of a job that has not started yet (and the subject taken from
+    it)."""
     with transaction.atomic(savepoint=False):
         job = _for_update(job_id)
         if job.state != JobState.WAITING or job.started_at is not None:
             raise StateConflict("Only a job that has not started yet can be updated.")
+        path = job.queue.subject_path
+        if job.subject == subject_from(job.data, path):
+            # The subject came from the data (not given at push): follow the new data,
+            # so erasure finds the job under the subject it is now about.
+            job.subject = subject_from(data, path)
         job.data = data
-        job.save(update_fields=["data"])
+        job.save(update_fields=["data", "subject"])
     return job
 
 

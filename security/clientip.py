@@ -20,7 +20,7 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
 
 def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
     return any(ip in network for network in networks)
@@ -35,7 +35,8 @@ def client_ip(request: HttpRequest) -> str | None:
     for hop in reversed([hop for hop in hops if hop]):
         if not _is_trusted(hop, networks):
             try:
-                return str(ipaddress.ip_address(hop))
+                # Drop an IPv6 zone id (fe80::1%eth0): not an address, and unbounded.
+                return str(ipaddress.ip_address(hop.split("%", 1)[0]))
             except ValueError:
                 return peer
     return peer

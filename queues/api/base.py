@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from django.db import transaction
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -36,6 +37,8 @@ class AuditNote:
 class FlashqApiView(APIView):
     #: HTTP method -> audit action (the operation's name in DESIGN.md).
     actions: ClassVar[dict[str, str]] = {}
+    # No OPTIONS metadata: it would answer without an operation or an audit event.
+    metadata_class = None
     _audited = False
     _audit_queue = ""
 
@@ -48,7 +51,7 @@ class FlashqApiView(APIView):
     @property
     def action_name(self) -> str:
         method = (self.request.method or "").lower()
-        return self.actions.get(method, method)
+        return self.actions.get("get" if method == "head" else method, method)
 
     def actor(self) -> Actor:
         auth = getattr(self.request, "auth", None) if hasattr(self, "request") else None
@@ -85,15 +88,18 @@ class FlashqApiView(APIView):
             self.audit_ok(note)
         self.mark_audited()
 
-    def _audit_failure(self, status: int, data: Any) -> None:
+    def _audit_unrecorded(self, status: int, data: Any) -> None:
+        """Record the call in its own transaction unless its event is already in."""
         if self._audited:
             return
         details: dict[str, Any] = {}
-        if isinstance(data, dict):
+        if status >= 400 and isinstance(data, dict):
             details["code"] = data.get("code", "")
-            paths = [error["path"] for error in data.get("errors", [])]
+            # Paths may carry client-chosen key names: bounded, so a request cannot
+            # write megabytes into the append-only trail.
+            paths = [str(error["path"])[:200] for error in data.get("errors", [])]
             if paths:
-                details["paths"] = paths[:50]
+                details["paths"] = paths[:20]
         job_id = self.kwargs.get("job_id", "") if hasattr(self, "kwargs") else ""
         queue = self._audit_queue or (
             self.kwargs.get("queue", "") if hasattr(self, "kwargs") else ""
@@ -111,11 +117,17 @@ class FlashqApiView(APIView):
 
     def handle_exception(self, exc: Exception) -> Response:
         try:
-            response = super().handle_exception(exc)
+            return super().handle_exception(exc)
         except Exception:
-            self._audit_failure(500, {"code": "internal_error"})
+            self._audit_unrecorded(500, {"code": "internal_error"})
             raise
-        self._audit_failure(response.status_code, response.data)
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        """Every answer passes here: refusals and errors get their event now."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        self._audit_unrecorded(response.status_code, getattr(response, "data", None))
         return response
 
     # -- input and access ------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""JSON parsing with a size cap applied before the body is read into memory."""
+"""JSON parsing with a size cap applied before the body is read into memory, and a check
+that what was parsed can be stored (security.payloads)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from ..errors import PayloadTooLarge
+from security.payloads import json_problem
+
+from ..errors import FieldError, InvalidInput, PayloadTooLarge
 
 
 def _reject_constant(name: str) -> None:
@@ -34,7 +37,15 @@ class BoundedJSONParser(JSONParser):
         if len(body) > limit:
             raise too_large
         try:
-            return json.loads(body, parse_constant=_reject_constant)
+            value = json.loads(body, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
             # RecursionError: absurdly deep nesting; still just malformed input.
             raise ParseError("The request body is not valid JSON.") from exc
+        problem = json_problem(value)
+        if problem is not None:
+            path, message = problem
+            raise InvalidInput(
+                "The request body holds a value that cannot be stored.",
+                errors=[FieldError(path, message)],
+            )
+        return value

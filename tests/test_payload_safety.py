@@ -1,0 +1,123 @@
+"""Values Python's json accepts but no database should store are refused at the door
+with a 400 and a path, on every route, and change nothing."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from django.db import transaction
+
+from compliance.models import AuditEvent
+from queues import services
+from queues.errors import JobNotFound
+from queues.models import Job
+from security.payloads import json_problem
+
+from .support import Api, pull, push
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ('{"data": {}, "tags": ["\\ud800"], "priority": 5}', "/tags/0"),
+        ('{"data": {"name": "a\\u0000b"}}', "/data/name"),
+        ('{"data": {"n": 1e400}}', "/data/n"),
+        ('{"data": {"\\udfff": 1}}', "/data"),
+        ('{"data": {}, "key": "k\\u0000"}', "/key"),
+    ],
+)
+def test_unstorable_values_are_400_with_their_path(
+    api: Api, full: str, raw: str, path: str
+) -> None:
+    call = api.post("/queues/q/jobs", as_=full, raw=raw)
+    assert call.status == 400, call.body
+    assert call.body["errors"][0]["path"] == path
+    assert not Job.objects.exists()
+
+
+def test_nesting_is_capped(api: Api, full: str) -> None:
+    def nested(depth: int) -> str:
+        return '{"data": ' + '{"a": ' * depth + "1" + "}" * depth + "}"
+
+    assert api.post("/queues/q/jobs", as_=full, raw=nested(62)).status == 201
+    call = api.post("/queues/q/jobs", as_=full, raw=nested(64))
+    assert call.status == 400 and "nested" in call.body["errors"][0]["message"]
+
+
+def test_an_unstorable_ack_result_is_refused_and_the_lease_kept(api: Api, full: str) -> None:
+    push(api, full)
+    [job] = pull(api, full)
+    raw = json.dumps({"lease_id": job["lease_id"]})[:-1] + ', "result": {"x": "\\udfff"}}'
+    assert api.post(f"/jobs/{job['id']}/ack", as_=full, raw=raw).status == 400
+    assert Job.objects.get(id=job["id"]).state == "active"
+    assert api.get(f"/jobs/{job['id']}", as_=full).status == 200
+
+
+def test_json_problem_walks_iteratively() -> None:
+    deep: list[object] = []
+    cursor = deep
+    for _ in range(10_000):
+        cursor.append([])
+        cursor = cursor[0]  # type: ignore[assignment]
+    assert json_problem(deep) is not None  # no RecursionError
+    assert json_problem({"ok": [1, 2.5, "text", None, True]}) is None
+
+
+def test_client_chosen_key_names_cannot_bloat_the_audit_trail(api: Api) -> None:
+    from .support import make_token
+
+    nobody = make_token("nobody", "nothing=push")
+    item = {"k" * 100_000: 1, "id": str(uuid.uuid4()), "lease_id": str(uuid.uuid4())}
+    AuditEvent.objects.all().delete()
+    assert api.post("/jobs/ack", {"jobs": [item] * 30}, as_=nobody).status == 400
+    [event] = AuditEvent.objects.all()
+    assert len(json.dumps(event.details)) < 10_000
+
+
+def test_options_is_not_a_side_door(api: Api, full: str) -> None:
+    AuditEvent.objects.all().delete()
+    call = api.request("OPTIONS", "/queues/q/jobs", as_=full)
+    assert call.status == 405
+    assert AuditEvent.objects.get().status == 405
+
+
+def test_head_is_audited_as_the_read_it_is(api: Api, full: str) -> None:
+    job = push(api, full)
+    AuditEvent.objects.all().delete()
+    assert api.request("HEAD", f"/jobs/{job['id']}", as_=full).status == 200
+    assert AuditEvent.objects.get().action == "getJob"
+
+
+def test_a_job_deleted_mid_request_is_not_found_not_a_crash() -> None:
+    for operation in (services.job_cancel, services.job_retry):
+        with pytest.raises(JobNotFound), transaction.atomic():
+            operation(job_id=uuid.uuid4())
+    with pytest.raises(JobNotFound), transaction.atomic():
+        services.job_update(job_id=uuid.uuid4(), data={})
+
+
+def test_update_follows_the_subject_taken_from_data(api: Api, full: str) -> None:
+    derived = push(api, full, data={"userId": "alice"})
+    given = push(api, full, data={"userId": "alice"}, subject="case-7")
+    for job in (derived, given):
+        assert api.patch(f"/jobs/{job['id']}", {"data": {"userId": "bob"}}, as_=full).status == 200
+    assert Job.objects.get(id=derived["id"]).subject == "bob"
+    assert Job.objects.get(id=given["id"]).subject == "case-7"
+
+
+def test_an_ipv6_zone_id_from_a_trusted_proxy_is_dropped(
+    api: Api, full: str, settings: object
+) -> None:
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]  # type: ignore[attr-defined]
+    AuditEvent.objects.all().delete()
+    api.client.get(
+        "/api/v1/queues",
+        HTTP_AUTHORIZATION=f"Bearer {full}",
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR="fe80::1%" + "a" * 100,
+    )
+    assert AuditEvent.objects.get().client_ip == "fe80::1"

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from . import claim, wakeup
 from .backoff import retry_delay_ms
+from .bulkinsert import insert_jobs as bulk_insert_jobs
 from .errors import FieldError, JobNotFound, LeaseConflict, StateConflict
 from .jobspec import JobSpec, subject_from
 from .models import UNFINISHED, Job, JobState, Queue
@@ -84,7 +85,7 @@ def _push_once(queue: Queue, specs: Sequence[JobSpec], now: datetime) -> list[Pu
             by_key[spec.key] = job
         new_jobs.append(job)
         results.append(Pushed(job, created=True))
-    Job.objects.bulk_create(new_jobs)
+    bulk_insert_jobs(new_jobs)
     return results
 
 

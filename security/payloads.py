@@ -9,6 +9,7 @@ a 500, or a poisoned row, later."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 MAX_DEPTH = 64
@@ -24,14 +25,62 @@ def _string_problem(text: str) -> str | None:
     return None
 
 
-def json_problem(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] | None:
+# A lone surrogate or a NUL can only reach a parsed string through a \\u escape (raw bytes
+# that encode one are invalid UTF-8, and json refuses raw control characters), so a
+# body without such an escape needs no per-string check.
+_RISKY_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
+
+
+def may_hold_unstorable_strings(body: bytes) -> bool:
+    return _RISKY_ESCAPE.search(body) is not None
+
+
+def finite_float(text: str) -> float:
+    """``parse_float`` for json.loads: 1e400 is not a number we can store."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFiniteNumber(text[:20])
+    return value
+
+
+class NonFiniteNumber(ValueError):
+    pass
+
+
+def _is_clean(value: Any, max_depth: int, check_strings: bool) -> bool:
+    """The fast pass: no paths built, since nearly every body is clean."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth >= max_depth or (check_strings and any(map(_string_problem, item))):
+                return False
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            if depth >= max_depth:
+                return False
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            if check_strings and _string_problem(item):
+                return False
+        elif isinstance(item, float) and not math.isfinite(item):
+            return False
+    return True
+
+
+def json_problem(
+    value: Any, *, max_depth: int = MAX_DEPTH, check_strings: bool = True
+) -> tuple[str, str] | None:
     """The JSON Pointer and reason of the first unstorable part of ``value``, or None.
-    Iterative, so depth costs no recursion."""
+    Iterative, so depth costs no recursion. ``check_strings=False`` checks only depth
+    and numbers (for bodies ``may_hold_unstorable_strings`` has cleared)."""
+    if _is_clean(value, max_depth, check_strings):
+        return None
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
         item, path, depth = stack.pop()
         if isinstance(item, str):
-            problem = _string_problem(item)
+            problem = _string_problem(item) if check_strings else None
             if problem:
                 return path or "/", f"a string {problem}"
         elif isinstance(item, float):
@@ -42,7 +91,7 @@ def json_problem(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] |
                 return path or "/", f"is nested more than {max_depth} levels deep"
             if isinstance(item, dict):
                 for key, child in item.items():
-                    problem = _string_problem(key)
+                    problem = _string_problem(key) if check_strings else None
                     if problem:
                         return path or "/", f"a key {problem}"
                     stack.append((child, f"{path}/{_pointer_escape(key)}", depth + 1))

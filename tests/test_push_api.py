@@ -186,11 +186,12 @@ def test_batch_keys_return_existing_jobs(api: Api, full: str) -> None:
     assert Job.objects.count() == 2
 
 
+@pytest.mark.parametrize("batch", [1, 3])
 def test_a_key_taken_between_lookup_and_insert_returns_the_winner(
-    api: Api, full: str, monkeypatch: pytest.MonkeyPatch
+    api: Api, full: str, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
     """Two pushes with one key race: the loser's insert hits the unique constraint, and
-    it answers with the winner's job instead of an error."""
+    it answers with the winner's job instead of an error (single and batch paths)."""
     from queues import services
 
     winner = push(api, full, queue="q", key="k")
@@ -204,6 +205,17 @@ def test_a_key_taken_between_lookup_and_insert_returns_the_winner(
         return real(queue, specs, now)
 
     monkeypatch.setattr(services, "_push_once", lookup_missed_the_winner)
-    again = api.post("/queues/q/jobs", {"data": {}, "key": "k"}, as_=full)
-    assert (again.status, again.body["id"]) == (200, winner["id"])
-    assert len(calls) == 2 and Job.objects.count() == 1
+    jobs = [{"data": {}, "key": "k"}] + [{"data": {"n": n}} for n in range(batch - 1)]
+    again = api.post("/queues/q/jobs/batch", {"jobs": jobs}, as_=full)
+    assert again.status == 201
+    assert again.body["jobs"][0] == {**again.body["jobs"][0], "id": winner["id"], "created": False}
+    assert len(calls) == 2 and Job.objects.count() == batch
+
+
+def test_batch_data_round_trips_exactly(api: Api, full: str) -> None:
+    tricky = {"text": 'tab\t nl\n cr\r back\\slash "quote" é 😀 \\N', "n": [1.5, -0, None, True]}
+    jobs = [{"data": tricky, "tags": ["a\tb"], "key": "k\\N"}, {"data": {}}]
+    call = api.post("/queues/q/jobs/batch", {"jobs": jobs}, as_=full)
+    stored = Job.objects.get(id=call.body["jobs"][0]["id"])
+    assert (stored.data, stored.tags, stored.key) == (tricky, ["a\tb"], "k\\N")
+    assert stored.result is None and stored.errors == []

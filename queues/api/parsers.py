@@ -11,7 +11,12 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from security.payloads import json_problem
+from security.payloads import (
+    NonFiniteNumber,
+    finite_float,
+    json_problem,
+    may_hold_unstorable_strings,
+)
 
 from ..errors import FieldError, InvalidInput, PayloadTooLarge
 
@@ -37,11 +42,16 @@ class BoundedJSONParser(JSONParser):
         if len(body) > limit:
             raise too_large
         try:
-            value = json.loads(body, parse_constant=_reject_constant)
+            value = json.loads(body, parse_constant=_reject_constant, parse_float=finite_float)
+        except NonFiniteNumber as exc:
+            raise InvalidInput(
+                "The request body holds a value that cannot be stored.",
+                errors=[FieldError("/", "a number is too large")],
+            ) from exc
         except (ValueError, RecursionError) as exc:
             # RecursionError: absurdly deep nesting; still just malformed input.
             raise ParseError("The request body is not valid JSON.") from exc
-        problem = json_problem(value)
+        problem = json_problem(value, check_strings=may_hold_unstorable_strings(body))
         if problem is not None:
             path, message = problem
             raise InvalidInput(

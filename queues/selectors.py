@@ -48,8 +48,12 @@ def _state_filter(state: str, now: datetime) -> Q:
     return Q(state=state)
 
 
+def queue_find(*, name: str) -> Queue | None:
+    return Queue.objects.filter(name=name).first()
+
+
 def queue_get(*, name: str) -> Queue:
-    queue = Queue.objects.filter(name=name).first()
+    queue = queue_find(name=name)
     if queue is None:
         raise QueueNotFound()
     return queue

@@ -18,7 +18,6 @@ from rest_framework.response import Response
 
 from .. import selectors, services
 from ..errors import FieldError, InvalidInput
-from ..models import Queue
 from ..wakeup import Waiter
 from . import batch, serializers
 from .base import AuditNote, FlashqApiView
@@ -143,7 +142,8 @@ class QueuePullApi(FlashqApiView):
         with waiter as listening:
             while True:
                 with transaction.atomic():
-                    queue_obj = Queue.objects.filter(name=name).first()
+                    # Re-read each round: a pause must stop a long poll too.
+                    queue_obj = selectors.queue_find(name=name)
                     jobs = []
                     if queue_obj is not None:
                         jobs = services.jobs_pull(

@@ -43,6 +43,18 @@ def outcome_for_status(status: int) -> str:
     return AuditEvent.Outcome.ERROR
 
 
+def _storable(value: Any) -> Any:
+    """Details come partly from the request (field names in error paths): no NUL and no
+    lone surrogate may reach the jsonb column, or the audit write itself would fail."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    return value
+
+
 def audit_record(
     *,
     actor: Actor,
@@ -62,7 +74,7 @@ def audit_record(
         outcome=outcome_for_status(status),
         status=status,
         request_id=actor.request_id,
-        details=dict(details or {}),
+        details=_storable(dict(details or {})),
     )
     transaction.on_commit(lambda: logger.info(_json_line(event)))
     return event

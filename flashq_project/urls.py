@@ -25,4 +25,5 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
 ]
 
-handler404 = "flashq_project.notfound.not_found"
+handler404 = "flashq_project.errorpages.not_found"
+handler500 = "flashq_project.errorpages.server_error"

@@ -35,6 +35,12 @@ class PayloadTooLarge(FlashqError):
     title = "Payload too large"
 
 
+class LengthRequired(FlashqError):
+    status = 411
+    code = "length_required"
+    title = "Length required"
+
+
 class JobNotFound(FlashqError):
     status = 404
     code = "job_not_found"

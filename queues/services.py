@@ -336,7 +336,13 @@ def job_retry(*, job_id: uuid.UUID) -> Job:
         job.run_at = now
         job.finished_at = None
         job.expires_at = None
-        job.save(update_fields=["state", "attempts", "run_at", "finished_at", "expires_at"])
+        try:
+            with transaction.atomic():
+                job.save(update_fields=["state", "attempts", "run_at", "finished_at", "expires_at"])
+        except IntegrityError as exc:  # job_key_unfinished_uniq
+            raise StateConflict(
+                "An unfinished job of this queue has the same key; finish or cancel it first."
+            ) from exc
         wakeup.notify_ready(job.queue.name)
     return job
 

@@ -174,3 +174,12 @@ def test_an_unknown_api_route_is_a_problem_404(api: Api, full: str) -> None:
 
 def test_a_wrong_method_is_405(api: Api, full: str) -> None:
     assert api.request("DELETE", "/queues/jobs:q/jobs", as_=full).status == 405
+
+
+def test_retry_is_409_while_another_unfinished_job_holds_its_key(api: Api, full: str) -> None:
+    first = push(api, full, key="k")
+    api.post(f"/jobs/{first['id']}/cancel", as_=full)
+    push(api, full, key="k")  # the key is free again, and taken by a new job
+    call = api.post(f"/jobs/{first['id']}/retry", as_=full)
+    assert call.status == 409 and call.body["code"] == "state_conflict"
+    assert Job.objects.get(id=first["id"]).state == "cancelled"

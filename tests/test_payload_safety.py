@@ -127,3 +127,76 @@ def test_an_escaped_backslash_before_u0000_is_ordinary_text(api: Api, full: str)
     call = api.post("/queues/q/jobs", as_=full, raw='{"data": {"path": "C:\\\\u0000"}}')
     assert call.status == 201
     assert Job.objects.get().data == {"path": "C:\\u0000"}
+
+
+def test_raw_utf8_surrogate_bytes_are_refused(api: Api, full: str) -> None:
+    body = b'{"data": {}, "key": "\xed\xa0\x80"}'
+    response = api.client.post(
+        "/api/v1/queues/q/jobs",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {full}",
+    )
+    assert response.status_code == 400
+    assert not Job.objects.exists()
+
+
+def test_a_utf16_body_is_refused(api: Api, full: str) -> None:
+    body = '{"data": {"k": "a\\u0000b"}}'.encode("utf-16")
+    response = api.client.post(
+        "/api/v1/queues/q/jobs",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {full}",
+    )
+    assert response.status_code == 400
+    assert not Job.objects.exists()
+
+
+def test_a_nul_in_a_query_parameter_name_is_400_and_still_audited(api: Api, full: str) -> None:
+    push(api, full)
+    AuditEvent.objects.all().delete()
+    assert api.get("/queues/jobs:q/jobs?%00=1", as_=full).status == 400
+    [event] = AuditEvent.objects.all()
+    assert "\x00" not in json.dumps(event.details)
+
+
+def test_a_chunked_body_is_411_not_silently_empty(api: Api, full: str) -> None:
+    push(api, full)
+    response = api.client.post(
+        "/api/v1/queues/jobs:q/pull",
+        b"",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {full}",
+        HTTP_TRANSFER_ENCODING="chunked",
+        CONTENT_LENGTH="",
+    )
+    assert response.status_code == 411
+    assert Job.objects.get().state == "waiting"
+
+
+@pytest.mark.parametrize("wait", ["5", True, "nan"])
+def test_wait_must_be_a_number(api: Api, full: str, wait: object) -> None:
+    assert api.post("/queues/q/pull", {"wait": wait}, as_=full).status == 400
+
+
+def test_an_unexpected_failure_is_a_problem_500_and_audited(
+    api: Api, full: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(services, "job_push", broken)
+    AuditEvent.objects.all().delete()
+    client = api.client
+    client.raise_request_exception = False
+    response = client.post(
+        "/api/v1/queues/q/jobs",
+        json.dumps({"data": {}}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {full}",
+    )
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/problem+json"
+    assert "disk on fire" not in response.content.decode()
+    assert AuditEvent.objects.get().outcome == "error"

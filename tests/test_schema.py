@@ -48,11 +48,18 @@ def test_the_schema_describes_every_route_with_its_error_responses(schema: dict[
     for path, method in ROUTES:
         responses = schema["paths"][path][method]["responses"]
         assert {"400", "401", "403"} <= set(responses), (path, method)
-        problem = responses["401"]["content"]
-        assert "#/components/schemas/Problem" in str(problem)
+        assert set(responses["401"]["content"]) == {"application/problem+json"}
+        assert "#/components/schemas/Problem" in str(responses["401"]["content"])
+        assert schema["paths"][path][method]["security"] == [{"bearerAuth": []}]
     push = schema["paths"]["/api/v1/queues/{queue}/jobs"]["post"]
     assert {"200", "201", "413", "415"} <= set(push["responses"])
     assert "requestBody" in push
+    assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    components = schema["components"]["schemas"]
+    assert components["PushInRequest"]["properties"]["data"]["type"] == "object"
+    jobs = components["PushBatchInRequest"]["properties"]["jobs"]
+    assert (jobs["minItems"], jobs["maxItems"]) == (1, 1000)
+    assert schema["paths"]["/api/v1/jobs/{job_id}"]["patch"]["requestBody"]["required"] is True
 
 
 def test_the_docs_page_is_served_without_a_token(api: Api) -> None:

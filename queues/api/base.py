@@ -22,7 +22,7 @@ from security.access import Principal
 from security.clientip import client_ip
 
 from .. import selectors
-from ..errors import InvalidInput, JobNotFound
+from ..errors import InvalidInput, JobNotFound, LengthRequired
 from ..models import QUEUE_NAME_RE, QUEUE_NAME_RULE
 
 
@@ -131,6 +131,14 @@ class FlashqApiView(APIView):
         return response
 
     # -- input and access ------------------------------------------------------------
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # WSGI gives Django no body without a Content-Length, so a chunked request
+        # would run silently as if it had none (a pull with default parameters).
+        chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not request.META.get("CONTENT_LENGTH"):
+            raise LengthRequired("Send the body with a Content-Length, not chunked.")
 
     def queue_name(self) -> str:
         name = str(self.kwargs["queue"])

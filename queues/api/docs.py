@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 
 from .serializers import ProblemOut
@@ -13,14 +16,31 @@ _MEANING = {
     404: "Unknown job or queue (also for jobs in queues the token cannot see)",
     409: "Stale or foreign lease, or the job is in the wrong state",
     413: "Body larger than MAX_REQUEST_BYTES, or job data larger than MAX_JOB_BYTES",
+    411: "Chunked body: send a Content-Length",
     415: "Body is not application/json",
 }
 
 COMMON = (400, 401, 403)
 
 
-def problems(*statuses: int) -> dict[int, OpenApiResponse]:
+def problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
     return {
-        status: OpenApiResponse(ProblemOut, description=_MEANING[status])
+        (status, "application/problem+json"): OpenApiResponse(
+            ProblemOut, description=_MEANING[status]
+        )
         for status in sorted({*COMMON, *statuses})
     }
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """Describes security.authentication.BearerTokenAuthentication in the schema."""
+
+    target_class = "security.authentication.BearerTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An fq_ API token (manage.py create_token) or a bootstrap token.",
+        }

@@ -80,7 +80,7 @@ class _LeasedJobApi(FlashqApiView):
         return Response(job_detail(job, self.principal, timezone.now()))
 
 
-_leased_responses = {200: serializers.JobDetailOut, **problems(404, 409, 413, 415)}
+_leased_responses: dict[Any, Any] = {200: serializers.JobDetailOut, **problems(404, 409, 413, 415)}
 
 
 class JobAckApi(_LeasedJobApi):
@@ -161,7 +161,7 @@ class _JobStateApi(FlashqApiView):
         return Response(job_detail(job, self.principal, timezone.now()))
 
 
-_state_responses = {200: serializers.JobDetailOut, **problems(404, 409)}
+_state_responses: dict[Any, Any] = {200: serializers.JobDetailOut, **problems(404, 409)}
 
 
 class JobCancelApi(_JobStateApi):
@@ -204,7 +204,7 @@ class JobAckBatchApi(FlashqApiView):
     @extend_schema(
         operation_id="ackBatch",
         request=serializers.AckBatchIn,
-        responses={200: None, **problems(404, 409, 413, 415)},
+        responses={200: serializers.AckBatchOut, **problems(404, 409, 413, 415)},
         description="Complete up to 1000 jobs, all or nothing: if any lease is stale the "
         "answer is 409 naming each offending item, and no job is acked.",
     )

@@ -42,7 +42,10 @@ class BoundedJSONParser(JSONParser):
         if len(body) > limit:
             raise too_large
         try:
-            value = json.loads(body, parse_constant=_reject_constant, parse_float=finite_float)
+            # Decode strictly ourselves: json.loads(bytes) would accept UTF-16/32 and
+            # decode with "surrogatepass", letting encoded lone surrogates through.
+            text = body.decode("utf-8")
+            value = json.loads(text, parse_constant=_reject_constant, parse_float=finite_float)
         except NonFiniteNumber as exc:
             raise InvalidInput(
                 "The request body holds a value that cannot be stored.",

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import jobspec
@@ -40,6 +42,16 @@ class StrictIntegerField(serializers.IntegerField):
         return int(super().to_internal_value(data))
 
 
+class StrictFloatField(serializers.FloatField):
+    """JSON numbers only: no "5", no true."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if type(data) not in (int, float):
+            self.fail("invalid")
+        return float(super().to_internal_value(data))
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
 class JobDataField(serializers.JSONField):
     def to_internal_value(self, data: Any) -> Any:
         problem = jobspec.data_problem(data, max_bytes=settings.MAX_JOB_BYTES)
@@ -65,7 +77,7 @@ class BackoffDoc(serializers.Serializer):
 class PushIn(serializers.Serializer):
     """Documentation of a push body; validated by queues.jobspec.parse_job_spec."""
 
-    data = serializers.JSONField(  # type: ignore[assignment]
+    data = serializers.DictField(  # type: ignore[assignment]
         help_text="A JSON object, at most MAX_JOB_BYTES encoded."
     )
     priority = serializers.IntegerField(
@@ -80,33 +92,40 @@ class PushIn(serializers.Serializer):
     max_attempts = serializers.IntegerField(
         required=False, min_value=1, max_value=jobspec.MAX_ATTEMPTS, help_text="Default 3."
     )
-    backoff = BackoffDoc(required=False)
+    backoff = BackoffDoc(required=False, allow_null=True)
     ttl = serializers.IntegerField(
         required=False,
+        allow_null=True,
         min_value=1,
         max_value=jobspec.MAX_TTL_MS,
         help_text="ms; expires if not started by then",
     )
     key = serializers.CharField(
         required=False,
+        allow_null=True,
         max_length=jobspec.MAX_KEY_LENGTH,
         help_text="Idempotency key: a re-push while the job is unfinished returns it (200).",
     )
-    subject = serializers.CharField(required=False, max_length=255, help_text="GDPR data subject")
+    subject = serializers.CharField(
+        required=False, allow_null=True, max_length=255, help_text="GDPR data subject"
+    )
     tags = serializers.ListField(
         child=serializers.CharField(max_length=jobspec.MAX_TAG_LENGTH),
         required=False,
+        allow_null=True,
         max_length=jobspec.MAX_TAGS,
     )
 
 
 class PushBatchIn(serializers.Serializer):
-    jobs = PushIn(many=True, help_text="1 to 1000 jobs, pushed all or nothing")
+    jobs = serializers.ListField(
+        child=PushIn(), min_length=1, max_length=1000, help_text="1 to 1000 jobs, all or nothing"
+    )
 
 
 class PullIn(StrictSerializer):
     count = StrictIntegerField(min_value=1, max_value=1000, default=1)
-    wait = serializers.FloatField(
+    wait = StrictFloatField(
         min_value=0,
         max_value=settings.PULL_MAX_WAIT_SECONDS,
         default=0,
@@ -127,7 +146,16 @@ class AckItemDoc(serializers.Serializer):
 
 
 class AckBatchIn(serializers.Serializer):
-    jobs = AckItemDoc(many=True, help_text="1 to 1000 acks, all or nothing")
+    jobs = serializers.ListField(
+        child=AckItemDoc(),
+        min_length=1,
+        max_length=1000,
+        help_text="1 to 1000 acks, all or nothing",
+    )
+
+
+class AckBatchOut(serializers.Serializer):
+    acked = serializers.IntegerField(help_text="How many jobs were completed")
 
 
 class FailIn(StrictSerializer):

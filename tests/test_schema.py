@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -60,6 +61,11 @@ def test_the_schema_describes_every_route_with_its_error_responses(schema: dict[
     jobs = components["PushBatchInRequest"]["properties"]["jobs"]
     assert (jobs["minItems"], jobs["maxItems"]) == (1, 1000)
     assert schema["paths"]["/api/v1/jobs/{job_id}"]["patch"]["requestBody"]["required"] is True
+    assert components["PushInRequest"]["additionalProperties"] is False
+    assert components["PullInRequest"]["additionalProperties"] is False
+    [queue_param] = schema["paths"]["/api/v1/queues/{queue}/pull"]["post"]["parameters"]
+    assert re.fullmatch(queue_param["schema"]["pattern"], "jobs:email")
+    assert not re.fullmatch(queue_param["schema"]["pattern"], "-bad")
 
 
 def test_the_docs_page_is_served_without_a_token(api: Api) -> None:

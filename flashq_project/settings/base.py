@@ -141,6 +141,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # PATCH /jobs/{id} replaces data: its body is required, not a partial one.
     "COMPONENT_SPLIT_PATCH": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "queues.api.docs.strict_schema_hook",
+    ],
 }
 
 LOGGING = {

@@ -7,7 +7,10 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 
+from ..models import QUEUE_NAME_RE, QUEUE_NAME_RULE
 from .serializers import ProblemOut
+
+QUEUE_NAME_PATTERN = f"^{QUEUE_NAME_RE.pattern}$"
 
 _MEANING = {
     400: "Malformed or invalid input (field paths in `errors`)",
@@ -44,3 +47,24 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unty
             "scheme": "bearer",
             "description": "An fq_ API token (manage.py create_token) or a bootstrap token.",
         }
+
+
+def strict_schema_hook(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """Say in the schema what the API enforces: request bodies refuse unknown fields,
+    queue names follow their rule, job ids are UUIDs."""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") != "path":
+                    continue
+                if parameter["name"] == "queue":
+                    parameter["schema"] = {"type": "string", "pattern": QUEUE_NAME_PATTERN}
+                    parameter["description"] = QUEUE_NAME_RULE
+                elif parameter["name"] == "job_id":
+                    parameter["schema"] = {"type": "string", "format": "uuid"}
+    return result

@@ -158,5 +158,8 @@ LOGGING = {
     "loggers": {
         "flashq.audit": {"handlers": ["audit"], "level": "INFO", "propagate": False},
         "django": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", "WARNING")},
+        # Every refused call is already one line on flashq.audit; Django's own WARNING
+        # per 4xx would double a flood of bad tokens. 5xx (ERROR) still logs here.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

@@ -422,34 +422,36 @@ def http_call(
     return raw, seconds
 
 
-def http_single_push(server: Server, cfg: Config, queue: str, requests: int) -> Figure:
-    path = f"/api/v1/queues/{queue}/jobs"
+def http_push(
+    server: Server, cfg: Config, path: str, requests: int, per_request: int, threads: int
+) -> Figure:
+    """POST ``requests`` pushes of ``per_request`` jobs each (1: the single-push route,
+    with a plain job body; more: the batch route's ``{"jobs": [...]}``)."""
     counter = itertools.count()
+
+    def body(n: int) -> Any:
+        if per_request == 1:
+            return job_body(n)
+        return {"jobs": [job_body(n * per_request + i) for i in range(per_request)]}
 
     def work(tally: Tally) -> None:
         with server.client() as client:
             tally.start()
             while tally.open() and (n := next(counter)) < requests:
-                raw, seconds = http_call(tally, client, path, job_body(n), 201)
-                tally.add(done=int(raw is not None), seconds=seconds)
+                raw, seconds = http_call(tally, client, path, body(n), 201)
+                tally.add(done=per_request if raw is not None else 0, seconds=seconds)
 
-    return measure("req/s", cfg.single_threads, cfg.time_limit, work)
+    return measure("req/s" if per_request == 1 else "jobs/s", threads, cfg.time_limit, work)
+
+
+def http_single_push(server: Server, cfg: Config, queue: str, requests: int) -> Figure:
+    path = f"/api/v1/queues/{queue}/jobs"
+    return http_push(server, cfg, path, requests, 1, cfg.single_threads)
 
 
 def http_push_batches(server: Server, cfg: Config, queue: str, batches: int) -> Figure:
     path = f"/api/v1/queues/{queue}/jobs/batch"
-    counter = itertools.count()
-
-    def work(tally: Tally) -> None:
-        with server.client() as client:
-            tally.start()
-            while tally.open() and (b := next(counter)) < batches:
-                first = b * cfg.batch_size
-                body = {"jobs": [job_body(first + i) for i in range(cfg.batch_size)]}
-                raw, seconds = http_call(tally, client, path, body, 201)
-                tally.add(done=cfg.batch_size if raw is not None else 0, seconds=seconds)
-
-    return measure("jobs/s", cfg.batch_threads, cfg.time_limit, work)
+    return http_push(server, cfg, path, batches, cfg.batch_size, cfg.batch_threads)
 
 
 def http_pull_ack(server: Server, cfg: Config) -> Figure:

@@ -27,15 +27,27 @@ def _lease(api: Api, job: dict[str, Any]) -> str:
     )
 
 
+# Who may push into jobs:q: the producer and the admin.
+PUSHERS = {"producer": 201, "worker": 403, "admin": 201, "stranger": 403, "none": 401}
+
+# A producer verb on the job: the stranger cannot see jobs:q at all, so 404.
+PRODUCER_JOB_VERB = {"producer": 200, "worker": 403, "admin": 200, "stranger": 404, "none": 401}
+
+# A worker verb on the job (with a lease): the producer sees the queue but lacks the verb.
+WORKER_JOB_VERB = {"producer": 403, "worker": 200, "admin": 200, "stranger": 404, "none": 401}
+
+# Only the admin persona (getJobs, stats, pause, resume).
+ADMIN_ONLY = {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "none": 401}
+
 # route -> (call, expectations per persona). The job lives in queue jobs:q.
 ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[str, Any]]] = {
     "push": (
         lambda api, job, t: api.post("/queues/jobs:q/jobs", {"data": {}}, as_=t),
-        {"producer": 201, "worker": 403, "admin": 201, "stranger": 403, "none": 401},
+        PUSHERS,
     ),
     "push batch": (
         lambda api, job, t: api.post("/queues/jobs:q/jobs/batch", {"jobs": [{"data": {}}]}, as_=t),
-        {"producer": 201, "worker": 403, "admin": 201, "stranger": 403, "none": 401},
+        PUSHERS,
     ),
     "pull": (
         lambda api, job, t: api.post("/queues/jobs:q/pull", {}, as_=t),
@@ -43,15 +55,15 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
     ),
     "getJob": (
         lambda api, job, t: api.get(f"/jobs/{job['id']}", as_=t),
-        {"producer": 200, "worker": 403, "admin": 200, "stranger": 404, "none": 401},
+        PRODUCER_JOB_VERB,
     ),
     "getJobs": (
         lambda api, job, t: api.get("/queues/jobs:q/jobs", as_=t),
-        {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "none": 401},
+        ADMIN_ONLY,
     ),
     "cancel": (
         lambda api, job, t: api.post(f"/jobs/{job['id']}/cancel", as_=t),
-        {"producer": 200, "worker": 403, "admin": 200, "stranger": 404, "none": 401},
+        PRODUCER_JOB_VERB,
     ),
     "update": (
         lambda api, job, t: api.patch(f"/jobs/{job['id']}", {"data": {}}, as_=t),
@@ -65,25 +77,25 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
         lambda api, job, t: api.post(
             f"/jobs/{job['id']}/ack", {"lease_id": _lease(api, job)}, as_=t
         ),
-        {"producer": 403, "worker": 200, "admin": 200, "stranger": 404, "none": 401},
+        WORKER_JOB_VERB,
     ),
     "ack batch": (
         lambda api, job, t: api.post(
             "/jobs/ack", {"jobs": [{"id": job["id"], "lease_id": _lease(api, job)}]}, as_=t
         ),
-        {"producer": 403, "worker": 200, "admin": 200, "stranger": 404, "none": 401},
+        WORKER_JOB_VERB,
     ),
     "fail": (
         lambda api, job, t: api.post(
             f"/jobs/{job['id']}/fail", {"lease_id": _lease(api, job)}, as_=t
         ),
-        {"producer": 403, "worker": 200, "admin": 200, "stranger": 404, "none": 401},
+        WORKER_JOB_VERB,
     ),
     "progress": (
         lambda api, job, t: api.post(
             f"/jobs/{job['id']}/progress", {"lease_id": _lease(api, job), "progress": 5}, as_=t
         ),
-        {"producer": 403, "worker": 200, "admin": 200, "stranger": 404, "none": 401},
+        WORKER_JOB_VERB,
     ),
     "listQueues": (
         lambda api, job, t: api.get("/queues", as_=t),
@@ -91,15 +103,15 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
     ),
     "stats": (
         lambda api, job, t: api.get("/queues/jobs:q", as_=t),
-        {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "none": 401},
+        ADMIN_ONLY,
     ),
     "pause": (
         lambda api, job, t: api.post("/queues/jobs:q/pause", as_=t),
-        {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "none": 401},
+        ADMIN_ONLY,
     ),
     "resume": (
         lambda api, job, t: api.post("/queues/jobs:q/resume", as_=t),
-        {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "none": 401},
+        ADMIN_ONLY,
     ),
 }
 

@@ -1,8 +1,11 @@
 """The audit record. Floor 1: knows nothing of jobs; takes plain values.
 
-``audit_record`` writes one ``AuditEvent`` in the caller's transaction (so an allowed
-change and its record commit together) and, once that transaction commits, logs the same
-event as one JSON line on the ``flashq.audit`` logger."""
+Services call ``audit_record`` inside their own atomic block, so a change and its event
+commit together or not at all (Zulip's ``do_*`` + ``RealmAuditLog`` pattern). Once the
+transaction commits, the same event is logged as one JSON line on ``flashq.audit``.
+``audit_refusal`` records a call that changed nothing (a denial or an error) in a
+transaction of its own; if even that cannot be stored (the database is down) the event
+still reaches the log, marked as not persisted."""
 
 from __future__ import annotations
 
@@ -10,23 +13,76 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 from .models import AuditEvent
 
 logger = logging.getLogger("flashq.audit")
 
 
+class Action(StrEnum):
+    """What an event records. API operations use their verb's name."""
+
+    PUSH = "push"
+    PULL = "pull"
+    ACK = "ack"
+    FAIL = "fail"
+    PROGRESS = "progress"
+    GET_JOB = "getJob"
+    GET_JOBS = "getJobs"
+    CANCEL = "cancel"
+    UPDATE = "update"
+    RETRY = "retry"
+    LIST_QUEUES = "listQueues"
+    STATS = "stats"
+    PAUSE = "pause"
+    RESUME = "resume"
+    LEASE_RECOVER = "lease.recover"
+    TTL_EXPIRE = "ttl.expire"
+    QUEUE_CREATE = "queue.create"
+    QUEUE_UPDATE = "queue.update"
+    TOKEN_CREATE = "token.create"  # noqa: S105 (an action, not a secret)
+    TOKEN_UPDATE = "token.update"  # noqa: S105 (an action, not a secret)
+    TOKEN_REVOKE = "token.revoke"  # noqa: S105 (an action, not a secret)
+    TOKEN_DELETE = "token.delete"  # noqa: S105 (an action, not a secret)
+
+
+class ActorKind(StrEnum):
+    TOKEN = "token"  # noqa: S105 (a kind of actor)
+    USER = "user"
+    COMMAND = "command"
+    SYSTEM = "system"
+    ANONYMOUS = "anonymous"
+
+
 @dataclass(frozen=True)
 class Actor:
-    """Who acted, from where, in which request."""
+    """Who acted (an API token, a staff user, a management command or the system
+    itself), from where, in which request."""
 
-    name: str
+    kind: ActorKind
+    name: str = ""
     token_id: int | None = None
+    user_id: int | None = None
     client_ip: str | None = None
     request_id: str = ""
+
+    @property
+    def label(self) -> str:
+        """``token:billing-worker``, ``user:alice``, ``command:create_token``, ..."""
+        return f"{self.kind}:{self.name}" if self.name else str(self.kind)
+
+    @classmethod
+    def command(cls, name: str) -> Actor:
+        return cls(ActorKind.COMMAND, name)
+
+    @classmethod
+    def system(cls, task: str, *, request_id: str = "") -> Actor:
+        return cls(ActorKind.SYSTEM, task, request_id=request_id)
 
 
 def outcome_for_status(status: int) -> str:
@@ -44,8 +100,8 @@ def outcome_for_status(status: int) -> str:
 
 
 def _storable(value: Any) -> Any:
-    """Details come partly from the request (field names in error paths): no NUL and no
-    lone surrogate may reach the jsonb column, or the audit write itself would fail."""
+    """No NUL and no lone surrogate may reach the jsonb column, or the audit write itself
+    would fail; details are built from API-defined values, this is the last guard."""
     if isinstance(value, str):
         return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
     if isinstance(value, dict):
@@ -55,32 +111,76 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def audit_record(
+def _event(
     *,
     actor: Actor,
-    action: str,
+    action: Action,
     status: int,
-    queue: str = "",
-    job_ids: Iterable[object] = (),
-    details: Mapping[str, Any] | None = None,
+    queue: str,
+    job_ids: Iterable[object],
+    details: Mapping[str, Any] | None,
 ) -> AuditEvent:
-    event = AuditEvent.objects.create(
+    return AuditEvent(
+        created_at=timezone.now(),
         action=action,
         queue=queue,
         job_ids=[str(job_id) for job_id in job_ids],
         token_id=actor.token_id,
-        actor=actor.name,
+        user_id=actor.user_id,
+        actor=actor.label[:150],
         client_ip=actor.client_ip,
         outcome=outcome_for_status(status),
         status=status,
         request_id=actor.request_id,
         details=_storable(dict(details or {})),
     )
-    transaction.on_commit(lambda: logger.info(_json_line(event)))
+
+
+def audit_record(
+    *,
+    actor: Actor,
+    action: Action,
+    status: int = 200,
+    queue: str = "",
+    job_ids: Iterable[object] = (),
+    details: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Record an event in the caller's transaction (services call this inside their
+    atomic block); it is logged once that transaction commits."""
+    event = _event(
+        actor=actor, action=action, status=status, queue=queue, job_ids=job_ids, details=details
+    )
+    event.save(force_insert=True)
+    transaction.on_commit(lambda: logger.info(_json_line(event, persisted=True)))
     return event
 
 
-def _json_line(event: AuditEvent) -> str:
+def audit_refusal(
+    *,
+    actor: Actor,
+    action: Action,
+    status: int,
+    queue: str = "",
+    job_ids: Iterable[object] = (),
+    details: Mapping[str, Any] | None = None,
+) -> AuditEvent | None:
+    """Record a call that changed nothing, in its own transaction. When the database
+    cannot take it, the event is logged anyway (``persisted: false``) and None is
+    returned: a refusal must never turn into a second failure."""
+    event = _event(
+        actor=actor, action=action, status=status, queue=queue, job_ids=job_ids, details=details
+    )
+    try:
+        with transaction.atomic():
+            event.save(force_insert=True)
+    except DatabaseError:
+        logger.error(_json_line(event, persisted=False))
+        return None
+    logger.info(_json_line(event, persisted=True))
+    return event
+
+
+def _json_line(event: AuditEvent, *, persisted: bool) -> str:
     return json.dumps(
         {
             "time": event.created_at.isoformat(),
@@ -89,12 +189,14 @@ def _json_line(event: AuditEvent) -> str:
             "queue": event.queue,
             "job_ids": event.job_ids,
             "token_id": event.token_id,
+            "user_id": event.user_id,
             "actor": event.actor,
             "client_ip": event.client_ip,
             "outcome": event.outcome,
             "status": event.status,
             "request_id": event.request_id,
             "details": event.details,
+            "persisted": persisted,
         },
         separators=(",", ":"),
     )

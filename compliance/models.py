@@ -5,7 +5,7 @@ from django.utils import timezone
 
 
 class AuditEvent(models.Model):
-    """One row per API call (allowed or not), admin action or command run.
+    """One row per API call (allowed or not), admin action, command or system change.
 
     Holds who, what, where and how it ended; never payload data or secrets."""
 
@@ -21,8 +21,12 @@ class AuditEvent(models.Model):
     action = models.CharField(max_length=64)
     queue = models.CharField(max_length=128, blank=True, default="")
     job_ids = models.JSONField(default=list, blank=True)
+    # Ids, not foreign keys: the trail outlives the tokens and users it names.
     token_id = models.BigIntegerField(null=True, blank=True)
-    actor = models.CharField(max_length=150, blank=True, default="")
+    user_id = models.BigIntegerField(null=True, blank=True)
+    actor = models.CharField(
+        max_length=150, blank=True, default="", help_text="kind:name, e.g. token:billing-worker"
+    )
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     status = models.PositiveSmallIntegerField(null=True, blank=True)

@@ -7,16 +7,12 @@ import json
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
+from .problems import CONTENT_TYPE, problem_body
+
 
 def _problem(status: int, code: str, title: str, detail: str) -> HttpResponse:
-    body = {
-        "type": f"urn:flashq:problem:{code}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
-    return HttpResponse(json.dumps(body), status=status, content_type="application/problem+json")
+    body = problem_body(status=status, code=code, title=title, detail=detail)
+    return HttpResponse(json.dumps(body), status=status, content_type=CONTENT_TYPE)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -1,20 +1,66 @@
+"""Queues and jobs in the admin. Queue changes go through queues.services and are
+audited with the staff user as actor; pausing and resuming are actions, never a field.
+Jobs are read-only here for now."""
+
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+
+from compliance.staff import ServiceModelAdmin, staff_actor
+
+from . import services
 from .models import Job, Queue
 
 
 @admin.register(Queue)
-class QueueAdmin(admin.ModelAdmin):
+class QueueAdmin(ServiceModelAdmin):
     list_display = ["name", "paused", "subject_path", "created_at"]
     list_filter = ["paused"]
     search_fields = ["name"]
+    fields = ["name", "subject_path", "paused", "created_at"]
+    actions = ["pause_queues", "resume_queues"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # A queue's name is what permissions match: fixed once it exists.
+        return ["paused", "created_at", *(["name"] if obj is not None else [])]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Queue, form: ModelForm, change: bool) -> None:
+        actor = staff_actor(request)
+        subject_path = form.cleaned_data["subject_path"]
+        if change:
+            services.queue_update(name=obj.name, subject_path=subject_path, actor=actor)
+        else:
+            created = services.queue_create(name=obj.name, subject_path=subject_path, actor=actor)
+            obj.pk = created.pk
+
+    def _set_paused(self, request: HttpRequest, queryset: QuerySet[Queue], paused: bool) -> None:
+        actor = staff_actor(request)
+        names = list(queryset.order_by("name").values_list("name", flat=True))
+        for name in names:
+            services.queue_set_paused(name=name, paused=paused, actor=actor)
+        verb = "Paused" if paused else "Resumed"
+        self.message_user(request, f"{verb} {len(names)} queue(s).", messages.SUCCESS)
+
+    @admin.action(permissions=["change"], description="Pause the selected queues")
+    def pause_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        self._set_paused(request, queryset, True)
+
+    @admin.action(permissions=["change"], description="Resume the selected queues")
+    def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        self._set_paused(request, queryset, False)
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    """Read-only for now: job changes go through the API's services, which audit them."""
+    """Read-only for now: job changes go through the services, which audit them."""
 
     list_display = ["id", "queue", "state", "priority", "attempts", "created_at"]
     list_filter = ["state"]
@@ -22,11 +68,11 @@ class JobAdmin(admin.ModelAdmin):
     show_full_result_count = False
     search_fields = ["=id", "=key"]
 
-    def has_add_permission(self, request: object) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: object, obj: object = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: object, obj: object = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

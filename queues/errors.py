@@ -1,44 +1,9 @@
-"""Domain errors, raised by services and selectors and turned into problem+json by
-queues.api.problems. Each has a stable ``code`` and an HTTP status."""
+"""Errors of the queue engine, raised by services and selectors. The base class and the
+general ones (invalid input, too large, unavailable) live in flashq_project.problems."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class FieldError:
-    path: str  # JSON Pointer into the request body, e.g. /jobs/3/priority
-    message: str
-
-
-class FlashqError(Exception):
-    status = 400
-    code = "bad_request"
-    title = "Bad request"
-
-    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.errors = errors or []
-
-
-class InvalidInput(FlashqError):
-    status = 400
-    code = "invalid_input"
-    title = "Invalid input"
-
-
-class PayloadTooLarge(FlashqError):
-    status = 413
-    code = "payload_too_large"
-    title = "Payload too large"
-
-
-class LengthRequired(FlashqError):
-    status = 411
-    code = "length_required"
-    title = "Length required"
+from flashq_project.problems import FlashqError
 
 
 class JobNotFound(FlashqError):

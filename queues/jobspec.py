@@ -8,23 +8,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import FieldError
-
-MAX_PRIORITY = 1_000_000
-MAX_DELAY_MS = 365 * 24 * 3600 * 1000
-MAX_TTL_MS = MAX_DELAY_MS
-MAX_ATTEMPTS = 1000
-MAX_BACKOFF_DELAY_MS = 24 * 3600 * 1000
-MAX_BACKOFF_CAP_MS = 7 * 24 * 3600 * 1000
-DEFAULT_BACKOFF: dict[str, Any] = {
-    "type": "exponential",
-    "delay": 1000,
-    "max": 3_600_000,
-    "jitter": 0.2,
-}
-MAX_TAGS = 20
-MAX_TAG_LENGTH = 64
-MAX_KEY_LENGTH = 255
+from flashq_project import limits
+from flashq_project.limits import DEFAULT_BACKOFF
+from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge
 
 FIELDS = frozenset(
     {"data", "priority", "delay", "max_attempts", "backoff", "ttl", "key", "subject", "tags"}
@@ -37,7 +23,7 @@ class JobSpec:
     data: dict[str, Any]
     priority: int = 0
     delay_ms: int = 0
-    max_attempts: int = 3
+    max_attempts: int = limits.DEFAULT_MAX_ATTEMPTS
     backoff: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_BACKOFF))
     ttl_ms: int | None = None
     key: str | None = None
@@ -45,9 +31,27 @@ class JobSpec:
     tags: tuple[str, ...] = ()
 
 
+class Problems:
+    """What is wrong with a request body, as field errors; sizes over a cap apart, since
+    they make the answer a 413 instead of a 400."""
+
+    def __init__(self) -> None:
+        self.invalid: list[FieldError] = []
+        self.too_large: list[FieldError] = []
+
+    def raise_any(self) -> None:
+        if self.too_large:
+            raise PayloadTooLarge(
+                "A value is larger than its limit.", errors=self.too_large + self.invalid
+            )
+        if self.invalid:
+            raise InvalidInput("The request has invalid fields.", errors=self.invalid)
+
+
 class _Collector:
-    def __init__(self, errors: list[FieldError], prefix: str) -> None:
-        self.errors = errors
+    def __init__(self, problems: Problems, prefix: str) -> None:
+        self.problems = problems
+        self.errors = problems.invalid
         self.prefix = prefix
 
     def add(self, name: str, message: str) -> None:
@@ -73,14 +77,19 @@ class _Collector:
         return value
 
 
-def data_problem(data: object, *, max_bytes: int) -> str | None:
-    """Why ``data`` cannot be a job's data, or None when it can."""
+def encoded_size(value: object) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON: what a cap in bytes measures."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def check_data(data: object, *, path: str, problems: Problems, max_bytes: int) -> None:
+    """A job's data must be a JSON object of at most ``max_bytes`` encoded."""
     if not isinstance(data, dict):
-        return "must be a JSON object"
-    size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > max_bytes:
-        return f"is {size} bytes encoded; the limit is {max_bytes}"
-    return None
+        problems.invalid.append(FieldError(path, "must be a JSON object"))
+    elif (size := encoded_size(data)) > max_bytes:
+        problems.too_large.append(
+            FieldError(path, f"is {size} bytes encoded; the limit is {max_bytes}")
+        )
 
 
 def _backoff(raw: object, collector: _Collector) -> dict[str, Any]:
@@ -89,7 +98,7 @@ def _backoff(raw: object, collector: _Collector) -> dict[str, Any]:
     if not isinstance(raw, dict):
         collector.add("backoff", "must be an object with type and delay")
         return dict(DEFAULT_BACKOFF)
-    sub = _Collector(collector.errors, f"{collector.prefix}/backoff")
+    sub = _Collector(collector.problems, f"{collector.prefix}/backoff")
     for name in sorted(set(raw) - BACKOFF_FIELDS):
         sub.add(name, "is not a known field")
     kind = raw.get("type", DEFAULT_BACKOFF["type"])
@@ -100,8 +109,10 @@ def _backoff(raw: object, collector: _Collector) -> dict[str, Any]:
         sub.add("jitter", "must be a number between 0 and 1")
     return {
         "type": kind,
-        "delay": sub.integer(raw, "delay", DEFAULT_BACKOFF["delay"], 0, MAX_BACKOFF_DELAY_MS),
-        "max": sub.integer(raw, "max", DEFAULT_BACKOFF["max"], 0, MAX_BACKOFF_CAP_MS),
+        "delay": sub.integer(
+            raw, "delay", DEFAULT_BACKOFF["delay"], 0, limits.MAX_BACKOFF_DELAY_MS
+        ),
+        "max": sub.integer(raw, "max", DEFAULT_BACKOFF["max"], 0, limits.MAX_BACKOFF_CAP_MS),
         "jitter": jitter,
     }
 
@@ -109,45 +120,45 @@ def _backoff(raw: object, collector: _Collector) -> dict[str, Any]:
 def _tags(raw: object, collector: _Collector) -> tuple[str, ...]:
     if raw is None:
         return ()
-    if not isinstance(raw, list) or len(raw) > MAX_TAGS:
-        collector.add("tags", f"must be a list of at most {MAX_TAGS} strings")
+    if not isinstance(raw, list) or len(raw) > limits.MAX_TAGS:
+        collector.add("tags", f"must be a list of at most {limits.MAX_TAGS} strings")
         return ()
     for index, tag in enumerate(raw):
-        if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH:
-            collector.add(f"tags/{index}", f"must be a string of 1 to {MAX_TAG_LENGTH} characters")
+        if not isinstance(tag, str) or not 1 <= len(tag) <= limits.MAX_TAG_LENGTH:
+            collector.add(
+                f"tags/{index}", f"must be a string of 1 to {limits.MAX_TAG_LENGTH} characters"
+            )
     return tuple(raw)
 
 
-def parse_job_spec(
-    raw: object, *, path: str, errors: list[FieldError], max_bytes: int
-) -> JobSpec | None:
-    """A JobSpec from one push body, or None after appending what is wrong to errors."""
+def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int) -> JobSpec | None:
+    """A JobSpec from one push body, or None after adding what is wrong to problems."""
     if not isinstance(raw, dict):
-        errors.append(FieldError(path or "/", "must be a JSON object"))
+        problems.invalid.append(FieldError(path or "/", "must be a JSON object"))
         return None
-    before = len(errors)
-    collector = _Collector(errors, path)
+    before = len(problems.invalid) + len(problems.too_large)
+    collector = _Collector(problems, path)
     for name in sorted(set(raw) - FIELDS):
         collector.add(name, "is not a known field")
     if "data" not in raw:
         collector.add("data", "is required")
     else:
-        problem = data_problem(raw["data"], max_bytes=max_bytes)
-        if problem:
-            collector.add("data", problem)
+        check_data(raw["data"], path=f"{path}/data", problems=problems, max_bytes=max_bytes)
     ttl = raw.get("ttl")
     spec = JobSpec(
         data=raw.get("data", {}),
-        priority=collector.integer(raw, "priority", 0, -MAX_PRIORITY, MAX_PRIORITY),
-        delay_ms=collector.integer(raw, "delay", 0, 0, MAX_DELAY_MS),
-        max_attempts=collector.integer(raw, "max_attempts", 3, 1, MAX_ATTEMPTS),
+        priority=collector.integer(raw, "priority", 0, -limits.MAX_PRIORITY, limits.MAX_PRIORITY),
+        delay_ms=collector.integer(raw, "delay", 0, 0, limits.MAX_DELAY_MS),
+        max_attempts=collector.integer(
+            raw, "max_attempts", limits.DEFAULT_MAX_ATTEMPTS, 1, limits.MAX_ATTEMPTS
+        ),
         backoff=_backoff(raw.get("backoff"), collector),
-        ttl_ms=None if ttl is None else collector.integer(raw, "ttl", 0, 1, MAX_TTL_MS),
-        key=collector.text(raw, "key", MAX_KEY_LENGTH),
-        subject=collector.text(raw, "subject", 255),
+        ttl_ms=None if ttl is None else collector.integer(raw, "ttl", 0, 1, limits.MAX_TTL_MS),
+        key=collector.text(raw, "key", limits.MAX_KEY_LENGTH),
+        subject=collector.text(raw, "subject", limits.MAX_SUBJECT_LENGTH),
         tags=_tags(raw.get("tags"), collector),
     )
-    return spec if len(errors) == before else None
+    return spec if len(problems.invalid) + len(problems.too_large) == before else None
 
 
 def subject_from(data: dict[str, Any], path: str) -> str | None:
@@ -160,4 +171,4 @@ def subject_from(data: dict[str, Any], path: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
     text = str(value)
-    return text[:255] if text else None
+    return text[: limits.MAX_SUBJECT_LENGTH] if text else None

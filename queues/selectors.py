@@ -10,7 +10,9 @@ from typing import Any
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from .errors import InvalidInput, JobNotFound, QueueNotFound
+from flashq_project.problems import InvalidInput
+
+from .errors import JobNotFound, QueueNotFound
 from .models import Job, JobState, Queue
 
 # Reported states: the stored ones, plus "delayed" for a waiting job whose run_at is in

@@ -1,7 +1,11 @@
-"""Writes of the queue engine. Plain functions, keyword-only arguments; each runs in one
-transaction, joining the caller's without a savepoint (so the API commits the change and
-its audit row together, and an error rolls back both). Lease checks are conditional
-writes: a stale lease changes nothing."""
+"""Writes of the queue engine. Plain functions, keyword-only arguments.
+
+Every service that changes state takes the ``actor`` who asked and records its audit
+event inside its own atomic block, so the change and its event commit together, or
+neither does, wherever the call comes from (the API, the admin, a command). Blocks
+join the caller's transaction without a savepoint. Lease checks are conditional
+writes: a stale lease changes nothing. Pull and the recovery of expired leases live in
+queues.pulling."""
 
 from __future__ import annotations
 
@@ -12,19 +16,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import claim, wakeup
+from compliance.audit import Action, Actor, audit_record
+from flashq_project import limits
+from flashq_project.problems import FieldError, PayloadTooLarge
+
+from . import wakeup
 from .backoff import retry_delay_ms
 from .bulkinsert import insert_jobs as bulk_insert_jobs
-from .errors import FieldError, JobNotFound, LeaseConflict, StateConflict
-from .jobspec import JobSpec, subject_from
+from .errors import JobNotFound, LeaseConflict, QueueNotFound, StateConflict
+from .jobspec import JobSpec, encoded_size, subject_from
 from .models import UNFINISHED, Job, JobState, Queue
 
-MAX_ERROR_HISTORY = 50
-MAX_ERROR_LENGTH = 10_000
-LEASE_EXPIRED = "lease expired"
+STALE_LEASE = "The lease is not the job's current lease, or it has expired."
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,9 @@ class AckSpec:
     job_id: uuid.UUID
     lease_id: uuid.UUID
     result: Any = None
+
+
+# -- push ------------------------------------------------------------------------------
 
 
 def _queue_for_push(name: str) -> Queue:
@@ -89,107 +99,85 @@ def _push_once(queue: Queue, specs: Sequence[JobSpec], now: datetime) -> list[Pu
     return results
 
 
-def jobs_push(*, queue_name: str, specs: Sequence[JobSpec]) -> list[Pushed]:
-    """Add jobs to a queue (created on first push), all or nothing, in input order.
-
-    A spec whose ``key`` names an unfinished job of the queue returns that job instead
-    (``created=False``); so does a repeat of a key earlier in the same batch."""
-    now = timezone.now()
-    with transaction.atomic(savepoint=False):
-        queue = _queue_for_push(queue_name)
-        if not any(spec.key is not None for spec in specs):
-            results = _push_once(queue, specs, now)
-        else:
-            try:
-                with transaction.atomic():
-                    results = _push_once(queue, specs, now)
-            except IntegrityError:
-                # A concurrent push took one of our keys between lookup and insert; the
-                # second look finds it.
+def _push(queue_name: str, specs: Sequence[JobSpec], now: datetime) -> list[Pushed]:
+    queue = _queue_for_push(queue_name)
+    if not any(spec.key is not None for spec in specs):
+        results = _push_once(queue, specs, now)
+    else:
+        try:
+            with transaction.atomic():
                 results = _push_once(queue, specs, now)
-        if any(pushed.created and pushed.job.run_at <= now for pushed in results):
-            wakeup.notify_ready(queue_name)
+        except IntegrityError:
+            # A concurrent push took one of our keys between lookup and insert; the
+            # second look finds it.
+            results = _push_once(queue, specs, now)
+    if any(pushed.created and pushed.job.run_at <= now for pushed in results):
+        wakeup.notify_ready(queue_name)
     return results
 
 
-def job_push(*, queue_name: str, spec: JobSpec) -> Pushed:
-    return jobs_push(queue_name=queue_name, specs=[spec])[0]
+def jobs_push(*, queue_name: str, specs: Sequence[JobSpec], actor: Actor) -> list[Pushed]:
+    """Add jobs to a queue (created on first push), all or nothing, in input order.
+
+    A spec whose ``key`` names an unfinished job of the queue returns that job instead
+    (``created=False``); so does a repeat of a key earlier in the same batch. One audit
+    event lists every job."""
+    now = timezone.now()
+    with transaction.atomic():
+        results = _push(queue_name, specs, now)
+        audit_record(
+            actor=actor,
+            action=Action.PUSH,
+            status=201,
+            queue=queue_name,
+            job_ids=[pushed.job.id for pushed in results],
+            details={"count": len(results), "created": sum(p.created for p in results)},
+        )
+    return results
 
 
-def _release_lease(job: Job) -> None:
+def job_push(*, queue_name: str, spec: JobSpec, actor: Actor) -> Pushed:
+    """Push one job: 201 when created, 200 with the unfinished job that has its key."""
+    now = timezone.now()
+    with transaction.atomic():
+        [pushed] = _push(queue_name, [spec], now)
+        audit_record(
+            actor=actor,
+            action=Action.PUSH,
+            status=201 if pushed.created else 200,
+            queue=queue_name,
+            job_ids=[pushed.job.id],
+            details={"created": pushed.created},
+        )
+    return pushed
+
+
+# -- what workers report -----------------------------------------------------------------
+
+
+def release_lease(job: Job) -> None:
     job.lease_id = None
     job.lease_owner = ""
     job.lease_expires_at = None
 
 
-_LEASE_FIELDS = ["lease_id", "lease_owner", "lease_expires_at"]
+LEASE_FIELDS = ["lease_id", "lease_owner", "lease_expires_at"]
+FAILURE_FIELDS = ["errors", "error", "state", "run_at", "finished_at", *LEASE_FIELDS]
 
 
-def _record_failure(job: Job, message: str, *, now: datetime, retry: bool, delay_ms: int) -> None:
+def record_failure(job: Job, message: str, *, now: datetime, retry: bool, delay_ms: int) -> None:
     """Count a failed attempt: history entry, then back to waiting or to failed."""
-    message = message[:MAX_ERROR_LENGTH]
+    message = message[: limits.MAX_ERROR_LENGTH]
     entry = {"attempt": job.attempts, "error": message, "at": now.isoformat()}
-    job.errors = [*job.errors, entry][-MAX_ERROR_HISTORY:]
+    job.errors = [*job.errors, entry][-limits.MAX_ERROR_HISTORY :]
     job.error = message
-    _release_lease(job)
+    release_lease(job)
     if retry and job.attempts < job.max_attempts:
         job.state = JobState.WAITING
         job.run_at = now + timedelta(milliseconds=delay_ms)
     else:
         job.state = JobState.FAILED
         job.finished_at = now
-
-
-_FAILURE_FIELDS = ["errors", "error", "state", "run_at", "finished_at", *_LEASE_FIELDS]
-
-
-def leases_requeue_expired(*, queue_id: int | None = None, limit: int = 500) -> int:
-    """Return jobs whose lease ran out to waiting, each as a failed attempt ("lease
-    expired"), or to failed when that was the last attempt. No backoff: the lease
-    itself was the wait. Called by every pull (for its queue) and by the sweeper."""
-    now = timezone.now()
-    with transaction.atomic(savepoint=False):
-        # job_lease_idx: active jobs by lease expiry.
-        expired = Job.objects.filter(state=JobState.ACTIVE, lease_expires_at__lte=now)
-        if queue_id is not None:
-            expired = expired.filter(queue_id=queue_id)
-        jobs = list(
-            expired.select_for_update(skip_locked=True).order_by("lease_expires_at")[:limit]
-        )
-        for job in jobs:
-            _record_failure(job, LEASE_EXPIRED, now=now, retry=True, delay_ms=0)
-        Job.objects.bulk_update(jobs, _FAILURE_FIELDS)
-    return len(jobs)
-
-
-def jobs_expire_ttl(*, limit: int = 5000) -> int:
-    """Mark waiting jobs whose ttl ran out as expired (pull already skips them)."""
-    now = timezone.now()
-    with transaction.atomic(savepoint=False):
-        ids = list(
-            Job.objects.filter(state=JobState.WAITING, expires_at__lte=now)
-            .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[:limit]
-        )
-        return Job.objects.filter(id__in=ids, state=JobState.WAITING).update(
-            state=JobState.EXPIRED, finished_at=now
-        )
-
-
-def jobs_pull(*, queue: Queue, count: int, lease_seconds: int, owner: str) -> list[Job]:
-    """Lease up to ``count`` ready jobs of ``queue`` to ``owner``. A paused queue hands
-    out nothing. Expired leases of the queue are recovered first."""
-    if queue.paused:
-        return []
-    leases_requeue_expired(queue_id=queue.pk)
-    with transaction.atomic(savepoint=False):
-        return claim.claim(
-            queue_id=queue.pk,
-            count=count,
-            lease_seconds=lease_seconds,
-            owner=owner,
-            now=timezone.now(),
-        )
 
 
 def _completion(now: datetime) -> dict[str, Any]:
@@ -208,31 +196,48 @@ def _live_lease(job_id: uuid.UUID, lease_id: uuid.UUID, now: datetime) -> Any:
     )
 
 
-STALE_LEASE = "The lease is not the job's current lease, or it has expired."
+def _check_result_sizes(results: Sequence[tuple[str, Any]]) -> None:
+    """A result is stored like data, so it has data's cap; refused before any write."""
+    limit = settings.MAX_JOB_BYTES
+    errors = [
+        FieldError(path, f"is {size} bytes encoded; the limit is {limit}")
+        for path, result in results
+        if result is not None and (size := encoded_size(result)) > limit
+    ]
+    if errors:
+        raise PayloadTooLarge("A result is larger than MAX_JOB_BYTES.", errors=errors)
 
 
-def job_ack(*, job_id: uuid.UUID, lease_id: uuid.UUID, result: Any = None) -> None:
+def job_ack(*, job_id: uuid.UUID, lease_id: uuid.UUID, result: Any = None, actor: Actor) -> Job:
+    """Complete a job whose lease is current; returns it as stored."""
+    _check_result_sizes([("/result", result)])
     now = timezone.now()
-    if not _live_lease(job_id, lease_id, now).update(result=result, **_completion(now)):
-        raise LeaseConflict(STALE_LEASE)
+    with transaction.atomic():
+        if not _live_lease(job_id, lease_id, now).update(result=result, **_completion(now)):
+            raise LeaseConflict(STALE_LEASE)
+        job = _get(job_id)
+        audit_record(actor=actor, action=Action.ACK, queue=job.queue.name, job_ids=[job_id])
+    return job
 
 
-def jobs_ack(*, acks: Sequence[AckSpec]) -> None:
+def jobs_ack(*, acks: Sequence[AckSpec], actor: Actor) -> None:
     """Complete many jobs, all or nothing: one stale lease and none is acked, and the
     error names each offending item."""
+    _check_result_sizes([(f"/jobs/{i}/result", ack.result) for i, ack in enumerate(acks)])
     now = timezone.now()
     ids = [ack.job_id for ack in acks]
-    with transaction.atomic(savepoint=False):
-        leases = dict(
-            Job.objects.select_for_update()
+    with transaction.atomic():
+        rows = (
+            Job.objects.select_for_update(of=("self",))
             .filter(id__in=ids, state=JobState.ACTIVE, lease_expires_at__gt=now)
             .order_by("id")
-            .values_list("id", "lease_id")
+            .values_list("id", "lease_id", "queue__name")
         )
+        leases = {job_id: (lease, queue) for job_id, lease, queue in rows}
         stale = [
             FieldError(f"/jobs/{index}/lease_id", "is not the job's current lease")
             for index, ack in enumerate(acks)
-            if leases.get(ack.job_id) != ack.lease_id
+            if leases.get(ack.job_id, (None, ""))[0] != ack.lease_id
         ]
         if stale:
             raise LeaseConflict(STALE_LEASE, errors=stale)
@@ -242,10 +247,23 @@ def jobs_ack(*, acks: Sequence[AckSpec]) -> None:
         ]
         if with_result:
             Job.objects.bulk_update(with_result, ["result"])
+        queues = {queue for _, queue in leases.values()}
+        audit_record(
+            actor=actor,
+            action=Action.ACK,
+            queue=next(iter(queues)) if len(queues) == 1 else "",
+            job_ids=ids,
+            details={"count": len(ids)},
+        )
 
 
 def _leased_for_update(job_id: uuid.UUID, lease_id: uuid.UUID, now: datetime) -> Job:
-    job: Job | None = _live_lease(job_id, lease_id, now).select_for_update().first()
+    job: Job | None = (
+        _live_lease(job_id, lease_id, now)
+        .select_for_update(of=("self",))
+        .select_related("queue")
+        .first()
+    )
     if job is None:
         raise LeaseConflict(STALE_LEASE)
     return job
@@ -257,59 +275,95 @@ def job_fail(
     lease_id: uuid.UUID,
     error: str,
     retry: bool = True,
+    actor: Actor,
     rand: Callable[[], float] = random.random,
 ) -> Job:
     """Record a failed attempt; retry after the job's backoff, or go to ``failed`` when
     attempts are used up or the worker says ``retry: false``."""
     now = timezone.now()
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         job = _leased_for_update(job_id, lease_id, now)
         delay = retry_delay_ms(job.backoff, job.attempts, rand=rand)
-        _record_failure(job, error, now=now, retry=retry, delay_ms=delay)
-        job.save(update_fields=_FAILURE_FIELDS)
+        record_failure(job, error, now=now, retry=retry, delay_ms=delay)
+        job.save(update_fields=FAILURE_FIELDS)
+        audit_record(
+            actor=actor,
+            action=Action.FAIL,
+            queue=job.queue.name,
+            job_ids=[job_id],
+            details={"state": str(job.state), "attempt": job.attempts},
+        )
     return job
 
 
 def job_progress(
-    *, job_id: uuid.UUID, lease_id: uuid.UUID, progress: int, message: str = ""
+    *, job_id: uuid.UUID, lease_id: uuid.UUID, progress: int, message: str = "", actor: Actor
 ) -> Job:
     """Report progress; also a heartbeat that extends the lease by its length."""
     now = timezone.now()
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         job = _leased_for_update(job_id, lease_id, now)
         job.progress = progress
-        job.progress_message = message
+        job.progress_message = message[: limits.MAX_PROGRESS_MESSAGE]
         job.lease_expires_at = now + timedelta(seconds=job.lease_seconds)
         job.save(update_fields=["progress", "progress_message", "lease_expires_at"])
+        audit_record(
+            actor=actor,
+            action=Action.PROGRESS,
+            queue=job.queue.name,
+            job_ids=[job_id],
+            details={"progress": progress},
+        )
+    return job
+
+
+# -- what producers and operators do ---------------------------------------------------------
+
+
+def _get(job_id: uuid.UUID) -> Job:
+    job: Job | None = Job.objects.select_related("queue").filter(id=job_id).first()
+    if job is None:
+        raise JobNotFound()
     return job
 
 
 def _for_update(job_id: uuid.UUID) -> Job:
     job: Job | None = (
-        Job.objects.select_for_update().select_related("queue").filter(id=job_id).first()
+        Job.objects.select_for_update(of=("self",))
+        .select_related("queue")
+        .filter(id=job_id)
+        .first()
     )
     if job is None:  # deleted since the caller looked it up
         raise JobNotFound()
     return job
 
 
-def job_cancel(*, job_id: uuid.UUID) -> Job:
+def job_cancel(*, job_id: uuid.UUID, actor: Actor) -> Job:
     """Cancel a waiting or active job (an active job's lease is void from then on)."""
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         job = _for_update(job_id)
         if job.state not in UNFINISHED:
             raise StateConflict(f"A {job.state} job cannot be cancelled.")
+        was = str(job.state)
         job.state = JobState.CANCELLED
         job.finished_at = timezone.now()
-        _release_lease(job)
-        job.save(update_fields=["state", "finished_at", *_LEASE_FIELDS])
+        release_lease(job)
+        job.save(update_fields=["state", "finished_at", *LEASE_FIELDS])
+        audit_record(
+            actor=actor,
+            action=Action.CANCEL,
+            queue=job.queue.name,
+            job_ids=[job_id],
+            details={"was": was},
+        )
     return job
 
 
-def job_update(*, job_id: uuid.UUID, data: dict[str, Any]) -> Job:
+def job_update(*, job_id: uuid.UUID, data: dict[str, Any], actor: Actor) -> Job:
     """Replace the data of a job that has not started yet (and the subject taken from
     it)."""
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         job = _for_update(job_id)
         if job.state != JobState.WAITING or job.started_at is not None:
             raise StateConflict("Only a job that has not started yet can be updated.")
@@ -320,16 +374,18 @@ def job_update(*, job_id: uuid.UUID, data: dict[str, Any]) -> Job:
             job.subject = subject_from(data, path)
         job.data = data
         job.save(update_fields=["data", "subject"])
+        audit_record(actor=actor, action=Action.UPDATE, queue=job.queue.name, job_ids=[job_id])
     return job
 
 
-def job_retry(*, job_id: uuid.UUID) -> Job:
+def job_retry(*, job_id: uuid.UUID, actor: Actor) -> Job:
     """Send a failed, cancelled or expired job back to waiting with fresh attempts."""
     retryable = (JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         job = _for_update(job_id)
         if job.state not in retryable:
             raise StateConflict(f"A {job.state} job cannot be retried.")
+        was = str(job.state)
         now = timezone.now()
         job.state = JobState.WAITING
         job.attempts = 0
@@ -344,10 +400,71 @@ def job_retry(*, job_id: uuid.UUID) -> Job:
                 "An unfinished job of this queue has the same key; finish or cancel it first."
             ) from exc
         wakeup.notify_ready(job.queue.name)
+        audit_record(
+            actor=actor,
+            action=Action.RETRY,
+            queue=job.queue.name,
+            job_ids=[job_id],
+            details={"was": was},
+        )
     return job
 
 
-def queue_set_paused(*, queue: Queue, paused: bool) -> Queue:
-    queue.paused = paused
-    queue.save(update_fields=["paused"])
+# -- queues ------------------------------------------------------------------------------
+
+
+def queue_set_paused(*, name: str, paused: bool, actor: Actor) -> Queue:
+    """Pause (hand out nothing) or resume a queue. Pausing a paused queue changes
+    nothing and is still recorded, so the trail shows who asked."""
+    with transaction.atomic():
+        queue: Queue | None = Queue.objects.select_for_update().filter(name=name).first()
+        if queue is None:
+            raise QueueNotFound()
+        changed = queue.paused != paused
+        if changed:
+            queue.paused = paused
+            queue.save(update_fields=["paused"])
+        audit_record(
+            actor=actor,
+            action=Action.PAUSE if paused else Action.RESUME,
+            queue=name,
+            details={"changed": changed},
+        )
+    return queue
+
+
+def queue_create(*, name: str, subject_path: str, actor: Actor) -> Queue:
+    """Create a queue before its first push (a push creates one with defaults)."""
+    with transaction.atomic():
+        queue = Queue(name=name, subject_path=subject_path)
+        queue.full_clean()
+        queue.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            action=Action.QUEUE_CREATE,
+            queue=name,
+            details={"subject_path": subject_path},
+        )
+    return queue
+
+
+def queue_update(*, name: str, subject_path: str, actor: Actor) -> Queue:
+    """Change a queue's settings. Its name and paused flag are not settings: a name is
+    what permissions match, and pausing has its own service."""
+    with transaction.atomic():
+        queue: Queue | None = Queue.objects.select_for_update().filter(name=name).first()
+        if queue is None:
+            raise QueueNotFound()
+        before = queue.subject_path
+        queue.subject_path = subject_path
+        queue.full_clean()
+        queue.save(update_fields=["subject_path"])
+        audit_record(
+            actor=actor,
+            action=Action.QUEUE_UPDATE,
+            queue=name,
+            details={"subject_path": {"from": before, "to": subject_path}}
+            if before != subject_path
+            else {},
+        )
     return queue

@@ -11,23 +11,30 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-VERBS = (
-    "push",
-    "pull",
-    "ack",
-    "fail",
-    "progress",
-    "getJob",
-    "getJobs",
-    "cancel",
-    "update",
-    "retry",
-    "clean",
-    "reveal",
-    "admin",
-)
-NAMED_ONLY = frozenset({"reveal", "admin"})
+
+class Verb(StrEnum):
+    """What a token may do on a queue. Every check names a member, so a misspelt verb
+    fails at import or in mypy instead of silently denying."""
+
+    PUSH = "push"
+    PULL = "pull"
+    ACK = "ack"
+    FAIL = "fail"
+    PROGRESS = "progress"
+    GET_JOB = "getJob"
+    GET_JOBS = "getJobs"
+    CANCEL = "cancel"
+    UPDATE = "update"
+    RETRY = "retry"
+    CLEAN = "clean"
+    REVEAL = "reveal"
+    ADMIN = "admin"
+
+
+VERBS: tuple[str, ...] = tuple(Verb)
+NAMED_ONLY = frozenset({Verb.REVEAL, Verb.ADMIN})
 WILDCARD = "*"
 
 PATTERN_RE = re.compile(r"[A-Za-z0-9_.:*-]{1,128}")
@@ -64,13 +71,21 @@ def expand_verbs(verbs: Iterable[str], *, allow: bool) -> frozenset[str]:
     given = frozenset(verbs)
     unknown = given - set(VERBS) - {WILDCARD}
     if unknown:
-        raise InvalidRule(f"unknown verb(s): {', '.join(sorted(unknown))}")
+        raise InvalidRule(
+            f"unknown verb(s): {', '.join(sorted(unknown))}; "
+            f"use {WILDCARD} or any of {', '.join(VERBS)}"
+        )
     if not given:
         raise InvalidRule("a rule needs at least one verb")
     if WILDCARD not in given:
         return given
     everything = frozenset(VERBS)
     return everything if not allow else (everything - NAMED_ONLY) | (given & NAMED_ONLY)
+
+
+def split_verbs(text: str) -> tuple[str, ...]:
+    """A stored or typed verb list (``push, pull``) as its verbs, blanks dropped."""
+    return tuple(verb.strip() for verb in text.split(",") if verb.strip())
 
 
 def validate_pattern(pattern: str) -> str:
@@ -115,7 +130,7 @@ class Principal:
         """Stable identity used to recognise the holder of a lease."""
         return f"token:{self.token_id}" if self.token_id is not None else f"bootstrap:{self.name}"
 
-    def decide(self, verb: str, queue: str) -> Decision:
+    def decide(self, verb: Verb, queue: str) -> Decision:
         allowing = None
         for rule in self.rules:
             if rule.covers(verb, queue):
@@ -126,9 +141,9 @@ class Principal:
             return Decision(False, "no rule allows it (default deny)")
         return Decision(True, f"allowed by rule {allowing.pattern!r}")
 
-    def allows(self, verb: str, queue: str) -> bool:
+    def allows(self, verb: Verb, queue: str) -> bool:
         return self.decide(verb, queue).allowed
 
     def sees(self, queue: str) -> bool:
         """A queue is visible to a token that may use at least one verb on it."""
-        return any(self.allows(verb, queue) for verb in VERBS)
+        return any(self.allows(verb, queue) for verb in Verb)

@@ -1,8 +1,22 @@
+"""Tokens in the admin. They are created with ``manage.py create_token`` (the secret is
+shown once); here they are inspected, renamed, given an expiry and rules, and revoked.
+Every change goes through security.services and is audited with the staff user as
+actor. Revocation is an action, never a field: a revoked token cannot come back."""
+
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.forms import BaseInlineFormSet, ModelForm
+from django.http import HttpRequest
+
+from compliance.staff import ServiceModelAdmin, staff_actor
+
+from .access import split_verbs
 from .models import ApiToken, QueuePermission
+from .services import RuleSpec, token_revoke, token_update
 
 
 class QueuePermissionInline(admin.TabularInline):
@@ -10,17 +24,69 @@ class QueuePermissionInline(admin.TabularInline):
     extra = 0
 
 
+def _rules(formset: BaseInlineFormSet) -> list[RuleSpec]:
+    """The rules a validated permissions formset asks for: kept and new rows, not the
+    ones ticked for deletion nor untouched blank extras."""
+    rules = []
+    for form in formset.forms:
+        data = form.cleaned_data
+        if not data or data.get("DELETE"):
+            continue
+        rules.append(
+            RuleSpec(
+                pattern=data["pattern"],
+                verbs=split_verbs(data["verbs"]),
+                allow=data["effect"] == QueuePermission.Effect.ALLOW,
+            )
+        )
+    return rules
+
+
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    """Tokens are created with ``manage.py create_token`` (the secret is shown once);
-    here they are inspected, given permissions, expired or revoked."""
-
-    list_display = ["name", "public_id", "created_at", "expires_at", "revoked", "last_used_at"]
-    list_filter = ["revoked"]
+class ApiTokenAdmin(ServiceModelAdmin):
+    list_display = ["name", "public_id", "created_at", "expires_at", "is_revoked", "last_used_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "public_id"]
+    fields = ["name", "expires_at", "public_id", "created_at", "revoked_at", "last_used_at"]
     readonly_fields = ["public_id", "created_at", "revoked_at", "last_used_at"]
-    exclude = ["secret_hash"]
     inlines = [QueuePermissionInline]
+    actions = ["revoke_tokens"]
 
-    def has_add_permission(self, request: object) -> bool:
+    @admin.display(boolean=True, description="revoked", ordering="revoked_at")
+    def is_revoked(self, token: ApiToken) -> bool:
+        return token.revoked
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiToken, form: ModelForm, change: bool
+    ) -> None:
+        """Saved with its rules in save_related, through one service call."""
+
+    def save_related(
+        self,
+        request: HttpRequest,
+        form: ModelForm,
+        formsets: list[BaseInlineFormSet],
+        change: bool,
+    ) -> None:
+        [permissions] = formsets
+        token_update(
+            token_id=form.instance.pk,
+            name=form.cleaned_data["name"],
+            expires_at=form.cleaned_data["expires_at"],
+            rules=_rules(permissions),
+            actor=staff_actor(request),
+        )
+
+    @admin.action(permissions=["change"], description="Revoke the selected tokens (final)")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        actor = staff_actor(request)
+        names = list(queryset.order_by("name").values_list("name", flat=True))
+        for name in names:
+            token_revoke(name=name, actor=actor)
+        self.message_user(request, f"Revoked {len(names)} token(s).", messages.SUCCESS)

@@ -16,7 +16,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from . import tokens
-from .access import WILDCARD, InvalidRule, Principal, Rule
+from .access import WILDCARD, InvalidRule, Principal, Rule, split_verbs
 from .models import ApiToken, QueuePermission
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ _TOKEN_COLUMNS = (
     "name",
     "secret_hash",
     "expires_at",
-    "revoked",
+    "revoked_at",
     "last_used_at",
     "permissions__pattern",
     "permissions__verbs",
@@ -66,9 +66,9 @@ def _token_principal(parts: tokens.TokenParts) -> Principal | None:
     stored = rows[0][2] if rows else _DUMMY_HASH
     if not hmac.compare_digest(digest, stored) or not rows:
         return None
-    token_id, name, _, expires_at, revoked, last_used_at = rows[0][:6]
+    token_id, name, _, expires_at, revoked_at, last_used_at = rows[0][:6]
     now = timezone.now()
-    if revoked or (expires_at is not None and expires_at <= now):
+    if revoked_at is not None or (expires_at is not None and expires_at <= now):
         return None
     if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
@@ -76,7 +76,7 @@ def _token_principal(parts: tokens.TokenParts) -> Principal | None:
         rules = tuple(
             Rule.build(
                 pattern,
-                [verb.strip() for verb in verbs.split(",") if verb.strip()],
+                split_verbs(verbs),
                 allow=effect == QueuePermission.Effect.ALLOW,
             )
             for *_, pattern, verbs, effect in rows

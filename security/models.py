@@ -1,21 +1,24 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from .access import VERBS
+from .access import VERBS, WILDCARD, InvalidRule, expand_verbs, split_verbs, validate_pattern
 
 
 class ApiToken(models.Model):
     """A bearer token. The secret itself is never stored: only its HMAC under the
-    server pepper (see security/tokens.py)."""
+    server pepper (see security/tokens.py).
+
+    Revocation is final: ``revoked_at`` is set once by ``token_revoke`` and a database
+    trigger refuses to clear or change it afterwards, whatever the path."""
 
     name = models.CharField(max_length=100, unique=True)
     public_id = models.CharField(max_length=16, unique=True, editable=False)
     secret_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
-    revoked = models.BooleanField(default=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -24,6 +27,26 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def validate_pattern_text(value: str) -> None:
+    try:
+        validate_pattern(value)
+    except InvalidRule as exc:
+        raise ValidationError(str(exc), code="invalid_pattern") from exc
+
+
+def validate_verbs_text(value: str) -> None:
+    """The same check ``authorize`` relies on: a rule that would not evaluate is never
+    stored (it would otherwise lock its token out with no hint why)."""
+    try:
+        expand_verbs(split_verbs(value), allow=True)
+    except InvalidRule as exc:
+        raise ValidationError(str(exc), code="invalid_verbs") from exc
 
 
 class QueuePermission(models.Model):
@@ -35,9 +58,15 @@ class QueuePermission(models.Model):
         DENY = "deny"
 
     token = models.ForeignKey(ApiToken, on_delete=models.CASCADE, related_name="permissions")
-    pattern = models.CharField(max_length=128)
+    pattern = models.CharField(
+        max_length=128,
+        validators=[validate_pattern_text],
+        help_text="Anchored, case-sensitive; * matches any run of characters.",
+    )
     verbs = models.CharField(
-        max_length=200, help_text=f"Comma-separated: * or any of {', '.join(VERBS)}"
+        max_length=200,
+        validators=[validate_verbs_text],
+        help_text=f"Comma-separated: {WILDCARD} or any of {', '.join(VERBS)}",
     )
     effect = models.CharField(max_length=5, choices=Effect.choices, default=Effect.ALLOW)
 
@@ -46,3 +75,6 @@ class QueuePermission(models.Model):
 
     def __str__(self) -> str:
         return f"{self.effect} {self.pattern}={self.verbs}"
+
+    def clean(self) -> None:
+        self.verbs = ",".join(split_verbs(self.verbs))

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-MAX_DEPTH = 64
+from flashq_project.limits import MAX_DEPTH
 
 
 def _string_problem(text: str) -> str | None:

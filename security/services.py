@@ -1,16 +1,21 @@
-"""Token lifecycle: create (secret shown once) and revoke."""
+"""Token lifecycle: create (secret shown once), update, revoke, delete. Each takes the
+``actor`` who asked and records its audit event in the same transaction as the change;
+the command line and the admin call these, never the models directly."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from compliance.audit import Action, Actor, audit_record
+
 from . import tokens
-from .access import Rule
+from .access import Rule, split_verbs
 from .models import ApiToken, QueuePermission
 
 
@@ -20,52 +25,155 @@ class RuleSpec:
     verbs: tuple[str, ...]
     allow: bool
 
+    def __str__(self) -> str:
+        return f"{'allow' if self.allow else 'deny'} {self.pattern}={','.join(self.verbs)}"
+
 
 def parse_rule(text: str, *, allow: bool) -> RuleSpec:
     """``PATTERN=verb,verb`` -> RuleSpec. Raises access.InvalidRule on bad input."""
     pattern, sep, verbs = text.rpartition("=")
     if not sep:
         pattern, verbs = text, ""
-    verb_tuple = tuple(verb.strip() for verb in verbs.split(",") if verb.strip())
+    verb_tuple = split_verbs(verbs)
     Rule.build(pattern, verb_tuple, allow=allow)  # validates, raises InvalidRule
     return RuleSpec(pattern, verb_tuple, allow)
 
 
-@transaction.atomic
-def token_create(
-    *, name: str, rules: list[RuleSpec], expires_in_days: int | None = None
-) -> tuple[ApiToken, str]:
-    """Create a token with its permission rows. Returns the token and its one-time
-    plaintext; the plaintext is not kept anywhere."""
-    raw, parts = tokens.generate()
-    expires_at = None
-    if expires_in_days is not None:
-        expires_at = timezone.now() + timedelta(days=expires_in_days)
-    token = ApiToken(
-        name=name,
-        public_id=parts.public_id,
-        secret_hash=tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER),
-        expires_at=expires_at,
+def _rule_of(permission: QueuePermission) -> RuleSpec:
+    return RuleSpec(
+        permission.pattern,
+        split_verbs(permission.verbs),
+        permission.effect == QueuePermission.Effect.ALLOW,
     )
-    token.full_clean()
-    token.save()
-    QueuePermission.objects.bulk_create(
+
+
+def _set_rules(token: ApiToken, rules: Sequence[RuleSpec]) -> None:
+    """Make a token's rules exactly ``rules``: unchanged rows stay, the rest are
+    deleted or created, each new one validated as the model validates it."""
+    wanted = list(dict.fromkeys(rules))
+    existing = {_rule_of(permission): permission for permission in token.permissions.all()}
+    stale = [permission.pk for rule, permission in existing.items() if rule not in wanted]
+    if stale:
+        QueuePermission.objects.filter(pk__in=stale).delete()
+    rows = [
         QueuePermission(
             token=token,
             pattern=rule.pattern,
             verbs=",".join(rule.verbs),
             effect=QueuePermission.Effect.ALLOW if rule.allow else QueuePermission.Effect.DENY,
         )
-        for rule in rules
-    )
+        for rule in wanted
+        if rule not in existing
+    ]
+    for row in rows:
+        row.full_clean()
+    QueuePermission.objects.bulk_create(rows)
+
+
+def _described(token: ApiToken, **more: object) -> dict[str, object]:
+    return {"token_id": token.pk, "token_name": token.name, **more}
+
+
+def token_create(
+    *,
+    name: str,
+    rules: Sequence[RuleSpec],
+    expires_in_days: int | None = None,
+    actor: Actor,
+) -> tuple[ApiToken, str]:
+    """Create a token with its permission rows. Returns the token and its one-time
+    plaintext; the plaintext is not kept anywhere, and never audited."""
+    raw, parts = tokens.generate()
+    expires_at = None
+    if expires_in_days is not None:
+        expires_at = timezone.now() + timedelta(days=expires_in_days)
+    with transaction.atomic():
+        token = ApiToken(
+            name=name,
+            public_id=parts.public_id,
+            secret_hash=tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER),
+            expires_at=expires_at,
+        )
+        token.full_clean()
+        token.save()
+        _set_rules(token, rules)
+        audit_record(
+            actor=actor,
+            action=Action.TOKEN_CREATE,
+            status=201,
+            details=_described(
+                token,
+                expires_at=expires_at.isoformat() if expires_at else None,
+                rules=[str(rule) for rule in rules],
+            ),
+        )
     return token, raw
 
 
-def token_revoke(*, name: str) -> ApiToken:
-    """Revoke a token by name; raises ApiToken.DoesNotExist. Revoking twice is a no-op."""
-    token = ApiToken.objects.get(name=name)
-    if not token.revoked:
-        token.revoked = True
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked", "revoked_at"])
+def _locked(name: str) -> ApiToken:
+    """The token named ``name``, locked for this transaction; ApiToken.DoesNotExist."""
+    return ApiToken.objects.select_for_update().get(name=name)
+
+
+def token_update(
+    *,
+    token_id: int,
+    name: str,
+    expires_at: datetime | None,
+    rules: Sequence[RuleSpec],
+    actor: Actor,
+) -> ApiToken:
+    """Rename a token, change its expiry, replace its rules. Revocation and the secret
+    are not settings: they have their own services (a revoked token stays revoked)."""
+    with transaction.atomic():
+        token = ApiToken.objects.select_for_update().get(pk=token_id)
+        before = {
+            "name": token.name,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+            "rules": sorted(str(_rule_of(p)) for p in token.permissions.all()),
+        }
+        token.name = name
+        token.expires_at = expires_at
+        token.full_clean()
+        token.save(update_fields=["name", "expires_at"])
+        _set_rules(token, rules)
+        after = {
+            "name": token.name,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+            "rules": sorted(str(rule) for rule in rules),
+        }
+        changes = {
+            field: {"from": before[field], "to": after[field]}
+            for field in before
+            if before[field] != after[field]
+        }
+        audit_record(
+            actor=actor, action=Action.TOKEN_UPDATE, details=_described(token, changes=changes)
+        )
     return token
+
+
+def token_revoke(*, name: str, actor: Actor) -> ApiToken:
+    """Revoke a token by name (ApiToken.DoesNotExist if there is none). It is refused
+    from then on; revoking twice changes nothing and is still recorded."""
+    with transaction.atomic():
+        token = _locked(name)
+        already = token.revoked
+        if not already:
+            token.revoked_at = timezone.now()
+            token.save(update_fields=["revoked_at"])
+        audit_record(
+            actor=actor,
+            action=Action.TOKEN_REVOKE,
+            details=_described(token, already_revoked=already),
+        )
+    return token
+
+
+def token_delete(*, name: str, actor: Actor) -> None:
+    """Delete a token and its rules (local development only: production revokes)."""
+    with transaction.atomic():
+        token = _locked(name)
+        details = _described(token)
+        token.delete()
+        audit_record(actor=actor, action=Action.TOKEN_DELETE, details=details)

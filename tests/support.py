@@ -11,7 +11,11 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from compliance.audit import Actor
 from security.services import parse_rule, token_create
+
+#: The actor of what tests set up through services.
+SETUP = Actor.command("test-setup")
 
 
 @dataclass
@@ -64,7 +68,7 @@ class Api:
 def make_token(name: str, *allow: str, deny: tuple[str, ...] = ()) -> str:
     rules = [parse_rule(text, allow=True) for text in allow]
     rules += [parse_rule(text, allow=False) for text in deny]
-    _, raw = token_create(name=name, rules=rules)
+    _, raw = token_create(name=name, rules=rules, actor=SETUP)
     return raw
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from security.access import VERBS, InvalidRule, Principal, Rule, pattern_matches
+from security.access import InvalidRule, Principal, Rule, Verb, pattern_matches
 
 queue_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,20}", fullmatch=True)
 
@@ -41,8 +41,8 @@ def test_a_pattern_without_a_star_matches_only_itself(name: str) -> None:
 
 
 def test_default_deny() -> None:
-    assert not principal().allows("push", "jobs:a")
-    assert not principal(Rule.build("jobs:*", ["push"], allow=True)).allows("pull", "jobs:a")
+    assert not principal().allows(Verb.PUSH, "jobs:a")
+    assert not principal(Rule.build("jobs:*", ["push"], allow=True)).allows(Verb.PULL, "jobs:a")
 
 
 def test_deny_beats_allow_whatever_the_order() -> None:
@@ -50,24 +50,24 @@ def test_deny_beats_allow_whatever_the_order() -> None:
     deny = Rule.build("jobs:secret", ["pull"], allow=False)
     for rules in ((allow, deny), (deny, allow)):
         who = principal(*rules)
-        assert not who.allows("pull", "jobs:secret")
-        assert who.allows("push", "jobs:secret")
-        assert who.allows("pull", "jobs:public")
+        assert not who.allows(Verb.PULL, "jobs:secret")
+        assert who.allows(Verb.PUSH, "jobs:secret")
+        assert who.allows(Verb.PULL, "jobs:public")
 
 
 def test_star_verb_never_grants_admin_or_reveal() -> None:
     who = principal(Rule.build("*", ["*"], allow=True))
-    assert all(who.allows(verb, "q") for verb in VERBS if verb not in ("admin", "reveal"))
-    assert not who.allows("admin", "q")
-    assert not who.allows("reveal", "q")
-    assert principal(Rule.build("*", ["*", "admin"], allow=True)).allows("admin", "q")
+    assert all(who.allows(verb, "q") for verb in Verb if verb not in (Verb.ADMIN, Verb.REVEAL))
+    assert not who.allows(Verb.ADMIN, "q")
+    assert not who.allows(Verb.REVEAL, "q")
+    assert principal(Rule.build("*", ["*", "admin"], allow=True)).allows(Verb.ADMIN, "q")
 
 
 def test_a_star_deny_denies_named_verbs_too() -> None:
     who = principal(
         Rule.build("*", ["*", "admin"], allow=True), Rule.build("locked", ["*"], allow=False)
     )
-    assert not who.allows("admin", "locked")
+    assert not who.allows(Verb.ADMIN, "locked")
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ def test_an_allowed_call_writes_one_event_with_who_what_where(api: Api, personas
     [event] = _events()
     assert (event.action, event.outcome, event.status, event.queue) == ("push", "ok", 201, "jobs:q")
     assert event.job_ids == [response.json()["id"]]
-    assert event.actor == "producer" and event.token_id is not None
+    assert event.actor == "token:producer" and event.token_id is not None
     assert (event.client_ip, event.request_id) == ("10.1.2.3", "req-123")
     assert response["X-Request-ID"] == "req-123"
     stored = json.dumps([event.details, event.job_ids, event.actor])
@@ -96,7 +96,7 @@ def test_a_denied_call_records_the_queue_and_the_token(api: Api, personas: Perso
     AuditEvent.objects.all().delete()
     api.post("/queues/jobs:q/pull", {}, as_=personas.producer)
     [event] = _events()
-    assert (event.action, event.queue, event.actor) == ("pull", "jobs:q", "producer")
+    assert (event.action, event.queue, event.actor) == ("pull", "jobs:q", "token:producer")
 
 
 def test_one_event_per_batch_listing_its_job_ids(api: Api, personas: Personas) -> None:
@@ -130,7 +130,8 @@ def test_a_change_and_its_audit_event_commit_together(
             raise RuntimeError("audit store unavailable")
         return real(**kwargs)
 
-    monkeypatch.setattr("queues.api.base.audit_record", failing_once)
+    monkeypatch.setattr("queues.services.audit_record", failing_once)
+    AuditEvent.objects.all().delete()
     with pytest.raises(RuntimeError):
         api.post("/queues/jobs:q/jobs", {"data": {}}, as_=personas.producer)
     assert not Job.objects.exists()
@@ -161,7 +162,8 @@ def test_each_event_is_logged_as_one_json_line_after_commit(
     lines = [r.getMessage() for r in caplog.records if r.name == "flashq.audit"]
     assert len(lines) == 1
     logged = json.loads(lines[0])
-    assert (logged["action"], logged["status"], logged["actor"]) == ("push", 201, "producer")
+    assert (logged["action"], logged["status"], logged["actor"]) == ("push", 201, "token:producer")
+    assert logged["persisted"] is True
     assert "do-not-log" not in lines[0]
     assert personas.producer not in lines[0]
 

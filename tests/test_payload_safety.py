@@ -15,7 +15,7 @@ from queues.errors import JobNotFound
 from queues.models import Job
 from security.payloads import json_problem
 
-from .support import Api, pull, push
+from .support import SETUP, Api, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -95,9 +95,9 @@ def test_head_is_audited_as_the_read_it_is(api: Api, full: str) -> None:
 def test_a_job_deleted_mid_request_is_not_found_not_a_crash() -> None:
     for operation in (services.job_cancel, services.job_retry):
         with pytest.raises(JobNotFound), transaction.atomic():
-            operation(job_id=uuid.uuid4())
+            operation(job_id=uuid.uuid4(), actor=SETUP)
     with pytest.raises(JobNotFound), transaction.atomic():
-        services.job_update(job_id=uuid.uuid4(), data={})
+        services.job_update(job_id=uuid.uuid4(), data={}, actor=SETUP)
 
 
 def test_update_follows_the_subject_taken_from_data(api: Api, full: str) -> None:

@@ -134,10 +134,12 @@ def test_a_body_over_the_request_limit_is_413(api: Api, full: str, settings: obj
     assert not Job.objects.exists()
 
 
-def test_job_data_over_the_per_job_limit_is_refused(api: Api, full: str, settings: object) -> None:
+def test_job_data_over_the_per_job_limit_is_413_naming_the_field(
+    api: Api, full: str, settings: object
+) -> None:
     settings.MAX_JOB_BYTES = 100  # type: ignore[attr-defined]
     call = api.post("/queues/q/jobs", {"data": {"blob": "x" * 200}}, as_=full)
-    assert call.status == 400
+    assert call.status == 413 and call.body["code"] == "payload_too_large"
     assert call.body["errors"][0]["path"] == "/data"
     assert "limit is 100" in call.body["errors"][0]["message"]
 

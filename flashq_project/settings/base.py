@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from flashq_project import limits
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.FileAwareEnv()
@@ -106,15 +108,12 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # Request and payload limits (bytes). A single job's data is capped separately from the
 # whole request so one batch can carry many jobs.
-MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=10 * 1024 * 1024)
-MAX_JOB_BYTES = env.int("MAX_JOB_BYTES", default=1024 * 1024)
+MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=limits.DEFAULT_MAX_REQUEST_BYTES)
+MAX_JOB_BYTES = env.int("MAX_JOB_BYTES", default=limits.DEFAULT_MAX_JOB_BYTES)
 
 # Client IP: the socket address, or X-Forwarded-For only when the socket peer is one of
 # these proxies (CIDRs).
 TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])
-
-# Long-poll ceiling for pull's ``wait``.
-PULL_MAX_WAIT_SECONDS = 30
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["security.authentication.BearerTokenAuthentication"],

@@ -1,45 +1,41 @@
-"""The base of every API view: who is calling, what they may do, and exactly one audit
-event per call. An allowed call records its event inside the transaction of its change
-(``audited``); a call that ends in an error records one in its own transaction, after
-the change (if any) rolled back."""
+"""The base of every API view. A view reads parse -> authorize -> service -> render:
+services record the event of a call that succeeds, in the transaction of its change.
+What is left here is the view's own job: who is calling, what they may do, and one
+event for a call that ends in a refusal or an error, written in its own transaction
+after whatever the call began has rolled back."""
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from compliance.audit import Actor, audit_record
+from compliance.audit import Actor, ActorKind, audit_refusal
+from flashq_project.problems import InvalidInput, LengthRequired, ServiceUnavailable
 from security.access import Principal
 from security.clientip import client_ip
 
 from .. import selectors
-from ..errors import InvalidInput, JobNotFound, LengthRequired
+from ..errors import JobNotFound
 from ..models import QUEUE_NAME_RE, QUEUE_NAME_RULE
+from .auditpaths import audit_paths
+from .operations import Operation
 
-
-@dataclass
-class AuditNote:
-    status: int
-    queue: str = ""
-    job_ids: list[Any] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
+logger = logging.getLogger("flashq.api")
 
 
 class FlashqApiView(APIView):
-    #: HTTP method -> audit action (the operation's name in DESIGN.md).
-    actions: ClassVar[dict[str, str]] = {}
+    #: HTTP method -> the operation it performs.
+    operations: ClassVar[dict[str, Operation]] = {}
     # No OPTIONS metadata: it would answer without an operation or an audit event.
     metadata_class = None
-    _audited = False
+    _refusal_recorded = False
     _audit_queue = ""
 
     @property
@@ -49,85 +45,67 @@ class FlashqApiView(APIView):
         return auth
 
     @property
-    def action_name(self) -> str:
+    def operation(self) -> Operation:
+        """This call's operation; a method the route lacks is recorded under the
+        route's first operation (with its status, 405)."""
         method = (self.request.method or "").lower()
-        return self.actions.get("get" if method == "head" else method, method)
+        method = "get" if method == "head" else method
+        return self.operations.get(method) or next(iter(self.operations.values()))
 
     def actor(self) -> Actor:
-        auth = getattr(self.request, "auth", None) if hasattr(self, "request") else None
+        auth = getattr(self.request, "auth", None)
         principal = auth if isinstance(auth, Principal) else None
         return Actor(
+            kind=ActorKind.TOKEN if principal else ActorKind.ANONYMOUS,
             name=principal.name if principal else "",
             token_id=principal.token_id if principal else None,
             client_ip=client_ip(self.request),
             request_id=self.request.META.get("FLASHQ_REQUEST_ID", ""),
         )
 
-    # -- audit ---------------------------------------------------------------------
+    # -- refusals and errors -------------------------------------------------------------
 
-    def audit_ok(self, note: AuditNote) -> None:
-        """Record this call's event in the current transaction."""
-        audit_record(
-            actor=self.actor(),
-            action=self.action_name,
-            status=note.status,
-            queue=note.queue,
-            job_ids=note.job_ids,
-            details=note.details,
-        )
-
-    def mark_audited(self) -> None:
-        """Call once the transaction holding ``audit_ok``'s event has committed."""
-        self._audited = True
-
-    @contextmanager
-    def audited(self, *, status: int, queue: str = "") -> Iterator[AuditNote]:
-        note = AuditNote(status=status, queue=queue)
-        with transaction.atomic():
-            yield note
-            self.audit_ok(note)
-        self.mark_audited()
-
-    def _audit_unrecorded(self, status: int, data: Any) -> None:
-        """Record the call in its own transaction unless its event is already in."""
-        if self._audited:
+    def _record_refusal(self, status: int, data: Any) -> None:
+        if self._refusal_recorded:
             return
+        self._refusal_recorded = True
         details: dict[str, Any] = {}
-        if status >= 400 and isinstance(data, dict):
-            details["code"] = data.get("code", "")
-            # Paths may carry client-chosen key names: bounded, so a request cannot
-            # write megabytes into the append-only trail.
-            paths = [str(error["path"])[:200] for error in data.get("errors", [])]
+        if isinstance(data, dict):
+            details["code"] = str(data.get("code", ""))[:64]
+            paths = audit_paths(str(error.get("path", "")) for error in data.get("errors", []))
             if paths:
-                details["paths"] = paths[:20]
-        job_id = self.kwargs.get("job_id", "") if hasattr(self, "kwargs") else ""
-        queue = self._audit_queue or (
-            self.kwargs.get("queue", "") if hasattr(self, "kwargs") else ""
+                details["paths"] = paths
+        job_id = str(self.kwargs.get("job_id", ""))
+        queue = self._audit_queue or str(self.kwargs.get("queue", ""))
+        audit_refusal(
+            actor=self.actor(),
+            action=self.operation.action,
+            status=status,
+            queue=queue if QUEUE_NAME_RE.fullmatch(queue) else "",
+            job_ids=[job_id] if _is_uuid(job_id) else [],
+            details=details,
         )
-        with transaction.atomic():
-            audit_record(
-                actor=self.actor(),
-                action=self.action_name,
-                status=status,
-                queue=queue[:128] if QUEUE_NAME_RE.fullmatch(queue) else "",
-                job_ids=[job_id] if _is_uuid(job_id) else [],
-                details=details,
-            )
-        self._audited = True
 
     def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, OperationalError | InterfaceError):
+            # Down, restarting, out of connections, locked: the transaction rolled
+            # back, so a retry is safe. Its cause goes to the server log only.
+            logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+            exc = ServiceUnavailable()
         try:
             return super().handle_exception(exc)
         except Exception:
-            self._audit_unrecorded(500, {"code": "internal_error"})
+            self._record_refusal(500, {"code": "internal_error"})
             raise
 
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
-        """Every answer passes here: refusals and errors get their event now."""
+        """Every answer passes here; a refusal or an error gets its event now (a
+        success already has one, written by its service)."""
         response = super().finalize_response(request, response, *args, **kwargs)
-        self._audit_unrecorded(response.status_code, getattr(response, "data", None))
+        if response.status_code >= 400:
+            self._record_refusal(response.status_code, getattr(response, "data", None))
         return response
 
     # -- input and access ------------------------------------------------------------
@@ -146,9 +124,11 @@ class FlashqApiView(APIView):
             raise InvalidInput(f"Invalid queue name: {QUEUE_NAME_RULE}.")
         return name
 
-    def authorize(self, verb: str, queue: str) -> None:
+    def authorize(self, queue: str) -> None:
+        """The caller may perform this operation on ``queue``, or PermissionDenied."""
         self._audit_queue = queue
-        if not self.principal.allows(verb, queue):
+        verb = self.operation.verb
+        if verb is None or not self.principal.allows(verb, queue):
             raise PermissionDenied(f"This token may not {verb} on this queue.")
 
     def job_id(self) -> uuid.UUID:
@@ -157,13 +137,13 @@ class FlashqApiView(APIView):
             raise JobNotFound()
         return uuid.UUID(raw)
 
-    def authorize_job(self, verb: str, job_id: uuid.UUID) -> str:
-        """The job's queue, once the caller may ``verb`` there. A job in a queue the
-        token cannot see at all is reported as not found, not as forbidden."""
+    def authorize_job(self, job_id: uuid.UUID) -> str:
+        """The job's queue, once the caller may perform this operation there. A job in a
+        queue the token cannot see at all is reported as not found, not as forbidden."""
         queue = selectors.job_queue_name(job_id=job_id)
         if not self.principal.sees(queue):
             raise JobNotFound()
-        self.authorize(verb, queue)
+        self.authorize(queue)
         return queue
 
 

@@ -1,4 +1,4 @@
-"""Plain-code parsing of batch bodies (up to 1000 items each)."""
+"""Plain-code parsing of push and batch bodies (up to MAX_BATCH items each)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 from django.conf import settings
 
-from ..errors import FieldError, InvalidInput
-from ..jobspec import JobSpec, parse_job_spec
-from ..services import AckSpec
+from flashq_project.limits import MAX_BATCH
+from flashq_project.problems import FieldError, InvalidInput
 
-MAX_BATCH = 1000
+from ..jobspec import JobSpec, Problems, parse_job_spec
+from ..services import AckSpec
 
 
 def _items(body: Any, *, allowed: frozenset[str]) -> list[Any]:
@@ -36,21 +36,22 @@ def _items(body: Any, *, allowed: frozenset[str]) -> list[Any]:
 
 def parse_push_batch(body: Any) -> list[JobSpec]:
     items = _items(body, allowed=frozenset({"jobs"}))
-    errors: list[FieldError] = []
+    problems = Problems()
     specs = [
-        parse_job_spec(item, path=f"/jobs/{index}", errors=errors, max_bytes=settings.MAX_JOB_BYTES)
+        parse_job_spec(
+            item, path=f"/jobs/{index}", problems=problems, max_bytes=settings.MAX_JOB_BYTES
+        )
         for index, item in enumerate(items)
     ]
-    if errors:
-        raise InvalidInput("The request has invalid fields.", errors=errors)
+    problems.raise_any()
     return [spec for spec in specs if spec is not None]
 
 
 def parse_push(body: Any) -> JobSpec:
-    errors: list[FieldError] = []
-    spec = parse_job_spec(body, path="", errors=errors, max_bytes=settings.MAX_JOB_BYTES)
-    if spec is None:
-        raise InvalidInput("The request has invalid fields.", errors=errors)
+    problems = Problems()
+    spec = parse_job_spec(body, path="", problems=problems, max_bytes=settings.MAX_JOB_BYTES)
+    problems.raise_any()
+    assert spec is not None
     return spec
 
 

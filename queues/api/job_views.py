@@ -3,18 +3,23 @@ cancel, retry. A job in a queue the token cannot see is a 404, never a 403."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import selectors, services
+from flashq_project.limits import MAX_BATCH
+
+from .. import reads, selectors, services
 from ..errors import JobNotFound
+from ..models import Job
 from . import batch, serializers
 from .base import FlashqApiView
-from .docs import problems
+from .docs import operation_schema, problems
+from .operations import Operation
 from .representations import job_detail
 
 
@@ -24,202 +29,180 @@ def _valid(serializer_class: type[serializers.StrictSerializer], data: Any) -> d
     return dict(serializer.validated_data)
 
 
-class JobApi(FlashqApiView):
-    """``GET`` reads a job; ``PATCH`` replaces the data of a job not yet started."""
-
-    actions = {"get": "getJob", "patch": "update"}
-
-    def _detail(self, job_id: Any) -> Response:
-        job = selectors.job_get(job_id=job_id)
+class _JobView(FlashqApiView):
+    def render_job(self, job: Job) -> Response:
         return Response(job_detail(job, self.principal, timezone.now()))
 
-    @extend_schema(
-        operation_id="getJob", responses={200: serializers.JobDetailOut, **problems(404)}
-    )
-    def get(self, request: Request, job_id: str) -> Response:
-        job_uuid = self.job_id()
-        queue = self.authorize_job("getJob", job_uuid)
-        with self.audited(status=200, queue=queue) as note:
-            note.job_ids = [job_uuid]
-            response = self._detail(job_uuid)
-        return response
 
-    @extend_schema(
-        operation_id="update",
+@extend_schema_view(
+    get=operation_schema(
+        Operation.GET_JOB, responses={200: serializers.JobDetailOut, **problems(404)}
+    ),
+    patch=operation_schema(
+        Operation.UPDATE,
         request=serializers.UpdateIn,
         responses={200: serializers.JobDetailOut, **problems(404, 409, 413, 415)},
         description="Replace `data` of a job that has not started yet (else 409).",
-    )
+    ),
+)
+class JobApi(_JobView):
+    """``GET`` reads a job; ``PATCH`` replaces the data of a job not yet started."""
+
+    operations = {"get": Operation.GET_JOB, "patch": Operation.UPDATE}
+
+    def get(self, request: Request, job_id: str) -> Response:
+        job_uuid = self.job_id()
+        self.authorize_job(job_uuid)
+        return self.render_job(reads.job_read(job_id=job_uuid, actor=self.actor()))
+
     def patch(self, request: Request, job_id: str) -> Response:
         job_uuid = self.job_id()
-        queue = self.authorize_job("update", job_uuid)
+        self.authorize_job(job_uuid)
         params = _valid(serializers.UpdateIn, request.data)
-        with self.audited(status=200, queue=queue) as note:
-            note.job_ids = [job_uuid]
-            services.job_update(job_id=job_uuid, data=params["data"])
-        return self._detail(job_uuid)
-
-
-class _LeasedJobApi(FlashqApiView):
-    """Shared shape of ack, fail and progress: lease-checked, answered with the job."""
-
-    verb: str
-    body: type[serializers.StrictSerializer]
-
-    def perform(self, job_id: Any, params: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def post(self, request: Request, job_id: str) -> Response:
-        job_uuid = self.job_id()
-        queue = self.authorize_job(self.verb, job_uuid)
-        params = _valid(self.body, request.data)
-        with self.audited(status=200, queue=queue) as note:
-            note.job_ids = [job_uuid]
-            self.perform(job_uuid, params)
-            job = selectors.job_get(job_id=job_uuid)
-        return Response(job_detail(job, self.principal, timezone.now()))
+        job = services.job_update(job_id=job_uuid, data=params["data"], actor=self.actor())
+        return self.render_job(job)
 
 
 _leased_responses: dict[Any, Any] = {200: serializers.JobDetailOut, **problems(404, 409, 413, 415)}
 
 
-class JobAckApi(_LeasedJobApi):
-    actions = {"post": "ack"}
-    verb = "ack"
-    body = serializers.AckIn
-
-    def perform(self, job_id: Any, params: dict[str, Any]) -> None:
-        services.job_ack(job_id=job_id, lease_id=params["lease_id"], result=params["result"])
-
-    @extend_schema(
-        operation_id="ack",
+@extend_schema_view(
+    post=operation_schema(
+        Operation.ACK,
         request=serializers.AckIn,
         responses=_leased_responses,
-        description="Complete a job. The lease must be current and unexpired (else 409).",
+        description="Complete a job. The lease must be current and unexpired (else 409); "
+        "a `result` over MAX_JOB_BYTES is a 413 and the job stays active.",
     )
+)
+class JobAckApi(_JobView):
+    operations = {"post": Operation.ACK}
+
     def post(self, request: Request, job_id: str) -> Response:
-        return super().post(request, job_id)
-
-
-class JobFailApi(_LeasedJobApi):
-    actions = {"post": "fail"}
-    verb = "fail"
-    body = serializers.FailIn
-
-    def perform(self, job_id: Any, params: dict[str, Any]) -> None:
-        services.job_fail(
-            job_id=job_id, lease_id=params["lease_id"], error=params["error"], retry=params["retry"]
+        job_uuid = self.job_id()
+        self.authorize_job(job_uuid)
+        params = _valid(serializers.AckIn, request.data)
+        job = services.job_ack(
+            job_id=job_uuid,
+            lease_id=params["lease_id"],
+            result=params["result"],
+            actor=self.actor(),
         )
+        return self.render_job(job)
 
-    @extend_schema(
-        operation_id="fail",
+
+@extend_schema_view(
+    post=operation_schema(
+        Operation.FAIL,
         request=serializers.FailIn,
         responses=_leased_responses,
         description="Record a failed attempt: retried after the job's backoff, or `failed` "
         "when attempts are used up or `retry` is false.",
     )
+)
+class JobFailApi(_JobView):
+    operations = {"post": Operation.FAIL}
+
     def post(self, request: Request, job_id: str) -> Response:
-        return super().post(request, job_id)
-
-
-class JobProgressApi(_LeasedJobApi):
-    actions = {"post": "progress"}
-    verb = "progress"
-    body = serializers.ProgressIn
-
-    def perform(self, job_id: Any, params: dict[str, Any]) -> None:
-        services.job_progress(
-            job_id=job_id,
+        job_uuid = self.job_id()
+        self.authorize_job(job_uuid)
+        params = _valid(serializers.FailIn, request.data)
+        job = services.job_fail(
+            job_id=job_uuid,
             lease_id=params["lease_id"],
-            progress=params["progress"],
-            message=params["message"],
+            error=params["error"],
+            retry=params["retry"],
+            actor=self.actor(),
         )
+        return self.render_job(job)
 
-    @extend_schema(
-        operation_id="progress",
+
+@extend_schema_view(
+    post=operation_schema(
+        Operation.PROGRESS,
         request=serializers.ProgressIn,
         responses=_leased_responses,
         description="Report progress (0-100); also extends the lease by its length.",
     )
-    def post(self, request: Request, job_id: str) -> Response:
-        return super().post(request, job_id)
-
-
-class _JobStateApi(FlashqApiView):
-    verb: str
-
-    def perform(self, job_id: Any) -> None:
-        raise NotImplementedError
+)
+class JobProgressApi(_JobView):
+    operations = {"post": Operation.PROGRESS}
 
     def post(self, request: Request, job_id: str) -> Response:
         job_uuid = self.job_id()
-        queue = self.authorize_job(self.verb, job_uuid)
-        with self.audited(status=200, queue=queue) as note:
-            note.job_ids = [job_uuid]
-            self.perform(job_uuid)
-            job = selectors.job_get(job_id=job_uuid)
-        return Response(job_detail(job, self.principal, timezone.now()))
+        self.authorize_job(job_uuid)
+        params = _valid(serializers.ProgressIn, request.data)
+        job = services.job_progress(
+            job_id=job_uuid,
+            lease_id=params["lease_id"],
+            progress=params["progress"],
+            message=params["message"],
+            actor=self.actor(),
+        )
+        return self.render_job(job)
 
 
 _state_responses: dict[Any, Any] = {200: serializers.JobDetailOut, **problems(404, 409)}
 
 
-class JobCancelApi(_JobStateApi):
-    actions = {"post": "cancel"}
-    verb = "cancel"
-
-    def perform(self, job_id: Any) -> None:
-        services.job_cancel(job_id=job_id)
-
-    @extend_schema(
-        operation_id="cancel",
+@extend_schema_view(
+    post=operation_schema(
+        Operation.CANCEL,
         request=None,
         responses=_state_responses,
         description="Cancel a waiting or active job.",
     )
+)
+class JobCancelApi(_JobView):
+    operations = {"post": Operation.CANCEL}
+
     def post(self, request: Request, job_id: str) -> Response:
-        return super().post(request, job_id)
+        job_uuid = self.job_id()
+        self.authorize_job(job_uuid)
+        return self.render_job(services.job_cancel(job_id=job_uuid, actor=self.actor()))
 
 
-class JobRetryApi(_JobStateApi):
-    actions = {"post": "retry"}
-    verb = "retry"
-
-    def perform(self, job_id: Any) -> None:
-        services.job_retry(job_id=job_id)
-
-    @extend_schema(
-        operation_id="retry",
+@extend_schema_view(
+    post=operation_schema(
+        Operation.RETRY,
         request=None,
         responses=_state_responses,
         description="Send a failed, cancelled or expired job back to waiting.",
     )
+)
+class JobRetryApi(_JobView):
+    operations = {"post": Operation.RETRY}
+
     def post(self, request: Request, job_id: str) -> Response:
-        return super().post(request, job_id)
+        job_uuid = self.job_id()
+        self.authorize_job(job_uuid)
+        return self.render_job(services.job_retry(job_id=job_uuid, actor=self.actor()))
 
 
-class JobAckBatchApi(FlashqApiView):
-    actions = {"post": "ack"}
-
-    @extend_schema(
-        operation_id="ackBatch",
+@extend_schema_view(
+    post=operation_schema(
+        Operation.ACK_BATCH,
         request=serializers.AckBatchIn,
         responses={200: serializers.AckBatchOut, **problems(404, 409, 413, 415)},
-        description="Complete up to 1000 jobs, all or nothing: if any lease is stale the "
-        "answer is 409 naming each offending item, and no job is acked.",
+        description=f"Complete up to {MAX_BATCH} jobs, all or nothing: if any lease is stale "
+        "the answer is 409 naming each offending item, and no job is acked. Each job id may "
+        "appear once (a repeat is a 400); a `result` over MAX_JOB_BYTES is a 413.",
     )
+)
+class JobAckBatchApi(FlashqApiView):
+    operations = {"post": Operation.ACK_BATCH}
+
     def post(self, request: Request) -> Response:
         acks = batch.parse_ack_batch(request.data)
-        queues = selectors.jobs_queue_names(job_ids=[ack.job_id for ack in acks])
-        for ack in acks:
-            queue = queues.get(ack.job_id)
-            if queue is None or not self.principal.sees(queue):
-                raise JobNotFound(f"No such job: {ack.job_id}.")
-        for queue in sorted(set(queues.values())):
-            self.authorize("ack", queue)
-        single = next(iter(queues.values())) if len(set(queues.values())) == 1 else ""
-        with self.audited(status=200, queue=single) as note:
-            note.job_ids = [ack.job_id for ack in acks]
-            note.details = {"count": len(acks)}
-            services.jobs_ack(acks=acks)
+        self._authorize_all([ack.job_id for ack in acks])
+        services.jobs_ack(acks=acks, actor=self.actor())
         return Response({"acked": len(acks)})
+
+    def _authorize_all(self, job_ids: list[uuid.UUID]) -> None:
+        queues = selectors.jobs_queue_names(job_ids=job_ids)
+        for job_id in job_ids:
+            queue = queues.get(job_id)
+            if queue is None or not self.principal.sees(queue):
+                raise JobNotFound(f"No such job: {job_id}.")
+        for queue in sorted(set(queues.values())):
+            self.authorize(queue)

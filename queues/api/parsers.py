@@ -11,14 +11,13 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge
 from security.payloads import (
     NonFiniteNumber,
     finite_float,
     json_problem,
     may_hold_unstorable_strings,
 )
-
-from ..errors import FieldError, InvalidInput, PayloadTooLarge
 
 
 def _reject_constant(name: str) -> None:

@@ -1,6 +1,5 @@
-"""One exception handler turns every error into RFC 9457 problem+json:
-``type``, ``title``, ``status``, ``detail``, a stable ``code``, and for field problems
-``errors: [{"path", "message"}]`` with JSON Pointer paths."""
+"""The API's exception handler: every error becomes RFC 9457 problem+json through the
+one builder in flashq_project.problems."""
 
 from __future__ import annotations
 
@@ -11,11 +10,15 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from flashq_project.problems import (
+    CONTENT_TYPE,
+    FieldError,
+    FlashqError,
+    ServiceUnavailable,
+    error_body,
+    problem_body,
+)
 from security.authentication import INVALID
-
-from ..errors import FieldError, FlashqError
-
-CONTENT_TYPE = "application/problem+json"
 
 
 def _flatten(detail: Any, path: str = "") -> list[FieldError]:
@@ -44,22 +47,17 @@ def problem_response(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {
-        "type": f"urn:flashq:problem:{code}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
-    if errors:
-        body["errors"] = [{"path": error.path, "message": error.message} for error in errors]
+    body = problem_body(status=status, code=code, title=title, detail=detail, errors=errors)
     return Response(body, status=status, headers=headers, content_type=CONTENT_TYPE)
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, FlashqError):
-        return problem_response(
-            status=exc.status, code=exc.code, title=exc.title, detail=exc.detail, errors=exc.errors
+        headers = {}
+        if isinstance(exc, ServiceUnavailable):
+            headers["Retry-After"] = str(exc.retry_after_seconds)
+        return Response(
+            error_body(exc), status=exc.status, headers=headers, content_type=CONTENT_TYPE
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

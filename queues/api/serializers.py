@@ -11,6 +11,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from flashq_project import limits
+
 from .. import jobspec
 from ..selectors import REPORTED_STATES
 
@@ -53,10 +55,16 @@ class StrictFloatField(serializers.FloatField):
 
 @extend_schema_field(OpenApiTypes.OBJECT)
 class JobDataField(serializers.JSONField):
+    """Job data: a JSON object; over MAX_JOB_BYTES is a 413 naming the field."""
+
     def to_internal_value(self, data: Any) -> Any:
-        problem = jobspec.data_problem(data, max_bytes=settings.MAX_JOB_BYTES)
-        if problem:
-            raise serializers.ValidationError(problem)
+        problems = jobspec.Problems()
+        jobspec.check_data(
+            data, path=f"/{self.field_name}", problems=problems, max_bytes=settings.MAX_JOB_BYTES
+        )
+        if problems.invalid:
+            raise serializers.ValidationError(problems.invalid[0].message)
+        problems.raise_any()
         return data
 
 
@@ -66,77 +74,103 @@ class JobDataField(serializers.JSONField):
 class BackoffDoc(serializers.Serializer):
     type = serializers.ChoiceField(choices=["fixed", "exponential"], default="exponential")
     delay = serializers.IntegerField(
-        min_value=0, max_value=jobspec.MAX_BACKOFF_DELAY_MS, default=1000
+        min_value=0,
+        max_value=limits.MAX_BACKOFF_DELAY_MS,
+        default=limits.DEFAULT_BACKOFF["delay"],
     )
     max = serializers.IntegerField(
-        min_value=0, max_value=jobspec.MAX_BACKOFF_CAP_MS, default=3_600_000, help_text="cap, ms"
+        min_value=0,
+        max_value=limits.MAX_BACKOFF_CAP_MS,
+        default=limits.DEFAULT_BACKOFF["max"],
+        help_text="cap, ms",
     )
-    jitter = serializers.FloatField(min_value=0, max_value=1, default=0.2)
+    jitter = serializers.FloatField(
+        min_value=0, max_value=1, default=limits.DEFAULT_BACKOFF["jitter"]
+    )
 
 
 class PushIn(serializers.Serializer):
     """Documentation of a push body; validated by queues.jobspec.parse_job_spec."""
 
     data = serializers.DictField(  # type: ignore[assignment]
-        help_text="A JSON object, at most MAX_JOB_BYTES encoded."
+        help_text="A JSON object, at most MAX_JOB_BYTES encoded (else 413)."
     )
     priority = serializers.IntegerField(
         required=False,
-        min_value=-jobspec.MAX_PRIORITY,
-        max_value=jobspec.MAX_PRIORITY,
+        min_value=-limits.MAX_PRIORITY,
+        max_value=limits.MAX_PRIORITY,
         help_text="Higher runs first. Default 0.",
     )
     delay = serializers.IntegerField(
-        required=False, min_value=0, max_value=jobspec.MAX_DELAY_MS, help_text="ms before ready"
+        required=False, min_value=0, max_value=limits.MAX_DELAY_MS, help_text="ms before ready"
     )
     max_attempts = serializers.IntegerField(
-        required=False, min_value=1, max_value=jobspec.MAX_ATTEMPTS, help_text="Default 3."
+        required=False,
+        min_value=1,
+        max_value=limits.MAX_ATTEMPTS,
+        help_text=f"Default {limits.DEFAULT_MAX_ATTEMPTS}.",
     )
     backoff = BackoffDoc(required=False, allow_null=True)
     ttl = serializers.IntegerField(
         required=False,
         allow_null=True,
         min_value=1,
-        max_value=jobspec.MAX_TTL_MS,
+        max_value=limits.MAX_TTL_MS,
         help_text="ms; expires if not started by then",
     )
     key = serializers.CharField(
         required=False,
         allow_null=True,
-        max_length=jobspec.MAX_KEY_LENGTH,
+        max_length=limits.MAX_KEY_LENGTH,
         help_text="Idempotency key: a re-push while the job is unfinished returns it (200).",
     )
     subject = serializers.CharField(
-        required=False, allow_null=True, max_length=255, help_text="GDPR data subject"
-    )
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=jobspec.MAX_TAG_LENGTH),
         required=False,
         allow_null=True,
-        max_length=jobspec.MAX_TAGS,
+        max_length=limits.MAX_SUBJECT_LENGTH,
+        help_text="GDPR data subject",
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=limits.MAX_TAG_LENGTH),
+        required=False,
+        allow_null=True,
+        max_length=limits.MAX_TAGS,
     )
 
 
 class PushBatchIn(serializers.Serializer):
     jobs = serializers.ListField(
-        child=PushIn(), min_length=1, max_length=1000, help_text="1 to 1000 jobs, all or nothing"
+        child=PushIn(),
+        min_length=1,
+        max_length=limits.MAX_BATCH,
+        help_text=f"1 to {limits.MAX_BATCH} jobs, all or nothing",
     )
 
 
 class PullIn(StrictSerializer):
-    count = StrictIntegerField(min_value=1, max_value=1000, default=1)
+    count = StrictIntegerField(min_value=1, max_value=limits.MAX_PULL_COUNT, default=1)
     wait = StrictFloatField(
         min_value=0,
-        max_value=settings.PULL_MAX_WAIT_SECONDS,
+        max_value=limits.MAX_WAIT_SECONDS,
         default=0,
         help_text="Long-poll: seconds to wait for work when none is ready",
     )
-    lease = StrictIntegerField(min_value=1, max_value=3600, default=30, help_text="seconds")
+    lease = StrictIntegerField(
+        min_value=1,
+        max_value=limits.MAX_LEASE_SECONDS,
+        default=limits.DEFAULT_LEASE_SECONDS,
+        help_text="seconds",
+    )
 
 
 class AckIn(StrictSerializer):
     lease_id = serializers.UUIDField()
-    result = serializers.JSONField(required=False, allow_null=True, default=None)
+    result = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Any JSON, at most MAX_JOB_BYTES encoded (else 413).",
+    )
 
 
 class AckItemDoc(serializers.Serializer):
@@ -149,8 +183,8 @@ class AckBatchIn(serializers.Serializer):
     jobs = serializers.ListField(
         child=AckItemDoc(),
         min_length=1,
-        max_length=1000,
-        help_text="1 to 1000 acks, all or nothing",
+        max_length=limits.MAX_BATCH,
+        help_text=f"1 to {limits.MAX_BATCH} acks, all or nothing; each id at most once",
     )
 
 
@@ -161,10 +195,11 @@ class AckBatchOut(serializers.Serializer):
 class FailIn(StrictSerializer):
     lease_id = serializers.UUIDField()
     error = serializers.CharField(
-        max_length=100_000,
+        max_length=limits.MAX_FAIL_ERROR_INPUT,
         allow_blank=True,
         default="",
-        help_text="Kept in the job's error history (first 10,000 characters).",
+        help_text=f"Kept in the job's error history (the first {limits.MAX_ERROR_LENGTH:,} "
+        f"characters; the last {limits.MAX_ERROR_HISTORY} attempts).",
     )
     retry = serializers.BooleanField(default=True)
 
@@ -172,7 +207,9 @@ class FailIn(StrictSerializer):
 class ProgressIn(StrictSerializer):
     lease_id = serializers.UUIDField()
     progress = StrictIntegerField(min_value=0, max_value=100)
-    message = serializers.CharField(max_length=1000, allow_blank=True, default="")
+    message = serializers.CharField(
+        max_length=limits.MAX_PROGRESS_MESSAGE, allow_blank=True, default=""
+    )
 
 
 class UpdateIn(StrictSerializer):
@@ -181,8 +218,12 @@ class UpdateIn(StrictSerializer):
 
 class JobsQuery(StrictSerializer):
     state = serializers.ChoiceField(choices=list(REPORTED_STATES), required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=500, default=50)
-    cursor = serializers.CharField(required=False, max_length=64)
+    limit = serializers.IntegerField(
+        min_value=1, max_value=limits.MAX_PAGE, default=limits.DEFAULT_PAGE
+    )
+    cursor = serializers.CharField(
+        required=False, max_length=22, help_text="next_cursor of the previous page"
+    )
 
 
 # -- responses (documentation) -------------------------------------------------------

@@ -1,15 +1,15 @@
 """``manage.py sweep_leases``: return jobs whose lease expired to waiting (as a failed
-attempt, or to failed on the last one) and mark waiting jobs past their ttl expired."""
+attempt, or to failed on the last one) and mark waiting jobs past their ttl expired.
+Each batch is one audit event listing its jobs, with ``command:sweep_leases`` as actor."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.db import transaction
 
-from compliance.audit import Actor, audit_record
-from queues.services import jobs_expire_ttl, leases_requeue_expired
+from compliance.audit import Actor
+from queues.pulling import jobs_expire_ttl, leases_requeue_expired
 
 
 class Command(BaseCommand):
@@ -19,16 +19,10 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> str:
+        actor = Actor.command("sweep_leases")
         requeued = expired = 0
-        while batch := leases_requeue_expired():
+        while batch := leases_requeue_expired(actor=actor):
             requeued += batch
-        while batch := jobs_expire_ttl():
+        while batch := jobs_expire_ttl(actor=actor):
             expired += batch
-        with transaction.atomic():
-            audit_record(
-                actor=Actor(name="command:sweep_leases"),
-                action="sweep_leases",
-                status=200,
-                details={"requeued": requeued, "expired": expired},
-            )
         return f"Requeued {requeued} job(s) with expired leases; expired {expired} job(s)."

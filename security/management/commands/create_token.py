@@ -10,9 +10,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from compliance.audit import Actor, audit_record
+from compliance.audit import Actor
 from security.access import InvalidRule
 from security.services import RuleSpec, parse_rule, token_create
 
@@ -37,16 +36,12 @@ class Command(BaseCommand):
         if not any(rule.allow for rule in rules):
             self.stderr.write("warning: no --allow rule; this token can do nothing")
         try:
-            with transaction.atomic():
-                token, raw = token_create(
-                    name=options["name"], rules=rules, expires_in_days=options["expires_in"]
-                )
-                audit_record(
-                    actor=Actor(name="command:create_token"),
-                    action="token.create",
-                    status=201,
-                    details={"token_id": token.pk, "token_name": token.name, "rules": len(rules)},
-                )
+            token, raw = token_create(
+                name=options["name"],
+                rules=rules,
+                expires_in_days=options["expires_in"],
+                actor=Actor.command("create_token"),
+            )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
         self.stdout.write(f"Created token {token.name!r} (id {token.pk}). It is shown only once:")

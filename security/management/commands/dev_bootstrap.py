@@ -14,8 +14,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from compliance.audit import Actor
 from security.models import ApiToken
-from security.services import parse_rule, token_create
+from security.services import parse_rule, token_create, token_delete
 
 TOKEN_NAME = "dev-full-access"  # noqa: S105 (a name, not a secret)
 
@@ -32,17 +33,21 @@ class Command(BaseCommand):
             raise CommandError("dev_bootstrap runs only with flashq_project.settings.local")
         path = dev_dir / "credentials.json"
         credentials = json.loads(path.read_text()) if path.exists() else {}
+        actor = Actor.command("dev_bootstrap")
         user_model = get_user_model()
         if not user_model.objects.filter(username=credentials.get("username", "admin")).exists():
             credentials = {"username": "admin", "password": secrets.token_urlsafe(16)}
             user_model.objects.create_superuser(
                 username="admin", email="", password=credentials["password"]
             )
-            ApiToken.objects.filter(name=TOKEN_NAME).delete()
-        if "token" not in credentials or not ApiToken.objects.filter(name=TOKEN_NAME).exists():
-            ApiToken.objects.filter(name=TOKEN_NAME).delete()
+            credentials.pop("token", None)
+        usable = ApiToken.objects.filter(name=TOKEN_NAME, revoked_at__isnull=True).exists()
+        if "token" not in credentials or not usable:
+            # The plaintext is lost (or the token was revoked): replace the token.
+            if ApiToken.objects.filter(name=TOKEN_NAME).exists():
+                token_delete(name=TOKEN_NAME, actor=actor)
             _, credentials["token"] = token_create(
-                name=TOKEN_NAME, rules=[parse_rule("*=*,admin", allow=True)]
+                name=TOKEN_NAME, rules=[parse_rule("*=*,admin", allow=True)], actor=actor
             )
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

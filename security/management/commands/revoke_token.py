@@ -6,9 +6,8 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from compliance.audit import Actor, audit_record
+from compliance.audit import Actor
 from security.models import ApiToken
 from security.services import token_revoke
 
@@ -21,14 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> str:
         try:
-            with transaction.atomic():
-                token = token_revoke(name=options["name"])
-                audit_record(
-                    actor=Actor(name="command:revoke_token"),
-                    action="token.revoke",
-                    status=200,
-                    details={"token_id": token.pk, "token_name": token.name},
-                )
+            token = token_revoke(name=options["name"], actor=Actor.command("revoke_token"))
         except ApiToken.DoesNotExist as exc:
             raise CommandError(f"No token named {options['name']!r}") from exc
         return f"Revoked token {token.name!r} (id {token.pk})."

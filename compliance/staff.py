@@ -1,0 +1,39 @@
+"""Staff users in the admin: who they are as audit actors, and the base of every admin
+page that changes something. Such pages change rows only through services (which
+write the audit event with the staff user as actor), so Django's own ``LogEntry`` is
+not written: it would be a second, editable record beside the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from security.clientip import client_ip
+
+from .audit import Actor, ActorKind
+
+
+def staff_actor(request: HttpRequest) -> Actor:
+    user = request.user
+    return Actor(
+        kind=ActorKind.USER,
+        name=user.get_username(),
+        user_id=user.pk,
+        client_ip=client_ip(request),
+        request_id=request.META.get("FLASHQ_REQUEST_ID", ""),
+    )
+
+
+class ServiceModelAdmin(admin.ModelAdmin):
+    """An admin whose saves and actions go through services."""
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return None
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return None
+
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        return None

@@ -1,0 +1,51 @@
+"""Every limit the API enforces, defined once. Validation, serializers and the OpenAPI
+schema import these; the two byte limits can be lowered per deployment through the
+environment (settings ``MAX_REQUEST_BYTES`` and ``MAX_JOB_BYTES``) and these are their
+defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Bytes.
+DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024  # a whole request body
+DEFAULT_MAX_JOB_BYTES = 1024 * 1024  # one job's data, or one ack's result, encoded
+
+# Shape of any JSON body.
+MAX_DEPTH = 64
+
+# Batches and pages.
+MAX_BATCH = 1000  # jobs per batch push, acks per batch ack
+MAX_PULL_COUNT = 1000
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+# Leases and long polls (seconds).
+DEFAULT_LEASE_SECONDS = 30
+MAX_LEASE_SECONDS = 3600
+MAX_WAIT_SECONDS = 30
+
+# Job options.
+MAX_PRIORITY = 1_000_000
+MAX_DELAY_MS = 365 * 24 * 3600 * 1000
+MAX_TTL_MS = MAX_DELAY_MS
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 1000
+MAX_BACKOFF_DELAY_MS = 24 * 3600 * 1000
+MAX_BACKOFF_CAP_MS = 7 * 24 * 3600 * 1000
+DEFAULT_BACKOFF: dict[str, Any] = {
+    "type": "exponential",
+    "delay": 1000,
+    "max": 3_600_000,
+    "jitter": 0.2,
+}
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+MAX_KEY_LENGTH = 255
+MAX_SUBJECT_LENGTH = 255
+
+# What a worker reports.
+MAX_FAIL_ERROR_INPUT = 100_000  # characters accepted in a fail's error...
+MAX_ERROR_LENGTH = 10_000  # ...of which the first this many are kept
+MAX_ERROR_HISTORY = 50  # entries kept per job, newest last
+MAX_PROGRESS_MESSAGE = 1000

@@ -1,0 +1,86 @@
+"""Errors every floor may raise, and the one builder of RFC 9457 problem+json bodies.
+
+``FlashqError`` carries a stable ``code``, an HTTP ``status`` and, for field problems,
+``errors`` with JSON Pointer paths. Services raise them; the API's exception handler
+and the project's 4xx/5xx pages render them with ``problem_body``, so every error the
+platform answers has one shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CONTENT_TYPE = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    path: str  # JSON Pointer into the request body, e.g. /jobs/3/priority
+    message: str
+
+
+class FlashqError(Exception):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class InvalidInput(FlashqError):
+    status = 400
+    code = "invalid_input"
+    title = "Invalid input"
+
+
+class PayloadTooLarge(FlashqError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class LengthRequired(FlashqError):
+    status = 411
+    code = "length_required"
+    title = "Length required"
+
+
+class ServiceUnavailable(FlashqError):
+    """The database is down, restarting or out of connections: nothing was done, and
+    the same request may be sent again after ``Retry-After`` seconds."""
+
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+    retry_after_seconds = 5
+
+    def __init__(self, detail: str = "The service is briefly unavailable; retry shortly.") -> None:
+        super().__init__(detail)
+
+
+def problem_body(
+    *, status: int, code: str, title: str, detail: str, errors: list[FieldError] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"urn:flashq:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = [{"path": error.path, "message": error.message} for error in errors]
+    return body
+
+
+def error_body(error: FlashqError) -> dict[str, Any]:
+    return problem_body(
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        errors=error.errors,
+    )

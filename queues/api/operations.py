@@ -1,0 +1,34 @@
+"""The API's operations, each with its OpenAPI ``operation_id``, the action its audit
+event records, and the verb a token needs (None: any token, the answer is filtered).
+Views name a member, so the three can never drift apart or be misspelt."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from compliance.audit import Action
+from security.access import Verb
+
+
+class Operation(Enum):
+    PUSH = ("push", Action.PUSH, Verb.PUSH)
+    PUSH_BATCH = ("pushBatch", Action.PUSH, Verb.PUSH)
+    PULL = ("pull", Action.PULL, Verb.PULL)
+    ACK = ("ack", Action.ACK, Verb.ACK)
+    ACK_BATCH = ("ackBatch", Action.ACK, Verb.ACK)
+    FAIL = ("fail", Action.FAIL, Verb.FAIL)
+    PROGRESS = ("progress", Action.PROGRESS, Verb.PROGRESS)
+    GET_JOB = ("getJob", Action.GET_JOB, Verb.GET_JOB)
+    GET_JOBS = ("getJobs", Action.GET_JOBS, Verb.GET_JOBS)
+    CANCEL = ("cancel", Action.CANCEL, Verb.CANCEL)
+    UPDATE = ("update", Action.UPDATE, Verb.UPDATE)
+    RETRY = ("retry", Action.RETRY, Verb.RETRY)
+    LIST_QUEUES = ("listQueues", Action.LIST_QUEUES, None)
+    QUEUE_STATS = ("queueStats", Action.STATS, Verb.ADMIN)
+    PAUSE = ("pause", Action.PAUSE, Verb.ADMIN)
+    RESUME = ("resume", Action.RESUME, Verb.ADMIN)
+
+    def __init__(self, operation_id: str, action: Action, verb: Verb | None) -> None:
+        self.operation_id = operation_id
+        self.action = action
+        self.verb = verb

@@ -1,0 +1,141 @@
+"""Handing out work, and taking it back when a lease runs out.
+
+``jobs_pull`` leases ready jobs and, given ``wait``, long-polls for them: it waits on
+``wakeup.Waiter`` between rounds, holding no transaction while it waits. A paused queue
+hands out nothing, and a pause during a long poll stops it too (the queue is re-read
+each round). Jobs whose lease expired are recovered by every pull (for its queue) and by
+the sweeper; nobody asked for that change, so it is recorded under a system actor, one
+event per batch listing the job ids."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+from django.db import transaction
+from django.utils import timezone
+
+from compliance.audit import Action, Actor, audit_record
+
+from . import claim
+from .models import Job, JobState, Queue
+from .services import FAILURE_FIELDS, record_failure
+from .wakeup import Waiter
+
+LEASE_EXPIRED = "lease expired"
+LEASE_RECOVERY = "lease-recovery"
+
+
+def leases_requeue_expired(*, actor: Actor, queue_id: int | None = None, limit: int = 500) -> int:
+    """Return up to ``limit`` jobs whose lease ran out to waiting, each as a failed
+    attempt ("lease expired"), or to failed when that was the last attempt. No backoff:
+    the lease itself was the wait."""
+    with transaction.atomic():
+        return _requeue_expired(actor=actor, queue_id=queue_id, limit=limit)
+
+
+def _requeue_expired(*, actor: Actor, queue_id: int | None, limit: int) -> int:
+    """leases_requeue_expired inside the caller's transaction."""
+    now = timezone.now()
+    # job_lease_idx: active jobs by lease expiry.
+    expired = Job.objects.filter(state=JobState.ACTIVE, lease_expires_at__lte=now)
+    if queue_id is not None:
+        expired = expired.filter(queue_id=queue_id)
+    jobs = list(expired.select_for_update(skip_locked=True).order_by("lease_expires_at")[:limit])
+    if not jobs:
+        return 0
+    for job in jobs:
+        record_failure(job, LEASE_EXPIRED, now=now, retry=True, delay_ms=0)
+    Job.objects.bulk_update(jobs, FAILURE_FIELDS)
+    failed = sum(job.state == JobState.FAILED for job in jobs)
+    audit_record(
+        actor=actor,
+        action=Action.LEASE_RECOVER,
+        queue=_single_queue_name(jobs),
+        job_ids=[job.id for job in jobs],
+        details={"count": len(jobs), "waiting": len(jobs) - failed, "failed": failed},
+    )
+    return len(jobs)
+
+
+def jobs_expire_ttl(*, actor: Actor, limit: int = 5000) -> int:
+    """Mark up to ``limit`` waiting jobs whose ttl ran out as expired (pull already
+    skips them)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Job.objects.filter(state=JobState.WAITING, expires_at__lte=now)
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return 0
+        Job.objects.filter(id__in=ids).update(state=JobState.EXPIRED, finished_at=now)
+        audit_record(
+            actor=actor, action=Action.TTL_EXPIRE, job_ids=ids, details={"count": len(ids)}
+        )
+    return len(ids)
+
+
+def _single_queue_name(jobs: list[Job]) -> str:
+    queue_ids = {job.queue_id for job in jobs}
+    if len(queue_ids) != 1:
+        return ""
+    names = Queue.objects.filter(id=queue_ids.pop()).values_list("name", flat=True)
+    return names.first() or ""
+
+
+def _claim_round(
+    *, queue_name: str, count: int, lease_seconds: int, owner: str, actor: Actor, last: bool
+) -> list[Job] | None:
+    """One attempt, in one transaction: the leased jobs, or None when there were none
+    and this is not the last round (so nothing is recorded yet)."""
+    with transaction.atomic():
+        queue = Queue.objects.filter(name=queue_name).first()
+        jobs: list[Job] = []
+        if queue is not None and not queue.paused:
+            recovery = Actor.system(LEASE_RECOVERY, request_id=actor.request_id)
+            _requeue_expired(actor=recovery, queue_id=queue.pk, limit=500)
+            jobs = claim.claim(
+                queue_id=queue.pk,
+                count=count,
+                lease_seconds=lease_seconds,
+                owner=owner,
+                now=timezone.now(),
+            )
+        if not jobs and not last:
+            return None
+        audit_record(
+            actor=actor, action=Action.PULL, queue=queue_name, job_ids=[job.id for job in jobs]
+        )
+    return jobs
+
+
+def jobs_pull(
+    *,
+    queue_name: str,
+    count: int,
+    lease_seconds: int,
+    owner: str,
+    actor: Actor,
+    wait_seconds: float = 0,
+) -> list[Job]:
+    """Lease up to ``count`` ready jobs of a queue to ``owner`` (highest priority first),
+    waiting up to ``wait_seconds`` for some to arrive. An unknown queue has nothing to
+    hand out yet. Exactly one pull event is recorded, listing what was handed out."""
+    deadline = time.monotonic() + wait_seconds
+    with Waiter(queue_name) if wait_seconds > 0 else nullcontext(None) as waiter:
+        while True:
+            remaining = deadline - time.monotonic()
+            jobs = _claim_round(
+                queue_name=queue_name,
+                count=count,
+                lease_seconds=lease_seconds,
+                owner=owner,
+                actor=actor,
+                last=waiter is None or remaining <= 0,
+            )
+            if jobs is not None:
+                return jobs
+            assert waiter is not None
+            waiter.wait(remaining)

@@ -1,0 +1,53 @@
+"""Reads that leave a trace. Looking at a job, a queue's jobs, the queue list or a
+queue's figures is recorded like any change, so these wrap the selectors with the
+caller's ``actor`` and write one audit event in the same transaction as the read."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+
+from compliance.audit import Action, Actor, audit_record
+
+from . import selectors
+from .models import Job, Queue
+
+
+def job_read(*, job_id: uuid.UUID, actor: Actor) -> Job:
+    with transaction.atomic():
+        job = selectors.job_get(job_id=job_id)
+        audit_record(actor=actor, action=Action.GET_JOB, queue=job.queue.name, job_ids=[job_id])
+    return job
+
+
+def jobs_page_read(
+    *, queue_name: str, state: str | None, after: uuid.UUID | None, limit: int, actor: Actor
+) -> tuple[list[Job], bool]:
+    """A page of a queue's jobs (oldest first) and whether more follow."""
+    with transaction.atomic():
+        queue = selectors.queue_get(name=queue_name)
+        jobs = selectors.jobs_for_queue(queue=queue, state=state, after=after, limit=limit + 1)
+        page = jobs[:limit]
+        audit_record(
+            actor=actor, action=Action.GET_JOBS, queue=queue_name, details={"count": len(page)}
+        )
+    return page, len(jobs) > limit
+
+
+def queues_read(*, visible: Callable[[str], bool], actor: Actor) -> list[Queue]:
+    """The queues whose name ``visible`` accepts."""
+    with transaction.atomic():
+        queues = [queue for queue in selectors.queues_list() if visible(queue.name)]
+        audit_record(actor=actor, action=Action.LIST_QUEUES, details={"count": len(queues)})
+    return queues
+
+
+def queue_stats_read(*, queue_name: str, actor: Actor) -> tuple[Queue, dict[str, Any]]:
+    with transaction.atomic():
+        queue = selectors.queue_get(name=queue_name)
+        stats = selectors.queue_stats(queue=queue)
+        audit_record(actor=actor, action=Action.STATS, queue=queue_name)
+    return queue, stats

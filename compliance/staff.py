@@ -29,6 +29,11 @@ def staff_actor(request: HttpRequest) -> Actor:
 class ServiceModelAdmin(admin.ModelAdmin):
     """An admin whose saves and actions go through services."""
 
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> Any:
+        return ""
+
     def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
         return None
 

@@ -19,7 +19,7 @@ class Queue(models.Model):
     name = models.CharField(
         max_length=128,
         unique=True,
-        validators=[RegexValidator(QUEUE_NAME_RE.pattern + r"\Z", QUEUE_NAME_RULE)],
+        validators=[RegexValidator(r"\A" + QUEUE_NAME_RE.pattern + r"\Z", QUEUE_NAME_RULE)],
     )
     paused = models.BooleanField(default=False)
     subject_path = models.CharField(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from compliance.models import AuditEvent
 from queues.models import Job
 
 from .support import Api, Call, Personas, make_token, pull, push
@@ -135,6 +136,15 @@ def test_permission_matrix(
     before = Job.objects.count()
     call = ROUTES[route][0](api, job, token)
     assert call.status == status, call.body
+    # Exactly one audit event per call, whoever answered it (a service on success, the
+    # view on a refusal), naming the caller and the status it got.
+    [event] = AuditEvent.objects.filter(request_id=call.headers["X-Request-ID"]).exclude(
+        actor__startswith="system:"
+    )
+    assert (event.actor, event.status) == (
+        "anonymous" if token is None else f"token:{persona}",
+        status,
+    )
     if status >= 400:
         assert call.headers["Content-Type"] == "application/problem+json"
         if route in ("push", "push batch"):

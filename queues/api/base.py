@@ -53,7 +53,9 @@ class FlashqApiView(APIView):
         return self.operations.get(method) or next(iter(self.operations.values()))
 
     def actor(self) -> Actor:
-        auth = getattr(self.request, "auth", None)
+        # _auth, not auth: reading ``auth`` re-runs authentication when it failed with
+        # something other than an APIException (the database being down, say).
+        auth = getattr(self.request, "_auth", None)
         principal = auth if isinstance(auth, Principal) else None
         return Actor(
             kind=ActorKind.TOKEN if principal else ActorKind.ANONYMOUS,

@@ -1,0 +1,261 @@
+"""The admin as a staff user clicks it (Django's test client): every change goes through
+a service and is audited with the staff user as actor; state that services own (a
+token's revocation, a queue's pause) is never a form field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import IntegrityError, connection, transaction
+from django.test import Client
+from django.utils import timezone
+
+from compliance.models import AuditEvent
+from queues.models import Queue
+from security.models import ApiToken, QueuePermission
+
+from .support import Api, make_token, pull, push
+
+pytestmark = pytest.mark.django_db
+
+TOKENS = "/admin/security/apitoken/"
+QUEUES = "/admin/queues/queue/"
+
+
+@pytest.fixture
+def root() -> Client:
+    user = get_user_model().objects.create_superuser("root", "", "pw-for-tests-only")
+    client = Client(REMOTE_ADDR="192.0.2.10")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def viewer() -> Client:
+    """A staff user who may look at tokens and queues but change nothing."""
+    user = get_user_model().objects.create_user("viewer", "", "pw-for-tests-only", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_apitoken", "view_queue"])
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _token_form(
+    token: ApiToken, rules: list[tuple[str, str, str]], **fields: Any
+) -> dict[str, Any]:
+    """The change form of a token as the browser posts it, with ``rules`` as the
+    permissions inline (existing rows first, by position)."""
+    existing = list(token.permissions.order_by("id"))
+    data: dict[str, Any] = {
+        "name": token.name,
+        "expires_at_0": "",
+        "expires_at_1": "",
+        "permissions-TOTAL_FORMS": str(len(rules)),
+        "permissions-INITIAL_FORMS": str(len(existing)),
+        "permissions-MIN_NUM_FORMS": "0",
+        "permissions-MAX_NUM_FORMS": "1000",
+        "_save": "Save",
+    }
+    for index, (pattern, verbs, effect) in enumerate(rules):
+        row = f"permissions-{index}-"
+        data[row + "token"] = str(token.pk)
+        data[row + "id"] = str(existing[index].pk) if index < len(existing) else ""
+        data[row + "pattern"] = pattern
+        data[row + "verbs"] = verbs
+        data[row + "effect"] = effect
+    data.update(fields)
+    return data
+
+
+def _events(action: str) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action=action).order_by("id"))
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+def test_a_revoked_token_stays_revoked_when_its_form_is_saved(api: Api, root: Client) -> None:
+    raw = make_token("svc", "jobs:*=push")
+    call = root.post(
+        f"{TOKENS}?q=svc",
+        {"action": "revoke_tokens", "_selected_action": [ApiToken.objects.get(name="svc").pk]},
+    )
+    assert call.status_code == 302
+    token = ApiToken.objects.get(name="svc")
+    revoked_at = token.revoked_at
+    assert revoked_at is not None
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 401
+
+    # The old bug: untick "Revoked" and save. There is no such field any more; a forged
+    # one is ignored, and the token stays refused.
+    form = _token_form(token, [("jobs:*", "push", "allow")], revoked="", revoked_at="")
+    assert root.post(f"{TOKENS}{token.pk}/change/", form).status_code == 302
+    token.refresh_from_db()
+    assert token.revoked_at == revoked_at
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 401
+
+    [revoke] = _events("token.revoke")
+    assert (revoke.actor, revoke.user_id, revoke.client_ip) == (
+        "user:root",
+        get_user_model().objects.get(username="root").pk,
+        "192.0.2.10",
+    )
+    assert revoke.details["token_name"] == "svc" and not revoke.details["already_revoked"]
+    [update] = _events("token.update")
+    assert update.actor == "user:root" and update.details["changes"] == {}
+    assert not LogEntry.objects.exists()
+
+
+def test_no_path_can_un_revoke_a_token() -> None:
+    make_token("svc", "jobs:*=push")
+    ApiToken.objects.filter(name="svc").update(revoked_at=timezone.now())
+    for moved_to in (None, timezone.now()):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ApiToken.objects.filter(name="svc").update(revoked_at=moved_to)
+    with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE security_apitoken SET revoked_at = NULL")
+    assert ApiToken.objects.get(name="svc").revoked
+
+
+def test_editing_a_token_goes_through_the_service_and_is_audited(api: Api, root: Client) -> None:
+    raw = make_token("svc", "jobs:*=push")
+    token = ApiToken.objects.get(name="svc")
+    form = _token_form(
+        token,
+        [("jobs:*", "push,getJob", "allow"), ("jobs:secret", "*", "deny")],
+        name="svc-renamed",
+        expires_at_0="2099-01-02",
+        expires_at_1="03:04:05",
+    )
+    assert root.post(f"{TOKENS}{token.pk}/change/", form).status_code == 302
+    token.refresh_from_db()
+    assert token.name == "svc-renamed" and token.expires_at is not None
+    rules = {(p.pattern, p.verbs, p.effect) for p in token.permissions.all()}
+    assert rules == {("jobs:*", "push,getJob", "allow"), ("jobs:secret", "*", "deny")}
+    assert api.post("/queues/jobs:secret/jobs", {"data": {}}, as_=raw).status == 403
+    [event] = _events("token.update")
+    assert event.actor == "user:root"
+    changes = event.details["changes"]
+    assert changes["name"] == {"from": "svc", "to": "svc-renamed"}
+    assert changes["rules"]["to"] == ["allow jobs:*=push,getJob", "deny jobs:secret=*"]
+    assert set(changes) == {"name", "expires_at", "rules"}
+    assert token.secret_hash not in str(event.details)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "verbs", "field", "message"),
+    [
+        ("jobs:*", "psh", "verbs", "unknown verb(s): psh"),
+        ("jobs:*", "push,", "verbs", None),  # a trailing comma is tidied, not an error
+        ("jobs:[0-9]", "push", "pattern", "a queue pattern is"),
+        ("jobs:(a|b)", "push", "pattern", "a queue pattern is"),
+        ("q" * 129, "push", "pattern", "at most 128 characters"),
+        ("jobs:*", "", "verbs", "This field is required"),
+    ],
+)
+def test_a_bad_permission_rule_is_refused_in_the_form_and_nothing_changes(
+    api: Api, root: Client, pattern: str, verbs: str, field: str, message: str | None
+) -> None:
+    raw = make_token("svc", "jobs:*=push")
+    token = ApiToken.objects.get(name="svc")
+    before = AuditEvent.objects.count()
+    form = _token_form(token, [("jobs:*", "push", "allow"), (pattern, verbs, "allow")])
+    response = root.post(f"{TOKENS}{token.pk}/change/", form)
+    if message is None:
+        assert response.status_code == 302
+        assert set(token.permissions.values_list("verbs", flat=True)) == {"push"}
+        return
+    assert response.status_code == 200  # the form again, with the error at the field
+    [formset] = response.context["inline_admin_formsets"]
+    errors = formset.formset.forms[1].errors
+    assert message in " ".join(errors[field])
+    assert token.permissions.count() == 1
+    assert AuditEvent.objects.count() == before
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 201
+
+
+def test_the_model_create_token_and_the_admin_give_the_same_message() -> None:
+    from django.core.exceptions import ValidationError
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    make_token("svc", "jobs:*=push")
+    rule = QueuePermission(token=ApiToken.objects.get(), pattern="jobs:*", verbs="psh")
+    with pytest.raises(ValidationError) as model_error:
+        rule.full_clean()
+    with pytest.raises(CommandError) as command_error:
+        call_command("create_token", "other", "--allow", "jobs:*=psh")
+    assert model_error.value.message_dict["verbs"] == [str(command_error.value)]
+
+
+def test_tokens_cannot_be_deleted_or_added_in_the_admin(root: Client) -> None:
+    make_token("svc", "jobs:*=push")
+    token = ApiToken.objects.get()
+    assert root.get(f"{TOKENS}add/").status_code == 403
+    root.post(f"{TOKENS}{token.pk}/delete/", {"post": "yes"})
+    assert ApiToken.objects.filter(pk=token.pk).exists()
+
+
+def test_a_view_only_staff_user_can_neither_revoke_nor_edit(api: Api, viewer: Client) -> None:
+    raw = make_token("svc", "jobs:*=push")
+    token = ApiToken.objects.get()
+    page = viewer.get(TOKENS)
+    assert page.status_code == 200 and b"revoke_tokens" not in page.content
+    viewer.post(TOKENS, {"action": "revoke_tokens", "_selected_action": [token.pk]})
+    form = _token_form(token, [("*", "*", "allow")], name="stolen")
+    assert viewer.post(f"{TOKENS}{token.pk}/change/", form).status_code == 403
+    token.refresh_from_db()
+    assert not token.revoked and token.name == "svc"
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 201
+    assert not AuditEvent.objects.filter(actor="user:viewer").exists()
+
+
+# -- queues ------------------------------------------------------------------------------
+
+
+def test_pause_and_resume_are_admin_actions_through_the_service(
+    api: Api, root: Client, full: str
+) -> None:
+    push(api, full, queue="jobs:q")
+    queue = Queue.objects.get(name="jobs:q")
+    selected = {"_selected_action": [queue.pk]}
+    root.post(QUEUES, {"action": "pause_queues", **selected})
+    assert Queue.objects.get(pk=queue.pk).paused
+    assert pull(api, full, queue="jobs:q") == []
+    root.post(QUEUES, {"action": "resume_queues", **selected})
+    assert not Queue.objects.get(pk=queue.pk).paused
+    assert len(pull(api, full, queue="jobs:q")) == 1
+    events = [(e.action, e.actor, e.queue) for e in AuditEvent.objects.order_by("id")]
+    assert ("pause", "user:root", "jobs:q") in events
+    assert ("resume", "user:root", "jobs:q") in events
+
+
+def test_a_queue_form_cannot_pause_and_its_settings_save_through_the_service(
+    api: Api, root: Client, full: str
+) -> None:
+    push(api, full, queue="jobs:q")
+    queue = Queue.objects.get(name="jobs:q")
+    form = {"subject_path": "user.id", "paused": "on", "name": "renamed", "_save": "Save"}
+    assert root.post(f"{QUEUES}{queue.pk}/change/", form).status_code == 302
+    queue.refresh_from_db()
+    assert (queue.name, queue.paused, queue.subject_path) == ("jobs:q", False, "user.id")
+    [event] = _events("queue.update")
+    assert event.actor == "user:root"
+    assert event.details == {"subject_path": {"from": "userId", "to": "user.id"}}
+    assert not LogEntry.objects.exists()
+
+
+def test_a_queue_added_in_the_admin_is_created_by_the_service(root: Client) -> None:
+    form = {"name": "billing", "subject_path": "customerId", "_save": "Save"}
+    assert root.post(f"{QUEUES}add/", form).status_code == 302
+    assert Queue.objects.get(name="billing").subject_path == "customerId"
+    [event] = _events("queue.create")
+    assert (event.actor, event.queue) == ("user:root", "billing")
+    bad = root.post(f"{QUEUES}add/", {"name": "-bad", "subject_path": "x", "_save": "Save"})
+    assert bad.status_code == 200 and not Queue.objects.filter(name="-bad").exists()

@@ -1,0 +1,110 @@
+"""Every stored client value is capped. Data and results over MAX_JOB_BYTES are a 413
+naming the field, wherever they come in, and change nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from compliance.models import AuditEvent
+from flashq_project import limits
+from queues.models import Job, JobState
+
+from .support import Api, pull, push
+
+pytestmark = pytest.mark.django_db
+
+BIG = {"blob": "x" * 200}
+
+
+@pytest.fixture(autouse=True)
+def small_jobs(settings: Any) -> None:
+    settings.MAX_JOB_BYTES = 100
+
+
+def _too_large(call: Any, *paths: str) -> None:
+    assert call.status == 413, call.body
+    assert call.body["code"] == "payload_too_large"
+    assert [error["path"] for error in call.body["errors"]][: len(paths)] == list(paths)
+    assert "the limit is 100" in call.body["errors"][0]["message"]
+
+
+def test_push_batch_and_update_refuse_big_data_naming_the_item(api: Api, full: str) -> None:
+    _too_large(api.post("/queues/q/jobs", {"data": BIG}, as_=full), "/data")
+    batch = {"jobs": [{"data": {}}, {"data": BIG}]}
+    _too_large(api.post("/queues/q/jobs/batch", batch, as_=full), "/jobs/1/data")
+    assert not Job.objects.exists()
+    job = push(api, full, queue="q")
+    _too_large(api.patch(f"/jobs/{job['id']}", {"data": BIG}, as_=full), "/data")
+    assert Job.objects.get(id=job["id"]).data == {"n": 1}
+
+
+def test_a_big_result_is_refused_and_the_job_stays_active(api: Api, full: str) -> None:
+    push(api, full, queue="q")
+    [job] = pull(api, full, queue="q")
+    ack = {"lease_id": job["lease_id"], "result": BIG}
+    _too_large(api.post(f"/jobs/{job['id']}/ack", ack, as_=full), "/result")
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.state, stored.result) == (JobState.ACTIVE, None)
+    assert str(stored.lease_id) == job["lease_id"]
+    event = AuditEvent.objects.order_by("id").last()
+    assert event is not None
+    assert (event.status, event.details) == (
+        413,
+        {"code": "payload_too_large", "paths": ["/result"]},
+    )
+    # The same lease can still finish the job with a result that fits.
+    ok = api.post(f"/jobs/{job['id']}/ack", {"lease_id": job["lease_id"], "result": {}}, as_=full)
+    assert ok.status == 200 and ok.body["state"] == "completed"
+
+
+def test_a_big_result_in_a_batch_ack_acks_nothing(api: Api, full: str) -> None:
+    for _ in range(2):
+        push(api, full, queue="q")
+    jobs = pull(api, full, queue="q", count=2)
+    acks = [{"id": j["id"], "lease_id": j["lease_id"], "result": {}} for j in jobs]
+    acks[1]["result"] = BIG
+    _too_large(api.post("/jobs/ack", {"jobs": acks}, as_=full), "/jobs/1/result")
+    assert set(Job.objects.values_list("state", flat=True)) == {JobState.ACTIVE}
+
+
+def test_other_stored_strings_have_their_caps(api: Api, full: str) -> None:
+    too_long = {
+        "key": "k" * (limits.MAX_KEY_LENGTH + 1),
+        "subject": "s" * (limits.MAX_SUBJECT_LENGTH + 1),
+        "tags": ["t" * (limits.MAX_TAG_LENGTH + 1)],
+    }
+    call = api.post("/queues/q/jobs", {"data": {}, **too_long}, as_=full)
+    assert call.status == 400
+    assert {error["path"] for error in call.body["errors"]} == {"/key", "/subject", "/tags/0"}
+    push(api, full, queue="q")
+    [job] = pull(api, full, queue="q")
+    message = "m" * (limits.MAX_PROGRESS_MESSAGE + 1)
+    progress = {"lease_id": job["lease_id"], "progress": 1, "message": message}
+    assert api.post(f"/jobs/{job['id']}/progress", progress, as_=full).status == 400
+    error = "e" * (limits.MAX_FAIL_ERROR_INPUT + 1)
+    fail = {"lease_id": job["lease_id"], "error": error}
+    assert api.post(f"/jobs/{job['id']}/fail", fail, as_=full).status == 400
+    fail["error"] = "e" * (limits.MAX_ERROR_LENGTH + 5)
+    assert api.post(f"/jobs/{job['id']}/fail", fail, as_=full).status == 200
+    stored = Job.objects.get(id=job["id"])
+    assert len(stored.error) == limits.MAX_ERROR_LENGTH
+    assert len(stored.errors[-1]["error"]) == limits.MAX_ERROR_LENGTH
+
+
+def test_the_schema_states_the_limits_the_server_enforces(api: Api) -> None:
+    schema = api.client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    components = schema.json()["components"]["schemas"]
+    pull_in = components["PullInRequest"]["properties"]
+    assert pull_in["count"]["maximum"] == limits.MAX_PULL_COUNT
+    assert pull_in["wait"]["maximum"] == limits.MAX_WAIT_SECONDS
+    assert pull_in["lease"]["maximum"] == limits.MAX_LEASE_SECONDS
+    assert components["PushBatchInRequest"]["properties"]["jobs"]["maxItems"] == limits.MAX_BATCH
+    assert components["AckBatchInRequest"]["properties"]["jobs"]["maxItems"] == limits.MAX_BATCH
+    push_in = components["PushInRequest"]["properties"]
+    assert push_in["key"]["maxLength"] == limits.MAX_KEY_LENGTH
+    assert push_in["priority"]["maximum"] == limits.MAX_PRIORITY
+    assert components["ProgressInRequest"]["properties"]["message"]["maxLength"] == (
+        limits.MAX_PROGRESS_MESSAGE
+    )

@@ -1,0 +1,91 @@
+"""The hot paths' queries, pinned. A change that adds one fails here and has to say
+why. Inside a test the request's transaction shows as SAVEPOINT/RELEASE (BEGIN and
+COMMIT in production, which Django does not count); on PostgreSQL a push that makes
+work ready also sends one NOTIFY, and a batch push's rows go in by COPY, which Django
+does not count either."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from .support import ON_POSTGRES, Api, Call, pull, push
+
+pytestmark = pytest.mark.django_db
+
+NOTIFY = 1 if ON_POSTGRES else 0
+
+# token+rules, savepoint, queue, insert, [notify], audit, release
+PUSH = 6 + NOTIFY
+# token+rules, savepoint, queue, insert (SQLite) or COPY (PostgreSQL, not counted) and
+# NOTIFY, audit, release
+BATCH_PUSH = 6
+# token+rules, savepoint, queue, expired leases, claim, audit, release
+PULL = 7
+# token+rules, job's queue, savepoint, conditional update, job, audit, release
+ACK = 7
+# token+rules, jobs' queues, savepoint, leases for update, update, audit, release
+BATCH_ACK = 7
+# token+rules, job's queue, savepoint, job, audit, release
+GET_JOB = 6
+
+
+def _queries(
+    django_assert_num_queries: Any, expected: int, call: Callable[[], Call], status: int
+) -> None:
+    with django_assert_num_queries(expected):
+        assert call().status == status
+
+
+def test_push_and_batch_push(api: Api, full: str, django_assert_num_queries: Any) -> None:
+    push(api, full, queue="q")  # the queue exists, as it does on the hot path
+    _queries(
+        django_assert_num_queries,
+        PUSH,
+        lambda: api.post("/queues/q/jobs", {"data": {"n": 1}}, as_=full),
+        201,
+    )
+    # 30 jobs: one INSERT on SQLite, whose statements take at most 999 parameters.
+    batch = {"jobs": [{"data": {"n": n}} for n in range(30)]}
+    _queries(
+        django_assert_num_queries,
+        BATCH_PUSH,
+        lambda: api.post("/queues/q/jobs/batch", batch, as_=full),
+        201,
+    )
+
+
+def test_pull_ack_and_batch_ack(api: Api, full: str, django_assert_num_queries: Any) -> None:
+    for _ in range(11):
+        push(api, full, queue="q")
+    _queries(
+        django_assert_num_queries,
+        PULL,
+        lambda: api.post("/queues/q/pull", {"count": 1}, as_=full),
+        200,
+    )
+    jobs = pull(api, full, queue="q", count=10)
+    first, rest = jobs[0], jobs[1:]
+    _queries(
+        django_assert_num_queries,
+        ACK,
+        lambda: api.post(f"/jobs/{first['id']}/ack", {"lease_id": first["lease_id"]}, as_=full),
+        200,
+    )
+    acks = {"jobs": [{"id": j["id"], "lease_id": j["lease_id"], "result": {}} for j in rest]}
+    # With results: one more statement (bulk update of the results).
+    _queries(
+        django_assert_num_queries,
+        BATCH_ACK + 1,
+        lambda: api.post("/jobs/ack", acks, as_=full),
+        200,
+    )
+
+
+def test_get_job(api: Api, full: str, django_assert_num_queries: Any) -> None:
+    job = push(api, full, queue="q")
+    _queries(
+        django_assert_num_queries, GET_JOB, lambda: api.get(f"/jobs/{job['id']}", as_=full), 200
+    )

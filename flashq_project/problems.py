@@ -19,6 +19,16 @@ class FieldError:
     message: str
 
 
+MAX_SEGMENT = 100
+
+
+def pointer_segment(key: object) -> str:
+    """One JSON Pointer segment (RFC 6901): ``~`` and ``/`` escaped, so a key the client
+    chose can never pose as structure (``"tags/1"`` is one segment, ``tags~11``); cut at
+    MAX_SEGMENT characters."""
+    return str(key).replace("~", "~0").replace("/", "~1")[:MAX_SEGMENT]
+
+
 class FlashqError(Exception):
     status = 400
     code = "bad_request"

@@ -10,7 +10,7 @@ from typing import Any
 
 from flashq_project import limits
 from flashq_project.limits import DEFAULT_BACKOFF
-from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge
+from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge, pointer_segment
 
 FIELDS = frozenset(
     {"data", "priority", "delay", "max_attempts", "backoff", "ttl", "key", "subject", "tags"}
@@ -100,7 +100,7 @@ def _backoff(raw: object, collector: _Collector) -> dict[str, Any]:
         return dict(DEFAULT_BACKOFF)
     sub = _Collector(collector.problems, f"{collector.prefix}/backoff")
     for name in sorted(set(raw) - BACKOFF_FIELDS):
-        sub.add(name, "is not a known field")
+        sub.add(pointer_segment(name), "is not a known field")
     kind = raw.get("type", DEFAULT_BACKOFF["type"])
     if kind not in ("fixed", "exponential"):
         sub.add("type", "must be 'fixed' or 'exponential'")
@@ -139,7 +139,7 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
     before = len(problems.invalid) + len(problems.too_large)
     collector = _Collector(problems, path)
     for name in sorted(set(raw) - FIELDS):
-        collector.add(name, "is not a known field")
+        collector.add(pointer_segment(name), "is not a known field")
     if "data" not in raw:
         collector.add("data", "is required")
     else:

@@ -2,10 +2,12 @@
 
 Every service that changes state takes the ``actor`` who asked and records its audit
 event inside its own atomic block, so the change and its event commit together, or
-neither does, wherever the call comes from (the API, the admin, a command). Blocks
-join the caller's transaction without a savepoint. Lease checks are conditional
-writes: a stale lease changes nothing. Pull and the recovery of expired leases live in
-queues.pulling."""
+neither does, wherever the call comes from (the API, the admin, a command). The API
+calls a service outside any transaction, so its block is the transaction itself (no
+savepoint); the admin and tests call it inside one, where it becomes a savepoint and a
+failure rolls back only the service's work. Services never call one another. Lease
+checks are conditional writes: a stale lease changes nothing. Pull and the recovery of
+expired leases live in queues.pulling."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
 from flashq_project import limits
-from flashq_project.problems import FieldError, PayloadTooLarge
+from flashq_project.problems import FieldError, PayloadTooLarge, ServiceUnavailable
 
 from . import wakeup
 from .backoff import retry_delay_ms
@@ -50,12 +52,13 @@ class AckSpec:
 # -- push ------------------------------------------------------------------------------
 
 
-def _queue_for_push(name: str) -> Queue:
+def _queue_for_push(name: str) -> tuple[Queue, bool]:
+    """The queue, and whether this push created it."""
     # only(): the push path needs the id and subject_path, not the whole row.
     queue = Queue.objects.only("id", "name", "subject_path").filter(name=name).first()
-    if queue is None:
-        queue, _ = Queue.objects.get_or_create(name=name)
-    return queue
+    if queue is not None:
+        return queue, False
+    return Queue.objects.get_or_create(name=name)
 
 
 def _new_job(queue: Queue, spec: JobSpec, now: datetime) -> Job:
@@ -99,21 +102,33 @@ def _push_once(queue: Queue, specs: Sequence[JobSpec], now: datetime) -> list[Pu
     return results
 
 
-def _push(queue_name: str, specs: Sequence[JobSpec], now: datetime) -> list[Pushed]:
-    queue = _queue_for_push(queue_name)
+KEYED_PUSH_TRIES = 3
+
+
+def _push(
+    queue_name: str, specs: Sequence[JobSpec], now: datetime
+) -> tuple[list[Pushed], dict[str, Any]]:
+    """The pushed jobs, and what the audit event should add about the queue."""
+    queue, queue_created = _queue_for_push(queue_name)
     if not any(spec.key is not None for spec in specs):
         results = _push_once(queue, specs, now)
     else:
-        try:
-            with transaction.atomic():
-                results = _push_once(queue, specs, now)
-        except IntegrityError:
-            # A concurrent push took one of our keys between lookup and insert; the
-            # second look finds it.
-            results = _push_once(queue, specs, now)
+        for _ in range(KEYED_PUSH_TRIES):
+            try:
+                with transaction.atomic():
+                    results = _push_once(queue, specs, now)
+                break
+            except IntegrityError:
+                # A concurrent push took one of our keys between lookup and insert;
+                # the next look finds it.
+                continue
+        else:
+            raise ServiceUnavailable(
+                "Concurrent pushes kept taking the same keys; retrying is safe."
+            )
     if any(pushed.created and pushed.job.run_at <= now for pushed in results):
         wakeup.notify_ready(queue_name)
-    return results
+    return results, {"queue_created": True} if queue_created else {}
 
 
 def jobs_push(*, queue_name: str, specs: Sequence[JobSpec], actor: Actor) -> list[Pushed]:
@@ -124,14 +139,18 @@ def jobs_push(*, queue_name: str, specs: Sequence[JobSpec], actor: Actor) -> lis
     event lists every job."""
     now = timezone.now()
     with transaction.atomic():
-        results = _push(queue_name, specs, now)
+        results, about_queue = _push(queue_name, specs, now)
         audit_record(
             actor=actor,
             action=Action.PUSH,
             status=201,
             queue=queue_name,
             job_ids=[pushed.job.id for pushed in results],
-            details={"count": len(results), "created": sum(p.created for p in results)},
+            details={
+                "count": len(results),
+                "created": sum(p.created for p in results),
+                **about_queue,
+            },
         )
     return results
 
@@ -140,14 +159,14 @@ def job_push(*, queue_name: str, spec: JobSpec, actor: Actor) -> Pushed:
     """Push one job: 201 when created, 200 with the unfinished job that has its key."""
     now = timezone.now()
     with transaction.atomic():
-        [pushed] = _push(queue_name, [spec], now)
+        [pushed], about_queue = _push(queue_name, [spec], now)
         audit_record(
             actor=actor,
             action=Action.PUSH,
             status=201 if pushed.created else 200,
             queue=queue_name,
             job_ids=[pushed.job.id],
-            details={"created": pushed.created},
+            details={"created": pushed.created, **about_queue},
         )
     return pushed
 

@@ -29,14 +29,14 @@ def _rules(formset: BaseInlineFormSet) -> list[RuleSpec]:
     ones ticked for deletion nor untouched blank extras."""
     rules = []
     for form in formset.forms:
-        data = form.cleaned_data
-        if not data or data.get("DELETE"):
+        data, stored = form.cleaned_data, form.instance
+        if data.get("DELETE") or (stored.pk is None and not form.has_changed()):
             continue
         rules.append(
             RuleSpec(
-                pattern=data["pattern"],
-                verbs=split_verbs(data["verbs"]),
-                allow=data["effect"] == QueuePermission.Effect.ALLOW,
+                pattern=data.get("pattern", stored.pattern),
+                verbs=split_verbs(data.get("verbs", stored.verbs)),
+                allow=data.get("effect", stored.effect) == QueuePermission.Effect.ALLOW,
             )
         )
     return rules
@@ -74,19 +74,21 @@ class ApiTokenAdmin(ServiceModelAdmin):
         formsets: list[BaseInlineFormSet],
         change: bool,
     ) -> None:
-        [permissions] = formsets
+        # Rules are edited by those who may change them; anyone else (no formset, or
+        # a read-only one) leaves them as they are.
+        may_edit_rules = formsets and request.user.has_perm("security.change_queuepermission")
         token_update(
             token_id=form.instance.pk,
             name=form.cleaned_data["name"],
             expires_at=form.cleaned_data["expires_at"],
-            rules=_rules(permissions),
+            rules=_rules(formsets[0]) if may_edit_rules else None,
             actor=staff_actor(request),
         )
 
     @admin.action(permissions=["change"], description="Revoke the selected tokens (final)")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         actor = staff_actor(request)
-        names = list(queryset.order_by("name").values_list("name", flat=True))
-        for name in names:
-            token_revoke(name=name, actor=actor)
-        self.message_user(request, f"Revoked {len(names)} token(s).", messages.SUCCESS)
+        ids = list(queryset.order_by("name").values_list("pk", flat=True))
+        for token_id in ids:
+            token_revoke(token_id=token_id, actor=actor)
+        self.message_user(request, f"Revoked {len(ids)} token(s).", messages.SUCCESS)

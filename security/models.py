@@ -11,8 +11,10 @@ class ApiToken(models.Model):
     """A bearer token. The secret itself is never stored: only its HMAC under the
     server pepper (see security/tokens.py).
 
-    Revocation is final: ``revoked_at`` is set once by ``token_revoke`` and a database
-    trigger refuses to clear or change it afterwards, whatever the path."""
+    Revocation is final, whatever the path (see migration 0002's triggers):
+    ``revoked_at`` is set once by ``token_revoke`` and never cleared or moved; the public
+    id and secret hash never change; and a revoked public id is remembered in
+    ``RevokedPublicId``, so no row can ever carry it again, even after a delete."""
 
     name = models.CharField(max_length=100, unique=True)
     public_id = models.CharField(max_length=16, unique=True, editable=False)
@@ -31,6 +33,18 @@ class ApiToken(models.Model):
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class RevokedPublicId(models.Model):
+    """Every public id ever revoked. Written by a trigger when a token is revoked;
+    triggers refuse to change or delete these rows, and refuse any token row that
+    carries one of these ids unrevoked."""
+
+    public_id = models.CharField(max_length=16, primary_key=True)
+    revoked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.public_id
 
 
 def validate_pattern_text(value: str) -> None:

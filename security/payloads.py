@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from flashq_project.limits import MAX_DEPTH
+from flashq_project.problems import pointer_segment
 
 
 def _string_problem(text: str) -> str | None:
@@ -94,11 +95,7 @@ def json_problem(
                     problem = _string_problem(key) if check_strings else None
                     if problem:
                         return path or "/", f"a key {problem}"
-                    stack.append((child, f"{path}/{_pointer_escape(key)}", depth + 1))
+                    stack.append((child, f"{path}/{pointer_segment(key)}", depth + 1))
             else:
                 stack.extend((child, f"{path}/{i}", depth + 1) for i, child in enumerate(item))
     return None
-
-
-def _pointer_escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")[:100]

@@ -110,9 +110,11 @@ def token_create(
     return token, raw
 
 
-def _locked(name: str) -> ApiToken:
-    """The token named ``name``, locked for this transaction; ApiToken.DoesNotExist."""
-    return ApiToken.objects.select_for_update().get(name=name)
+def _locked(*, name: str | None = None, token_id: int | None = None) -> ApiToken:
+    """The token with this name or id, locked for this transaction; raises
+    ApiToken.DoesNotExist."""
+    tokens = ApiToken.objects.select_for_update()
+    return tokens.get(pk=token_id) if token_id is not None else tokens.get(name=name)
 
 
 def token_update(
@@ -120,13 +122,14 @@ def token_update(
     token_id: int,
     name: str,
     expires_at: datetime | None,
-    rules: Sequence[RuleSpec],
+    rules: Sequence[RuleSpec] | None,
     actor: Actor,
 ) -> ApiToken:
-    """Rename a token, change its expiry, replace its rules. Revocation and the secret
-    are not settings: they have their own services (a revoked token stays revoked)."""
+    """Rename a token, change its expiry, replace its rules (None: leave them as they
+    are). Revocation and the secret are not settings: they have their own services (a
+    revoked token stays revoked)."""
     with transaction.atomic():
-        token = ApiToken.objects.select_for_update().get(pk=token_id)
+        token = _locked(token_id=token_id)
         before = {
             "name": token.name,
             "expires_at": token.expires_at.isoformat() if token.expires_at else None,
@@ -136,11 +139,12 @@ def token_update(
         token.expires_at = expires_at
         token.full_clean()
         token.save(update_fields=["name", "expires_at"])
-        _set_rules(token, rules)
+        if rules is not None:
+            _set_rules(token, rules)
         after = {
             "name": token.name,
             "expires_at": token.expires_at.isoformat() if token.expires_at else None,
-            "rules": sorted(str(rule) for rule in rules),
+            "rules": before["rules"] if rules is None else sorted(str(rule) for rule in rules),
         }
         changes = {
             field: {"from": before[field], "to": after[field]}
@@ -153,11 +157,11 @@ def token_update(
     return token
 
 
-def token_revoke(*, name: str, actor: Actor) -> ApiToken:
-    """Revoke a token by name (ApiToken.DoesNotExist if there is none). It is refused
-    from then on; revoking twice changes nothing and is still recorded."""
+def token_revoke(*, name: str | None = None, token_id: int | None = None, actor: Actor) -> ApiToken:
+    """Revoke a token by name or id (ApiToken.DoesNotExist if there is none). It is
+    refused from then on; revoking twice changes nothing and is still recorded."""
     with transaction.atomic():
-        token = _locked(name)
+        token = _locked(name=name, token_id=token_id)
         already = token.revoked
         if not already:
             token.revoked_at = timezone.now()
@@ -173,7 +177,7 @@ def token_revoke(*, name: str, actor: Actor) -> ApiToken:
 def token_delete(*, name: str, actor: Actor) -> None:
     """Delete a token and its rules (local development only: production revokes)."""
     with transaction.atomic():
-        token = _locked(name)
+        token = _locked(name=name)
         details = _described(token)
         token.delete()
         audit_record(actor=actor, action=Action.TOKEN_DELETE, details=details)

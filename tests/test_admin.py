@@ -123,6 +123,66 @@ def test_no_path_can_un_revoke_a_token() -> None:
     assert ApiToken.objects.get(name="svc").revoked
 
 
+def test_a_revoked_token_s_credentials_cannot_be_moved_or_reinserted(api: Api) -> None:
+    """Not even by raw SQL from the application: the public id and secret hash never
+    change, and a revoked public id can never be carried by a token row again."""
+    old_raw = make_token("old", "jobs:*=push")
+    make_token("fresh", "jobs:*=push")
+    ApiToken.objects.filter(name="old").update(revoked_at=timezone.now())
+    old = ApiToken.objects.get(name="old")
+    attempts: list[tuple[str, dict[str, str]]] = [
+        ("old", {"public_id": "zzzzzzzzzzzz"}),
+        ("fresh", {"public_id": old.public_id, "secret_hash": old.secret_hash}),
+        ("fresh", {"secret_hash": old.secret_hash}),
+    ]
+    for name, change in attempts:
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ApiToken.objects.filter(name=name).update(**change)
+    ApiToken.objects.filter(name="old").delete()  # allowed: the id stays revoked
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApiToken.objects.create(
+            name="old-again", public_id=old.public_id, secret_hash=old.secret_hash
+        )
+    if connection.vendor == "sqlite":
+        with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT OR REPLACE INTO security_apitoken "
+                "(name, public_id, secret_hash, created_at) VALUES (%s, %s, %s, %s)",
+                ["x", old.public_id, old.secret_hash, timezone.now()],
+            )
+    for forget in (
+        "DELETE FROM security_revokedpublicid",
+        "UPDATE security_revokedpublicid SET public_id = 'other'",
+    ):
+        with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(forget)
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=old_raw).status == 401
+
+
+def test_a_staff_user_without_rights_on_rules_can_rename_and_the_rules_stay(
+    api: Api,
+) -> None:
+    raw = make_token("svc", "jobs:*=push")
+    token = ApiToken.objects.get()
+    user = get_user_model().objects.create_user("ops", "", "pw-for-tests-only", is_staff=True)
+    rights = ["view_apitoken", "change_apitoken"]
+    for extra in ([], ["view_queuepermission"], ["add_queuepermission"]):
+        user.user_permissions.set(Permission.objects.filter(codename__in=rights + extra))
+        client = Client()
+        client.force_login(user)
+        name = f"svc-{len(extra)}-{''.join(extra)}"[:100]
+        form = _token_form(token, [("jobs:*", "push", "allow")], name=name)
+        if not extra:  # no inline at all: no management form is posted
+            form = {k: v for k, v in form.items() if not k.startswith("permissions-")}
+        response = client.post(f"{TOKENS}{token.pk}/change/", form)
+        assert response.status_code == 302, response.content[:2000]
+        token.refresh_from_db()
+        assert token.name == name
+        rules = list(token.permissions.values_list("pattern", "verbs", "effect"))
+        assert rules == [("jobs:*", "push", "allow")]
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 201
+
+
 def test_editing_a_token_goes_through_the_service_and_is_audited(api: Api, root: Client) -> None:
     raw = make_token("svc", "jobs:*=push")
     token = ApiToken.objects.get(name="svc")

@@ -106,7 +106,10 @@ def test_one_event_per_batch_listing_its_job_ids(api: Api, personas: Personas) -
     )
     [event] = _events()
     assert event.job_ids == [job["id"] for job in call.body["jobs"]]
-    assert event.details == {"count": 20, "created": 20}
+    assert event.details == {"count": 20, "created": 20, "queue_created": True}
+    AuditEvent.objects.all().delete()
+    api.post("/queues/jobs:q/jobs/batch", {"jobs": [{"data": {}}]}, as_=personas.producer)
+    assert AuditEvent.objects.get().details == {"count": 1, "created": 1}
 
 
 def test_field_errors_are_recorded_by_path_without_values(api: Api, personas: Personas) -> None:

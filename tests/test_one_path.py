@@ -300,3 +300,61 @@ def test_client_chosen_text_never_reaches_the_audit_trail_or_its_log(
     for stored in (json.dumps(event.details), logged):
         assert "alice" not in stored and "ssn" not in stored and "123-45" not in stored
     assert event.details["paths"] in (["/"], ["/data"])
+
+
+@pytest.mark.parametrize(
+    ("body", "kept"),
+    [
+        ({"data": {}, "tags/123": 1}, "/"),
+        ({"jobs": [{"data": {}, "jobs/1/x": 1}]}, "/jobs/0"),
+        ({"data": {}, "backoff": {"delay/7": 1}}, "/backoff"),
+    ],
+)
+def test_a_slash_in_a_client_key_cannot_pose_as_structure(
+    api: Api, full: str, body: dict[str, Any], kept: str
+) -> None:
+    route = "/queues/q/jobs/batch" if "jobs" in body else "/queues/q/jobs"
+    AuditEvent.objects.all().delete()
+    call = api.post(route, body, as_=full)
+    assert call.status == 400
+    assert any("~1" in error["path"] for error in call.body["errors"])  # RFC 6901 escape
+    assert _only_event().details["paths"] == [kept]
+    assert audit_path("/tags/\u0661\u0662") == "/tags"  # Arabic-Indic digits are not positions
+
+
+def test_a_refusal_names_the_caller_and_the_jobs_it_was_about(api: Api, full: str) -> None:
+    AuditEvent.objects.all().delete()
+    response = api.client.get(
+        "/api/v1/queues", HTTP_AUTHORIZATION=f"Bearer {full}", HTTP_ACCEPT="application/xml"
+    )
+    assert response.status_code == 406
+    assert (_only_event().actor, _only_event().status) == ("token:full", 406)
+    AuditEvent.objects.all().delete()
+    ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    acks = {"jobs": [{"id": job_id, "lease_id": str(uuid.uuid4())} for job_id in ids]}
+    assert api.post("/jobs/ack", acks, as_=full).status == 404
+    assert _only_event().job_ids == ids
+
+
+def test_a_keyed_push_that_keeps_losing_its_key_race_is_a_503_that_stores_nothing(
+    api: Api, full: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each try runs in its own savepoint; after a few lost races the client is told to
+    retry (safe: the key makes the push idempotent), never a 500."""
+    from django.db import IntegrityError
+
+    tries = {"n": 0}
+
+    def always_taken(*args: Any) -> None:
+        tries["n"] += 1
+        raise IntegrityError("job_key_unfinished_uniq")
+
+    push(api, full, queue="q")
+    monkeypatch.setattr("queues.services._push_once", always_taken)
+    call = api.post("/queues/q/jobs", {"data": {}, "key": "alice@example.com"}, as_=full)
+    assert call.status == 503 and "Retry-After" in call.headers
+    assert tries["n"] == services.KEYED_PUSH_TRIES
+    assert Job.objects.count() == 1
+    event = AuditEvent.objects.order_by("id").last()
+    assert event is not None and event.status == 503
+    assert "alice" not in json.dumps(event.details)

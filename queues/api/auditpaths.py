@@ -6,6 +6,7 @@ content begins (so ``/jobs/3/data/x`` becomes ``/jobs/3/data``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from ..jobspec import BACKOFF_FIELDS
@@ -23,6 +24,8 @@ _PAYLOAD = frozenset({"data", "result"})
 # Fields holding lists, whose positions are the API's own.
 _LISTS = frozenset({"jobs", "tags"})
 MAX_PATHS = 20
+# ASCII digits only (str.isdigit accepts any script's), at most the longest batch index.
+_POSITION = re.compile(r"[0-9]{1,4}")
 
 
 def audit_path(pointer: str) -> str:
@@ -32,7 +35,7 @@ def audit_path(pointer: str) -> str:
         if previous in _PAYLOAD:
             break
         if previous in _LISTS:
-            if not (segment.isdigit() and len(segment) <= 4):
+            if not _POSITION.fullmatch(segment):
                 break
         elif segment not in _STRUCTURED and segment not in _PAYLOAD:
             break

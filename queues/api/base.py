@@ -37,6 +37,7 @@ class FlashqApiView(APIView):
     metadata_class = None
     _refusal_recorded = False
     _audit_queue = ""
+    _audit_job_ids: list[uuid.UUID] | None = None
 
     @property
     def principal(self) -> Principal:
@@ -78,13 +79,16 @@ class FlashqApiView(APIView):
             if paths:
                 details["paths"] = paths
         job_id = str(self.kwargs.get("job_id", ""))
+        job_ids: list[object] = [*(self._audit_job_ids or [])]
+        if not job_ids and _is_uuid(job_id):
+            job_ids = [job_id]
         queue = self._audit_queue or str(self.kwargs.get("queue", ""))
         audit_refusal(
             actor=self.actor(),
             action=self.operation.action,
             status=status,
             queue=queue if QUEUE_NAME_RE.fullmatch(queue) else "",
-            job_ids=[job_id] if _is_uuid(job_id) else [],
+            job_ids=job_ids,
             details=details,
         )
 
@@ -113,6 +117,9 @@ class FlashqApiView(APIView):
     # -- input and access ------------------------------------------------------------
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Who is calling comes first (DRF would negotiate the content type first), so a
+        # refusal for a bad Accept header still names the caller.
+        self.perform_authentication(request)
         super().initial(request, *args, **kwargs)
         # WSGI gives Django no body without a Content-Length, so a chunked request
         # would run silently as if it had none (a pull with default parameters).
@@ -125,6 +132,10 @@ class FlashqApiView(APIView):
         if not QUEUE_NAME_RE.fullmatch(name):
             raise InvalidInput(f"Invalid queue name: {QUEUE_NAME_RULE}.")
         return name
+
+    def audit_jobs(self, job_ids: list[uuid.UUID]) -> None:
+        """Name these jobs in this call's event should it end in a refusal."""
+        self._audit_job_ids = job_ids
 
     def authorize(self, queue: str) -> None:
         """The caller may perform this operation on ``queue``, or PermissionDenied."""

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 
 from flashq_project.limits import MAX_BATCH
-from flashq_project.problems import FieldError, InvalidInput
+from flashq_project.problems import FieldError, InvalidInput, pointer_segment
 
 from ..jobspec import JobSpec, Problems, parse_job_spec
 from ..services import AckSpec
@@ -23,7 +23,9 @@ def _items(body: Any, *, allowed: frozenset[str]) -> list[Any]:
     if unknown:
         raise InvalidInput(
             "The request has invalid fields.",
-            errors=[FieldError(f"/{name}", "is not a known field") for name in unknown],
+            errors=[
+                FieldError(f"/{pointer_segment(name)}", "is not a known field") for name in unknown
+            ],
         )
     items = body.get("jobs")
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
@@ -77,7 +79,7 @@ def parse_ack_batch(body: Any) -> list[AckSpec]:
             errors.append(FieldError(path, "must be an object with id and lease_id"))
             continue
         for name in sorted(set(item) - {"id", "lease_id", "result"}):
-            errors.append(FieldError(f"{path}/{name}", "is not a known field"))
+            errors.append(FieldError(f"{path}/{pointer_segment(name)}", "is not a known field"))
         job_id = _uuid(item, "id", path, errors)
         lease_id = _uuid(item, "lease_id", path, errors)
         if job_id is None or lease_id is None:

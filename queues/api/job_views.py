@@ -194,6 +194,7 @@ class JobAckBatchApi(FlashqApiView):
 
     def post(self, request: Request) -> Response:
         acks = batch.parse_ack_batch(request.data)
+        self.audit_jobs([ack.job_id for ack in acks])
         self._authorize_all([ack.job_id for ack in acks])
         services.jobs_ack(acks=acks, actor=self.actor())
         return Response({"acked": len(acks)})

@@ -16,6 +16,7 @@ from flashq_project.problems import (
     FlashqError,
     ServiceUnavailable,
     error_body,
+    pointer_segment,
     problem_body,
 )
 from security.authentication import INVALID
@@ -25,7 +26,9 @@ def _flatten(detail: Any, path: str = "") -> list[FieldError]:
     if isinstance(detail, dict):
         found = []
         for key, value in detail.items():
-            sub = path if key in ("non_field_errors", "detail") else f"{path}/{key}"
+            sub = (
+                path if key in ("non_field_errors", "detail") else f"{path}/{pointer_segment(key)}"
+            )
             found.extend(_flatten(value, sub))
         return found
     if isinstance(detail, list):

@@ -6,9 +6,14 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from jsonschema import (
+    Draft4Validator,
+    Draft202012Validator,
+)
 
+from flashq_project import limits
 from queues import jobspec
-from queues.api import representations, serializers
+from queues.api import queue_views, representations, serializers
 from queues.models import Job, Queue
 from security.access import Principal
 
@@ -66,6 +71,91 @@ def test_the_schema_describes_every_route_with_its_error_responses(schema: dict[
     [queue_param] = schema["paths"]["/api/v1/queues/{queue}/pull"]["post"]["parameters"]
     assert re.fullmatch(queue_param["schema"]["pattern"], "jobs:email")
     assert not re.fullmatch(queue_param["schema"]["pattern"], "-bad")
+
+
+def _json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 to plain JSON Schema: ``nullable`` next to a type admits null."""
+    if isinstance(node, list):
+        return [_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is True and isinstance(node.get("type"), str):
+        out["type"] = [node["type"], "null"]
+    return out
+
+
+def _component(schema: dict[str, Any], name: str, draft: Any) -> Any:
+    """A validator for one component, its $refs resolved in the whole document."""
+    components = _json_schema(schema["components"])
+    return draft({"$ref": f"#/components/schemas/{name}", "components": components})
+
+
+def test_the_schema_states_the_rules_of_storable_json(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    storable = components["StorableJson"]
+    assert str(limits.MAX_DEPTH) in storable["description"]
+    assert "lone surrogates" in storable["description"]
+    assert "lone surrogates" in schema["info"]["description"]
+    for body in ("PushInRequest", "UpdateInRequest"):
+        data = components[body]["properties"]["data"]
+        assert data["type"] == "object"
+        assert data["propertyNames"] == {"pattern": "^[^\\u0000]*$"}
+        assert data["patternProperties"] == {"\\u0000": {"not": {}}}
+        assert data["additionalProperties"] == {"$ref": "#/components/schemas/StorableJson"}
+    assert components["AckInRequest"]["properties"]["result"] == {
+        "$ref": "#/components/schemas/StorableJson"
+    }
+    assert components["PushInRequest"]["properties"]["key"]["pattern"] == "^[^\\u0000]*$"
+    assert components["PushInRequest"]["properties"]["tags"]["items"]["pattern"] == (
+        "^[^\\u0000]*$"
+    )
+
+
+# Draft 4 is how OpenAPI 3.0 tools (schemathesis among them) read the document: they
+# ignore propertyNames, so patternProperties must refuse NUL keys on its own.
+@pytest.mark.parametrize("draft", [Draft4Validator, Draft202012Validator])
+def test_the_schema_refuses_what_the_server_cannot_store(
+    schema: dict[str, Any], draft: Any
+) -> None:
+    update = _component(schema, "UpdateInRequest", draft)
+    assert update.is_valid({"data": {"a": {"b": ["x", 1, 2.5, None, True, {}]}, "c": None}})
+    assert not update.is_valid({"data": {"a\x00": 1}})
+    assert not update.is_valid({"data": {"a": {"b\x00": 1}}})
+    assert not update.is_valid({"data": {"a": [{"\x00": 1}]}})
+    assert not update.is_valid({"data": {"a": ["x\x00"]}})
+    assert not update.is_valid({"data": []})
+    assert not update.is_valid({"data": {}, "other": 1})
+    push_batch = _component(schema, "PushBatchInRequest", draft)
+    assert push_batch.is_valid({"jobs": [{"data": {"k": {"v": 1}}}]})
+    assert not push_batch.is_valid({"jobs": [{"data": {"k": {"v\x00": 1}}}]})
+    assert not push_batch.is_valid({"jobs": [{"data": {}, "key": "a\x00"}]})
+    ack = _component(schema, "AckInRequest", draft)
+    lease = str(uuid.uuid4())
+    assert ack.is_valid({"lease_id": lease, "result": {"x": [1, None]}})
+    assert not ack.is_valid({"lease_id": lease, "result": {"x\x00": 1}})
+
+
+def test_batch_ack_says_each_id_appears_once(schema: dict[str, Any]) -> None:
+    operation = schema["paths"]["/api/v1/jobs/ack"]["post"]
+    assert "once" in operation["description"]
+    jobs = schema["components"]["schemas"]["AckBatchInRequest"]["properties"]["jobs"]
+    assert jobs["uniqueItems"] is True
+    batch_ack = _component(schema, "AckBatchInRequest", Draft4Validator)
+    item = {"id": str(uuid.uuid4()), "lease_id": str(uuid.uuid4())}
+    assert batch_ack.is_valid({"jobs": [item]})
+    assert not batch_ack.is_valid({"jobs": [item, item]})
+
+
+def test_the_cursor_parameter_states_the_cursor_format(schema: dict[str, Any]) -> None:
+    parameters = schema["paths"]["/api/v1/queues/{queue}/jobs"]["get"]["parameters"]
+    [cursor] = [p for p in parameters if p["name"] == "cursor"]
+    assert cursor["in"] == "query"
+    pattern = cursor["schema"]["pattern"]
+    issued = queue_views._encode_cursor(uuid.uuid4())
+    assert re.search(pattern, issued)
+    for bad in ("", "a" * 21, "a" * 23, "a" * 21 + "=", "a" * 21 + "+"):
+        assert not re.search(pattern, bad), bad
 
 
 def test_the_docs_page_is_served_without_a_token(api: Api) -> None:

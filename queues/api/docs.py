@@ -3,6 +3,7 @@ problem+json error responses, and the schema states the rules the server enforce
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -62,33 +63,53 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unty
 
 
 # Strings the server stores: no NUL (PostgreSQL's jsonb and text refuse it).
-NO_NUL = "^[^\\u0000]*$"
+NUL = "\\u0000"
+NO_NUL = f"^[^{NUL}]*$"
 CURSOR_PATTERN = "^[A-Za-z0-9_-]{22}$"
 
+# Object keys without NUL. ``propertyNames`` says it in JSON Schema 2019-09+ (OpenAPI 3.1);
+# this document is OpenAPI 3.0, read with Draft 4 semantics, where ``propertyNames`` does
+# not exist and is ignored. ``patternProperties`` is Draft 4: a key holding a NUL must
+# match ``not: {}``, which nothing does.
+NUL_FREE_KEYS: dict[str, Any] = {
+    "propertyNames": {"pattern": NO_NUL},
+    "patternProperties": {NUL: {"not": {}}},
+}
+
 # Any JSON value the server can store: strings and keys without NUL, at most MAX_DEPTH
-# levels deep (depth, and lone surrogates, cannot be said in JSON Schema: see the
-# descriptions).
+# levels deep (depth, lone surrogates and the range of a float cannot be said here:
+# see the description).
 STORABLE_JSON: dict[str, Any] = {
-    "description": f"Any JSON value; strings and keys without NUL, nesting at most "
-    f"{limits.MAX_DEPTH} levels deep.",
+    "description": "Any JSON value the server can store: strings and object keys without "
+    "NUL (U+0000) and without lone surrogates (e.g. an unpaired `\\ud800` escape), numbers "
+    f"that are finite as a double (no `1e400`), nesting at most {limits.MAX_DEPTH} levels "
+    "deep. Anything else is a 400 naming the offending path.",
     "anyOf": [
         {"type": "string", "pattern": NO_NUL},
         {"type": "number"},
-        {"type": "boolean"},
+        # OpenAPI 3.0.3: nullable only counts next to a type, so null rides on a branch.
+        {"type": "boolean", "nullable": True},
         {"type": "array", "items": {"$ref": "#/components/schemas/StorableJson"}},
         {
             "type": "object",
-            "propertyNames": {"pattern": NO_NUL},
+            **NUL_FREE_KEYS,
             "additionalProperties": {"$ref": "#/components/schemas/StorableJson"},
         },
     ],
-    "nullable": True,
 }
+
 STORABLE_OBJECT: dict[str, Any] = {
     "type": "object",
-    "propertyNames": {"pattern": NO_NUL},
+    **NUL_FREE_KEYS,
     "additionalProperties": {"$ref": "#/components/schemas/StorableJson"},
 }
+
+# What every request body must satisfy and no keyword above can say (security.payloads).
+BODY_RULES = (
+    "Anywhere in a request body, strings and object keys must not hold NUL (U+0000) or "
+    "lone surrogates, numbers must be finite as a double (no `1e400`) and nesting is at "
+    f"most {limits.MAX_DEPTH} levels deep; anything else is a 400 naming the path."
+)
 
 
 def _tighten(component: dict[str, Any]) -> None:
@@ -104,7 +125,12 @@ def _tighten(component: dict[str, Any]) -> None:
             prop["items"].setdefault("pattern", NO_NUL)
         if name == "data":
             prop.clear()
-            prop.update({**STORABLE_OBJECT, "description": "A JSON object; see StorableJson."})
+            prop.update(
+                {
+                    **copy.deepcopy(STORABLE_OBJECT),
+                    "description": "A JSON object; see StorableJson.",
+                }
+            )
         elif name == "result":
             prop.clear()
             prop.update({"$ref": "#/components/schemas/StorableJson"})
@@ -114,12 +140,21 @@ def strict_schema_hook(
     result: dict[str, Any], generator: Any, request: Any, public: bool
 ) -> dict[str, Any]:
     """Say in the schema what the API enforces: request bodies refuse unknown fields
-    and NULs, queue names follow their rule, job ids are UUIDs, cursors are ours."""
+    and NULs, queue names follow their rule, job ids are UUIDs, cursors are ours; what
+    JSON Schema cannot say is in the descriptions."""
+    info = result.setdefault("info", {})
+    info["description"] = f"{info.get('description', '')}\n\n{BODY_RULES}".strip()
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    schemas["StorableJson"] = STORABLE_JSON
+    schemas["StorableJson"] = copy.deepcopy(STORABLE_JSON)
     for name, component in schemas.items():
         if name.endswith("Request"):
             _tighten(component)
+    # Each job id at most once per batch ack. JSON Schema cannot say "distinct by id"
+    # (the operation's description does); uniqueItems says the part it can: no repeated
+    # item.
+    ack_jobs = schemas.get("AckBatchInRequest", {}).get("properties", {}).get("jobs")
+    if ack_jobs is not None:
+        ack_jobs["uniqueItems"] = True
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):

@@ -432,13 +432,18 @@ def job_retry(*, job_id: uuid.UUID, actor: Actor) -> Job:
 # -- queues ------------------------------------------------------------------------------
 
 
+def _queue_for_update(name: str) -> Queue:
+    queue: Queue | None = Queue.objects.select_for_update().filter(name=name).first()
+    if queue is None:
+        raise QueueNotFound()
+    return queue
+
+
 def queue_set_paused(*, name: str, paused: bool, actor: Actor) -> Queue:
     """Pause (hand out nothing) or resume a queue. Pausing a paused queue changes
     nothing and is still recorded, so the trail shows who asked."""
     with transaction.atomic():
-        queue: Queue | None = Queue.objects.select_for_update().filter(name=name).first()
-        if queue is None:
-            raise QueueNotFound()
+        queue = _queue_for_update(name)
         changed = queue.paused != paused
         if changed:
             queue.paused = paused
@@ -471,9 +476,7 @@ def queue_update(*, name: str, subject_path: str, actor: Actor) -> Queue:
     """Change a queue's settings. Its name and paused flag are not settings: a name is
     what permissions match, and pausing has its own service."""
     with transaction.atomic():
-        queue: Queue | None = Queue.objects.select_for_update().filter(name=name).first()
-        if queue is None:
-            raise QueueNotFound()
+        queue = _queue_for_update(name)
         before = queue.subject_path
         queue.subject_path = subject_path
         queue.full_clean()

@@ -1,6 +1,7 @@
 """Bearer-token authentication. Every failure (missing, malformed, bad checksum,
 unknown, wrong secret, expired, revoked) gets the same 401, so a caller learns nothing
-about which tokens exist."""
+about which tokens exist; the audit event, not the answer, records why and which public
+id was tried (never the secret), so an incident responder can tell a typo from a scan."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from rest_framework.request import Request
 
 from . import tokens
 from .access import WILDCARD, InvalidRule, Principal, Rule, split_verbs
-from .models import ApiToken, QueuePermission
+from .clientip import client_ip
+from .models import ApiToken, QueuePermission, latest_expiry
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +28,21 @@ LAST_USED_RESOLUTION = timedelta(minutes=5)
 _DUMMY_HASH = "0" * 64
 
 
+class TokenRefused(AuthenticationFailed):
+    """A 401 that tells the audit record (not the caller) why, and which public id."""
+
+    def __init__(self, reason: str, *, public_id: str = "") -> None:
+        super().__init__(INVALID)
+        self.reason = reason
+        self.public_id = public_id
+
+
 @lru_cache(maxsize=4)
 def _bootstrap_digests(raw_tokens: tuple[str, ...], pepper: str) -> tuple[str, ...]:
     return tuple(tokens.hash_secret(raw, pepper) for raw in raw_tokens)
 
 
-def _bootstrap_principal(raw: str) -> Principal | None:
+def _bootstrap_principal(raw: str) -> Principal:
     """AUTH_TOKENS entries act as ``*`` on ``*`` (never admin). Every configured token
     is compared, so timing does not reveal which one matched."""
     digest = tokens.hash_secret(raw, settings.TOKEN_PEPPER)
@@ -41,7 +52,7 @@ def _bootstrap_principal(raw: str) -> Principal | None:
         if hmac.compare_digest(digest, candidate):
             matched = index
     if matched is None:
-        return None
+        raise TokenRefused("unknown")
     rule = Rule.build(WILDCARD, [WILDCARD], allow=True)
     return Principal(name=f"bootstrap-{matched + 1}", rules=(rule,))
 
@@ -50,6 +61,7 @@ _TOKEN_COLUMNS = (
     "pk",
     "name",
     "secret_hash",
+    "created_at",
     "expires_at",
     "revoked_at",
     "last_used_at",
@@ -59,42 +71,44 @@ _TOKEN_COLUMNS = (
 )
 
 
-def _token_principal(parts: tokens.TokenParts) -> Principal | None:
+def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
     """One query (token LEFT JOIN its permissions) on the hot path of every request."""
     rows = list(ApiToken.objects.filter(public_id=parts.public_id).values_list(*_TOKEN_COLUMNS))
     digest = tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER)
     stored = rows[0][2] if rows else _DUMMY_HASH
     if not hmac.compare_digest(digest, stored) or not rows:
-        return None
-    token_id, name, _, expires_at, revoked_at, last_used_at = rows[0][:6]
+        raise TokenRefused("bad_secret" if rows else "unknown", public_id=parts.public_id)
+    token_id, name, _, created_at, expires_at, revoked_at, last_used_at = rows[0][:7]
     now = timezone.now()
-    if revoked_at is not None or (expires_at is not None and expires_at <= now):
-        return None
+    if revoked_at is not None:
+        raise TokenRefused("revoked", public_id=parts.public_id)
+    if now >= latest_expiry(created_at) or (expires_at is not None and expires_at <= now):
+        raise TokenRefused("expired", public_id=parts.public_id)
     if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
+        ApiToken.objects.filter(pk=token_id).update(last_used_at=now, last_used_ip=ip)
     try:
         rules = tuple(
-            Rule.build(
-                pattern,
-                split_verbs(verbs),
-                allow=effect == QueuePermission.Effect.ALLOW,
-            )
+            Rule.build(pattern, split_verbs(verbs), allow=effect == QueuePermission.Effect.ALLOW)
             for *_, pattern, verbs, effect in rows
             if pattern is not None
         )
-    except InvalidRule:
+    except InvalidRule as exc:
         # A rule we cannot read might be a deny: fail closed rather than guess.
         logger.warning("token %s has an unreadable permission rule; refusing it", token_id)
-        return None
+        raise TokenRefused("unreadable_rule", public_id=parts.public_id) from exc
     return Principal(name=name, rules=rules, token_id=token_id)
 
 
-def principal_for(raw: str) -> Principal | None:
-    """The principal a presented bearer string stands for, or None."""
+def principal_for(raw: str, *, ip: str | None = None) -> Principal:
+    """The principal a presented bearer string stands for; raises TokenRefused."""
     if raw.startswith(tokens.PREFIX):
         parts = tokens.parse(raw)  # bad checksum: refused before any database work
-        return _token_principal(parts) if parts is not None else None
-    return _bootstrap_principal(raw) if settings.AUTH_TOKENS else None
+        if parts is None:
+            raise TokenRefused("malformed")
+        return _token_principal(parts, ip)
+    if not settings.AUTH_TOKENS:
+        raise TokenRefused("malformed")
+    return _bootstrap_principal(raw)
 
 
 class BearerTokenAuthentication(BaseAuthentication):
@@ -105,10 +119,8 @@ class BearerTokenAuthentication(BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         raw = raw.strip()
         if scheme.lower() != "bearer" or not raw or len(raw) > 512:
-            raise AuthenticationFailed(INVALID)
-        principal = principal_for(raw)
-        if principal is None:
-            raise AuthenticationFailed(INVALID)
+            raise TokenRefused("malformed")
+        principal = principal_for(raw, ip=client_ip(request))
         return principal, principal
 
     def authenticate_header(self, request: Request) -> str:

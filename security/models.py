@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -20,15 +23,35 @@ class ApiToken(models.Model):
     public_id = models.CharField(max_length=16, unique=True, editable=False)
     secret_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    expires_at = models.DateTimeField(null=True, blank=True)
+    # NULL only in rows from before expiry was mandatory; clean() refuses it.
+    expires_at = models.DateTimeField(
+        null=True, help_text="Every token expires, at most TOKEN_MAX_LIFETIME_DAYS after creation."
+    )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Written at most every few minutes (security.authentication), never per request.
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def latest_expiry(self) -> datetime:
+        return latest_expiry(self.created_at)
+
+    def clean(self) -> None:
+        if self.expires_at is None:
+            raise ValidationError({"expires_at": "Every token needs an expiry."})
+        if self.expires_at > self.latest_expiry:
+            raise ValidationError(
+                {
+                    "expires_at": f"At most {settings.TOKEN_MAX_LIFETIME_DAYS} days after the "
+                    f"token was created ({self.latest_expiry:%Y-%m-%d %H:%M} UTC)."
+                }
+            )
 
     @property
     def revoked(self) -> bool:
@@ -45,6 +68,11 @@ class RevokedPublicId(models.Model):
 
     def __str__(self) -> str:
         return self.public_id
+
+
+def latest_expiry(created_at: datetime) -> datetime:
+    """The latest a token created at ``created_at`` may be valid (TOKEN_MAX_LIFETIME_DAYS)."""
+    return created_at + timedelta(days=settings.TOKEN_MAX_LIFETIME_DAYS)
 
 
 def validate_pattern_text(value: str) -> None:

@@ -81,17 +81,21 @@ def token_create(
     expires_in_days: int | None = None,
     actor: Actor,
 ) -> tuple[ApiToken, str]:
-    """Create a token with its permission rows. Returns the token and its one-time
-    plaintext; the plaintext is not kept anywhere, and never audited."""
+    """Create a token with its permission rows. It expires after ``expires_in_days``
+    (default TOKEN_DEFAULT_LIFETIME_DAYS, at most TOKEN_MAX_LIFETIME_DAYS). Returns the
+    token and its one-time plaintext; the plaintext is not kept anywhere, and never
+    audited."""
     raw, parts = tokens.generate()
-    expires_at = None
-    if expires_in_days is not None:
-        expires_at = timezone.now() + timedelta(days=expires_in_days)
+    # Whole seconds: what a form shows is what is stored, so saving it changes nothing.
+    now = timezone.now().replace(microsecond=0)
+    days = settings.TOKEN_DEFAULT_LIFETIME_DAYS if expires_in_days is None else expires_in_days
+    expires_at = now + timedelta(days=days)
     with transaction.atomic():
         token = ApiToken(
             name=name,
             public_id=parts.public_id,
             secret_hash=tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER),
+            created_at=now,
             expires_at=expires_at,
         )
         token.full_clean()
@@ -102,9 +106,7 @@ def token_create(
             action=Action.TOKEN_CREATE,
             status=201,
             details=_described(
-                token,
-                expires_at=expires_at.isoformat() if expires_at else None,
-                rules=[str(rule) for rule in rules],
+                token, expires_at=expires_at.isoformat(), rules=[str(rule) for rule in rules]
             ),
         )
     return token, raw

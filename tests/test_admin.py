@@ -4,6 +4,7 @@ token's revocation, a queue's pause) is never a form field."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -54,8 +55,8 @@ def _token_form(
     existing = list(token.permissions.order_by("id"))
     data: dict[str, Any] = {
         "name": token.name,
-        "expires_at_0": "",
-        "expires_at_1": "",
+        "expires_at_0": f"{token.expires_at:%Y-%m-%d}" if token.expires_at else "",
+        "expires_at_1": f"{token.expires_at:%H:%M:%S}" if token.expires_at else "",
         "permissions-TOTAL_FORMS": str(len(rules)),
         "permissions-INITIAL_FORMS": str(len(existing)),
         "permissions-MIN_NUM_FORMS": "0",
@@ -190,7 +191,7 @@ def test_editing_a_token_goes_through_the_service_and_is_audited(api: Api, root:
         token,
         [("jobs:*", "push,getJob", "allow"), ("jobs:secret", "*", "deny")],
         name="svc-renamed",
-        expires_at_0="2099-01-02",
+        expires_at_0=f"{timezone.now() + timedelta(days=200):%Y-%m-%d}",
         expires_at_1="03:04:05",
     )
     assert root.post(f"{TOKENS}{token.pk}/change/", form).status_code == 302

@@ -23,6 +23,11 @@ TOKEN_PEPPER = env.str("TOKEN_PEPPER", default="")
 AUTH_TOKENS: list[str] = env.list("AUTH_TOKENS", default=[])
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
+# Every API token expires: at most this many days after it was created (a lower value
+# also cuts existing tokens short), and create_token's default is shorter still.
+TOKEN_MAX_LIFETIME_DAYS = env.int("TOKEN_MAX_LIFETIME_DAYS", default=365)
+TOKEN_DEFAULT_LIFETIME_DAYS = min(90, TOKEN_MAX_LIFETIME_DAYS)
+
 # Bootstrap tokens are full queue operators: a guessable one is refused at start-up.
 MIN_BOOTSTRAP_TOKEN_LENGTH = 32
 for _token in AUTH_TOKENS:

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from compliance.audit import Actor, ActorKind, audit_refusal
 from flashq_project.problems import InvalidInput, LengthRequired, ServiceUnavailable
 from security.access import Principal
+from security.authentication import TokenRefused
 from security.clientip import client_ip
 
 from .. import selectors
@@ -38,6 +39,7 @@ class FlashqApiView(APIView):
     _refusal_recorded = False
     _audit_queue = ""
     _audit_job_ids: list[uuid.UUID] | None = None
+    _refusal_details: dict[str, str] | None = None
 
     @property
     def principal(self) -> Principal:
@@ -72,7 +74,7 @@ class FlashqApiView(APIView):
         if self._refusal_recorded:
             return
         self._refusal_recorded = True
-        details: dict[str, Any] = {}
+        details: dict[str, Any] = dict(self._refusal_details or {})
         if isinstance(data, dict):
             details["code"] = str(data.get("code", ""))[:64]
             paths = audit_paths(str(error.get("path", "")) for error in data.get("errors", []))
@@ -93,6 +95,10 @@ class FlashqApiView(APIView):
         )
 
     def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, TokenRefused):
+            self._refusal_details = {"auth": exc.reason}
+            if exc.public_id:
+                self._refusal_details["public_id"] = exc.public_id
         if isinstance(exc, OperationalError | InterfaceError):
             # Down, restarting, out of connections, locked: the transaction rolled
             # back, so a retry is safe. Its cause goes to the server log only.

@@ -8,6 +8,7 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -23,11 +24,21 @@ class Command(BaseCommand):
         parser.add_argument("name")
         parser.add_argument("--allow", action="append", default=[], metavar="PATTERN=VERBS")
         parser.add_argument("--deny", action="append", default=[], metavar="PATTERN=VERBS")
-        parser.add_argument("--expires-in", type=int, metavar="DAYS")
+        parser.add_argument(
+            "--expires-in",
+            type=int,
+            metavar="DAYS",
+            help=f"default {settings.TOKEN_DEFAULT_LIFETIME_DAYS}, "
+            f"at most TOKEN_MAX_LIFETIME_DAYS ({settings.TOKEN_MAX_LIFETIME_DAYS})",
+        )
 
     def handle(self, *args: Any, **options: Any) -> str:
-        if options["expires_in"] is not None and options["expires_in"] < 1:
-            raise CommandError("--expires-in must be at least 1 day")
+        days = options["expires_in"]
+        if days is not None and not 1 <= days <= settings.TOKEN_MAX_LIFETIME_DAYS:
+            raise CommandError(
+                f"--expires-in must be 1 to {settings.TOKEN_MAX_LIFETIME_DAYS} days "
+                "(TOKEN_MAX_LIFETIME_DAYS)"
+            )
         try:
             rules: list[RuleSpec] = [parse_rule(text, allow=True) for text in options["allow"]]
             rules += [parse_rule(text, allow=False) for text in options["deny"]]

@@ -135,11 +135,11 @@ class Principal:
         for rule in self.rules:
             if rule.covers(verb, queue):
                 if not rule.allow:
-                    return Decision(False, f"denied by rule {rule.pattern!r}")
+                    return Decision(False, f"by rule: deny {rule.pattern} ({verb})")
                 allowing = allowing or rule
         if allowing is None:
-            return Decision(False, "no rule allows it (default deny)")
-        return Decision(True, f"allowed by rule {allowing.pattern!r}")
+            return Decision(False, "no rule: default deny")
+        return Decision(True, f"by rule: allow {allowing.pattern} ({verb})")
 
     def allows(self, verb: Verb, queue: str) -> bool:
         return self.decide(verb, queue).allowed

@@ -66,3 +66,30 @@ def test_revoke_token_stops_it_at_once(api: Api) -> None:
 def test_revoke_an_unknown_token_is_an_error() -> None:
     with pytest.raises(CommandError):
         call_command("revoke_token", "nobody")
+
+
+@pytest.mark.parametrize(
+    ("verb", "queue", "expected"),
+    [
+        ("push", "jobs:a", "allowed: by rule: allow jobs:* (push)"),
+        ("push", "jobs:secret", "denied: by rule: deny jobs:secret (push)"),
+        ("pull", "jobs:a", "denied: no rule: default deny"),
+        ("admin", "jobs:a", "denied: no rule: default deny"),
+    ],
+)
+def test_check_access_says_what_decided(api: Api, verb: str, queue: str, expected: str) -> None:
+    raw = _create("svc", "--allow", "jobs:*=push,getJob", "--deny", "jobs:secret=*")
+    assert call_command("check_access", "svc", verb, queue) == expected
+    # The same decision as the API's.
+    if verb == "push":
+        status = api.post(f"/queues/{queue}/jobs", {"data": {}}, as_=raw).status
+        assert (status == 201) == expected.startswith("allowed")
+
+
+def test_check_access_refuses_unknown_verbs_tokens_and_queue_names() -> None:
+    _create("svc", "--allow", "jobs:*=push")
+    for args in (["svc", "psh", "jobs:a"], ["nobody", "push", "jobs:a"], ["svc", "push", "-x"]):
+        with pytest.raises(CommandError):
+            call_command("check_access", *args)
+    call_command("revoke_token", "svc")
+    assert "but the token is revoked" in call_command("check_access", "svc", "push", "jobs:a")

@@ -4,6 +4,7 @@ import math
 import subprocess
 import sys
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -118,18 +119,57 @@ def test_a_short_bootstrap_token_is_refused_at_start_up() -> None:
     assert "short" not in result.stderr.replace("AUTH_TOKENS", "")
 
 
-def test_production_settings_refuse_to_start_without_real_secrets() -> None:
-    result = _settings_import({}, "flashq_project.settings.production")
+def _strong() -> dict[str, str]:
+    import secrets
+
+    return {"SECRET_KEY": secrets.token_urlsafe(48), "TOKEN_PEPPER": secrets.token_urlsafe(32)}
+
+
+@pytest.mark.parametrize(
+    ("weak", "named"),
+    [
+        ({"SECRET_KEY": ""}, "SECRET_KEY is not set"),
+        ({"TOKEN_PEPPER": "p" * 40}, "TOKEN_PEPPER has too little entropy"),
+        ({"SECRET_KEY": "k" * 60}, "SECRET_KEY has too little entropy"),
+        ({"SECRET_KEY": "abcd" * 15}, "SECRET_KEY has too little entropy"),
+        ({"TOKEN_PEPPER": "Xy7-q2"}, "TOKEN_PEPPER is shorter than 32"),
+        ({"AUTH_TOKENS": "ab" * 20}, "AUTH_TOKENS entry 1 has too little entropy"),
+    ],
+)
+def test_production_settings_refuse_to_start_with_weak_secrets(
+    weak: dict[str, str], named: str
+) -> None:
+    env = {**_strong(), **weak}
+    result = _settings_import(env, "flashq_project.settings.production")
     assert result.returncode != 0
-    assert "SECRET_KEY" in result.stderr
-    secrets = {"SECRET_KEY": "k" * 60, "TOKEN_PEPPER": "p" * 40}
-    assert _settings_import(secrets, "flashq_project.settings.production").returncode == 0
+    assert named in result.stderr
+    for value in weak.values():
+        if value:
+            assert value not in result.stderr
+
+
+def test_production_settings_start_with_strong_secrets() -> None:
+    assert _settings_import(_strong(), "flashq_project.settings.production").returncode == 0
+
+
+def test_check_deploy_reports_weak_secrets_by_name(settings: Any) -> None:
+    from django.core.checks import run_checks
+
+    settings.TOKEN_PEPPER = "p" * 40
+    settings.AUTH_TOKENS = ["ab" * 20]
+    messages = [m for m in run_checks(include_deployment_checks=True) if m.id == "flashq.E001"]
+    assert [m.msg for m in messages] == [
+        "TOKEN_PEPPER has too little entropy (under 128 bits: repeated characters?)",
+        "AUTH_TOKENS entry 1 has too little entropy (under 128 bits: repeated characters?)",
+    ]
+    assert not [m for m in run_checks() if m.id == "flashq.E001"]  # deploy checks only
 
 
 def test_secrets_are_read_from_name_file(tmp_path: object) -> None:
     from pathlib import Path
 
+    strong = _strong()
     key_file = Path(str(tmp_path)) / "key"
-    key_file.write_text("k" * 60)
-    env = {"SECRET_KEY_FILE": str(key_file), "TOKEN_PEPPER": "p" * 40}
+    key_file.write_text(strong["SECRET_KEY"])
+    env = {"SECRET_KEY_FILE": str(key_file), "TOKEN_PEPPER": strong["TOKEN_PEPPER"]}
     assert _settings_import(env, "flashq_project.settings.production").returncode == 0

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
+from security.strength import weak_secrets
+
 from .base import *  # noqa: F403
-from .base import DEBUG, SECRET_KEY, TOKEN_PEPPER, env
+from .base import AUTH_TOKENS, DEBUG, SECRET_KEY, TOKEN_PEPPER, env
 
 if DEBUG:
     raise ImproperlyConfigured("DEBUG must be off in production")
-if len(SECRET_KEY) < 50:
-    raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set: 50+ characters")
-if len(TOKEN_PEPPER) < 32:
-    raise ImproperlyConfigured("TOKEN_PEPPER (or TOKEN_PEPPER_FILE) must be set: 32+ characters")
+_weak = weak_secrets(secret_key=SECRET_KEY, pepper=TOKEN_PEPPER, auth_tokens=AUTH_TOKENS)
+if _weak:
+    # Names and reasons only, never a value. Each can also be given as NAME_FILE.
+    raise ImproperlyConfigured("weak or missing secrets: " + "; ".join(_weak))
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

@@ -1,6 +1,7 @@
 """The client's IP address: the socket peer, or the right-most X-Forwarded-For entry
 that is not one of our trusted proxies when (and only when) the peer is one of them.
-Anything a client could forge by itself is never believed."""
+Anything a client could forge by itself is never believed. IPv4-mapped IPv6 addresses
+(``::ffff:203.0.113.9``, what a dual-stack socket reports) count as the IPv4 address."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @lru_cache(maxsize=8)
@@ -18,25 +20,45 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
 
-def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
+def parse_ip(text: str) -> Address | None:
+    """An address, IPv4-mapped ones as IPv4, without an IPv6 zone id (``fe80::1%eth0``:
+    not part of the address, and unbounded); None if it is not one."""
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ip = ipaddress.ip_address(text.strip().split("%", 1)[0])
     except ValueError:
-        return False
-    return any(ip in network for network in networks)
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _is_trusted(ip: Address | None, networks: tuple[Network, ...]) -> bool:
+    return ip is not None and any(ip in network for network in networks)
+
+
+def peer_is_trusted_proxy(request: HttpRequest) -> bool:
+    """Whether the socket peer is one of TRUSTED_PROXIES (so its forwarded headers
+    count)."""
+    networks = _networks(tuple(settings.TRUSTED_PROXIES))
+    peer = parse_ip(request.META.get("REMOTE_ADDR") or "")
+    return bool(networks) and _is_trusted(peer, networks)
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    peer: str | None = request.META.get("REMOTE_ADDR") or None
+    raw_peer = request.META.get("REMOTE_ADDR") or None
+    if raw_peer is None:
+        return None
+    peer = parse_ip(raw_peer)
+    if peer is None:  # e.g. a Unix socket: no address to record
+        return None
+    if not peer_is_trusted_proxy(request):
+        return str(peer)
     networks = _networks(tuple(settings.TRUSTED_PROXIES))
-    if peer is None or not networks or not _is_trusted(peer, networks):
-        return peer
-    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-    for hop in reversed([hop for hop in hops if hop]):
-        if not _is_trusted(hop, networks):
-            try:
-                # Drop an IPv6 zone id (fe80::1%eth0): not an address, and unbounded.
-                return str(ipaddress.ip_address(hop.split("%", 1)[0]))
-            except ValueError:
-                return peer
-    return peer
+    hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        ip = parse_ip(hop)
+        if ip is None:
+            return str(peer)
+        if not _is_trusted(ip, networks):
+            return str(ip)
+    return str(peer)

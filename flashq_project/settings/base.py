@@ -53,6 +53,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: forwarded headers from anyone but a trusted proxy are dropped before
+    # SecurityMiddleware (https redirect) or anything else reads them.
+    "flashq_project.proxyheaders.TrustedProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "flashq_project.requestid.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

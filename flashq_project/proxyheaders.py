@@ -1,0 +1,31 @@
+"""Forwarded headers count only when a trusted proxy sent them. Django believes
+``SECURE_PROXY_SSL_HEADER`` (X-Forwarded-Proto) from any client, so anyone could claim
+https; this middleware, first in the chain, drops the forwarded headers of any peer
+outside TRUSTED_PROXIES before anything reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from security.clientip import peer_is_trusted_proxy
+
+FORWARDED = (
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PORT",
+    "HTTP_FORWARDED",
+)
+
+
+class TrustedProxyHeadersMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not peer_is_trusted_proxy(request):
+            for name in FORWARDED:
+                request.META.pop(name, None)
+        return self.get_response(request)

@@ -1,0 +1,58 @@
+"""Forwarded headers count only from TRUSTED_PROXIES; IPv4-mapped addresses are the
+IPv4 address, for the audit record and for trust decisions alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from compliance.models import AuditEvent
+
+from .support import Api
+
+pytestmark = pytest.mark.django_db
+
+
+def _get(api: Api, token: str, **meta: str) -> Any:
+    AuditEvent.objects.all().delete()
+    return api.client.get("/api/v1/queues", HTTP_AUTHORIZATION=f"Bearer {token}", **meta)
+
+
+def test_only_a_trusted_proxy_can_say_the_request_came_over_https(
+    api: Api, full: str, settings: Any
+) -> None:
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_SSL_REDIRECT = True
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    spoofed = _get(api, full, REMOTE_ADDR="198.51.100.7", HTTP_X_FORWARDED_PROTO="https")
+    assert spoofed.status_code == 301  # still plain http: sent to https
+    proxied = _get(api, full, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_PROTO="https")
+    assert proxied.status_code == 200
+    mapped = _get(api, full, REMOTE_ADDR="::ffff:10.0.0.2", HTTP_X_FORWARDED_PROTO="https")
+    assert mapped.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "trusted", "recorded"),
+    [
+        ("::ffff:198.51.100.7", "", [], "198.51.100.7"),
+        ("198.51.100.7", "6.6.6.6", [], "198.51.100.7"),
+        ("::ffff:10.0.0.2", "::ffff:203.0.113.9", ["10.0.0.0/8"], "203.0.113.9"),
+        ("10.0.0.2", "203.0.113.9, 10.0.0.3", ["10.0.0.0/8"], "203.0.113.9"),
+        ("10.0.0.2", "not-an-ip", ["10.0.0.0/8"], "10.0.0.2"),
+        ("fe80::1%eth0", "", [], "fe80::1"),
+    ],
+)
+def test_the_recorded_client_ip(
+    api: Api,
+    full: str,
+    settings: Any,
+    remote: str,
+    forwarded: str,
+    trusted: list[str],
+    recorded: str,
+) -> None:
+    settings.TRUSTED_PROXIES = trusted
+    assert _get(api, full, REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded).status_code == 200
+    assert AuditEvent.objects.get().client_ip == recorded

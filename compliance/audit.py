@@ -41,6 +41,7 @@ class Action(StrEnum):
     STATS = "stats"
     PAUSE = "pause"
     RESUME = "resume"
+    UNKNOWN_ROUTE = "unknownRoute"
     LEASE_RECOVER = "lease.recover"
     TTL_EXPIRE = "ttl.expire"
     QUEUE_CREATE = "queue.create"

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
+
+from compliance.audit import Action, Actor, ActorKind, audit_refusal
+from security.authentication import TokenRefused, principal_for
+from security.clientip import client_ip
 
 from .problems import CONTENT_TYPE, problem_body
 
@@ -15,9 +21,41 @@ def _problem(status: int, code: str, title: str, detail: str) -> HttpResponse:
     return HttpResponse(json.dumps(body), status=status, content_type=CONTENT_TYPE)
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _audit_unknown_route(request: HttpRequest) -> None:
+    """One event, like every other API call: who (if the token holds), from where, with
+    which method. Not the path: the client chose it."""
+    details: dict[str, str] = {"method": request.method if request.method in _METHODS else "other"}
+    actor = Actor(
+        kind=ActorKind.ANONYMOUS,
+        client_ip=client_ip(request),
+        request_id=request.META.get("FLASHQ_REQUEST_ID", ""),
+    )
+    scheme, _, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() == "bearer" and raw.strip():
+        try:
+            principal = principal_for(raw.strip()[:512], ip=actor.client_ip)
+        except TokenRefused as refused:
+            details["auth"] = refused.reason
+        else:
+            actor = Actor(
+                kind=ActorKind.TOKEN,
+                name=principal.name,
+                token_id=principal.token_id,
+                client_ip=actor.client_ip,
+                request_id=actor.request_id,
+            )
+    audit_refusal(actor=actor, action=Action.UNKNOWN_ROUTE, status=404, details=details)
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not request.path.startswith("/api/"):
         return defaults.page_not_found(request, exception)
+    # If the database is down the answer stays a 404; its state is /readyz's business.
+    with suppress(DatabaseError):
+        _audit_unknown_route(request)
     return _problem(404, "not_found", "Not found", "No such API route.")
 
 

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db
 
 def _get(api: Api, token: str, **meta: str) -> Any:
     AuditEvent.objects.all().delete()
-    return api.client.get("/api/v1/queues", HTTP_AUTHORIZATION=f"Bearer {token}", **meta)
+    headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {token}", **meta}
+    return api.client.get("/api/v1/queues", **headers)
 
 
 def test_only_a_trusted_proxy_can_say_the_request_came_over_https(
@@ -56,3 +57,26 @@ def test_the_recorded_client_ip(
     settings.TRUSTED_PROXIES = trusted
     assert _get(api, full, REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded).status_code == 200
     assert AuditEvent.objects.get().client_ip == recorded
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/queues/", "/api/v2/queues"])
+def test_an_unknown_api_route_is_problem_json_with_one_event(
+    api: Api, full: str, path: str
+) -> None:
+    AuditEvent.objects.all().delete()
+    response = api.client.post(
+        path + "?alice@example.com", HTTP_AUTHORIZATION=f"Bearer {full}", REMOTE_ADDR="192.0.2.5"
+    )
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+    event = AuditEvent.objects.get()
+    assert (event.action, event.status, event.actor, event.client_ip) == (
+        "unknownRoute",
+        404,
+        "token:full",
+        "192.0.2.5",
+    )
+    assert event.details == {"method": "POST"}
+    AuditEvent.objects.all().delete()
+    api.client.get(path, HTTP_AUTHORIZATION="Bearer fq_nonsense")
+    assert AuditEvent.objects.get().details == {"method": "GET", "auth": "malformed"}

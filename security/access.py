@@ -123,6 +123,8 @@ class Principal:
     name: str
     rules: tuple[Rule, ...]
     token_id: int | None = None
+    #: The token's own allow-list (CIDRs); empty: any address the global list allows.
+    networks: tuple[str, ...] = ()
     is_authenticated: bool = field(default=True, init=False)
 
     @property

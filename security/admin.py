@@ -47,8 +47,17 @@ class ApiTokenAdmin(ServiceModelAdmin):
     list_display = ["name", "public_id", "created_at", "expires_at", "is_revoked", "last_used_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "public_id"]
-    fields = ["name", "expires_at", "public_id", "created_at", "revoked_at", "last_used_at"]
-    readonly_fields = ["public_id", "created_at", "revoked_at", "last_used_at"]
+    fields = [
+        "name",
+        "expires_at",
+        "allowed_cidrs",
+        "public_id",
+        "created_at",
+        "revoked_at",
+        "last_used_at",
+        "last_used_ip",
+    ]
+    readonly_fields = ["public_id", "created_at", "revoked_at", "last_used_at", "last_used_ip"]
     inlines = [QueuePermissionInline]
     actions = ["revoke_tokens"]
 
@@ -82,6 +91,7 @@ class ApiTokenAdmin(ServiceModelAdmin):
             name=form.cleaned_data["name"],
             expires_at=form.cleaned_data["expires_at"],
             rules=_rules(formsets[0]) if may_edit_rules else None,
+            allowed_cidrs=form.cleaned_data.get("allowed_cidrs"),
             actor=staff_actor(request),
         )
 

@@ -36,6 +36,22 @@ def _is_trusted(ip: Address | None, networks: tuple[Network, ...]) -> bool:
     return ip is not None and any(ip in network for network in networks)
 
 
+def normalise_cidr(text: str) -> str:
+    """A CIDR in its canonical form (``10.1.2.3/8`` -> ``10.0.0.0/8``); ValueError if it
+    is not one."""
+    return str(ipaddress.ip_network(text.strip(), strict=False))
+
+
+def address_allowed(address: str | None, *lists: tuple[str, ...]) -> bool:
+    """Whether ``address`` is inside every non-empty list of CIDRs (an empty list
+    allows any address; no address passes a non-empty list)."""
+    active = [cidrs for cidrs in lists if cidrs]
+    if not active:
+        return True
+    ip = parse_ip(address or "")
+    return ip is not None and all(_is_trusted(ip, _networks(cidrs)) for cidrs in active)
+
+
 def peer_is_trusted_proxy(request: HttpRequest) -> bool:
     """Whether the socket peer is one of TRUSTED_PROXIES (so its forwarded headers
     count)."""

@@ -8,6 +8,19 @@ from django.db import models
 from django.utils import timezone
 
 from .access import VERBS, WILDCARD, InvalidRule, expand_verbs, split_verbs, validate_pattern
+from .clientip import normalise_cidr
+
+
+def validate_cidr_list(value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError('A list of CIDRs, e.g. ["10.20.0.0/16"].', code="invalid_cidrs")
+    for item in value:
+        try:
+            normalise_cidr(item)
+        except ValueError as exc:
+            raise ValidationError(f"{item!r} is not a CIDR.", code="invalid_cidrs") from exc
 
 
 class ApiToken(models.Model):
@@ -31,6 +44,14 @@ class ApiToken(models.Model):
     # Written at most every few minutes (security.authentication), never per request.
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    # NULL or empty: any address ALLOWED_CIDRS allows. Nullable without a default, so
+    # adding it did not make SQLite rebuild the table (and drop its triggers).
+    allowed_cidrs = models.JSONField(
+        null=True,
+        blank=True,
+        validators=[validate_cidr_list],
+        help_text='Addresses this token may be used from, e.g. ["10.20.0.0/16"]; empty: any.',
+    )
 
     class Meta:
         ordering = ["name"]

@@ -16,6 +16,7 @@ from compliance.audit import Action, Actor, audit_record
 
 from . import tokens
 from .access import Rule, split_verbs
+from .clientip import normalise_cidr
 from .models import ApiToken, QueuePermission
 
 
@@ -70,6 +71,17 @@ def _set_rules(token: ApiToken, rules: Sequence[RuleSpec]) -> None:
     QueuePermission.objects.bulk_create(rows)
 
 
+def _cidrs(cidrs: Sequence[str] | None) -> list[str] | None:
+    """Canonical CIDRs, or None for "any address"; a bad one is left for full_clean()
+    to name."""
+    if not cidrs:
+        return None
+    try:
+        return [normalise_cidr(cidr) for cidr in cidrs]
+    except ValueError:
+        return list(cidrs)
+
+
 def _described(token: ApiToken, **more: object) -> dict[str, object]:
     return {"token_id": token.pk, "token_name": token.name, **more}
 
@@ -79,6 +91,7 @@ def token_create(
     name: str,
     rules: Sequence[RuleSpec],
     expires_in_days: int | None = None,
+    allowed_cidrs: Sequence[str] = (),
     actor: Actor,
 ) -> tuple[ApiToken, str]:
     """Create a token with its permission rows. It expires after ``expires_in_days``
@@ -97,6 +110,7 @@ def token_create(
             secret_hash=tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER),
             created_at=now,
             expires_at=expires_at,
+            allowed_cidrs=_cidrs(allowed_cidrs),
         )
         token.full_clean()
         token.save()
@@ -106,7 +120,10 @@ def token_create(
             action=Action.TOKEN_CREATE,
             status=201,
             details=_described(
-                token, expires_at=expires_at.isoformat(), rules=[str(rule) for rule in rules]
+                token,
+                expires_at=expires_at.isoformat(),
+                rules=[str(rule) for rule in rules],
+                allowed_cidrs=token.allowed_cidrs or [],
             ),
         )
     return token, raw
@@ -125,6 +142,7 @@ def token_update(
     name: str,
     expires_at: datetime | None,
     rules: Sequence[RuleSpec] | None,
+    allowed_cidrs: Sequence[str] | None = None,
     actor: Actor,
 ) -> ApiToken:
     """Rename a token, change its expiry, replace its rules (None: leave them as they
@@ -136,17 +154,20 @@ def token_update(
             "name": token.name,
             "expires_at": token.expires_at.isoformat() if token.expires_at else None,
             "rules": sorted(str(_rule_of(p)) for p in token.permissions.all()),
+            "allowed_cidrs": token.allowed_cidrs or [],
         }
         token.name = name
         token.expires_at = expires_at
+        token.allowed_cidrs = _cidrs(allowed_cidrs)
         token.full_clean()
-        token.save(update_fields=["name", "expires_at"])
+        token.save(update_fields=["name", "expires_at", "allowed_cidrs"])
         if rules is not None:
             _set_rules(token, rules)
         after = {
             "name": token.name,
             "expires_at": token.expires_at.isoformat() if token.expires_at else None,
             "rules": before["rules"] if rules is None else sorted(str(rule) for rule in rules),
+            "allowed_cidrs": token.allowed_cidrs or [],
         }
         changes = {
             field: {"from": before[field], "to": after[field]}

@@ -80,3 +80,67 @@ def test_an_unknown_api_route_is_problem_json_with_one_event(
     AuditEvent.objects.all().delete()
     api.client.get(path, HTTP_AUTHORIZATION="Bearer fq_nonsense")
     assert AuditEvent.objects.get().details == {"method": "GET", "auth": "malformed"}
+
+
+def _push_from(api: Api, token: str, remote: str, **meta: str) -> int:
+    headers: dict[str, Any] = {
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "REMOTE_ADDR": remote,
+        **meta,
+    }
+    response = api.client.post(
+        "/api/v1/queues/jobs:q/jobs", '{"data": {}}', content_type="application/json", **headers
+    )
+    return int(response.status_code)
+
+
+def test_a_token_with_an_allow_list_is_refused_from_outside_it(api: Api, settings: Any) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command(
+        "create_token", "svc", "--allow", "jobs:*=push", "--cidr", "10.20.1.2/16", stdout=out
+    )
+    raw = out.getvalue().strip().splitlines()[-1]
+    assert _push_from(api, raw, "10.20.9.9") == 201
+    assert _push_from(api, raw, "::ffff:10.20.9.9") == 201
+    AuditEvent.objects.all().delete()
+    assert _push_from(api, raw, "198.51.100.7") == 403
+    event = AuditEvent.objects.get()
+    assert (event.status, event.client_ip, event.actor) == (403, "198.51.100.7", "token:svc")
+    assert event.details["network"] == "outside the allowed addresses"
+    # A forwarded address counts only through a trusted proxy.
+    spoofed = {"HTTP_X_FORWARDED_FOR": "10.20.9.9"}
+    assert _push_from(api, raw, "198.51.100.7", **spoofed) == 403
+    settings.TRUSTED_PROXIES = ["192.0.2.0/24"]
+    assert _push_from(api, raw, "192.0.2.1", **spoofed) == 201
+    assert _push_from(api, raw, "192.0.2.1", HTTP_X_FORWARDED_FOR="198.51.100.7") == 403
+
+
+def test_the_global_allow_list_binds_every_token(api: Api, full: str, settings: Any) -> None:
+    bootstrap = "Zq8-" + "x1Y2z3W4v5U6t7S8r9Q0p" + "K3m9"
+    settings.AUTH_TOKENS = [bootstrap]
+    settings.ALLOWED_CIDRS = ["203.0.113.0/24"]
+    for token in (full, bootstrap):
+        assert _push_from(api, token, "203.0.113.50") == 201
+        assert _push_from(api, token, "198.51.100.7") == 403
+
+
+def test_bad_cidrs_are_refused_where_they_are_stored() -> None:
+    from django.core.exceptions import ValidationError
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from security.models import ApiToken
+
+    with pytest.raises(CommandError, match="not a CIDR"):
+        call_command("create_token", "svc", "--allow", "q=push", "--cidr", "10.0.0.0/33")
+    assert not ApiToken.objects.exists()
+    call_command("create_token", "svc", "--allow", "q=push")
+    token = ApiToken.objects.get()
+    for bad in (["banana"], "10.0.0.0/8", [8]):
+        token.allowed_cidrs = bad
+        with pytest.raises(ValidationError):
+            token.full_clean()

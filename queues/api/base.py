@@ -10,6 +10,7 @@ import logging
 import uuid
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -20,7 +21,7 @@ from compliance.audit import Actor, ActorKind, audit_refusal
 from flashq_project.problems import InvalidInput, LengthRequired, ServiceUnavailable
 from security.access import Principal
 from security.authentication import TokenRefused
-from security.clientip import client_ip
+from security.clientip import address_allowed, client_ip
 
 from .. import selectors
 from ..errors import JobNotFound
@@ -127,11 +128,22 @@ class FlashqApiView(APIView):
         # refusal for a bad Accept header still names the caller.
         self.perform_authentication(request)
         super().initial(request, *args, **kwargs)
+        self._check_network()
         # WSGI gives Django no body without a Content-Length, so a chunked request
         # would run silently as if it had none (a pull with default parameters).
         chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
         if chunked and not request.META.get("CONTENT_LENGTH"):
             raise LengthRequired("Send the body with a Content-Length, not chunked.")
+
+    def _check_network(self) -> None:
+        """A call from outside the global or the token's allow-list is refused, even
+        with a valid secret."""
+        principal = getattr(self.request, "_auth", None)
+        networks = principal.networks if isinstance(principal, Principal) else ()
+        allowed = tuple(settings.ALLOWED_CIDRS)
+        if not address_allowed(client_ip(self.request), allowed, networks):
+            self._refusal_details = {"network": "outside the allowed addresses"}
+            raise PermissionDenied("This token may not be used from this address.")
 
     def queue_name(self) -> str:
         name = str(self.kwargs["queue"])

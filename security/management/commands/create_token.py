@@ -25,6 +25,13 @@ class Command(BaseCommand):
         parser.add_argument("--allow", action="append", default=[], metavar="PATTERN=VERBS")
         parser.add_argument("--deny", action="append", default=[], metavar="PATTERN=VERBS")
         parser.add_argument(
+            "--cidr",
+            action="append",
+            default=[],
+            metavar="CIDR",
+            help="an address range the token may be used from (repeatable); none: any",
+        )
+        parser.add_argument(
             "--expires-in",
             type=int,
             metavar="DAYS",
@@ -51,6 +58,7 @@ class Command(BaseCommand):
                 name=options["name"],
                 rules=rules,
                 expires_in_days=options["expires_in"],
+                allowed_cidrs=options["cidr"],
                 actor=Actor.command("create_token"),
             )
         except ValidationError as exc:

@@ -38,6 +38,7 @@ class Action(StrEnum):
     UPDATE = "update"
     RETRY = "retry"
     LIST_QUEUES = "listQueues"
+    ME = "me"
     STATS = "stats"
     PAUSE = "pause"
     RESUME = "resume"

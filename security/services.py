@@ -204,3 +204,36 @@ def token_delete(*, name: str, actor: Actor) -> None:
         details = _described(token)
         token.delete()
         audit_record(actor=actor, action=Action.TOKEN_DELETE, details=details)
+
+
+@dataclass(frozen=True)
+class TokenProfile:
+    name: str
+    bootstrap: bool
+    created_at: datetime | None
+    expires_at: datetime | None
+    allowed_cidrs: list[str]
+    rules: list[RuleSpec]
+
+
+BOOTSTRAP_RULES = [RuleSpec("*", ("*",), True)]
+
+
+def token_describe(*, token_id: int | None, name: str, actor: Actor) -> TokenProfile:
+    """What a token may do and until when (never its hash), for the token itself; a
+    bootstrap token (no id) is ``*`` on ``*``. Recorded like every call."""
+    with transaction.atomic():
+        if token_id is None:
+            profile = TokenProfile(name, True, None, None, [], BOOTSTRAP_RULES)
+        else:
+            token = ApiToken.objects.prefetch_related("permissions").get(pk=token_id)
+            profile = TokenProfile(
+                name=token.name,
+                bootstrap=False,
+                created_at=token.created_at,
+                expires_at=token.expires_at,
+                allowed_cidrs=list(token.allowed_cidrs or []),
+                rules=[_rule_of(permission) for permission in token.permissions.all()],
+            )
+        audit_record(actor=actor, action=Action.ME)
+    return profile

@@ -45,7 +45,7 @@ class Api:
     ) -> Call:
         headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {as_}"} if as_ else {}
         data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-        url = self.prefix + path if path.startswith(("/queues", "/jobs")) else path
+        url = self.prefix + path if path.startswith(("/queues", "/jobs", "/me")) else path
         response = self.client.generic(
             method, url, data or "", content_type=content_type, **headers
         )

@@ -98,6 +98,10 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
         ),
         WORKER_JOB_VERB,
     ),
+    "me": (
+        lambda api, job, t: api.get("/me", as_=t),
+        {"producer": 200, "worker": 200, "admin": 200, "stranger": 200, "none": 401},
+    ),
     "listQueues": (
         lambda api, job, t: api.get("/queues", as_=t),
         {"producer": 200, "worker": 200, "admin": 200, "stranger": 200, "none": 401},

@@ -22,6 +22,7 @@ from .support import Api
 pytestmark = pytest.mark.django_db
 
 ROUTES = {
+    ("/api/v1/me", "get"),
     ("/api/v1/queues", "get"),
     ("/api/v1/queues/{queue}", "get"),
     ("/api/v1/queues/{queue}/pause", "post"),

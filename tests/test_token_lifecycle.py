@@ -136,3 +136,47 @@ def test_a_401_event_says_why_and_which_public_id_but_never_the_secret(
         assert event.details.get("public_id") == public_id
         secret = presented.rpartition("_")[2]
         assert secret not in str(event.details)
+
+
+def test_me_describes_the_calling_token_and_never_its_hash(api: Api, settings: Any) -> None:
+    from queues.api import serializers
+
+    out = StringIO()
+    call_command(
+        "create_token",
+        "svc",
+        "--allow",
+        "jobs:*=push,getJob",
+        "--deny",
+        "jobs:secret=*",
+        "--cidr",
+        "10.0.0.0/8",
+        stdout=out,
+    )
+    raw = out.getvalue().strip().splitlines()[-1]
+    response = api.client.get(
+        "/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw}", REMOTE_ADDR="10.1.2.3"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    token = ApiToken.objects.get()
+    assert body["name"] == "svc" and body["bootstrap"] is False
+    assert body["allowed_cidrs"] == ["10.0.0.0/8"]
+    assert body["expires_at"] == token.expires_at.isoformat().replace("+00:00", "Z")  # type: ignore[union-attr]
+    assert body["permissions"] == [
+        {"effect": "allow", "pattern": "jobs:*", "verbs": ["push", "getJob"]},
+        {"effect": "deny", "pattern": "jobs:secret", "verbs": ["*"]},
+    ]
+    assert token.secret_hash not in response.content.decode()
+    assert token.public_id not in response.content.decode()
+    assert set(body) == set(serializers.MeOut().fields)
+    event = AuditEvent.objects.order_by("id").last()
+    assert event is not None and (event.action, event.actor) == ("me", "token:svc")
+
+    settings.AUTH_TOKENS = ["Zq8-x1Y2z3W4v5U6t7S8r9Q0pK3m9"]
+    boot = api.get("/me", as_=settings.AUTH_TOKENS[0]).body
+    assert (boot["bootstrap"], boot["expires_at"], boot["permissions"]) == (
+        True,
+        None,
+        [{"effect": "allow", "pattern": "*", "verbs": ["*"]}],
+    )

@@ -24,6 +24,7 @@ class Operation(Enum):
     UPDATE = ("update", Action.UPDATE, Verb.UPDATE)
     RETRY = ("retry", Action.RETRY, Verb.RETRY)
     LIST_QUEUES = ("listQueues", Action.LIST_QUEUES, None)
+    ME = ("me", Action.ME, None)
     QUEUE_STATS = ("queueStats", Action.STATS, Verb.ADMIN)
     PAUSE = ("pause", Action.PAUSE, Verb.ADMIN)
     RESUME = ("resume", Action.RESUME, Verb.ADMIN)

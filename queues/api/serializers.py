@@ -321,6 +321,23 @@ class QueueStatsOut(QueueOut):
     oldest_waiting_age_seconds = serializers.FloatField(allow_null=True)
 
 
+class PermissionOut(serializers.Serializer):
+    effect = serializers.ChoiceField(choices=["allow", "deny"])
+    pattern = serializers.CharField()
+    verbs = serializers.ListField(child=serializers.CharField())
+
+
+class MeOut(serializers.Serializer):
+    name = serializers.CharField()
+    bootstrap = serializers.BooleanField(help_text="an AUTH_TOKENS entry: * on *, no expiry")
+    created_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    allowed_cidrs = serializers.ListField(
+        child=serializers.CharField(), help_text="empty: any address ALLOWED_CIDRS allows"
+    )
+    permissions = PermissionOut(many=True)
+
+
 class FieldErrorOut(serializers.Serializer):
     path = serializers.CharField(help_text="JSON Pointer into the request")
     message = serializers.CharField()

@@ -72,6 +72,7 @@ class Actor:
     user_id: int | None = None
     client_ip: str | None = None
     request_id: str = ""
+    client_request_id: str = ""
 
     @property
     def label(self) -> str:
@@ -134,6 +135,7 @@ def _event(
         outcome=outcome_for_status(status),
         status=status,
         request_id=actor.request_id,
+        client_request_id=actor.client_request_id,
         details=_storable(dict(details or {})),
     )
 
@@ -197,6 +199,7 @@ def _json_line(event: AuditEvent, *, persisted: bool) -> str:
             "outcome": event.outcome,
             "status": event.status,
             "request_id": event.request_id,
+            "client_request_id": event.client_request_id,
             "details": event.details,
             "persisted": persisted,
         },

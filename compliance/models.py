@@ -30,7 +30,12 @@ class AuditEvent(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     status = models.PositiveSmallIntegerField(null=True, blank=True)
-    request_id = models.CharField(max_length=64, blank=True, default="")
+    request_id = models.CharField(
+        max_length=64, blank=True, default="", help_text="server-generated, unique per request"
+    )
+    client_request_id = models.CharField(
+        max_length=64, blank=True, default="", help_text="the caller's X-Request-ID, if safe"
+    )
     details = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -10,20 +10,13 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from security.clientip import client_ip
-
 from .audit import Actor, ActorKind
+from .httpactor import request_actor
 
 
 def staff_actor(request: HttpRequest) -> Actor:
     user = request.user
-    return Actor(
-        kind=ActorKind.USER,
-        name=user.get_username(),
-        user_id=user.pk,
-        client_ip=client_ip(request),
-        request_id=request.META.get("FLASHQ_REQUEST_ID", ""),
-    )
+    return request_actor(request, kind=ActorKind.USER, name=user.get_username(), user_id=user.pk)
 
 
 class ServiceModelAdmin(admin.ModelAdmin):

@@ -9,9 +9,9 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
-from compliance.audit import Action, Actor, ActorKind, audit_refusal
+from compliance.audit import Action, ActorKind, audit_refusal
+from compliance.httpactor import request_actor
 from security.authentication import TokenRefused, principal_for
-from security.clientip import client_ip
 
 from .problems import CONTENT_TYPE, problem_body
 
@@ -28,11 +28,7 @@ def _audit_unknown_route(request: HttpRequest) -> None:
     """One event, like every other API call: who (if the token holds), from where, with
     which method. Not the path: the client chose it."""
     details: dict[str, str] = {"method": request.method if request.method in _METHODS else "other"}
-    actor = Actor(
-        kind=ActorKind.ANONYMOUS,
-        client_ip=client_ip(request),
-        request_id=request.META.get("FLASHQ_REQUEST_ID", ""),
-    )
+    actor = request_actor(request, kind=ActorKind.ANONYMOUS)
     scheme, _, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme.lower() == "bearer" and raw.strip():
         try:
@@ -40,12 +36,8 @@ def _audit_unknown_route(request: HttpRequest) -> None:
         except TokenRefused as refused:
             details["auth"] = refused.reason
         else:
-            actor = Actor(
-                kind=ActorKind.TOKEN,
-                name=principal.name,
-                token_id=principal.token_id,
-                client_ip=actor.client_ip,
-                request_id=actor.request_id,
+            actor = request_actor(
+                request, kind=ActorKind.TOKEN, name=principal.name, token_id=principal.token_id
             )
     audit_refusal(actor=actor, action=Action.UNKNOWN_ROUTE, status=404, details=details)
 

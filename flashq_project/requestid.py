@@ -1,5 +1,7 @@
-"""Gives every request an id: the caller's ``X-Request-ID`` when it is a short token,
-otherwise a fresh one. It goes into the audit record and back in the response."""
+"""Gives every request a server-generated id. It goes into the audit record and back in
+the response's ``X-Request-ID``, so no two events ever share an id by a client's choice.
+A caller's own ``X-Request-ID``, when short and safe, is kept beside it
+(``client_request_id`` in the audit record) for correlating with the caller's logs."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-_VALID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class RequestIdMiddleware:
@@ -17,9 +19,10 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = uuid.uuid4().hex
         supplied = request.META.get("HTTP_X_REQUEST_ID", "")
-        request_id = supplied if _VALID.fullmatch(supplied) else uuid.uuid4().hex
         request.META["FLASHQ_REQUEST_ID"] = request_id
+        request.META["FLASHQ_CLIENT_REQUEST_ID"] = supplied if _SAFE.fullmatch(supplied) else ""
         response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response

@@ -34,8 +34,8 @@ def test_an_allowed_call_writes_one_event_with_who_what_where(api: Api, personas
     assert (event.action, event.outcome, event.status, event.queue) == ("push", "ok", 201, "jobs:q")
     assert event.job_ids == [response.json()["id"]]
     assert event.actor == "token:producer" and event.token_id is not None
-    assert (event.client_ip, event.request_id) == ("10.1.2.3", "req-123")
-    assert response["X-Request-ID"] == "req-123"
+    assert (event.client_ip, event.client_request_id) == ("10.1.2.3", "req-123")
+    assert event.request_id == response["X-Request-ID"] != "req-123"  # ours, not the client's
     stored = json.dumps([event.details, event.job_ids, event.actor])
     assert "secret-value" not in stored and "u1" not in stored
 
@@ -188,3 +188,21 @@ def test_the_client_ip_comes_from_forwarded_for_only_via_a_trusted_proxy(
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
     assert ip_for("10.0.0.2") == "203.0.113.9"  # right-most untrusted hop
     assert ip_for("198.51.100.7") == "198.51.100.7"  # not a trusted proxy: ignored
+
+
+@pytest.mark.parametrize("supplied", ["same-id", "x" * 65, "bad id\u00e9", ""])
+def test_every_event_has_its_own_server_request_id_whatever_the_client_sends(
+    api: Api, personas: Personas, supplied: str
+) -> None:
+    AuditEvent.objects.all().delete()
+    for _ in range(2):
+        api.client.get(
+            "/api/v1/queues",
+            HTTP_AUTHORIZATION=f"Bearer {personas.producer}",
+            HTTP_X_REQUEST_ID=supplied,
+        )
+    first, second = _events()
+    assert first.request_id != second.request_id
+    assert len(first.request_id) == 32
+    kept = supplied if supplied == "same-id" else ""
+    assert first.client_request_id == second.client_request_id == kept

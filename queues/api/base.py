@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.audit import Actor, ActorKind, audit_refusal
+from compliance.httpactor import request_actor
 from flashq_project.problems import InvalidInput, LengthRequired, ServiceUnavailable
 from security.access import Principal
 from security.authentication import TokenRefused
@@ -60,13 +61,10 @@ class FlashqApiView(APIView):
         # _auth, not auth: reading ``auth`` re-runs authentication when it failed with
         # something other than an APIException (the database being down, say).
         auth = getattr(self.request, "_auth", None)
-        principal = auth if isinstance(auth, Principal) else None
-        return Actor(
-            kind=ActorKind.TOKEN if principal else ActorKind.ANONYMOUS,
-            name=principal.name if principal else "",
-            token_id=principal.token_id if principal else None,
-            client_ip=client_ip(self.request),
-            request_id=self.request.META.get("FLASHQ_REQUEST_ID", ""),
+        if not isinstance(auth, Principal):
+            return request_actor(self.request, kind=ActorKind.ANONYMOUS)
+        return request_actor(
+            self.request, kind=ActorKind.TOKEN, name=auth.name, token_id=auth.token_id
         )
 
     # -- refusals and errors -------------------------------------------------------------

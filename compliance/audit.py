@@ -50,6 +50,7 @@ class Action(StrEnum):
     TOKEN_CREATE = "token.create"  # noqa: S105 (an action, not a secret)
     TOKEN_UPDATE = "token.update"  # noqa: S105 (an action, not a secret)
     TOKEN_REVOKE = "token.revoke"  # noqa: S105 (an action, not a secret)
+    TOKEN_ROTATE = "token.rotate"  # noqa: S105 (an action, not a secret)
     TOKEN_DELETE = "token.delete"  # noqa: S105 (an action, not a secret)
 
 

@@ -34,3 +34,17 @@ class StateConflict(FlashqError):
     status = 409
     code = "state_conflict"
     title = "State conflict"
+
+
+class KeyConflict(FlashqError):
+    """An unfinished job holds the idempotency key, pushed by another token family: the
+    answer names neither the job nor anything in it."""
+
+    status = 409
+    code = "key_conflict"
+    title = "Key conflict"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "An unfinished job of this queue, pushed by another token, holds this key."
+        )

@@ -66,6 +66,9 @@ class Job(models.Model):
     key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     subject = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     tags = models.JSONField(default=list, blank=True)
+    # Who pushed it (a token family's key, see Principal.key): a re-push of its
+    # idempotency key by anyone else is a conflict, not a way to learn about the job.
+    pushed_by = models.CharField(max_length=160, blank=True, default="", editable=False)
     progress = models.PositiveSmallIntegerField(default=0)
     progress_message = models.CharField(max_length=1000, blank=True, default="")
     lease_id = models.UUIDField(null=True, blank=True, editable=False)

@@ -29,11 +29,11 @@ from flashq_project.problems import FieldError, PayloadTooLarge, ServiceUnavaila
 from . import wakeup
 from .backoff import retry_delay_ms
 from .bulkinsert import insert_jobs as bulk_insert_jobs
-from .errors import JobNotFound, LeaseConflict, QueueNotFound, StateConflict
+from .errors import JobNotFound, KeyConflict, LeaseConflict, QueueNotFound, StateConflict
 from .jobspec import JobSpec, encoded_size, subject_from
 from .models import UNFINISHED, Job, JobState, Queue
 
-STALE_LEASE = "The lease is not the job's current lease, or it has expired."
+STALE_LEASE = "The lease is not the job's current lease, it has expired, or another token holds it."
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,9 @@ def _queue_for_push(name: str) -> tuple[Queue, bool]:
     return Queue.objects.get_or_create(name=name)
 
 
-def _new_job(queue: Queue, spec: JobSpec, now: datetime) -> Job:
+def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
     return Job(
+        pushed_by=owner,
         queue=queue,
         priority=spec.priority,
         data=spec.data,
@@ -77,7 +78,7 @@ def _new_job(queue: Queue, spec: JobSpec, now: datetime) -> Job:
     )
 
 
-def _push_once(queue: Queue, specs: Sequence[JobSpec], now: datetime) -> list[Pushed]:
+def _push_once(queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str) -> list[Pushed]:
     keys = {spec.key for spec in specs if spec.key is not None}
     by_key: dict[str, Job] = {}
     if keys:
@@ -91,9 +92,11 @@ def _push_once(queue: Queue, specs: Sequence[JobSpec], now: datetime) -> list[Pu
     for spec in specs:
         existing = by_key.get(spec.key) if spec.key is not None else None
         if existing is not None:
+            if existing.pushed_by != owner:
+                raise KeyConflict()
             results.append(Pushed(existing, created=False))
             continue
-        job = _new_job(queue, spec, now)
+        job = _new_job(queue, spec, now, owner)
         if spec.key is not None:
             by_key[spec.key] = job
         new_jobs.append(job)
@@ -106,17 +109,17 @@ KEYED_PUSH_TRIES = 3
 
 
 def _push(
-    queue_name: str, specs: Sequence[JobSpec], now: datetime
+    queue_name: str, specs: Sequence[JobSpec], now: datetime, owner: str
 ) -> tuple[list[Pushed], dict[str, Any]]:
     """The pushed jobs, and what the audit event should add about the queue."""
     queue, queue_created = _queue_for_push(queue_name)
     if not any(spec.key is not None for spec in specs):
-        results = _push_once(queue, specs, now)
+        results = _push_once(queue, specs, now, owner)
     else:
         for _ in range(KEYED_PUSH_TRIES):
             try:
                 with transaction.atomic():
-                    results = _push_once(queue, specs, now)
+                    results = _push_once(queue, specs, now, owner)
                 break
             except IntegrityError:
                 # A concurrent push took one of our keys between lookup and insert;
@@ -131,15 +134,18 @@ def _push(
     return results, {"queue_created": True} if queue_created else {}
 
 
-def jobs_push(*, queue_name: str, specs: Sequence[JobSpec], actor: Actor) -> list[Pushed]:
+def jobs_push(
+    *, queue_name: str, specs: Sequence[JobSpec], owner: str, actor: Actor
+) -> list[Pushed]:
     """Add jobs to a queue (created on first push), all or nothing, in input order.
 
-    A spec whose ``key`` names an unfinished job of the queue returns that job instead
-    (``created=False``); so does a repeat of a key earlier in the same batch. One audit
-    event lists every job."""
+    A spec whose ``key`` names an unfinished job of the queue that ``owner`` pushed
+    returns that job instead (``created=False``); so does a repeat of a key earlier in
+    the same batch. A key held by someone else's unfinished job is a KeyConflict. One
+    audit event lists every job."""
     now = timezone.now()
     with transaction.atomic():
-        results, about_queue = _push(queue_name, specs, now)
+        results, about_queue = _push(queue_name, specs, now, owner)
         audit_record(
             actor=actor,
             action=Action.PUSH,
@@ -155,11 +161,12 @@ def jobs_push(*, queue_name: str, specs: Sequence[JobSpec], actor: Actor) -> lis
     return results
 
 
-def job_push(*, queue_name: str, spec: JobSpec, actor: Actor) -> Pushed:
-    """Push one job: 201 when created, 200 with the unfinished job that has its key."""
+def job_push(*, queue_name: str, spec: JobSpec, owner: str, actor: Actor) -> Pushed:
+    """Push one job: 201 when created, 200 with the unfinished job of ``owner`` that has
+    its key (a KeyConflict if someone else's holds it)."""
     now = timezone.now()
     with transaction.atomic():
-        [pushed], about_queue = _push(queue_name, [spec], now)
+        [pushed], about_queue = _push(queue_name, [spec], now, owner)
         audit_record(
             actor=actor,
             action=Action.PUSH,
@@ -209,9 +216,15 @@ def _completion(now: datetime) -> dict[str, Any]:
     }
 
 
-def _live_lease(job_id: uuid.UUID, lease_id: uuid.UUID, now: datetime) -> Any:
+def _live_lease(job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, now: datetime) -> Any:
+    """The job, if ``lease_id`` is its current, unexpired lease and ``owner`` (a token
+    family) claimed it: the right lease id from anyone else is still a conflict."""
     return Job.objects.filter(
-        id=job_id, state=JobState.ACTIVE, lease_id=lease_id, lease_expires_at__gt=now
+        id=job_id,
+        state=JobState.ACTIVE,
+        lease_id=lease_id,
+        lease_owner=owner,
+        lease_expires_at__gt=now,
     )
 
 
@@ -227,28 +240,31 @@ def _check_result_sizes(results: Sequence[tuple[str, Any]]) -> None:
         raise PayloadTooLarge("A result is larger than MAX_JOB_BYTES.", errors=errors)
 
 
-def job_ack(*, job_id: uuid.UUID, lease_id: uuid.UUID, result: Any = None, actor: Actor) -> Job:
-    """Complete a job whose lease is current; returns it as stored."""
+def job_ack(
+    *, job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, result: Any = None, actor: Actor
+) -> Job:
+    """Complete a job whose lease is current and ``owner``'s; returns it as stored."""
     _check_result_sizes([("/result", result)])
     now = timezone.now()
     with transaction.atomic():
-        if not _live_lease(job_id, lease_id, now).update(result=result, **_completion(now)):
+        live = _live_lease(job_id, lease_id, owner, now)
+        if not live.update(result=result, **_completion(now)):
             raise LeaseConflict(STALE_LEASE)
         job = _get(job_id)
         audit_record(actor=actor, action=Action.ACK, queue=job.queue.name, job_ids=[job_id])
     return job
 
 
-def jobs_ack(*, acks: Sequence[AckSpec], actor: Actor) -> None:
-    """Complete many jobs, all or nothing: one stale lease and none is acked, and the
-    error names each offending item."""
+def jobs_ack(*, acks: Sequence[AckSpec], owner: str, actor: Actor) -> None:
+    """Complete many jobs, all or nothing: one stale or foreign lease and none is
+    acked, and the error names each offending item."""
     _check_result_sizes([(f"/jobs/{i}/result", ack.result) for i, ack in enumerate(acks)])
     now = timezone.now()
     ids = [ack.job_id for ack in acks]
     with transaction.atomic():
         rows = (
             Job.objects.select_for_update(of=("self",))
-            .filter(id__in=ids, state=JobState.ACTIVE, lease_expires_at__gt=now)
+            .filter(id__in=ids, state=JobState.ACTIVE, lease_owner=owner, lease_expires_at__gt=now)
             .order_by("id")
             .values_list("id", "lease_id", "queue__name")
         )
@@ -276,9 +292,9 @@ def jobs_ack(*, acks: Sequence[AckSpec], actor: Actor) -> None:
         )
 
 
-def _leased_for_update(job_id: uuid.UUID, lease_id: uuid.UUID, now: datetime) -> Job:
+def _leased_for_update(job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, now: datetime) -> Job:
     job: Job | None = (
-        _live_lease(job_id, lease_id, now)
+        _live_lease(job_id, lease_id, owner, now)
         .select_for_update(of=("self",))
         .select_related("queue")
         .first()
@@ -292,6 +308,7 @@ def job_fail(
     *,
     job_id: uuid.UUID,
     lease_id: uuid.UUID,
+    owner: str,
     error: str,
     retry: bool = True,
     actor: Actor,
@@ -301,7 +318,7 @@ def job_fail(
     attempts are used up or the worker says ``retry: false``."""
     now = timezone.now()
     with transaction.atomic():
-        job = _leased_for_update(job_id, lease_id, now)
+        job = _leased_for_update(job_id, lease_id, owner, now)
         delay = retry_delay_ms(job.backoff, job.attempts, rand=rand)
         record_failure(job, error, now=now, retry=retry, delay_ms=delay)
         job.save(update_fields=FAILURE_FIELDS)
@@ -316,12 +333,18 @@ def job_fail(
 
 
 def job_progress(
-    *, job_id: uuid.UUID, lease_id: uuid.UUID, progress: int, message: str = "", actor: Actor
+    *,
+    job_id: uuid.UUID,
+    lease_id: uuid.UUID,
+    owner: str,
+    progress: int,
+    message: str = "",
+    actor: Actor,
 ) -> Job:
     """Report progress; also a heartbeat that extends the lease by its length."""
     now = timezone.now()
     with transaction.atomic():
-        job = _leased_for_update(job_id, lease_id, now)
+        job = _leased_for_update(job_id, lease_id, owner, now)
         job.progress = progress
         job.progress_message = message[: limits.MAX_PROGRESS_MESSAGE]
         job.lease_expires_at = now + timedelta(seconds=job.lease_seconds)

@@ -125,12 +125,17 @@ class Principal:
     token_id: int | None = None
     #: The token's own allow-list (CIDRs); empty: any address the global list allows.
     networks: tuple[str, ...] = ()
+    #: Tokens rotated from one another share a family.
+    family: str = ""
     is_authenticated: bool = field(default=True, init=False)
 
     @property
     def key(self) -> str:
-        """Stable identity used to recognise the holder of a lease."""
-        return f"token:{self.token_id}" if self.token_id is not None else f"bootstrap:{self.name}"
+        """Who holds a lease or an idempotency key: the token's family, so a rotated
+        token carries on with what its predecessor started."""
+        if self.token_id is None:
+            return f"bootstrap:{self.name}"
+        return f"family:{self.family}" if self.family else f"token:{self.token_id}"
 
     def decide(self, verb: Verb, queue: str) -> Decision:
         allowing = None

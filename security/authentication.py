@@ -66,6 +66,7 @@ _TOKEN_COLUMNS = (
     "revoked_at",
     "last_used_at",
     "allowed_cidrs",
+    "family",
     "permissions__pattern",
     "permissions__verbs",
     "permissions__effect",
@@ -79,7 +80,7 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
     stored = rows[0][2] if rows else _DUMMY_HASH
     if not hmac.compare_digest(digest, stored) or not rows:
         raise TokenRefused("bad_secret" if rows else "unknown", public_id=parts.public_id)
-    token_id, name, _, created_at, expires_at, revoked_at, last_used_at, cidrs = rows[0][:8]
+    token_id, name, _, created_at, expires_at, revoked_at, last_used_at, cidrs, family = rows[0][:9]
     now = timezone.now()
     if revoked_at is not None:
         raise TokenRefused("revoked", public_id=parts.public_id)
@@ -97,7 +98,13 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
         # A rule we cannot read might be a deny: fail closed rather than guess.
         logger.warning("token %s has an unreadable permission rule; refusing it", token_id)
         raise TokenRefused("unreadable_rule", public_id=parts.public_id) from exc
-    return Principal(name=name, rules=rules, token_id=token_id, networks=tuple(cidrs or ()))
+    return Principal(
+        name=name,
+        rules=rules,
+        token_id=token_id,
+        networks=tuple(cidrs or ()),
+        family=family or "",
+    )
 
 
 def principal_for(raw: str, *, ip: str | None = None) -> Principal:

@@ -44,6 +44,12 @@ class ApiToken(models.Model):
     # Written at most every few minutes (security.authentication), never per request.
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    # Tokens rotated from one another share a family (the first one's public id): a
+    # lease or an idempotency key held by one is the family's. Nullable without a
+    # default so SQLite adds it in place (keeping the 0002 triggers); every row has one.
+    family = models.CharField(  # noqa: DJ001
+        max_length=16, null=True, blank=True, editable=False, db_index=True
+    )
     # NULL or empty: any address ALLOWED_CIDRS allows. Nullable without a default, so
     # adding it did not make SQLite rebuild the table (and drop its triggers).
     allowed_cidrs = models.JSONField(

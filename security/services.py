@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -94,38 +95,53 @@ def token_create(
     allowed_cidrs: Sequence[str] = (),
     actor: Actor,
 ) -> tuple[ApiToken, str]:
-    """Create a token with its permission rows. It expires after ``expires_in_days``
-    (default TOKEN_DEFAULT_LIFETIME_DAYS, at most TOKEN_MAX_LIFETIME_DAYS). Returns the
-    token and its one-time plaintext; the plaintext is not kept anywhere, and never
-    audited."""
-    raw, parts = tokens.generate()
-    # Whole seconds: what a form shows is what is stored, so saving it changes nothing.
-    now = timezone.now().replace(microsecond=0)
-    days = settings.TOKEN_DEFAULT_LIFETIME_DAYS if expires_in_days is None else expires_in_days
-    expires_at = now + timedelta(days=days)
+    """Create a token, in a family of its own, with its permission rows. It expires
+    after ``expires_in_days`` (default TOKEN_DEFAULT_LIFETIME_DAYS, at most
+    TOKEN_MAX_LIFETIME_DAYS). Returns the token and its one-time plaintext; the
+    plaintext is not kept anywhere, and never audited."""
     with transaction.atomic():
-        token = ApiToken(
-            name=name,
-            public_id=parts.public_id,
-            secret_hash=tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER),
-            created_at=now,
-            expires_at=expires_at,
-            allowed_cidrs=_cidrs(allowed_cidrs),
+        token, raw = _create(
+            name=name, rules=rules, expires_in_days=expires_in_days, allowed_cidrs=allowed_cidrs
         )
-        token.full_clean()
-        token.save()
-        _set_rules(token, rules)
         audit_record(
             actor=actor,
             action=Action.TOKEN_CREATE,
             status=201,
             details=_described(
                 token,
-                expires_at=expires_at.isoformat(),
+                expires_at=token.expires_at.isoformat() if token.expires_at else None,
                 rules=[str(rule) for rule in rules],
                 allowed_cidrs=token.allowed_cidrs or [],
             ),
         )
+    return token, raw
+
+
+def _create(
+    *,
+    name: str,
+    rules: Sequence[RuleSpec],
+    expires_in_days: int | None,
+    allowed_cidrs: Sequence[str],
+    family: str | None = None,
+) -> tuple[ApiToken, str]:
+    raw, parts = tokens.generate()
+    # Whole seconds: what a form shows is what is stored, so saving it changes nothing.
+    now = timezone.now().replace(microsecond=0)
+    days = settings.TOKEN_DEFAULT_LIFETIME_DAYS if expires_in_days is None else expires_in_days
+    expires_at = now + timedelta(days=days)
+    token = ApiToken(
+        name=name,
+        public_id=parts.public_id,
+        secret_hash=tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER),
+        created_at=now,
+        expires_at=expires_at,
+        allowed_cidrs=_cidrs(allowed_cidrs),
+        family=family or parts.public_id,
+    )
+    token.full_clean()
+    token.save()
+    _set_rules(token, rules)
     return token, raw
 
 
@@ -197,6 +213,71 @@ def token_revoke(*, name: str | None = None, token_id: int | None = None, actor:
     return token
 
 
+ROTATED_SUFFIX = "~"
+
+
+def token_rotate(*, name: str, overlap_hours: float, actor: Actor) -> tuple[ApiToken, str]:
+    """Issue a new token in the old one's family, with its name, rules and address
+    list, and cut the old one's expiry to ``overlap_hours`` from now (never later than
+    it was): both work during the overlap, only the new one after it. The old token is
+    renamed ``NAME~<public id>``. Returns the new token and its one-time plaintext."""
+    if overlap_hours < 0:
+        raise ValidationError({"overlap": "The overlap cannot be negative."})
+    with transaction.atomic():
+        old = _locked(name=name)
+        if old.revoked:
+            raise ValidationError({"name": "A revoked token cannot be rotated."})
+        now = timezone.now().replace(microsecond=0)
+        cutoff = now + timedelta(hours=overlap_hours)
+        old.expires_at = min(old.expires_at or cutoff, cutoff)
+        old.name = f"{name[: 99 - len(old.public_id)]}{ROTATED_SUFFIX}{old.public_id}"
+        old.full_clean()
+        old.save(update_fields=["name", "expires_at"])
+        rules = [_rule_of(permission) for permission in old.permissions.all()]
+        new, raw = _create(
+            name=name,
+            rules=rules,
+            expires_in_days=None,
+            allowed_cidrs=old.allowed_cidrs or (),
+            family=old.family or old.public_id,
+        )
+        audit_record(
+            actor=actor,
+            action=Action.TOKEN_ROTATE,
+            status=201,
+            details=_described(
+                new,
+                family=new.family,
+                previous_token_id=old.pk,
+                previous_expires_at=old.expires_at.isoformat(),
+            ),
+        )
+    return new, raw
+
+
+def token_revoke_family(*, name: str, actor: Actor) -> list[ApiToken]:
+    """Revoke every token of the family of the token called ``name``, at once. One
+    event lists them."""
+    with transaction.atomic():
+        token = _locked(name=name)
+        family = list(
+            ApiToken.objects.select_for_update().filter(family=token.family).order_by("pk")
+        )
+        now = timezone.now()
+        revoked = []
+        for member in family:
+            if not member.revoked:
+                member.revoked_at = now
+                member.save(update_fields=["revoked_at"])
+                revoked.append(member.pk)
+        audit_record(
+            actor=actor,
+            action=Action.TOKEN_REVOKE,
+            details=_described(token, family=token.family, revoked_token_ids=revoked),
+        )
+    return family
+
+
 def token_delete(*, name: str, actor: Actor) -> None:
     """Delete a token and its rules (local development only: production revokes)."""
     with transaction.atomic():
@@ -210,6 +291,7 @@ def token_delete(*, name: str, actor: Actor) -> None:
 class TokenProfile:
     name: str
     bootstrap: bool
+    family: str
     created_at: datetime | None
     expires_at: datetime | None
     allowed_cidrs: list[str]
@@ -224,12 +306,13 @@ def token_describe(*, token_id: int | None, name: str, actor: Actor) -> TokenPro
     bootstrap token (no id) is ``*`` on ``*``. Recorded like every call."""
     with transaction.atomic():
         if token_id is None:
-            profile = TokenProfile(name, True, None, None, [], BOOTSTRAP_RULES)
+            profile = TokenProfile(name, True, "", None, None, [], BOOTSTRAP_RULES)
         else:
             token = ApiToken.objects.prefetch_related("permissions").get(pk=token_id)
             profile = TokenProfile(
                 name=token.name,
                 bootstrap=False,
+                family=token.family or token.public_id,
                 created_at=token.created_at,
                 expires_at=token.expires_at,
                 allowed_cidrs=list(token.allowed_cidrs or []),

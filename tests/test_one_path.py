@@ -43,13 +43,19 @@ def _only_event() -> AuditEvent:
 # -- services ----------------------------------------------------------------------------
 
 
+OWNER = "family:unit"
+
+
 def _pushed() -> uuid.UUID:
-    return services.job_push(queue_name="q", spec=JobSpec(data={}), actor=OPERATOR).job.id
+    spec = JobSpec(data={})
+    return services.job_push(queue_name="q", spec=spec, owner=OWNER, actor=OPERATOR).job.id
 
 
 def _leased() -> tuple[uuid.UUID, uuid.UUID]:
     job_id = _pushed()
-    [job] = pulling.jobs_pull(queue_name="q", count=1, lease_seconds=30, owner="o", actor=OPERATOR)
+    [job] = pulling.jobs_pull(
+        queue_name="q", count=1, lease_seconds=30, owner=OWNER, actor=OPERATOR
+    )
     assert job.id == job_id and job.lease_id is not None
     return job.id, job.lease_id
 
@@ -63,18 +69,19 @@ def _finished() -> uuid.UUID:
 CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any, Actor], Any], str]] = {
     # name: (setup, the call, the action it records)
     "push": (lambda: None, lambda _, a: services.job_push(
-        queue_name="q", spec=JobSpec(data={}), actor=a), "push"),
+        queue_name="q", spec=JobSpec(data={}), owner=OWNER, actor=a), "push"),
     "push batch": (lambda: None, lambda _, a: services.jobs_push(
-        queue_name="q", specs=[JobSpec(data={})] * 3, actor=a), "push"),
+        queue_name="q", specs=[JobSpec(data={})] * 3, owner=OWNER, actor=a), "push"),
     "pull": (_pushed, lambda _, a: pulling.jobs_pull(
-        queue_name="q", count=5, lease_seconds=30, owner="o", actor=a), "pull"),
-    "ack": (_leased, lambda s, a: services.job_ack(job_id=s[0], lease_id=s[1], actor=a), "ack"),
+        queue_name="q", count=5, lease_seconds=30, owner=OWNER, actor=a), "pull"),
+    "ack": (_leased, lambda s, a: services.job_ack(
+        job_id=s[0], lease_id=s[1], owner=OWNER, actor=a), "ack"),
     "ack batch": (_leased, lambda s, a: services.jobs_ack(
-        acks=[services.AckSpec(s[0], s[1])], actor=a), "ack"),
+        acks=[services.AckSpec(s[0], s[1])], owner=OWNER, actor=a), "ack"),
     "fail": (_leased, lambda s, a: services.job_fail(
-        job_id=s[0], lease_id=s[1], error="boom", actor=a), "fail"),
+        job_id=s[0], lease_id=s[1], owner=OWNER, error="boom", actor=a), "fail"),
     "progress": (_leased, lambda s, a: services.job_progress(
-        job_id=s[0], lease_id=s[1], progress=5, actor=a), "progress"),
+        job_id=s[0], lease_id=s[1], owner=OWNER, progress=5, actor=a), "progress"),
     "cancel": (_pushed, lambda s, a: services.job_cancel(job_id=s, actor=a), "cancel"),
     "update": (_pushed, lambda s, a: services.job_update(job_id=s, data={"n": 2}, actor=a),
                "update"),

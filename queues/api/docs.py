@@ -22,7 +22,8 @@ _MEANING = {
     401: "Missing, malformed, unknown, expired or revoked token",
     403: "The token may not use this verb on this queue",
     404: "Unknown job or queue (also for jobs in queues the token cannot see)",
-    409: "Stale or foreign lease, or the job is in the wrong state",
+    409: "Stale or foreign lease, the job is in the wrong state, or another token's "
+    "unfinished job holds the idempotency key",
     411: "Chunked body: send a Content-Length",
     413: "Body larger than MAX_REQUEST_BYTES, or job data or a result larger than "
     "MAX_JOB_BYTES (the field is named in `errors`)",

@@ -72,7 +72,9 @@ _leased_responses: dict[Any, Any] = {200: serializers.JobDetailOut, **problems(4
         request=serializers.AckIn,
         responses=_leased_responses,
         description="Complete a job. The lease must be current and unexpired (else 409); "
-        "a `result` over MAX_JOB_BYTES is a 413 and the job stays active.",
+        "a `result` over MAX_JOB_BYTES is a 413 and the job stays active. Only the token "
+        "family that pulled the job may ack it: anyone else gets 409 even with the right "
+        "`lease_id`.",
     )
 )
 class JobAckApi(_JobView):
@@ -85,6 +87,7 @@ class JobAckApi(_JobView):
         job = services.job_ack(
             job_id=job_uuid,
             lease_id=params["lease_id"],
+            owner=self.principal.key,
             result=params["result"],
             actor=self.actor(),
         )
@@ -110,6 +113,7 @@ class JobFailApi(_JobView):
         job = services.job_fail(
             job_id=job_uuid,
             lease_id=params["lease_id"],
+            owner=self.principal.key,
             error=params["error"],
             retry=params["retry"],
             actor=self.actor(),
@@ -135,6 +139,7 @@ class JobProgressApi(_JobView):
         job = services.job_progress(
             job_id=job_uuid,
             lease_id=params["lease_id"],
+            owner=self.principal.key,
             progress=params["progress"],
             message=params["message"],
             actor=self.actor(),
@@ -196,7 +201,7 @@ class JobAckBatchApi(FlashqApiView):
         acks = batch.parse_ack_batch(request.data)
         self.audit_jobs([ack.job_id for ack in acks])
         self._authorize_all([ack.job_id for ack in acks])
-        services.jobs_ack(acks=acks, actor=self.actor())
+        services.jobs_ack(acks=acks, owner=self.principal.key, actor=self.actor())
         return Response({"acked": len(acks)})
 
     def _authorize_all(self, job_ids: list[uuid.UUID]) -> None:

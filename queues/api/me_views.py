@@ -34,6 +34,7 @@ class MeApi(FlashqApiView):
             {
                 "name": profile.name,
                 "bootstrap": profile.bootstrap,
+                "family": profile.family,
                 "created_at": iso(profile.created_at),
                 "expires_at": iso(profile.expires_at),
                 "allowed_cidrs": profile.allowed_cidrs,

@@ -46,10 +46,11 @@ def _decode_cursor(cursor: str) -> uuid.UUID:
         responses={
             201: serializers.JobSummaryOut,
             200: serializers.JobSummaryOut,
-            **problems(413, 415),
+            **problems(409, 413, 415),
         },
         description="Push a job. 201 when created; 200 with the existing job when an "
-        "unfinished job of the queue has the same `key`.",
+        "unfinished job of the queue that this token's family pushed has the same `key`; "
+        "409 `key_conflict` (naming no job) when another token's does.",
     ),
     get=operation_schema(
         Operation.GET_JOBS,
@@ -68,7 +69,9 @@ class QueueJobsApi(FlashqApiView):
         name = self.queue_name()
         self.authorize(name)
         spec = batch.parse_push(request.data)
-        pushed = services.job_push(queue_name=name, spec=spec, actor=self.actor())
+        pushed = services.job_push(
+            queue_name=name, spec=spec, owner=self.principal.key, actor=self.actor()
+        )
         return Response(
             job_summary(pushed.job, name, timezone.now()), status=201 if pushed.created else 200
         )
@@ -100,7 +103,7 @@ class QueueJobsApi(FlashqApiView):
     post=operation_schema(
         Operation.PUSH_BATCH,
         request=serializers.PushBatchIn,
-        responses={201: serializers.PushBatchOut, **problems(413, 415)},
+        responses={201: serializers.PushBatchOut, **problems(409, 413, 415)},
         description="Push up to 1000 jobs, all or nothing; the response lists them in input order.",
     )
 )
@@ -111,7 +114,9 @@ class QueueJobsBatchApi(FlashqApiView):
         name = self.queue_name()
         self.authorize(name)
         specs = batch.parse_push_batch(request.data)
-        results = services.jobs_push(queue_name=name, specs=specs, actor=self.actor())
+        results = services.jobs_push(
+            queue_name=name, specs=specs, owner=self.principal.key, actor=self.actor()
+        )
         now = timezone.now()
         body = [
             {**job_summary(pushed.job, name, now), "created": pushed.created} for pushed in results

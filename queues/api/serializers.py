@@ -330,6 +330,7 @@ class PermissionOut(serializers.Serializer):
 class MeOut(serializers.Serializer):
     name = serializers.CharField()
     bootstrap = serializers.BooleanField(help_text="an AUTH_TOKENS entry: * on *, no expiry")
+    family = serializers.CharField(help_text="tokens rotated from one another share it")
     created_at = serializers.DateTimeField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True)
     allowed_cidrs = serializers.ListField(

@@ -1,4 +1,5 @@
-"""``manage.py revoke_token NAME``: the token stops working at once."""
+"""``manage.py revoke_token NAME [--family]``: the token (or every token of its family)
+stops working at once, on every app server: each request reads the token's row."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from compliance.audit import Actor
 from security.models import ApiToken
-from security.services import token_revoke
+from security.services import token_revoke, token_revoke_family
 
 
 class Command(BaseCommand):
@@ -17,10 +18,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("name")
+        parser.add_argument(
+            "--family", action="store_true", help="revoke every token rotated from the same one"
+        )
 
     def handle(self, *args: Any, **options: Any) -> str:
+        actor = Actor.command("revoke_token")
         try:
-            token = token_revoke(name=options["name"], actor=Actor.command("revoke_token"))
+            if options["family"]:
+                family = token_revoke_family(name=options["name"], actor=actor)
+                return f"Revoked the family of {options['name']!r}: {len(family)} token(s)."
+            token = token_revoke(name=options["name"], actor=actor)
         except ApiToken.DoesNotExist as exc:
             raise CommandError(f"No token named {options['name']!r}") from exc
         return f"Revoked token {token.name!r} (id {token.pk})."

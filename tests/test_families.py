@@ -1,0 +1,128 @@
+"""Token families: rotation with overlap, revoking a whole family, and what a family
+owns (leases and idempotency keys) that no other token can touch or learn about."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from compliance.models import AuditEvent
+from queues.models import Job, JobState
+from security.models import ApiToken
+
+from .support import Api, make_token, pull, push
+
+pytestmark = pytest.mark.django_db
+
+RULES = ("--allow", "jobs:*=push,pull,ack,fail,progress,getJob", "--cidr", "127.0.0.0/8")
+
+
+def _last_line(command: str, *args: str) -> str:
+    out = StringIO()
+    call_command(command, *args, stdout=out)
+    return out.getvalue().strip().splitlines()[-1]
+
+
+def _rotate(name: str, overlap: str) -> str:
+    return _last_line("rotate_token", name, "--overlap", overlap)
+
+
+def test_rotation_issues_a_twin_and_the_old_token_stops_after_the_overlap(api: Api) -> None:
+    old_raw = _last_line("create_token", "svc", *RULES)
+    old = ApiToken.objects.get(name="svc")
+    new_raw = _rotate("svc", "2")
+    new = ApiToken.objects.get(name="svc")
+    old.refresh_from_db()
+    assert new.pk != old.pk and new.family == old.family == old.public_id
+    assert old.name == f"svc~{old.public_id}"
+    assert old.expires_at is not None
+    assert timedelta(hours=1.9) < old.expires_at - timezone.now() <= timedelta(hours=2)
+    assert list(new.permissions.values_list("pattern", "verbs")) == [
+        ("jobs:*", "push,pull,ack,fail,progress,getJob")
+    ]
+    assert new.allowed_cidrs == ["127.0.0.0/8"]
+    for raw in (old_raw, new_raw):  # both work during the overlap
+        assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 201
+    ApiToken.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    AuditEvent.objects.all().delete()
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=old_raw).status == 401
+    refused = AuditEvent.objects.get()
+    assert refused.details["auth"] == "expired"
+    assert refused.details["public_id"] == old.public_id
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=new_raw).status == 201
+    AuditEvent.objects.all().delete()
+    _rotate("svc", "0")
+    event = AuditEvent.objects.get(action="token.rotate")
+    assert (event.actor, event.details["family"]) == ("command:rotate_token", old.family)
+
+
+def test_rotation_never_extends_the_old_token_and_refuses_bad_input() -> None:
+    _last_line("create_token", "svc", *RULES, "--expires-in", "1")
+    before = ApiToken.objects.get(name="svc").expires_at
+    _rotate("svc", "100")
+    old = ApiToken.objects.exclude(name="svc").get()
+    assert old.expires_at == before
+    for args in (["nobody", "--overlap", "1"], ["svc", "--overlap", "-1"]):
+        with pytest.raises(CommandError):
+            call_command("rotate_token", *args)
+    call_command("revoke_token", "svc")
+    with pytest.raises(CommandError, match="revoked"):
+        call_command("rotate_token", "svc", "--overlap", "1")
+
+
+def test_revoking_a_family_stops_every_token_in_it_at_once(api: Api) -> None:
+    first = _last_line("create_token", "svc", *RULES)
+    second = _rotate("svc", "24")
+    third = _rotate("svc", "24")
+    bystander = make_token("other", "jobs:*=push")
+    AuditEvent.objects.all().delete()
+    assert "3 token(s)" in call_command("revoke_token", "svc", "--family")
+    for raw in (first, second, third):
+        assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 401
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=bystander).status == 201
+    event = AuditEvent.objects.get(action="token.revoke")
+    assert len(event.details["revoked_token_ids"]) == 3
+
+
+@pytest.mark.parametrize("verb", ["ack", "fail", "progress"])
+def test_a_lease_presented_by_another_family_is_409_even_with_the_right_id(
+    api: Api, verb: str
+) -> None:
+    owner = _last_line("create_token", "svc", *RULES)
+    other = make_token("other", "jobs:*=pull,ack,fail,progress")
+    push(api, owner, queue="jobs:q")
+    [job] = pull(api, owner, queue="jobs:q")
+    body = {"lease_id": job["lease_id"], "progress": 5}
+    if verb != "progress":
+        body.pop("progress")
+    call = api.post(f"/jobs/{job['id']}/{verb}", body, as_=other)
+    assert call.status == 409 and call.body["code"] == "lease_conflict"
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.state, stored.progress, stored.errors) == (JobState.ACTIVE, 0, [])
+    batch = {"jobs": [{"id": job["id"], "lease_id": job["lease_id"]}]}
+    assert api.post("/jobs/ack", batch, as_=other).status == 409
+    # A token rotated from the one that pulled carries on with the lease.
+    successor = _rotate("svc", "1")
+    assert api.post(f"/jobs/{job['id']}/{verb}", body, as_=successor).status == 200
+
+
+def test_an_idempotency_key_is_not_a_side_channel_between_families(api: Api) -> None:
+    owner = _last_line("create_token", "svc", *RULES)
+    other = make_token("other", "jobs:*=push")
+    pushed = push(api, owner, queue="jobs:q", key="invoice-42", data={"secret": "s3"})
+    call = api.post("/queues/jobs:q/jobs", {"data": {}, "key": "invoice-42"}, as_=other)
+    assert call.status == 409 and call.body["code"] == "key_conflict"
+    assert pushed["id"] not in str(call.body) and "s3" not in str(call.body)
+    batch = {"jobs": [{"data": {}}, {"data": {}, "key": "invoice-42"}]}
+    assert api.post("/queues/jobs:q/jobs/batch", batch, as_=other).status == 409
+    assert Job.objects.count() == 1  # all or nothing
+    again = api.post("/queues/jobs:q/jobs", {"data": {}, "key": "invoice-42"}, as_=owner)
+    assert (again.status, again.body["id"]) == (200, pushed["id"])
+    successor = _rotate("svc", "1")
+    same = api.post("/queues/jobs:q/jobs", {"data": {}, "key": "invoice-42"}, as_=successor)
+    assert (same.status, same.body["id"]) == (200, pushed["id"])

@@ -71,6 +71,20 @@ class ServiceUnavailable(FlashqError):
         super().__init__(detail)
 
 
+class RateLimited(FlashqError):
+    """Over a rate limit: 429 with ``Retry-After`` and the RateLimit-* headers."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: float, limit: int, reset_s: float) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+        self.limit = limit
+        self.reset_s = reset_s
+
+
 def problem_body(
     *, status: int, code: str, title: str, detail: str, errors: list[FieldError] | None = None
 ) -> dict[str, Any]:

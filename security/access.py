@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .ratelimit import Rate
+
 
 class Verb(StrEnum):
     """What a token may do on a queue. Every check names a member, so a misspelt verb
@@ -127,6 +129,8 @@ class Principal:
     networks: tuple[str, ...] = ()
     #: Tokens rotated from one another share a family.
     family: str = ""
+    #: Requests per period for this token, or None (security.ratelimit).
+    rate: Rate | None = None
     is_authenticated: bool = field(default=True, init=False)
 
     @property

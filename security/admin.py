@@ -51,6 +51,7 @@ class ApiTokenAdmin(ServiceModelAdmin):
         "name",
         "expires_at",
         "allowed_cidrs",
+        "rate_limit",
         "public_id",
         "created_at",
         "revoked_at",
@@ -92,6 +93,7 @@ class ApiTokenAdmin(ServiceModelAdmin):
             expires_at=form.cleaned_data["expires_at"],
             rules=_rules(formsets[0]) if may_edit_rules else None,
             allowed_cidrs=form.cleaned_data.get("allowed_cidrs"),
+            rate_limit=form.cleaned_data.get("rate_limit"),
             actor=staff_actor(request),
         )
 

@@ -11,21 +11,39 @@ from datetime import timedelta
 from functools import lru_cache
 
 from django.conf import settings
+from django.db.models import Subquery
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
+from flashq_project.problems import RateLimited
+
 from . import tokens
 from .access import WILDCARD, InvalidRule, Principal, Rule, split_verbs
 from .clientip import client_ip
-from .models import ApiToken, QueuePermission, latest_expiry
+from .models import ApiToken, QueuePermission, RateCounter, latest_expiry
+from .ratelimit import Decision, Rate, auth_failure_key, database_now, failures_exhausted
 
 logger = logging.getLogger(__name__)
 
 INVALID = "Authentication credentials were missing or invalid."
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 _DUMMY_HASH = "0" * 64
+
+
+class AuthThrottled(RateLimited):
+    """Too many failed authentications from this address: 429, and no token is checked
+    (no secret compared, nothing written) until the limit refills."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(
+            "Too many failed authentications from this address; retry later.",
+            retry_after_s=decision.retry_after_s,
+            limit=decision.limit,
+            reset_s=decision.reset_s,
+        )
 
 
 class TokenRefused(AuthenticationFailed):
@@ -35,6 +53,10 @@ class TokenRefused(AuthenticationFailed):
         super().__init__(INVALID)
         self.reason = reason
         self.public_id = public_id
+
+
+def _failure_rate() -> Rate:
+    return Rate.parse(settings.AUTH_FAILURE_RATE)
 
 
 @lru_cache(maxsize=4)
@@ -67,6 +89,7 @@ _TOKEN_COLUMNS = (
     "last_used_at",
     "allowed_cidrs",
     "family",
+    "rate_limit",
     "permissions__pattern",
     "permissions__verbs",
     "permissions__effect",
@@ -74,13 +97,27 @@ _TOKEN_COLUMNS = (
 
 
 def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
-    """One query (token LEFT JOIN its permissions) on the hot path of every request."""
-    rows = list(ApiToken.objects.filter(public_id=parts.public_id).values_list(*_TOKEN_COLUMNS))
+    """One query on the hot path of every request: the token, its permissions (LEFT
+    JOIN) and, as a subquery, the failed-authentication state of the caller's address,
+    which is checked before the secret."""
+    failures = RateCounter.objects.filter(key=auth_failure_key(ip)).values("tat")[:1]
+    rows = list(
+        ApiToken.objects.filter(public_id=parts.public_id)
+        # RawSQL of a constant expression chosen by vendor (no input reaches it).
+        .annotate(db_now=RawSQL(database_now(), ()), failures_tat=Subquery(failures))  # noqa: S611
+        .values_list(*_TOKEN_COLUMNS, "db_now", "failures_tat")
+    )
+    if rows and rows[0][-1] is not None:
+        throttled = failures_exhausted(rows[0][-1], rows[0][-2], _failure_rate())
+        if throttled is not None:
+            raise AuthThrottled(throttled)
     digest = tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER)
     stored = rows[0][2] if rows else _DUMMY_HASH
     if not hmac.compare_digest(digest, stored) or not rows:
         raise TokenRefused("bad_secret" if rows else "unknown", public_id=parts.public_id)
-    token_id, name, _, created_at, expires_at, revoked_at, last_used_at, cidrs, family = rows[0][:9]
+    token_id, name, _, created_at, expires_at, revoked_at, last_used_at, cidrs, family, rate = rows[
+        0
+    ][:10]
     now = timezone.now()
     if revoked_at is not None:
         raise TokenRefused("revoked", public_id=parts.public_id)
@@ -91,7 +128,7 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
     try:
         rules = tuple(
             Rule.build(pattern, split_verbs(verbs), allow=effect == QueuePermission.Effect.ALLOW)
-            for *_, pattern, verbs, effect in rows
+            for *_, pattern, verbs, effect, _now, _failures in rows
             if pattern is not None
         )
     except InvalidRule as exc:
@@ -104,6 +141,7 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
         token_id=token_id,
         networks=tuple(cidrs or ()),
         family=family or "",
+        rate=Rate.parse(rate) if rate else None,
     )
 
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from .access import VERBS, WILDCARD, InvalidRule, expand_verbs, split_verbs, validate_pattern
 from .clientip import normalise_cidr
+from .ratelimit import Rate
 
 
 def validate_cidr_list(value: object) -> None:
@@ -21,6 +22,14 @@ def validate_cidr_list(value: object) -> None:
             normalise_cidr(item)
         except ValueError as exc:
             raise ValidationError(f"{item!r} is not a CIDR.", code="invalid_cidrs") from exc
+
+
+def validate_rate_text(value: str | None) -> None:
+    if value:
+        try:
+            Rate.parse(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc), code="invalid_rate") from exc
 
 
 class ApiToken(models.Model):
@@ -49,6 +58,14 @@ class ApiToken(models.Model):
     # default so SQLite adds it in place (keeping the 0002 triggers); every row has one.
     family = models.CharField(  # noqa: DJ001
         max_length=16, null=True, blank=True, editable=False, db_index=True
+    )
+    # Requests per period, e.g. "100/60s"; NULL: no per-token limit.
+    rate_limit = models.CharField(  # noqa: DJ001
+        max_length=32,
+        null=True,
+        blank=True,
+        validators=[validate_rate_text],
+        help_text='Requests per period, e.g. "100/60s" or "5000/1h"; empty: no limit.',
     )
     # NULL or empty: any address ALLOWED_CIDRS allows. Nullable without a default, so
     # adding it did not make SQLite rebuild the table (and drop its triggers).
@@ -147,3 +164,14 @@ class QueuePermission(models.Model):
 
     def clean(self) -> None:
         self.verbs = ",".join(split_verbs(self.verbs))
+
+
+class RateCounter(models.Model):
+    """GCRA state of one rate limit (security.ratelimit): the theoretical arrival time,
+    in seconds since the epoch on the database's clock. Shared by every app server."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    tat = models.FloatField()
+
+    def __str__(self) -> str:
+        return self.key

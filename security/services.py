@@ -93,6 +93,7 @@ def token_create(
     rules: Sequence[RuleSpec],
     expires_in_days: int | None = None,
     allowed_cidrs: Sequence[str] = (),
+    rate_limit: str | None = None,
     actor: Actor,
 ) -> tuple[ApiToken, str]:
     """Create a token, in a family of its own, with its permission rows. It expires
@@ -101,7 +102,11 @@ def token_create(
     plaintext is not kept anywhere, and never audited."""
     with transaction.atomic():
         token, raw = _create(
-            name=name, rules=rules, expires_in_days=expires_in_days, allowed_cidrs=allowed_cidrs
+            name=name,
+            rules=rules,
+            expires_in_days=expires_in_days,
+            allowed_cidrs=allowed_cidrs,
+            rate_limit=rate_limit,
         )
         audit_record(
             actor=actor,
@@ -112,6 +117,7 @@ def token_create(
                 expires_at=token.expires_at.isoformat() if token.expires_at else None,
                 rules=[str(rule) for rule in rules],
                 allowed_cidrs=token.allowed_cidrs or [],
+                rate_limit=token.rate_limit,
             ),
         )
     return token, raw
@@ -123,6 +129,7 @@ def _create(
     rules: Sequence[RuleSpec],
     expires_in_days: int | None,
     allowed_cidrs: Sequence[str],
+    rate_limit: str | None = None,
     family: str | None = None,
 ) -> tuple[ApiToken, str]:
     raw, parts = tokens.generate()
@@ -137,6 +144,7 @@ def _create(
         created_at=now,
         expires_at=expires_at,
         allowed_cidrs=_cidrs(allowed_cidrs),
+        rate_limit=rate_limit or None,
         family=family or parts.public_id,
     )
     token.full_clean()
@@ -159,6 +167,7 @@ def token_update(
     expires_at: datetime | None,
     rules: Sequence[RuleSpec] | None,
     allowed_cidrs: Sequence[str] | None = None,
+    rate_limit: str | None = None,
     actor: Actor,
 ) -> ApiToken:
     """Rename a token, change its expiry, replace its rules (None: leave them as they
@@ -171,12 +180,14 @@ def token_update(
             "expires_at": token.expires_at.isoformat() if token.expires_at else None,
             "rules": sorted(str(_rule_of(p)) for p in token.permissions.all()),
             "allowed_cidrs": token.allowed_cidrs or [],
+            "rate_limit": token.rate_limit,
         }
         token.name = name
         token.expires_at = expires_at
         token.allowed_cidrs = _cidrs(allowed_cidrs)
+        token.rate_limit = rate_limit or None
         token.full_clean()
-        token.save(update_fields=["name", "expires_at", "allowed_cidrs"])
+        token.save(update_fields=["name", "expires_at", "allowed_cidrs", "rate_limit"])
         if rules is not None:
             _set_rules(token, rules)
         after = {
@@ -184,6 +195,7 @@ def token_update(
             "expires_at": token.expires_at.isoformat() if token.expires_at else None,
             "rules": before["rules"] if rules is None else sorted(str(rule) for rule in rules),
             "allowed_cidrs": token.allowed_cidrs or [],
+            "rate_limit": token.rate_limit,
         }
         changes = {
             field: {"from": before[field], "to": after[field]}
@@ -239,6 +251,7 @@ def token_rotate(*, name: str, overlap_hours: float, actor: Actor) -> tuple[ApiT
             rules=rules,
             expires_in_days=None,
             allowed_cidrs=old.allowed_cidrs or (),
+            rate_limit=old.rate_limit,
             family=old.family or old.public_id,
         )
         audit_record(

@@ -122,6 +122,9 @@ MAX_JOB_BYTES = env.int("MAX_JOB_BYTES", default=limits.DEFAULT_MAX_JOB_BYTES)
 # Client IP: the socket address, or X-Forwarded-For only when the socket peer is one of
 # these proxies (CIDRs).
 TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])
+# Failed authentications per client IP before that IP gets 429 without any token work.
+AUTH_FAILURE_RATE = env.str("AUTH_FAILURE_RATE", default="20/60s")
+
 # Addresses (CIDRs) any API call may come from; empty: anywhere. Each token may narrow
 # this further with its own list.
 ALLOWED_CIDRS: list[str] = env.list("ALLOWED_CIDRS", default=[])

@@ -7,22 +7,36 @@ after whatever the call began has rolled back."""
 from __future__ import annotations
 
 import logging
+import math
+import time
 import uuid
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.audit import Actor, ActorKind, audit_refusal
 from compliance.httpactor import request_actor
-from flashq_project.problems import InvalidInput, LengthRequired, ServiceUnavailable
+from flashq_project.problems import (
+    InvalidInput,
+    LengthRequired,
+    RateLimited,
+    ServiceUnavailable,
+)
 from security.access import Principal
-from security.authentication import TokenRefused
+from security.authentication import AuthThrottled, TokenRefused
 from security.clientip import address_allowed, client_ip
+from security.ratelimit import (
+    Decision,
+    Rate,
+    auth_failure_key,
+    count_throttled,
+    rate_take,
+)
 
 from .. import selectors
 from ..errors import JobNotFound
@@ -42,6 +56,8 @@ class FlashqApiView(APIView):
     _audit_queue = ""
     _audit_job_ids: list[uuid.UUID] | None = None
     _refusal_details: dict[str, str] | None = None
+    _rate: Decision | None = None
+    _throttled_ip = False
 
     @property
     def principal(self) -> Principal:
@@ -94,6 +110,10 @@ class FlashqApiView(APIView):
         )
 
     def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, NotAuthenticated | AuthenticationFailed):
+            exc = self._count_auth_failure(exc)
+        elif isinstance(exc, AuthThrottled):
+            self._throttled_ip = True
         if isinstance(exc, TokenRefused):
             self._refusal_details = {"auth": exc.reason}
             if exc.public_id:
@@ -109,15 +129,43 @@ class FlashqApiView(APIView):
             self._record_refusal(500, {"code": "internal_error"})
             raise
 
+    def _count_auth_failure(self, exc: Exception) -> Exception:
+        """Every failed authentication counts against its address; past the limit the
+        answer is 429 (and the token, if any, was not even checked next time)."""
+        rate = Rate.parse(settings.AUTH_FAILURE_RATE)
+        counted = rate_take(key=auth_failure_key(client_ip(self.request)), rate=rate)
+        if counted.allowed:
+            return exc
+        self._throttled_ip = True
+        return AuthThrottled(counted)
+
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
         """Every answer passes here; a refusal or an error gets its event now (a
         success already has one, written by its service)."""
         response = super().finalize_response(request, response, *args, **kwargs)
-        if response.status_code >= 400:
+        if self._rate is not None:
+            response["RateLimit-Limit"] = str(self._rate.limit)
+            response["RateLimit-Remaining"] = str(self._rate.remaining)
+            response["RateLimit-Reset"] = str(math.ceil(self._rate.reset_s))
+        if self._throttled_ip:
+            self._summarise_throttled()
+        elif response.status_code >= 400:
             self._record_refusal(response.status_code, getattr(response, "data", None))
         return response
+
+    def _summarise_throttled(self) -> None:
+        """An address throttled for failed authentications could otherwise grow the
+        trail without bound: its refusals are counted per window, and only the 1st,
+        2nd, 4th, 8th, ... of a window is recorded, with the count so far."""
+        rate = Rate.parse(settings.AUTH_FAILURE_RATE)
+        count = count_throttled(
+            ip=client_ip(self.request), window_s=rate.period_s, now_s=time.time()
+        )
+        if count & (count - 1) == 0:
+            self._refusal_details = {"throttled": str(count), "window_s": f"{rate.period_s:g}"}
+            self._record_refusal(429, {"code": "rate_limited"})
 
     # -- input and access ------------------------------------------------------------
 
@@ -127,11 +175,26 @@ class FlashqApiView(APIView):
         self.perform_authentication(request)
         super().initial(request, *args, **kwargs)
         self._check_network()
+        self._check_rate()
         # WSGI gives Django no body without a Content-Length, so a chunked request
         # would run silently as if it had none (a pull with default parameters).
         chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
         if chunked and not request.META.get("CONTENT_LENGTH"):
             raise LengthRequired("Send the body with a Content-Length, not chunked.")
+
+    def _check_rate(self) -> None:
+        principal = getattr(self.request, "_auth", None)
+        if not isinstance(principal, Principal) or principal.rate is None:
+            return
+        key = f"token:{principal.token_id}" if principal.token_id else f"token:{principal.name}"
+        self._rate = rate_take(key=key, rate=principal.rate)
+        if not self._rate.allowed:
+            raise RateLimited(
+                "This token is over its rate limit; retry later.",
+                retry_after_s=self._rate.retry_after_s,
+                limit=self._rate.limit,
+                reset_s=self._rate.reset_s,
+            )
 
     def _check_network(self) -> None:
         """A call from outside the global or the token's allow-list is refused, even

@@ -3,6 +3,7 @@ one builder in flashq_project.problems."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -14,6 +15,7 @@ from flashq_project.problems import (
     CONTENT_TYPE,
     FieldError,
     FlashqError,
+    RateLimited,
     ServiceUnavailable,
     error_body,
     pointer_segment,
@@ -59,6 +61,11 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         headers = {}
         if isinstance(exc, ServiceUnavailable):
             headers["Retry-After"] = str(exc.retry_after_seconds)
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+            headers["RateLimit-Limit"] = str(exc.limit)
+            headers["RateLimit-Remaining"] = "0"
+            headers["RateLimit-Reset"] = str(math.ceil(exc.reset_s))
         return Response(
             error_body(exc), status=exc.status, headers=headers, content_type=CONTENT_TYPE
         )

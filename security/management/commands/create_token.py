@@ -32,6 +32,9 @@ class Command(BaseCommand):
             help="an address range the token may be used from (repeatable); none: any",
         )
         parser.add_argument(
+            "--rate", metavar="N/PERIOD", help="requests per period, e.g. 100/60s or 5000/1h"
+        )
+        parser.add_argument(
             "--expires-in",
             type=int,
             metavar="DAYS",
@@ -59,6 +62,7 @@ class Command(BaseCommand):
                 rules=rules,
                 expires_in_days=options["expires_in"],
                 allowed_cidrs=options["cidr"],
+                rate_limit=options["rate"],
                 actor=Actor.command("create_token"),
             )
         except ValidationError as exc:

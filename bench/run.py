@@ -482,9 +482,13 @@ RAW_TABLE = "bench_raw_job"
 # The columns a push writes (the rest are NULL), constants inline as the app's are fixed.
 RAW_COLUMNS = (
     "id, queue_id, state, priority, data, errors, attempts, max_attempts, backoff, run_at, "
-    "created_at, tags, progress, progress_message, lease_owner, lease_seconds, error, subject"
+    "created_at, tags, progress, progress_message, lease_owner, lease_seconds, error, subject, "
+    "pushed_by"
 )
-RAW_ROW = "(%s, %s, 'waiting', 0, %s, '[]', 0, 3, %s, now(), now(), '[]', 0, '', '', 30, '', %s)"
+RAW_ROW = (
+    "(%s, %s, 'waiting', 0, %s, '[]', 0, 3, %s, now(), now(), '[]', 0, '', '', 30, '', %s, "
+    "'family:bench00000000')"
+)
 RAW_BACKOFF = {"type": "exponential", "delay": 1000, "max": 3_600_000, "jitter": 0.2}
 # queues/claim.py POSTGRESQL_CLAIM, against the raw table.
 RAW_CLAIM = f"""
@@ -509,6 +513,7 @@ RAW_ACK = f"""
         lease_expires_at = NULL
     FROM unnest(%s::uuid[], %s::uuid[]) AS acked(id, lease_id)
     WHERE j.id = acked.id AND j.lease_id = acked.lease_id AND j.state = 'active'
+      AND j.lease_owner = 'bench'
 """
 
 

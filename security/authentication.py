@@ -6,14 +6,16 @@ id was tried (never the secret), so an incident responder can tell a typo from a
 from __future__ import annotations
 
 import hmac
+import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Subquery
-from django.db.models.expressions import RawSQL
+from django.db import connection
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -23,7 +25,7 @@ from flashq_project.problems import RateLimited
 from . import tokens
 from .access import WILDCARD, InvalidRule, Principal, Rule, split_verbs
 from .clientip import client_ip
-from .models import ApiToken, QueuePermission, RateCounter, latest_expiry
+from .models import ApiToken, QueuePermission, latest_expiry
 from .ratelimit import Decision, Rate, auth_failure_key, database_now, failures_exhausted
 
 logger = logging.getLogger(__name__)
@@ -79,34 +81,44 @@ def _bootstrap_principal(raw: str) -> Principal:
     return Principal(name=f"bootstrap-{matched + 1}", rules=(rule,))
 
 
-_TOKEN_COLUMNS = (
-    "pk",
-    "name",
-    "secret_hash",
-    "created_at",
-    "expires_at",
-    "revoked_at",
-    "last_used_at",
-    "allowed_cidrs",
-    "family",
-    "rate_limit",
-    "permissions__pattern",
-    "permissions__verbs",
-    "permissions__effect",
-)
+# The hot path of every request, as one constant statement: the token, its rules (LEFT
+# JOIN) and, in a subquery, the failed-authentication state of the caller's address
+# with the database's clock, which are checked before the secret. Hand-written because
+# the ORM spent longer compiling this query on each call (~0.5 ms) than the database
+# spent running it; _token_principal reads the columns back in this order.
+_PRINCIPAL_SQL = """
+SELECT t.id, t.name, t.secret_hash, t.created_at, t.expires_at, t.revoked_at,
+       t.last_used_at, t.allowed_cidrs, t.family, t.rate_limit,
+       p.pattern, p.verbs, p.effect,
+       {now},
+       (SELECT c.tat FROM security_ratecounter c WHERE c.key = %(failure_key)s)
+FROM security_apitoken t
+LEFT JOIN security_queuepermission p ON p.token_id = t.id
+WHERE t.public_id = %(public_id)s
+"""
+
+
+def _aware(value: Any) -> datetime | None:
+    """A stored datetime as an aware one (SQLite hands back naive UTC)."""
+    if value is None:
+        return None
+    moment = parse_datetime(value) if isinstance(value, str) else value
+    assert isinstance(moment, datetime)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+
+
+def _token_rows(public_id: str, failure_key: str) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PRINCIPAL_SQL.format(now=database_now()),
+            {"public_id": public_id, "failure_key": failure_key},
+        )
+        return list(cursor.fetchall())
 
 
 def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
-    """One query on the hot path of every request: the token, its permissions (LEFT
-    JOIN) and, as a subquery, the failed-authentication state of the caller's address,
-    which is checked before the secret."""
-    failures = RateCounter.objects.filter(key=auth_failure_key(ip)).values("tat")[:1]
-    rows = list(
-        ApiToken.objects.filter(public_id=parts.public_id)
-        # RawSQL of a constant expression chosen by vendor (no input reaches it).
-        .annotate(db_now=RawSQL(database_now(), ()), failures_tat=Subquery(failures))  # noqa: S611
-        .values_list(*_TOKEN_COLUMNS, "db_now", "failures_tat")
-    )
+    """One statement on the hot path (see _PRINCIPAL_SQL)."""
+    rows = _token_rows(parts.public_id, auth_failure_key(ip))
     if rows and rows[0][-1] is not None:
         throttled = failures_exhausted(rows[0][-1], rows[0][-2], _failure_rate())
         if throttled is not None:
@@ -115,9 +127,11 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
     stored = rows[0][2] if rows else _DUMMY_HASH
     if not hmac.compare_digest(digest, stored) or not rows:
         raise TokenRefused("bad_secret" if rows else "unknown", public_id=parts.public_id)
-    token_id, name, _, created_at, expires_at, revoked_at, last_used_at, cidrs, family, rate = rows[
-        0
-    ][:10]
+    token_id, name, _, created_at, expires_at, revoked_at, last_used, cidrs, family, rate = rows[0][
+        :10
+    ]
+    created_at, expires_at, last_used_at = _aware(created_at), _aware(expires_at), _aware(last_used)
+    assert created_at is not None
     now = timezone.now()
     if revoked_at is not None:
         raise TokenRefused("revoked", public_id=parts.public_id)
@@ -139,7 +153,7 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
         name=name,
         rules=rules,
         token_id=token_id,
-        networks=tuple(cidrs or ()),
+        networks=tuple((json.loads(cidrs) if isinstance(cidrs, str) else cidrs) or ()),
         family=family or "",
         rate=Rate.parse(rate) if rate else None,
     )

@@ -10,6 +10,9 @@ from typing import Any
 # Bytes.
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024  # a whole request body
 DEFAULT_MAX_JOB_BYTES = 1024 * 1024  # one job's data, or one ack's result, encoded
+# A batch ack names its jobs (and so its queues) only in the body, which must be parsed
+# before the caller can be authorised: it gets a smaller cap than other requests.
+DEFAULT_MAX_ACK_BATCH_BYTES = 2 * 1024 * 1024
 
 # Shape of any JSON body.
 MAX_DEPTH = 64

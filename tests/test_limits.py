@@ -108,3 +108,18 @@ def test_the_schema_states_the_limits_the_server_enforces(api: Api) -> None:
     assert components["ProgressInRequest"]["properties"]["message"]["maxLength"] == (
         limits.MAX_PROGRESS_MESSAGE
     )
+
+
+def test_a_batch_ack_body_has_a_smaller_cap_since_it_is_read_before_authorising(
+    api: Api, settings: Any
+) -> None:
+    from .support import make_token
+
+    nobody = make_token("nobody", "nothing=ack")
+    settings.MAX_ACK_BATCH_BYTES = 1000
+    settings.MAX_REQUEST_BYTES = 10_000
+    item = {"id": "00000000-0000-0000-0000-000000000000", "lease_id": "x" * 30}
+    call = api.post("/jobs/ack", {"jobs": [item] * 20}, as_=nobody)
+    assert call.status == 413 and "1000 bytes" in call.body["detail"]
+    # Routes that authorise first keep the general cap.
+    assert api.post("/queues/nothing/jobs", {"data": {"x": "y" * 2000}}, as_=nobody).status == 403

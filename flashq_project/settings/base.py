@@ -118,6 +118,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # whole request so one batch can carry many jobs.
 MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=limits.DEFAULT_MAX_REQUEST_BYTES)
 MAX_JOB_BYTES = env.int("MAX_JOB_BYTES", default=limits.DEFAULT_MAX_JOB_BYTES)
+MAX_ACK_BATCH_BYTES = env.int("MAX_ACK_BATCH_BYTES", default=limits.DEFAULT_MAX_ACK_BATCH_BYTES)
 
 # Client IP: the socket address, or X-Forwarded-For only when the socket peer is one of
 # these proxies (CIDRs).

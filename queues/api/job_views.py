@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_view
 from rest_framework.request import Request
@@ -191,11 +192,17 @@ class JobRetryApi(_JobView):
         responses={200: serializers.AckBatchOut, **problems(404, 409, 413, 415)},
         description=f"Complete up to {MAX_BATCH} jobs, all or nothing: if any lease is stale "
         "the answer is 409 naming each offending item, and no job is acked. Each job id may "
-        "appear once (a repeat is a 400); a `result` over MAX_JOB_BYTES is a 413.",
+        "appear once (a repeat is a 400); a `result` over MAX_JOB_BYTES is a 413, and so is "
+        "a body over MAX_ACK_BATCH_BYTES (2 MiB: it is read before the token's rights on "
+        "the jobs' queues can be checked).",
     )
 )
 class JobAckBatchApi(FlashqApiView):
     operations = {"post": Operation.ACK_BATCH}
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(settings.MAX_ACK_BATCH_BYTES)
 
     def post(self, request: Request) -> Response:
         acks = batch.parse_ack_batch(request.data)

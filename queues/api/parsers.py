@@ -4,6 +4,7 @@ that what was parsed can be stored (security.payloads)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -31,7 +32,11 @@ class BoundedJSONParser(JSONParser):
         media_type: str | None = None,
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
-        limit = settings.MAX_REQUEST_BYTES
+        # A view whose queues are only known from its body (batch ack) parses before it
+        # can authorise, so it sets a smaller cap.
+        view = (parser_context or {}).get("view")
+        limit = min(settings.MAX_REQUEST_BYTES, getattr(view, "max_body_bytes", None) or math.inf)
+        limit = int(limit)
         too_large = PayloadTooLarge(f"The request body is larger than {limit} bytes.")
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None

@@ -27,10 +27,27 @@ class Queue(models.Model):
         default="userId",
         help_text="Dotted path in job data naming the data subject (GDPR), e.g. userId",
     )
+    # setRateLimit: at most rate_limit_max jobs handed out by pull per
+    # rate_limit_duration_ms, across all app servers (security.ratelimit).
+    rate_limit_max = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # At most this many jobs of the queue active at once.
+    concurrency_max = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rate_limit_max__isnull=True, rate_limit_duration_ms__isnull=True)
+                | Q(rate_limit_max__gte=1, rate_limit_duration_ms__gte=1),
+                name="queue_rate_limit_whole",
+            ),
+            models.CheckConstraint(
+                condition=Q(concurrency_max__isnull=True) | Q(concurrency_max__gte=1),
+                name="queue_concurrency_gte_1",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
+from security.ratelimit import Rate, rate_available, rate_charge
 
 from . import claim
 from .models import Job, JobState, Queue
@@ -85,6 +86,33 @@ def _single_queue_name(jobs: list[Job]) -> str:
     return names.first() or ""
 
 
+def _queue_rate(queue: Queue) -> Rate:
+    assert queue.rate_limit_max is not None and queue.rate_limit_duration_ms is not None
+    return Rate(queue.rate_limit_max, queue.rate_limit_duration_ms / 1000)
+
+
+def _rate_key(queue: Queue) -> str:
+    return f"queue:{queue.pk}"
+
+
+def _within_limits(queue: Queue, count: int) -> int:
+    """How many of ``count`` jobs the queue's rate and concurrency limits let this pull
+    hand out. A limited queue's row is locked for the rest of the transaction, so
+    pullers on every app server take from its budget one at a time (an unlimited
+    queue costs nothing here)."""
+    if queue.rate_limit_max is None and queue.concurrency_max is None:
+        return count
+    # Lock the queue row: serialises pullers of a limited queue across app servers.
+    list(Queue.objects.select_for_update().filter(pk=queue.pk).values_list("pk"))
+    allowed = count
+    if queue.concurrency_max is not None:
+        active = Job.objects.filter(queue_id=queue.pk, state=JobState.ACTIVE).count()
+        allowed = min(allowed, max(0, queue.concurrency_max - active))
+    if queue.rate_limit_max is not None and allowed:
+        allowed = min(allowed, rate_available(key=_rate_key(queue), rate=_queue_rate(queue)))
+    return allowed
+
+
 def _claim_round(
     *, queue_name: str, count: int, lease_seconds: int, owner: str, actor: Actor, last: bool
 ) -> list[Job] | None:
@@ -96,13 +124,17 @@ def _claim_round(
         if queue is not None and not queue.paused:
             recovery = Actor.system(LEASE_RECOVERY, request_id=actor.request_id)
             _requeue_expired(actor=recovery, queue_id=queue.pk, limit=500)
-            jobs = claim.claim(
-                queue_id=queue.pk,
-                count=count,
-                lease_seconds=lease_seconds,
-                owner=owner,
-                now=timezone.now(),
-            )
+            allowed = _within_limits(queue, count)
+            if allowed:
+                jobs = claim.claim(
+                    queue_id=queue.pk,
+                    count=allowed,
+                    lease_seconds=lease_seconds,
+                    owner=owner,
+                    now=timezone.now(),
+                )
+            if jobs and queue.rate_limit_max is not None:
+                rate_charge(key=_rate_key(queue), rate=_queue_rate(queue), cost=len(jobs))
         if not jobs and not last:
             return None
         audit_record(

@@ -513,3 +513,57 @@ def queue_update(*, name: str, subject_path: str, actor: Actor) -> Queue:
             else {},
         )
     return queue
+
+
+def _queue_for_limits(name: str) -> tuple[Queue, bool]:
+    """The queue, locked; created if missing (limits are often set before any push)."""
+    queue: Queue | None = Queue.objects.select_for_update().filter(name=name).first()
+    if queue is not None:
+        return queue, False
+    queue = Queue(name=name)
+    queue.full_clean()
+    queue.save(force_insert=True)
+    return queue, True
+
+
+def queue_set_rate_limit(
+    *, name: str, max_jobs: int | None, duration_ms: int | None, actor: Actor
+) -> Queue:
+    """setRateLimit: pull hands out at most ``max_jobs`` per ``duration_ms`` in total
+    across app servers; both None removes the limit."""
+    with transaction.atomic():
+        queue, created = _queue_for_limits(name)
+        before = (queue.rate_limit_max, queue.rate_limit_duration_ms)
+        queue.rate_limit_max, queue.rate_limit_duration_ms = max_jobs, duration_ms
+        queue.save(update_fields=["rate_limit_max", "rate_limit_duration_ms"])
+        audit_record(
+            actor=actor,
+            action=Action.SET_RATE_LIMIT if max_jobs is not None else Action.REMOVE_RATE_LIMIT,
+            queue=name,
+            details={
+                "from": None if before[0] is None else {"max": before[0], "duration_ms": before[1]},
+                "to": None if max_jobs is None else {"max": max_jobs, "duration_ms": duration_ms},
+                **({"queue_created": True} if created else {}),
+            },
+        )
+    return queue
+
+
+def queue_set_concurrency(*, name: str, max_active: int | None, actor: Actor) -> Queue:
+    """At most ``max_active`` jobs of the queue active at once; None removes it."""
+    with transaction.atomic():
+        queue, created = _queue_for_limits(name)
+        before = queue.concurrency_max
+        queue.concurrency_max = max_active
+        queue.save(update_fields=["concurrency_max"])
+        audit_record(
+            actor=actor,
+            action=Action.SET_CONCURRENCY if max_active is not None else Action.REMOVE_CONCURRENCY,
+            queue=name,
+            details={
+                "from": before,
+                "to": max_active,
+                **({"queue_created": True} if created else {}),
+            },
+        )
+    return queue

@@ -136,3 +136,31 @@ def count_throttled(*, ip: str | None, window_s: float, now_s: float) -> int:
                 {"prefix": prefix + "%", "key": key},
             )
     return count
+
+
+# -- budgets taken in bulk (a queue's rate limit, charged by pull) -------------------------
+# The caller serialises takers of one key (pull holds its queue's row lock), so reading
+# the budget and charging what was used are two statements without a race.
+
+_CHARGE = """
+INSERT INTO security_ratecounter (key, tat) VALUES (%(key)s, {now} + %(increment)s)
+ON CONFLICT (key) DO UPDATE
+    SET tat = {max}(security_ratecounter.tat, {now}) + %(increment)s
+"""
+
+
+def rate_available(*, key: str, rate: Rate) -> int:
+    """How many requests under ``key`` would fit now."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(_PEEK), {"key": key})
+        row = cursor.fetchone()
+        if row is None:
+            return rate.limit
+        tat, now = row
+    return _decision(rate, tat, now, allowed=True).remaining
+
+
+def rate_charge(*, key: str, rate: Rate, cost: int) -> None:
+    """Count ``cost`` requests under ``key`` (the caller checked they fit)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(_CHARGE), {"key": key, "increment": cost * rate.period_s / rate.limit})

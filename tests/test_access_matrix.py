@@ -25,7 +25,19 @@ pytestmark = pytest.mark.django_db
 
 FULL = "*=*,admin"
 LEASE_ROUTES = {"ack", "ack batch", "fail", "progress"}
-QUEUE_ROUTES = {"push", "push batch", "pull", "getJobs", "stats", "pause", "resume"}
+QUEUE_ROUTES = {
+    "push",
+    "push batch",
+    "pull",
+    "getJobs",
+    "stats",
+    "pause",
+    "resume",
+    "setRateLimit",
+    "removeRateLimit",
+    "setConcurrency",
+    "removeConcurrency",
+}
 UNSCOPED_ROUTES = {"listQueues", "me"}
 
 

@@ -118,6 +118,24 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
         lambda api, job, t: api.post("/queues/jobs:q/resume", as_=t),
         ADMIN_ONLY,
     ),
+    "setRateLimit": (
+        lambda api, job, t: api.request(
+            "PUT", "/queues/jobs:q/rate-limit", {"max": 10, "duration_ms": 1000}, as_=t
+        ),
+        ADMIN_ONLY,
+    ),
+    "removeRateLimit": (
+        lambda api, job, t: api.request("DELETE", "/queues/jobs:q/rate-limit", as_=t),
+        ADMIN_ONLY,
+    ),
+    "setConcurrency": (
+        lambda api, job, t: api.request("PUT", "/queues/jobs:q/concurrency", {"max": 3}, as_=t),
+        ADMIN_ONLY,
+    ),
+    "removeConcurrency": (
+        lambda api, job, t: api.request("DELETE", "/queues/jobs:q/concurrency", as_=t),
+        ADMIN_ONLY,
+    ),
 }
 
 CASES = [

@@ -28,6 +28,10 @@ class Operation(Enum):
     QUEUE_STATS = ("queueStats", Action.STATS, Verb.ADMIN)
     PAUSE = ("pause", Action.PAUSE, Verb.ADMIN)
     RESUME = ("resume", Action.RESUME, Verb.ADMIN)
+    SET_RATE_LIMIT = ("setRateLimit", Action.SET_RATE_LIMIT, Verb.ADMIN)
+    REMOVE_RATE_LIMIT = ("removeRateLimit", Action.REMOVE_RATE_LIMIT, Verb.ADMIN)
+    SET_CONCURRENCY = ("setConcurrency", Action.SET_CONCURRENCY, Verb.ADMIN)
+    REMOVE_CONCURRENCY = ("removeConcurrency", Action.REMOVE_CONCURRENCY, Verb.ADMIN)
 
     def __init__(self, operation_id: str, action: Action, verb: Verb | None) -> None:
         self.operation_id = operation_id

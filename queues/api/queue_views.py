@@ -216,3 +216,79 @@ class QueuePauseApi(_QueuePauseBase):
 class QueueResumeApi(_QueuePauseBase):
     operations = {"post": Operation.RESUME}
     paused = False
+
+
+@extend_schema_view(
+    put=operation_schema(
+        Operation.SET_RATE_LIMIT,
+        request=serializers.RateLimitIn,
+        responses={200: serializers.QueueOut, **problems(415)},
+        description="setRateLimit: pull hands out at most `max` jobs per `duration_ms`, in "
+        "total across app servers (a pull for 100 when 10 remain gets 10). Creates the "
+        "queue if needed. Needs `admin`.",
+    ),
+    delete=operation_schema(
+        Operation.REMOVE_RATE_LIMIT,
+        request=None,
+        responses={200: serializers.QueueOut, **problems()},
+        description="Remove the queue's rate limit. Needs `admin`.",
+    ),
+)
+class QueueRateLimitApi(FlashqApiView):
+    operations = {"put": Operation.SET_RATE_LIMIT, "delete": Operation.REMOVE_RATE_LIMIT}
+
+    def put(self, request: Request, queue: str) -> Response:
+        name = self.queue_name()
+        self.authorize(name)
+        params = serializers.RateLimitIn(data=request.data)
+        params.is_valid(raise_exception=True)
+        queue_obj = services.queue_set_rate_limit(
+            name=name,
+            max_jobs=params.validated_data["max"],
+            duration_ms=params.validated_data["duration_ms"],
+            actor=self.actor(),
+        )
+        return Response(queue_summary(queue_obj))
+
+    def delete(self, request: Request, queue: str) -> Response:
+        name = self.queue_name()
+        self.authorize(name)
+        queue_obj = services.queue_set_rate_limit(
+            name=name, max_jobs=None, duration_ms=None, actor=self.actor()
+        )
+        return Response(queue_summary(queue_obj))
+
+
+@extend_schema_view(
+    put=operation_schema(
+        Operation.SET_CONCURRENCY,
+        request=serializers.ConcurrencyIn,
+        responses={200: serializers.QueueOut, **problems(415)},
+        description="At most `max` jobs of the queue active at once, across app servers; "
+        "pull hands out only what fits. Creates the queue if needed. Needs `admin`.",
+    ),
+    delete=operation_schema(
+        Operation.REMOVE_CONCURRENCY,
+        request=None,
+        responses={200: serializers.QueueOut, **problems()},
+        description="Remove the queue's concurrency limit. Needs `admin`.",
+    ),
+)
+class QueueConcurrencyApi(FlashqApiView):
+    operations = {"put": Operation.SET_CONCURRENCY, "delete": Operation.REMOVE_CONCURRENCY}
+
+    def put(self, request: Request, queue: str) -> Response:
+        name = self.queue_name()
+        self.authorize(name)
+        params = serializers.ConcurrencyIn(data=request.data)
+        params.is_valid(raise_exception=True)
+        queue_obj = services.queue_set_concurrency(
+            name=name, max_active=params.validated_data["max"], actor=self.actor()
+        )
+        return Response(queue_summary(queue_obj))
+
+    def delete(self, request: Request, queue: str) -> Response:
+        name = self.queue_name()
+        self.authorize(name)
+        queue_obj = services.queue_set_concurrency(name=name, max_active=None, actor=self.actor())
+        return Response(queue_summary(queue_obj))

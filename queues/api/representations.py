@@ -72,4 +72,13 @@ def job_detail(job: Job, principal: Principal, now: datetime) -> dict[str, Any]:
 
 
 def queue_summary(queue: Queue) -> dict[str, Any]:
-    return {"name": queue.name, "paused": queue.paused, "created_at": iso(queue.created_at)}
+    rate = None
+    if queue.rate_limit_max is not None:
+        rate = {"max": queue.rate_limit_max, "duration_ms": queue.rate_limit_duration_ms}
+    return {
+        "name": queue.name,
+        "paused": queue.paused,
+        "rate_limit": rate,
+        "concurrency": queue.concurrency_max,
+        "created_at": iso(queue.created_at),
+    }

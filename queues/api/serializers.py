@@ -306,9 +306,25 @@ class JobPageOut(serializers.Serializer):
     next_cursor = serializers.CharField(allow_null=True)
 
 
+class RateLimitIn(StrictSerializer):
+    max = StrictIntegerField(min_value=1, max_value=limits.MAX_RATE_LIMIT_JOBS)
+    duration_ms = StrictIntegerField(min_value=1, max_value=limits.MAX_RATE_LIMIT_DURATION_MS)
+
+
+class ConcurrencyIn(StrictSerializer):
+    max = StrictIntegerField(min_value=1, max_value=limits.MAX_CONCURRENCY)
+
+
+class RateLimitOut(serializers.Serializer):
+    max = serializers.IntegerField()
+    duration_ms = serializers.IntegerField()
+
+
 class QueueOut(serializers.Serializer):
     name = serializers.CharField()
     paused = serializers.BooleanField()
+    rate_limit = RateLimitOut(allow_null=True, help_text="jobs handed out per duration")
+    concurrency = serializers.IntegerField(allow_null=True, help_text="most jobs active at once")
     created_at = serializers.DateTimeField()
 
 

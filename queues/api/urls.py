@@ -10,6 +10,16 @@ urlpatterns = [
     path("queues/<str:queue>", queue_views.QueueStatsApi.as_view(), name="queue-stats"),
     path("queues/<str:queue>/pause", queue_views.QueuePauseApi.as_view(), name="queue-pause"),
     path("queues/<str:queue>/resume", queue_views.QueueResumeApi.as_view(), name="queue-resume"),
+    path(
+        "queues/<str:queue>/rate-limit",
+        queue_views.QueueRateLimitApi.as_view(),
+        name="queue-rate-limit",
+    ),
+    path(
+        "queues/<str:queue>/concurrency",
+        queue_views.QueueConcurrencyApi.as_view(),
+        name="queue-concurrency",
+    ),
     path("queues/<str:queue>/jobs", queue_views.QueueJobsApi.as_view(), name="queue-jobs"),
     path(
         "queues/<str:queue>/jobs/batch",

@@ -70,6 +70,12 @@ def _bad_checksum(name: str) -> str:
     return raw[:-1] + ("0" if raw[-1] != "0" else "1")
 
 
+def _spent(name: str) -> str:
+    raw = _created(name, "--rate", "1/1h")
+    Api().get("/me", as_=raw)  # its one request this hour
+    return raw
+
+
 # persona: (make the token, client address meta, expected status or None for "by route",
 #           the refusal's auth reason if a 401)
 PERSONAS: dict[str, tuple[Callable[[str], str], dict[str, str], int | None, str | None]] = {
@@ -91,6 +97,7 @@ PERSONAS: dict[str, tuple[Callable[[str], str], dict[str, str], int | None, str 
         403,
         None,
     ),
+    "over its rate limit": (_spent, {}, 429, None),
     "denied by a deny rule": (
         lambda name: make_token(name, FULL, deny=("jobs:q=*",)),
         {},

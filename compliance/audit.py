@@ -49,6 +49,9 @@ class Action(StrEnum):
     UNKNOWN_ROUTE = "unknownRoute"
     LEASE_RECOVER = "lease.recover"
     TTL_EXPIRE = "ttl.expire"
+    ADMIN_LOGIN = "admin.login"
+    ADMIN_LOGIN_FAILED = "admin.loginFailed"
+    ADMIN_LOCKOUT = "admin.lockout"
     QUEUE_CREATE = "queue.create"
     QUEUE_UPDATE = "queue.update"
     TOKEN_CREATE = "token.create"  # noqa: S105 (an action, not a secret)

@@ -122,10 +122,10 @@ def auth_failure_key(ip: str | None) -> str:
     return f"{AUTH_FAILURES}{ip or 'unknown'}"
 
 
-def count_throttled(*, ip: str | None, window_s: float, now_s: float) -> int:
+def count_throttled(*, ip: str | None, window_s: float, now_s: float, kind: str = THROTTLED) -> int:
     """How many refusals this IP has had while throttled in the current window, this
     one included. The first of a window clears the IP's earlier windows."""
-    prefix = f"{THROTTLED}{ip or 'unknown'}:"
+    prefix = f"{kind}{ip or 'unknown'}:"
     key = f"{prefix}{int(now_s // window_s)}"
     with connection.cursor() as cursor:
         cursor.execute(_COUNT, {"key": key})

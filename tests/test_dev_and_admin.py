@@ -28,7 +28,9 @@ def test_dev_bootstrap_creates_working_credentials_once_and_reuses_them(
     )
     assert api.get("/queues/anything", as_=stored["token"]).status == 404  # admin verb: allowed
     client = Client()
-    assert client.login(username=stored["username"], password=stored["password"])
+    login = {"username": stored["username"], "password": stored["password"], "next": "/admin/"}
+    assert client.post("/admin/login/", login).status_code == 302
+    assert client.get("/admin/").status_code == 200
 
 
 def test_dev_bootstrap_refuses_to_run_outside_local_settings() -> None:

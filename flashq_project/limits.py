@@ -16,6 +16,10 @@ DEFAULT_MAX_ACK_BATCH_BYTES = 2 * 1024 * 1024
 
 # Shape of any JSON body.
 MAX_DEPTH = 64
+# Arrays and objects in one body, counted in its bytes before parsing (a bracket inside a
+# string counts too): 10 MiB of "[]," would otherwise cost seconds of CPU and ~170 MB
+# to parse and walk.
+MAX_CONTAINERS = 100_000
 
 # Batches and pages.
 MAX_BATCH = 1000  # jobs per batch push, acks per batch ack

@@ -123,3 +123,18 @@ def test_a_batch_ack_body_has_a_smaller_cap_since_it_is_read_before_authorising(
     assert call.status == 413 and "1000 bytes" in call.body["detail"]
     # Routes that authorise first keep the general cap.
     assert api.post("/queues/nothing/jobs", {"data": {"x": "y" * 2000}}, as_=nobody).status == 403
+
+
+def test_a_body_with_too_many_arrays_is_refused_before_it_is_parsed(
+    api: Api, full: str, settings: Any
+) -> None:
+    settings.MAX_JOB_BYTES = 10 * 1024 * 1024
+    many = "[" + ",".join(["[]"] * (limits.MAX_CONTAINERS + 1)) + "]"
+    call = api.post("/queues/q/jobs", as_=full, raw='{"data": {"a": ' + many + "}}")
+    assert call.status == 413 and "arrays and objects" in call.body["detail"]
+    assert not Job.objects.exists()
+    # A large batch of ordinary jobs stays well within it.
+    jobs = [
+        {"data": {"user": {"id": n, "tags": [1, 2], "meta": {"a": {"b": []}}}}} for n in range(1000)
+    ]
+    assert api.post("/queues/q/jobs/batch", {"jobs": jobs}, as_=full).status == 201

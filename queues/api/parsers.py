@@ -12,6 +12,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from flashq_project.limits import MAX_CONTAINERS
 from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge
 from security.payloads import (
     NonFiniteNumber,
@@ -45,6 +46,11 @@ class BoundedJSONParser(JSONParser):
         body = stream.read(limit + 1)
         if len(body) > limit:
             raise too_large
+        if body.count(b"[") + body.count(b"{") > MAX_CONTAINERS:
+            raise PayloadTooLarge(
+                f"The request body holds more than {MAX_CONTAINERS} arrays and objects.",
+                errors=[FieldError("/", f"more than {MAX_CONTAINERS} arrays and objects")],
+            )
         try:
             # Decode strictly ourselves: json.loads(bytes) would accept UTF-16/32 and
             # decode with "surrogatepass", letting encoded lone surrogates through.

@@ -110,9 +110,7 @@ def test_malformed_json_is_400(api: Api, full: str) -> None:
 
 
 def test_absurdly_deep_json_is_400_not_a_crash(api: Api, full: str) -> None:
-    call = api.post(
-        "/queues/q/jobs", as_=full, raw='{"data": ' + "[" * 50_000 + "]" * 50_000 + "}"
-    )
+    call = api.post("/queues/q/jobs", as_=full, raw='{"data": ' + "[" * 50_000 + "]" * 50_000 + "}")
     assert call.status == 400
     assert not Job.objects.exists()
 

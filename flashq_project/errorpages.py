@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from contextlib import suppress
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
 from compliance.audit import Action, ActorKind, audit_refusal
+from compliance.floods import record_throttled_refusal
 from compliance.httpactor import request_actor
-from security.authentication import TokenRefused, principal_for
+from security.authentication import AuthThrottled, TokenRefused, principal_for
+from security.ratelimit import Rate, auth_failure_key, rate_take
 
 from .problems import CONTENT_TYPE, problem_body
 
@@ -26,20 +29,34 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 def _audit_unknown_route(request: HttpRequest) -> None:
     """One event, like every other API call: who (if the token holds), from where, with
-    which method. Not the path: the client chose it."""
+    which method. Not the path: the client chose it. A caller without a valid token
+    counts as a failed authentication, and once its address is throttled its refusals
+    are summarised (compliance.floods), so anonymous traffic cannot grow the trail
+    without bound."""
     details: dict[str, str] = {"method": request.method if request.method in _METHODS else "other"}
     actor = request_actor(request, kind=ActorKind.ANONYMOUS)
     scheme, _, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() == "bearer" and raw.strip():
-        try:
-            principal = principal_for(raw.strip()[:512], ip=actor.client_ip)
-        except TokenRefused as refused:
-            details["auth"] = refused.reason
-        else:
-            actor = request_actor(
-                request, kind=ActorKind.TOKEN, name=principal.name, token_id=principal.token_id
-            )
-    audit_refusal(actor=actor, action=Action.UNKNOWN_ROUTE, status=404, details=details)
+    try:
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise TokenRefused("missing")
+        principal = principal_for(raw.strip()[:512], ip=actor.client_ip)
+    except AuthThrottled:
+        throttled = True
+    except TokenRefused as refused:
+        details["auth"] = refused.reason
+        failures = auth_failure_key(actor.client_ip)
+        throttled = not rate_take(key=failures, rate=Rate.parse(settings.AUTH_FAILURE_RATE)).allowed
+    else:
+        actor = request_actor(
+            request, kind=ActorKind.TOKEN, name=principal.name, token_id=principal.token_id
+        )
+        throttled = False
+    if throttled:
+        record_throttled_refusal(
+            actor=actor, action=Action.UNKNOWN_ROUTE, status=404, details=details
+        )
+    else:
+        audit_refusal(actor=actor, action=Action.UNKNOWN_ROUTE, status=404, details=details)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

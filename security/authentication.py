@@ -26,7 +26,14 @@ from . import tokens
 from .access import WILDCARD, InvalidRule, Principal, Rule, split_verbs
 from .clientip import client_ip
 from .models import ApiToken, QueuePermission, latest_expiry
-from .ratelimit import Decision, Rate, auth_failure_key, database_now, failures_exhausted
+from .ratelimit import (
+    Decision,
+    Rate,
+    auth_failure_key,
+    database_now,
+    failures_exhausted,
+    failures_now_exhausted,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +175,11 @@ def principal_for(raw: str, *, ip: str | None = None) -> Principal:
         return _token_principal(parts, ip)
     if not settings.AUTH_TOKENS:
         raise TokenRefused("malformed")
+    # A bootstrap secret is compared in memory: read the address's failures first, so
+    # a throttled address learns nothing from a guess (one query, on a rare path).
+    throttled = failures_now_exhausted(auth_failure_key(ip), _failure_rate())
+    if throttled is not None:
+        raise AuthThrottled(throttled)
     return _bootstrap_principal(raw)
 
 

@@ -107,6 +107,14 @@ def failures_exhausted(tat: float, now: float, rate: Rate) -> Decision | None:
     return _decision(rate, tat, now, allowed=False)
 
 
+def failures_now_exhausted(key: str, rate: Rate) -> Decision | None:
+    """failures_exhausted, reading the counter itself (one query)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(_PEEK), {"key": key})
+        row = cursor.fetchone()
+    return None if row is None else failures_exhausted(row[0], row[1], rate)
+
+
 # -- failed authentication, per client IP ---------------------------------------------
 
 AUTH_FAILURES = "authfail:"

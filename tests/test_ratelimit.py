@@ -127,3 +127,33 @@ def test_a_limit_holds_in_total_across_processes() -> None:
         worker.join(timeout=30)
         assert worker.exitcode == 0
     assert sum(allowed) == 50  # 160 tries, 4 processes, exactly the limit
+
+
+def test_unknown_routes_count_as_failed_authentication_and_floods_are_summarised(
+    api: Api, settings: Any
+) -> None:
+    settings.AUTH_FAILURE_RATE = "3/60s"
+    good = make_token("good", "*=*")
+    AuditEvent.objects.all().delete()
+    statuses = {
+        api.client.get(f"/api/v1/nope{n}", REMOTE_ADDR="198.51.100.8").status_code
+        for n in range(40)
+    }
+    assert statuses == {404}
+    # 3 failures recorded one by one, then 37 throttled ones summarised (1, 2, 4, 8, 16, 32).
+    assert AuditEvent.objects.count() == 3 + 6
+    # A valid token from the throttled address: still a plain 404, never a 500.
+    response = api.client.get(
+        "/api/v1/nope", HTTP_AUTHORIZATION=f"Bearer {good}", REMOTE_ADDR="198.51.100.8"
+    )
+    assert response.status_code == 404
+
+
+def test_a_bootstrap_token_from_a_throttled_address_learns_nothing(api: Api, settings: Any) -> None:
+    settings.AUTH_FAILURE_RATE = "2/60s"
+    bootstrap = "Zq8-x1Y2z3W4v5U6t7S8r9Q0pK3m9wQ"
+    settings.AUTH_TOKENS = [bootstrap]
+    for _ in range(2):
+        assert _list(api, "not-the-secret", ip="198.51.100.3").status_code == 401
+    assert _list(api, bootstrap, ip="198.51.100.3").status_code == 429
+    assert _list(api, bootstrap, ip="198.51.100.4").status_code == 200

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import uuid
 from typing import Any, ClassVar
 
@@ -20,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.audit import Actor, ActorKind, audit_refusal
+from compliance.floods import record_throttled_refusal
 from compliance.httpactor import request_actor
 from flashq_project.problems import (
     InvalidInput,
@@ -34,7 +34,6 @@ from security.ratelimit import (
     Decision,
     Rate,
     auth_failure_key,
-    count_throttled,
     rate_take,
 )
 
@@ -156,16 +155,13 @@ class FlashqApiView(APIView):
         return response
 
     def _summarise_throttled(self) -> None:
-        """An address throttled for failed authentications could otherwise grow the
-        trail without bound: its refusals are counted per window, and only the 1st,
-        2nd, 4th, 8th, ... of a window is recorded, with the count so far."""
-        rate = Rate.parse(settings.AUTH_FAILURE_RATE)
-        count = count_throttled(
-            ip=client_ip(self.request), window_s=rate.period_s, now_s=time.time()
+        """An address throttled for failed authentications: see compliance.floods."""
+        record_throttled_refusal(
+            actor=self.actor(),
+            action=self.operation.action,
+            status=429,
+            details={"code": "rate_limited"},
         )
-        if count & (count - 1) == 0:
-            self._refusal_details = {"throttled": str(count), "window_s": f"{rate.period_s:g}"}
-            self._record_refusal(429, {"code": "rate_limited"})
 
     # -- input and access ------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """Admin logins in the audit trail: each success, failure and lockout (django-axes) is
 one event with the client's address. A failure names the account only when one by that
-name exists: what a client types into the username box is not otherwise recorded."""
+name exists, so what a client types into the username box stays out of the trail
+(django-axes keeps its own record of attempts, usernames included, in
+``axes_accessattempt``)."""
 
 from __future__ import annotations
 

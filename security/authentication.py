@@ -144,8 +144,6 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
         raise TokenRefused("revoked", public_id=parts.public_id)
     if now >= latest_expiry(created_at) or (expires_at is not None and expires_at <= now):
         raise TokenRefused("expired", public_id=parts.public_id)
-    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token_id).update(last_used_at=now, last_used_ip=ip)
     try:
         rules = tuple(
             Rule.build(pattern, split_verbs(verbs), allow=effect == QueuePermission.Effect.ALLOW)
@@ -163,7 +161,17 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
         networks=tuple((json.loads(cidrs) if isinstance(cidrs, str) else cidrs) or ()),
         family=family or "",
         rate=Rate.parse(rate) if rate else None,
+        last_use_due=last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION,
     )
+
+
+def record_last_use(principal: Principal, ip: str | None) -> None:
+    """Note when and from where a token was last let in: at most every few minutes (see
+    last_use_due), and only once its address checks passed."""
+    if principal.token_id is not None and principal.last_use_due:
+        ApiToken.objects.filter(pk=principal.token_id).update(
+            last_used_at=timezone.now(), last_used_ip=ip
+        )
 
 
 def principal_for(raw: str, *, ip: str | None = None) -> Principal:

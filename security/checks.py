@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 
+from .clientip import normalise_cidr
 from .strength import weak_secrets
 
 
@@ -25,3 +26,22 @@ def check_secrets(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
             auth_tokens=settings.AUTH_TOKENS,
         )
     ]
+
+
+@register(Tags.security)
+def check_address_lists(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """TRUSTED_PROXIES and ALLOWED_CIDRS must parse, or every request would fail."""
+    found: list[CheckMessage] = []
+    for name in ("TRUSTED_PROXIES", "ALLOWED_CIDRS"):
+        for index, entry in enumerate(getattr(settings, name), start=1):
+            try:
+                normalise_cidr(entry)
+            except ValueError:
+                found.append(
+                    Error(
+                        f"{name} entry {index} is not an address or CIDR",
+                        hint="e.g. 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32",
+                        id="flashq.E002",
+                    )
+                )
+    return found

@@ -5,8 +5,10 @@ settings (which refuse to start) and by the system checks (``manage.py check
 from __future__ import annotations
 
 import math
+import zlib
 from collections import Counter
 from collections.abc import Iterable
+from itertools import pairwise
 
 MIN_BITS = 128
 MIN_LENGTHS = {"SECRET_KEY": 50, "TOKEN_PEPPER": 32, "AUTH_TOKENS": 32}
@@ -30,7 +32,30 @@ def weakness(value: str, *, min_length: int) -> str | None:
         return f"is shorter than {min_length} characters"
     if entropy_bits(value) < MIN_BITS:
         return f"has too little entropy (under {MIN_BITS} bits: repeated characters?)"
+    if _has_long_run(value) or _compresses(value):
+        return "follows a pattern (a sequence or repetition), not a random value"
+    if value.startswith("django-insecure-"):
+        return "is Django's generated development key"
     return None
+
+
+def _has_long_run(value: str, longest: int = 8) -> bool:
+    """A run of characters each one code point after (or before) the last, in one
+    direction: abcdefgh, 98765432."""
+    run, step = 1, 0
+    for previous, current in pairwise(value):
+        delta = ord(current) - ord(previous)
+        run = run + 1 if delta in (1, -1) and delta == step else 2 if delta in (1, -1) else 1
+        step = delta
+        if run >= longest:
+            return True
+    return False
+
+
+def _compresses(value: str) -> bool:
+    """Random text barely compresses; a repeated pattern does (abcdabcd...)."""
+    raw = value.encode()
+    return len(zlib.compress(raw, 9)) < 0.6 * len(raw)
 
 
 def weak_secrets(*, secret_key: str, pepper: str, auth_tokens: Iterable[str]) -> list[str]:

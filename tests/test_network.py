@@ -144,3 +144,37 @@ def test_bad_cidrs_are_refused_where_they_are_stored() -> None:
         token.allowed_cidrs = bad
         with pytest.raises(ValidationError):
             token.full_clean()
+
+
+def test_outside_the_global_allow_list_no_token_is_even_looked_at(
+    api: Api, full: str, settings: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.ALLOWED_CIDRS = ["203.0.113.0/24"]
+    with CaptureQueriesContext(connection) as queries:
+        good = _push_from(api, full, "198.51.100.7")
+        bad = _push_from(api, "fq_wrong", "198.51.100.7")
+    assert good == bad == 403  # a stolen token and a wrong one look the same from outside
+    assert not [q for q in queries.captured_queries if "security_apitoken" in q["sql"]]
+
+
+def test_a_call_refused_for_its_address_does_not_count_as_the_token_s_last_use(
+    api: Api,
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from security.models import ApiToken
+
+    out = StringIO()
+    call_command(
+        "create_token", "svc", "--allow", "jobs:*=push", "--cidr", "10.0.0.0/8", stdout=out
+    )
+    raw = out.getvalue().strip().splitlines()[-1]
+    assert _push_from(api, raw, "198.51.100.7") == 403
+    assert ApiToken.objects.get().last_used_at is None
+    assert _push_from(api, raw, "10.1.1.1") == 201
+    assert ApiToken.objects.get().last_used_ip == "10.1.1.1"

@@ -135,6 +135,13 @@ def _strong() -> dict[str, str]:
         ({"SECRET_KEY": "abcd" * 15}, "SECRET_KEY has too little entropy"),
         ({"TOKEN_PEPPER": "Xy7-q2"}, "TOKEN_PEPPER is shorter than 32"),
         ({"AUTH_TOKENS": "ab" * 20}, "AUTH_TOKENS entry 1 has too little entropy"),
+        (
+            {"SECRET_KEY": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"},
+            "SECRET_KEY follows a pattern",
+        ),
+        ({"TOKEN_PEPPER": "0123456789abcdefghijklmnopqrstuv"}, "TOKEN_PEPPER follows a pattern"),
+        ({"TOKEN_PEPPER": "q1w2e3r4t5y6u7i8" * 3}, "TOKEN_PEPPER follows a pattern"),
+        ({"SECRET_KEY": "django-insecure-" + "Xk3" * 15}, "SECRET_KEY"),
     ],
 )
 def test_production_settings_refuse_to_start_with_weak_secrets(
@@ -174,3 +181,15 @@ def test_secrets_are_read_from_name_file(tmp_path: object) -> None:
     key_file.write_text(strong["SECRET_KEY"])
     env = {"SECRET_KEY_FILE": str(key_file), "TOKEN_PEPPER": strong["TOKEN_PEPPER"]}
     assert _settings_import(env, "flashq_project.settings.production").returncode == 0
+
+
+def test_check_reports_address_lists_that_do_not_parse(settings: Any) -> None:
+    from django.core.checks import run_checks
+
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8", "nonsense"]
+    settings.ALLOWED_CIDRS = ["10.0.0.0/33"]
+    messages = [m.msg for m in run_checks() if m.id == "flashq.E002"]
+    assert messages == [
+        "TRUSTED_PROXIES entry 2 is not an address or CIDR",
+        "ALLOWED_CIDRS entry 1 is not an address or CIDR",
+    ]

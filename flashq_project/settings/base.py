@@ -72,7 +72,8 @@ MIDDLEWARE = [
 
 # Admin logins (django-axes): failures are counted per username and, separately, per
 # client IP, in the database, so a lockout holds on every app server; each login,
-# failure and lockout is also an audit event (compliance.logins).
+# failure and lockout is also an audit event (compliance.logins). Addresses that may
+# call the API at all (ALLOWED_CIDRS) are checked before any token.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -82,6 +83,9 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_COOLOFF_MINUTES", def
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_CLIENT_IP_CALLABLE = "security.clientip.client_ip"
 AXES_RESET_ON_SUCCESS = True
+# Attempts while locked out do not restart the cool-off: a stranger hammering an
+# account's name cannot keep its owner out for ever.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the audit trail
 
 ROOT_URLCONF = "flashq_project.urls"

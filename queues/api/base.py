@@ -28,7 +28,7 @@ from flashq_project.problems import (
     ServiceUnavailable,
 )
 from security.access import Principal
-from security.authentication import AuthThrottled, TokenRefused
+from security.authentication import AuthThrottled, TokenRefused, record_last_use
 from security.clientip import address_allowed, client_ip
 from security.ratelimit import (
     Decision,
@@ -166,11 +166,17 @@ class FlashqApiView(APIView):
     # -- input and access ------------------------------------------------------------
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # An address outside ALLOWED_CIDRS is refused before any token work.
+        if not address_allowed(client_ip(request), tuple(settings.ALLOWED_CIDRS)):
+            self._refusal_details = {"network": "outside the allowed addresses"}
+            raise PermissionDenied("Calls are not accepted from this address.")
         # Who is calling comes first (DRF would negotiate the content type first), so a
         # refusal for a bad Accept header still names the caller.
         self.perform_authentication(request)
         super().initial(request, *args, **kwargs)
         self._check_network()
+        if isinstance(request.auth, Principal):
+            record_last_use(request.auth, client_ip(request))
         self._check_rate()
         # WSGI gives Django no body without a Content-Length, so a chunked request
         # would run silently as if it had none (a pull with default parameters).

@@ -126,3 +126,12 @@ def test_an_idempotency_key_is_not_a_side_channel_between_families(api: Api) -> 
     successor = _rotate("svc", "1")
     same = api.post("/queues/jobs:q/jobs", {"data": {}, "key": "invoice-42"}, as_=successor)
     assert (same.status, same.body["id"]) == (200, pushed["id"])
+
+
+def test_a_rotated_twin_shares_its_predecessor_s_rate_budget(api: Api) -> None:
+    old = _last_line("create_token", "svc", *RULES, "--rate", "2/1h")
+    assert api.get("/me", as_=old).status == 200
+    new = _rotate("svc", "1")
+    assert api.get("/me", as_=new).status == 200
+    assert api.get("/me", as_=new).status == 429
+    assert api.get("/me", as_=old).status == 429

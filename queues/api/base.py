@@ -188,7 +188,8 @@ class FlashqApiView(APIView):
         principal = getattr(self.request, "_auth", None)
         if not isinstance(principal, Principal) or principal.rate is None:
             return
-        key = f"token:{principal.token_id}" if principal.token_id else f"token:{principal.name}"
+        # Keyed by family: a rotated twin shares its predecessor's budget.
+        key = f"rate:{principal.key}"
         self._rate = rate_take(key=key, rate=principal.rate)
         if not self._rate.allowed:
             raise RateLimited(

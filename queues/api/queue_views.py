@@ -224,8 +224,10 @@ class QueueResumeApi(_QueuePauseBase):
         request=serializers.RateLimitIn,
         responses={200: serializers.QueueOut, **problems(415)},
         description="setRateLimit: pull hands out at most `max` jobs per `duration_ms`, in "
-        "total across app servers (a pull for 100 when 10 remain gets 10). Creates the "
-        "queue if needed. Needs `admin`.",
+        "total across app servers (a pull for 100 when 10 remain gets 10). The budget "
+        "refills continuously (GCRA): a full burst of `max`, then one job every "
+        "`duration_ms / max`, so any window of one `duration_ms` sees at most 2 x `max` - 1. "
+        "Creates the queue if needed. Needs `admin`.",
     ),
     delete=operation_schema(
         Operation.REMOVE_RATE_LIMIT,

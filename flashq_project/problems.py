@@ -71,6 +71,21 @@ class ServiceUnavailable(FlashqError):
         super().__init__(detail)
 
 
+class CardNumberDetected(FlashqError):
+    """A payment card number or card secret in a payload: 422, nothing stored. ``masked``
+    holds at most the first 6 and last 4 digits of each number, for the audit record."""
+
+    status = 422
+    code = "card-number-detected"
+    title = "Card number detected"
+
+    def __init__(
+        self, detail: str, *, errors: list[FieldError], masked: list[str] | None = None
+    ) -> None:
+        super().__init__(detail, errors=errors)
+        self.masked = masked or []
+
+
 class RateLimited(FlashqError):
     """Over a rate limit: 429 with ``Retry-After`` and the RateLimit-* headers."""
 

@@ -11,6 +11,7 @@ from typing import Any
 from flashq_project import limits
 from flashq_project.limits import DEFAULT_BACKOFF
 from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge, pointer_segment
+from security.cards import CardFinding, card_problem, find_cards
 
 FIELDS = frozenset(
     {"data", "priority", "delay", "max_attempts", "backoff", "ttl", "key", "subject", "tags"}
@@ -38,12 +39,16 @@ class Problems:
     def __init__(self) -> None:
         self.invalid: list[FieldError] = []
         self.too_large: list[FieldError] = []
+        self.cards: list[CardFinding] = []
 
     def raise_any(self) -> None:
         if self.too_large:
             raise PayloadTooLarge(
                 "A value is larger than its limit.", errors=self.too_large + self.invalid
             )
+        refused = card_problem(self.cards)
+        if refused is not None:
+            raise refused
         if self.invalid:
             raise InvalidInput("The request has invalid fields.", errors=self.invalid)
 
@@ -90,6 +95,8 @@ def check_data(data: object, *, path: str, problems: Problems, max_bytes: int) -
         problems.too_large.append(
             FieldError(path, f"is {size} bytes encoded; the limit is {max_bytes}")
         )
+    else:
+        problems.cards.extend(find_cards(data, path))
 
 
 def _backoff(raw: object, collector: _Collector) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_record
 from flashq_project import limits
 from flashq_project.problems import FieldError, PayloadTooLarge, ServiceUnavailable
+from security.cards import card_problem, find_cards
 
 from . import wakeup
 from .backoff import retry_delay_ms
@@ -240,11 +241,19 @@ def _check_result_sizes(results: Sequence[tuple[str, Any]]) -> None:
         raise PayloadTooLarge("A result is larger than MAX_JOB_BYTES.", errors=errors)
 
 
+def _refuse_cards(values: Sequence[tuple[str, Any]]) -> None:
+    """Results and errors are payloads too: no card numbers or card secrets."""
+    refused = card_problem([found for path, value in values for found in find_cards(value, path)])
+    if refused is not None:
+        raise refused
+
+
 def job_ack(
     *, job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, result: Any = None, actor: Actor
 ) -> Job:
     """Complete a job whose lease is current and ``owner``'s; returns it as stored."""
     _check_result_sizes([("/result", result)])
+    _refuse_cards([("/result", result)])
     now = timezone.now()
     with transaction.atomic():
         live = _live_lease(job_id, lease_id, owner, now)
@@ -258,7 +267,9 @@ def job_ack(
 def jobs_ack(*, acks: Sequence[AckSpec], owner: str, actor: Actor) -> None:
     """Complete many jobs, all or nothing: one stale or foreign lease and none is
     acked, and the error names each offending item."""
-    _check_result_sizes([(f"/jobs/{i}/result", ack.result) for i, ack in enumerate(acks)])
+    results = [(f"/jobs/{i}/result", ack.result) for i, ack in enumerate(acks)]
+    _check_result_sizes(results)
+    _refuse_cards(results)
     now = timezone.now()
     ids = [ack.job_id for ack in acks]
     with transaction.atomic():
@@ -316,6 +327,7 @@ def job_fail(
 ) -> Job:
     """Record a failed attempt; retry after the job's backoff, or go to ``failed`` when
     attempts are used up or the worker says ``retry: false``."""
+    _refuse_cards([("/error", error)])
     now = timezone.now()
     with transaction.atomic():
         job = _leased_for_update(job_id, lease_id, owner, now)

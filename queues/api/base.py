@@ -22,6 +22,7 @@ from compliance.audit import Actor, ActorKind, audit_refusal
 from compliance.floods import record_throttled_refusal
 from compliance.httpactor import request_actor
 from flashq_project.problems import (
+    CardNumberDetected,
     InvalidInput,
     LengthRequired,
     RateLimited,
@@ -113,6 +114,9 @@ class FlashqApiView(APIView):
             exc = self._count_auth_failure(exc)
         elif isinstance(exc, AuthThrottled):
             self._throttled_ip = True
+        if isinstance(exc, CardNumberDetected) and exc.masked:
+            # At most the first 6 and last 4 digits of each: enough to find the source.
+            self._refusal_details = {"cards": ", ".join(exc.masked[:10])}
         if isinstance(exc, TokenRefused):
             self._refusal_details = {"auth": exc.reason}
             if exc.public_id:

@@ -1,0 +1,182 @@
+"""The card-number guard (PCI DSS hygiene): payment card numbers and card secrets must
+not be queued. Plain values in, findings out.
+
+A candidate is a run of 12 to 19 digits, optionally grouped by single spaces or dashes,
+that is not part of a longer run of digits or hex letters, nor of a UUID. It counts as a
+card number when it passes the Luhn check and starts like a card brand of that length.
+Field names that hold card secrets (CVV, track data, PIN) are refused whatever their
+value. Findings carry at most the first 6 and last 4 digits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flashq_project.problems import CardNumberDetected, FieldError, pointer_segment
+
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])\d(?:[ -]?\d){11,18}(?![0-9A-Za-z])")
+_ANY_DIGIT_RUN = re.compile(r"\d[\d -]{10,}\d")
+
+# (first digits as an inclusive range of prefixes, allowed lengths)
+_BRANDS: tuple[tuple[int, int, frozenset[int]], ...] = (
+    (4, 4, frozenset({13, 16, 19})),  # Visa
+    (51, 55, frozenset({16})),  # Mastercard
+    (2221, 2720, frozenset({16})),  # Mastercard 2-series
+    (34, 34, frozenset({15})),  # American Express
+    (37, 37, frozenset({15})),
+    (6011, 6011, frozenset({16, 17, 18, 19})),  # Discover
+    (644, 649, frozenset({16, 17, 18, 19})),
+    (65, 65, frozenset({16, 17, 18, 19})),
+    (3528, 3589, frozenset({16, 17, 18, 19})),  # JCB
+    (300, 305, frozenset({14, 15, 16, 17, 18, 19})),  # Diners Club
+    (36, 36, frozenset({14, 15, 16, 17, 18, 19})),
+    (38, 39, frozenset({16, 17, 18, 19})),
+    (62, 62, frozenset({16, 17, 18, 19})),  # UnionPay
+    (50, 50, frozenset(range(12, 20))),  # Maestro
+    (56, 58, frozenset(range(12, 20))),
+    (6304, 6304, frozenset(range(12, 20))),
+    (6759, 6759, frozenset(range(12, 20))),
+    (676770, 676774, frozenset(range(12, 20))),
+)
+
+SECRET_FIELDS = frozenset(
+    {
+        "cvv",
+        "cvv2",
+        "cvc",
+        "cvc2",
+        "csc",
+        "cav2",
+        "securitycode",
+        "cardsecuritycode",
+        "track",
+        "track1",
+        "track2",
+        "trackdata",
+        "magstripe",
+        "pin",
+        "pinblock",
+        "pincode",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CardFinding:
+    path: str  # JSON Pointer of the value (or key) that holds it
+    masked: str  # at most the first 6 and last 4 digits: 411111******1111
+    secret_field: bool = False
+    in_key: bool = False  # then path is the object's: a key is never echoed back
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def branded(digits: str) -> bool:
+    length = len(digits)
+    for low, high, lengths in _BRANDS:
+        prefix = int(digits[: len(str(low))])
+        if low <= prefix <= high and length in lengths:
+            return True
+    return False
+
+
+def mask(digits: str) -> str:
+    return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
+
+
+def card_numbers_in(text: str) -> list[str]:
+    """The card numbers written in ``text``, digits only."""
+    if not _ANY_DIGIT_RUN.search(text):
+        return []
+    if "-" in text:
+        text = _UUID.sub(" ", text)
+    found = []
+    for match in _CANDIDATE.finditer(text):
+        digits = re.sub(r"[ -]", "", match.group())
+        if 12 <= len(digits) <= 19 and luhn_valid(digits) and branded(digits):
+            found.append(digits)
+    return found
+
+
+# Also as the end of a longer name (card_cvv, billingTrack2); the short, ambiguous ones
+# (pin, track, csc) only as the whole name.
+SECRET_SUFFIXES = (
+    "cvv",
+    "cvv2",
+    "cvc",
+    "cvc2",
+    "cav2",
+    "securitycode",
+    "track1",
+    "track2",
+    "trackdata",
+    "pinblock",
+)
+
+
+def is_secret_field(key: str) -> bool:
+    name = re.sub(r"[^a-z0-9]", "", key.lower())
+    return name in SECRET_FIELDS or name.endswith(SECRET_SUFFIXES)
+
+
+def find_cards(value: Any, path: str) -> list[CardFinding]:
+    """Every card number (in strings, integers and keys) and every card-secret field with
+    a value, under ``value`` at JSON Pointer ``path``."""
+    return list(_walk(value, path))
+
+
+def _walk(value: Any, path: str) -> Iterator[CardFinding]:
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            yield from (CardFinding(where or "/", mask(d)) for d in card_numbers_in(item))
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            if item >= 10**11:
+                yield from (CardFinding(where or "/", mask(d)) for d in card_numbers_in(str(item)))
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_path = f"{where}/{pointer_segment(key)}"
+                for digits in card_numbers_in(key):
+                    yield CardFinding(where or "/", mask(digits), in_key=True)
+                if is_secret_field(key) and child not in (None, "", [], {}):
+                    yield CardFinding(child_path, "", secret_field=True)
+                stack.append((child, child_path))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}/{index}") for index, child in enumerate(item))
+
+
+def card_problem(findings: list[CardFinding]) -> CardNumberDetected | None:
+    """The 422 for these findings (field paths, and at most BIN and last 4), or None."""
+    if not findings:
+        return None
+    return CardNumberDetected(
+        "Card numbers and card secrets may not be queued.",
+        errors=[
+            FieldError(
+                finding.path,
+                "is a card-secret field (CVV, track data or PIN)"
+                if finding.secret_field
+                else "has a key that is a payment card number"
+                if finding.in_key
+                else "holds a payment card number",
+            )
+            for finding in findings
+        ],
+        masked=[finding.masked for finding in findings if finding.masked],
+    )

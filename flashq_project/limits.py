@@ -16,6 +16,10 @@ DEFAULT_MAX_ACK_BATCH_BYTES = 2 * 1024 * 1024
 
 # Shape of any JSON body.
 MAX_DEPTH = 64
+# Shape of one job's data or one result (413 naming the path when over).
+MAX_PAYLOAD_DEPTH = 32
+MAX_KEYS_PER_OBJECT = 1000
+MAX_ITEMS_PER_ARRAY = 10_000
 # Arrays and objects in one body, counted in its bytes before parsing (a bracket inside a
 # string counts too): 10 MiB of "[]," would otherwise cost seconds of CPU and ~170 MB
 # to parse and walk.

@@ -12,6 +12,7 @@ from flashq_project import limits
 from flashq_project.limits import DEFAULT_BACKOFF
 from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge, pointer_segment
 from security.cards import CardFinding, card_problem, find_cards
+from security.payloads import shape_problems
 
 FIELDS = frozenset(
     {"data", "priority", "delay", "max_attempts", "backoff", "ttl", "key", "subject", "tags"}
@@ -96,7 +97,22 @@ def check_data(data: object, *, path: str, problems: Problems, max_bytes: int) -
             FieldError(path, f"is {size} bytes encoded; the limit is {max_bytes}")
         )
     else:
+        problems.too_large.extend(payload_shape(data, path))
         problems.cards.extend(find_cards(data, path))
+
+
+def payload_shape(value: object, path: str) -> list[FieldError]:
+    """Depth, keys per object and items per array of a job's data or a result."""
+    return [
+        FieldError(where, reason)
+        for where, reason in shape_problems(
+            value,
+            path,
+            max_depth=limits.MAX_PAYLOAD_DEPTH,
+            max_keys=limits.MAX_KEYS_PER_OBJECT,
+            max_items=limits.MAX_ITEMS_PER_ARRAY,
+        )
+    ]
 
 
 def _backoff(raw: object, collector: _Collector) -> dict[str, Any]:

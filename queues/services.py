@@ -31,7 +31,7 @@ from . import wakeup
 from .backoff import retry_delay_ms
 from .bulkinsert import insert_jobs as bulk_insert_jobs
 from .errors import JobNotFound, KeyConflict, LeaseConflict, QueueNotFound, StateConflict
-from .jobspec import JobSpec, encoded_size, subject_from
+from .jobspec import JobSpec, encoded_size, payload_shape, subject_from
 from .models import UNFINISHED, Job, JobState, Queue
 
 STALE_LEASE = "The lease is not the job's current lease, it has expired, or another token holds it."
@@ -237,6 +237,7 @@ def _check_result_sizes(results: Sequence[tuple[str, Any]]) -> None:
         for path, result in results
         if result is not None and (size := encoded_size(result)) > limit
     ]
+    errors += [error for path, result in results for error in payload_shape(result, path)]
     if errors:
         raise PayloadTooLarge("A result is larger than MAX_JOB_BYTES.", errors=errors)
 

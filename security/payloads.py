@@ -99,3 +99,32 @@ def json_problem(
             else:
                 stack.extend((child, f"{path}/{i}", depth + 1) for i, child in enumerate(item))
     return None
+
+
+def shape_problems(
+    value: Any, path: str, *, max_depth: int, max_keys: int, max_items: int
+) -> list[tuple[str, str]]:
+    """Where a payload is nested deeper, or has wider objects or arrays, than allowed:
+    (JSON Pointer, reason) pairs, at most 20. Iterative."""
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack and len(found) < 20:
+        item, where, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth >= max_depth:
+            found.append((where or "/", f"is nested more than {max_depth} levels deep"))
+            continue
+        if isinstance(item, dict):
+            if len(item) > max_keys:
+                found.append((where or "/", f"has more than {max_keys} keys"))
+                continue
+            stack.extend(
+                (child, f"{where}/{pointer_segment(key)}", depth + 1) for key, child in item.items()
+            )
+        else:
+            if len(item) > max_items:
+                found.append((where or "/", f"has more than {max_items} items"))
+                continue
+            stack.extend((child, f"{where}/{i}", depth + 1) for i, child in enumerate(item))
+    return found

@@ -138,3 +138,19 @@ def test_a_body_with_too_many_arrays_is_refused_before_it_is_parsed(
         {"data": {"user": {"id": n, "tags": [1, 2], "meta": {"a": {"b": []}}}}} for n in range(1000)
     ]
     assert api.post("/queues/q/jobs/batch", {"jobs": jobs}, as_=full).status == 201
+
+
+def test_wide_objects_and_arrays_are_413_naming_the_path(
+    api: Api, full: str, settings: Any
+) -> None:
+    settings.MAX_JOB_BYTES = 10 * 1024 * 1024
+    wide = {f"k{n}": n for n in range(limits.MAX_KEYS_PER_OBJECT + 1)}
+    call = api.post("/queues/q/jobs", {"data": {"user": wide}}, as_=full)
+    assert call.status == 413 and call.body["errors"][0]["path"] == "/data/user"
+    long = list(range(limits.MAX_ITEMS_PER_ARRAY + 1))
+    push(api, full, queue="q")
+    [job] = pull(api, full, queue="q")
+    ack = {"lease_id": job["lease_id"], "result": {"rows": long}}
+    call = api.post(f"/jobs/{job['id']}/ack", ack, as_=full)
+    assert call.status == 413 and call.body["errors"][0]["path"] == "/result/rows"
+    assert Job.objects.get(id=job["id"]).state == JobState.ACTIVE

@@ -43,7 +43,11 @@ def test_nesting_is_capped(api: Api, full: str) -> None:
     def nested(depth: int) -> str:
         return '{"data": ' + '{"a": ' * depth + "1" + "}" * depth + "}"
 
-    assert api.post("/queues/q/jobs", as_=full, raw=nested(62)).status == 201
+    # A job's data: at most MAX_PAYLOAD_DEPTH (32) levels, else 413 naming where.
+    assert api.post("/queues/q/jobs", as_=full, raw=nested(32)).status == 201
+    deep = api.post("/queues/q/jobs", as_=full, raw=nested(33))
+    assert deep.status == 413 and deep.body["errors"][0]["path"] == "/data" + "/a" * 32
+    # Any body: deeper than MAX_DEPTH (64) is refused while parsing.
     call = api.post("/queues/q/jobs", as_=full, raw=nested(64))
     assert call.status == 400 and "nested" in call.body["errors"][0]["message"]
 

@@ -22,7 +22,7 @@ class QueueAdmin(ServiceModelAdmin):
     list_display = ["name", "paused", "subject_path", "created_at"]
     list_filter = ["paused"]
     search_fields = ["name"]
-    fields = ["name", "subject_path", "paused", "created_at"]
+    fields = ["name", "subject_path", "card_allowlist", "paused", "created_at"]
     actions = ["pause_queues", "resume_queues"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -36,7 +36,12 @@ class QueueAdmin(ServiceModelAdmin):
         actor = staff_actor(request)
         subject_path = form.cleaned_data["subject_path"]
         if change:
-            services.queue_update(name=obj.name, subject_path=subject_path, actor=actor)
+            services.queue_update(
+                name=obj.name,
+                subject_path=subject_path,
+                card_allowlist=form.cleaned_data.get("card_allowlist"),
+                actor=actor,
+            )
         else:
             created = services.queue_create(name=obj.name, subject_path=subject_path, actor=actor)
             obj.pk = created.pk

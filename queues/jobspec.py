@@ -11,7 +11,7 @@ from typing import Any
 from flashq_project import limits
 from flashq_project.limits import DEFAULT_BACKOFF
 from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge, pointer_segment
-from security.cards import CardFinding, card_problem, find_cards
+from security.cards import CardFinding, find_cards
 from security.payloads import shape_problems
 
 FIELDS = frozenset(
@@ -31,6 +31,10 @@ class JobSpec:
     key: str | None = None
     subject: str | None = None
     tags: tuple[str, ...] = ()
+    # Card numbers found in data at parse time; the push decides, knowing the queue's
+    # allow-list (queues.services).
+    card_findings: tuple[CardFinding, ...] = ()
+    data_path: str = "/data"
 
 
 class Problems:
@@ -40,16 +44,12 @@ class Problems:
     def __init__(self) -> None:
         self.invalid: list[FieldError] = []
         self.too_large: list[FieldError] = []
-        self.cards: list[CardFinding] = []
 
     def raise_any(self) -> None:
         if self.too_large:
             raise PayloadTooLarge(
                 "A value is larger than its limit.", errors=self.too_large + self.invalid
             )
-        refused = card_problem(self.cards)
-        if refused is not None:
-            raise refused
         if self.invalid:
             raise InvalidInput("The request has invalid fields.", errors=self.invalid)
 
@@ -98,7 +98,6 @@ def check_data(data: object, *, path: str, problems: Problems, max_bytes: int) -
         )
     else:
         problems.too_large.extend(payload_shape(data, path))
-        problems.cards.extend(find_cards(data, path))
 
 
 def payload_shape(value: object, path: str) -> list[FieldError]:
@@ -180,6 +179,8 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
         key=collector.text(raw, "key", limits.MAX_KEY_LENGTH),
         subject=collector.text(raw, "subject", limits.MAX_SUBJECT_LENGTH),
         tags=_tags(raw.get("tags"), collector),
+        card_findings=tuple(find_cards(raw.get("data"), f"{path}/data")),
+        data_path=f"{path}/data",
     )
     return spec if len(problems.invalid) + len(problems.too_large) == before else None
 

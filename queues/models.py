@@ -3,16 +3,28 @@ from __future__ import annotations
 import re
 
 import uuid6
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from security.cards import validate_pointer_list
 
 QUEUE_NAME_RULE = (
     "a queue name is 1 to 128 characters of letters, digits, _ . : -, "
     "starting with a letter or digit"
 )
 QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+def validate_allowlist(value: object) -> None:
+    if value is None:
+        return
+    try:
+        validate_pointer_list(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc), code="invalid_allowlist") from exc
 
 
 class Queue(models.Model):
@@ -33,6 +45,13 @@ class Queue(models.Model):
     rate_limit_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     # At most this many jobs of the queue active at once.
     concurrency_max = models.PositiveIntegerField(null=True, blank=True)
+    card_allowlist = models.JSONField(
+        null=True,
+        blank=True,
+        validators=[validate_allowlist],
+        help_text="Known false positives of the card-number guard: JSON Pointers into job "
+        'data, e.g. ["/order/reference"]. Card-secret fields are never allowed.',
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

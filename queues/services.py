@@ -25,7 +25,7 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_record
 from flashq_project import limits
 from flashq_project.problems import FieldError, PayloadTooLarge, ServiceUnavailable
-from security.cards import card_problem, find_cards
+from security.cards import CardFinding, card_problem, find_cards, not_allowed
 
 from . import wakeup
 from .backoff import retry_delay_ms
@@ -56,7 +56,9 @@ class AckSpec:
 def _queue_for_push(name: str) -> tuple[Queue, bool]:
     """The queue, and whether this push created it."""
     # only(): the push path needs the id and subject_path, not the whole row.
-    queue = Queue.objects.only("id", "name", "subject_path").filter(name=name).first()
+    queue = (
+        Queue.objects.only("id", "name", "subject_path", "card_allowlist").filter(name=name).first()
+    )
     if queue is not None:
         return queue, False
     return Queue.objects.get_or_create(name=name)
@@ -114,6 +116,9 @@ def _push(
 ) -> tuple[list[Pushed], dict[str, Any]]:
     """The pushed jobs, and what the audit event should add about the queue."""
     queue, queue_created = _queue_for_push(queue_name)
+    _refuse_cards_in_data(
+        [(spec.card_findings, spec.data_path) for spec in specs], queue.card_allowlist
+    )
     if not any(spec.key is not None for spec in specs):
         results = _push_once(queue, specs, now, owner)
     else:
@@ -240,6 +245,20 @@ def _check_result_sizes(results: Sequence[tuple[str, Any]]) -> None:
     errors += [error for path, result in results for error in payload_shape(result, path)]
     if errors:
         raise PayloadTooLarge("A result is larger than MAX_JOB_BYTES.", errors=errors)
+
+
+def _refuse_cards_in_data(
+    found: Sequence[tuple[Sequence[CardFinding], str]], allowlist: list[str] | None
+) -> None:
+    """Job data: card numbers outside the queue's allow-list are refused."""
+    kept = [
+        finding
+        for findings, root in found
+        for finding in not_allowed(findings, root=root, allowed=allowlist or ())
+    ]
+    refused = card_problem(kept)
+    if refused is not None:
+        raise refused
 
 
 def _refuse_cards(values: Sequence[tuple[str, Any]]) -> None:
@@ -422,6 +441,7 @@ def job_update(*, job_id: uuid.UUID, data: dict[str, Any], actor: Actor) -> Job:
         job = _for_update(job_id)
         if job.state != JobState.WAITING or job.started_at is not None:
             raise StateConflict("Only a job that has not started yet can be updated.")
+        _refuse_cards_in_data([(find_cards(data, "/data"), "/data")], job.queue.card_allowlist)
         path = job.queue.subject_path
         if job.subject == subject_from(job.data, path):
             # The subject came from the data (not given at push): follow the new data,
@@ -508,22 +528,28 @@ def queue_create(*, name: str, subject_path: str, actor: Actor) -> Queue:
     return queue
 
 
-def queue_update(*, name: str, subject_path: str, actor: Actor) -> Queue:
+def queue_update(
+    *, name: str, subject_path: str, card_allowlist: list[str] | None = None, actor: Actor
+) -> Queue:
     """Change a queue's settings. Its name and paused flag are not settings: a name is
     what permissions match, and pausing has its own service."""
     with transaction.atomic():
         queue = _queue_for_update(name)
-        before = queue.subject_path
+        before = {"subject_path": queue.subject_path, "card_allowlist": queue.card_allowlist}
         queue.subject_path = subject_path
+        queue.card_allowlist = card_allowlist or None
         queue.full_clean()
-        queue.save(update_fields=["subject_path"])
+        queue.save(update_fields=["subject_path", "card_allowlist"])
+        after = {"subject_path": queue.subject_path, "card_allowlist": queue.card_allowlist}
         audit_record(
             actor=actor,
             action=Action.QUEUE_UPDATE,
             queue=name,
-            details={"subject_path": {"from": before, "to": subject_path}}
-            if before != subject_path
-            else {},
+            details={
+                field: {"from": before[field], "to": after[field]}
+                for field in before
+                if before[field] != after[field]
+            },
         )
     return queue
 

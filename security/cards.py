@@ -10,7 +10,7 @@ value. Findings carry at most the first 6 and last 4 digits."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,3 +180,28 @@ def card_problem(findings: list[CardFinding]) -> CardNumberDetected | None:
         ],
         masked=[finding.masked for finding in findings if finding.masked],
     )
+
+
+def not_allowed(
+    findings: Iterable[CardFinding], *, root: str, allowed: Iterable[str]
+) -> list[CardFinding]:
+    """The findings not covered by an allow-list of JSON Pointers relative to ``root``
+    (a queue's known false positives: ``/order/reference`` covers that field and all
+    below it). Card-secret fields are never allowed."""
+    prefixes = [root + pointer for pointer in allowed]
+    return [
+        finding
+        for finding in findings
+        if finding.secret_field
+        or not any(finding.path == p or finding.path.startswith(p + "/") for p in prefixes)
+    ]
+
+
+def validate_pointer_list(value: object) -> list[str]:
+    """A list of JSON Pointers (``/a/b``); raises ValueError naming the bad one."""
+    if not isinstance(value, list):
+        raise ValueError('a list of JSON Pointers, e.g. ["/order/reference"]')
+    for item in value:
+        if not isinstance(item, str) or not item.startswith("/") or len(item) > 500:
+            raise ValueError(f"{item!r} is not a JSON Pointer like /order/reference")
+    return value

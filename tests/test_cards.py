@@ -149,3 +149,31 @@ def test_the_scanner_finds_each_number_once() -> None:
 @pytest.mark.parametrize("field", ["spin", "shipping", "soundtrack", "pinned", "tracking"])
 def test_names_that_only_resemble_card_secrets_pass(api: Api, full: str, field: str) -> None:
     assert api.post("/queues/q/jobs", {"data": {field: "123"}}, as_=full).status == 201
+
+
+def test_a_queue_allow_list_lets_known_false_positives_through(api: Api, full: str) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from queues.models import Queue
+
+    push(api, full, queue="orders")
+    queue = Queue.objects.get(name="orders")
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("root", "", "pw"))
+    form = {"subject_path": "userId", "card_allowlist": '["/order/reference"]', "_save": "Save"}
+    assert admin.post(f"/admin/queues/queue/{queue.pk}/change/", form).status_code == 302
+    event = AuditEvent.objects.filter(action="queue.update").get()
+    assert event.details["card_allowlist"]["to"] == ["/order/reference"]
+    reference = {"order": {"reference": TEST_CARDS["visa"]}}
+    assert api.post("/queues/orders/jobs", {"data": reference}, as_=full).status == 201
+    batch = {"jobs": [{"data": reference}, {"data": {"order": {"note": TEST_CARDS["amex"]}}}]}
+    call = api.post("/queues/orders/jobs/batch", batch, as_=full)
+    assert call.status == 422
+    assert [e["path"] for e in call.body["errors"]] == ["/jobs/1/data/order/note"]
+    secret = {"order": {"reference": {"cvv": "123"}}}
+    assert api.post("/queues/orders/jobs", {"data": secret}, as_=full).status == 422
+    # Other queues are not affected.
+    assert api.post("/queues/other/jobs", {"data": reference}, as_=full).status == 422
+    bad = {**form, "card_allowlist": '["order/reference"]'}
+    assert admin.post(f"/admin/queues/queue/{queue.pk}/change/", bad).status_code == 200

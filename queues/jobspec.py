@@ -35,6 +35,7 @@ class JobSpec:
     # allow-list (queues.services).
     card_findings: tuple[CardFinding, ...] = ()
     data_path: str = "/data"
+    data_bytes: int = 0  # encoded, for a queue's own lower cap
 
 
 class Problems:
@@ -88,16 +89,19 @@ def encoded_size(value: object) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def check_data(data: object, *, path: str, problems: Problems, max_bytes: int) -> None:
-    """A job's data must be a JSON object of at most ``max_bytes`` encoded."""
+def check_data(data: object, *, path: str, problems: Problems, max_bytes: int) -> int:
+    """A job's data must be a JSON object of at most ``max_bytes`` encoded; its size."""
     if not isinstance(data, dict):
         problems.invalid.append(FieldError(path, "must be a JSON object"))
-    elif (size := encoded_size(data)) > max_bytes:
+        return 0
+    size = encoded_size(data)
+    if size > max_bytes:
         problems.too_large.append(
             FieldError(path, f"is {size} bytes encoded; the limit is {max_bytes}")
         )
     else:
         problems.too_large.extend(payload_shape(data, path))
+    return size
 
 
 def payload_shape(value: object, path: str) -> list[FieldError]:
@@ -162,10 +166,11 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
     collector = _Collector(problems, path)
     for name in sorted(set(raw) - FIELDS):
         collector.add(pointer_segment(name), "is not a known field")
+    size = 0
     if "data" not in raw:
         collector.add("data", "is required")
     else:
-        check_data(raw["data"], path=f"{path}/data", problems=problems, max_bytes=max_bytes)
+        size = check_data(raw["data"], path=f"{path}/data", problems=problems, max_bytes=max_bytes)
     ttl = raw.get("ttl")
     spec = JobSpec(
         data=raw.get("data", {}),
@@ -181,6 +186,7 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
         tags=_tags(raw.get("tags"), collector),
         card_findings=tuple(find_cards(raw.get("data"), f"{path}/data")),
         data_path=f"{path}/data",
+        data_bytes=size,
     )
     return spec if len(problems.invalid) + len(problems.too_large) == before else None
 

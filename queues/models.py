@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 
 import uuid6
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -45,6 +46,11 @@ class Queue(models.Model):
     rate_limit_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     # At most this many jobs of the queue active at once.
     concurrency_max = models.PositiveIntegerField(null=True, blank=True)
+    max_job_bytes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="A lower cap than MAX_JOB_BYTES for this queue's job data (bytes).",
+    )
     card_allowlist = models.JSONField(
         null=True,
         blank=True,
@@ -70,6 +76,16 @@ class Queue(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.max_job_bytes is not None and self.max_job_bytes > settings.MAX_JOB_BYTES:
+            raise ValidationError(
+                {"max_job_bytes": f"At most MAX_JOB_BYTES ({settings.MAX_JOB_BYTES})."}
+            )
+
+    @property
+    def job_bytes_limit(self) -> int:
+        return int(self.max_job_bytes or settings.MAX_JOB_BYTES)
 
 
 class JobState(models.TextChoices):

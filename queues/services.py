@@ -57,7 +57,9 @@ def _queue_for_push(name: str) -> tuple[Queue, bool]:
     """The queue, and whether this push created it."""
     # only(): the push path needs the id and subject_path, not the whole row.
     queue = (
-        Queue.objects.only("id", "name", "subject_path", "card_allowlist").filter(name=name).first()
+        Queue.objects.only("id", "name", "subject_path", "card_allowlist", "max_job_bytes")
+        .filter(name=name)
+        .first()
     )
     if queue is not None:
         return queue, False
@@ -116,6 +118,7 @@ def _push(
 ) -> tuple[list[Pushed], dict[str, Any]]:
     """The pushed jobs, and what the audit event should add about the queue."""
     queue, queue_created = _queue_for_push(queue_name)
+    _refuse_oversize([(spec.data_bytes, spec.data_path) for spec in specs], queue)
     _refuse_cards_in_data(
         [(spec.card_findings, spec.data_path) for spec in specs], queue.card_allowlist
     )
@@ -245,6 +248,18 @@ def _check_result_sizes(results: Sequence[tuple[str, Any]]) -> None:
     errors += [error for path, result in results for error in payload_shape(result, path)]
     if errors:
         raise PayloadTooLarge("A result is larger than MAX_JOB_BYTES.", errors=errors)
+
+
+def _refuse_oversize(sizes: Sequence[tuple[int, str]], queue: Queue) -> None:
+    """A queue may cap its jobs' data lower than MAX_JOB_BYTES."""
+    limit = queue.job_bytes_limit
+    errors = [
+        FieldError(path, f"is {size} bytes encoded; this queue's limit is {limit}")
+        for size, path in sizes
+        if size > limit
+    ]
+    if errors:
+        raise PayloadTooLarge("Job data is larger than this queue allows.", errors=errors)
 
 
 def _refuse_cards_in_data(
@@ -441,6 +456,7 @@ def job_update(*, job_id: uuid.UUID, data: dict[str, Any], actor: Actor) -> Job:
         job = _for_update(job_id)
         if job.state != JobState.WAITING or job.started_at is not None:
             raise StateConflict("Only a job that has not started yet can be updated.")
+        _refuse_oversize([(encoded_size(data), "/data")], job.queue)
         _refuse_cards_in_data([(find_cards(data, "/data"), "/data")], job.queue.card_allowlist)
         path = job.queue.subject_path
         if job.subject == subject_from(job.data, path):
@@ -529,18 +545,25 @@ def queue_create(*, name: str, subject_path: str, actor: Actor) -> Queue:
 
 
 def queue_update(
-    *, name: str, subject_path: str, card_allowlist: list[str] | None = None, actor: Actor
+    *,
+    name: str,
+    subject_path: str,
+    card_allowlist: list[str] | None = None,
+    max_job_bytes: int | None = None,
+    actor: Actor,
 ) -> Queue:
     """Change a queue's settings. Its name and paused flag are not settings: a name is
     what permissions match, and pausing has its own service."""
     with transaction.atomic():
         queue = _queue_for_update(name)
-        before = {"subject_path": queue.subject_path, "card_allowlist": queue.card_allowlist}
+        fields = ["subject_path", "card_allowlist", "max_job_bytes"]
+        before = {field: getattr(queue, field) for field in fields}
         queue.subject_path = subject_path
         queue.card_allowlist = card_allowlist or None
+        queue.max_job_bytes = max_job_bytes
         queue.full_clean()
-        queue.save(update_fields=["subject_path", "card_allowlist"])
-        after = {"subject_path": queue.subject_path, "card_allowlist": queue.card_allowlist}
+        queue.save(update_fields=fields)
+        after = {field: getattr(queue, field) for field in fields}
         audit_record(
             actor=actor,
             action=Action.QUEUE_UPDATE,

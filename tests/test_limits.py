@@ -154,3 +154,28 @@ def test_wide_objects_and_arrays_are_413_naming_the_path(
     call = api.post(f"/jobs/{job['id']}/ack", ack, as_=full)
     assert call.status == 413 and call.body["errors"][0]["path"] == "/result/rows"
     assert Job.objects.get(id=job["id"]).state == JobState.ACTIVE
+
+
+def test_a_queue_can_cap_its_jobs_lower(api: Api, full: str, settings: Any) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from queues.models import Queue
+
+    settings.MAX_JOB_BYTES = 10_000
+    push(api, full, queue="small")
+    queue = Queue.objects.get(name="small")
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("root", "", "pw"))
+    form = {"subject_path": "userId", "max_job_bytes": "50", "_save": "Save"}
+    assert admin.post(f"/admin/queues/queue/{queue.pk}/change/", form).status_code == 302
+    big = {"data": {"blob": "x" * 100}}
+    call = api.post("/queues/small/jobs", big, as_=full)
+    assert call.status == 413 and "this queue's limit is 50" in call.body["errors"][0]["message"]
+    batch = api.post("/queues/small/jobs/batch", {"jobs": [{"data": {}}, big]}, as_=full)
+    assert batch.status == 413 and batch.body["errors"][0]["path"] == "/jobs/1/data"
+    job = push(api, full, queue="small")
+    assert api.patch(f"/jobs/{job['id']}", big, as_=full).status == 413
+    assert api.post("/queues/other/jobs", big, as_=full).status == 201  # only that queue
+    too_high = {**form, "max_job_bytes": "20000"}
+    assert admin.post(f"/admin/queues/queue/{queue.pk}/change/", too_high).status_code == 200

@@ -44,6 +44,8 @@ class Action(StrEnum):
     RESUME = "resume"
     SET_RATE_LIMIT = "setRateLimit"
     REMOVE_RATE_LIMIT = "removeRateLimit"
+    SET_SCHEMA = "setSchema"
+    REMOVE_SCHEMA = "removeSchema"
     SET_CONCURRENCY = "setConcurrency"
     REMOVE_CONCURRENCY = "removeConcurrency"
     UNKNOWN_ROUTE = "unknownRoute"

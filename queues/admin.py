@@ -22,7 +22,15 @@ class QueueAdmin(ServiceModelAdmin):
     list_display = ["name", "paused", "subject_path", "created_at"]
     list_filter = ["paused"]
     search_fields = ["name"]
-    fields = ["name", "subject_path", "max_job_bytes", "card_allowlist", "paused", "created_at"]
+    fields = [
+        "name",
+        "subject_path",
+        "json_schema",
+        "max_job_bytes",
+        "card_allowlist",
+        "paused",
+        "created_at",
+    ]
     actions = ["pause_queues", "resume_queues"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -41,6 +49,7 @@ class QueueAdmin(ServiceModelAdmin):
                 subject_path=subject_path,
                 card_allowlist=form.cleaned_data.get("card_allowlist"),
                 max_job_bytes=form.cleaned_data.get("max_job_bytes"),
+                json_schema=form.cleaned_data.get("json_schema"),
                 actor=actor,
             )
         else:

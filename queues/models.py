@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from security.cards import validate_pointer_list
+from security.jobschema import schema_problem
 
 QUEUE_NAME_RULE = (
     "a queue name is 1 to 128 characters of letters, digits, _ . : -, "
@@ -26,6 +27,12 @@ def validate_allowlist(value: object) -> None:
         validate_pointer_list(value)
     except ValueError as exc:
         raise ValidationError(str(exc), code="invalid_allowlist") from exc
+
+
+def validate_job_schema(value: object) -> None:
+    problem = None if value is None else schema_problem(value)
+    if problem:
+        raise ValidationError(problem, code="invalid_schema")
 
 
 class Queue(models.Model):
@@ -46,6 +53,13 @@ class Queue(models.Model):
     rate_limit_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     # At most this many jobs of the queue active at once.
     concurrency_max = models.PositiveIntegerField(null=True, blank=True)
+    json_schema = models.JSONField(
+        null=True,
+        blank=True,
+        validators=[validate_job_schema],
+        help_text="A JSON Schema (2020-12) every job's data must satisfy; formats are "
+        "asserted and only local $refs are allowed.",
+    )
     max_job_bytes = models.PositiveIntegerField(
         null=True,
         blank=True,

@@ -24,8 +24,14 @@ from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
 from flashq_project import limits
-from flashq_project.problems import FieldError, PayloadTooLarge, ServiceUnavailable
+from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge, ServiceUnavailable
 from security.cards import CardFinding, card_problem, find_cards, not_allowed
+from security.jobschema import (
+    SchemaValidationFailed,
+    schema_errors,
+    schema_problem,
+    validator_for,
+)
 
 from . import wakeup
 from .backoff import retry_delay_ms
@@ -57,7 +63,9 @@ def _queue_for_push(name: str) -> tuple[Queue, bool]:
     """The queue, and whether this push created it."""
     # only(): the push path needs the id and subject_path, not the whole row.
     queue = (
-        Queue.objects.only("id", "name", "subject_path", "card_allowlist", "max_job_bytes")
+        Queue.objects.only(
+            "id", "name", "subject_path", "card_allowlist", "max_job_bytes", "json_schema"
+        )
         .filter(name=name)
         .first()
     )
@@ -119,6 +127,7 @@ def _push(
     """The pushed jobs, and what the audit event should add about the queue."""
     queue, queue_created = _queue_for_push(queue_name)
     _refuse_oversize([(spec.data_bytes, spec.data_path) for spec in specs], queue)
+    _refuse_off_schema([(spec.data, spec.data_path) for spec in specs], queue)
     _refuse_cards_in_data(
         [(spec.card_findings, spec.data_path) for spec in specs], queue.card_allowlist
     )
@@ -260,6 +269,17 @@ def _refuse_oversize(sizes: Sequence[tuple[int, str]], queue: Queue) -> None:
     ]
     if errors:
         raise PayloadTooLarge("Job data is larger than this queue allows.", errors=errors)
+
+
+def _refuse_off_schema(values: Sequence[tuple[Any, str]], queue: Queue) -> None:
+    """Job data must satisfy the queue's schema, if it has one: one compiled validator
+    for the whole batch, every failing path listed."""
+    if queue.json_schema is None:
+        return
+    validator = validator_for(queue.json_schema)
+    errors = [error for data, path in values for error in schema_errors(validator, data, path)]
+    if errors:
+        raise SchemaValidationFailed("Job data does not match the queue's schema.", errors=errors)
 
 
 def _refuse_cards_in_data(
@@ -457,6 +477,7 @@ def job_update(*, job_id: uuid.UUID, data: dict[str, Any], actor: Actor) -> Job:
         if job.state != JobState.WAITING or job.started_at is not None:
             raise StateConflict("Only a job that has not started yet can be updated.")
         _refuse_oversize([(encoded_size(data), "/data")], job.queue)
+        _refuse_off_schema([(data, "/data")], job.queue)
         _refuse_cards_in_data([(find_cards(data, "/data"), "/data")], job.queue.card_allowlist)
         path = job.queue.subject_path
         if job.subject == subject_from(job.data, path):
@@ -550,17 +571,19 @@ def queue_update(
     subject_path: str,
     card_allowlist: list[str] | None = None,
     max_job_bytes: int | None = None,
+    json_schema: dict[str, Any] | None = None,
     actor: Actor,
 ) -> Queue:
     """Change a queue's settings. Its name and paused flag are not settings: a name is
     what permissions match, and pausing has its own service."""
     with transaction.atomic():
         queue = _queue_for_update(name)
-        fields = ["subject_path", "card_allowlist", "max_job_bytes"]
+        fields = ["subject_path", "card_allowlist", "max_job_bytes", "json_schema"]
         before = {field: getattr(queue, field) for field in fields}
         queue.subject_path = subject_path
         queue.card_allowlist = card_allowlist or None
         queue.max_job_bytes = max_job_bytes
+        queue.json_schema = json_schema
         queue.full_clean()
         queue.save(update_fields=fields)
         after = {field: getattr(queue, field) for field in fields}
@@ -627,5 +650,25 @@ def queue_set_concurrency(*, name: str, max_active: int | None, actor: Actor) ->
                 "to": max_active,
                 **({"queue_created": True} if created else {}),
             },
+        )
+    return queue
+
+
+def queue_set_schema(*, name: str, schema: dict[str, Any] | None, actor: Actor) -> Queue:
+    """Set (or, with None, remove) the JSON Schema every job's data must satisfy. An
+    invalid schema, or one that refers outside itself, is refused (400)."""
+    problem = None if schema is None else schema_problem(schema)
+    if problem:
+        raise InvalidInput(problem, errors=[FieldError("/schema", problem)])
+    with transaction.atomic():
+        queue, created = _queue_for_limits(name)
+        had = queue.json_schema is not None
+        queue.json_schema = schema
+        queue.save(update_fields=["json_schema"])
+        audit_record(
+            actor=actor,
+            action=Action.SET_SCHEMA if schema is not None else Action.REMOVE_SCHEMA,
+            queue=name,
+            details={"replaced": had, **({"queue_created": True} if created else {})},
         )
     return queue

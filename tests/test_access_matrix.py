@@ -35,6 +35,8 @@ QUEUE_ROUTES = {
     "resume",
     "setRateLimit",
     "removeRateLimit",
+    "setSchema",
+    "removeSchema",
     "setConcurrency",
     "removeConcurrency",
 }

@@ -128,6 +128,16 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
         lambda api, job, t: api.request("DELETE", "/queues/jobs:q/rate-limit", as_=t),
         ADMIN_ONLY,
     ),
+    "setSchema": (
+        lambda api, job, t: api.request(
+            "PUT", "/queues/jobs:q/schema", {"schema": {"type": "object"}}, as_=t
+        ),
+        ADMIN_ONLY,
+    ),
+    "removeSchema": (
+        lambda api, job, t: api.request("DELETE", "/queues/jobs:q/schema", as_=t),
+        ADMIN_ONLY,
+    ),
     "setConcurrency": (
         lambda api, job, t: api.request("PUT", "/queues/jobs:q/concurrency", {"max": 3}, as_=t),
         ADMIN_ONLY,

@@ -29,6 +29,8 @@ ROUTES = {
     ("/api/v1/queues/{queue}/resume", "post"),
     ("/api/v1/queues/{queue}/rate-limit", "put"),
     ("/api/v1/queues/{queue}/rate-limit", "delete"),
+    ("/api/v1/queues/{queue}/schema", "put"),
+    ("/api/v1/queues/{queue}/schema", "delete"),
     ("/api/v1/queues/{queue}/concurrency", "put"),
     ("/api/v1/queues/{queue}/concurrency", "delete"),
     ("/api/v1/queues/{queue}/jobs", "post"),

@@ -30,6 +30,8 @@ class Operation(Enum):
     RESUME = ("resume", Action.RESUME, Verb.ADMIN)
     SET_RATE_LIMIT = ("setRateLimit", Action.SET_RATE_LIMIT, Verb.ADMIN)
     REMOVE_RATE_LIMIT = ("removeRateLimit", Action.REMOVE_RATE_LIMIT, Verb.ADMIN)
+    SET_SCHEMA = ("setSchema", Action.SET_SCHEMA, Verb.ADMIN)
+    REMOVE_SCHEMA = ("removeSchema", Action.REMOVE_SCHEMA, Verb.ADMIN)
     SET_CONCURRENCY = ("setConcurrency", Action.SET_CONCURRENCY, Verb.ADMIN)
     REMOVE_CONCURRENCY = ("removeConcurrency", Action.REMOVE_CONCURRENCY, Verb.ADMIN)
 

@@ -294,3 +294,40 @@ class QueueConcurrencyApi(FlashqApiView):
         self.authorize(name)
         queue_obj = services.queue_set_concurrency(name=name, max_active=None, actor=self.actor())
         return Response(queue_summary(queue_obj))
+
+
+@extend_schema_view(
+    put=operation_schema(
+        Operation.SET_SCHEMA,
+        request=serializers.SchemaIn,
+        responses={200: serializers.QueueOut, **problems(415)},
+        description="Set the JSON Schema (2020-12) every job's data must satisfy: push and "
+        "update are then validated against it (422 listing every failing path). Formats "
+        "are asserted; only local `$ref`s are allowed (a schema naming a URL is refused). "
+        "Creates the queue if needed. Needs `admin`.",
+    ),
+    delete=operation_schema(
+        Operation.REMOVE_SCHEMA,
+        request=None,
+        responses={200: serializers.QueueOut, **problems()},
+        description="Remove the queue's schema. Needs `admin`.",
+    ),
+)
+class QueueSchemaApi(FlashqApiView):
+    operations = {"put": Operation.SET_SCHEMA, "delete": Operation.REMOVE_SCHEMA}
+
+    def put(self, request: Request, queue: str) -> Response:
+        name = self.queue_name()
+        self.authorize(name)
+        params = serializers.SchemaIn(data=request.data)
+        params.is_valid(raise_exception=True)
+        queue_obj = services.queue_set_schema(
+            name=name, schema=params.validated_data["schema"], actor=self.actor()
+        )
+        return Response(queue_summary(queue_obj))
+
+    def delete(self, request: Request, queue: str) -> Response:
+        name = self.queue_name()
+        self.authorize(name)
+        queue_obj = services.queue_set_schema(name=name, schema=None, actor=self.actor())
+        return Response(queue_summary(queue_obj))

@@ -80,5 +80,6 @@ def queue_summary(queue: Queue) -> dict[str, Any]:
         "paused": queue.paused,
         "rate_limit": rate,
         "concurrency": queue.concurrency_max,
+        "schema": queue.json_schema,
         "created_at": iso(queue.created_at),
     }

@@ -311,6 +311,10 @@ class RateLimitIn(StrictSerializer):
     duration_ms = StrictIntegerField(min_value=1, max_value=limits.MAX_RATE_LIMIT_DURATION_MS)
 
 
+class SchemaIn(StrictSerializer):
+    schema = serializers.JSONField(help_text="A JSON Schema (2020-12); only local $refs")
+
+
 class ConcurrencyIn(StrictSerializer):
     max = StrictIntegerField(min_value=1, max_value=limits.MAX_CONCURRENCY)
 
@@ -325,6 +329,7 @@ class QueueOut(serializers.Serializer):
     paused = serializers.BooleanField()
     rate_limit = RateLimitOut(allow_null=True, help_text="jobs handed out per duration")
     concurrency = serializers.IntegerField(allow_null=True, help_text="most jobs active at once")
+    schema = serializers.JSONField(allow_null=True, help_text="JSON Schema of job data")
     created_at = serializers.DateTimeField()
 
 

@@ -15,6 +15,7 @@ urlpatterns = [
         queue_views.QueueRateLimitApi.as_view(),
         name="queue-rate-limit",
     ),
+    path("queues/<str:queue>/schema", queue_views.QueueSchemaApi.as_view(), name="queue-schema"),
     path(
         "queues/<str:queue>/concurrency",
         queue_views.QueueConcurrencyApi.as_view(),

@@ -26,6 +26,7 @@ class QueueAdmin(ServiceModelAdmin):
         "name",
         "subject_path",
         "json_schema",
+        "sensitive_fields",
         "max_job_bytes",
         "card_allowlist",
         "paused",
@@ -50,6 +51,7 @@ class QueueAdmin(ServiceModelAdmin):
                 card_allowlist=form.cleaned_data.get("card_allowlist"),
                 max_job_bytes=form.cleaned_data.get("max_job_bytes"),
                 json_schema=form.cleaned_data.get("json_schema"),
+                sensitive_fields=form.cleaned_data.get("sensitive_fields"),
                 actor=actor,
             )
         else:

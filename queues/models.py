@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from security.cards import validate_pointer_list
 from security.jobschema import schema_problem
+from security.masking import DEFAULT_SENSITIVE_FIELDS
 
 QUEUE_NAME_RULE = (
     "a queue name is 1 to 128 characters of letters, digits, _ . : -, "
@@ -27,6 +28,17 @@ def validate_allowlist(value: object) -> None:
         validate_pointer_list(value)
     except ValueError as exc:
         raise ValidationError(str(exc), code="invalid_allowlist") from exc
+
+
+def default_sensitive_fields() -> list[str]:
+    return list(DEFAULT_SENSITIVE_FIELDS)
+
+
+def validate_field_names(value: object) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(name, str) and 0 < len(name) <= 200 for name in value
+    ):
+        raise ValidationError('A list of field names, e.g. ["ssn", "password"].')
 
 
 def validate_job_schema(value: object) -> None:
@@ -59,6 +71,13 @@ class Queue(models.Model):
         validators=[validate_job_schema],
         help_text="A JSON Schema (2020-12) every job's data must satisfy; formats are "
         "asserted and only local $refs are allowed.",
+    )
+    sensitive_fields = models.JSONField(
+        default=default_sensitive_fields,
+        blank=True,
+        validators=[validate_field_names],
+        help_text="Keys whose values getJob and getJobs show as [MASKED] unless the token "
+        "has an explicit reveal grant on the queue (workers' pull is never masked).",
     )
     max_job_bytes = models.PositiveIntegerField(
         null=True,

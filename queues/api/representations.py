@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from security.access import Principal
+from security.access import Principal, Verb
+from security.masking import masked
 
 from ..models import Job, Queue
 from ..selectors import reported_state
@@ -50,10 +51,15 @@ def job_leased(job: Job, queue_name: str) -> dict[str, Any]:
 
 
 def job_detail(job: Job, principal: Principal, now: datetime) -> dict[str, Any]:
+    """The job as getJob shows it: sensitive fields masked unless the token may both
+    getJob and reveal on the job's queue."""
+    queue = job.queue.name
+    reveal = principal.allows(Verb.GET_JOB, queue) and principal.allows(Verb.REVEAL, queue)
+    hidden = () if reveal else (job.queue.sensitive_fields or ())
     body = {
-        **job_summary(job, job.queue.name, now),
-        "data": job.data,
-        "result": job.result,
+        **job_summary(job, queue, now),
+        "data": masked(job.data, hidden),
+        "result": masked(job.result, hidden),
         "error": job.error,
         "errors": job.errors,
         "backoff": job.backoff,

@@ -1,0 +1,30 @@
+"""Masking of sensitive fields: values under a key in a queue's ``sensitive_fields``
+(matched case-insensitively, at any depth) become ``"[MASKED]"`` for anyone without an
+explicit ``reveal`` grant on the queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+MASKED = "[MASKED]"
+DEFAULT_SENSITIVE_FIELDS = ("ssn", "creditCard", "password", "apiKey")
+
+
+def masked(value: Any, fields: Iterable[str]) -> Any:
+    """A copy of ``value`` with the sensitive fields' values masked."""
+    names = frozenset(field.lower() for field in fields)
+    if not names:
+        return value
+    return _mask(value, names)
+
+
+def _mask(value: Any, names: frozenset[str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: MASKED if key.lower() in names else _mask(child, names)
+            for key, child in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask(child, names) for child in value]
+    return value

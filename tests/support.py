@@ -72,6 +72,16 @@ def make_token(name: str, *allow: str, deny: tuple[str, ...] = ()) -> str:
     return raw
 
 
+def superuser_client() -> Any:
+    """The Django test client, logged in as a superuser ("root") of the admin."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", "", "pw"))
+    return client
+
+
 @dataclass
 class Personas:
     producer: str

@@ -16,7 +16,7 @@ from compliance.models import AuditEvent
 from queues.models import Job, JobState
 from security.cards import card_numbers_in, luhn_valid
 
-from .support import Api, pull, push
+from .support import Api, pull, push, superuser_client
 
 pytestmark = pytest.mark.django_db
 
@@ -152,15 +152,11 @@ def test_names_that_only_resemble_card_secrets_pass(api: Api, full: str, field: 
 
 
 def test_a_queue_allow_list_lets_known_false_positives_through(api: Api, full: str) -> None:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     from queues.models import Queue
 
     push(api, full, queue="orders")
     queue = Queue.objects.get(name="orders")
-    admin = Client()
-    admin.force_login(get_user_model().objects.create_superuser("root", "", "pw"))
+    admin = superuser_client()
     form = {"subject_path": "userId", "card_allowlist": '["/order/reference"]', "_save": "Save"}
     assert admin.post(f"/admin/queues/queue/{queue.pk}/change/", form).status_code == 302
     event = AuditEvent.objects.filter(action="queue.update").get()

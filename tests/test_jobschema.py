@@ -11,7 +11,7 @@ import pytest
 from compliance.models import AuditEvent
 from queues.models import Job
 
-from .support import Api, push
+from .support import Api, push, superuser_client
 
 pytestmark = pytest.mark.django_db
 
@@ -163,15 +163,11 @@ def test_local_refs_work_and_removing_the_schema_lifts_it(api: Api, full: str) -
 
 
 def test_the_admin_refuses_an_invalid_schema(api: Api, full: str) -> None:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     from queues.models import Queue
 
     push(api, full, queue="jobs:s")
     queue = Queue.objects.get(name="jobs:s")
-    admin = Client()
-    admin.force_login(get_user_model().objects.create_superuser("root", "", "pw"))
+    admin = superuser_client()
     form = {
         "subject_path": "userId",
         "json_schema": '{"$ref": "https://x.test/s"}',

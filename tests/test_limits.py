@@ -11,7 +11,7 @@ from compliance.models import AuditEvent
 from flashq_project import limits
 from queues.models import Job, JobState
 
-from .support import Api, pull, push
+from .support import Api, pull, push, superuser_client
 
 pytestmark = pytest.mark.django_db
 
@@ -157,16 +157,12 @@ def test_wide_objects_and_arrays_are_413_naming_the_path(
 
 
 def test_a_queue_can_cap_its_jobs_lower(api: Api, full: str, settings: Any) -> None:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     from queues.models import Queue
 
     settings.MAX_JOB_BYTES = 10_000
     push(api, full, queue="small")
     queue = Queue.objects.get(name="small")
-    admin = Client()
-    admin.force_login(get_user_model().objects.create_superuser("root", "", "pw"))
+    admin = superuser_client()
     form = {"subject_path": "userId", "max_job_bytes": "50", "_save": "Save"}
     assert admin.post(f"/admin/queues/queue/{queue.pk}/change/", form).status_code == 302
     big = {"data": {"blob": "x" * 100}}

@@ -70,6 +70,7 @@ class Config:
     worker_threads: int
     time_limit: float
     raw_repeats: int
+    schema: bool = False
 
 
 def parse_config(argv: list[str] | None = None) -> Config:
@@ -88,6 +89,11 @@ def parse_config(argv: list[str] | None = None) -> Config:
     parser.add_argument(
         "--raw-repeats", type=int, default=3, help="runs of each ceiling; the best counts"
     )
+    parser.add_argument(
+        "--schema",
+        action="store_true",
+        help="set a JSON Schema on the bench queues (validation on every push)",
+    )
     args = parser.parse_args(argv)
     return Config(
         warmup_requests=200,
@@ -103,6 +109,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
         worker_threads=args.worker_threads,
         time_limit=args.time_limit,
         raw_repeats=args.raw_repeats,
+        schema=args.schema,
     )
 
 
@@ -405,6 +412,25 @@ def gunicorn(env: dict[str, str], cfg: Config, token: str, log: Path) -> Iterato
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# What --schema sets on every bench queue: the shape job_body pushes, strictly.
+BENCH_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["userId", "n"],
+    "properties": {"userId": {"type": "string", "maxLength": 64}, "n": {"type": "integer"}},
+}
+
+
+def set_schemas(env: dict[str, str]) -> None:
+    """Set BENCH_SCHEMA on the bench queues through the service, as an operator would."""
+    code = (
+        "from compliance.audit import Actor; from queues.services import queue_set_schema; "
+        f"[queue_set_schema(name=q, schema={BENCH_SCHEMA!r}, actor=Actor.command('bench')) "
+        f"for q in {sorted(QUEUES.values())!r}]"
+    )
+    manage(env, "shell", "-c", code)
 
 
 def job_body(n: int) -> dict[str, Any]:
@@ -725,6 +751,9 @@ def main(argv: list[str] | None = None) -> None:
     print("Migrating the scratch database ...", flush=True)
     manage(env, "migrate", "--noinput")
     token = create_token(env)
+    if cfg.schema:
+        print("Setting a JSON Schema on the bench queues ...", flush=True)
+        set_schemas(env)
     create_raw_table(url)
     log = RESULTS / f"{stamp}-gunicorn.log"
     with gunicorn(env, cfg, token, log) as server:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.conf import settings
-
-from security.ratelimit import Rate, count_throttled
+from security.ratelimit import auth_failure_rate, count_throttled
 
 from .audit import Action, Actor, audit_refusal
 
@@ -17,7 +15,7 @@ from .audit import Action, Actor, audit_refusal
 def record_throttled_refusal(
     *, actor: Actor, action: Action, status: int, details: dict[str, Any] | None = None
 ) -> None:
-    window = Rate.parse(settings.AUTH_FAILURE_RATE).period_s
+    window = auth_failure_rate().period_s
     count = count_throttled(ip=actor.client_ip, window_s=window, now_s=time.time())
     if count & (count - 1) == 0:
         audit_refusal(

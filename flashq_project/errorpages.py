@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from contextlib import suppress
 
-from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
@@ -14,7 +13,7 @@ from compliance.audit import Action, ActorKind, audit_refusal
 from compliance.floods import record_throttled_refusal
 from compliance.httpactor import request_actor
 from security.authentication import AuthThrottled, TokenRefused, principal_for
-from security.ratelimit import Rate, auth_failure_key, rate_take
+from security.ratelimit import count_auth_failure
 
 from .problems import CONTENT_TYPE, problem_body
 
@@ -44,8 +43,7 @@ def _audit_unknown_route(request: HttpRequest) -> None:
         throttled = True
     except TokenRefused as refused:
         details["auth"] = refused.reason
-        failures = auth_failure_key(actor.client_ip)
-        throttled = not rate_take(key=failures, rate=Rate.parse(settings.AUTH_FAILURE_RATE)).allowed
+        throttled = not count_auth_failure(actor.client_ip).allowed
     else:
         actor = request_actor(
             request, kind=ActorKind.TOKEN, name=principal.name, token_id=principal.token_id

@@ -30,6 +30,7 @@ from .ratelimit import (
     Decision,
     Rate,
     auth_failure_key,
+    auth_failure_rate,
     database_now,
     failures_exhausted,
     failures_now_exhausted,
@@ -62,10 +63,6 @@ class TokenRefused(AuthenticationFailed):
         super().__init__(INVALID)
         self.reason = reason
         self.public_id = public_id
-
-
-def _failure_rate() -> Rate:
-    return Rate.parse(settings.AUTH_FAILURE_RATE)
 
 
 @lru_cache(maxsize=4)
@@ -127,7 +124,7 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
     """One statement on the hot path (see _PRINCIPAL_SQL)."""
     rows = _token_rows(parts.public_id, auth_failure_key(ip))
     if rows and rows[0][-1] is not None:
-        throttled = failures_exhausted(rows[0][-1], rows[0][-2], _failure_rate())
+        throttled = failures_exhausted(rows[0][-1], rows[0][-2], auth_failure_rate())
         if throttled is not None:
             raise AuthThrottled(throttled)
     digest = tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER)
@@ -185,7 +182,7 @@ def principal_for(raw: str, *, ip: str | None = None) -> Principal:
         raise TokenRefused("malformed")
     # A bootstrap secret is compared in memory: read the address's failures first, so
     # a throttled address learns nothing from a guess (one query, on a rare path).
-    throttled = failures_now_exhausted(auth_failure_key(ip), _failure_rate())
+    throttled = failures_now_exhausted(auth_failure_key(ip), auth_failure_rate())
     if throttled is not None:
         raise AuthThrottled(throttled)
     return _bootstrap_principal(raw)

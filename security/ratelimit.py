@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection
 
 _RATE = re.compile(r"(?P<limit>[1-9][0-9]{0,8})/(?P<count>[1-9][0-9]{0,5})?(?P<unit>s|m|h|d)")
@@ -128,6 +129,16 @@ RETURNING tat
 
 def auth_failure_key(ip: str | None) -> str:
     return f"{AUTH_FAILURES}{ip or 'unknown'}"
+
+
+def auth_failure_rate() -> Rate:
+    """AUTH_FAILURE_RATE: failed authentications allowed per client address."""
+    return Rate.parse(settings.AUTH_FAILURE_RATE)
+
+
+def count_auth_failure(ip: str | None) -> Decision:
+    """Count one failed authentication against ``ip``; not allowed once over the limit."""
+    return rate_take(key=auth_failure_key(ip), rate=auth_failure_rate())
 
 
 def count_throttled(*, ip: str | None, window_s: float, now_s: float, kind: str = THROTTLED) -> int:

@@ -31,12 +31,7 @@ from flashq_project.problems import (
 from security.access import Principal
 from security.authentication import AuthThrottled, TokenRefused, record_last_use
 from security.clientip import address_allowed, client_ip
-from security.ratelimit import (
-    Decision,
-    Rate,
-    auth_failure_key,
-    rate_take,
-)
+from security.ratelimit import Decision, count_auth_failure, rate_take
 
 from .. import selectors
 from ..errors import JobNotFound
@@ -135,8 +130,7 @@ class FlashqApiView(APIView):
     def _count_auth_failure(self, exc: Exception) -> Exception:
         """Every failed authentication counts against its address; past the limit the
         answer is 429 (and the token, if any, was not even checked next time)."""
-        rate = Rate.parse(settings.AUTH_FAILURE_RATE)
-        counted = rate_take(key=auth_failure_key(client_ip(self.request)), rate=rate)
+        counted = count_auth_failure(client_ip(self.request))
         if counted.allowed:
             return exc
         self._throttled_ip = True

@@ -14,6 +14,7 @@ the figures to ``bench/results/<timestamp>.json`` (gunicorn's log goes beside it
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import itertools
 import json
@@ -53,6 +54,7 @@ WARMUP_QUEUE = "bench-warmup"
 # The raw table has no queues table behind it: any distinct int per measure and repeat.
 RAW_QUEUE_IDS = {SINGLE: 100, BATCH: 200, PULL: 300}
 JSON_HEADERS = {"Content-Type": "application/json"}
+BENCH_KEY_ID = "bench1"
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,7 @@ def app_environment(url: str) -> dict[str, str]:
         "DATABASE_URL": url,
         "SECRET_KEY": secrets.token_urlsafe(64),
         "TOKEN_PEPPER": secrets.token_urlsafe(48),
+        "ENCRYPTION_KEYS": f"{BENCH_KEY_ID}:{base64.b64encode(os.urandom(32)).decode()}",
         "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
@@ -507,14 +510,18 @@ def http_pull_ack(server: Server, cfg: Config) -> Figure:
 RAW_TABLE = "bench_raw_job"
 # The columns a push writes (the rest are NULL), constants inline as the app's are fixed.
 RAW_COLUMNS = (
-    "id, queue_id, state, priority, data, errors, attempts, max_attempts, backoff, run_at, "
-    "created_at, tags, progress, progress_message, lease_owner, lease_seconds, error, subject, "
+    "id, queue_id, state, priority, data, attempts, max_attempts, backoff, run_at, "
+    "created_at, tags, progress, progress_message, lease_owner, lease_seconds, subject, "
     "pushed_by"
 )
 RAW_ROW = (
-    "(%s, %s, 'waiting', 0, %s, '[]', 0, 3, %s, now(), now(), '[]', 0, '', '', 30, '', %s, "
+    "(%s, %s, 'waiting', 0, %s, 0, 3, %s, now(), now(), '[]', 0, '', '', 30, %s, "
     "'family:bench00000000')"
 )
+# The app stores data sealed (security.encryption): version, key id length, key id,
+# 12-byte nonce, JSON ciphertext, 16-byte tag. The ceiling stores as many random bytes:
+# the database's work, without the app's encryption.
+SEAL_OVERHEAD = 2 + len(BENCH_KEY_ID) + 12 + 16
 RAW_BACKOFF = {"type": "exponential", "delay": 1000, "max": 3_600_000, "jitter": 0.2}
 # queues/claim.py POSTGRESQL_CLAIM, against the raw table.
 RAW_CLAIM = f"""
@@ -550,7 +557,8 @@ def create_raw_table(url: str) -> None:
 
 def raw_params(queue_id: int, n: int) -> list[Any]:
     data = job_body(n)["data"]
-    return [uuid6.uuid7(), queue_id, Jsonb(data), Jsonb(RAW_BACKOFF), data["userId"]]
+    sealed = os.urandom(SEAL_OVERHEAD + len(json.dumps(data, separators=(",", ":"))))
+    return [uuid6.uuid7(), queue_id, sealed, Jsonb(RAW_BACKOFF), data["userId"]]
 
 
 def raw_insert_sql(rows: int) -> str:

@@ -61,6 +61,7 @@ class Action(StrEnum):
     TOKEN_REVOKE = "token.revoke"  # noqa: S105 (an action, not a secret)
     TOKEN_ROTATE = "token.rotate"  # noqa: S105 (an action, not a secret)
     TOKEN_DELETE = "token.delete"  # noqa: S105 (an action, not a secret)
+    KEYS_ROTATE = "keys.rotate"
 
 
 class ActorKind(StrEnum):

@@ -86,6 +86,15 @@ class CardNumberDetected(FlashqError):
         self.masked = masked or []
 
 
+class PayloadUnreadable(FlashqError):
+    """A job's stored payload failed to decrypt (a missing key, or an altered row). The
+    cause goes to the server log; the caller learns which job, not why."""
+
+    status = 500
+    code = "payload_unreadable"
+    title = "Payload unreadable"
+
+
 class RateLimited(FlashqError):
     """Over a rate limit: 429 with ``Retry-After`` and the RateLimit-* headers."""
 

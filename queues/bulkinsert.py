@@ -15,18 +15,29 @@ from typing import Any
 
 from django.db import connection, models
 
+from security.fields import SealedJSONField
+
 from .models import Job
 
 _FIELDS = list(Job._meta.concrete_fields)
 
 
-def _to_copy(field: models.Field[Any, Any]) -> Callable[[Any], Any]:
+def _to_copy(field: models.Field[Any, Any]) -> Callable[[Job], Any]:
+    """The COPY value of ``field`` for a job (text format; psycopg escapes it)."""
+    attname = field.attname
+    if isinstance(field, SealedJSONField):
+        # Sealed with the job's id by the field itself, as save() would.
+        def sealed(job: Job) -> bytes | None:
+            value = field.pre_save(job, True)
+            return None if value is None else value.blob
+
+        return sealed
     if isinstance(field, models.JSONField):
-        return lambda value: None if value is None else json.dumps(value)
-    return lambda value: value
+        return lambda job: None if (value := getattr(job, attname)) is None else json.dumps(value)
+    return lambda job: getattr(job, attname)
 
 
-_ROW = [(field.attname, _to_copy(field)) for field in _FIELDS]
+_ROW = [_to_copy(field) for field in _FIELDS]
 _COPY = "COPY {table} ({columns}) FROM STDIN"
 
 
@@ -48,7 +59,7 @@ def insert_jobs(jobs: Sequence[Job]) -> None:
         cursor.cursor.copy(sql) as copy,
     ):
         for job in jobs:
-            copy.write_row([convert(getattr(job, attname)) for attname, convert in _ROW])
+            copy.write_row([convert(job) for convert in _ROW])
     for job in jobs:
         job._state.adding = False
         job._state.db = connection.alias

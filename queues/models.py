@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from security.cards import validate_pointer_list
+from security.fields import SealedJSONField
 from security.jobschema import schema_problem
 from security.masking import DEFAULT_SENSITIVE_FIELDS
 
@@ -138,10 +139,12 @@ class Job(models.Model):
     queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="jobs")
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.WAITING)
     priority = models.IntegerField(default=0)
-    data = models.JSONField()
-    result = models.JSONField(null=True, blank=True)
-    error = models.TextField(blank=True, default="")
-    errors = models.JSONField(default=list, blank=True)
+    # Payloads: AES-256-GCM in the column, bound to the job id and field name
+    # (security.fields). A missing result, error or history is NULL, not a sealed empty.
+    data = SealedJSONField()
+    result = SealedJSONField(empty=None)
+    error = SealedJSONField(empty="")
+    errors = SealedJSONField(empty=[])
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
     backoff = models.JSONField(default=dict, blank=True)

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
+from security.fields import bulk_update_sealed
 from security.ratelimit import Rate, rate_available, rate_charge
 
 from . import claim
@@ -47,7 +48,7 @@ def _requeue_expired(*, actor: Actor, queue_id: int | None, limit: int) -> int:
         return 0
     for job in jobs:
         record_failure(job, LEASE_EXPIRED, now=now, retry=True, delay_ms=0)
-    Job.objects.bulk_update(jobs, FAILURE_FIELDS)
+    bulk_update_sealed(Job, jobs, FAILURE_FIELDS)
     failed = sum(job.state == JobState.FAILED for job in jobs)
     audit_record(
         actor=actor,

@@ -7,8 +7,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.exceptions import ImproperlyConfigured
 
 from .clientip import normalise_cidr
+from .encryption import parse_keyring
 from .strength import weak_secrets
 
 
@@ -45,3 +47,20 @@ def check_address_lists(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                     )
                 )
     return found
+
+
+@register(Tags.security)
+def check_encryption_keys(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Job payloads cannot be written or read without a valid keyring."""
+    try:
+        parse_keyring(settings.ENCRYPTION_KEYS)
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint="e.g. ENCRYPTION_KEYS=k1:$(python -c 'import base64,os; "
+                "print(base64.b64encode(os.urandom(32)).decode())')",
+                id="flashq.E003",
+            )
+        ]
+    return []

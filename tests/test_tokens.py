@@ -123,7 +123,13 @@ def test_a_short_bootstrap_token_is_refused_at_start_up() -> None:
 def _strong() -> dict[str, str]:
     import secrets
 
-    return {"SECRET_KEY": secrets.token_urlsafe(48), "TOKEN_PEPPER": secrets.token_urlsafe(32)}
+    from security.encryption import generate_key
+
+    return {
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "TOKEN_PEPPER": secrets.token_urlsafe(32),
+        "ENCRYPTION_KEYS": f"k1:{generate_key()}",
+    }
 
 
 @pytest.mark.parametrize(
@@ -177,10 +183,50 @@ def test_secrets_are_read_from_name_file(tmp_path: object) -> None:
     from pathlib import Path
 
     strong = _strong()
-    key_file = Path(str(tmp_path)) / "key"
+    key_file, keyring_file = Path(str(tmp_path)) / "key", Path(str(tmp_path)) / "keyring"
     key_file.write_text(strong["SECRET_KEY"])
-    env = {"SECRET_KEY_FILE": str(key_file), "TOKEN_PEPPER": strong["TOKEN_PEPPER"]}
+    keyring_file.write_text(strong["ENCRYPTION_KEYS"])
+    env = {
+        "SECRET_KEY_FILE": str(key_file),
+        "TOKEN_PEPPER": strong["TOKEN_PEPPER"],
+        "ENCRYPTION_KEYS_FILE": str(keyring_file),
+    }
     assert _settings_import(env, "flashq_project.settings.production").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        ("", "ENCRYPTION_KEYS is not set"),
+        ("k1:c2hvcnQga2V5IG1hdGVyaWFs", "ENCRYPTION_KEYS entry 1 ('k1'): the key is 18 bytes"),
+    ],
+)
+def test_production_refuses_to_start_without_a_payload_key(keys: str, named: str) -> None:
+    result = _settings_import(
+        {**_strong(), "ENCRYPTION_KEYS": keys}, "flashq_project.settings.production"
+    )
+    assert result.returncode != 0
+    assert named in result.stderr
+    assert "c2hvcnQga2V5IG1hdGVyaWFs" not in result.stderr
+
+
+def test_a_local_run_generates_its_payload_key_once_and_keeps_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also for a .flashq-dev from before encryption: the key is added, the rest kept."""
+    import json
+
+    from flashq_project.settings import local
+    from security.encryption import parse_keyring
+
+    monkeypatch.setattr(local, "DEV_DIR", tmp_path)
+    older = {"SECRET_KEY": "kept-secret-key", "TOKEN_PEPPER": "kept-pepper"}
+    (tmp_path / "secrets.json").write_text(json.dumps(older))
+    first = local._dev_secrets()
+    assert {k: first[k] for k in older} == older
+    assert parse_keyring(first["ENCRYPTION_KEYS"]).primary == "dev1"
+    assert local._dev_secrets() == first == json.loads((tmp_path / "secrets.json").read_text())
+    assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
 
 
 def test_check_reports_address_lists_that_do_not_parse(settings: Any) -> None:

@@ -22,6 +22,9 @@ DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 TOKEN_PEPPER = env.str("TOKEN_PEPPER", default="")
 AUTH_TOKENS: list[str] = env.list("AUTH_TOKENS", default=[])
+# Job payloads at rest (security.encryption): "keyid:base64key,..." (32-byte keys), the
+# first seals, all open. Local runs and tests generate their own; production requires it.
+ENCRYPTION_KEYS = env.str("ENCRYPTION_KEYS", default="")
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 # Every API token expires: at most this many days after it was created (a lower value

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
+from security.encryption import parse_keyring
 from security.strength import weak_secrets
 
 from .base import *  # noqa: F403
-from .base import AUTH_TOKENS, DEBUG, SECRET_KEY, TOKEN_PEPPER, env
+from .base import AUTH_TOKENS, DEBUG, ENCRYPTION_KEYS, SECRET_KEY, TOKEN_PEPPER, env
 
 if DEBUG:
     raise ImproperlyConfigured("DEBUG must be off in production")
@@ -19,6 +20,9 @@ _weak = weak_secrets(secret_key=SECRET_KEY, pepper=TOKEN_PEPPER, auth_tokens=AUT
 if _weak:
     # Names and reasons only, never a value. Each can also be given as NAME_FILE.
     raise ImproperlyConfigured("weak or missing secrets: " + "; ".join(_weak))
+# Job payloads are encrypted at rest: no keyring, no start (the error names the entry
+# at fault, never a key).
+parse_keyring(ENCRYPTION_KEYS)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import secrets
 
+from security.encryption import generate_key
+
 from .base import *  # noqa: F403
 from .base import BASE_DIR, DATABASES
 
 SECRET_KEY = secrets.token_urlsafe(50)
 TOKEN_PEPPER = secrets.token_urlsafe(32)
+ENCRYPTION_KEYS = f"test1:{generate_key()}"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -25,12 +25,14 @@ from flashq_project.problems import (
     CardNumberDetected,
     InvalidInput,
     LengthRequired,
+    PayloadUnreadable,
     RateLimited,
     ServiceUnavailable,
 )
 from security.access import Principal
 from security.authentication import AuthThrottled, TokenRefused, record_last_use
 from security.clientip import address_allowed, client_ip
+from security.encryption import DecryptionFailed
 from security.ratelimit import Decision, count_auth_failure, rate_take
 
 from .. import selectors
@@ -116,6 +118,13 @@ class FlashqApiView(APIView):
             self._refusal_details = {"auth": exc.reason}
             if exc.public_id:
                 self._refusal_details["public_id"] = exc.public_id
+        if isinstance(exc, DecryptionFailed):
+            # Names the job, field and key id, never a value; the caller gets the job.
+            logger.error("%s", exc)
+            exc = PayloadUnreadable(
+                f"Job {exc.job_id}'s stored {exc.field} cannot be decrypted; "
+                "the operator will find the cause in the server log."
+            )
         if isinstance(exc, OperationalError | InterfaceError):
             # Down, restarting, out of connections, locked: the transaction rolled
             # back, so a retry is safe. Its cause goes to the server log only.

@@ -1,0 +1,64 @@
+"""``manage.py rotate_encryption_keys``: re-seal every job payload under the primary
+(first) key of ENCRYPTION_KEYS.
+
+To rotate: put the new key first in ENCRYPTION_KEYS, keep the old ones after it, deploy,
+run this command, and remove an old key only once the report shows no value under it.
+It works in batches, each its own transaction and audit event (``keys.rotate``,
+``command:rotate_encryption_keys``); interrupted, it is simply run again: values already
+under the primary key are left alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from compliance.audit import Actor
+from queues.services import jobs_reseal
+from security.encryption import DecryptionFailed, keyring
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every job's data, result and errors under the first key of "
+        "ENCRYPTION_KEYS, in batches; safe to interrupt and run again."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--batch-size", type=int, default=500, help="jobs per transaction (default 500)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        size = options["batch_size"]
+        if not 1 <= size <= 10_000:
+            raise CommandError("--batch-size must be 1 to 10000")
+        actor = Actor.command("rotate_encryption_keys")
+        primary = keyring().primary
+        scanned = jobs = values = 0
+        before: dict[str, int] = {}
+        after = None
+        while True:
+            try:
+                batch = jobs_reseal(after=after, limit=size, actor=actor)
+            except DecryptionFailed as exc:
+                raise CommandError(
+                    f"{exc}. Nothing in this batch was changed; add the key back to "
+                    f"ENCRYPTION_KEYS (after the primary) and run again."
+                ) from None
+            scanned += batch.jobs_scanned
+            jobs += batch.jobs_changed
+            values += batch.values_changed
+            for key_id, count in batch.found.items():
+                before[key_id] = before.get(key_id, 0) + count
+            if options["verbosity"] > 1 and batch.jobs_changed:
+                self.stdout.write(f"  re-encrypted {batch.jobs_changed} job(s) up to {after}")
+            if batch.last_id is None:
+                break
+            after = batch.last_id
+        found = ", ".join(f"{key}: {count}" for key, count in sorted(before.items())) or "none"
+        self.stdout.write(f"Scanned {scanned} job(s); values by key before: {found}.")
+        self.stdout.write(
+            f"Re-encrypted {values} value(s) in {jobs} job(s) under key {primary!r}; "
+            f"every stored value is now under {primary!r}."
+        )

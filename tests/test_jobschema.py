@@ -136,6 +136,13 @@ def test_the_guide_s_schemas_accept_good_jobs_and_name_every_fault_of_bad_ones(
         {"type": "bogus"},
         {"properties": {"a": {"minLength": -1}}},
         "not an object",
+        # Another draft, or a meta-schema that would have to be fetched.
+        {"$schema": "http://json-schema.org/draft-07/schema#"},
+        {"$schema": "https://evil.example.com/meta.json"},
+        # Relative to a remote $id: still a fetch.
+        {"$id": "https://evil.example.com/root.json", "$ref": "other.json"},
+        # Valid for Python's re but not for the validator's regex engine.
+        {"properties": {"a": {"pattern": "a{,3}"}}},
     ],
 )
 def test_an_invalid_or_remote_schema_is_refused_and_nothing_changes(

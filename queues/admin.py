@@ -4,6 +4,7 @@ Jobs are read-only here for now."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
@@ -12,6 +13,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from compliance.staff import ServiceModelAdmin, staff_actor
+from security.masking import masked
 
 from . import services
 from .models import Job, Queue
@@ -75,15 +77,34 @@ class QueueAdmin(ServiceModelAdmin):
         self._set_paused(request, queryset, False)
 
 
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    """Read-only for now: job changes go through the services, which audit them."""
+    """Read-only for now: job changes go through the services, which audit them.
+    Payloads are shown decrypted with the queue's sensitive fields masked, for
+    everyone (a per-queue reveal right for staff comes with the operators' admin)."""
 
     list_display = ["id", "queue", "state", "priority", "attempts", "created_at"]
     list_filter = ["state"]
     list_select_related = ["queue"]
     show_full_result_count = False
-    search_fields = ["=id", "=key"]
+    search_fields = ["=id", "=key", "=subject"]
+    readonly_fields = ["masked_data", "masked_result", "masked_errors"]
+
+    @admin.display(description="data (sensitive fields masked)")
+    def masked_data(self, job: Job) -> str:
+        return _pretty(masked(job.data, job.queue.sensitive_fields or ()))
+
+    @admin.display(description="result (sensitive fields masked)")
+    def masked_result(self, job: Job) -> str:
+        return _pretty(masked(job.result, job.queue.sensitive_fields or ()))
+
+    @admin.display(description="errors")
+    def masked_errors(self, job: Job) -> str:
+        return _pretty(job.errors)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -424,3 +424,23 @@ def test_the_migration_seals_existing_rows_and_its_reverse_opens_them() -> None:
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_the_admin_shows_payloads_decrypted_with_sensitive_fields_masked(
+    api: Api, full: str
+) -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    data = {"userId": "u1", "ssn": "078-05-1120", "note": MARK}
+    job = push(api, full, queue="jobs:adm", data=data)
+    viewer = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_job"))
+    client = Client()
+    client.force_login(viewer)
+    page = client.get(f"/admin/queues/job/{job['id']}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert MARK in text and "[MASKED]" in text
+    assert "078-05-1120" not in text

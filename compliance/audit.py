@@ -62,6 +62,8 @@ class Action(StrEnum):
     TOKEN_ROTATE = "token.rotate"  # noqa: S105 (an action, not a secret)
     TOKEN_DELETE = "token.delete"  # noqa: S105 (an action, not a secret)
     KEYS_ROTATE = "keys.rotate"
+    AUDIT_EXPORT = "audit.export"
+    AUDIT_RETIRE = "audit.retire"
 
 
 class ActorKind(StrEnum):

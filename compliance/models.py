@@ -1,13 +1,40 @@
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from django.db import models
 from django.utils import timezone
+
+SEAL_FIELDS = frozenset({"seq", "prev_hash", "hash", "sealed_at"})
+
+
+class AppendOnly(Exception):
+    """The audit trail is append-only: events are never changed or deleted through the
+    application, except sealing (once) and retention of sealed, checkpointed events."""
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        if not set(kwargs) <= SEAL_FIELDS:
+            raise AppendOnly("audit events cannot be changed")
+        return super().update(**kwargs)
+
+    def delete(self) -> Any:
+        raise AppendOnly("audit events cannot be deleted (retention: compliance.chain)")
+
+    def _retention_delete(self) -> int:
+        """For compliance.chain.retire_before only; the database refuses it too unless
+        every row is sealed and covered by a checkpoint."""
+        return int(super()._raw_delete(self.db))
 
 
 class AuditEvent(models.Model):
     """One row per API call (allowed or not), admin action, command or system change.
 
-    Holds who, what, where and how it ended; never payload data or secrets."""
+    Holds who, what, where and how it ended; never payload data or secrets. Shortly
+    after commit each event is sealed into a SHA-256 hash chain (``seq``,
+    ``prev_hash``, ``hash``: compliance.chain), after which it can neither change nor,
+    until retention checkpoints it, be deleted."""
 
     class Outcome(models.TextChoices):
         OK = "ok"
@@ -37,10 +64,55 @@ class AuditEvent(models.Model):
         max_length=64, blank=True, default="", help_text="the caller's X-Request-ID, if safe"
     )
     details = models.JSONField(default=dict, blank=True)
+    # The hash chain, set once by the sealer (NULL until then).
+    seq = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    sealed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects: ClassVar[AuditEventQuerySet] = AuditEventQuerySet.as_manager()  # type: ignore[assignment]
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["queue", "created_at"], name="audit_queue_time_idx")]
+        indexes = [
+            models.Index(fields=["queue", "created_at"], name="audit_queue_time_idx"),
+            models.Index(
+                fields=["id"], name="audit_unsealed_idx", condition=models.Q(seq__isnull=True)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.outcome}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnly("audit events cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise AppendOnly("audit events cannot be deleted")
+
+
+class AuditCheckpoint(models.Model):
+    """Where the verifiable chain starts after retention removed the events before it:
+    the last removed event's ``seq`` and ``hash``. Append-only, like the events."""
+
+    seq = models.BigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    events_removed = models.PositiveIntegerField(default=0)
+    reason = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"checkpoint at seq {self.seq}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnly("checkpoints cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise AppendOnly("checkpoints cannot be deleted")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from rest_framework.test import APIClient
 
 from compliance.audit import Actor
@@ -107,3 +108,15 @@ ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.pos
 postgres_only = pytest.mark.skipif(
     not ON_POSTGRES, reason="needs PostgreSQL: run the suite with DATABASE_URL=postgres://..."
 )
+
+
+def clear_audit() -> None:
+    """Test set-up only: empty the audit trail so a test sees just its own events. The
+    models refuse this, and so do PostgreSQL's triggers, which a superuser (the test
+    database's owner here) switches off for the one statement."""
+    with connection.cursor() as cursor:
+        if ON_POSTGRES:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute("DELETE FROM compliance_auditevent")
+        if ON_POSTGRES:
+            cursor.execute("SET LOCAL session_replication_role = origin")

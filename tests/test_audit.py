@@ -11,7 +11,7 @@ from compliance import audit
 from compliance.models import AuditEvent
 from queues.models import Job
 
-from .support import Api, Personas, pull, push
+from .support import Api, Personas, clear_audit, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ def _events() -> list[AuditEvent]:
 
 
 def test_an_allowed_call_writes_one_event_with_who_what_where(api: Api, personas: Personas) -> None:
-    AuditEvent.objects.all().delete()
+    clear_audit()
     response = api.client.post(
         "/api/v1/queues/jobs:q/jobs",
         json.dumps({"data": {"card": "secret-value", "userId": "u1"}}),
@@ -85,7 +85,7 @@ def test_every_refused_call_writes_exactly_one_event(
     api: Api, personas: Personas, make_call: Any, status: int, outcome: str
 ) -> None:
     job = push(api, personas.admin, queue="jobs:q")
-    AuditEvent.objects.all().delete()
+    clear_audit()
     call = make_call(api, personas, job)
     assert call.status == status
     [event] = _events()
@@ -93,27 +93,27 @@ def test_every_refused_call_writes_exactly_one_event(
 
 
 def test_a_denied_call_records_the_queue_and_the_token(api: Api, personas: Personas) -> None:
-    AuditEvent.objects.all().delete()
+    clear_audit()
     api.post("/queues/jobs:q/pull", {}, as_=personas.producer)
     [event] = _events()
     assert (event.action, event.queue, event.actor) == ("pull", "jobs:q", "token:producer")
 
 
 def test_one_event_per_batch_listing_its_job_ids(api: Api, personas: Personas) -> None:
-    AuditEvent.objects.all().delete()
+    clear_audit()
     call = api.post(
         "/queues/jobs:q/jobs/batch", {"jobs": [{"data": {}}] * 20}, as_=personas.producer
     )
     [event] = _events()
     assert event.job_ids == [job["id"] for job in call.body["jobs"]]
     assert event.details == {"count": 20, "created": 20, "queue_created": True}
-    AuditEvent.objects.all().delete()
+    clear_audit()
     api.post("/queues/jobs:q/jobs/batch", {"jobs": [{"data": {}}]}, as_=personas.producer)
     assert AuditEvent.objects.get().details == {"count": 1, "created": 1}
 
 
 def test_field_errors_are_recorded_by_path_without_values(api: Api, personas: Personas) -> None:
-    AuditEvent.objects.all().delete()
+    clear_audit()
     api.post("/queues/jobs:q/jobs", {"data": {}, "priority": "top-secret"}, as_=personas.producer)
     [event] = _events()
     assert event.details == {"code": "invalid_input", "paths": ["/priority"]}
@@ -134,7 +134,7 @@ def test_a_change_and_its_audit_event_commit_together(
         return real(**kwargs)
 
     monkeypatch.setattr("queues.services.audit_record", failing_once)
-    AuditEvent.objects.all().delete()
+    clear_audit()
     with pytest.raises(RuntimeError):
         api.post("/queues/jobs:q/jobs", {"data": {}}, as_=personas.producer)
     assert not Job.objects.exists()
@@ -144,7 +144,7 @@ def test_a_change_and_its_audit_event_commit_together(
 
 def test_the_pull_event_lists_the_leased_jobs(api: Api, personas: Personas) -> None:
     pushed = push(api, personas.producer, queue="jobs:q")
-    AuditEvent.objects.all().delete()
+    clear_audit()
     pull(api, personas.worker, queue="jobs:q")
     [event] = _events()
     assert event.job_ids == [pushed["id"]]
@@ -175,7 +175,7 @@ def test_the_client_ip_comes_from_forwarded_for_only_via_a_trusted_proxy(
     api: Api, personas: Personas, settings: Any
 ) -> None:
     def ip_for(remote: str) -> str | None:
-        AuditEvent.objects.all().delete()
+        clear_audit()
         api.client.get(
             "/api/v1/queues",
             HTTP_AUTHORIZATION=f"Bearer {personas.producer}",
@@ -194,7 +194,7 @@ def test_the_client_ip_comes_from_forwarded_for_only_via_a_trusted_proxy(
 def test_every_event_has_its_own_server_request_id_whatever_the_client_sends(
     api: Api, personas: Personas, supplied: str
 ) -> None:
-    AuditEvent.objects.all().delete()
+    clear_audit()
     for _ in range(2):
         api.client.get(
             "/api/v1/queues",

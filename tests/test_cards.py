@@ -16,7 +16,7 @@ from compliance.models import AuditEvent
 from queues.models import Job, JobState
 from security.cards import card_numbers_in, luhn_valid
 
-from .support import Api, pull, push, superuser_client
+from .support import Api, clear_audit, pull, push, superuser_client
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +56,7 @@ def test_a_card_number_is_refused_with_its_path_and_never_stored(
 ) -> None:
     number = TEST_CARDS[brand]
     assert luhn_valid(number)
-    AuditEvent.objects.all().delete()
+    clear_audit()
     logging.getLogger("flashq.audit").addHandler(caplog.handler)
     try:
         call = api.post("/queues/q/jobs", {"data": shape(number)}, as_=full)

@@ -15,7 +15,7 @@ from compliance.models import AuditEvent
 from queues.models import Job, JobState
 from security.models import ApiToken
 
-from .support import Api, make_token, pull, push
+from .support import Api, clear_audit, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -49,13 +49,13 @@ def test_rotation_issues_a_twin_and_the_old_token_stops_after_the_overlap(api: A
     for raw in (old_raw, new_raw):  # both work during the overlap
         assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 201
     ApiToken.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    AuditEvent.objects.all().delete()
+    clear_audit()
     assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=old_raw).status == 401
     refused = AuditEvent.objects.get()
     assert refused.details["auth"] == "expired"
     assert refused.details["public_id"] == old.public_id
     assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=new_raw).status == 201
-    AuditEvent.objects.all().delete()
+    clear_audit()
     _rotate("svc", "0")
     event = AuditEvent.objects.get(action="token.rotate")
     assert (event.actor, event.details["family"]) == ("command:rotate_token", old.family)
@@ -80,7 +80,7 @@ def test_revoking_a_family_stops_every_token_in_it_at_once(api: Api) -> None:
     second = _rotate("svc", "24")
     third = _rotate("svc", "24")
     bystander = make_token("other", "jobs:*=push")
-    AuditEvent.objects.all().delete()
+    clear_audit()
     assert "3 token(s)" in call_command("revoke_token", "svc", "--family")
     for raw in (first, second, third):
         assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 401

@@ -9,13 +9,13 @@ import pytest
 
 from compliance.models import AuditEvent
 
-from .support import Api
+from .support import Api, clear_audit
 
 pytestmark = pytest.mark.django_db
 
 
 def _get(api: Api, token: str, **meta: str) -> Any:
-    AuditEvent.objects.all().delete()
+    clear_audit()
     headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {token}", **meta}
     return api.client.get("/api/v1/queues", **headers)
 
@@ -63,7 +63,7 @@ def test_the_recorded_client_ip(
 def test_an_unknown_api_route_is_problem_json_with_one_event(
     api: Api, full: str, path: str
 ) -> None:
-    AuditEvent.objects.all().delete()
+    clear_audit()
     response = api.client.post(
         path + "?alice@example.com", HTTP_AUTHORIZATION=f"Bearer {full}", REMOTE_ADDR="192.0.2.5"
     )
@@ -77,7 +77,7 @@ def test_an_unknown_api_route_is_problem_json_with_one_event(
         "192.0.2.5",
     )
     assert event.details == {"method": "POST"}
-    AuditEvent.objects.all().delete()
+    clear_audit()
     api.client.get(path, HTTP_AUTHORIZATION="Bearer fq_nonsense")
     assert AuditEvent.objects.get().details == {"method": "GET", "auth": "malformed"}
 
@@ -106,7 +106,7 @@ def test_a_token_with_an_allow_list_is_refused_from_outside_it(api: Api, setting
     raw = out.getvalue().strip().splitlines()[-1]
     assert _push_from(api, raw, "10.20.9.9") == 201
     assert _push_from(api, raw, "::ffff:10.20.9.9") == 201
-    AuditEvent.objects.all().delete()
+    clear_audit()
     assert _push_from(api, raw, "198.51.100.7") == 403
     event = AuditEvent.objects.get()
     assert (event.status, event.client_ip, event.actor) == (403, "198.51.100.7", "token:svc")

@@ -28,7 +28,7 @@ from queues.jobspec import JobSpec
 from queues.models import Job, JobState
 from security.models import ApiToken
 
-from .support import Api, pull, push
+from .support import Api, clear_audit, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +95,7 @@ CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any, Actor], Any], str]] = {
 def test_each_service_records_one_event_naming_its_actor(name: str) -> None:
     setup, call, action = CALLS[name]
     state = setup()
-    AuditEvent.objects.all().delete()
+    clear_audit()
     actor = Actor.command("someone")
     call(state, actor)
     [event] = AuditEvent.objects.all()
@@ -130,6 +130,7 @@ def test_only_services_write_audit_events() -> None:
         "queues/pulling.py",
         "queues/reads.py",
         "security/services.py",
+        "compliance/services.py",
         "compliance/logins.py",  # admin logins: django.contrib.auth and axes signals
     }
     root = Path(settings.BASE_DIR)
@@ -195,7 +196,7 @@ def test_sweep_leases_records_each_batch_with_its_jobs(api: Api, full: str) -> N
     _expire_leases()
     expiring = push(api, full, queue="jobs:b", ttl=1000)["id"]
     Job.objects.filter(id=expiring).update(expires_at=timezone.now() - timedelta(seconds=1))
-    AuditEvent.objects.all().delete()
+    clear_audit()
     assert "Requeued 3" in call_command("sweep_leases")
     recovered, expired = AuditEvent.objects.order_by("id")
     assert (recovered.action, recovered.actor, recovered.queue) == (
@@ -206,7 +207,7 @@ def test_sweep_leases_records_each_batch_with_its_jobs(api: Api, full: str) -> N
     assert sorted(recovered.job_ids) == sorted(pushed)
     assert recovered.details == {"count": 3, "waiting": 3, "failed": 0}
     assert (expired.action, expired.job_ids) == ("ttl.expire", [expiring])
-    AuditEvent.objects.all().delete()
+    clear_audit()
     call_command("sweep_leases")
     assert not AuditEvent.objects.exists()  # nothing changed, nothing recorded
 
@@ -217,7 +218,7 @@ def test_a_pull_that_recovers_expired_leases_records_it_under_the_system(
     first = push(api, full, queue="jobs:a", max_attempts=1)["id"]
     pull(api, full, queue="jobs:a")
     _expire_leases()
-    AuditEvent.objects.all().delete()
+    clear_audit()
     call = api.post("/queues/jobs:a/pull", {}, as_=full)
     assert call.body == {"jobs": []}
     recovery = AuditEvent.objects.get(actor="system:lease-recovery")
@@ -293,7 +294,7 @@ def test_audit_paths_stop_where_client_chosen_content_begins(pointer: str, kept:
 def test_client_chosen_text_never_reaches_the_audit_trail_or_its_log(
     api: Api, full: str, body: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    AuditEvent.objects.all().delete()
+    clear_audit()
     raw = json.dumps(body).replace("Infinity", "1e400")
     with caplog.at_level(logging.INFO, logger="flashq.audit"):
         logging.getLogger("flashq.audit").addHandler(caplog.handler)
@@ -322,7 +323,7 @@ def test_a_slash_in_a_client_key_cannot_pose_as_structure(
     api: Api, full: str, body: dict[str, Any], kept: str
 ) -> None:
     route = "/queues/q/jobs/batch" if "jobs" in body else "/queues/q/jobs"
-    AuditEvent.objects.all().delete()
+    clear_audit()
     call = api.post(route, body, as_=full)
     assert call.status == 400
     assert any("~1" in error["path"] for error in call.body["errors"])  # RFC 6901 escape
@@ -331,13 +332,13 @@ def test_a_slash_in_a_client_key_cannot_pose_as_structure(
 
 
 def test_a_refusal_names_the_caller_and_the_jobs_it_was_about(api: Api, full: str) -> None:
-    AuditEvent.objects.all().delete()
+    clear_audit()
     response = api.client.get(
         "/api/v1/queues", HTTP_AUTHORIZATION=f"Bearer {full}", HTTP_ACCEPT="application/xml"
     )
     assert response.status_code == 406
     assert (_only_event().actor, _only_event().status) == ("token:full", 406)
-    AuditEvent.objects.all().delete()
+    clear_audit()
     ids = [str(uuid.uuid4()), str(uuid.uuid4())]
     acks = {"jobs": [{"id": job_id, "lease_id": str(uuid.uuid4())} for job_id in ids]}
     assert api.post("/jobs/ack", acks, as_=full).status == 404

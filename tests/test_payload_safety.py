@@ -15,7 +15,7 @@ from queues.errors import JobNotFound
 from queues.models import Job
 from security.payloads import json_problem
 
-from .support import SETUP, Api, pull, push
+from .support import SETUP, Api, clear_audit, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -76,14 +76,14 @@ def test_client_chosen_key_names_cannot_bloat_the_audit_trail(api: Api) -> None:
 
     nobody = make_token("nobody", "nothing=push")
     item = {"k" * 100_000: 1, "id": str(uuid.uuid4()), "lease_id": str(uuid.uuid4())}
-    AuditEvent.objects.all().delete()
+    clear_audit()
     assert api.post("/jobs/ack", {"jobs": [item] * 15}, as_=nobody).status == 400
     [event] = AuditEvent.objects.all()
     assert len(json.dumps(event.details)) < 10_000
 
 
 def test_options_is_not_a_side_door(api: Api, full: str) -> None:
-    AuditEvent.objects.all().delete()
+    clear_audit()
     call = api.request("OPTIONS", "/queues/q/jobs", as_=full)
     assert call.status == 405
     assert AuditEvent.objects.get().status == 405
@@ -91,7 +91,7 @@ def test_options_is_not_a_side_door(api: Api, full: str) -> None:
 
 def test_head_is_audited_as_the_read_it_is(api: Api, full: str) -> None:
     job = push(api, full)
-    AuditEvent.objects.all().delete()
+    clear_audit()
     assert api.request("HEAD", f"/jobs/{job['id']}", as_=full).status == 200
     assert AuditEvent.objects.get().action == "getJob"
 
@@ -117,7 +117,7 @@ def test_an_ipv6_zone_id_from_a_trusted_proxy_is_dropped(
     api: Api, full: str, settings: object
 ) -> None:
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]  # type: ignore[attr-defined]
-    AuditEvent.objects.all().delete()
+    clear_audit()
     api.client.get(
         "/api/v1/queues",
         HTTP_AUTHORIZATION=f"Bearer {full}",
@@ -153,7 +153,7 @@ def test_bodies_that_are_not_strict_utf8_are_refused(api: Api, full: str, body: 
 
 def test_a_nul_in_a_query_parameter_name_is_400_and_still_audited(api: Api, full: str) -> None:
     push(api, full)
-    AuditEvent.objects.all().delete()
+    clear_audit()
     assert api.get("/queues/jobs:q/jobs?%00=1", as_=full).status == 400
     [event] = AuditEvent.objects.all()
     assert "\x00" not in json.dumps(event.details)
@@ -185,7 +185,7 @@ def test_an_unexpected_failure_is_a_problem_500_and_audited(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(services, "job_push", broken)
-    AuditEvent.objects.all().delete()
+    clear_audit()
     client = api.client
     client.raise_request_exception = False
     response = client.post(

@@ -17,7 +17,7 @@ from compliance.models import AuditEvent
 from security.models import ApiToken
 from security.ratelimit import Rate, rate_take
 
-from .support import Api, make_token, postgres_only
+from .support import Api, clear_audit, make_token, postgres_only
 
 pytestmark = pytest.mark.django_db
 
@@ -62,7 +62,7 @@ def test_a_token_over_its_rate_gets_429_with_retry_after_and_ratelimit_headers(
         assert response["RateLimit-Limit"] == "3"
         remaining.append(int(response["RateLimit-Remaining"]))
     assert remaining == [2, 1, 0]
-    AuditEvent.objects.all().delete()
+    clear_audit()
     refused = _list(api, limited)
     assert refused.status_code == 429
     assert refused["Content-Type"] == "application/problem+json"
@@ -95,7 +95,7 @@ def test_a_throttled_flood_leaves_a_bounded_summary_in_the_trail(api: Api, setti
     settings.AUTH_FAILURE_RATE = "2/60s"
     for _ in range(2):
         _list(api, "fq_wrong", ip="198.51.100.9")
-    AuditEvent.objects.all().delete()
+    clear_audit()
     for _ in range(20):
         assert _list(api, "fq_wrong", ip="198.51.100.9").status_code == 429
     events = list(AuditEvent.objects.order_by("id"))
@@ -134,7 +134,7 @@ def test_unknown_routes_count_as_failed_authentication_and_floods_are_summarised
 ) -> None:
     settings.AUTH_FAILURE_RATE = "3/60s"
     good = make_token("good", "*=*")
-    AuditEvent.objects.all().delete()
+    clear_audit()
     statuses = {
         api.client.get(f"/api/v1/nope{n}", REMOTE_ADDR="198.51.100.8").status_code
         for n in range(40)

@@ -19,7 +19,7 @@ from compliance.models import AuditEvent
 from security import tokens
 from security.models import ApiToken
 
-from .support import Api, make_token
+from .support import Api, clear_audit, make_token
 
 pytestmark = pytest.mark.django_db
 
@@ -129,7 +129,7 @@ def test_a_401_event_says_why_and_which_public_id_but_never_the_secret(
         "not-a-token": ("malformed", None),
     }
     for presented, (reason, public_id) in cases.items():
-        AuditEvent.objects.all().delete()
+        clear_audit()
         assert api.post("/queues/q/jobs", {"data": {}}, as_=presented).status == 401
         event = AuditEvent.objects.get()
         assert event.details.get("auth") == reason

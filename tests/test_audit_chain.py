@@ -1,0 +1,327 @@
+"""The audit trail is tamper-evident: sealed into a SHA-256 chain, append-only in the
+models and (PostgreSQL) in the database, verified by audit_verify, which names the
+first event that was edited, deleted, inserted or reordered, even by someone who went
+around the triggers as a superuser would. Retention removes only a checkpointed prefix.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from io import StringIO
+from itertools import pairwise
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from compliance import chain
+from compliance.audit import Action, Actor, audit_record
+from compliance.models import AppendOnly, AuditCheckpoint, AuditEvent
+from compliance.services import audit_retire
+
+from .support import ON_POSTGRES, Api, make_token, postgres_only, push
+
+pytestmark = pytest.mark.django_db
+WHO = Actor.command("chain-test")
+
+
+def _events(count: int, *, days_ago: int = 0, queue: str = "q") -> list[AuditEvent]:
+    with transaction.atomic():
+        events = [
+            audit_record(actor=WHO, action=Action.PUSH, queue=queue, details={"n": n})
+            for n in range(count)
+        ]
+    if days_ago:
+        # Test set-up only: backdate before sealing (as if written days ago).
+        moment = timezone.now() - timedelta(days=days_ago)
+        with _bypassing_triggers(), connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE compliance_auditevent SET created_at = %s WHERE id IN ("  # noqa: S608
+                + ",".join(str(e.pk) for e in events)
+                + ")",
+                [moment],
+            )
+    return events
+
+
+@contextmanager
+def _bypassing_triggers() -> Iterator[None]:
+    """What a database superuser can do: switch the triggers off for this transaction."""
+    if ON_POSTGRES:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+    yield
+
+
+def _raw(sql: str, params: list[Any] | None = None) -> None:
+    with _bypassing_triggers(), connection.cursor() as cursor:
+        cursor.execute(sql, params or [])
+
+
+def _verify_fails(match: str) -> str:
+    with pytest.raises(CommandError, match=match) as caught:
+        call_command("audit_verify", stdout=StringIO())
+    return str(caught.value)
+
+
+# -- sealing and verifying -------------------------------------------------------------------
+
+
+def test_events_are_written_unsealed_and_sealed_into_a_chain(api: Api) -> None:
+    token = make_token("p", "jobs:*=push")
+    push(api, token, queue="jobs:a")
+    _events(3)
+    assert AuditEvent.objects.filter(seq__isnull=True).count() == 5  # token.create too
+    out = StringIO()
+    call_command("audit_seal", stdout=out)
+    assert "Sealed 5 audit event(s)." in out.getvalue()
+    events = list(AuditEvent.objects.order_by("seq"))
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert events[0].prev_hash == chain.GENESIS
+    assert all(b.prev_hash == a.hash for a, b in pairwise(events))
+    assert len({e.hash for e in events}) == 5
+    _events(2)
+    assert chain.seal_all() == 2  # continues the chain
+    assert AuditEvent.objects.get(seq=6).prev_hash == events[-1].hash
+    out = StringIO()
+    call_command("audit_verify", stdout=out)
+    assert "audit chain OK: 7 sealed event(s) verified from seq 1." in out.getvalue()
+
+
+def test_verify_reports_unsealed_events_without_failing() -> None:
+    _events(2)
+    chain.seal_all()
+    _events(1)
+    out = StringIO()
+    call_command("audit_verify", stdout=out)
+    assert "1 event(s) not sealed yet" in out.getvalue() and "OK: 2" in out.getvalue()
+
+
+def test_an_edited_event_is_named() -> None:
+    events = _events(5)
+    chain.seal_all()
+    _raw("UPDATE compliance_auditevent SET details = %s WHERE id = %s", ['{"n": 99}', events[2].pk])
+    message = _verify_fails("BROKEN")
+    assert f"event id {events[2].pk}" in message and "altered" in message
+
+
+def test_an_edited_actor_or_time_is_named_too() -> None:
+    events = _events(3)
+    chain.seal_all()
+    _raw(
+        "UPDATE compliance_auditevent SET actor = 'token:someone-else' WHERE id = %s",
+        [events[0].pk],
+    )
+    assert f"event id {events[0].pk}" in _verify_fails("altered")
+
+
+def test_a_deleted_event_is_named() -> None:
+    events = _events(5)
+    chain.seal_all()
+    _raw("DELETE FROM compliance_auditevent WHERE id = %s", [events[2].pk])
+    message = _verify_fails("seq 3 is missing")
+    assert f"event id {events[3].pk}" in message
+
+
+def test_a_deleted_last_event_and_renumbering_are_caught() -> None:
+    """Deleting an event and renumbering the rest to close the gap breaks prev_hash."""
+    events = _events(4)
+    chain.seal_all()
+    _raw("DELETE FROM compliance_auditevent WHERE id = %s", [events[1].pk])
+    _raw("UPDATE compliance_auditevent SET seq = seq - 1 WHERE seq > 2")
+    assert f"event id {events[2].pk}" in _verify_fails("prev_hash does not match")
+
+
+def test_an_inserted_event_is_named() -> None:
+    events = _events(4)
+    chain.seal_all()
+    _raw("UPDATE compliance_auditevent SET seq = seq + 100 WHERE seq >= 3")
+    _raw("UPDATE compliance_auditevent SET seq = seq - 99 WHERE seq >= 103")
+    forged = AuditEvent(
+        created_at=events[1].created_at, action="push", outcome="ok", actor="token:forger"
+    )
+    forged.save()
+    # Sealed-looking: the right prev_hash and a hash computed by the forger.
+    prev = AuditEvent.objects.get(seq=2).hash
+    _raw(
+        "UPDATE compliance_auditevent SET seq = 3, prev_hash = %s, hash = %s WHERE id = %s",
+        [prev, chain.event_hash(forged, seq=3, prev_hash=prev), forged.pk],
+    )
+    message = _verify_fails("BROKEN")
+    assert f"event id {events[2].pk}" in message  # the next real event no longer links
+
+
+def test_reordered_events_are_named() -> None:
+    events = _events(4)
+    chain.seal_all()
+    _raw("UPDATE compliance_auditevent SET seq = -1 WHERE id = %s", [events[1].pk])
+    _raw("UPDATE compliance_auditevent SET seq = 2 WHERE id = %s", [events[2].pk])
+    _raw("UPDATE compliance_auditevent SET seq = 3 WHERE id = %s", [events[1].pk])
+    assert f"event id {events[2].pk}" in _verify_fails("BROKEN")
+
+
+# -- append-only --------------------------------------------------------------------------
+
+
+def test_the_models_refuse_changes_and_deletes() -> None:
+    [event] = _events(1)
+    event.action = "forged"
+    with pytest.raises(AppendOnly):
+        event.save()
+    with pytest.raises(AppendOnly):
+        event.delete()
+    with pytest.raises(AppendOnly):
+        AuditEvent.objects.filter(pk=event.pk).update(action="forged")
+    with pytest.raises(AppendOnly):
+        AuditEvent.objects.all().delete()
+    assert AuditEvent.objects.get(pk=event.pk).action == "push"
+
+
+def _refused(sql: str, params: list[Any] | None = None) -> None:
+    with (
+        pytest.raises(DatabaseError, match=r"append-only|cannot be truncated"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql, params or [])
+
+
+@postgres_only
+def test_the_database_refuses_updates_deletes_and_truncate() -> None:
+    events = _events(3)
+    _refused("UPDATE compliance_auditevent SET action = 'x' WHERE id = %s", [events[0].pk])
+    _refused("DELETE FROM compliance_auditevent WHERE id = %s", [events[0].pk])  # unsealed
+    chain.seal_all()
+    _refused("UPDATE compliance_auditevent SET seq = 99 WHERE id = %s", [events[0].pk])
+    _refused("UPDATE compliance_auditevent SET hash = 'x' WHERE id = %s", [events[0].pk])
+    _refused("DELETE FROM compliance_auditevent WHERE id = %s", [events[0].pk])  # no checkpoint
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL flashq.allow_audit_truncate = off")
+    _refused("TRUNCATE compliance_auditevent")
+    AuditCheckpoint.objects.create(seq=0, hash=chain.GENESIS)
+    _refused("UPDATE compliance_auditcheckpoint SET seq = 5")
+    _refused("DELETE FROM compliance_auditcheckpoint")
+    _refused("TRUNCATE compliance_auditcheckpoint")
+    assert AuditEvent.objects.count() == 3
+
+
+@postgres_only
+def test_the_database_lets_the_sealer_set_the_chain_columns_once() -> None:
+    [event] = _events(1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE compliance_auditevent SET seq = 1, prev_hash = 'p', hash = 'h' WHERE id = %s",
+            [event.pk],
+        )
+    _refused("UPDATE compliance_auditevent SET seq = NULL WHERE id = %s", [event.pk])
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_sealers_build_one_chain() -> None:
+    _events(300)
+    errors: list[BaseException] = []
+
+    def seal() -> None:
+        try:
+            for _ in range(20):
+                chain.seal_pending(limit=7)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=seal) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    chain.seal_all()
+    seqs = AuditEvent.objects.order_by("seq").values_list("seq", flat=True)
+    assert list(seqs) == list(range(1, 301))
+    assert chain.verify().ok
+
+
+# -- retention ----------------------------------------------------------------------------
+
+
+def test_retention_removes_a_sealed_prefix_behind_a_checkpoint() -> None:
+    old = _events(4, days_ago=100)
+    recent = _events(2, days_ago=10)
+    chain.seal_all()
+    unsealed_old = _events(1, days_ago=100)  # not sealed yet: never removed
+    removed = audit_retire(cutoff=timezone.now() - timedelta(days=90), actor=WHO, limit=3)
+    assert removed == 4
+    points = AuditCheckpoint.objects.order_by("seq").values_list("seq", "events_removed")
+    assert list(points) == [(3, 3), (4, 1)]  # batches of 3: a checkpoint each
+    left = set(AuditEvent.objects.values_list("id", flat=True))
+    assert not left & {e.pk for e in old}
+    assert {e.pk for e in recent} | {unsealed_old[0].pk} <= left
+    chain.seal_all()
+    verdict = chain.verify()
+    assert verdict.ok and verdict.first_seq == 5
+    retire_event = AuditEvent.objects.get(action="audit.retire")
+    assert retire_event.details["removed"] == 4
+
+
+def test_tampering_after_retention_is_still_caught() -> None:
+    _events(3, days_ago=100)
+    kept = _events(3)
+    chain.seal_all()
+    audit_retire(cutoff=timezone.now() - timedelta(days=90), actor=WHO)
+    _raw("UPDATE compliance_auditevent SET queue = 'other' WHERE id = %s", [kept[1].pk])
+    assert f"event id {kept[1].pk}" in _verify_fails("altered")
+
+
+# -- export -------------------------------------------------------------------------------
+
+
+def _export(fmt: str, **filters: Any) -> str:
+    out = StringIO()
+    since = (timezone.now() - timedelta(days=1)).isoformat()
+    until = (timezone.now() + timedelta(days=1)).isoformat()
+    args = ["--since", since, "--until", until, "--format", fmt]
+    for name, value in filters.items():
+        args += [f"--{name}", value]
+    call_command("audit_export", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_export_as_json_lines_with_filters_is_itself_audited() -> None:
+    _events(2, queue="a")
+    _events(3, queue="b")
+    _events(1, queue="a", days_ago=5)  # outside the range
+    chain.seal_all()
+    lines = _export("jsonl", queue="a").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["queue"] for r in records] == ["a", "a"]
+    assert all(r["hash"] and r["seq"] for r in records)
+    event = AuditEvent.objects.get(action="audit.export")
+    assert event.actor == "command:audit_export" and event.queue == "a"
+    assert event.details["count"] == 2 and event.details["format"] == "jsonl"
+
+
+def test_export_as_csv_defuses_spreadsheet_formulas() -> None:
+    """A caller's X-Request-ID may start with "-" (safe characters only): in the CSV a
+    cell starting like a formula is prefixed with a quote."""
+    with transaction.atomic():
+        audit_record(actor=Actor(WHO.kind, WHO.name, client_request_id="-2+3"), action=Action.PUSH)
+    [row] = list(csv.DictReader(StringIO(_export("csv"))))
+    assert row["client_request_id"] == "'-2+3"
+    assert json.loads(row["details"]) == {} and json.loads(row["job_ids"]) == []
+
+
+def test_export_rejects_a_bad_range() -> None:
+    with pytest.raises(CommandError, match="not an ISO date"):
+        call_command("audit_export", "--since", "yesterday", "--until", "2026-12-01")
+    with pytest.raises(CommandError, match="--until must be after --since"):
+        call_command("audit_export", "--since", "2026-12-01", "--until", "2026-11-01")

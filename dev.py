@@ -52,8 +52,21 @@ def run() -> None:
     manage = [str(PYTHON), str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env)
     subprocess.run([*manage, "dev_bootstrap", "--url", f"http://{address}"], check=True, env=env)
-    # --insecure: serve the admin's static files without DEBUG (local runs only).
-    os.execve(str(PYTHON), [*manage, "runserver", "--insecure", address], env)
+    subprocess.run([*manage, "setup_schedules", "-v", "0"], check=True, env=env)
+    # The scheduler (audit sealing, lease sweeping, retention) beside the web server.
+    print("Starting the scheduler (manage.py qcluster) ...", flush=True)
+    scheduler = subprocess.Popen([*manage, "qcluster"], env=env)
+    try:
+        # --insecure: serve the admin's static files without DEBUG (local runs only).
+        subprocess.run([*manage, "runserver", "--insecure", address], env=env, check=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.terminate()
+        try:
+            scheduler.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            scheduler.kill()
 
 
 def test(args: list[str]) -> None:

@@ -62,6 +62,12 @@ class Action(StrEnum):
     TOKEN_ROTATE = "token.rotate"  # noqa: S105 (an action, not a secret)
     TOKEN_DELETE = "token.delete"  # noqa: S105 (an action, not a secret)
     KEYS_ROTATE = "keys.rotate"
+    CLEAN = "clean"
+    LEGAL_HOLD = "queue.legalHold"
+    RETENTION_POLICY_SAVE = "retention.policySave"
+    RETENTION_POLICY_DELETE = "retention.policyDelete"
+    GDPR_ERASE = "gdpr.erase"
+    GDPR_ERASE_PREVIEW = "gdpr.erasePreview"
     AUDIT_EXPORT = "audit.export"
     AUDIT_RETIRE = "audit.retire"
 

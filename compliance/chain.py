@@ -173,7 +173,7 @@ def verify() -> Verdict:
 
 
 def retire_before(cutoff: datetime, *, reason: str, limit: int = SEAL_BATCH) -> int:
-    """Remove up to ``limit`` sealed events created before ``cutoff``, oldest first and
+    """Remove up to ``limit`` events sealed before ``cutoff``, oldest first and
     only as an unbroken prefix of the chain, after recording a checkpoint at the last one
     removed. Returns how many were removed (0: nothing old enough)."""
     with transaction.atomic():
@@ -181,7 +181,7 @@ def retire_before(cutoff: datetime, *, reason: str, limit: int = SEAL_BATCH) -> 
         prefix = list(AuditEvent.objects.filter(seq__isnull=False).order_by("seq")[:limit])
         removable = []
         for event in prefix:
-            if event.created_at >= cutoff:
+            if event.sealed_at is None or event.sealed_at >= cutoff:
                 break
             removable.append(event)
         if not removable:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -116,3 +118,98 @@ class AuditCheckpoint(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise AppendOnly("checkpoints cannot be deleted")
+
+
+class RetentionTarget(models.TextChoices):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    AUDIT = "audit", "audit events (after sealing)"
+
+
+# What a fresh installation keeps, in days (a data migration creates these rows).
+DEFAULT_RETENTION_DAYS = {
+    RetentionTarget.COMPLETED: 30,
+    RetentionTarget.FAILED: 90,
+    RetentionTarget.CANCELLED: 30,
+    RetentionTarget.EXPIRED: 30,
+    RetentionTarget.AUDIT: 90,
+}
+
+
+def validate_queue_pattern(value: str) -> None:
+    from security.access import PATTERN_RE
+
+    if not PATTERN_RE.fullmatch(value):
+        raise ValidationError(
+            "A queue name or pattern: letters, digits, _ . : - and * (any run of characters)."
+        )
+
+
+class RetentionPolicy(models.Model):
+    """How long finished jobs of the queues a pattern matches (or audit events) are
+    kept. For a queue, the most specific matching pattern wins (an exact name, then the
+    longest pattern). No policy: kept until deleted by hand. Queues under legal hold
+    are never purged."""
+
+    queue_pattern = models.CharField(
+        max_length=128, default="*", validators=[validate_queue_pattern]
+    )
+    target = models.CharField(max_length=16, choices=RetentionTarget.choices)
+    max_age_days = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+
+    class Meta:
+        ordering = ["target", "queue_pattern"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue_pattern", "target"], name="retention_pattern_target_uniq"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_age_days__gte=1), name="retention_max_age_gte_1"
+            ),
+        ]
+        verbose_name_plural = "retention policies"
+
+    def __str__(self) -> str:
+        return f"{self.target} on {self.queue_pattern}: {self.max_age_days} days"
+
+    def clean(self) -> None:
+        if self.target == RetentionTarget.AUDIT and self.queue_pattern != "*":
+            raise ValidationError(
+                {"queue_pattern": "The audit trail is one chain: its policy applies to '*'."}
+            )
+
+    @property
+    def specificity(self) -> tuple[bool, int]:
+        return ("*" not in self.queue_pattern, len(self.queue_pattern))
+
+
+class ErasureRequest(models.Model):
+    """The receipt of one GDPR erasure run: provable afterwards, with no personal data
+    (the subject only as an HMAC pseudonym, so a later request for the same person can
+    be matched to it without storing who they are)."""
+
+    class Mode(models.TextChoices):
+        REDACT = "redact"
+        DELETE = "delete"
+
+    created_at = models.DateTimeField(default=timezone.now)
+    subject_pseudonym = models.CharField(max_length=64, db_index=True)
+    mode = models.CharField(max_length=8, choices=Mode.choices)
+    operator = models.CharField(max_length=150, help_text="who ran it (kind:name)")
+    reason = models.CharField(max_length=500)
+    counts = models.JSONField(default=dict, help_text="queue -> state -> jobs")
+    held = models.JSONField(default=list, help_text="queues under legal hold, not erased")
+    total = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"erasure {self.pk} ({self.mode}, {self.total} job(s))"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnly("erasure receipts cannot be changed")
+        super().save(*args, **kwargs)

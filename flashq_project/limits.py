@@ -65,3 +65,6 @@ MAX_FAIL_ERROR_INPUT = 100_000  # characters accepted in a fail's error...
 MAX_ERROR_LENGTH = 10_000  # ...of which the first this many are kept
 MAX_ERROR_HISTORY = 50  # entries kept per job, newest last
 MAX_PROGRESS_MESSAGE = 1000
+# clean: at most this many jobs per call (one transaction), and a grace of at most ten years.
+MAX_CLEAN_LIMIT = 10_000
+MAX_CLEAN_GRACE_MS = 10 * 366 * 24 * 3600 * 1000

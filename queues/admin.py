@@ -21,8 +21,8 @@ from .models import Job, Queue
 
 @admin.register(Queue)
 class QueueAdmin(ServiceModelAdmin):
-    list_display = ["name", "paused", "subject_path", "created_at"]
-    list_filter = ["paused"]
+    list_display = ["name", "paused", "legal_hold", "subject_path", "created_at"]
+    list_filter = ["paused", "legal_hold"]
     search_fields = ["name"]
     fields = [
         "name",
@@ -32,13 +32,14 @@ class QueueAdmin(ServiceModelAdmin):
         "max_job_bytes",
         "card_allowlist",
         "paused",
+        "legal_hold",
         "created_at",
     ]
-    actions = ["pause_queues", "resume_queues"]
+    actions = ["pause_queues", "resume_queues", "place_legal_hold", "release_legal_hold"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # A queue's name is what permissions match: fixed once it exists.
-        return ["paused", "created_at", *(["name"] if obj is not None else [])]
+        return ["paused", "legal_hold", "created_at", *(["name"] if obj is not None else [])]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -75,6 +76,24 @@ class QueueAdmin(ServiceModelAdmin):
     @admin.action(permissions=["change"], description="Resume the selected queues")
     def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         self._set_paused(request, queryset, False)
+
+    def _set_hold(self, request: HttpRequest, queryset: QuerySet[Queue], hold: bool) -> None:
+        actor = staff_actor(request)
+        names = list(queryset.order_by("name").values_list("name", flat=True))
+        for name in names:
+            services.queue_set_legal_hold(name=name, hold=hold, reason="admin action", actor=actor)
+        verb = "Placed a legal hold on" if hold else "Released the legal hold of"
+        self.message_user(request, f"{verb} {len(names)} queue(s).", messages.SUCCESS)
+
+    @admin.action(permissions=["change"], description="Place the selected queues under legal hold")
+    def place_legal_hold(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        self._set_hold(request, queryset, True)
+
+    @admin.action(
+        permissions=["change"], description="Release the legal hold of the selected queues"
+    )
+    def release_legal_hold(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        self._set_hold(request, queryset, False)
 
 
 def _pretty(value: Any) -> str:

@@ -35,6 +35,10 @@ def default_sensitive_fields() -> list[str]:
     return list(DEFAULT_SENSITIVE_FIELDS)
 
 
+def default_pii_fields() -> list[str]:
+    return ["email", "name", "personalData"]
+
+
 def validate_field_names(value: object) -> None:
     if not isinstance(value, list) or not all(
         isinstance(name, str) and 0 < len(name) <= 200 for name in value
@@ -80,6 +84,13 @@ class Queue(models.Model):
         help_text="Keys whose values getJob and getJobs show as [MASKED] unless the token "
         "has an explicit reveal grant on the queue (workers' pull is never masked).",
     )
+    pii_fields = models.JSONField(
+        default=default_pii_fields,
+        blank=True,
+        validators=[validate_field_names],
+        help_text="Keys holding personal data: GDPR erasure replaces their values (and "
+        "the sensitive fields') with [REDACTED] in data and result.",
+    )
     max_job_bytes = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -91,6 +102,10 @@ class Queue(models.Model):
         validators=[validate_allowlist],
         help_text="Known false positives of the card-number guard: JSON Pointers into job "
         'data, e.g. ["/order/reference"]. Card-secret fields are never allowed.',
+    )
+    legal_hold = models.BooleanField(
+        default=False,
+        help_text="Under legal hold nothing of the queue is purged by retention or erased.",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -152,7 +167,9 @@ class Job(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     # NULL, not "": jobs without a key must never collide in job_key_unfinished_uniq.
     key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
-    subject = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    subject = models.CharField(  # noqa: DJ001
+        max_length=255, null=True, blank=True, db_index=True
+    )
     tags = models.JSONField(default=list, blank=True)
     # Who pushed it (a token family's key, see Principal.key): a re-push of its
     # idempotency key by anyone else is a conflict, not a way to learn about the job.

@@ -756,3 +756,21 @@ def jobs_reseal(*, after: uuid.UUID | None, limit: int, actor: Actor) -> Reseale
         values_changed=values_changed,
         found=found,
     )
+
+
+def queue_set_legal_hold(*, name: str, hold: bool, reason: str, actor: Actor) -> Queue:
+    """Place or release a legal hold: while held, retention and erasure leave the
+    queue's jobs alone (and report it)."""
+    with transaction.atomic():
+        queue = _queue_for_update(name)
+        changed = queue.legal_hold != hold
+        if changed:
+            queue.legal_hold = hold
+            queue.save(update_fields=["legal_hold"])
+        audit_record(
+            actor=actor,
+            action=Action.LEGAL_HOLD,
+            queue=name,
+            details={"hold": hold, "changed": changed, "reason": reason[:500]},
+        )
+    return queue

@@ -33,23 +33,25 @@ pytestmark = pytest.mark.django_db
 WHO = Actor.command("chain-test")
 
 
-def _events(count: int, *, days_ago: int = 0, queue: str = "q") -> list[AuditEvent]:
+def _events(count: int, *, queue: str = "q") -> list[AuditEvent]:
     with transaction.atomic():
-        events = [
+        return [
             audit_record(actor=WHO, action=Action.PUSH, queue=queue, details={"n": n})
             for n in range(count)
         ]
-    if days_ago:
-        # Test set-up only: backdate before sealing (as if written days ago).
-        moment = timezone.now() - timedelta(days=days_ago)
-        with _bypassing_triggers(), connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE compliance_auditevent SET created_at = %s WHERE id IN ("  # noqa: S608
-                + ",".join(str(e.pk) for e in events)
-                + ")",
-                [moment],
-            )
-    return events
+
+
+def _backdate(events: list[AuditEvent], days: int) -> None:
+    """Test set-up only: unsealed events as if written ``days`` ago, sealed ones as if
+    sealed then (sealed_at is outside the hash; created_at is inside it)."""
+    moment = timezone.now() - timedelta(days=days)
+    ids = ",".join(str(e.pk) for e in events)
+    _raw(
+        "UPDATE compliance_auditevent SET "  # noqa: S608
+        "created_at = CASE WHEN seq IS NULL THEN %s ELSE created_at END, "
+        f"sealed_at = CASE WHEN seq IS NULL THEN NULL ELSE %s END WHERE id IN ({ids})",
+        [moment, moment],
+    )
 
 
 @contextmanager
@@ -255,10 +257,12 @@ def test_concurrent_sealers_build_one_chain() -> None:
 
 
 def test_retention_removes_a_sealed_prefix_behind_a_checkpoint() -> None:
-    old = _events(4, days_ago=100)
-    recent = _events(2, days_ago=10)
+    old, recent = _events(4), _events(2)
     chain.seal_all()
-    unsealed_old = _events(1, days_ago=100)  # not sealed yet: never removed
+    _backdate(old, 100)
+    _backdate(recent, 10)
+    unsealed_old = _events(1)  # not sealed yet: never removed
+    _backdate(unsealed_old, 100)
     removed = audit_retire(cutoff=timezone.now() - timedelta(days=90), actor=WHO, limit=3)
     assert removed == 4
     points = AuditCheckpoint.objects.order_by("seq").values_list("seq", "events_removed")
@@ -274,9 +278,9 @@ def test_retention_removes_a_sealed_prefix_behind_a_checkpoint() -> None:
 
 
 def test_tampering_after_retention_is_still_caught() -> None:
-    _events(3, days_ago=100)
-    kept = _events(3)
+    old, kept = _events(3), _events(3)
     chain.seal_all()
+    _backdate(old, 100)
     audit_retire(cutoff=timezone.now() - timedelta(days=90), actor=WHO)
     _raw("UPDATE compliance_auditevent SET queue = 'other' WHERE id = %s", [kept[1].pk])
     assert f"event id {kept[1].pk}" in _verify_fails("altered")
@@ -299,7 +303,7 @@ def _export(fmt: str, **filters: Any) -> str:
 def test_export_as_json_lines_with_filters_is_itself_audited() -> None:
     _events(2, queue="a")
     _events(3, queue="b")
-    _events(1, queue="a", days_ago=5)  # outside the range
+    _backdate(_events(1, queue="a"), 5)  # outside the range
     chain.seal_all()
     lines = _export("jsonl", queue="a").splitlines()
     records = [json.loads(line) for line in lines]

@@ -131,6 +131,8 @@ def test_only_services_write_audit_events() -> None:
         "queues/reads.py",
         "security/services.py",
         "compliance/services.py",
+        "queues/retention.py",
+        "queues/erasure.py",
         "compliance/logins.py",  # admin logins: django.contrib.auth and axes signals
     }
     root = Path(settings.BASE_DIR)

@@ -45,6 +45,8 @@ ROUTES = {
     ("/api/v1/jobs/{job_id}/progress", "post"),
     ("/api/v1/jobs/{job_id}/cancel", "post"),
     ("/api/v1/jobs/{job_id}/retry", "post"),
+    ("/api/v1/queues/{queue}/clean", "post"),
+    ("/api/v1/compliance/erasures", "post"),
 }
 
 
@@ -78,6 +80,8 @@ def test_the_schema_describes_every_route_with_its_error_responses(schema: dict[
     [queue_param] = schema["paths"]["/api/v1/queues/{queue}/pull"]["post"]["parameters"]
     assert re.fullmatch(queue_param["schema"]["pattern"], "jobs:email")
     assert not re.fullmatch(queue_param["schema"]["pattern"], "-bad")
+    [pattern_param] = schema["paths"]["/api/v1/queues/{queue}/clean"]["post"]["parameters"]
+    assert re.fullmatch(pattern_param["schema"]["pattern"], "jobs:*")
 
 
 def _json_schema(node: Any) -> Any:

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    "django_q",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -90,6 +91,24 @@ AXES_RESET_ON_SUCCESS = True
 # account's name cannot keep its owner out for ever.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the audit trail
+
+# Scheduled work (django-q2, ORM broker: no extra service). ``manage.py setup_schedules``
+# creates the schedules; ``manage.py qcluster`` runs them. Tasks carry names and ids only,
+# never payloads.
+Q_CLUSTER = {
+    "name": "flashq",
+    "orm": "default",
+    "workers": env.int("Q_WORKERS", default=1),
+    "timeout": 600,
+    "retry": 900,
+    "max_attempts": 1,
+    "catch_up": False,
+    "save_limit": 100,
+    "label": "Scheduled tasks",
+}
+# Audit events are sealed into the hash chain at most this long after they are written
+# (plus the time a batch takes): the sealing schedule's interval.
+AUDIT_SEAL_MINUTES = env.int("AUDIT_SEAL_MINUTES", default=1)
 
 ROOT_URLCONF = "flashq_project.urls"
 WSGI_APPLICATION = "flashq_project.wsgi.application"

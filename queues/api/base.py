@@ -29,7 +29,7 @@ from flashq_project.problems import (
     RateLimited,
     ServiceUnavailable,
 )
-from security.access import Principal
+from security.access import PATTERN_RE, Principal
 from security.authentication import AuthThrottled, TokenRefused, record_last_use
 from security.clientip import address_allowed, client_ip
 from security.encryption import DecryptionFailed
@@ -221,6 +221,16 @@ class FlashqApiView(APIView):
         if not QUEUE_NAME_RE.fullmatch(name):
             raise InvalidInput(f"Invalid queue name: {QUEUE_NAME_RULE}.")
         return name
+
+    def queue_pattern(self) -> str:
+        """The route's queue as a pattern (``*`` allowed), e.g. for clean."""
+        pattern = str(self.kwargs["queue"])
+        if not PATTERN_RE.fullmatch(pattern):
+            raise InvalidInput(
+                "Invalid queue pattern: 1 to 128 letters, digits, _ . : - and * (any run)."
+            )
+        self._audit_queue = pattern if QUEUE_NAME_RE.fullmatch(pattern) else ""
+        return pattern
 
     def audit_jobs(self, job_ids: list[uuid.UUID]) -> None:
         """Name these jobs in this call's event should it end in a refusal."""

@@ -10,12 +10,14 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 
 from flashq_project import limits
+from security.access import PATTERN_RE
 
 from ..models import QUEUE_NAME_RE, QUEUE_NAME_RULE
 from .operations import Operation
 from .serializers import ProblemOut
 
 QUEUE_NAME_PATTERN = f"^{QUEUE_NAME_RE.pattern}$"
+QUEUE_PATTERN = f"^{PATTERN_RE.pattern}$"
 
 _MEANING = {
     400: "Malformed or invalid input (field paths in `errors`)",
@@ -156,10 +158,14 @@ def strict_schema_hook(
     ack_jobs = schemas.get("AckBatchInRequest", {}).get("properties", {}).get("jobs")
     if ack_jobs is not None:
         ack_jobs["uniqueItems"] = True
-    for operations in result.get("paths", {}).values():
+    for path, operations in result.get("paths", {}).items():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "path" and parameter["name"] == "queue":
+                    if path.endswith("/clean"):  # a pattern: * is any run of characters
+                        parameter["schema"] = {"type": "string", "pattern": QUEUE_PATTERN}
+                        parameter["description"] = "A queue name, or a pattern with *"
+                        continue
                     parameter["schema"] = {"type": "string", "pattern": QUEUE_NAME_PATTERN}
                     parameter["description"] = QUEUE_NAME_RULE
                 elif parameter.get("in") == "path" and parameter["name"] == "job_id":

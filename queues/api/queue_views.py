@@ -6,16 +6,20 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_view
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from flashq_project.problems import FieldError, InvalidInput
+from security.access import Verb, pattern_matches
 
-from .. import pulling, reads, services
+from .. import pulling, reads, retention, services
+from ..models import Queue
 from . import batch, serializers
 from .base import FlashqApiView
 from .docs import operation_schema, problems
@@ -331,3 +335,48 @@ class QueueSchemaApi(FlashqApiView):
         self.authorize(name)
         queue_obj = services.queue_set_schema(name=name, schema=None, actor=self.actor())
         return Response(queue_summary(queue_obj))
+
+
+@extend_schema_view(
+    post=operation_schema(
+        Operation.CLEAN,
+        request=serializers.CleanIn,
+        responses={200: serializers.CleanOut, **problems(415)},
+        description="Delete finished jobs (`state`, default completed) that finished at "
+        "least `grace_ms` ago, oldest first, at most `limit` in one call, on every queue "
+        "`{queue}` reaches: a name or a pattern with `*` (the guide's "
+        "`clean('*', 30 days, 'completed')` is `POST /queues/*/clean` with `grace_ms` "
+        "2592000000). Needs `clean` on each queue; queues this token may see but not "
+        "clean are skipped and listed, queues under legal hold are left alone and listed.",
+    )
+)
+class QueueCleanApi(FlashqApiView):
+    operations = {"post": Operation.CLEAN}
+
+    def post(self, request: Request, queue: str) -> Response:
+        pattern = self.queue_pattern()
+        params = serializers.CleanIn(data=request.data)
+        params.is_valid(raise_exception=True)
+        reached = [q for q in Queue.objects.order_by("name") if pattern_matches(pattern, q.name)]
+        visible = [q for q in reached if self.principal.sees(q.name)]
+        allowed = [q for q in visible if self.principal.allows(Verb.CLEAN, q.name)]
+        skipped = [q.name for q in visible if q not in allowed]
+        if skipped and not allowed:
+            raise PermissionDenied("This token may not clean any queue this pattern reaches.")
+        grace = timedelta(milliseconds=params.validated_data["grace_ms"])
+        cleaned = retention.jobs_clean(
+            queues=allowed,
+            states=[params.validated_data["state"]],
+            finished_before_=timezone.now() - grace,
+            limit=params.validated_data["limit"],
+            actor=self.actor(),
+            skipped=skipped,
+        )
+        return Response(
+            {
+                "deleted": cleaned.deleted,
+                "total": cleaned.total,
+                "skipped": skipped,
+                "held": cleaned.held,
+            }
+        )

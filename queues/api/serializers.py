@@ -315,6 +315,33 @@ class SchemaIn(StrictSerializer):
     schema = serializers.JSONField(help_text="A JSON Schema (2020-12); only local $refs")
 
 
+class CleanIn(StrictSerializer):
+    grace_ms = StrictIntegerField(
+        min_value=0,
+        max_value=limits.MAX_CLEAN_GRACE_MS,
+        help_text="Only jobs that finished at least this long ago",
+    )
+    state = serializers.ChoiceField(
+        choices=["completed", "failed", "cancelled", "expired"], default="completed"
+    )
+    limit = StrictIntegerField(min_value=1, max_value=limits.MAX_CLEAN_LIMIT, default=1000)
+
+
+class CleanOut(serializers.Serializer):
+    deleted = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text="queue -> state -> jobs deleted",
+    )
+    total = serializers.IntegerField()
+    skipped = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Queues the pattern reaches that this token may not clean",
+    )
+    held = serializers.ListField(
+        child=serializers.CharField(), help_text="Queues under legal hold, left alone"
+    )
+
+
 class ConcurrencyIn(StrictSerializer):
     max = StrictIntegerField(min_value=1, max_value=limits.MAX_CONCURRENCY)
 
@@ -372,3 +399,35 @@ class ProblemOut(serializers.Serializer):
     detail = serializers.CharField()
     code = serializers.CharField()
     errors = FieldErrorOut(many=True, required=False)  # type: ignore[assignment]
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only: no "yes", no 1."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if type(data) is not bool:
+            self.fail("invalid", input=data)
+        return data
+
+
+class ErasureIn(StrictSerializer):
+    subject = serializers.CharField(min_length=1, max_length=255, trim_whitespace=False)
+    mode = serializers.ChoiceField(choices=["redact", "delete"], default="redact")
+    reason = serializers.CharField(max_length=500, allow_blank=True, default="")
+    execute = StrictBooleanField(default=False, help_text="false: a dry run, nothing changes")
+
+
+class ErasureOut(serializers.Serializer):
+    executed = serializers.BooleanField()
+    mode = serializers.CharField()
+    total = serializers.IntegerField()
+    counts = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text="queue -> state -> jobs",
+    )
+    redacted_fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="queue -> field names redacted",
+    )
+    held = serializers.ListField(child=serializers.CharField())
+    receipt_id = serializers.IntegerField(allow_null=True)

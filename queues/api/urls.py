@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import job_views, me_views, queue_views
+from . import compliance_views, job_views, me_views, queue_views
 
 urlpatterns = [
     path("me", me_views.MeApi.as_view(), name="me"),
+    path("compliance/erasures", compliance_views.ErasureApi.as_view(), name="erasures"),
     path("queues", queue_views.QueueListApi.as_view(), name="queue-list"),
     path("queues/<str:queue>", queue_views.QueueStatsApi.as_view(), name="queue-stats"),
     path("queues/<str:queue>/pause", queue_views.QueuePauseApi.as_view(), name="queue-pause"),
@@ -28,6 +29,7 @@ urlpatterns = [
         name="queue-jobs-batch",
     ),
     path("queues/<str:queue>/pull", queue_views.QueuePullApi.as_view(), name="queue-pull"),
+    path("queues/<str:queue>/clean", queue_views.QueueCleanApi.as_view(), name="queue-clean"),
     path("jobs/ack", job_views.JobAckBatchApi.as_view(), name="jobs-ack"),
     path("jobs/<str:job_id>", job_views.JobApi.as_view(), name="job"),
     path("jobs/<str:job_id>/ack", job_views.JobAckApi.as_view(), name="job-ack"),

@@ -1,0 +1,53 @@
+"""``manage.py gdpr_erase <subject> [--execute --reason TEXT] [--mode redact|delete]``:
+GDPR erasure of every job about a data subject (queues.erasure). A dry run by default:
+it prints, per queue and state, how many jobs and which fields would be redacted or
+deleted, and changes nothing. ``--execute`` applies it and writes a receipt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from compliance.audit import Actor
+from queues.erasure import ErasureRefused, subject_erase
+
+
+class Command(BaseCommand):
+    help = "Find, and with --execute redact or delete, every job about a data subject."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("subject", help="the data subject's identifier (e.g. a user id)")
+        parser.add_argument("--execute", action="store_true", help="apply it (default: dry run)")
+        parser.add_argument("--reason", default="", help="why (a ticket or request reference)")
+        parser.add_argument("--mode", choices=["redact", "delete"], default="redact")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            outcome = subject_erase(
+                subject=options["subject"],
+                mode=options["mode"],
+                reason=options["reason"],
+                execute=options["execute"],
+                actor=Actor.command("gdpr_erase"),
+            )
+        except ErasureRefused as exc:
+            raise CommandError(str(exc)) from None
+        verb = {"redact": "redacted", "delete": "deleted"}[outcome.mode]
+        verb = verb if outcome.executed else f"would be {verb}"
+        for queue, states in sorted(outcome.counts.items()):
+            for state, count in sorted(states.items()):
+                self.stdout.write(f"{queue} [{state}]: {count} job(s) {verb}")
+            if outcome.mode == "redact":
+                fields = ", ".join(outcome.fields.get(queue, [])) or "none found"
+                self.stdout.write(f"{queue}: fields {fields}; the subject identifier removed")
+        for queue in outcome.held:
+            self.stdout.write(f"{queue}: under legal hold, skipped")
+        if not outcome.total:
+            self.stdout.write("Nothing found about this subject.")
+        elif outcome.executed and outcome.receipt is not None:
+            self.stdout.write(f"{outcome.total} job(s) {verb}; receipt {outcome.receipt.pk}.")
+        else:
+            self.stdout.write(
+                f"Dry run: {outcome.total} job(s). Add --execute --reason ... to apply."
+            )

@@ -1,0 +1,35 @@
+"""What the scheduler (django-q2's ``qcluster``) runs. Each task takes no arguments and
+acts through the same services and commands as an operator would, under a
+``system:<task>`` or ``command:<name>`` actor; nothing about a job but its id ever goes
+into a django-q2 task row."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from django.core.management import call_command
+
+from compliance.audit import Actor
+from compliance.chain import seal_all
+from queues.pulling import jobs_expire_ttl, leases_requeue_expired
+
+
+def seal_audit() -> int:
+    """Seal the audit events written since the last run into the hash chain."""
+    return seal_all()
+
+
+def sweep_leases() -> str:
+    actor = Actor.system("scheduled-sweep")
+    requeued = expired = 0
+    while batch := leases_requeue_expired(actor=actor):
+        requeued += batch
+    while batch := jobs_expire_ttl(actor=actor):
+        expired += batch
+    return f"requeued {requeued}, expired {expired}"
+
+
+def run_retention() -> str:
+    out = StringIO()
+    call_command("retention_cleanup", stdout=out)
+    return out.getvalue()

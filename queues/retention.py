@@ -1,0 +1,143 @@
+"""Retention of finished jobs: which policy applies to a queue, what is due, and the
+service that deletes it.
+
+``jobs_clean`` is the one path for deleting finished jobs: one transaction, one audit
+event with the counts per queue and state. ``retention_cleanup`` (a command, and the
+daily schedule) calls it once per batch, so a failure between batches leaves every
+batch either done and recorded or not started; ``POST /queues/{pattern}/clean`` calls
+it once per request. Queues under legal hold are never touched, only reported."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from compliance.audit import Action, Actor, audit_record
+from compliance.models import RetentionPolicy, RetentionTarget
+from flashq_project import limits
+from security.access import pattern_matches
+
+from .models import Job, JobState, Queue
+
+FINISHED = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
+MAX_CLEAN = limits.MAX_CLEAN_LIMIT
+
+
+def policy_for(
+    policies: Iterable[RetentionPolicy], queue: str, target: str
+) -> RetentionPolicy | None:
+    """The most specific policy for ``target`` whose pattern matches ``queue``."""
+    matching = [
+        policy
+        for policy in policies
+        if policy.target == target and pattern_matches(policy.queue_pattern, queue)
+    ]
+    return max(matching, key=lambda policy: policy.specificity, default=None)
+
+
+def finished_before(queue: Queue, state: str, cutoff: datetime) -> QuerySet[Job]:
+    """Jobs of ``queue`` in the finished ``state`` that finished before ``cutoff``."""
+    return Job.objects.filter(queue=queue, state=state).filter(
+        Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
+    )
+
+
+@dataclass(frozen=True)
+class Due:
+    queue: Queue
+    state: str
+    cutoff: datetime
+    max_age_days: int
+    count: int
+
+
+@dataclass
+class Plan:
+    due: list[Due] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+
+
+def retention_plan(*, now: datetime | None = None) -> Plan:
+    """What the policies make due now, per queue and state (queues on hold apart)."""
+    now = now or timezone.now()
+    policies = list(RetentionPolicy.objects.exclude(target=RetentionTarget.AUDIT))
+    plan = Plan()
+    for queue in Queue.objects.order_by("name"):
+        if queue.legal_hold:
+            plan.held.append(queue.name)
+            continue
+        for state in FINISHED:
+            policy = policy_for(policies, queue.name, state)
+            if policy is None:
+                continue
+            cutoff = now - timedelta(days=policy.max_age_days)
+            count = finished_before(queue, state, cutoff).count()
+            if count:
+                plan.due.append(Due(queue, state, cutoff, policy.max_age_days, count))
+    return plan
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    deleted: dict[str, dict[str, int]]  # queue -> state -> count
+    held: list[str]
+
+    @property
+    def total(self) -> int:
+        return sum(sum(states.values()) for states in self.deleted.values())
+
+
+def jobs_clean(
+    *,
+    queues: Sequence[Queue],
+    states: Sequence[str],
+    finished_before_: datetime,
+    limit: int,
+    actor: Actor,
+    skipped: Sequence[str] = (),
+    reason: str = "",
+) -> Cleaned:
+    """Delete up to ``limit`` jobs of ``queues`` in the finished ``states`` that
+    finished before ``finished_before_``, oldest first, in one transaction with one
+    audit event. Queues under legal hold are skipped and reported."""
+    if not 1 <= limit <= MAX_CLEAN:
+        raise ValueError(f"limit must be 1 to {MAX_CLEAN}")
+    if not set(states) <= set(FINISHED):
+        raise ValueError("only finished jobs (completed, failed, cancelled, expired) are cleaned")
+    deleted: dict[str, dict[str, int]] = {}
+    held = sorted(queue.name for queue in queues if queue.legal_hold)
+    left = limit
+    with transaction.atomic():
+        for queue in sorted((q for q in queues if not q.legal_hold), key=lambda q: q.name):
+            for state in states:
+                if left == 0:
+                    break
+                ids = list(
+                    finished_before(queue, state, finished_before_)
+                    .order_by("finished_at", "id")
+                    .select_for_update(skip_locked=True)
+                    .values_list("id", flat=True)[:left]
+                )
+                if ids:
+                    Job.objects.filter(id__in=ids).delete()
+                    deleted.setdefault(queue.name, {})[state] = len(ids)
+                    left -= len(ids)
+        audit_record(
+            actor=actor,
+            action=Action.CLEAN,
+            queue=queues[0].name if len(queues) == 1 else "",
+            details={
+                "finished_before": finished_before_.isoformat(),
+                "states": list(states),
+                "deleted": deleted,
+                "held": held,
+                **({"skipped": list(skipped)} if skipped else {}),
+                **({"reason": reason} if reason else {}),
+            },
+        )
+    return Cleaned(deleted=deleted, held=held)

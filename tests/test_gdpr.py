@@ -1,0 +1,196 @@
+"""GDPR erasure: a dry run that changes nothing, redaction and deletion of every job
+about the subject (by its subject column and by the queue's subject_path in the data),
+active jobs whose worker cannot write personal data back, legal holds, a receipt with
+no personal data, idempotency, and the API route. After an executed erasure a raw
+search of every table (and on PostgreSQL a pg_dump) finds none of the subject's data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from compliance.models import AuditEvent, ErasureRequest
+from queues import services
+from queues.erasure import REDACTED, pseudonym
+from queues.models import Job, JobState
+
+from .support import SETUP, Api, make_token, postgres_only, pull, push
+from .test_encryption import _every_stored_byte
+
+pytestmark = pytest.mark.django_db
+
+SUBJECT, EMAIL, NAME = "u-4711", "anna.example@example.com", "Anna Beispiel"
+PERSON = {"userId": SUBJECT, "email": EMAIL, "name": NAME}
+
+
+@pytest.fixture
+def full(db: None) -> str:
+    return make_token("full", "*=*,admin")
+
+
+def _world(api: Api, token: str) -> dict[str, Any]:
+    """Jobs about the subject in several queues and states, and one about someone else."""
+    waiting = push(
+        api, token, queue="mail", data={**PERSON, "n": 1}, key=f"welcome-{SUBJECT}", tags=[SUBJECT]
+    )
+    active = push(api, token, queue="mail", data={**PERSON, "n": 2})
+    done = push(api, token, queue="billing", data={"userId": SUBJECT, "amount": 5})
+    named = push(api, token, queue="crm", data={"profile": {"name": NAME}}, subject=SUBJECT)
+    other = push(api, token, queue="mail", data={"userId": "u-1", "email": "x@example.com"})
+    [lease] = [job for job in pull(api, token, queue="billing")]
+    api.post(
+        f"/jobs/{done['id']}/ack",
+        {"lease_id": lease["lease_id"], "result": {"receipt_to": {"email": EMAIL}}},
+        as_=token,
+    )
+    leased = pull(api, token, queue="mail", count=2)
+    active_lease = next(job["lease_id"] for job in leased if job["id"] == active["id"])
+    waiting_lease = next(job["lease_id"] for job in leased if job["id"] == waiting["id"])
+    api.post(
+        f"/jobs/{waiting['id']}/fail",
+        {"lease_id": waiting_lease, "error": f"bounce from {EMAIL}"},
+        as_=token,
+    )
+    return {
+        "waiting": waiting["id"],
+        "active": active["id"],
+        "active_lease": active_lease,
+        "done": done["id"],
+        "named": named["id"],
+        "other": other["id"],
+    }
+
+
+def _erase(*args: str) -> str:
+    out = StringIO()
+    call_command("gdpr_erase", SUBJECT, *args, stdout=out)
+    return out.getvalue()
+
+
+def test_the_dry_run_lists_what_would_go_and_changes_nothing(api: Api, full: str) -> None:
+    jobs = _world(api, full)
+    before = {job.id: (job.data, job.result, job.error, job.state) for job in Job.objects.all()}
+    report = _erase()
+    assert "mail [waiting]: 1 job(s) would be redacted" in report
+    assert "mail [active]: 1 job(s) would be redacted" in report
+    assert "billing [completed]: 1 job(s) would be redacted" in report
+    assert "crm [waiting]: 1 job(s) would be redacted" in report
+    assert "mail: fields (error texts), email, name, userId" in report
+    assert "Dry run: 4 job(s)" in report
+    after = {job.id: (job.data, job.result, job.error, job.state) for job in Job.objects.all()}
+    assert after == before and not ErasureRequest.objects.exists()
+    event = AuditEvent.objects.get(action="gdpr.erasePreview")
+    assert event.details["subject"] == pseudonym(SUBJECT) and event.details["total"] == 4
+    assert str(jobs["other"]) not in event.job_ids
+
+
+def test_redaction_leaves_no_trace_of_the_subject(api: Api, full: str) -> None:
+    jobs = _world(api, full)
+    report = _erase("--execute", "--reason", "DSR ticket 9")
+    assert "4 job(s) redacted; receipt" in report
+    for raw in (SUBJECT, EMAIL, NAME):
+        assert raw.encode() not in _every_stored_byte()
+    waiting = Job.objects.get(id=jobs["waiting"])
+    assert waiting.data == {"email": REDACTED, "name": REDACTED, "n": 1}
+    assert (waiting.error, waiting.errors, waiting.subject, waiting.key) == ("", [], None, None)
+    assert waiting.tags == [] and waiting.state == JobState.CANCELLED
+    done = Job.objects.get(id=jobs["done"])
+    assert done.data == {"amount": 5} and done.result == {"receipt_to": {"email": REDACTED}}
+    assert done.state == JobState.COMPLETED
+    assert Job.objects.get(id=jobs["named"]).data == {"profile": {"name": REDACTED}}
+    other = Job.objects.get(id=jobs["other"])
+    assert other.data == {"userId": "u-1", "email": "x@example.com"}
+    # The worker still holding the active job cannot write personal data back.
+    ack = {"lease_id": jobs["active_lease"], "result": {"email": EMAIL}}
+    assert api.post(f"/jobs/{jobs['active']}/ack", ack, as_=full).status == 409
+    receipt = ErasureRequest.objects.get()
+    assert receipt.subject_pseudonym == pseudonym(SUBJECT) and receipt.reason == "DSR ticket 9"
+    assert receipt.operator == "command:gdpr_erase" and receipt.total == 4
+    assert receipt.counts == {
+        "mail": {"waiting": 1, "active": 1},
+        "billing": {"completed": 1},
+        "crm": {"waiting": 1},
+    }
+    event = AuditEvent.objects.get(action="gdpr.erase")
+    assert event.details["receipt_id"] == receipt.pk
+    assert "Nothing found about this subject." in _erase("--execute", "--reason", "again")
+
+
+def test_delete_mode_removes_the_jobs(api: Api, full: str) -> None:
+    jobs = _world(api, full)
+    _erase("--execute", "--mode", "delete", "--reason", "DSR 10")
+    assert list(Job.objects.values_list("id", flat=True)) == [Job.objects.get(id=jobs["other"]).id]
+    for raw in (SUBJECT, EMAIL, NAME):
+        assert raw.encode() not in _every_stored_byte()
+
+
+def test_queues_under_legal_hold_are_skipped_and_reported(api: Api, full: str) -> None:
+    jobs = _world(api, full)
+    services.queue_set_legal_hold(name="billing", hold=True, reason="litigation", actor=SETUP)
+    report = _erase("--execute", "--reason", "DSR 11")
+    assert "billing: under legal hold, skipped" in report
+    assert Job.objects.get(id=jobs["done"]).data == {"userId": SUBJECT, "amount": 5}
+    assert ErasureRequest.objects.get().held == ["billing"]
+
+
+def test_an_erasure_needs_a_reason_that_does_not_name_the_subject(api: Api, full: str) -> None:
+    _world(api, full)
+    with pytest.raises(CommandError, match="needs a reason"):
+        _erase("--execute")
+    with pytest.raises(CommandError, match="must not contain the subject"):
+        _erase("--execute", "--reason", f"user {SUBJECT} asked")
+    assert not ErasureRequest.objects.exists()
+
+
+def test_the_api_route_uses_the_same_service(api: Api, full: str) -> None:
+    _world(api, full)
+    url = "/api/v1/compliance/erasures"
+    operator = make_token("jobs-admin", "mail=*,admin")
+    assert api.post(url, {"subject": SUBJECT}, as_=operator).status == 403
+    preview = api.post(url, {"subject": SUBJECT}, as_=full)
+    assert preview.status == 200, preview.body
+    assert preview.body["executed"] is False and preview.body["total"] == 4
+    bad = api.post(url, {"subject": SUBJECT, "execute": "yes"}, as_=full)
+    assert bad.status == 400 and bad.body["errors"][0]["path"] == "/execute"
+    done = api.post(url, {"subject": SUBJECT, "execute": True, "reason": "DSR 12"}, as_=full)
+    assert done.status == 200 and done.body["receipt_id"] == ErasureRequest.objects.get().pk
+    assert AuditEvent.objects.get(action="gdpr.erase", status=200).actor == "token:full"
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_pg_dump_finds_nothing_after_an_erasure(api: Api) -> None:
+    if shutil.which("pg_dump") is None:
+        pytest.skip("pg_dump is not installed")
+    token = make_token("full", "*=*,admin")
+    _world(api, token)
+    _erase("--execute", "--reason", "DSR 13")
+    params = connection.settings_dict
+    env = {**os.environ, "PGPASSWORD": params.get("PASSWORD") or ""}
+    dump = subprocess.run(
+        [
+            "pg_dump",
+            "--data-only",
+            "-h",
+            params["HOST"] or "127.0.0.1",
+            "-p",
+            str(params["PORT"] or 5432),
+            "-U",
+            params["USER"],
+            params["NAME"],
+        ],
+        capture_output=True,
+        env=env,
+        check=True,
+    ).stdout
+    assert b"queues_job" in dump
+    for raw in (SUBJECT, EMAIL, NAME):
+        assert raw.encode() not in dump

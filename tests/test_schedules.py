@@ -1,0 +1,59 @@
+"""django-q2 schedules: created idempotently, carrying no payloads, and each scheduled
+function, run synchronously through django-q2, has its effect."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from django_q.models import Schedule, Task
+from django_q.tasks import async_task
+
+from compliance.models import AuditEvent
+from queues.models import Job, JobState
+
+from .support import Api, make_token, pull, push
+
+pytestmark = pytest.mark.django_db
+
+MARK = "schedule-payload-marker"
+
+
+def test_setup_schedules_is_idempotent_and_carries_no_arguments() -> None:
+    call_command("setup_schedules", stdout=StringIO())
+    call_command("setup_schedules", stdout=StringIO())
+    schedules = {s.name: s for s in Schedule.objects.all()}
+    assert set(schedules) == {
+        "flashq: seal audit events",
+        "flashq: sweep expired leases",
+        "flashq: retention",
+    }
+    assert schedules["flashq: seal audit events"].schedule_type == Schedule.MINUTES
+    assert schedules["flashq: retention"].schedule_type == Schedule.DAILY
+    assert all(not s.args and not s.kwargs for s in schedules.values())
+
+
+def test_each_scheduled_function_does_its_work_and_its_task_row_holds_no_payload(
+    api: Api,
+) -> None:
+    call_command("setup_schedules", stdout=StringIO())
+    token = make_token("full", "*=*,admin")
+    old = push(api, token, queue="jobs:s", data={"note": MARK})["id"]
+    Job.objects.filter(id=old).update(
+        state=JobState.COMPLETED, finished_at=timezone.now() - timedelta(days=31)
+    )
+    leased = push(api, token, queue="jobs:s", data={"note": MARK})["id"]
+    [job] = pull(api, token, queue="jobs:s", lease=1)
+    Job.objects.filter(id=job["id"]).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    schedules = {s.func: s for s in Schedule.objects.all()}
+    for func in schedules:
+        async_task(func, sync=True)
+    assert Job.objects.get(id=leased).state == JobState.WAITING  # lease recovered
+    assert not Job.objects.filter(id=old).exists()  # retention ran
+    assert AuditEvent.objects.filter(seq__isnull=False).exists()  # sealing ran
+    tasks = list(Task.objects.all())
+    assert len(tasks) == 3 and all(task.success for task in tasks), [t.result for t in tasks]
+    assert all(MARK not in repr((task.args, task.kwargs, task.result)) for task in tasks)

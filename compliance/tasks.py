@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from compliance.audit import Actor
 from compliance.chain import seal_all
-from queues.pulling import jobs_expire_ttl, leases_requeue_expired
+from queues.pulling import sweep
 
 
 def seal_audit() -> int:
@@ -20,12 +20,7 @@ def seal_audit() -> int:
 
 
 def sweep_leases() -> str:
-    actor = Actor.system("scheduled-sweep")
-    requeued = expired = 0
-    while batch := leases_requeue_expired(actor=actor):
-        requeued += batch
-    while batch := jobs_expire_ttl(actor=actor):
-        expired += batch
+    requeued, expired = sweep(actor=Actor.system("scheduled-sweep"))
     return f"requeued {requeued}, expired {expired}"
 
 

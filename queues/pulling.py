@@ -172,3 +172,14 @@ def jobs_pull(
                 return jobs
             assert waiter is not None
             waiter.wait(remaining)
+
+
+def sweep(*, actor: Actor) -> tuple[int, int]:
+    """Recover every expired lease and expire every waiting job past its ttl, batch by
+    batch (each batch its own transaction and event): (requeued, expired)."""
+    requeued = expired = 0
+    while batch := leases_requeue_expired(actor=actor):
+        requeued += batch
+    while batch := jobs_expire_ttl(actor=actor):
+        expired += batch
+    return requeued, expired

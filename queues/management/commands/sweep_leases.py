@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from compliance.audit import Actor
-from queues.pulling import jobs_expire_ttl, leases_requeue_expired
+from queues.pulling import sweep
 
 
 class Command(BaseCommand):
@@ -19,10 +19,5 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> str:
-        actor = Actor.command("sweep_leases")
-        requeued = expired = 0
-        while batch := leases_requeue_expired(actor=actor):
-            requeued += batch
-        while batch := jobs_expire_ttl(actor=actor):
-            expired += batch
+        requeued, expired = sweep(actor=Actor.command("sweep_leases"))
         return f"Requeued {requeued} job(s) with expired leases; expired {expired} job(s)."

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -56,6 +57,8 @@ def run() -> None:
     # The scheduler (audit sealing, lease sweeping, retention) beside the web server.
     print("Starting the scheduler (manage.py qcluster) ...", flush=True)
     scheduler = subprocess.Popen([*manage, "qcluster"], env=env)
+    # A SIGTERM (not only Ctrl-C) stops the web server and then the scheduler too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         # --insecure: serve the admin's static files without DEBUG (local runs only).
         subprocess.run([*manage, "runserver", "--insecure", address], env=env, check=False)

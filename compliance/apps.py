@@ -8,4 +8,17 @@ class ComplianceConfig(AppConfig):
     verbose_name = "Compliance"
 
     def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from queues.models import Queue
+        from security.models import ApiToken, QueuePermission
+
         from . import logins  # noqa: F401 (connects the login signal receivers)
+        from .models import RetentionPolicy
+
+        # Field-level change history of configuration. Never a secret: the token's
+        # hash is excluded, and so is its per-call bookkeeping.
+        auditlog.register(Queue)
+        auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at", "last_used_ip"])
+        auditlog.register(QueuePermission)
+        auditlog.register(RetentionPolicy)

@@ -202,6 +202,9 @@ class ErasureRequest(models.Model):
     counts = models.JSONField(default=dict, help_text="queue -> state -> jobs")
     held = models.JSONField(default=list, help_text="queues under legal hold, not erased")
     total = models.PositiveIntegerField(default=0)
+    elsewhere = models.JSONField(
+        default=dict, help_text="rows outside the jobs table: auditlog entries, scheduler tasks"
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -8,10 +8,18 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
 
 _SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_current: ContextVar[str | None] = ContextVar("flashq_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled (django-auditlog's correlation id, so its
+    entries join the audit trail's ``request_id``), or None outside a request."""
+    return _current.get()
 
 
 class RequestIdMiddleware:
@@ -23,6 +31,10 @@ class RequestIdMiddleware:
         supplied = request.META.get("HTTP_X_REQUEST_ID", "")
         request.META["FLASHQ_REQUEST_ID"] = request_id
         request.META["FLASHQ_CLIENT_REQUEST_ID"] = supplied if _SAFE.fullmatch(supplied) else ""
-        response = self.get_response(request)
+        token = _current.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            _current.reset(token)
         response["X-Request-ID"] = request_id
         return response

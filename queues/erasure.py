@@ -27,6 +27,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
@@ -95,11 +97,56 @@ def _jobs_about(subject: str, queues: dict[int, Queue]) -> Iterator[Job]:
         last = batch[-1].id
 
 
+def _replaced(value: Any, subject: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(subject, REDACTED)
+    if isinstance(value, dict):
+        return {_replaced(k, subject): _replaced(v, subject) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replaced(item, subject) for item in value]
+    return value
+
+
+def _auditlog_entries(subject: str) -> list[Any]:
+    """django-auditlog entries whose diff or label mentions the subject (configuration
+    seldom does, but a queue or token may be named after a person)."""
+    from auditlog.models import LogEntry
+
+    return list(
+        LogEntry.objects.annotate(text=Cast("changes", TextField())).filter(
+            Q(text__contains=subject)
+            | Q(changes_text__contains=subject)
+            | Q(object_repr__contains=subject)
+        )
+    )
+
+
+def _scheduler_rows(subject: str) -> list[Any]:
+    """django-q2 task results and queued tasks that mention the subject. flashQ's own
+    tasks carry no arguments; this covers anything else scheduled in the same place."""
+    from django_q.models import OrmQ, Task
+
+    found: list[Any] = [
+        task
+        for task in Task.objects.all()
+        if subject in repr((task.name, task.func, task.args, task.kwargs, task.result))
+    ]
+    for queued in OrmQ.objects.all():
+        try:
+            body = repr(queued.task())
+        except Exception:  # noqa: S112 (an unreadable row is not ours to judge)
+            continue
+        if subject in body:
+            found.append(queued)
+    return found
+
+
 @dataclass
 class Erasure:
     executed: bool
     mode: str
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    elsewhere: dict[str, int] = field(default_factory=dict)
     fields: dict[str, list[str]] = field(default_factory=dict)
     held: list[str] = field(default_factory=list)
     receipt: ErasureRequest | None = None
@@ -153,6 +200,16 @@ def subject_erase(*, subject: str, mode: str, reason: str, execute: bool, actor:
                 Job.objects.filter(id__in=[job.id for job in jobs]).delete()
             else:
                 bulk_update_sealed(Job, jobs, REDACTION_FIELDS)
+        entries, scheduled = _auditlog_entries(subject), _scheduler_rows(subject)
+        outcome.elsewhere = {"auditlog": len(entries), "scheduler": len(scheduled)}
+        if execute:
+            for entry in entries:
+                entry.changes = _replaced(entry.changes, subject)
+                entry.changes_text = entry.changes_text.replace(subject, REDACTED)
+                entry.object_repr = entry.object_repr.replace(subject, REDACTED)
+                entry.save(update_fields=["changes", "changes_text", "object_repr"])
+            for row in scheduled:
+                row.delete()
         stand_in = pseudonym(subject)
         details: dict[str, Any] = {
             "subject": stand_in,
@@ -161,6 +218,7 @@ def subject_erase(*, subject: str, mode: str, reason: str, execute: bool, actor:
             "counts": outcome.counts,
             "held": outcome.held,
             "total": outcome.total,
+            "elsewhere": outcome.elsewhere,
         }
         if execute:
             outcome.receipt = ErasureRequest.objects.create(
@@ -169,6 +227,7 @@ def subject_erase(*, subject: str, mode: str, reason: str, execute: bool, actor:
                 operator=actor.label[:150],
                 reason=reason[:500],
                 counts=outcome.counts,
+                elsewhere=outcome.elsewhere,
                 held=outcome.held,
                 total=outcome.total,
             )

@@ -69,7 +69,8 @@ def _set_rules(token: ApiToken, rules: Sequence[RuleSpec]) -> None:
     ]
     for row in rows:
         row.full_clean()
-    QueuePermission.objects.bulk_create(rows)
+    for row in rows:
+        row.save()  # one by one (a token has few rules): django-auditlog records each
 
 
 def _cidrs(cidrs: Sequence[str] | None) -> list[str] | None:

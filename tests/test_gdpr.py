@@ -194,3 +194,30 @@ def test_pg_dump_finds_nothing_after_an_erasure(api: Api) -> None:
     assert b"queues_job" in dump
     for raw in (SUBJECT, EMAIL, NAME):
         assert raw.encode() not in dump
+
+
+def test_auditlog_entries_and_scheduler_rows_mentioning_the_subject_are_covered(
+    api: Api, full: str
+) -> None:
+    from auditlog.models import LogEntry
+    from django.utils import timezone
+    from django_q.models import Task
+
+    _world(api, full)
+    make_token(f"export-{SUBJECT}", "mail=getJob")  # a token named after the person
+    assert LogEntry.objects.filter(object_repr__contains=SUBJECT).exists()
+    now = timezone.now()
+    Task.objects.create(
+        id="t1", name="x", func="builtins.print", args=(SUBJECT,), started=now, stopped=now
+    )
+    Task.objects.create(
+        id="t2", name="y", func="builtins.print", args=("other",), started=now, stopped=now
+    )
+    report = _erase()
+    assert "elsewhere: auditlog entries 1, scheduler tasks 1" in report
+    _erase("--execute", "--reason", "DSR 14")
+    for entry in LogEntry.objects.all():
+        text = repr((entry.changes, entry.changes_text, entry.object_repr))
+        assert SUBJECT not in text
+    assert list(Task.objects.values_list("id", flat=True)) == ["t2"]
+    assert ErasureRequest.objects.get().elsewhere == {"auditlog": 1, "scheduler": 1}

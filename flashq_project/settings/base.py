@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "axes",
     "django_q",
+    "auditlog",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -68,6 +69,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # django-auditlog: the staff user as actor of model changes made in the admin.
+    "compliance.middleware.StaffAuditlogActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: answers a locked-out admin login with 429.
@@ -109,6 +112,13 @@ Q_CLUSTER = {
 # Audit events are sealed into the hash chain at most this long after they are written
 # (plus the time a batch takes): the sealing schedule's interval.
 AUDIT_SEAL_MINUTES = env.int("AUDIT_SEAL_MINUTES", default=1)
+
+# django-auditlog keeps field-level diffs of queues, tokens, permission rules and retention
+# policies (registered in compliance.apps, secrets excluded). Its correlation id is our
+# request id; the address is left to the audit trail (which already has the trusted one).
+AUDITLOG_CID_GETTER = "flashq_project.requestid.current_request_id"
+AUDITLOG_DISABLE_REMOTE_ADDR = True
+AUDITLOG_STORE_JSON_CHANGES = True
 
 ROOT_URLCONF = "flashq_project.urls"
 WSGI_APPLICATION = "flashq_project.wsgi.application"

@@ -41,6 +41,11 @@ class Command(BaseCommand):
             if outcome.mode == "redact":
                 fields = ", ".join(outcome.fields.get(queue, [])) or "none found"
                 self.stdout.write(f"{queue}: fields {fields}; the subject identifier removed")
+        if any(outcome.elsewhere.values()):
+            self.stdout.write(
+                f"elsewhere: auditlog entries {outcome.elsewhere['auditlog']}, "
+                f"scheduler tasks {outcome.elsewhere['scheduler']}"
+            )
         for queue in outcome.held:
             self.stdout.write(f"{queue}: under legal hold, skipped")
         if not outcome.total:

@@ -8,7 +8,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from . import services
-from .models import AuditCheckpoint, AuditEvent, RetentionPolicy
+from .models import AuditCheckpoint, AuditEvent, ErasureRequest, RetentionPolicy
 from .staff import ServiceModelAdmin, staff_actor
 
 
@@ -48,6 +48,16 @@ class AuditEventAdmin(ReadOnlyAdmin):
 @admin.register(AuditCheckpoint)
 class AuditCheckpointAdmin(ReadOnlyAdmin):
     list_display = ["seq", "created_at", "events_removed", "reason"]
+
+
+@admin.register(ErasureRequest)
+class ErasureRequestAdmin(ReadOnlyAdmin):
+    """Receipts of executed GDPR erasures (no personal data: the subject is a keyed
+    pseudonym)."""
+
+    list_display = ["created_at", "mode", "total", "operator", "reason", "subject_pseudonym"]
+    list_filter = ["mode"]
+    search_fields = ["=subject_pseudonym", "reason", "operator"]
 
 
 @admin.register(RetentionPolicy)

@@ -29,6 +29,7 @@ class QueueAdmin(ServiceModelAdmin):
         "subject_path",
         "json_schema",
         "sensitive_fields",
+        "pii_fields",
         "max_job_bytes",
         "card_allowlist",
         "paused",
@@ -55,6 +56,7 @@ class QueueAdmin(ServiceModelAdmin):
                 max_job_bytes=form.cleaned_data.get("max_job_bytes"),
                 json_schema=form.cleaned_data.get("json_schema"),
                 sensitive_fields=form.cleaned_data.get("sensitive_fields"),
+                pii_fields=form.cleaned_data.get("pii_fields"),
                 actor=actor,
             )
         else:

@@ -576,6 +576,7 @@ def queue_update(
     max_job_bytes: int | None = None,
     json_schema: dict[str, Any] | None = None,
     sensitive_fields: list[str] | None = None,
+    pii_fields: list[str] | None = None,
     actor: Actor,
 ) -> Queue:
     """Change a queue's settings. Its name and paused flag are not settings: a name is
@@ -584,9 +585,12 @@ def queue_update(
         queue = _queue_for_update(name)
         fields = ["subject_path", "card_allowlist", "max_job_bytes", "json_schema"]
         fields += ["sensitive_fields"] if sensitive_fields is not None else []
+        fields += ["pii_fields"] if pii_fields is not None else []
         before = {field: getattr(queue, field) for field in fields}
         if sensitive_fields is not None:
             queue.sensitive_fields = sensitive_fields
+        if pii_fields is not None:
+            queue.pii_fields = pii_fields
         queue.subject_path = subject_path
         queue.card_allowlist = card_allowlist or None
         queue.max_job_bytes = max_job_bytes

@@ -20,7 +20,7 @@ from django.db import connection
 from compliance.models import AuditEvent, ErasureRequest
 from queues import services
 from queues.erasure import REDACTED, pseudonym
-from queues.models import Job, JobState
+from queues.models import Job, JobState, Queue
 
 from .support import SETUP, Api, make_token, postgres_only, pull, push
 from .test_encryption import _every_stored_byte
@@ -221,3 +221,26 @@ def test_auditlog_entries_and_scheduler_rows_mentioning_the_subject_are_covered(
         assert SUBJECT not in text
     assert list(Task.objects.values_list("id", flat=True)) == ["t2"]
     assert ErasureRequest.objects.get().elsewhere == {"auditlog": 1, "scheduler": 1}
+
+
+def test_pii_fields_are_set_in_the_admin_and_receipts_are_read_only(api: Api, full: str) -> None:
+    from .support import superuser_client
+
+    _world(api, full)
+    root = superuser_client()
+    queue = Queue.objects.get(name="crm")
+    form = {"subject_path": "userId", "pii_fields": '["profile"]', "sensitive_fields": "[]"}
+    page = root.post(f"/admin/queues/queue/{queue.pk}/change/", {**form, "_save": "Save"})
+    assert page.status_code == 302
+    event = AuditEvent.objects.filter(action="queue.update").latest("id")
+    assert event.details["pii_fields"] == {
+        "from": ["email", "name", "personalData"],
+        "to": ["profile"],
+    }
+    _erase("--execute", "--reason", "DSR 15")
+    crm = Job.objects.get(queue__name="crm")
+    assert crm.data == {"profile": REDACTED}
+    receipt = ErasureRequest.objects.get()
+    listing = root.get("/admin/compliance/erasurerequest/")
+    assert listing.status_code == 200 and "DSR 15" in listing.content.decode()
+    assert root.get(f"/admin/compliance/erasurerequest/{receipt.pk}/delete/").status_code == 403

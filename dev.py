@@ -60,8 +60,8 @@ def run() -> None:
     # A SIGTERM (not only Ctrl-C) stops the web server and then the scheduler too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        # --insecure: serve the admin's static files without DEBUG (local runs only).
-        subprocess.run([*manage, "runserver", "--insecure", address], env=env, check=False)
+        # Static files come from whitenoise, as in production (--nostatic: not runserver).
+        subprocess.run([*manage, "runserver", "--nostatic", address], env=env, check=False)
     except KeyboardInterrupt:
         pass
     finally:

@@ -64,6 +64,8 @@ MIDDLEWARE = [
     # SecurityMiddleware (https redirect) or anything else reads them.
     "flashq_project.proxyheaders.TrustedProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The admin's static files, served by the app server itself (gunicorn, DEBUG off).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "flashq_project.requestid.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -166,7 +168,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# whitenoise serves them. Local runs and tests read them straight from the apps; production
+# (settings.production) serves what ``manage.py collectstatic`` compressed and hashed.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
 
 # Request and payload limits (bytes). A single job's data is capped separately from the
 # whole request so one batch can carry many jobs.

@@ -168,7 +168,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATIC_ROOT: Path | None = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 # whitenoise serves them. Local runs and tests read them straight from the apps; production
 # (settings.production) serves what ``manage.py collectstatic`` compressed and hashed.
 STORAGES = {

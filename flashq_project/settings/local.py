@@ -46,3 +46,6 @@ SECRET_KEY = SECRET_KEY or _generated["SECRET_KEY"]  # noqa: F405
 TOKEN_PEPPER = TOKEN_PEPPER or _generated["TOKEN_PEPPER"]  # noqa: F405
 # Lose this file and the local database's job payloads cannot be read any more.
 ENCRYPTION_KEYS = ENCRYPTION_KEYS or _generated["ENCRYPTION_KEYS"]  # noqa: F405
+# Static files come straight from the apps (whitenoise with finders): nothing to collect.
+if not os.environ.get("STATIC_ROOT"):
+    STATIC_ROOT = None

@@ -13,6 +13,11 @@ SECRET_KEY = secrets.token_urlsafe(50)
 TOKEN_PEPPER = secrets.token_urlsafe(32)
 ENCRYPTION_KEYS = f"test1:{generate_key()}"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The test client builds its middleware per client: whitenoise would index every static
+# file each time. Pages are tested without their styles; test_production_server checks
+# that gunicorn serves them.
+WHITENOISE_USE_FINDERS = False
+STATIC_ROOT = None
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not shared-cache memory: threads in long-poll tests then get real WAL

@@ -215,6 +215,11 @@ class Job(models.Model):
                 condition=Q(progress__gte=0, progress__lte=100), name="job_progress_0_100"
             ),
         ]
+        permissions = [
+            ("retry_job", "Can retry failed, cancelled or expired jobs"),
+            ("cancel_job", "Can cancel unfinished jobs"),
+            ("reveal_job", "Can see jobs' sensitive fields unmasked"),
+        ]
 
     def __str__(self) -> str:
         return str(self.id)

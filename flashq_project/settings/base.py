@@ -42,7 +42,7 @@ for _token in AUTH_TOKENS:
         )
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "flashq_project.adminsite.FlashqAdminConfig",  # django.contrib.admin, our site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

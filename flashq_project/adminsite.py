@@ -1,0 +1,57 @@
+"""The admin site. Beyond Django's own: a staff user who may view but change nothing
+(an auditor) is refused every POST with 403, whatever the page, so a read-only role
+stays read-only even where a page would otherwise accept a form (an action, say).
+Logging out and changing one's own password stay allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.apps import AdminConfig
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+_CHANGING = ("add_", "change_", "delete_")
+# Custom permissions that act (queues.Job's retry/cancel), not only view.
+_ACTING = ("retry_", "cancel_", "reveal_")
+_ALWAYS_ALLOWED = ("logout", "password_change", "password_change_done")
+
+
+def may_change_anything(user: Any) -> bool:
+    if user.is_superuser:
+        return True
+    return any(
+        codename.split(".", 1)[1].startswith(_CHANGING + _ACTING)
+        for codename in user.get_all_permissions()
+    )
+
+
+class FlashqAdminSite(admin.AdminSite):
+    site_header = "flashQ administration"
+    site_title = "flashQ admin"
+    index_title = "Operations"
+
+    def admin_view(self, view: Any, cacheable: bool = False) -> Any:
+        inner = super().admin_view(view, cacheable)
+        name = getattr(view, "__name__", "")
+
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            user = request.user
+            if (
+                request.method not in ("GET", "HEAD", "OPTIONS")
+                and name not in _ALWAYS_ALLOWED
+                and user.is_authenticated
+                and user.is_staff
+                and not may_change_anything(user)
+            ):
+                raise PermissionDenied("This account may only view.")
+            response: HttpResponse = inner(request, *args, **kwargs)
+            return response
+
+        guarded.__name__ = name
+        return guarded
+
+
+class FlashqAdminConfig(AdminConfig):
+    default_site = "flashq_project.adminsite.FlashqAdminSite"

@@ -2,14 +2,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
 
 from . import services
+from .chain import verify
 from .models import AuditCheckpoint, AuditEvent, ErasureRequest, RetentionPolicy
+from .services import EXPORT_FORMATS, ExportFilter
 from .staff import ServiceModelAdmin, staff_actor
+
+
+class ExportForm(forms.Form):
+    since = forms.DateTimeField(help_text="from (inclusive), e.g. 2026-11-01 00:00")
+    until = forms.DateTimeField(help_text="to (exclusive)")
+    queue = forms.CharField(required=False, max_length=128)
+    actor = forms.CharField(required=False, max_length=150, help_text="e.g. token:billing")
+    format = forms.ChoiceField(choices=[(f, f) for f in EXPORT_FORMATS])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("since") and data.get("until") and data["until"] <= data["since"]:
+            raise forms.ValidationError("'until' must be after 'since'.")
+        return data
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -28,7 +48,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    """The audit trail is append-only: nobody edits or deletes it here."""
+    """The audit trail is append-only: nobody edits or deletes it here. Anyone who may
+    view it can export a time range (an audited read) and verify the hash chain."""
 
     list_display = [
         "created_at",
@@ -40,9 +61,61 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "client_ip",
         "seq",
     ]
-    list_filter = ["outcome", "action"]
-    search_fields = ["=request_id", "queue", "actor"]
+    list_filter = ["outcome", "action", "queue", "actor"]
+    date_hierarchy = "created_at"
+    search_fields = ["=request_id", "=queue", "=actor", "=client_request_id"]
     show_full_result_count = False
+    change_list_template = "admin/compliance/auditevent/change_list.html"
+    actions = None
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("export/", view(self.export_view), name="compliance_auditevent_export"),
+            path("verify/", view(self.verify_view), name="compliance_auditevent_verify"),
+            *super().get_urls(),
+        ]
+
+    def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+        return {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title}
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = ExportForm(request.GET or None)
+        if not request.GET or not form.is_valid():
+            context = {**self._context(request, "Export audit events"), "form": form}
+            return TemplateResponse(request, "admin/compliance/auditevent/export.html", context)
+        data = form.cleaned_data
+        selection = ExportFilter(
+            since=data["since"], until=data["until"], queue=data["queue"], actor=data["actor"]
+        )
+        fmt = data["format"]
+        response = HttpResponse(
+            content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/jsonl"
+        )
+        stamp = f"{data['since']:%Y%m%d}-{data['until']:%Y%m%d}"
+        response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
+        services.audit_export(
+            selection=selection, fmt=fmt, out=response, actor=staff_actor(request)
+        )
+        return response
+
+    def verify_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {**self._context(request, "Audit chain verification"), "verdict": verify()}
+        return TemplateResponse(request, "admin/compliance/auditevent/verify.html", context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        head = AuditEvent.objects.filter(seq__isnull=False).order_by("-seq").first()
+        unsealed = AuditEvent.objects.filter(seq__isnull=True)
+        extra = {
+            "chain_head": head,
+            "unsealed": unsealed.count(),
+            "checkpoint": AuditCheckpoint.objects.order_by("-seq").first(),
+        }
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
 
 
 @admin.register(AuditCheckpoint)

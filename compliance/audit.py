@@ -63,6 +63,7 @@ class Action(StrEnum):
     TOKEN_DELETE = "token.delete"  # noqa: S105 (an action, not a secret)
     KEYS_ROTATE = "keys.rotate"
     CLEAN = "clean"
+    DELETE = "delete"
     LEGAL_HOLD = "queue.legalHold"
     RETENTION_POLICY_SAVE = "retention.policySave"
     RETENTION_POLICY_DELETE = "retention.policyDelete"

@@ -5,14 +5,24 @@ Jobs are read-only here for now."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.forms import ModelForm
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils.html import format_html_join
 
+from compliance.models import AuditEvent
 from compliance.staff import ServiceModelAdmin, staff_actor
+from flashq_project.problems import FlashqError
 from security.masking import masked
 
 from . import services
@@ -102,30 +112,114 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
+# Error texts are encrypted, so a search in them opens the newest jobs that have one,
+# at most this many per search; the page says so.
+ERROR_SEARCH_WINDOW = 5000
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        tags: set[str] = set()
+        for row in Job.objects.order_by("-id").values_list("tags", flat=True)[:2000]:
+            tags.update(str(tag) for tag in row or ())
+        return [(tag, tag) for tag in sorted(tags)[:50]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if not self.value():
+            return queryset
+        # JSON containment is not portable (SQLite); the quoted tag in the JSON text is.
+        as_text = Cast("tags", TextField())
+        return queryset.annotate(tags_text=as_text).filter(
+            tags_text__contains=json.dumps(self.value())
+        )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500, help_text="Why (kept in the audit trail), e.g. a ticket reference."
+    )
+
+
+_JOB_DETAIL = [
+    "id",
+    "queue",
+    "state",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "key",
+    "subject",
+    "tags",
+    "run_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "lease_expires_at",
+    "progress",
+    "progress_message",
+    "masked_data",
+    "masked_result",
+    "last_error",
+    "error_history",
+    "audit_trail",
+]
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    """Read-only for now: job changes go through the services, which audit them.
-    Payloads are shown decrypted with the queue's sensitive fields masked, for
-    everyone (a per-queue reveal right for staff comes with the operators' admin)."""
+    """Jobs for operators. Retry, cancel and delete are actions on one job or the
+    selection: each declares its permission, asks for confirmation and a reason, and
+    calls the same service as the API, audited with the staff user as actor. Payloads
+    are shown decrypted, the queue's sensitive fields masked unless the user holds
+    ``queues.reveal_job``."""
 
-    list_display = ["id", "queue", "state", "priority", "attempts", "created_at"]
-    list_filter = ["state"]
+    list_display = ["id", "queue", "state", "priority", "attempts", "created_at", "finished_at"]
+    list_filter = [
+        "state",
+        "queue",
+        ("created_at", admin.DateFieldListFilter),
+        ("finished_at", admin.DateFieldListFilter),
+        TagFilter,
+    ]
     list_select_related = ["queue"]
     show_full_result_count = False
     search_fields = ["=id", "=key", "=subject"]
-    readonly_fields = ["masked_data", "masked_result", "masked_errors"]
+    search_help_text = (
+        "An exact job id, idempotency key or subject, or words of an error text (searched "
+        f"in the newest {ERROR_SEARCH_WINDOW} jobs with an error)."
+    )
+    fields = tuple(_JOB_DETAIL)
+    readonly_fields = tuple(_JOB_DETAIL)
+    actions = ["retry_jobs", "cancel_jobs", "delete_jobs"]
 
-    @admin.display(description="data (sensitive fields masked)")
-    def masked_data(self, job: Job) -> str:
-        return _pretty(masked(job.data, job.queue.sensitive_fields or ()))
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        return super().get_queryset(request).select_related("queue")
 
-    @admin.display(description="result (sensitive fields masked)")
-    def masked_result(self, job: Job) -> str:
-        return _pretty(masked(job.result, job.queue.sensitive_fields or ()))
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip().lower()
+        if len(term) < 3:
+            return found, duplicates
+        with_error = (
+            queryset.filter(error__isnull=False)
+            .select_related(None)
+            .order_by("-id")
+            .only("id", "error")[:ERROR_SEARCH_WINDOW]
+        )
+        matching = [job.id for job in with_error if term in job.error.lower()]
+        if not matching:
+            return found, duplicates
+        return (found | queryset.filter(id__in=matching)), duplicates
 
-    @admin.display(description="errors")
-    def masked_errors(self, job: Job) -> str:
-        return _pretty(job.errors)
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # delete_jobs goes through the service
+        return actions
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -134,4 +228,135 @@ class JobAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        return bool(request.user.has_perm("queues.delete_job"))
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("queues.retry_job"))
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("queues.cancel_job"))
+
+    def _hidden(self, job: Job) -> Any:
+        if getattr(job, "_admin_reveal", False):
+            return ()
+        return job.queue.sensitive_fields or ()
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        # Deleting goes through the action (confirmation, reason, service, audit).
+        raise PermissionDenied("Delete jobs with the 'Delete the selected jobs' action.")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        extra = {**(extra_context or {}), "show_delete": False}
+        return super().change_view(request, object_id, form_url, extra)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        # The viewer's right travels with the object (a ModelAdmin is shared by threads).
+        job = super().get_object(request, object_id, from_field)
+        if job is not None:
+            job._admin_reveal = request.user.has_perm("queues.reveal_job")
+        return job
+
+    @admin.display(description="data")
+    def masked_data(self, job: Job) -> str:
+        return _pretty(masked(job.data, self._hidden(job)))
+
+    @admin.display(description="result")
+    def masked_result(self, job: Job) -> str:
+        return _pretty(masked(job.result, self._hidden(job)))
+
+    @admin.display(description="error")
+    def last_error(self, job: Job) -> str:
+        return str(job.error)
+
+    @admin.display(description="error history")
+    def error_history(self, job: Job) -> str:
+        return _pretty(job.errors)
+
+    @admin.display(description="audit events")
+    def audit_trail(self, job: Job) -> str:
+        events = (
+            AuditEvent.objects.filter(created_at__gte=job.created_at - timedelta(minutes=1))
+            .annotate(ids_text=Cast("job_ids", TextField()))
+            .filter(ids_text__contains=str(job.id))
+            .order_by("id")[:100]
+        )
+        return (
+            format_html_join(
+                "\n",
+                "<div>{} {} {} {} by {}</div>",
+                (
+                    (f"{e.created_at:%Y-%m-%d %H:%M:%S}", e.action, e.outcome, e.status, e.actor)
+                    for e in events
+                ),
+            )
+            or "none"
+        )
+
+    # -- actions: confirm, then call the service per job ---------------------------------
+
+    def _confirmed(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Job],
+        *,
+        verb: str,
+        act: Callable[[Job, str], object],
+    ) -> Any:
+        form = ReasonForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            done, refused = 0, []
+            for job in queryset.order_by("id"):
+                try:
+                    act(job, form.cleaned_data["reason"])
+                    done += 1
+                except FlashqError as exc:
+                    refused.append(f"{job.id}: {exc.detail}")
+            self.message_user(request, f"{verb.capitalize()}: {done} job(s).", messages.SUCCESS)
+            for line in refused[:20]:
+                self.message_user(request, line, messages.WARNING)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{verb.capitalize()} {queryset.count()} job(s)?",
+            "opts": self.model._meta,
+            "jobs": queryset.order_by("id")[:100],
+            "count": queryset.count(),
+            "verb": verb,
+            "form": form,
+            "action": request.POST.get("action", ""),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+        }
+        return TemplateResponse(request, "admin/queues/job/confirm_action.html", context)
+
+    @admin.action(permissions=["retry"], description="Retry the selected jobs")
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="retry",
+            act=lambda job, why: services.job_retry(job_id=job.id, actor=actor, reason=why),
+        )
+
+    @admin.action(permissions=["cancel"], description="Cancel the selected jobs")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="cancel",
+            act=lambda job, why: services.job_cancel(job_id=job.id, actor=actor, reason=why),
+        )
+
+    @admin.action(permissions=["delete"], description="Delete the selected jobs")
+    def delete_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="delete",
+            act=lambda job, why: services.jobs_delete(job_ids=[job.id], reason=why, actor=actor),
+        )

@@ -451,7 +451,37 @@ def _for_update(job_id: uuid.UUID) -> Job:
     return job
 
 
-def job_cancel(*, job_id: uuid.UUID, actor: Actor) -> Job:
+def _reason(reason: str) -> dict[str, str]:
+    """An operator's reason for the audit event (the admin asks for one)."""
+    return {"reason": reason[:500]} if reason else {}
+
+
+def jobs_delete(*, job_ids: Sequence[uuid.UUID], reason: str, actor: Actor) -> int:
+    """Delete jobs in any state, in one transaction and one event (an active job's
+    worker then gets 404 on ack). Returns how many were deleted."""
+    with transaction.atomic():
+        rows = list(
+            Job.objects.select_for_update(of=("self",))
+            .filter(id__in=list(job_ids))
+            .values_list("id", "state", "queue__name")
+        )
+        if rows:
+            Job.objects.filter(id__in=[job_id for job_id, _, _ in rows]).delete()
+        queues = {queue for _, _, queue in rows}
+        states: dict[str, int] = {}
+        for _, state, _ in rows:
+            states[state] = states.get(state, 0) + 1
+        audit_record(
+            actor=actor,
+            action=Action.DELETE,
+            queue=next(iter(queues)) if len(queues) == 1 else "",
+            job_ids=[job_id for job_id, _, _ in rows],
+            details={"count": len(rows), "states": states, **_reason(reason)},
+        )
+    return len(rows)
+
+
+def job_cancel(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
     """Cancel a waiting or active job (an active job's lease is void from then on)."""
     with transaction.atomic():
         job = _for_update(job_id)
@@ -467,7 +497,7 @@ def job_cancel(*, job_id: uuid.UUID, actor: Actor) -> Job:
             action=Action.CANCEL,
             queue=job.queue.name,
             job_ids=[job_id],
-            details={"was": was},
+            details={"was": was, **_reason(reason)},
         )
     return job
 
@@ -493,7 +523,7 @@ def job_update(*, job_id: uuid.UUID, data: dict[str, Any], actor: Actor) -> Job:
     return job
 
 
-def job_retry(*, job_id: uuid.UUID, actor: Actor) -> Job:
+def job_retry(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
     """Send a failed, cancelled or expired job back to waiting with fresh attempts."""
     retryable = (JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
     with transaction.atomic():
@@ -520,7 +550,7 @@ def job_retry(*, job_id: uuid.UUID, actor: Actor) -> Job:
             action=Action.RETRY,
             queue=job.queue.name,
             job_ids=[job_id],
-            details={"was": was},
+            details={"was": was, **_reason(reason)},
         )
     return job
 

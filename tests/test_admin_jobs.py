@@ -1,0 +1,125 @@
+"""Jobs in the admin, as an operator (setup_roles' Operators): filters, search by id,
+key, subject and error text, payloads masked without the reveal right, a job's audit
+events, and retry, cancel and delete actions that ask for confirmation and a reason and
+go through the services, audited with the staff user."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.test import Client
+
+from compliance.models import AuditEvent
+from queues.models import Job, JobState
+
+from .support import Api, make_token, pull, push, superuser_client
+
+pytestmark = pytest.mark.django_db
+JOBS = "/admin/queues/job/"
+
+
+@pytest.fixture
+def jobs(api: Api) -> dict[str, str]:
+    call_command("setup_roles", stdout=StringIO())
+    token = make_token("svc", "*=*,admin")
+    failed = push(
+        api,
+        token,
+        queue="mail",
+        data={"to": "a@example.com", "ssn": "078-05-1120"},
+        key="k-failed",
+        tags=["welcome"],
+    )["id"]
+    waiting = push(api, token, queue="mail", data={"n": 2}, subject="u-77")["id"]
+    [leased] = pull(api, token, queue="mail", count=1)
+    fail = {"lease_id": leased["lease_id"], "error": "SMTP 550 mailbox unavailable", "retry": False}
+    assert api.post(f"/jobs/{failed}/fail", fail, as_=token).status == 200
+    return {"failed": failed, "waiting": waiting}
+
+
+def _operator() -> Client:
+    user = get_user_model().objects.create_user("olga", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operators"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _listed(page: Any) -> set[str]:
+    text = page.content.decode()
+    return {str(job) for job in Job.objects.values_list("id", flat=True) if str(job) in text}
+
+
+def test_filters_and_searches(jobs: dict[str, str]) -> None:
+    op = _operator()
+    assert _listed(op.get(JOBS, {"state__exact": "failed"})) == {jobs["failed"]}
+    assert _listed(op.get(JOBS, {"tag": "welcome"})) == {jobs["failed"]}
+    assert _listed(op.get(JOBS, {"q": "mailbox UNAVAILABLE"})) == {jobs["failed"]}
+    assert _listed(op.get(JOBS, {"q": "k-failed"})) == {jobs["failed"]}
+    assert _listed(op.get(JOBS, {"q": "u-77"})) == {jobs["waiting"]}
+    assert _listed(op.get(JOBS, {"q": jobs["waiting"]})) == {jobs["waiting"]}
+
+
+def test_the_detail_masks_without_the_reveal_right_and_lists_audit_events(
+    jobs: dict[str, str],
+) -> None:
+    page = _operator().get(f"{JOBS}{jobs['failed']}/change/").content.decode()
+    assert "[MASKED]" in page and "078-05-1120" not in page
+    assert "SMTP 550 mailbox unavailable" in page
+    assert "push ok 201 by token:svc" in page and "fail ok 200 by token:svc" in page
+    revealed = superuser_client().get(f"{JOBS}{jobs['failed']}/change/").content.decode()
+    assert "078-05-1120" in revealed
+
+
+def _act(client: Client, action: str, ids: list[str], **extra: str) -> Any:
+    return client.post(JOBS, {"action": action, "_selected_action": ids, **extra})
+
+
+def test_retry_asks_for_confirmation_and_a_reason_then_calls_the_service(
+    jobs: dict[str, str],
+) -> None:
+    op = _operator()
+    ask = _act(op, "retry_jobs", [jobs["failed"]])
+    assert ask.status_code == 200 and "Retry 1 job(s)?" in ask.content.decode()
+    assert Job.objects.get(id=jobs["failed"]).state == JobState.FAILED
+    again = _act(op, "retry_jobs", [jobs["failed"]], confirm="yes", reason="")
+    assert again.status_code == 200 and "This field is required" in again.content.decode()
+    done = _act(op, "retry_jobs", [jobs["failed"]], confirm="yes", reason="INC-7 fixed")
+    assert done.status_code == 302
+    assert Job.objects.get(id=jobs["failed"]).state == JobState.WAITING
+    event = AuditEvent.objects.get(action="retry")
+    assert event.actor == "user:olga" and event.details["reason"] == "INC-7 fixed"
+
+
+def test_cancel_and_delete_report_refusals_and_audit_each_job(jobs: dict[str, str]) -> None:
+    op = _operator()
+    both = [jobs["failed"], jobs["waiting"]]
+    _act(op, "cancel_jobs", both, confirm="yes", reason="r1")
+    assert Job.objects.get(id=jobs["waiting"]).state == JobState.CANCELLED
+    assert Job.objects.get(id=jobs["failed"]).state == JobState.FAILED  # refused: finished
+    assert list(AuditEvent.objects.filter(action="cancel").values_list("job_ids", flat=True)) == [
+        [jobs["waiting"]]
+    ]
+    _act(op, "delete_jobs", both, confirm="yes", reason="cleanup")
+    assert not Job.objects.exists()
+    deleted = AuditEvent.objects.filter(action="delete", outcome="ok")
+    assert {e.details["reason"] for e in deleted} == {"cleanup"} and deleted.count() == 2
+
+
+def test_django_delete_view_is_closed_and_rights_are_checked(jobs: dict[str, str]) -> None:
+    op = _operator()
+    assert op.get(f"{JOBS}{jobs['waiting']}/delete/").status_code == 403
+    viewer = get_user_model().objects.create_user("vic", password="pw", is_staff=True)
+    viewer.groups.add(Group.objects.get(name="Auditors"))
+    client = Client()
+    client.force_login(viewer)
+    assert 'name="action"' not in client.get(JOBS).content.decode()
+    assert (
+        _act(client, "retry_jobs", [jobs["failed"]], confirm="yes", reason="x").status_code == 403
+    )
+    assert Job.objects.get(id=jobs["failed"]).state == JobState.FAILED

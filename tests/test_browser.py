@@ -77,6 +77,7 @@ def _failed_job(error: str) -> str:
     [leased] = pulling.jobs_pull(
         queue_name="mail", count=1, lease_seconds=30, owner="family:t", actor=SETUP
     )
+    assert leased.lease_id is not None
     services.job_fail(
         job_id=leased.id,
         lease_id=leased.lease_id,

@@ -52,6 +52,33 @@ class FlashqAdminSite(admin.AdminSite):
         guarded.__name__ = name
         return guarded
 
+    index_template = "admin/flashq_index.html"
+
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        return [
+            path("dashboard.json", self.admin_view(self.dashboard_data), name="dashboard"),
+            *super().get_urls(),
+        ]
+
+    def dashboard_data(self, request: HttpRequest) -> HttpResponse:
+        from django.http import JsonResponse
+
+        from queues.dashboard import queue_overview
+
+        if not request.user.has_perm("queues.view_queue"):
+            raise PermissionDenied
+        return JsonResponse({"queues": queue_overview()})
+
+    def index(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        from queues.dashboard import queue_overview
+
+        extra = dict(extra_context or {})
+        if request.user.has_perm("queues.view_queue"):
+            extra["dashboard"] = queue_overview()
+        return super().index(request, extra)
+
 
 class FlashqAdminConfig(AdminConfig):
     default_site = "flashq_project.adminsite.FlashqAdminSite"

@@ -22,3 +22,8 @@ class ComplianceConfig(AppConfig):
         auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at", "last_used_ip"])
         auditlog.register(QueuePermission)
         auditlog.register(RetentionPolicy)
+        # Per-queue staff rights granted on the admin's "Object permissions" pages.
+        from guardian.models import GroupObjectPermission, UserObjectPermission
+
+        auditlog.register(UserObjectPermission)
+        auditlog.register(GroupObjectPermission)

@@ -65,6 +65,8 @@ class Action(StrEnum):
     CLEAN = "clean"
     DELETE = "delete"
     LEGAL_HOLD = "queue.legalHold"
+    QUEUE_GRANT = "queue.grant"
+    QUEUE_REVOKE = "queue.revoke"
     RETENTION_POLICY_SAVE = "retention.policySave"
     RETENTION_POLICY_DELETE = "retention.policyDelete"
     GDPR_ERASE = "gdpr.erase"

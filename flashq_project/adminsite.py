@@ -19,11 +19,23 @@ _ALWAYS_ALLOWED = ("logout", "password_change", "password_change_done")
 
 
 def may_change_anything(user: Any) -> bool:
+    """A model permission, or a per-object one (django-guardian, e.g. an operator's
+    queues), that changes or acts."""
     if user.is_superuser:
         return True
-    return any(
+    if any(
         codename.split(".", 1)[1].startswith(_CHANGING + _ACTING)
         for codename in user.get_all_permissions()
+    ):
+        return True
+    from guardian.models import GroupObjectPermission, UserObjectPermission
+
+    acting = r"^(add|change|delete|operate|reveal)_"
+    return (
+        UserObjectPermission.objects.filter(user=user, permission__codename__regex=acting).exists()
+        or GroupObjectPermission.objects.filter(
+            group__in=user.groups.all(), permission__codename__regex=acting
+        ).exists()
     )
 
 
@@ -66,17 +78,20 @@ class FlashqAdminSite(admin.AdminSite):
         from django.http import JsonResponse
 
         from queues.dashboard import queue_overview
+        from queues.staffaccess import may_on_some, queues_for
 
-        if not request.user.has_perm("queues.view_queue"):
+        if not may_on_some(request.user, "view_queue"):
             raise PermissionDenied
-        return JsonResponse({"queues": queue_overview()})
+        visible = queues_for(request.user, "view_queue")
+        return JsonResponse({"queues": queue_overview(queues=visible)})
 
     def index(self, request: HttpRequest, extra_context: Any = None) -> Any:
         from queues.dashboard import queue_overview
+        from queues.staffaccess import may_on_some, queues_for
 
         extra = dict(extra_context or {})
-        if request.user.has_perm("queues.view_queue"):
-            extra["dashboard"] = queue_overview()
+        if may_on_some(request.user, "view_queue"):
+            extra["dashboard"] = queue_overview(queues=queues_for(request.user, "view_queue"))
         return super().index(request, extra)
 
 

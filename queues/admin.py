@@ -19,18 +19,19 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
+from guardian.admin import GuardedModelAdminMixin
 
 from compliance.models import AuditEvent
 from compliance.staff import ServiceModelAdmin, staff_actor
 from flashq_project.problems import FlashqError
 from security.masking import masked
 
-from . import services
+from . import services, staffaccess
 from .models import Job, Queue
 
 
 @admin.register(Queue)
-class QueueAdmin(ServiceModelAdmin):
+class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):  # type: ignore[misc]
     list_display = ["name", "paused", "legal_hold", "subject_path", "created_at"]
     list_filter = ["paused", "legal_hold"]
     search_fields = ["name"]
@@ -47,6 +48,27 @@ class QueueAdmin(ServiceModelAdmin):
         "created_at",
     ]
     actions = ["pause_queues", "resume_queues", "place_legal_hold", "release_legal_hold"]
+
+    # Per-queue rights (queues.staffaccess): a user without a global right sees and
+    # changes only the queues granted to them. Superusers grant them on each queue's
+    # "Object permissions" page (django-guardian) or with manage.py grant_queue.
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Queue]:
+        visible = staffaccess.queues_for(request.user, "view_queue")
+        queues: QuerySet[Queue] = Queue.objects.all()
+        return queues.filter(pk__in=visible.values("pk"))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return staffaccess.may_on_some(request.user, "view_queue")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return staffaccess.may_on_some(request.user, "view_queue")
+        return staffaccess.may_on(request.user, "view_queue", obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return staffaccess.may_on_some(request.user, "change_queue")
+        return staffaccess.may_on(request.user, "change_queue", obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # A queue's name is what permissions match: fixed once it exists.
@@ -73,9 +95,17 @@ class QueueAdmin(ServiceModelAdmin):
             created = services.queue_create(name=obj.name, subject_path=subject_path, actor=actor)
             obj.pk = created.pk
 
+    def _changeable(self, request: HttpRequest, queryset: QuerySet[Queue]) -> list[str]:
+        allowed = staffaccess.queues_for(request.user, "change_queue")
+        return list(
+            queryset.filter(pk__in=allowed.values("pk"))
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
+
     def _set_paused(self, request: HttpRequest, queryset: QuerySet[Queue], paused: bool) -> None:
         actor = staff_actor(request)
-        names = list(queryset.order_by("name").values_list("name", flat=True))
+        names = self._changeable(request, queryset)
         for name in names:
             services.queue_set_paused(name=name, paused=paused, actor=actor)
         verb = "Paused" if paused else "Resumed"
@@ -91,7 +121,7 @@ class QueueAdmin(ServiceModelAdmin):
 
     def _set_hold(self, request: HttpRequest, queryset: QuerySet[Queue], hold: bool) -> None:
         actor = staff_actor(request)
-        names = list(queryset.order_by("name").values_list("name", flat=True))
+        names = self._changeable(request, queryset)
         for name in names:
             services.queue_set_legal_hold(name=name, hold=hold, reason="admin action", actor=actor)
         verb = "Placed a legal hold on" if hold else "Released the legal hold of"
@@ -196,7 +226,23 @@ class JobAdmin(admin.ModelAdmin):
     actions = ["retry_jobs", "cancel_jobs", "delete_jobs"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
-        return super().get_queryset(request).select_related("queue")
+        jobs = super().get_queryset(request).select_related("queue")
+        if staffaccess.may_on_some(request.user, "view_queue") and not request.user.has_perm(
+            "queues.view_job"
+        ):
+            visible = staffaccess.queues_for(request.user, "view_queue")
+            jobs = jobs.filter(queue__in=visible.values("pk"))
+        return jobs
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if request.user.has_perm("queues.view_job"):
+            return True
+        if obj is None:
+            return staffaccess.may_on_some(request.user, "view_queue")
+        return staffaccess.may_on(request.user, "view_queue", obj.queue)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
@@ -228,13 +274,13 @@ class JobAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.has_perm("queues.delete_job"))
+        return staffaccess.may_on_some(request.user, "operate_queue:delete")
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.has_perm("queues.retry_job"))
+        return staffaccess.may_on_some(request.user, "operate_queue:retry")
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.has_perm("queues.cancel_job"))
+        return staffaccess.may_on_some(request.user, "operate_queue:cancel")
 
     def _hidden(self, job: Job) -> Any:
         if getattr(job, "_admin_reveal", False):
@@ -255,7 +301,7 @@ class JobAdmin(admin.ModelAdmin):
         # The viewer's right travels with the object (a ModelAdmin is shared by threads).
         job = super().get_object(request, object_id, from_field)
         if job is not None:
-            job._admin_reveal = request.user.has_perm("queues.reveal_job")
+            job._admin_reveal = staffaccess.may_on(request.user, "reveal_queue", job.queue)
         return job
 
     @admin.display(description="data")
@@ -308,6 +354,9 @@ class JobAdmin(admin.ModelAdmin):
         if "confirm" in request.POST and form.is_valid():
             done, refused = 0, []
             for job in queryset.order_by("id"):
+                if not staffaccess.may_on(request.user, f"operate_queue:{verb}", job.queue):
+                    refused.append(f"{job.id}: you may not {verb} jobs of {job.queue.name}")
+                    continue
                 try:
                     act(job, form.cleaned_data["reason"])
                     done += 1

@@ -6,16 +6,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from .models import Job, JobState, Queue
 
 
-def queue_overview(*, now: datetime | None = None) -> list[dict[str, Any]]:
+def queue_overview(
+    *, queues: QuerySet[Queue] | None = None, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The figures of ``queues`` (default: all)."""
     now = now or timezone.now()
     hour, day = now - timedelta(hours=1), now - timedelta(days=1)
-    queues = {queue.pk: queue for queue in Queue.objects.order_by("name")}
+    chosen = (queues if queues is not None else Queue.objects.all()).order_by("name")
+    queues_by_pk = {queue.pk: queue for queue in chosen}
     rows: dict[int, dict[str, Any]] = {
         pk: {
             "name": queue.name,
@@ -35,19 +39,20 @@ def queue_overview(*, now: datetime | None = None) -> list[dict[str, Any]]:
             "failed_24h": 0,
             "failure_rate_24h": None,
         }
-        for pk, queue in queues.items()
+        for pk, queue in queues_by_pk.items()
     }
-    for item in Job.objects.values("queue_id", "state").annotate(n=Count("id")):
+    jobs = Job.objects.filter(queue_id__in=list(queues_by_pk))
+    for item in jobs.values("queue_id", "state").annotate(n=Count("id")):
         rows[item["queue_id"]]["states"][item["state"]] = item["n"]
     waiting = (
-        Job.objects.filter(state=JobState.WAITING, run_at__lte=now)
+        jobs.filter(state=JobState.WAITING, run_at__lte=now)
         .values("queue_id")
         .annotate(oldest=Min("created_at"))
     )
     for item in waiting:
         rows[item["queue_id"]]["oldest_waiting_s"] = int((now - item["oldest"]).total_seconds())
     finished = (
-        Job.objects.filter(state__in=(JobState.COMPLETED, JobState.FAILED), finished_at__gte=day)
+        jobs.filter(state__in=(JobState.COMPLETED, JobState.FAILED), finished_at__gte=day)
         .values("queue_id", "state")
         .annotate(in_hour=Count("id", filter=Q(finished_at__gte=hour)), in_day=Count("id"))
     )

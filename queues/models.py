@@ -111,6 +111,10 @@ class Queue(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("operate_queue", "Can retry, cancel and delete the queue's jobs"),
+            ("reveal_queue", "Can see the queue's sensitive fields unmasked"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(rate_limit_max__isnull=True, rate_limit_duration_ms__isnull=True)

@@ -15,9 +15,10 @@ from django.core.management import call_command
 from django.test import Client
 
 from compliance.models import AuditEvent
-from queues.models import Job, JobState
+from queues import services
+from queues.models import Job, JobState, Queue
 
-from .support import Api, make_token, pull, push, superuser_client
+from .support import SETUP, Api, make_token, pull, push, superuser_client
 
 pytestmark = pytest.mark.django_db
 JOBS = "/admin/queues/job/"
@@ -42,9 +43,12 @@ def jobs(api: Api) -> dict[str, str]:
     return {"failed": failed, "waiting": waiting}
 
 
-def _operator() -> Client:
+def _operator(*queues: str) -> Client:
+    """An Operators member granted ``queues`` (default: mail)."""
     user = get_user_model().objects.create_user("olga", password="pw", is_staff=True)
     user.groups.add(Group.objects.get(name="Operators"))
+    for queue in queues or ("mail",):
+        services.queue_grant(queue_name=queue, role="operator", grantee=user, actor=SETUP)
     client = Client()
     client.force_login(user)
     return client
@@ -123,3 +127,41 @@ def test_django_delete_view_is_closed_and_rights_are_checked(jobs: dict[str, str
         _act(client, "retry_jobs", [jobs["failed"]], confirm="yes", reason="x").status_code == 403
     )
     assert Job.objects.get(id=jobs["failed"]).state == JobState.FAILED
+
+
+def test_an_operator_sees_and_acts_only_on_the_queues_granted(
+    api: Api, jobs: dict[str, str]
+) -> None:
+    token = make_token("svc2", "*=*,admin")
+    other = push(api, token, queue="billing", data={"n": 1})["id"]
+    op = _operator("mail")
+    listed = _listed(op.get(JOBS))
+    assert listed == {jobs["failed"], jobs["waiting"]} and other not in listed
+    assert op.get(f"{JOBS}{other}/change/").status_code in (302, 403, 404)
+    queues = op.get("/admin/queues/queue/").content.decode()
+    assert "mail" in queues and "billing" not in queues
+    billing = Queue.objects.get(name="billing")
+    form = {"subject_path": "x", "_save": "Save"}
+    assert op.post(f"/admin/queues/queue/{billing.pk}/change/", form).status_code in (302, 403, 404)
+    assert billing.subject_path == "userId" == Queue.objects.get(pk=billing.pk).subject_path
+    _act(op, "cancel_jobs", [other, jobs["waiting"]], confirm="yes", reason="r")
+    assert Job.objects.get(id=other).state == JobState.WAITING  # not theirs
+    assert Job.objects.get(id=jobs["waiting"]).state == JobState.CANCELLED
+    home = op.get("/admin/").content.decode()
+    assert 'data-queue="mail"' in home and 'data-queue="billing"' not in home
+    grants = AuditEvent.objects.filter(action="queue.grant")
+    assert [(e.queue, e.details["user"], e.details["role"]) for e in grants] == [
+        ("mail", "olga", "operator")
+    ]
+
+
+def test_grant_queue_command_and_revealer_role(jobs: dict[str, str]) -> None:
+    op = _operator("mail")
+    page = op.get(f"{JOBS}{jobs['failed']}/change/").content.decode()
+    assert "078-05-1120" not in page
+    call_command("grant_queue", "mail", "--user", "olga", "--role", "revealer", stdout=StringIO())
+    assert "078-05-1120" in op.get(f"{JOBS}{jobs['failed']}/change/").content.decode()
+    call_command(
+        "grant_queue", "mail", "--user", "olga", "--role", "revealer", "--revoke", stdout=StringIO()
+    )
+    assert "078-05-1120" not in op.get(f"{JOBS}{jobs['failed']}/change/").content.decode()

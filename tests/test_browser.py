@@ -2,8 +2,9 @@
 ``--no-sandbox``) against a live server on the test database.
 
 An operator logs in, watches the dashboard refresh itself, finds a failed job by
-searching its error text, retries it (confirming with a reason) and sees its state change. An auditor logs
-in, exports the audit trail and finds no destructive control anywhere it looks.
+searching its error text, retries it (confirming with a reason) and sees its state
+change. An auditor logs in, exports the audit trail and finds no destructive control
+anywhere it looks.
 
 Runs with: apt-get install -y chromium && python3 dev.py test -m browser
 """
@@ -94,6 +95,8 @@ def test_an_operator_finds_a_failed_job_by_its_error_and_retries_it(
 ) -> None:
     _staff("olga", "Operators")
     job_id = _failed_job("SMTP 550 mailbox unavailable")
+    olga = get_user_model().objects.get_by_natural_key("olga")
+    services.queue_grant(queue_name="mail", role="operator", grantee=olga, actor=SETUP)
     page = _log_in(browser, live_server.url, "olga")
     failed = page.locator("#dashboard tr[data-queue=mail] td.failed")
     assert failed.inner_text() == "1"  # the admin's home is the dashboard

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "axes",
     "django_q",
     "auditlog",
+    "guardian",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -86,7 +87,10 @@ MIDDLEWARE = [
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    # Per-queue rights for staff (an operator sees and acts on the queues granted).
+    "guardian.backends.ObjectPermissionBackend",
 ]
+ANONYMOUS_USER_NAME = None  # guardian: no anonymous user account
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]

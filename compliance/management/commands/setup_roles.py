@@ -1,7 +1,9 @@
 """``manage.py setup_roles``: create or update (idempotently) the admin's two groups.
 
-- ``Operators`` run queues and jobs: view and change queues (pause, resume, limits,
-  schema, fields, legal hold), view, retry, cancel and delete jobs, view policies.
+- ``Operators`` run the queues granted to them (``manage.py grant_queue Q --group
+  Operators --role operator``, or a queue's "Object permissions" page): see and change
+  those queues and retry, cancel and delete their jobs. Globally they only view the
+  retention policies.
 - ``Auditors`` only look: jobs (sensitive fields masked), queues, the audit trail and
   its checkpoints, erasure receipts, retention policies and configuration history. They
   get no add, change or delete permission, so the admin shows them no action, button or
@@ -17,15 +19,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 
 ROLES: dict[str, list[str]] = {
-    "Operators": [
-        "queues.view_queue",
-        "queues.change_queue",
-        "queues.view_job",
-        "queues.retry_job",
-        "queues.cancel_job",
-        "queues.delete_job",
-        "compliance.view_retentionpolicy",
-    ],
+    "Operators": ["compliance.view_retentionpolicy"],
     "Auditors": [
         "queues.view_queue",
         "queues.view_job",

@@ -1,0 +1,60 @@
+"""What a staff user may do on which queue in the admin.
+
+A right held globally (a model permission, e.g. the Auditors' ``view_queue``) covers
+every queue; otherwise it is held per queue through django-guardian (an operator is
+granted the queues they run). Jobs follow their queue:
+
+- ``view_queue``: see the queue and its jobs;
+- ``change_queue``: its settings, pause and resume;
+- ``operate_queue``: retry, cancel and delete its jobs (globally also ``retry_job``,
+  ``cancel_job`` and ``delete_job``);
+- ``reveal_queue``: its jobs' sensitive fields unmasked (globally ``reveal_job``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from guardian.shortcuts import get_objects_for_user
+
+from .models import Queue
+
+# The global job permission that stands for an operating right on every queue.
+GLOBAL_EQUIVALENT = {
+    "operate_queue:retry": "queues.retry_job",
+    "operate_queue:cancel": "queues.cancel_job",
+    "operate_queue:delete": "queues.delete_job",
+    "reveal_queue": "queues.reveal_job",
+    "view_queue": "queues.view_queue",
+    "change_queue": "queues.change_queue",
+}
+
+
+def _global(user: Any, right: str) -> bool:
+    return bool(user.has_perm(GLOBAL_EQUIVALENT.get(right, f"queues.{right}")))
+
+
+def _codename(right: str) -> str:
+    return right.split(":", 1)[0]
+
+
+def queues_for(user: Any, right: str) -> QuerySet[Queue]:
+    """The queues on which ``user`` holds ``right`` (all of them when held globally)."""
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return Queue.objects.none()
+    if _global(user, right):
+        return Queue.objects.all()
+    return get_objects_for_user(
+        user, f"queues.{_codename(right)}", klass=Queue, accept_global_perms=False
+    )
+
+
+def may_on_some(user: Any, right: str) -> bool:
+    return _global(user, right) or queues_for(user, right).exists()
+
+
+def may_on(user: Any, right: str, queue: Queue) -> bool:
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return False
+    return _global(user, right) or bool(user.has_perm(f"queues.{_codename(right)}", queue))

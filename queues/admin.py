@@ -30,8 +30,35 @@ from . import services, staffaccess
 from .models import Job, Queue
 
 
+class QueueForm(forms.ModelForm):
+    class Meta:
+        model = Queue
+        fields = [  # the editable ones; QueueAdmin decides which it shows read-only
+            "name",
+            "subject_path",
+            "json_schema",
+            "sensitive_fields",
+            "pii_fields",
+            "rate_limit_max",
+            "rate_limit_duration_ms",
+            "concurrency_max",
+            "max_job_bytes",
+            "card_allowlist",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        pair = (data.get("rate_limit_max"), data.get("rate_limit_duration_ms"))
+        if (pair[0] is None) != (pair[1] is None):
+            raise forms.ValidationError(
+                "A rate limit is a maximum and a duration together (or neither)."
+            )
+        return data
+
+
 @admin.register(Queue)
 class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):  # type: ignore[misc]
+    form = QueueForm
     list_display = ["name", "paused", "legal_hold", "subject_path", "created_at"]
     list_filter = ["paused", "legal_hold"]
     search_fields = ["name"]
@@ -41,6 +68,9 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):  # type: ignore[mis
         "json_schema",
         "sensitive_fields",
         "pii_fields",
+        "rate_limit_max",
+        "rate_limit_duration_ms",
+        "concurrency_max",
         "max_job_bytes",
         "card_allowlist",
         "paused",
@@ -91,9 +121,24 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):  # type: ignore[mis
                 pii_fields=form.cleaned_data.get("pii_fields"),
                 actor=actor,
             )
+            self._save_limits(obj, form, actor)
         else:
             created = services.queue_create(name=obj.name, subject_path=subject_path, actor=actor)
             obj.pk = created.pk
+
+    def _save_limits(self, obj: Queue, form: ModelForm, actor: Any) -> None:
+        """setRateLimit / setConcurrency, as the API's admin routes do, when changed."""
+        stored = Queue.objects.get(pk=obj.pk)
+        data = form.cleaned_data
+        rate = (data.get("rate_limit_max"), data.get("rate_limit_duration_ms"))
+        if rate != (stored.rate_limit_max, stored.rate_limit_duration_ms):
+            services.queue_set_rate_limit(
+                name=obj.name, max_jobs=rate[0], duration_ms=rate[1], actor=actor
+            )
+        if data.get("concurrency_max") != stored.concurrency_max:
+            services.queue_set_concurrency(
+                name=obj.name, max_active=data.get("concurrency_max"), actor=actor
+            )
 
     def _changeable(self, request: HttpRequest, queryset: QuerySet[Queue]) -> list[str]:
         allowed = staffaccess.queues_for(request.user, "change_queue")

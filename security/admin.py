@@ -5,18 +5,23 @@ actor. Revocation is an action, never a field: a revoked token cannot come back.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from compliance.staff import ServiceModelAdmin, staff_actor
 
 from .access import split_verbs
 from .models import ApiToken, QueuePermission
-from .services import RuleSpec, token_revoke, token_update
+from .services import RuleSpec, token_create, token_revoke, token_rotate, token_update
+
+ROTATION_OVERLAP_HOURS = 24
 
 
 class QueuePermissionInline(admin.TabularInline):
@@ -60,14 +65,34 @@ class ApiTokenAdmin(ServiceModelAdmin):
     ]
     readonly_fields = ["public_id", "created_at", "revoked_at", "last_used_at", "last_used_ip"]
     inlines = [QueuePermissionInline]
-    actions = ["revoke_tokens"]
+    actions = ["revoke_tokens", "rotate_tokens"]
+    # A new token's secret is shown once, on the page after saving: never stored, never
+    # put in a message (messages live in the session), never cached.
+    shown_once_template = "admin/security/apitoken/secret_once.html"
 
     @admin.display(boolean=True, description="revoked", ordering="revoked_at")
     def is_revoked(self, token: ApiToken) -> bool:
         return token.revoked
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+        return bool(request.user.has_perm("security.add_apitoken"))
+
+    def _show_once(self, request: HttpRequest, created: list[tuple[str, str]]) -> Any:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Copy the token now: it is not shown again",
+            "created": created,
+        }
+        response = TemplateResponse(request, self.shown_once_template, context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def response_add(self, request: HttpRequest, obj: Any, post_url_continue: Any = None) -> Any:
+        created = getattr(request, "_flashq_created", None)
+        if created is None:  # pragma: no cover (save_related always sets it)
+            return super().response_add(request, obj, post_url_continue)
+        return self._show_once(request, [created])
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -84,6 +109,20 @@ class ApiTokenAdmin(ServiceModelAdmin):
         formsets: list[BaseInlineFormSet],
         change: bool,
     ) -> None:
+        if not change:
+            expires_at = form.cleaned_data["expires_at"]
+            days = max(1, math.ceil((expires_at - timezone.now()).total_seconds() / 86400))
+            token, raw = token_create(
+                name=form.cleaned_data["name"],
+                rules=_rules(formsets[0]) if formsets else [],
+                expires_in_days=days,
+                allowed_cidrs=form.cleaned_data.get("allowed_cidrs") or (),
+                rate_limit=form.cleaned_data.get("rate_limit"),
+                actor=staff_actor(request),
+            )
+            form.instance = token
+            request._flashq_created = (token.name, raw)  # type: ignore[attr-defined]
+            return
         # Rules are edited by those who may change them; anyone else (no formset, or
         # a read-only one) leaves them as they are.
         may_edit_rules = formsets and request.user.has_perm("security.change_queuepermission")
@@ -104,3 +143,20 @@ class ApiTokenAdmin(ServiceModelAdmin):
         for token_id in ids:
             token_revoke(token_id=token_id, actor=actor)
         self.message_user(request, f"Revoked {len(ids)} token(s).", messages.SUCCESS)
+
+    @admin.action(
+        permissions=["change"],
+        description="Rotate the selected tokens (new secret; the old one works 24 h more)",
+    )
+    def rotate_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> Any:
+        actor = staff_actor(request)
+        created = []
+        for name in list(queryset.filter(revoked_at__isnull=True).values_list("name", flat=True)):
+            token, raw = token_rotate(name=name, overlap_hours=ROTATION_OVERLAP_HOURS, actor=actor)
+            created.append((token.name, raw))
+        if not created:
+            self.message_user(
+                request, "No token rotated (revoked tokens cannot be).", messages.WARNING
+            )
+            return None
+        return self._show_once(request, created)

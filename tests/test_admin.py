@@ -255,12 +255,68 @@ def test_the_model_create_token_and_the_admin_give_the_same_message() -> None:
     assert model_error.value.message_dict["verbs"] == [str(command_error.value)]
 
 
-def test_tokens_cannot_be_deleted_or_added_in_the_admin(root: Client) -> None:
+def test_tokens_cannot_be_deleted_in_the_admin(root: Client) -> None:
     make_token("svc", "jobs:*=push")
     token = ApiToken.objects.get()
-    assert root.get(f"{TOKENS}add/").status_code == 403
     root.post(f"{TOKENS}{token.pk}/delete/", {"post": "yes"})
     assert ApiToken.objects.filter(pk=token.pk).exists()
+
+
+def _new_token_form(name: str, rules: list[tuple[str, str, str]]) -> dict[str, Any]:
+    expires = timezone.now() + timedelta(days=30)
+    data: dict[str, Any] = {
+        "name": name,
+        "expires_at_0": f"{expires:%Y-%m-%d}",
+        "expires_at_1": f"{expires:%H:%M:%S}",
+        "allowed_cidrs": "[]",
+        "rate_limit": "",
+        "permissions-TOTAL_FORMS": str(len(rules)),
+        "permissions-INITIAL_FORMS": "0",
+        "permissions-MIN_NUM_FORMS": "0",
+        "permissions-MAX_NUM_FORMS": "1000",
+        "_save": "Save",
+    }
+    for index, (pattern, verbs, effect) in enumerate(rules):
+        data |= {
+            f"permissions-{index}-pattern": pattern,
+            f"permissions-{index}-verbs": verbs,
+            f"permissions-{index}-effect": effect,
+        }
+    return data
+
+
+def _secrets(page: Any) -> list[str]:
+    import re
+
+    return re.findall(r'<code class="secret">(fq_[^<]+)</code>', page.content.decode())
+
+
+def test_a_token_created_in_the_admin_is_shown_once_and_works(api: Api, root: Client) -> None:
+    page = root.post(f"{TOKENS}add/", _new_token_form("billing", [("jobs:*", "push", "allow")]))
+    assert page.status_code == 200 and "no-store" in page["Cache-Control"]
+    [secret] = _secrets(page)
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=secret).status == 201
+    assert api.post("/queues/other/jobs", {"data": {}}, as_=secret).status == 403
+    token = ApiToken.objects.get(name="billing")
+    assert secret not in root.get(f"{TOKENS}{token.pk}/change/").content.decode()
+    assert secret not in root.get(TOKENS).content.decode()  # no message carries it
+    event = AuditEvent.objects.get(action="token.create")
+    assert event.actor == "user:root" and secret not in str(event.details)
+    assert token.expires_at is not None
+    assert timedelta(days=29) < token.expires_at - timezone.now() <= timedelta(days=31)
+
+
+def test_rotation_in_the_admin_shows_the_new_secret_once(api: Api, root: Client) -> None:
+    old = make_token("svc", "jobs:*=push")
+    token = ApiToken.objects.get()
+    page = root.post(TOKENS, {"action": "rotate_tokens", "_selected_action": [token.pk]})
+    [new] = _secrets(page)
+    assert new != old and api.post("/queues/jobs:a/jobs", {"data": {}}, as_=new).status == 201
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=old).status == 201  # overlap
+    token.refresh_from_db()
+    assert token.expires_at is not None
+    assert token.expires_at <= timezone.now() + timedelta(hours=24, seconds=5)
+    assert AuditEvent.objects.filter(action="token.rotate", actor="user:root").exists()
 
 
 def test_a_view_only_staff_user_can_neither_revoke_nor_edit(api: Api, viewer: Client) -> None:
@@ -320,3 +376,34 @@ def test_a_queue_added_in_the_admin_is_created_by_the_service(root: Client) -> N
     assert (event.actor, event.queue) == ("user:root", "billing")
     bad = root.post(f"{QUEUES}add/", {"name": "-bad", "subject_path": "x", "_save": "Save"})
     assert bad.status_code == 200 and not Queue.objects.filter(name="-bad").exists()
+
+
+def test_queue_limits_are_set_in_the_admin_through_the_services(
+    api: Api, root: Client, full: str
+) -> None:
+    push(api, full, queue="jobs:q")
+    queue = Queue.objects.get(name="jobs:q")
+    form = {
+        "subject_path": "userId",
+        "sensitive_fields": "[]",
+        "pii_fields": "[]",
+        "rate_limit_max": "10",
+        "rate_limit_duration_ms": "1000",
+        "concurrency_max": "3",
+        "_save": "Save",
+    }
+    assert root.post(f"{QUEUES}{queue.pk}/change/", form).status_code == 302
+    queue.refresh_from_db()
+    assert (queue.rate_limit_max, queue.rate_limit_duration_ms, queue.concurrency_max) == (
+        10,
+        1000,
+        3,
+    )
+    assert {e.action for e in AuditEvent.objects.filter(actor="user:root")} >= {
+        "setRateLimit",
+        "setConcurrency",
+    }
+    half = {**form, "rate_limit_duration_ms": ""}
+    assert root.post(f"{QUEUES}{queue.pk}/change/", half).status_code == 200  # both or none
+    queue.refresh_from_db()
+    assert queue.rate_limit_duration_ms == 1000

@@ -123,14 +123,63 @@ class AuditCheckpointAdmin(ReadOnlyAdmin):
     list_display = ["seq", "created_at", "events_removed", "reason"]
 
 
+class ErasureForm(forms.Form):
+    subject = forms.CharField(max_length=255, help_text="The data subject's identifier.")
+    mode = forms.ChoiceField(choices=[("redact", "redact"), ("delete", "delete")])
+    reason = forms.CharField(
+        max_length=500, required=False, help_text="Required to execute, e.g. a DSR reference."
+    )
+
+
 @admin.register(ErasureRequest)
 class ErasureRequestAdmin(ReadOnlyAdmin):
     """Receipts of executed GDPR erasures (no personal data: the subject is a keyed
-    pseudonym)."""
+    pseudonym). Holders of ``compliance.erase_subject`` run new ones here: a dry run
+    first, then the same request executed, through the same service as
+    ``manage.py gdpr_erase``."""
 
     list_display = ["created_at", "mode", "total", "operator", "reason", "subject_pseudonym"]
     list_filter = ["mode"]
     search_fields = ["=subject_pseudonym", "reason", "operator"]
+    change_list_template = "admin/compliance/erasurerequest/change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(self.erase_view)
+        return [path("erase/", view, name="compliance_erasure_new"), *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        extra = {"may_erase": request.user.has_perm("compliance.erase_subject")}
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
+
+    def erase_view(self, request: HttpRequest) -> HttpResponse:
+        from queues.erasure import ErasureRefused, subject_erase
+
+        if not request.user.has_perm("compliance.erase_subject"):
+            raise PermissionDenied
+        form = ErasureForm(request.POST or None)
+        outcome, error = None, ""
+        if request.method == "POST" and form.is_valid():
+            try:
+                outcome = subject_erase(
+                    subject=form.cleaned_data["subject"],
+                    mode=form.cleaned_data["mode"],
+                    reason=form.cleaned_data["reason"],
+                    execute="execute" in request.POST,
+                    actor=staff_actor(request),
+                )
+            except ErasureRefused as exc:
+                error = str(exc)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "GDPR erasure",
+            "form": form,
+            "outcome": outcome,
+            "error": error,
+        }
+        response = TemplateResponse(request, "admin/compliance/erasurerequest/erase.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 @admin.register(RetentionPolicy)

@@ -208,6 +208,7 @@ class ErasureRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("erase_subject", "Can run GDPR erasures (dry run and execute)")]
 
     def __str__(self) -> str:
         return f"erasure {self.pk} ({self.mode}, {self.total} job(s))"

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 
 _CHANGING = ("add_", "change_", "delete_")
 # Custom permissions that act (queues.Job's retry/cancel), not only view.
-_ACTING = ("retry_", "cancel_", "reveal_")
+_ACTING = ("retry_", "cancel_", "reveal_", "operate_", "erase_")
 _ALWAYS_ALLOWED = ("logout", "password_change", "password_change_done")
 
 

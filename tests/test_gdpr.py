@@ -244,3 +244,24 @@ def test_pii_fields_are_set_in_the_admin_and_receipts_are_read_only(api: Api, fu
     listing = root.get("/admin/compliance/erasurerequest/")
     assert listing.status_code == 200 and "DSR 15" in listing.content.decode()
     assert root.get(f"/admin/compliance/erasurerequest/{receipt.pk}/delete/").status_code == 403
+
+
+def test_erasure_from_the_admin_dry_run_then_execute(api: Api, full: str) -> None:
+    from .support import superuser_client
+
+    _world(api, full)
+    root = superuser_client()
+    url = "/admin/compliance/erasurerequest/erase/"
+    assert "New erasure" in root.get("/admin/compliance/erasurerequest/").content.decode()
+    dry = root.post(url, {"subject": SUBJECT, "mode": "redact", "dry_run": "1"})
+    assert "Dry run: 4 job(s) would be redacted" in dry.content.decode()
+    assert not ErasureRequest.objects.exists()
+    refused = root.post(url, {"subject": SUBJECT, "mode": "redact", "execute": "1"})
+    assert "needs a reason" in refused.content.decode() and not ErasureRequest.objects.exists()
+    done = root.post(
+        url, {"subject": SUBJECT, "mode": "redact", "reason": "DSR 16", "execute": "1"}
+    )
+    receipt = ErasureRequest.objects.get()
+    assert f"receipt {receipt.pk}" in done.content.decode() and receipt.operator == "user:root"
+    for raw in (SUBJECT, EMAIL, NAME):
+        assert raw.encode() not in _every_stored_byte()

@@ -165,3 +165,19 @@ def test_grant_queue_command_and_revealer_role(jobs: dict[str, str]) -> None:
         "grant_queue", "mail", "--user", "olga", "--role", "revealer", "--revoke", stdout=StringIO()
     )
     assert "078-05-1120" not in op.get(f"{JOBS}{jobs['failed']}/change/").content.decode()
+
+
+def test_the_list_defers_payloads_and_never_counts_the_whole_table(
+    jobs: dict[str, str],
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    op = _operator()
+    with CaptureQueriesContext(connection) as queries:
+        assert op.get(JOBS).status_code == 200
+    selects = [q["sql"] for q in queries.captured_queries if "queues_job" in q["sql"]]
+    listing = [sql for sql in selects if sql.startswith('SELECT "queues_job"."id"')]
+    assert listing and all('"queues_job"."data"' not in sql for sql in listing)
+    counts = [sql for sql in selects if sql.startswith("SELECT COUNT(*)")]
+    assert counts and all("LIMIT 10000" in sql for sql in counts)

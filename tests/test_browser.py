@@ -21,6 +21,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.db import connections
 
 from compliance.audit import Actor
 from queues import pulling, services
@@ -54,6 +55,9 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+            # Code run while Playwright's loop is up gets connections of its own (Django
+            # keys them by context): close them, or the test database cannot be dropped.
+            connections.close_all()
 
 
 def _staff(name: str, group: str) -> None:

@@ -154,3 +154,34 @@ def test_an_auditor_exports_the_trail_and_meets_no_destructive_control(
         page.goto(live_server.url + path)
         for control in ("select[name=action]", ".addlink", "input[name=_save]", ".deletelink"):
             assert page.locator(control).count() == 0, (path, control)
+
+
+def test_the_dashboard_stops_refreshing_while_the_tab_is_hidden(
+    live_server: Any, browser: Any
+) -> None:
+    _staff("olga", "Operators")
+    _failed_job("x")  # the queue exists
+    olga = get_user_model().objects.get_by_natural_key("olga")
+    services.queue_grant(queue_name="mail", role="operator", grantee=olga, actor=SETUP)
+    page = _log_in(browser, live_server.url, "olga")
+    polls: list[str] = []
+    page.on(
+        "request",
+        lambda request: polls.append(request.url) if "dashboard.json" in request.url else None,
+    )
+    page.select_option("#refresh-interval", "2")
+    page.wait_for_timeout(4500)
+    assert len(polls) >= 2  # refreshing while visible
+    page.evaluate(
+        "Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});"
+        "document.dispatchEvent(new Event('visibilitychange'));"
+    )
+    hidden_at = len(polls)
+    page.wait_for_timeout(4500)
+    assert len(polls) == hidden_at  # nothing while hidden
+    page.evaluate(
+        "Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});"
+        "document.dispatchEvent(new Event('visibilitychange'));"
+    )
+    page.wait_for_timeout(500)
+    assert len(polls) > hidden_at  # back at once when shown again

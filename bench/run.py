@@ -49,6 +49,8 @@ MAX_SAMPLES = 3
 
 SINGLE, BATCH, PULL = "single push", "batch push", "pull + ack"
 TARGETS = {SINGLE: 0.15, BATCH: 0.25, PULL: 0.20}
+# Single push against the same server's bare /healthz rate (issue 10's target).
+FLOOR_TARGET = 0.35
 QUEUES = {SINGLE: "bench-single", BATCH: "bench-batch", PULL: "bench-pull"}
 WARMUP_QUEUE = "bench-warmup"
 # The raw table has no queues table behind it: any distinct int per measure and repeat.
@@ -338,6 +340,13 @@ class Client:
         self.conn.connect()
         self.connects += 1
 
+    def get(self, path: str) -> tuple[int, bytes]:
+        if self.conn.sock is None:
+            self.open()
+        self.conn.request("GET", path, headers=self.headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
     def post(self, path: str, body: Any) -> tuple[int, bytes]:
         payload = json.dumps(body).encode()
         if self.conn.sock is None:
@@ -471,6 +480,23 @@ def http_push(
                 tally.add(done=per_request if raw is not None else 0, seconds=seconds)
 
     return measure("req/s" if per_request == 1 else "jobs/s", threads, cfg.time_limit, work)
+
+
+def http_healthz(server: Server, cfg: Config, requests: int) -> Figure:
+    """The stack's floor: the same gunicorn, clients and threads as single push, on the
+    bare ``/healthz`` (no auth, no database): what a request costs before any work."""
+    counter = itertools.count()
+
+    def work(tally: Tally) -> None:
+        with server.client() as client:
+            tally.start()
+            while tally.open() and next(counter) < requests:
+                (status, raw), seconds = timed(client.get, "/healthz")
+                if status != 200:
+                    tally.fail(f"GET /healthz -> {status}: {raw.decode(errors='replace')}")
+                tally.add(done=1 if status == 200 else 0, seconds=seconds)
+
+    return measure("req/s", cfg.single_threads, cfg.time_limit, work)
 
 
 def http_single_push(server: Server, cfg: Config, queue: str, requests: int) -> Figure:
@@ -766,14 +792,25 @@ def main(argv: list[str] | None = None) -> None:
     log = RESULTS / f"{stamp}-gunicorn.log"
     with gunicorn(env, cfg, token, log) as server:
         comparisons = measure_http_and_raw(server, url, cfg)
+        print(f"healthz floor: {cfg.single_requests} requests", flush=True)
+        floor = http_healthz(server, cfg, cfg.single_requests)
     states = app_job_states(url)
     print()
     print(render(comparisons, server, states))
+    single = comparisons[0].http
+    floor_ratio = single.rate / floor.rate if floor.rate else 0.0
+    print(
+        f"/healthz floor (same gunicorn, {cfg.single_threads} clients): {floor.rate:.0f} req/s, "
+        f"p50 {floor.p50_ms:.1f} ms, p99 {floor.p99_ms:.1f} ms; single push = "
+        f"{floor_ratio:.3f}x the floor (target {FLOOR_TARGET:.2f}x)"
+    )
     report = {
         "time": stamp,
         "commit": git_commit(),
         "config": asdict(cfg),
         "results": {c.name: c.as_json() for c in comparisons},
+        "healthz_floor": {**asdict(floor), "rate": round(floor.rate, 1)},
+        "single_push_vs_floor": round(floor_ratio, 4),
         "http_connections": server.connections(),
         "app_job_states": states,
         "gunicorn_log": str(log.relative_to(ROOT)),

@@ -60,8 +60,10 @@ class QueueForm(forms.ModelForm):
 
 
 @admin.register(Queue)
-class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):  # type: ignore[misc]
+class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
     form = QueueForm
+    # Django's change form; ours adds the "Object permissions" link for superusers only.
+    change_form_template = "admin/queues/queue/change_form.html"  # type: ignore[misc]
     list_display = ["name", "paused", "legal_hold", "subject_path", "created_at"]
     list_filter = ["paused", "legal_hold"]
     search_fields = ["name"]
@@ -103,9 +105,35 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):  # type: ignore[mis
             return staffaccess.may_on_some(request.user, "change_queue")
         return staffaccess.may_on(request.user, "change_queue", obj)
 
+    # django-guardian's object-permission pages grant rights: superusers only (guardian
+    # itself would let anyone who may change one queue grant anything on any queue).
+    def obj_perms_manage_view(self, request: HttpRequest, object_pk: str) -> Any:
+        self._superuser_only(request)
+        return super().obj_perms_manage_view(request, object_pk)  # type: ignore[no-untyped-call]
+
+    def obj_perms_manage_user_view(self, request: HttpRequest, object_pk: str, user_id: Any) -> Any:
+        self._superuser_only(request)
+        return super().obj_perms_manage_user_view(request, object_pk, user_id)  # type: ignore[no-untyped-call]
+
+    def obj_perms_manage_group_view(
+        self, request: HttpRequest, object_pk: str, group_id: Any
+    ) -> Any:
+        self._superuser_only(request)
+        return super().obj_perms_manage_group_view(request, object_pk, group_id)  # type: ignore[no-untyped-call]
+
+    @staticmethod
+    def _superuser_only(request: HttpRequest) -> None:
+        if not request.user.is_superuser:
+            raise PermissionDenied("Only superusers grant per-queue rights.")
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        # A queue's name is what permissions match: fixed once it exists.
-        return ["paused", "legal_hold", "created_at", *(["name"] if obj is not None else [])]
+        # A queue's name is what permissions match: fixed once it exists. What is masked
+        # or redacted is a privacy control, not an operating setting: superusers only
+        # (an operator could otherwise unmask what the reveal right guards).
+        fixed = ["paused", "legal_hold", "created_at", *(["name"] if obj is not None else [])]
+        if not request.user.is_superuser:
+            fixed += ["sensitive_fields", "pii_fields", "card_allowlist"]
+        return fixed
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -117,11 +145,11 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):  # type: ignore[mis
             services.queue_update(
                 name=obj.name,
                 subject_path=subject_path,
-                card_allowlist=form.cleaned_data.get("card_allowlist"),
+                card_allowlist=form.cleaned_data.get("card_allowlist", obj.card_allowlist),
                 max_job_bytes=form.cleaned_data.get("max_job_bytes"),
                 json_schema=form.cleaned_data.get("json_schema"),
-                sensitive_fields=form.cleaned_data.get("sensitive_fields"),
-                pii_fields=form.cleaned_data.get("pii_fields"),
+                sensitive_fields=form.cleaned_data.get("sensitive_fields", obj.sensitive_fields),
+                pii_fields=form.cleaned_data.get("pii_fields", obj.pii_fields),
                 actor=actor,
             )
             self._save_limits(obj, form, actor)
@@ -201,8 +229,10 @@ class TagFilter(admin.SimpleListFilter):
     parameter_name = "tag"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # Only from jobs this user may see: tags can name people.
+        visible = model_admin.get_queryset(request).select_related(None)
         tags: set[str] = set()
-        for row in Job.objects.order_by("-id").values_list("tags", flat=True)[:2000]:
+        for row in visible.order_by("-id").values_list("tags", flat=True)[:2000]:
             tags.update(str(tag) for tag in row or ())
         return [(tag, tag) for tag in sorted(tags)[:50]]
 
@@ -277,7 +307,7 @@ class JobAdmin(admin.ModelAdmin):
     list_display = ["id", "queue", "state", "priority", "attempts", "created_at", "finished_at"]
     list_filter = [
         "state",
-        "queue",
+        ("queue", admin.RelatedOnlyFieldListFilter),  # only queues of visible jobs
         ("created_at", admin.DateFieldListFilter),
         ("finished_at", admin.DateFieldListFilter),
         TagFilter,

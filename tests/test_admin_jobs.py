@@ -181,3 +181,41 @@ def test_the_list_defers_payloads_and_never_counts_the_whole_table(
     assert listing and all('"queues_job"."data"' not in sql for sql in listing)
     counts = [sql for sql in selects if sql.startswith("SELECT COUNT(*)")]
     assert counts and all("LIMIT 10000" in sql for sql in counts)
+
+
+def test_an_operator_cannot_grant_itself_rights_or_unmask(api: Api, jobs: dict[str, str]) -> None:
+    """Found in review: guardian's object-permission pages let anyone who may change
+    one queue grant anything; and sensitive_fields could be emptied to unmask."""
+    token = make_token("svc3", "*=*,admin")
+    push(api, token, queue="billing", data={"n": 1})
+    op = _operator("mail")
+    olga = get_user_model().objects.get(username="olga")
+    services.queue_grant(queue_name="billing", role="viewer", grantee=olga, actor=SETUP)
+    billing = Queue.objects.get(name="billing")
+    mail = Queue.objects.get(name="mail")
+    for queue in (billing, mail):
+        base = f"/admin/queues/queue/{queue.pk}/permissions/"
+        assert op.get(base).status_code == 403
+        grant = {"permissions": ["operate_queue", "reveal_queue", "change_queue"]}
+        assert op.post(f"{base}user-manage/{olga.pk}/", grant).status_code == 403
+    assert not olga.has_perm("queues.reveal_queue", mail)
+    assert not get_user_model().objects.get(pk=olga.pk).has_perm("queues.operate_queue", billing)
+    form = {"subject_path": "userId", "sensitive_fields": "[]", "pii_fields": "[]", "_save": "Save"}
+    assert op.post(f"/admin/queues/queue/{mail.pk}/change/", form).status_code == 302
+    mail.refresh_from_db()
+    assert mail.sensitive_fields == ["ssn", "creditCard", "password", "apiKey"]
+    assert "078-05-1120" not in op.get(f"{JOBS}{jobs['failed']}/change/").content.decode()
+    assert (
+        "Object permissions"
+        not in op.get(f"/admin/queues/queue/{mail.pk}/change/").content.decode()
+    )
+    root_page = superuser_client().get(f"/admin/queues/queue/{mail.pk}/change/").content.decode()
+    assert "Object permissions" in root_page
+
+
+def test_filters_show_only_what_the_operator_may_see(api: Api, jobs: dict[str, str]) -> None:
+    token = make_token("svc4", "*=*,admin")
+    push(api, token, queue="secretq", data={"n": 1}, tags=["customer-bob@example.com"])
+    page = _operator("mail").get(JOBS).content.decode()
+    assert "welcome" in page  # mail's own tag
+    assert "customer-bob@example.com" not in page and "secretq" not in page

@@ -4,8 +4,9 @@ A job is about the subject when its ``subject`` column says so, or when the valu
 queue's ``subject_path`` inside the (decrypted) data does (a push may have named another
 subject, or the path may have changed since). Redaction replaces the queue's
 ``pii_fields`` and ``sensitive_fields`` with ``[REDACTED]`` at any depth in data and
-result, removes the identifier (the ``subject`` column and the value at
-``subject_path``), clears error texts, history and progress message (they may quote
+result, removes the identifier (the ``subject`` column, the value at ``subject_path``
+in data and result, and the identifier wherever else it appears in a value or key),
+clears error texts, history and progress message (they may quote
 personal data), drops tags and an idempotency key that contain the identifier, and
 cancels the job if it has not finished, so nothing runs on the subject's data any more
 and a worker holding its lease can no longer ack or fail it. Delete mode removes the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -76,6 +78,14 @@ def _without_path(data: Any, path: str) -> Any:
     if not rest:
         return {key: value for key, value in data.items() if key != head}
     return {**data, head: _without_path(data[head], rest)}
+
+
+def _names(value: Any, queue: Queue, subject: str) -> bool:
+    return isinstance(value, dict) and subject_from(value, queue.subject_path) == subject
+
+
+def _mentions(value: Any, subject: str) -> bool:
+    return subject in json.dumps(value, ensure_ascii=False)
 
 
 def _jobs_about(subject: str, queues: dict[int, Queue]) -> Iterator[Job]:
@@ -187,9 +197,16 @@ def subject_erase(*, subject: str, mode: str, reason: str, execute: bool, actor:
             seen: set[str] = set()
             data = _redact(job.data, names, seen)
             result = _redact(job.result, names, seen)
-            if subject_from(job.data, queue.subject_path) == subject:
+            if _names(job.data, queue, subject) or _names(job.result, queue, subject):
                 seen.add(queue.subject_path)
+            if _names(job.data, queue, subject):
                 data = _without_path(data, queue.subject_path)
+            if _names(job.result, queue, subject):
+                result = _without_path(result, queue.subject_path)
+            # The identifier anywhere else, in a value or a key (a "to" field, a note).
+            if _mentions(data, subject) or _mentions(result, subject):
+                seen.add("(the identifier in other values)")
+            data, result = _replaced(data, subject), _replaced(result, subject)
             if job.error or job.errors:
                 seen.add("(error texts)")
             outcome.fields[queue.name] = sorted(set(outcome.fields.get(queue.name, [])) | seen)

@@ -265,3 +265,22 @@ def test_erasure_from_the_admin_dry_run_then_execute(api: Api, full: str) -> Non
     assert f"receipt {receipt.pk}" in done.content.decode() and receipt.operator == "user:root"
     for raw in (SUBJECT, EMAIL, NAME):
         assert raw.encode() not in _every_stored_byte()
+
+
+def test_the_identifier_is_removed_from_every_value_and_from_the_result(
+    api: Api, full: str
+) -> None:
+    """Found in review: an identifier outside the pii keys (a "to", a note) and the
+    result's subject_path survived redaction."""
+    subject = "anna@example.com"
+    data = {"userId": "u-4711", "to": subject, "note": f"for {subject} only"}
+    job = push(api, full, queue="mail", data=data, subject=subject)
+    [leased] = pull(api, full, queue="mail")
+    result = {"userId": "u-4711", "sent_to": subject, subject: True}
+    api.post(f"/jobs/{job['id']}/ack", {"lease_id": leased["lease_id"], "result": result}, as_=full)
+    call_command("gdpr_erase", subject, "--execute", "--reason", "DSR 17", stdout=StringIO())
+    stored = Job.objects.get(id=job["id"])
+    assert subject not in repr((stored.data, stored.result))
+    assert stored.data == {"userId": "u-4711", "to": REDACTED, "note": f"for {REDACTED} only"}
+    assert stored.result == {"userId": "u-4711", "sent_to": REDACTED, REDACTED: True}
+    assert subject.encode() not in _every_stored_byte()

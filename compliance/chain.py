@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,15 @@ from django.utils import timezone
 
 from .models import AuditCheckpoint, AuditEvent
 
+logger = logging.getLogger("flashq.audit")
 GENESIS = "0" * 64
+
+
+class ChainBroken(Exception):
+    """Retention found the part it was to remove already broken: nothing is removed
+    (a checkpoint must never vouch for events that do not verify)."""
+
+
 SEAL_BATCH = 1000
 # pg_advisory_xact_lock key: "flashq audit chain".
 _CHAIN_LOCK = 0x666C61736871
@@ -95,6 +104,14 @@ def seal_pending(*, limit: int = SEAL_BATCH) -> int:
             event.seq, event.prev_hash, event.sealed_at = seq, prev, now
             event.hash = prev = event_hash(event, seq=seq, prev_hash=event.prev_hash)
         AuditEvent.objects.bulk_update(pending, ["seq", "prev_hash", "hash", "sealed_at"])
+        head = pending[-1]
+        # An anchor outside the database: with it, audit_verify --head SEQ:HASH also
+        # catches the newest events being deleted or the chain recomputed after them.
+        transaction.on_commit(
+            lambda: logger.info(
+                json.dumps({"event": "audit.sealed", "seq": head.seq, "hash": head.hash})
+            )
+        )
     return len(pending)
 
 
@@ -129,8 +146,10 @@ def _sealed_in_order(after: int) -> Iterator[AuditEvent]:
         last = batch[-1].seq or last
 
 
-def verify() -> Verdict:
-    """Recompute the chain; the first event that breaks it, if any."""
+def verify(*, head: tuple[int, str] | None = None) -> Verdict:
+    """Recompute the chain; the first event that breaks it, if any. ``head`` is an
+    anchor kept outside the database (seq and hash of a sealed event, from the sealer's
+    log line): the chain must reach it and agree with it."""
     checkpoint = AuditCheckpoint.objects.order_by("-seq").first()
     start, prev = (checkpoint.seq, checkpoint.hash) if checkpoint else (0, GENESIS)
     expected, checked = start + 1, 0
@@ -166,10 +185,36 @@ def verify() -> Verdict:
         if event_hash(event, seq=expected, prev_hash=prev) != event.hash:
             return broken(f"seq {event.seq}: hash mismatch, the event was altered", event)
         prev, expected, checked = event.hash, expected + 1, checked + 1
+        if head is not None and event.seq == head[0] and event.hash != head[1]:
+            return broken(f"seq {event.seq} does not match the anchor's hash", event)
+    if head is not None and head[0] >= expected:
+        return broken(
+            f"the anchor names seq {head[0]} but the chain ends at seq {expected - 1}: "
+            "the newest events were deleted",
+            None,
+        )
     return Verdict(ok=True, checked=checked, first_seq=start + 1, **extra)
 
 
 # -- retention ------------------------------------------------------------------------
+
+
+def _check_prefix(events: list[AuditEvent]) -> None:
+    """The events about to be retired still verify from the latest checkpoint."""
+    checkpoint = AuditCheckpoint.objects.order_by("-seq").first()
+    seq, prev = (checkpoint.seq, checkpoint.hash) if checkpoint else (0, GENESIS)
+    for event in events:
+        seq += 1
+        if (
+            event.seq != seq
+            or event.prev_hash != prev
+            or event_hash(event, seq=seq, prev_hash=prev) != event.hash
+        ):
+            raise ChainBroken(
+                f"the audit chain is broken at event {event.pk} (seq {event.seq}); "
+                "run audit_verify: nothing was retired"
+            )
+        prev = event.hash
 
 
 def retire_before(cutoff: datetime, *, reason: str, limit: int = SEAL_BATCH) -> int:
@@ -186,6 +231,7 @@ def retire_before(cutoff: datetime, *, reason: str, limit: int = SEAL_BATCH) -> 
             removable.append(event)
         if not removable:
             return 0
+        _check_prefix(removable)
         last = removable[-1]
         assert last.seq is not None
         AuditCheckpoint.objects.create(

@@ -189,7 +189,7 @@ def test_the_models_refuse_changes_and_deletes() -> None:
 
 def _refused(sql: str, params: list[Any] | None = None) -> None:
     with (
-        pytest.raises(DatabaseError, match=r"append-only|cannot be truncated"),
+        pytest.raises(DatabaseError, match=r"append-only|cannot be truncated|checkpoint"),
         transaction.atomic(),
         connection.cursor() as cursor,
     ):
@@ -208,7 +208,19 @@ def test_the_database_refuses_updates_deletes_and_truncate() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL flashq.allow_audit_truncate = off")
     _refused("TRUNCATE compliance_auditevent")
-    AuditCheckpoint.objects.create(seq=0, hash=chain.GENESIS)
+    _refused(  # a forged checkpoint: no sealed event has this hash
+        "INSERT INTO compliance_auditcheckpoint (seq, hash, created_at, events_removed, reason)"
+        " VALUES (2, 'forged', now(), 0, '')"
+    )
+    AuditCheckpoint.objects.create(seq=2, hash=AuditEvent.objects.get(seq=2).hash)
+    _refused(  # covered by a checkpoint, but sealed less than a day ago
+        "DELETE FROM compliance_auditevent WHERE id = %s", [events[0].pk]
+    )
+    _refused(  # checkpoints only move forward
+        "INSERT INTO compliance_auditcheckpoint (seq, hash, created_at, events_removed, reason)"
+        " VALUES (1, %s, now(), 0, '')",
+        [AuditEvent.objects.get(seq=1).hash],
+    )
     _refused("UPDATE compliance_auditcheckpoint SET seq = 5")
     _refused("DELETE FROM compliance_auditcheckpoint")
     _refused("TRUNCATE compliance_auditcheckpoint")
@@ -329,3 +341,48 @@ def test_export_rejects_a_bad_range() -> None:
         call_command("audit_export", "--since", "yesterday", "--until", "2026-12-01")
     with pytest.raises(CommandError, match="--until must be after --since"):
         call_command("audit_export", "--since", "2026-12-01", "--until", "2026-11-01")
+
+
+def test_retention_refuses_to_checkpoint_a_broken_prefix() -> None:
+    """Found in review: retiring a tampered prefix would have hidden the tampering."""
+    old = _events(4)
+    chain.seal_all()
+    _backdate(old, 100)
+    _raw("UPDATE compliance_auditevent SET details = %s WHERE id = %s", ['{"n": 7}', old[1].pk])
+    with pytest.raises(chain.ChainBroken, match=f"event {old[1].pk}"):
+        audit_retire(cutoff=timezone.now() - timedelta(days=90), actor=WHO)
+    assert AuditEvent.objects.filter(pk__in=[e.pk for e in old]).count() == 4
+    assert not AuditCheckpoint.objects.exists()
+
+
+def test_an_anchor_catches_deleted_newest_events() -> None:
+    """Found in review: deleting the newest events leaves a chain that verifies; the
+    sealer's logged head (seq and hash) is the anchor that catches it."""
+    events = _events(5)
+    chain.seal_all()
+    head = AuditEvent.objects.get(seq=5)
+    call_command("audit_verify", "--head", f"5:{head.hash}", stdout=StringIO())
+    _raw("DELETE FROM compliance_auditevent WHERE id = %s", [events[4].pk])
+    assert chain.verify().ok  # without the anchor, a shorter chain is still a chain
+    _verify_fails_with = pytest.raises(CommandError, match="the newest events were deleted")
+    with _verify_fails_with:
+        call_command("audit_verify", "--head", f"5:{head.hash}", stdout=StringIO())
+    with pytest.raises(CommandError, match="does not match the anchor"):
+        call_command("audit_verify", "--head", f"4:{'0' * 64}", stdout=StringIO())
+
+
+def test_the_sealer_logs_its_head_as_an_anchor(
+    caplog: pytest.LogCaptureFixture, django_capture_on_commit_callbacks: Any
+) -> None:
+    import logging
+
+    log = logging.getLogger("flashq.audit")
+    log.addHandler(caplog.handler)
+    try:
+        _events(2)
+        with caplog.at_level(logging.INFO), django_capture_on_commit_callbacks(execute=True):
+            chain.seal_all()
+    finally:
+        log.removeHandler(caplog.handler)
+    head = AuditEvent.objects.get(seq=2)
+    assert json.dumps({"event": "audit.sealed", "seq": 2, "hash": head.hash}) in caplog.text

@@ -58,7 +58,8 @@ class Command(BaseCommand):
             after = batch.last_id
         found = ", ".join(f"{key}: {count}" for key, count in sorted(before.items())) or "none"
         self.stdout.write(f"Scanned {scanned} job(s); values by key before: {found}.")
+        self.stdout.write(f"Re-encrypted {values} value(s) in {jobs} job(s) under key {primary!r}.")
         self.stdout.write(
-            f"Re-encrypted {values} value(s) in {jobs} job(s) under key {primary!r}; "
-            f"every stored value is now under {primary!r}."
+            "Before removing an old key, make sure every app server runs with this keyring "
+            "and run this command again: it must report values under the new key only."
         )

@@ -440,7 +440,7 @@ def set_schemas(env: dict[str, str]) -> None:
     code = (
         "from compliance.audit import Actor; from queues.services import queue_set_schema; "
         f"[queue_set_schema(name=q, schema={BENCH_SCHEMA!r}, actor=Actor.command('bench')) "
-        f"for q in {sorted(QUEUES.values())!r}]"
+        f"for q in {sorted([*QUEUES.values(), OPEN_QUEUE])!r}]"
     )
     manage(env, "shell", "-c", code)
 
@@ -497,6 +497,38 @@ def http_healthz(server: Server, cfg: Config, requests: int) -> Figure:
                 tally.add(done=1 if status == 200 else 0, seconds=seconds)
 
     return measure("req/s", cfg.single_threads, cfg.time_limit, work)
+
+
+OPEN_QUEUE = "bench-open"
+OPEN_LOOP_RATE = 100  # requests offered per second
+OPEN_LOOP_SECONDS = 10
+OPEN_LOOP_P99_TARGET_MS = 25.0
+
+
+def http_open_loop(server: Server, cfg: Config, queue: str, rate: int, seconds: float) -> Figure:
+    """Single pushes offered at a fixed rate (open loop), not as fast as clients can go:
+    request i is due at start + i / rate, and its latency counts from when it was due,
+    so a slow server is charged for the queueing it causes (no coordinated omission).
+    16 connections send them; a request waits only if all 16 are busy."""
+    total = int(rate * seconds)
+    due = itertools.count()
+    path = f"/api/v1/queues/{queue}/jobs"
+    connections = 16
+
+    def work(tally: Tally) -> None:
+        with server.client() as client:
+            tally.start()
+            while (n := next(due)) < total:
+                scheduled = tally.started + n / rate
+                pause = scheduled - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                status, raw = client.post(path, job_body(n))
+                if status != 201:
+                    tally.fail(f"POST {path} -> {status}: {raw.decode(errors='replace')}")
+                tally.add(done=1 if status == 201 else 0, seconds=time.perf_counter() - scheduled)
+
+    return measure("req/s", connections, max(cfg.time_limit, seconds * 3), work)
 
 
 def http_single_push(server: Server, cfg: Config, queue: str, requests: int) -> Figure:
@@ -794,6 +826,8 @@ def main(argv: list[str] | None = None) -> None:
         comparisons = measure_http_and_raw(server, url, cfg)
         print(f"healthz floor: {cfg.single_requests} requests", flush=True)
         floor = http_healthz(server, cfg, cfg.single_requests)
+        print(f"open loop: {OPEN_LOOP_RATE} pushes/s for {OPEN_LOOP_SECONDS} s", flush=True)
+        offered = http_open_loop(server, cfg, OPEN_QUEUE, OPEN_LOOP_RATE, OPEN_LOOP_SECONDS)
     states = app_job_states(url)
     print()
     print(render(comparisons, server, states))
@@ -804,6 +838,11 @@ def main(argv: list[str] | None = None) -> None:
         f"p50 {floor.p50_ms:.1f} ms, p99 {floor.p99_ms:.1f} ms; single push = "
         f"{floor_ratio:.3f}x the floor (target {FLOOR_TARGET:.2f}x)"
     )
+    print(
+        f"open loop, {OPEN_LOOP_RATE} single pushes/s offered for {OPEN_LOOP_SECONDS} s: "
+        f"{offered.done} done, {offered.errors} failed, p50 {offered.p50_ms:.1f} ms, "
+        f"p99 {offered.p99_ms:.1f} ms (target p99 <= {OPEN_LOOP_P99_TARGET_MS:.0f} ms)"
+    )
     report = {
         "time": stamp,
         "commit": git_commit(),
@@ -811,6 +850,11 @@ def main(argv: list[str] | None = None) -> None:
         "results": {c.name: c.as_json() for c in comparisons},
         "healthz_floor": {**asdict(floor), "rate": round(floor.rate, 1)},
         "single_push_vs_floor": round(floor_ratio, 4),
+        "open_loop": {
+            "offered_per_s": OPEN_LOOP_RATE,
+            "seconds": OPEN_LOOP_SECONDS,
+            **asdict(offered),
+        },
         "http_connections": server.connections(),
         "app_job_states": states,
         "gunicorn_log": str(log.relative_to(ROOT)),

@@ -206,23 +206,34 @@ def audit_refusal(
     return event
 
 
+RECORDED_FIELDS = (
+    "action",
+    "queue",
+    "job_ids",
+    "token_id",
+    "user_id",
+    "actor",
+    "client_ip",
+    "outcome",
+    "status",
+    "request_id",
+    "client_request_id",
+    "details",
+)
+
+
+def recorded(event: AuditEvent) -> dict[str, Any]:
+    """What an event says (beyond its id and time): the log line and the hash chain
+    both take it from here."""
+    return {name: getattr(event, name) for name in RECORDED_FIELDS}
+
+
 def _json_line(event: AuditEvent, *, persisted: bool) -> str:
     return json.dumps(
         {
             "time": event.created_at.isoformat(),
             "event_id": event.pk,
-            "action": event.action,
-            "queue": event.queue,
-            "job_ids": event.job_ids,
-            "token_id": event.token_id,
-            "user_id": event.user_id,
-            "actor": event.actor,
-            "client_ip": event.client_ip,
-            "outcome": event.outcome,
-            "status": event.status,
-            "request_id": event.request_id,
-            "client_request_id": event.client_request_id,
-            "details": event.details,
+            **recorded(event),
             "persisted": persisted,
         },
         separators=(",", ":"),

@@ -27,6 +27,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from .audit import recorded
 from .models import AuditCheckpoint, AuditEvent
 
 logger = logging.getLogger("flashq.audit")
@@ -51,18 +52,7 @@ def canonical(event: AuditEvent, *, seq: int, prev_hash: str) -> bytes:
         "prev_hash": prev_hash,
         "id": event.pk,
         "created_at": created.isoformat(timespec="microseconds") if created else None,
-        "action": event.action,
-        "queue": event.queue,
-        "job_ids": event.job_ids,
-        "token_id": event.token_id,
-        "user_id": event.user_id,
-        "actor": event.actor,
-        "client_ip": event.client_ip,
-        "outcome": event.outcome,
-        "status": event.status,
-        "request_id": event.request_id,
-        "client_request_id": event.client_request_id,
-        "details": event.details,
+        **recorded(event),
     }
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 

@@ -94,16 +94,18 @@ def _jobs_about(subject: str, queues: dict[int, Queue]) -> Iterator[Job]:
     yield from Job.objects.filter(subject=subject).order_by("id")
     last: uuid.UUID | None = None
     while True:
-        rows = Job.objects.exclude(subject=subject).order_by("id").only("id", "queue_id", "data")
+        rows = Job.objects.exclude(subject=subject).order_by("id")
         if last is not None:
             rows = rows.filter(id__gt=last)
         batch = list(rows[:_SCAN_BATCH])
         if not batch:
             return
-        for job in batch:
-            queue = queues[job.queue_id]
-            if subject_from(job.data, queue.subject_path) == subject:
-                yield Job.objects.get(id=job.id)
+        # Only data is opened here (the other payload columns stay sealed until used).
+        yield from (
+            job
+            for job in batch
+            if subject_from(job.data, queues[job.queue_id].subject_path) == subject
+        )
         last = batch[-1].id
 
 

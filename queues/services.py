@@ -565,15 +565,21 @@ def _queue_for_update(name: str) -> Queue:
     return queue
 
 
+def _set_flag(name: str, flag: str, value: bool) -> tuple[Queue, bool]:
+    """Set a queue's boolean ``flag`` (locked row); whether it changed."""
+    queue = _queue_for_update(name)
+    changed = getattr(queue, flag) != value
+    if changed:
+        setattr(queue, flag, value)
+        queue.save(update_fields=[flag])
+    return queue, changed
+
+
 def queue_set_paused(*, name: str, paused: bool, actor: Actor) -> Queue:
     """Pause (hand out nothing) or resume a queue. Pausing a paused queue changes
     nothing and is still recorded, so the trail shows who asked."""
     with transaction.atomic():
-        queue = _queue_for_update(name)
-        changed = queue.paused != paused
-        if changed:
-            queue.paused = paused
-            queue.save(update_fields=["paused"])
+        queue, changed = _set_flag(name, "paused", paused)
         audit_record(
             actor=actor,
             action=Action.PAUSE if paused else Action.RESUME,
@@ -796,11 +802,7 @@ def queue_set_legal_hold(*, name: str, hold: bool, reason: str, actor: Actor) ->
     """Place or release a legal hold: while held, retention and erasure leave the
     queue's jobs alone (and report it)."""
     with transaction.atomic():
-        queue = _queue_for_update(name)
-        changed = queue.legal_hold != hold
-        if changed:
-            queue.legal_hold = hold
-            queue.save(update_fields=["legal_hold"])
+        queue, changed = _set_flag(name, "legal_hold", hold)
         audit_record(
             actor=actor,
             action=Action.LEGAL_HOLD,

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+
+from flashq_project.rows import insert_columns, insert_params
 
 from .models import AuditEvent
 
@@ -136,15 +138,17 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def _event(
+def audit_event(
     *,
     actor: Actor,
     action: Action,
-    status: int,
-    queue: str,
-    job_ids: Iterable[object],
-    details: Mapping[str, Any] | None,
+    status: int = 200,
+    queue: str = "",
+    job_ids: Iterable[object] = (),
+    details: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
+    """An event, not yet written: ``audit_record`` writes one; a service that writes its
+    change and its event in one statement uses ``audit_insert``."""
     return AuditEvent(
         created_at=timezone.now(),
         action=action,
@@ -173,12 +177,31 @@ def audit_record(
 ) -> AuditEvent:
     """Record an event in the caller's transaction (services call this inside their
     atomic block); it is logged once that transaction commits."""
-    event = _event(
+    event = audit_event(
         actor=actor, action=action, status=status, queue=queue, job_ids=job_ids, details=details
     )
-    event.save(force_insert=True)
-    transaction.on_commit(lambda: logger.info(_json_line(event, persisted=True)))
+    sql, params = audit_insert(event)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        [(pk,)] = cursor.fetchall()
+    audit_inserted(event, pk)
     return event
+
+
+def audit_insert(event: AuditEvent) -> tuple[str, list[Any]]:
+    """``INSERT ... RETURNING id`` for ``event``, to run alone or as part of a larger
+    statement (the push writes its job and its event in one); the values go through
+    the fields as ``save()`` would send them. Then call ``audit_inserted`` with the id."""
+    _, sql = insert_columns(AuditEvent)
+    return f"{sql} RETURNING {connection.ops.quote_name('id')}", insert_params(event)
+
+
+def audit_inserted(event: AuditEvent, pk: int) -> None:
+    """``event`` was written with id ``pk`` in the current transaction: it is logged
+    once that commits (at once outside a transaction)."""
+    event.pk = pk
+    event._state.adding = False
+    transaction.on_commit(lambda: logger.info(_json_line(event, persisted=True)))
 
 
 def audit_refusal(
@@ -193,7 +216,7 @@ def audit_refusal(
     """Record a call that changed nothing, in its own transaction. When the database
     cannot take it, the event is logged anyway (``persisted: false``) and None is
     returned: a refusal must never turn into a second failure."""
-    event = _event(
+    event = audit_event(
         actor=actor, action=action, status=status, queue=queue, job_ids=job_ids, details=details
     )
     try:

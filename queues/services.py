@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from compliance.audit import Action, Actor, audit_record
+from compliance.audit import Action, Actor, audit_event, audit_record
+from compliance.models import AuditEvent
 from flashq_project import limits
 from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge, ServiceUnavailable
 from security.cards import CardFinding, card_problem, find_cards, not_allowed
@@ -61,19 +62,41 @@ class AckSpec:
 # -- push ------------------------------------------------------------------------------
 
 
-def _queue_for_push(name: str) -> tuple[Queue, bool]:
-    """The queue, and whether this push created it."""
-    # only(): the push path needs the id and subject_path, not the whole row.
-    queue = (
-        Queue.objects.only(
-            "id", "name", "subject_path", "card_allowlist", "max_job_bytes", "json_schema"
-        )
-        .filter(name=name)
-        .first()
-    )
-    if queue is not None:
-        return queue, False
-    return Queue.objects.get_or_create(name=name)
+# What a push needs of its queue, as one constant statement: the ORM spent longer
+# compiling this lookup than the database spent running it. The fields are in the
+# model's order, as Model.from_db expects them.
+_PUSH_QUEUE_FIELDS = {
+    "id",
+    "name",
+    "subject_path",
+    "card_allowlist",
+    "max_job_bytes",
+    "json_schema",
+}
+_PUSH_QUEUE_COLUMNS = [
+    field for field in Queue._meta.concrete_fields if field.attname in _PUSH_QUEUE_FIELDS
+]
+_PUSH_QUEUE_SQL = (
+    f"SELECT {', '.join(field.column for field in _PUSH_QUEUE_COLUMNS)} "  # noqa: S608
+    "FROM queues_queue WHERE name = %s"
+)
+
+
+def _existing_queue(name: str) -> Queue | None:
+    """The queue with what a push needs (the rest deferred), or None."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PUSH_QUEUE_SQL, [name])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # JSON columns come back as text (no expression: the converter does not use it).
+    values = [
+        field.from_db_value(value, None, connection)  # type: ignore[arg-type]
+        if isinstance(field, models.JSONField)
+        else value
+        for field, value in zip(_PUSH_QUEUE_COLUMNS, row, strict=True)
+    ]
+    return Queue.from_db(connection.alias, [field.attname for field in _PUSH_QUEUE_COLUMNS], values)
 
 
 def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
@@ -93,7 +116,13 @@ def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
     )
 
 
-def _push_once(queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str) -> list[Pushed]:
+# The push's audit event, given what was pushed.
+Recorder = Callable[[list[Pushed]], AuditEvent]
+
+
+def _push_once(
+    queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str, record: Recorder
+) -> list[Pushed]:
     keys = {spec.key for spec in specs if spec.key is not None}
     by_key: dict[str, Job] = {}
     if keys:
@@ -116,42 +145,53 @@ def _push_once(queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str
             by_key[spec.key] = job
         new_jobs.append(job)
         results.append(Pushed(job, created=True))
-    bulk_insert_jobs(new_jobs)
+    ready = any(job.run_at <= now for job in new_jobs)
+    bulk_insert_jobs(new_jobs, event=record(results), wake=queue.name if ready else None)
     return results
 
 
 KEYED_PUSH_TRIES = 3
 
 
-def _push(
-    queue_name: str, specs: Sequence[JobSpec], now: datetime, owner: str
-) -> tuple[list[Pushed], dict[str, Any]]:
-    """The pushed jobs, and what the audit event should add about the queue."""
-    queue, queue_created = _queue_for_push(queue_name)
+def _push_into(
+    queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str, record: Recorder
+) -> list[Pushed]:
     _refuse_oversize([(spec.data_bytes, spec.data_path) for spec in specs], queue)
     _refuse_off_schema([(spec.data, spec.data_path) for spec in specs], queue)
     _refuse_cards_in_data(
         [(spec.card_findings, spec.data_path) for spec in specs], queue.card_allowlist
     )
     if not any(spec.key is not None for spec in specs):
-        results = _push_once(queue, specs, now, owner)
-    else:
-        for _ in range(KEYED_PUSH_TRIES):
-            try:
-                with transaction.atomic():
-                    results = _push_once(queue, specs, now, owner)
-                break
-            except IntegrityError:
-                # A concurrent push took one of our keys between lookup and insert;
-                # the next look finds it.
-                continue
-        else:
-            raise ServiceUnavailable(
-                "Concurrent pushes kept taking the same keys; retrying is safe."
-            )
-    if any(pushed.created and pushed.job.run_at <= now for pushed in results):
-        wakeup.notify_ready(queue_name)
-    return results, {"queue_created": True} if queue_created else {}
+        return _push_once(queue, specs, now, owner, record)
+    for _ in range(KEYED_PUSH_TRIES):
+        try:
+            with transaction.atomic():
+                return _push_once(queue, specs, now, owner, record)
+        except IntegrityError:
+            # A concurrent push took one of our keys between lookup and insert; the
+            # next look finds it.
+            continue
+    raise ServiceUnavailable("Concurrent pushes kept taking the same keys; retrying is safe.")
+
+
+def _push(
+    queue_name: str,
+    specs: Sequence[JobSpec],
+    owner: str,
+    record: Callable[[list[Pushed], dict[str, Any]], AuditEvent],
+) -> list[Pushed]:
+    """Push into a queue, created on first push. Into an existing queue without keys,
+    the jobs and their event are one statement (queues.bulkinsert); a new queue is
+    created in the same transaction as its first jobs, so a refused first push leaves
+    no queue behind."""
+    now = timezone.now()
+    queue = _existing_queue(queue_name)
+    if queue is not None:
+        return _push_into(queue, specs, now, owner, lambda results: record(results, {}))
+    with transaction.atomic():
+        queue, created = Queue.objects.get_or_create(name=queue_name)
+        about = {"queue_created": True} if created else {}
+        return _push_into(queue, specs, now, owner, lambda results: record(results, about))
 
 
 def jobs_push(
@@ -162,11 +202,10 @@ def jobs_push(
     A spec whose ``key`` names an unfinished job of the queue that ``owner`` pushed
     returns that job instead (``created=False``); so does a repeat of a key earlier in
     the same batch. A key held by someone else's unfinished job is a KeyConflict. One
-    audit event lists every job."""
-    now = timezone.now()
-    with transaction.atomic():
-        results, about_queue = _push(queue_name, specs, now, owner)
-        audit_record(
+    audit event lists every job, written with them."""
+
+    def record(results: list[Pushed], about_queue: dict[str, Any]) -> AuditEvent:
+        return audit_event(
             actor=actor,
             action=Action.PUSH,
             status=201,
@@ -178,16 +217,17 @@ def jobs_push(
                 **about_queue,
             },
         )
-    return results
+
+    return _push(queue_name, specs, owner, record)
 
 
 def job_push(*, queue_name: str, spec: JobSpec, owner: str, actor: Actor) -> Pushed:
     """Push one job: 201 when created, 200 with the unfinished job of ``owner`` that has
     its key (a KeyConflict if someone else's holds it)."""
-    now = timezone.now()
-    with transaction.atomic():
-        [pushed], about_queue = _push(queue_name, [spec], now, owner)
-        audit_record(
+
+    def record(results: list[Pushed], about_queue: dict[str, Any]) -> AuditEvent:
+        [pushed] = results
+        return audit_event(
             actor=actor,
             action=Action.PUSH,
             status=201 if pushed.created else 200,
@@ -195,6 +235,8 @@ def job_push(*, queue_name: str, spec: JobSpec, owner: str, actor: Actor) -> Pus
             job_ids=[pushed.job.id],
             details={"created": pushed.created, **about_queue},
         )
+
+    [pushed] = _push(queue_name, [spec], owner, record)
     return pushed
 
 

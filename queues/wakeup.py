@@ -2,8 +2,24 @@
 a waiting pull LISTENs on it, so a pull on any app server wakes as soon as work is
 committed. SQLite has no such thing; waiters there poll briefly.
 
-Waits are sliced (at most ``SLICE_SECONDS``) so a delayed job that becomes ready, which
-sends no notification, is still picked up promptly."""
+A NOTIFY is not free: PostgreSQL serialises the commits of every notifying transaction
+(one global lock, held through the WAL flush), so one per push would cap pushes at one
+fsync each. A push therefore notifies only when a pull is waiting on its queue, found
+with two advisory locks per queue (keyed by ``hashtext(name)``; a collision only costs
+a spare NOTIFY), in SQL functions created by migration 0014:
+
+- a waiter holds the *waiters'* lock shared while it waits (``flashq_wait_begin``);
+- a push, inside its transaction, takes the *pushers'* lock shared until it commits
+  and tries the waiters' lock exclusively (``flashq_wake``): if that fails, someone
+  waits, and it NOTIFYs (delivered at commit);
+- after registering, a waiter takes and drops the pushers' lock exclusively: that waits
+  for every push that checked before the waiter registered to commit, so the claim the
+  waiter runs next sees their jobs. A push is thus either seen by that claim or sends a
+  NOTIFY after the waiter listens: no wake-up is missed.
+
+A waiter needs a session of its own for LISTEN and its lock (see docs/scaling.md on
+PgBouncer). Waits are sliced (at most ``SLICE_SECONDS``) so a delayed job that becomes
+ready, which sends no notification, is still picked up promptly."""
 
 from __future__ import annotations
 
@@ -15,28 +31,31 @@ from django.db import connection
 CHANNEL = "flashq_jobs"
 SLICE_SECONDS = 1.0
 SQLITE_POLL_SECONDS = 0.1
+# Advisory lock classes (the first half of a two-int key; the queue's hash is the second).
+WAITERS_CLASS = 0x46510001
+PUSHERS_CLASS = 0x46510002
 
 
 def notify_ready(queue_name: str) -> None:
-    """Tell waiting pulls that ``queue_name`` has ready work (sent at commit)."""
+    """Tell waiting pulls that ``queue_name`` has ready work (sent at commit, and only
+    when one is waiting). Call it inside the pushing transaction."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue_name])
+            cursor.execute("SELECT flashq_wake(%s)", [queue_name])
 
 
 class Waiter:
-    """``with Waiter(name) as waiter: ... waiter.wait(seconds)`` - LISTEN for the
-    duration of a long poll, UNLISTEN after, so a pooled connection is left clean."""
+    """``with Waiter(name) as waiter: ... waiter.wait(seconds)``. The first ``wait``
+    only registers (LISTEN and the waiters' lock) and returns at once, so the caller
+    claims again before really waiting; the exit drops both, so a pooled connection is
+    left clean."""
 
     def __init__(self, queue_name: str) -> None:
         self.queue_name = queue_name
         self.listening = False
+        self.postgresql = connection.vendor == "postgresql" and not connection.in_atomic_block
 
     def __enter__(self) -> Waiter:
-        if connection.vendor == "postgresql" and not connection.in_atomic_block:
-            with connection.cursor() as cursor:
-                cursor.execute(f"LISTEN {CHANNEL}")
-            self.listening = True
         return self
 
     def __exit__(
@@ -46,18 +65,28 @@ class Waiter:
         tb: TracebackType | None,
     ) -> None:
         if self.listening:
+            self.listening = False
             raw = connection.connection
             if raw is not None and not raw.closed:
                 with connection.cursor() as cursor:
+                    cursor.execute("SELECT flashq_wait_end(%s)", [self.queue_name])
                     cursor.execute(f"UNLISTEN {CHANNEL}")
-            self.listening = False
+
+    def _register(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"LISTEN {CHANNEL}")
+            self.listening = True
+            cursor.execute("SELECT flashq_wait_begin(%s)", [self.queue_name])
 
     def wait(self, seconds: float) -> None:
         """Return after ``seconds`` or sooner when work may have arrived."""
         if seconds <= 0:
             return
-        if not self.listening:
+        if not self.postgresql:
             time.sleep(min(seconds, SQLITE_POLL_SECONDS))
+            return
+        if not self.listening:
+            self._register()
             return
         # psycopg keeps notifications that arrived while we were claiming in a backlog
         # and yields those first, so a push between claim and wait is not missed.

@@ -131,6 +131,8 @@ class Principal:
     family: str = ""
     #: Requests per period for this token, or None (security.ratelimit).
     rate: Rate | None = None
+    #: The token's public id (empty for a bootstrap token).
+    public_id: str = ""
     #: Its last use is older than the resolution: record this one once it is let in.
     last_use_due: bool = False
     is_authenticated: bool = field(default=True, init=False)

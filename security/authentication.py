@@ -5,9 +5,11 @@ id was tried (never the secret), so an incident responder can tell a typo from a
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -120,14 +122,61 @@ def _token_rows(public_id: str, failure_key: str) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall())
 
 
+# -- the per-process principal cache ---------------------------------------------------
+# A token just let in is remembered by this process for PRINCIPAL_CACHE_SECONDS (1 s by
+# default): a call within that time skips the database. Only the exact secret finds the
+# entry (its digest is compared in constant time), so a guess never does and still meets
+# the address's failure limit; expiry is checked on every hit. A revocation, rule change
+# or deletion made in this process clears the cache when it commits; made elsewhere (an
+# other app server, the admin), it reaches this process within the cache time.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Remembered:
+    digest: str
+    principal: Principal
+    expires: datetime
+    until: float  # time.monotonic() deadline
+
+
+_remembered: dict[str, _Remembered] = {}
+_MAX_REMEMBERED = 10_000
+
+
+def forget_principals() -> None:
+    """Drop every remembered principal (a token or its rules changed)."""
+    _remembered.clear()
+
+
+def _recall(public_id: str, digest: str) -> Principal | None:
+    entry = _remembered.get(public_id)
+    if entry is None or time.monotonic() >= entry.until:
+        return None
+    if not hmac.compare_digest(entry.digest, digest) or timezone.now() >= entry.expires:
+        return None
+    return entry.principal
+
+
+def _remember(public_id: str, digest: str, principal: Principal, expires: datetime) -> None:
+    seconds = settings.PRINCIPAL_CACHE_SECONDS
+    if seconds <= 0:
+        return
+    if len(_remembered) >= _MAX_REMEMBERED:
+        _remembered.clear()
+    _remembered[public_id] = _Remembered(digest, principal, expires, time.monotonic() + seconds)
+
+
 def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
-    """One statement on the hot path (see _PRINCIPAL_SQL)."""
+    """A remembered principal, or one statement (see _PRINCIPAL_SQL)."""
+    digest = tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER)
+    remembered = _recall(parts.public_id, digest)
+    if remembered is not None:
+        return remembered
     rows = _token_rows(parts.public_id, auth_failure_key(ip))
     if rows and rows[0][-1] is not None:
         throttled = failures_exhausted(rows[0][-1], rows[0][-2], auth_failure_rate())
         if throttled is not None:
             raise AuthThrottled(throttled)
-    digest = tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER)
     stored = rows[0][2] if rows else _DUMMY_HASH
     if not hmac.compare_digest(digest, stored) or not rows:
         raise TokenRefused("bad_secret" if rows else "unknown", public_id=parts.public_id)
@@ -139,7 +188,10 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
     now = timezone.now()
     if revoked_at is not None:
         raise TokenRefused("revoked", public_id=parts.public_id)
-    if now >= latest_expiry(created_at) or (expires_at is not None and expires_at <= now):
+    expires = latest_expiry(created_at)
+    if expires_at is not None:
+        expires = min(expires, expires_at)
+    if now >= expires:
         raise TokenRefused("expired", public_id=parts.public_id)
     try:
         rules = tuple(
@@ -151,15 +203,18 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
         # A rule we cannot read might be a deny: fail closed rather than guess.
         logger.warning("token %s has an unreadable permission rule; refusing it", token_id)
         raise TokenRefused("unreadable_rule", public_id=parts.public_id) from exc
-    return Principal(
+    principal = Principal(
         name=name,
         rules=rules,
         token_id=token_id,
         networks=tuple((json.loads(cidrs) if isinstance(cidrs, str) else cidrs) or ()),
         family=family or "",
         rate=Rate.parse(rate) if rate else None,
+        public_id=parts.public_id,
         last_use_due=last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION,
     )
+    _remember(parts.public_id, digest, principal, expires)
+    return principal
 
 
 def record_last_use(principal: Principal, ip: str | None) -> None:
@@ -169,6 +224,11 @@ def record_last_use(principal: Principal, ip: str | None) -> None:
         ApiToken.objects.filter(pk=principal.token_id).update(
             last_used_at=timezone.now(), last_used_ip=ip
         )
+        entry = _remembered.get(principal.public_id)
+        if entry is not None and entry.principal is principal:
+            # Recorded: the remembered copy need not record it again.
+            done = dataclasses.replace(principal, last_use_due=False)
+            _remembered[principal.public_id] = dataclasses.replace(entry, principal=done)
 
 
 def principal_for(raw: str, *, ip: str | None = None) -> Principal:

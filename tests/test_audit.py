@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
+from django.db import IntegrityError
 
 from compliance import audit
 from compliance.models import AuditEvent
@@ -123,19 +124,19 @@ def test_field_errors_are_recorded_by_path_without_values(api: Api, personas: Pe
 def test_a_change_and_its_audit_event_commit_together(
     api: Api, personas: Personas, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If the audit row cannot be written, the push it describes must not happen."""
-    real = audit.audit_record
-    calls = {"n": 0}
+    """If the database refuses the audit row, the push it describes must not happen
+    (one statement on PostgreSQL, one transaction on SQLite)."""
+    push(api, personas.producer, queue="jobs:q")  # the queue exists: the hot path
+    Job.objects.all().delete()
+    real = audit.audit_insert
 
-    def failing_once(**kwargs: Any) -> AuditEvent:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("audit store unavailable")
-        return real(**kwargs)
+    def refused_by_the_database(event: AuditEvent) -> tuple[str, list[Any]]:
+        event.status = -1  # the status column's CHECK constraint refuses it
+        return real(event)
 
-    monkeypatch.setattr("queues.services.audit_record", failing_once)
+    monkeypatch.setattr("queues.bulkinsert.audit_insert", refused_by_the_database)
     clear_audit()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(IntegrityError):
         api.post("/queues/jobs:q/jobs", {"data": {}}, as_=personas.producer)
     assert not Job.objects.exists()
     [event] = _events()  # the failure itself is still recorded, in its own transaction

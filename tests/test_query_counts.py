@@ -1,8 +1,8 @@
 """The hot paths' queries, pinned. A change that adds one fails here and has to say
 why. Inside a test the request's transaction shows as SAVEPOINT/RELEASE (BEGIN and
-COMMIT in production, which Django does not count); on PostgreSQL a push that makes
-work ready also sends one NOTIFY, and a batch push's rows go in by COPY, which Django
-does not count either."""
+COMMIT in production, which Django does not count; a single push on PostgreSQL has
+neither there: it is one statement in autocommit). A batch push's rows go in by COPY on
+PostgreSQL, which Django does not count either."""
 
 from __future__ import annotations
 
@@ -15,13 +15,12 @@ from .support import ON_POSTGRES, Api, Call, pull, push
 
 pytestmark = pytest.mark.django_db
 
-NOTIFY = 1 if ON_POSTGRES else 0
-
-# token+rules, savepoint, queue, insert, [notify], audit, release
-PUSH = 6 + NOTIFY
-# token+rules, savepoint, queue, insert (SQLite) or COPY (PostgreSQL, not counted) and
-# NOTIFY, audit, release
-BATCH_PUSH = 6
+# token+rules, queue, savepoint, then on PostgreSQL one statement (job, audit event and
+# wake-up check), on SQLite the job's insert and the event's; release
+PUSH = 5 if ON_POSTGRES else 6
+# token+rules, queue, savepoint, insert (SQLite) or COPY (PostgreSQL, not counted),
+# audit event (and on PostgreSQL the wake-up check), release
+BATCH_PUSH = 5 if ON_POSTGRES else 6
 # token+rules, savepoint, queue, expired leases, claim, audit, release
 PULL = 7
 # token+rules, job's queue, savepoint, conditional update, job, audit, release

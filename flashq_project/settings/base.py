@@ -32,6 +32,10 @@ ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.
 TOKEN_MAX_LIFETIME_DAYS = env.int("TOKEN_MAX_LIFETIME_DAYS", default=365)
 TOKEN_DEFAULT_LIFETIME_DAYS = min(90, TOKEN_MAX_LIFETIME_DAYS)
 
+# An app server remembers a token it let in for this long (security.authentication):
+# revoking a token or changing its rules reaches every app server within this time.
+PRINCIPAL_CACHE_SECONDS = env.float("PRINCIPAL_CACHE_SECONDS", default=1.0)
+
 # Bootstrap tokens are full queue operators: a guessable one is refused at start-up.
 MIN_BOOTSTRAP_TOKEN_LENGTH = 32
 for _token in AUTH_TOKENS:
@@ -155,7 +159,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Django's health check costs every request a round trip. Without it a connection
+    # that died (a database restart) fails one request with 503, which is safe to retry
+    # (its transaction rolled back), and is then replaced.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_HEALTH_CHECKS", default=False)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

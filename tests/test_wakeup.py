@@ -1,0 +1,120 @@
+"""Long-poll wake-ups on PostgreSQL (queues.wakeup): a push NOTIFYs only while a pull is
+waiting on its queue, and a push that checked before a waiter registered is still seen
+by that waiter's next claim."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+
+from compliance.audit import Actor
+from queues import services, wakeup
+from queues.jobspec import JobSpec
+
+from .support import ON_POSTGRES, Api, make_token
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not ON_POSTGRES, reason="NOTIFY and advisory locks are PostgreSQL's"),
+]
+
+
+def _dsn() -> str:
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    kept = {key: str(value) for key, value in params.items() if isinstance(value, str | int)}
+    return psycopg.conninfo.make_conninfo("", **kept)
+
+
+@pytest.fixture
+def other_session() -> Iterator[psycopg.Connection]:
+    """A second database session, as another app server's would be."""
+    with psycopg.connect(_dsn(), autocommit=True) as conn:
+        yield conn
+
+
+def _pushed_notifications(listener: psycopg.Connection, queue: str) -> list[str]:
+    """What ``listener`` heard about ``queue`` up to now: a sentinel NOTIFY of its own
+    arrives after anything committed before it."""
+    listener.execute("NOTIFY flashq_jobs, 'sentinel'")
+    heard = []
+    for notify in listener.notifies(timeout=5):
+        if notify.payload == "sentinel":
+            break
+        heard.append(notify.payload)
+    return [payload for payload in heard if payload == queue]
+
+
+def _push(queue: str) -> None:
+    services.job_push(
+        queue_name=queue, spec=JobSpec(data={"n": 1}), owner="o", actor=Actor.command("test")
+    )
+
+
+def test_a_push_with_nobody_waiting_sends_no_notify(other_session: psycopg.Connection) -> None:
+    other_session.execute("LISTEN flashq_jobs")
+    _push("quiet")
+    assert _pushed_notifications(other_session, "quiet") == []
+
+
+def test_a_push_notifies_while_a_pull_waits_on_its_queue_only(
+    other_session: psycopg.Connection,
+) -> None:
+    other_session.execute("LISTEN flashq_jobs")
+    other_session.execute("SELECT flashq_wait_begin('busy')")  # a waiter on 'busy'
+    _push("busy")
+    _push("elsewhere")
+    assert _pushed_notifications(other_session, "busy") == ["busy"]
+    assert _pushed_notifications(other_session, "elsewhere") == []
+    # Once it stops waiting, pushes are quiet again.
+    other_session.execute("SELECT flashq_wait_end('busy')")
+    _push("busy")
+    assert _pushed_notifications(other_session, "busy") == []
+
+
+def test_a_waiter_sees_a_push_that_checked_for_waiters_before_it_registered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The push checks (nobody waits), then the pull registers and claims before the
+    push commits. Without the drain in flashq_wait_begin the claim would miss the job
+    and no NOTIFY would come: the pull would sleep out its whole wait."""
+    monkeypatch.setattr(wakeup, "SLICE_SECONDS", 60.0)  # no periodic re-claim to hide it
+    token = make_token("lp", "*=*")
+    checked = threading.Event()
+
+    def slow_push() -> None:
+        try:
+            with transaction.atomic():
+                _push("race")  # its wake check runs here: no waiter yet
+                checked.set()
+                time.sleep(1.0)  # the waiter registers while this is uncommitted
+        finally:
+            connection.close()
+
+    pusher = threading.Thread(target=slow_push)
+    pusher.start()
+    assert checked.wait(10)
+    started = time.monotonic()
+    jobs = Api().post("/queues/race/pull", {"wait": 20}, as_=token).body["jobs"]
+    elapsed = time.monotonic() - started
+    pusher.join(10)
+    assert len(jobs) == 1
+    assert elapsed < 10  # handed over at the push's commit, not at the end of the wait
+
+
+def test_a_finished_long_poll_leaves_its_session_clean() -> None:
+    token = make_token("lp", "*=*")
+    assert Api().post("/queues/idle/pull", {"wait": 0.2}, as_=token).body == {"jobs": []}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] == 0
+        cursor.execute("SELECT count(*) FROM pg_listening_channels()")
+        assert cursor.fetchone()[0] == 0

@@ -10,18 +10,28 @@ event per batch listing the job ids."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 
 from django.db import transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
+from flashq_project.problems import FieldError
 from security.fields import bulk_update_sealed
 from security.ratelimit import Rate, rate_available, rate_charge
 
 from . import claim
+from .errors import LeaseConflict
 from .models import Job, JobState, Queue
-from .services import FAILURE_FIELDS, record_failure
+from .services import (
+    FAILURE_FIELDS,
+    STALE_LEASE,
+    AckSpec,
+    check_acks,
+    complete_acked,
+    record_failure,
+)
 from .wakeup import Waiter
 
 LEASE_EXPIRED = "lease expired"
@@ -115,13 +125,25 @@ def _within_limits(queue: Queue, count: int) -> int:
 
 
 def _claim_round(
-    *, queue_name: str, count: int, lease_seconds: int, owner: str, actor: Actor, last: bool
+    *,
+    queue_name: str,
+    count: int,
+    lease_seconds: int,
+    owner: str,
+    actor: Actor,
+    last: bool,
+    acks: Sequence[AckSpec] = (),
 ) -> list[Job] | None:
     """One attempt, in one transaction: the leased jobs, or None when there were none
-    and this is not the last round (so nothing is recorded yet)."""
+    and this is not the last round (so nothing is recorded yet, unless ``acks`` were
+    completed: they are recorded with the round that completes them)."""
     with transaction.atomic():
         queue = Queue.objects.filter(name=queue_name).first()
         jobs: list[Job] = []
+        if acks:
+            if queue is None:
+                raise LeaseConflict(STALE_LEASE, errors=_stale(acks))
+            complete_acked(acks, owner=owner, now=timezone.now(), queue_id=queue.pk, root=ACKS)
         if queue is not None and not queue.paused:
             recovery = Actor.system(LEASE_RECOVERY, request_id=actor.request_id)
             _requeue_expired(actor=recovery, queue_id=queue.pk, limit=500)
@@ -136,12 +158,27 @@ def _claim_round(
                 )
             if jobs and queue.rate_limit_max is not None:
                 rate_charge(key=_rate_key(queue), rate=_queue_rate(queue), cost=len(jobs))
-        if not jobs and not last:
+        if not jobs and not last and not acks:
             return None
+        # Acked jobs first, then the leased ones; details say how many were acked.
         audit_record(
-            actor=actor, action=Action.PULL, queue=queue_name, job_ids=[job.id for job in jobs]
+            actor=actor,
+            action=Action.PULL,
+            queue=queue_name,
+            job_ids=[*(ack.job_id for ack in acks), *(job.id for job in jobs)],
+            details={"acked": len(acks)} if acks else None,
         )
-    return jobs
+    return jobs if jobs or last else None
+
+
+ACKS = "/ack"
+
+
+def _stale(acks: Sequence[AckSpec]) -> list[FieldError]:
+    return [
+        FieldError(f"{ACKS}/{index}/lease_id", "is not the job's current lease")
+        for index in range(len(acks))
+    ]
 
 
 def jobs_pull(
@@ -152,10 +189,17 @@ def jobs_pull(
     owner: str,
     actor: Actor,
     wait_seconds: float = 0,
+    acks: Sequence[AckSpec] = (),
 ) -> list[Job]:
     """Lease up to ``count`` ready jobs of a queue to ``owner`` (highest priority first),
     waiting up to ``wait_seconds`` for some to arrive. An unknown queue has nothing to
-    hand out yet. Exactly one pull event is recorded, listing what was handed out."""
+    hand out yet. One pull event is recorded, listing what was handed out.
+
+    ``acks`` (a worker's previous batch from this queue) are completed, all or nothing,
+    in the same transaction as the first claim, and listed first in its event. If that
+    claim finds nothing and the pull goes on waiting, the acks commit with an event of
+    their own at once, and whatever a later round hands out gets a second event."""
+    check_acks(acks, root=ACKS)
     deadline = time.monotonic() + wait_seconds
     with Waiter(queue_name) if wait_seconds > 0 else nullcontext(None) as waiter:
         while True:
@@ -167,7 +211,9 @@ def jobs_pull(
                 owner=owner,
                 actor=actor,
                 last=waiter is None or remaining <= 0,
+                acks=acks,
             )
+            acks = ()
             if jobs is not None:
                 return jobs
             assert waiter is not None

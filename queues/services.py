@@ -364,42 +364,60 @@ def job_ack(
     return job
 
 
+def check_acks(acks: Sequence[AckSpec], *, root: str = "/jobs") -> None:
+    """What can be refused before any write: result sizes and card numbers."""
+    results = [(f"{root}/{i}/result", ack.result) for i, ack in enumerate(acks)]
+    _check_result_sizes(results)
+    _refuse_cards(results)
+
+
+def complete_acked(
+    acks: Sequence[AckSpec],
+    *,
+    owner: str,
+    now: datetime,
+    queue_id: int | None = None,
+    root: str = "/jobs",
+) -> set[str]:
+    """Complete ``acks`` in the caller's transaction, all or nothing (a pull with
+    piggy-backed acks calls this too, limited to its queue): one stale or foreign lease
+    and none is acked, and the LeaseConflict names each offending item. Returns the
+    names of the jobs' queues."""
+    ids = [ack.job_id for ack in acks]
+    leased = Job.objects.select_for_update(of=("self",)).filter(
+        id__in=ids, state=JobState.ACTIVE, lease_owner=owner, lease_expires_at__gt=now
+    )
+    if queue_id is not None:
+        leased = leased.filter(queue_id=queue_id)
+    rows = leased.order_by("id").values_list("id", "lease_id", "queue__name")
+    leases = {job_id: (lease, queue) for job_id, lease, queue in rows}
+    stale = [
+        FieldError(f"{root}/{index}/lease_id", "is not the job's current lease")
+        for index, ack in enumerate(acks)
+        if leases.get(ack.job_id, (None, ""))[0] != ack.lease_id
+    ]
+    if stale:
+        raise LeaseConflict(STALE_LEASE, errors=stale)
+    Job.objects.filter(id__in=ids).update(**_completion(now))
+    with_result = [Job(id=ack.job_id, result=ack.result) for ack in acks if ack.result is not None]
+    if with_result:
+        bulk_update_sealed(Job, with_result, ["result"])
+    return {queue for _, queue in leases.values()}
+
+
 def jobs_ack(*, acks: Sequence[AckSpec], owner: str, actor: Actor) -> None:
     """Complete many jobs, all or nothing: one stale or foreign lease and none is
     acked, and the error names each offending item."""
-    results = [(f"/jobs/{i}/result", ack.result) for i, ack in enumerate(acks)]
-    _check_result_sizes(results)
-    _refuse_cards(results)
+    check_acks(acks)
     now = timezone.now()
-    ids = [ack.job_id for ack in acks]
     with transaction.atomic():
-        rows = (
-            Job.objects.select_for_update(of=("self",))
-            .filter(id__in=ids, state=JobState.ACTIVE, lease_owner=owner, lease_expires_at__gt=now)
-            .order_by("id")
-            .values_list("id", "lease_id", "queue__name")
-        )
-        leases = {job_id: (lease, queue) for job_id, lease, queue in rows}
-        stale = [
-            FieldError(f"/jobs/{index}/lease_id", "is not the job's current lease")
-            for index, ack in enumerate(acks)
-            if leases.get(ack.job_id, (None, ""))[0] != ack.lease_id
-        ]
-        if stale:
-            raise LeaseConflict(STALE_LEASE, errors=stale)
-        Job.objects.filter(id__in=ids).update(**_completion(now))
-        with_result = [
-            Job(id=ack.job_id, result=ack.result) for ack in acks if ack.result is not None
-        ]
-        if with_result:
-            bulk_update_sealed(Job, with_result, ["result"])
-        queues = {queue for _, queue in leases.values()}
+        queues = complete_acked(acks, owner=owner, now=now)
         audit_record(
             actor=actor,
             action=Action.ACK,
             queue=next(iter(queues)) if len(queues) == 1 else "",
-            job_ids=ids,
-            details={"count": len(ids)},
+            job_ids=[ack.job_id for ack in acks],
+            details={"count": len(acks)},
         )
 
 

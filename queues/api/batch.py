@@ -69,12 +69,27 @@ def _uuid(item: dict[str, Any], name: str, path: str, errors: list[FieldError]) 
 
 
 def parse_ack_batch(body: Any) -> list[AckSpec]:
-    items = _items(body, allowed=frozenset({"jobs"}))
+    return parse_acks(_items(body, allowed=frozenset({"jobs"})), root="/jobs")
+
+
+def parse_pull_acks(items: Any) -> list[AckSpec]:
+    """A pull's ``ack``: a list of at most MAX_BATCH items (empty is fine)."""
+    if not isinstance(items, list) or len(items) > MAX_BATCH:
+        raise InvalidInput(
+            "The request has invalid fields.",
+            errors=[FieldError("/ack", f"must be a list of at most {MAX_BATCH} items")],
+        )
+    return parse_acks(items, root="/ack")
+
+
+def parse_acks(items: list[Any], *, root: str) -> list[AckSpec]:
+    """``{id, lease_id, result?}`` items (the batch ack's ``jobs``, a pull's ``ack``);
+    field paths start at ``root``."""
     errors: list[FieldError] = []
     acks: list[AckSpec] = []
     seen: set[uuid.UUID] = set()
     for index, item in enumerate(items):
-        path = f"/jobs/{index}"
+        path = f"{root}/{index}"
         if not isinstance(item, dict):
             errors.append(FieldError(path, "must be an object with id and lease_id"))
             continue

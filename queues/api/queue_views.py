@@ -132,10 +132,12 @@ class QueueJobsBatchApi(FlashqApiView):
     post=operation_schema(
         Operation.PULL,
         request=serializers.PullIn,
-        responses={200: serializers.PullOut, **problems(413, 415)},
+        responses={200: serializers.PullOut, **problems(409, 413, 415)},
         description="Lease up to `count` ready jobs, highest priority first. With `wait`, "
         "waits up to that many seconds for work. Each job carries a `lease_id` that ack, "
-        "fail and progress must present before `lease_expires_at`.",
+        "fail and progress must present before `lease_expires_at`. A worker may send its "
+        "previous batch's acks in `ack`: they complete in the same transaction as this "
+        "claim (one request per batch instead of two).",
     )
 )
 class QueuePullApi(FlashqApiView):
@@ -144,7 +146,17 @@ class QueuePullApi(FlashqApiView):
     def post(self, request: Request, queue: str) -> Response:
         name = self.queue_name()
         self.authorize(name)
-        params_in = serializers.PullIn(data=request.data)
+        body = request.data
+        acks = []
+        if isinstance(body, dict) and "ack" in body:
+            # Piggy-backed acks: parsed as a batch ack's items are (no serializer per
+            # item); PullIn documents them but validates the rest.
+            body = {key: value for key, value in body.items() if key != "ack"}
+            acks = batch.parse_pull_acks(request.data["ack"])
+            if acks and not self.principal.allows(Verb.ACK, name):
+                raise PermissionDenied("This token may not ack on this queue.")
+            self.audit_jobs([ack.job_id for ack in acks])
+        params_in = serializers.PullIn(data=body)
         params_in.is_valid(raise_exception=True)
         params = params_in.validated_data
         jobs = pulling.jobs_pull(
@@ -154,6 +166,7 @@ class QueuePullApi(FlashqApiView):
             wait_seconds=params["wait"],
             owner=self.principal.key,
             actor=self.actor(),
+            acks=acks,
         )
         return Response({"jobs": [job_leased(job, name) for job in jobs]})
 

@@ -147,6 +147,12 @@ class PushBatchIn(serializers.Serializer):
     )
 
 
+class AckItemDoc(serializers.Serializer):
+    id = serializers.UUIDField()
+    lease_id = serializers.UUIDField()
+    result = serializers.JSONField(required=False, allow_null=True)
+
+
 class PullIn(StrictSerializer):
     count = StrictIntegerField(min_value=1, max_value=limits.MAX_PULL_COUNT, default=1)
     wait = StrictFloatField(
@@ -161,6 +167,16 @@ class PullIn(StrictSerializer):
         default=limits.DEFAULT_LEASE_SECONDS,
         help_text="seconds",
     )
+    # Documents the field; the view parses it as a batch ack's items are parsed.
+    ack = serializers.ListField(
+        child=AckItemDoc(),
+        required=False,
+        max_length=limits.MAX_BATCH,
+        help_text=f"Piggy-backed acks: up to {limits.MAX_BATCH} jobs of this queue leased "
+        "by this token's family (the previous batch), completed all or nothing in the same "
+        "transaction as this pull's claim; needs the `ack` verb too. A stale lease is a 409 "
+        "naming each item, and then nothing is acked or leased.",
+    )
 
 
 class AckIn(StrictSerializer):
@@ -171,12 +187,6 @@ class AckIn(StrictSerializer):
         default=None,
         help_text="Any JSON, at most MAX_JOB_BYTES encoded (else 413).",
     )
-
-
-class AckItemDoc(serializers.Serializer):
-    id = serializers.UUIDField()
-    lease_id = serializers.UUIDField()
-    result = serializers.JSONField(required=False, allow_null=True)
 
 
 class AckBatchIn(serializers.Serializer):

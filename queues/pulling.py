@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
+from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
@@ -21,7 +22,7 @@ from flashq_project.problems import FieldError
 from security.fields import bulk_update_sealed
 from security.ratelimit import Rate, rate_available, rate_charge
 
-from . import claim
+from . import claim, selectors
 from .errors import LeaseConflict
 from .models import Job, JobState, Queue
 from .services import (
@@ -46,14 +47,26 @@ def leases_requeue_expired(*, actor: Actor, queue_id: int | None = None, limit: 
         return _requeue_expired(actor=actor, queue_id=queue_id, limit=limit)
 
 
+# Constant SQL, run by every pull: the ORM compiled this on each call. job_lease_idx
+# holds active jobs by lease expiry; SQLite has no row locks (its transaction holds the
+# write lock).
+_EXPIRED_SQL = (
+    "SELECT * FROM queues_job WHERE state = 'active' AND lease_expires_at <= %s {queue} "
+    "ORDER BY lease_expires_at LIMIT %s {lock}"
+)
+
+
 def _requeue_expired(*, actor: Actor, queue_id: int | None, limit: int) -> int:
     """leases_requeue_expired inside the caller's transaction."""
     now = timezone.now()
-    # job_lease_idx: active jobs by lease expiry.
-    expired = Job.objects.filter(state=JobState.ACTIVE, lease_expires_at__lte=now)
+    params: list[Any] = [connection.ops.adapt_datetimefield_value(now)]
     if queue_id is not None:
-        expired = expired.filter(queue_id=queue_id)
-    jobs = list(expired.select_for_update(skip_locked=True).order_by("lease_expires_at")[:limit])
+        params.append(queue_id)
+    sql = _EXPIRED_SQL.format(
+        queue="" if queue_id is None else "AND queue_id = %s",
+        lock="FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else "",
+    )
+    jobs = list(Job.objects.raw(sql, [*params, limit]))
     if not jobs:
         return 0
     for job in jobs:
@@ -124,6 +137,12 @@ def _within_limits(queue: Queue, count: int) -> int:
     return allowed
 
 
+# What a pull needs of its queue (queues.selectors.queue_by_name).
+_PULL_QUEUE_FIELDS = frozenset(
+    {"id", "name", "paused", "rate_limit_max", "rate_limit_duration_ms", "concurrency_max"}
+)
+
+
 def _claim_round(
     *,
     queue_name: str,
@@ -138,7 +157,7 @@ def _claim_round(
     and this is not the last round (so nothing is recorded yet, unless ``acks`` were
     completed: they are recorded with the round that completes them)."""
     with transaction.atomic():
-        queue = Queue.objects.filter(name=queue_name).first()
+        queue = selectors.queue_by_name(queue_name, _PULL_QUEUE_FIELDS)
         jobs: list[Job] = []
         if acks:
             if queue is None:

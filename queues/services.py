@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_event, audit_record
@@ -36,7 +36,7 @@ from security.jobschema import (
     validator_for,
 )
 
-from . import wakeup
+from . import selectors, wakeup
 from .backoff import retry_delay_ms
 from .bulkinsert import insert_jobs as bulk_insert_jobs
 from .errors import JobNotFound, KeyConflict, LeaseConflict, QueueNotFound, StateConflict
@@ -62,41 +62,14 @@ class AckSpec:
 # -- push ------------------------------------------------------------------------------
 
 
-# What a push needs of its queue, as one constant statement: the ORM spent longer
-# compiling this lookup than the database spent running it. The fields are in the
-# model's order, as Model.from_db expects them.
-_PUSH_QUEUE_FIELDS = {
-    "id",
-    "name",
-    "subject_path",
-    "card_allowlist",
-    "max_job_bytes",
-    "json_schema",
-}
-_PUSH_QUEUE_COLUMNS = [
-    field for field in Queue._meta.concrete_fields if field.attname in _PUSH_QUEUE_FIELDS
-]
-_PUSH_QUEUE_SQL = (
-    f"SELECT {', '.join(field.column for field in _PUSH_QUEUE_COLUMNS)} "  # noqa: S608
-    "FROM queues_queue WHERE name = %s"
+# What a push needs of its queue.
+_PUSH_QUEUE_FIELDS = frozenset(
+    {"id", "name", "subject_path", "card_allowlist", "max_job_bytes", "json_schema"}
 )
 
 
 def _existing_queue(name: str) -> Queue | None:
-    """The queue with what a push needs (the rest deferred), or None."""
-    with connection.cursor() as cursor:
-        cursor.execute(_PUSH_QUEUE_SQL, [name])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    # JSON columns come back as text (no expression: the converter does not use it).
-    values = [
-        field.from_db_value(value, None, connection)  # type: ignore[arg-type]
-        if isinstance(field, models.JSONField)
-        else value
-        for field, value in zip(_PUSH_QUEUE_COLUMNS, row, strict=True)
-    ]
-    return Queue.from_db(connection.alias, [field.attname for field in _PUSH_QUEUE_COLUMNS], values)
+    return selectors.queue_by_name(name, _PUSH_QUEUE_FIELDS)
 
 
 def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:

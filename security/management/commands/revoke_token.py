@@ -1,5 +1,6 @@
 """``manage.py revoke_token NAME [--family]``: the token (or every token of its family)
-stops working at once, on every app server: each request reads the token's row."""
+stops working on every app server within PRINCIPAL_CACHE_SECONDS (1 s by default: each
+app server remembers a token it let in for that long)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from security.services import token_revoke, token_revoke_family
 
 
 class Command(BaseCommand):
-    help = "Revoke an API token by name. Its requests get 401 from then on."
+    help = (
+        "Revoke an API token by name. Its requests get 401 on every app server within "
+        "PRINCIPAL_CACHE_SECONDS (1 s by default)."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("name")

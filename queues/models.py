@@ -155,7 +155,8 @@ UNFINISHED = (JobState.WAITING, JobState.ACTIVE)
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid6.uuid7, editable=False)
-    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="jobs")
+    # No index of its own: the composite indexes below start with it.
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="jobs", db_index=False)
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.WAITING)
     priority = models.IntegerField(default=0)
     # Payloads: AES-256-GCM in the column, bound to the job id and field name
@@ -171,9 +172,7 @@ class Job(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     # NULL, not "": jobs without a key must never collide in job_key_unfinished_uniq.
     key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
-    subject = models.CharField(  # noqa: DJ001
-        max_length=255, null=True, blank=True, db_index=True
-    )
+    subject = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     tags = models.JSONField(default=list, blank=True)
     # Who pushed it (a token family's key, see Principal.key): a re-push of its
     # idempotency key by anyone else is a conflict, not a way to learn about the job.
@@ -205,8 +204,13 @@ class Job(models.Model):
                 name="job_lease_idx",
                 condition=Q(state=JobState.ACTIVE),
             ),
-            # getJobs and stats: a queue's jobs by state, in id (= time) order.
+            # getJobs and stats: a queue's jobs by state, in id (= time) order; also
+            # retention's scan, and the foreign key's (no index of its own).
             models.Index(fields=["queue", "state", "id"], name="job_queue_state_idx"),
+            # GDPR erasure by subject (exact match); jobs without one are not in it.
+            models.Index(
+                fields=["subject"], name="job_subject_idx", condition=Q(subject__isnull=False)
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -72,21 +72,33 @@ def _existing_queue(name: str) -> Queue | None:
     return selectors.queue_by_name(name, _PUSH_QUEUE_FIELDS)
 
 
+_JOB_FIELDS = Job._meta.concrete_fields
+
+
 def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
-    return Job(
-        pushed_by=owner,
-        queue=queue,
-        priority=spec.priority,
-        data=spec.data,
-        max_attempts=spec.max_attempts,
-        backoff=spec.backoff,
-        run_at=now + timedelta(milliseconds=spec.delay_ms),
-        expires_at=None if spec.ttl_ms is None else now + timedelta(milliseconds=spec.ttl_ms),
-        key=spec.key,
-        subject=spec.subject or subject_from(spec.data, queue.subject_path),
-        tags=list(spec.tags),
-        created_at=now,
-    )
+    """A new job; the fields not set here get the model's defaults. Built positionally:
+    Model.__init__ with keywords took 14 us a job, a third of a batch push's time."""
+    given: dict[str, Any] = {
+        "pushed_by": owner,
+        "queue_id": queue.pk,
+        "priority": spec.priority,
+        "data": spec.data,
+        "max_attempts": spec.max_attempts,
+        "backoff": spec.backoff,
+        "run_at": now + timedelta(milliseconds=spec.delay_ms),
+        "expires_at": None if spec.ttl_ms is None else now + timedelta(milliseconds=spec.ttl_ms),
+        "key": spec.key,
+        "subject": spec.subject or subject_from(spec.data, queue.subject_path),
+        "tags": list(spec.tags),
+        "created_at": now,
+    }
+    values = [
+        given[field.attname] if field.attname in given else field.get_default()
+        for field in _JOB_FIELDS
+    ]
+    job = Job(*values)  # type: ignore[misc]  # positional, in the concrete fields' order
+    job.queue = queue  # the cached relation, as Job(queue=queue) would set it
+    return job
 
 
 # The push's audit event, given what was pushed.

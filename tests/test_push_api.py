@@ -219,3 +219,32 @@ def test_batch_data_round_trips_exactly(api: Api, full: str) -> None:
     stored = Job.objects.get(id=call.body["jobs"][0]["id"])
     assert (stored.data, stored.tags, stored.key) == (tricky, ["a\tb"], "k\\N")
     assert stored.result is None and stored.errors == []
+
+
+def test_a_new_job_has_the_model_defaults_and_the_spec_values() -> None:
+    """The push builds jobs positionally (for speed): every field must land where
+    Job(**kwargs) would put it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from queues import services
+    from queues.jobspec import JobSpec
+    from queues.models import Queue
+
+    queue = Queue.objects.create(name="shape", subject_path="user")
+    now = timezone.now()
+    spec = JobSpec(
+        data={"user": "u7"}, priority=4, delay_ms=1500, max_attempts=5, ttl_ms=9000,
+        key="k1", tags=("a", "b"),
+    )  # fmt: skip
+    built = services._new_job(queue, spec, now, "family:x")
+    expected = Job(
+        queue=queue, priority=4, data={"user": "u7"}, max_attempts=5, backoff=spec.backoff,
+        run_at=now + timedelta(milliseconds=1500), expires_at=now + timedelta(milliseconds=9000),
+        key="k1", subject="u7", tags=["a", "b"], pushed_by="family:x", created_at=now,
+    )  # fmt: skip
+    for field in Job._meta.concrete_fields:
+        if field.attname != "id":
+            assert getattr(built, field.attname) == getattr(expected, field.attname), field.name
+    assert built.id != expected.id and built.queue is queue and built._state.adding

@@ -126,14 +126,18 @@ def _token_rows(public_id: str, failure_key: str) -> list[tuple[Any, ...]]:
 # A token just let in is remembered by this process for PRINCIPAL_CACHE_SECONDS (1 s by
 # default): a call within that time skips the database. Only the exact secret finds the
 # entry (its digest is compared in constant time), so a guess never does and still meets
-# the address's failure limit; expiry is checked on every hit. A revocation, rule change
-# or deletion made in this process clears the cache when it commits; made elsewhere (an
-# other app server, the admin), it reaches this process within the cache time.
+# the address's failure limit; expiry is checked on every hit. An address that failed to
+# authenticate here within the failure window never uses the cache: like a throttled
+# one, it has every token checked against the database (failures seen by other app
+# servers reach this one through that check). A revocation, rule change or deletion made
+# in this process clears the cache when it commits (a generation count keeps a lookup
+# that raced with it from putting the old principal back); made elsewhere (another app
+# server, the admin), it reaches this process within the cache time.
 
 
 @dataclasses.dataclass(frozen=True)
 class _Remembered:
-    digest: str
+    digest: str = dataclasses.field(repr=False)
     principal: Principal
     expires: datetime
     until: float  # time.monotonic() deadline
@@ -141,14 +145,28 @@ class _Remembered:
 
 _remembered: dict[str, _Remembered] = {}
 _MAX_REMEMBERED = 10_000
+_generation = [0]
+# Addresses that failed to authenticate here recently -> time.monotonic() deadline.
+_failed_recently: dict[str | None, float] = {}
 
 
 def forget_principals() -> None:
     """Drop every remembered principal (a token or its rules changed)."""
+    _generation[0] += 1
     _remembered.clear()
 
 
-def _recall(public_id: str, digest: str) -> Principal | None:
+def note_auth_failure(ip: str | None) -> None:
+    """``ip`` failed to authenticate: no cached principal for it for a failure window."""
+    if len(_failed_recently) >= _MAX_REMEMBERED:
+        _failed_recently.clear()
+    _failed_recently[ip] = time.monotonic() + auth_failure_rate().period_s
+
+
+def _recall(public_id: str, digest: str, ip: str | None) -> Principal | None:
+    failed_until = _failed_recently.get(ip)
+    if failed_until is not None and time.monotonic() < failed_until:
+        return None
     entry = _remembered.get(public_id)
     if entry is None or time.monotonic() >= entry.until:
         return None
@@ -157,10 +175,12 @@ def _recall(public_id: str, digest: str) -> Principal | None:
     return entry.principal
 
 
-def _remember(public_id: str, digest: str, principal: Principal, expires: datetime) -> None:
+def _remember(
+    public_id: str, digest: str, principal: Principal, expires: datetime, generation: int
+) -> None:
     seconds = settings.PRINCIPAL_CACHE_SECONDS
-    if seconds <= 0:
-        return
+    if seconds <= 0 or generation != _generation[0]:
+        return  # disabled, or a change committed while this lookup ran
     if len(_remembered) >= _MAX_REMEMBERED:
         _remembered.clear()
     _remembered[public_id] = _Remembered(digest, principal, expires, time.monotonic() + seconds)
@@ -169,9 +189,10 @@ def _remember(public_id: str, digest: str, principal: Principal, expires: dateti
 def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
     """A remembered principal, or one statement (see _PRINCIPAL_SQL)."""
     digest = tokens.hash_secret(parts.secret, settings.TOKEN_PEPPER)
-    remembered = _recall(parts.public_id, digest)
+    remembered = _recall(parts.public_id, digest, ip)
     if remembered is not None:
         return remembered
+    generation = _generation[0]
     rows = _token_rows(parts.public_id, auth_failure_key(ip))
     if rows and rows[0][-1] is not None:
         throttled = failures_exhausted(rows[0][-1], rows[0][-2], auth_failure_rate())
@@ -213,7 +234,7 @@ def _token_principal(parts: tokens.TokenParts, ip: str | None) -> Principal:
         public_id=parts.public_id,
         last_use_due=last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION,
     )
-    _remember(parts.public_id, digest, principal, expires)
+    _remember(parts.public_id, digest, principal, expires, generation)
     return principal
 
 
@@ -253,11 +274,16 @@ class BearerTokenAuthentication(BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        scheme, _, raw = header.partition(" ")
-        raw = raw.strip()
-        if scheme.lower() != "bearer" or not raw or len(raw) > 512:
-            raise TokenRefused("malformed")
-        principal = principal_for(raw, ip=client_ip(request))
+        ip = client_ip(request)
+        try:
+            scheme, _, raw = header.partition(" ")
+            raw = raw.strip()
+            if scheme.lower() != "bearer" or not raw or len(raw) > 512:
+                raise TokenRefused("malformed")
+            principal = principal_for(raw, ip=ip)
+        except (TokenRefused, AuthThrottled):
+            note_auth_failure(ip)
+            raise
         return principal, principal
 
     def authenticate_header(self, request: Request) -> str:

@@ -18,7 +18,7 @@ from security.authentication import TokenRefused, principal_for
 from security.models import ApiToken
 from security.services import token_revoke
 
-from .support import make_token
+from .support import Api, make_token
 
 pytestmark = pytest.mark.django_db
 
@@ -28,6 +28,7 @@ ADMIN = Actor.command("test")
 @pytest.fixture(autouse=True)
 def cache_on() -> Iterator[None]:
     authentication.forget_principals()
+    authentication._failed_recently.clear()  # other tests' failures from 127.0.0.1
     with override_settings(PRINCIPAL_CACHE_SECONDS=1.0):
         yield
     authentication.forget_principals()
@@ -111,3 +112,48 @@ def test_with_no_cache_time_every_call_reads_the_database(
         principal_for(raw)
         with django_assert_num_queries(1):
             principal_for(raw)
+
+
+def test_an_address_that_just_failed_to_authenticate_skips_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Like a throttled address, it has every token checked against the database."""
+    raw = make_token("svc", "jobs:*=push")
+    api = Api()
+    assert api.get("/me", as_=raw).status == 200  # remembered
+    lookups: list[str] = []
+    real = authentication._token_rows
+
+    def counted(public_id: str, failure_key: str) -> Any:
+        lookups.append(public_id)
+        return real(public_id, failure_key)
+
+    monkeypatch.setattr(authentication, "_token_rows", counted)
+    assert api.get("/me", as_=raw).status == 200
+    assert lookups == []  # served from the cache
+    assert api.get("/me", as_="fq_" + "A" * 12 + "_" + "B" * 49).status == 401
+    assert api.get("/me", as_=raw).status == 200
+    assert len(lookups) == 1  # the failure made this address look the token up again
+
+
+def test_a_change_committed_during_a_lookup_is_not_remembered_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = make_token("svc", "jobs:*=push")
+    real = authentication._token_rows
+
+    def revoked_meanwhile(public_id: str, failure_key: str) -> Any:
+        rows = real(public_id, failure_key)  # read before the change
+        authentication.forget_principals()  # the change commits in another thread
+        return rows
+
+    monkeypatch.setattr(authentication, "_token_rows", revoked_meanwhile)
+    principal_for(raw)
+    assert authentication._remembered == {}
+
+
+def test_the_cache_entry_does_not_show_the_digest() -> None:
+    raw = make_token("svc", "jobs:*=push")
+    principal_for(raw)
+    [entry] = authentication._remembered.values()
+    assert entry.digest not in repr(entry)

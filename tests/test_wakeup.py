@@ -78,6 +78,18 @@ def test_a_push_notifies_while_a_pull_waits_on_its_queue_only(
     assert _pushed_notifications(other_session, "busy") == []
 
 
+def _slow_push(queue: str, hold: float, checked: threading.Event, done: threading.Event) -> None:
+    """Push, then hold the transaction open for ``hold`` seconds after its wake check."""
+    try:
+        with transaction.atomic():
+            _push(queue)  # its wake check runs here
+            checked.set()
+            time.sleep(hold)
+        done.set()
+    finally:
+        connection.close()
+
+
 def test_a_waiter_sees_a_push_that_checked_for_waiters_before_it_registered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -86,18 +98,8 @@ def test_a_waiter_sees_a_push_that_checked_for_waiters_before_it_registered(
     and no NOTIFY would come: the pull would sleep out its whole wait."""
     monkeypatch.setattr(wakeup, "SLICE_SECONDS", 60.0)  # no periodic re-claim to hide it
     token = make_token("lp", "*=*")
-    checked = threading.Event()
-
-    def slow_push() -> None:
-        try:
-            with transaction.atomic():
-                _push("race")  # its wake check runs here: no waiter yet
-                checked.set()
-                time.sleep(1.0)  # the waiter registers while this is uncommitted
-        finally:
-            connection.close()
-
-    pusher = threading.Thread(target=slow_push)
+    checked, done = threading.Event(), threading.Event()
+    pusher = threading.Thread(target=_slow_push, args=("race", 0.03, checked, done))
     pusher.start()
     assert checked.wait(10)
     started = time.monotonic()
@@ -106,6 +108,49 @@ def test_a_waiter_sees_a_push_that_checked_for_waiters_before_it_registered(
     pusher.join(10)
     assert len(jobs) == 1
     assert elapsed < 10  # handed over at the push's commit, not at the end of the wait
+
+
+def test_a_push_slower_than_the_drain_is_picked_up_at_the_next_slice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wakeup, "SLICE_SECONDS", 0.5)
+    token = make_token("lp", "*=*")
+    checked, done = threading.Event(), threading.Event()
+    pusher = threading.Thread(target=_slow_push, args=("slow", 1.0, checked, done))
+    pusher.start()
+    assert checked.wait(10)
+    started = time.monotonic()
+    jobs = Api().post("/queues/slow/pull", {"wait": 20}, as_=token).body["jobs"]
+    elapsed = time.monotonic() - started
+    pusher.join(10)
+    assert len(jobs) == 1 and elapsed < 10
+
+
+def test_a_registering_waiter_never_holds_up_other_pushes() -> None:
+    """A push is in flight; a long poll registers on its queue and cannot drain; a second
+    push to that queue must still go through before the first one commits (a queued
+    exclusive lock request would make it wait for that commit)."""
+    token = make_token("lp", "*=*")
+    _push("busy2")  # the queue exists: a first push would hold its new row
+    assert len(Api().post("/queues/busy2/pull", {}, as_=token).body["jobs"]) == 1  # and is empty
+    checked, done = threading.Event(), threading.Event()
+    pusher = threading.Thread(target=_slow_push, args=("busy2", 3.0, checked, done))
+    pusher.start()
+    assert checked.wait(10)
+
+    def long_poll() -> None:
+        try:
+            Api().post("/queues/busy2/pull", {"wait": 5}, as_=token)
+        finally:
+            connection.close()
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    time.sleep(0.5)  # the poller has claimed nothing and registered (trying to drain)
+    _push("busy2")
+    assert not done.is_set()  # went through while the first push was still in flight
+    pusher.join(10)
+    poller.join(10)
 
 
 def test_a_finished_long_poll_leaves_its_session_clean() -> None:

@@ -4,7 +4,8 @@
   foreign key's own index on ``queue_id`` (every query by queue uses one of the
   composite indexes that start with it, and so does PostgreSQL's check when a queue is
   deleted), and the ``_like`` twin of ``subject``'s (subjects are matched exactly). The
-  subject index becomes partial: jobs without a subject are not in it.
+  subject index becomes partial: jobs without a subject are not in it. On PostgreSQL it
+  is built CONCURRENTLY, so pushes go on during the build (the drops are quick).
 - Autovacuum for a table whose rows are each inserted, updated twice (claim, ack) and
   deleted by retention: PostgreSQL's defaults wait for 20% of the table to be dead
   before vacuuming, which for ten million jobs is two million dead rows. Here 2% (plus
@@ -35,6 +36,21 @@ ALTER TABLE queues_job RESET (
 """
 
 
+# Built without blocking writes on PostgreSQL (a large jobs table would otherwise stop
+# taking pushes for the whole build); the migration is therefore not atomic.
+SUBJECT_INDEX = "job_subject_idx ON queues_job (subject) WHERE subject IS NOT NULL"
+
+
+def create_subject_index(apps, schema_editor):
+    concurrently = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
+    schema_editor.execute(f"CREATE INDEX {concurrently}IF NOT EXISTS {SUBJECT_INDEX}")
+
+
+def drop_subject_index(apps, schema_editor):
+    concurrently = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
+    schema_editor.execute(f"DROP INDEX {concurrently}IF EXISTS job_subject_idx")
+
+
 def tune(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(TUNE)
@@ -46,6 +62,7 @@ def untune(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    atomic = False
     dependencies = [("queues", "0014_wakeup_functions")]
 
     operations = [
@@ -64,13 +81,20 @@ class Migration(migrations.Migration):
             name="subject",
             field=models.CharField(blank=True, max_length=255, null=True),
         ),
-        migrations.AddIndex(
-            model_name="job",
-            index=models.Index(
-                condition=models.Q(subject__isnull=False),
-                fields=["subject"],
-                name="job_subject_idx",
-            ),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AddIndex(
+                    model_name="job",
+                    index=models.Index(
+                        condition=models.Q(subject__isnull=False),
+                        fields=["subject"],
+                        name="job_subject_idx",
+                    ),
+                ),
+            ],
+            database_operations=[
+                migrations.RunPython(create_subject_index, drop_subject_index),
+            ],
         ),
         migrations.RunPython(tune, untune),
     ]

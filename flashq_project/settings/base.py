@@ -159,9 +159,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    # Django's health check costs every request a round trip. Without it a connection
-    # that died (a database restart) fails one request with 503, which is safe to retry
-    # (its transaction rolled back), and is then replaced.
+    # Django's health check costs every request a round trip. Without it each thread's
+    # connection that died (a database restart) fails its next request with 503, safe
+    # to retry (its transaction rolled back), and is then replaced.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_HEALTH_CHECKS", default=False)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -175,7 +175,9 @@ class PullIn(StrictSerializer):
         help_text=f"Piggy-backed acks: up to {limits.MAX_BATCH} jobs of this queue leased "
         "by this token's family (the previous batch), completed all or nothing in the same "
         "transaction as this pull's claim; needs the `ack` verb too. A stale lease is a 409 "
-        "naming each item, and then nothing is acked or leased.",
+        "naming each item, and then nothing is acked or leased. Acks are applied once: if "
+        "the answer to a pull that carried them is lost, a retry with the same acks gets "
+        "that 409, and the worker drops them (they were applied) and pulls again.",
     )
 
 

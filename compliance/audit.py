@@ -19,6 +19,7 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from flashq_project.metrics_counters import count_event
 from flashq_project.rows import insert_columns, insert_params
 
 from .models import AuditEvent
@@ -75,6 +76,7 @@ class Action(StrEnum):
     GDPR_ERASE_PREVIEW = "gdpr.erasePreview"
     AUDIT_EXPORT = "audit.export"
     AUDIT_RETIRE = "audit.retire"
+    METRICS = "metrics"
 
 
 class ActorKind(StrEnum):
@@ -201,7 +203,19 @@ def audit_inserted(event: AuditEvent, pk: int) -> None:
     once that commits (at once outside a transaction)."""
     event.pk = pk
     event._state.adding = False
-    transaction.on_commit(lambda: logger.info(_json_line(event, persisted=True)))
+    transaction.on_commit(lambda: _committed(event))
+
+
+def _committed(event: AuditEvent) -> None:
+    """The event is in the trail: log it, and move the metrics it stands for."""
+    logger.info(_json_line(event, persisted=True))
+    count_event(
+        action=event.action,
+        queue=event.queue,
+        job_ids=event.job_ids,
+        details=event.details,
+        outcome=event.outcome,
+    )
 
 
 def audit_refusal(
@@ -225,7 +239,7 @@ def audit_refusal(
     except DatabaseError:
         logger.error(_json_line(event, persisted=False))
         return None
-    logger.info(_json_line(event, persisted=True))
+    _committed(event)
     return event
 
 

@@ -2,8 +2,9 @@
 
 Rules: patterns are anchored and case-sensitive, ``*`` matches any run of characters
 (including none) and nothing else is special. Default deny; a matching deny beats any
-allow. The ``*`` verb grants every verb except ``reveal`` and ``admin``, which are only
-granted by name; in a deny rule ``*`` denies everything, named verbs included.
+allow. The ``*`` verb grants every verb except ``reveal``, ``admin`` and ``metrics``,
+which are only granted by name; in a deny rule ``*`` denies everything, named verbs
+included.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ class Verb(StrEnum):
     CLEAN = "clean"
     REVEAL = "reveal"
     ADMIN = "admin"
+    #: Read GET /metrics (granted on ``*``); no queue's data, but only by name.
+    METRICS = "metrics"
 
 
 VERBS: tuple[str, ...] = tuple(Verb)
-NAMED_ONLY = frozenset({Verb.REVEAL, Verb.ADMIN})
+NAMED_ONLY = frozenset({Verb.REVEAL, Verb.ADMIN, Verb.METRICS})
 WILDCARD = "*"
 
 PATTERN_RE = re.compile(r"[A-Za-z0-9_.:*-]{1,128}")

@@ -55,11 +55,13 @@ def test_deny_beats_allow_whatever_the_order() -> None:
         assert who.allows(Verb.PULL, "jobs:public")
 
 
-def test_star_verb_never_grants_admin_or_reveal() -> None:
+def test_star_verb_never_grants_admin_reveal_or_metrics() -> None:
     who = principal(Rule.build("*", ["*"], allow=True))
-    assert all(who.allows(verb, "q") for verb in Verb if verb not in (Verb.ADMIN, Verb.REVEAL))
+    named = (Verb.ADMIN, Verb.REVEAL, Verb.METRICS)
+    assert all(who.allows(verb, "q") for verb in Verb if verb not in named)
     assert not who.allows(Verb.ADMIN, "q")
     assert not who.allows(Verb.REVEAL, "q")
+    assert not who.allows(Verb.METRICS, "*")
     assert principal(Rule.build("*", ["*", "admin"], allow=True)).allows(Verb.ADMIN, "q")
 
 

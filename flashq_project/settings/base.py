@@ -203,6 +203,9 @@ AUTH_FAILURE_RATE = env.str("AUTH_FAILURE_RATE", default="20/60s")
 # Addresses (CIDRs) any API call may come from; empty: anywhere. Each token may narrow
 # this further with its own list.
 ALLOWED_CIDRS: list[str] = env.list("ALLOWED_CIDRS", default=[])
+# Addresses that may scrape GET /metrics without a token (Prometheus in its network);
+# anyone else needs a token with the metrics verb (flashq_project.metrics).
+METRICS_ALLOWED_CIDRS: list[str] = env.list("METRICS_ALLOWED_CIDRS", default=[])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["security.authentication.BearerTokenAuthentication"],

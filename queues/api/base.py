@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +23,7 @@ from rest_framework.views import APIView
 from compliance.audit import Actor, ActorKind, audit_refusal
 from compliance.floods import record_throttled_refusal
 from compliance.httpactor import request_actor
+from flashq_project.metrics_counters import observe_request
 from flashq_project.problems import (
     CardNumberDetected,
     InvalidInput,
@@ -55,6 +58,7 @@ class FlashqApiView(APIView):
     _refusal_details: dict[str, str] | None = None
     _rate: Decision | None = None
     _throttled_ip = False
+    _started = 0.0
 
     @property
     def principal(self) -> Principal:
@@ -145,12 +149,22 @@ class FlashqApiView(APIView):
         self._throttled_ip = True
         return AuthThrottled(counted)
 
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        self._started = time.perf_counter()
+        return super().initialize_request(request, *args, **kwargs)
+
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
         """Every answer passes here; a refusal or an error gets its event now (a
         success already has one, written by its service)."""
         response = super().finalize_response(request, response, *args, **kwargs)
+        observe_request(
+            operation=self.operation.action,
+            status=response.status_code,
+            seconds=time.perf_counter() - self._started,
+            auth_reason=(self._refusal_details or {}).get("auth", ""),
+        )
         if self._rate is not None:
             response["RateLimit-Limit"] = str(self._rate.limit)
             response["RateLimit-Remaining"] = str(self._rate.remaining)

@@ -1,0 +1,220 @@
+"""Prometheus metrics: ``GET /metrics`` in the text exposition format.
+
+Two kinds, kept apart on purpose:
+
+- Counters and histograms of what this app server did (jobs pushed, completed,
+  failed, retried, expired per queue; request latency per operation; authentication
+  failures, permission denials and rate-limited calls; audit events written). They are
+  counted as audit events commit (``count_event``, called by compliance.audit), so a
+  counter moves exactly when the audit trail does, and by the API view as it answers
+  (``observe_request``). Under gunicorn they are summed over the server's worker
+  processes (prometheus_client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``, set
+  up by deploy/gunicorn.conf.py); across app servers Prometheus adds them up
+  (``sum by (queue)``).
+- Gauges read from the database at scrape time (jobs waiting, delayed and active and
+  the oldest ready job's age per queue; unsealed audit events and the oldest one's age;
+  the last retention run): the same figure from every app server (``max``, not
+  ``sum``, across them).
+
+Labels are queue names, operation names, status classes and refusal reasons: never
+payloads, token names or data subjects. A scrape is allowed from ``METRICS_ALLOWED_CIDRS``
+or with a token holding the ``metrics`` verb on ``*`` (``--allow '*=metrics'``);
+anything else is refused with 401 or 403 and an audit event. A scrape that is let in is
+not audited (it would add an event every few seconds per scraper), like ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import REGISTRY, Collector
+
+from compliance.audit import Action, Actor, ActorKind, audit_refusal
+from compliance.floods import record_throttled_refusal
+from compliance.httpactor import request_actor
+from security.access import WILDCARD, Verb
+from security.authentication import AuthThrottled, TokenRefused, note_auth_failure, principal_for
+from security.clientip import address_allowed
+from security.ratelimit import count_auth_failure
+
+from .problems import CONTENT_TYPE, problem_body
+
+# -- what the database says ----------------------------------------------------------------
+
+_QUEUE_GAUGES = """
+    SELECT q.name,
+           count(*) FILTER (WHERE j.state = 'waiting' AND j.run_at <= %(now)s),
+           count(*) FILTER (WHERE j.state = 'waiting' AND j.run_at > %(now)s),
+           count(*) FILTER (WHERE j.state = 'active'),
+           min(j.run_at) FILTER (WHERE j.state = 'waiting' AND j.run_at <= %(now)s)
+    FROM queues_queue q LEFT JOIN queues_job j
+      ON j.queue_id = q.id AND j.state IN ('waiting', 'active')
+    GROUP BY q.name
+"""
+_AUDIT_GAUGES = """
+    SELECT count(*), min(created_at) FROM compliance_auditevent WHERE seq IS NULL
+"""
+# The scheduler's last successful run of the retention task, or a run of the command
+# that deleted something (a run with nothing to delete writes no event).
+_LAST_RETENTION = """
+    SELECT max(at) FROM (
+        SELECT max(stopped) AS at FROM django_q_task
+        WHERE func = 'compliance.tasks.run_retention' AND success
+        UNION ALL
+        SELECT max(created_at) FROM compliance_auditevent
+        WHERE action = 'clean' AND actor = 'command:retention_cleanup'
+    ) runs
+"""
+
+
+def _moment(value: Any) -> datetime | None:
+    """A datetime column's value, aware (SQLite hands back text, naive UTC)."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(moment, datetime)
+    return timezone.make_aware(moment, UTC) if timezone.is_naive(moment) else moment
+
+
+def _age(now: datetime, value: Any) -> float:
+    moment = _moment(value)
+    return 0.0 if moment is None else max(0.0, (now - moment).total_seconds())
+
+
+class DatabaseCollector(Collector):
+    """Gauges read at scrape time, the same from every app server."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = timezone.now()
+        params = {"now": connection.ops.adapt_datetimefield_value(now)}
+        waiting = GaugeMetricFamily(
+            "flashq_jobs_waiting", "Jobs ready to be pulled", labels=["queue"]
+        )
+        delayed = GaugeMetricFamily(
+            "flashq_jobs_delayed", "Waiting jobs not due yet", labels=["queue"]
+        )
+        active = GaugeMetricFamily("flashq_jobs_active", "Jobs under a lease", labels=["queue"])
+        oldest = GaugeMetricFamily(
+            "flashq_oldest_waiting_seconds",
+            "Age of the queue's oldest ready job (0 when none)",
+            labels=["queue"],
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(_QUEUE_GAUGES, params)
+            for name, ready, later, leased, first in cursor.fetchall():
+                waiting.add_metric([name], ready)
+                delayed.add_metric([name], later)
+                active.add_metric([name], leased)
+                oldest.add_metric([name], _age(now, first))
+            cursor.execute(_AUDIT_GAUGES)
+            unsealed, first_unsealed = cursor.fetchone()
+            cursor.execute(_LAST_RETENTION)
+            (last_retention,) = cursor.fetchone()
+        yield from (waiting, delayed, active, oldest)
+        yield GaugeMetricFamily(
+            "flashq_audit_unsealed_events", "Audit events not yet sealed", value=unsealed
+        )
+        yield GaugeMetricFamily(
+            "flashq_audit_sealing_lag_seconds",
+            "Age of the oldest unsealed audit event (0 when none)",
+            value=_age(now, first_unsealed),
+        )
+        yield GaugeMetricFamily(
+            "flashq_retention_last_run_timestamp_seconds",
+            "When retention_cleanup last deleted or checked jobs (0: never)",
+            value=last.timestamp() if (last := _moment(last_retention)) else 0.0,
+        )
+
+
+def exposition(accept: str | None = None) -> tuple[bytes, str]:
+    """What to serve (in the format the scraper asks for: Prometheus text or
+    OpenMetrics) and its content type: this server's counters (every worker's) and the
+    database's gauges."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        # One process (runserver, tests): the default registry holds the counters.
+        registry.register(_Default())
+    registry.register(DatabaseCollector())
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
+
+
+class _Default(Collector):
+    def collect(self) -> Iterator[Any]:
+        yield from REGISTRY.collect()
+
+
+# -- the view ------------------------------------------------------------------------------
+
+
+def _refusal(
+    request: HttpRequest, actor: Actor, status: int, detail: str, **why: str
+) -> HttpResponse:
+    """The refused scrape's answer, after its audit event (summarised once the address
+    is throttled for failed authentications, as for any API call)."""
+    code = {401: "not_authenticated", 403: "permission_denied", 429: "rate_limited"}[status]
+    if why.pop("throttled", ""):
+        record_throttled_refusal(actor=actor, action=Action.METRICS, status=status, details=why)
+    else:
+        audit_refusal(actor=actor, action=Action.METRICS, status=status, details=why)
+    body = problem_body(status=status, code=code, title=detail, detail=detail)
+    response = HttpResponse(json.dumps(body), status=status, content_type=CONTENT_TYPE)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="flashq"'
+    return response
+
+
+def _refuse_scrape(request: HttpRequest) -> HttpResponse | None:
+    """None if the caller may scrape: from METRICS_ALLOWED_CIDRS, or with a token that
+    holds ``metrics`` on ``*`` (from an address that token and ALLOWED_CIDRS accept)."""
+    actor = request_actor(request, kind=ActorKind.ANONYMOUS)
+    ip = actor.client_ip
+    scrapers = tuple(settings.METRICS_ALLOWED_CIDRS)
+    if scrapers and address_allowed(ip, scrapers):
+        return None
+    if not address_allowed(ip, tuple(settings.ALLOWED_CIDRS)):
+        return _refusal(request, actor, 403, "Not from an allowed address.", network="outside")
+    scheme, _, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise TokenRefused("missing")
+        principal = principal_for(raw.strip()[:512], ip=ip)
+    except AuthThrottled:
+        note_auth_failure(ip)
+        return _refusal(request, actor, 429, "Too many failed authentications.", throttled="1")
+    except TokenRefused as refused:
+        note_auth_failure(ip)
+        throttled = "" if count_auth_failure(ip).allowed else "1"
+        detail = "Authentication credentials were missing or invalid."
+        return _refusal(request, actor, 401, detail, auth=refused.reason, throttled=throttled)
+    actor = request_actor(
+        request, kind=ActorKind.TOKEN, name=principal.name, token_id=principal.token_id
+    )
+    if not address_allowed(ip, tuple(settings.ALLOWED_CIDRS), principal.networks):
+        return _refusal(request, actor, 403, "Not from an allowed address.", network="outside")
+    if not principal.allows(Verb.METRICS, WILDCARD):
+        return _refusal(request, actor, 403, "This token may not read metrics.")
+    return None
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    refused = _refuse_scrape(request)
+    if refused is not None:
+        return refused
+    body, content_type = exposition(request.META.get("HTTP_ACCEPT"))
+    return HttpResponse(body, content_type=content_type)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,20 +25,29 @@ max_requests = 10_000
 max_requests_jitter = 1_000
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%({x-request-id}o)s"'
-forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# No peer's forwarded headers are believed by gunicorn itself (it would set the request's
+# scheme from X-Forwarded-Proto before the app looks): the app decides, trusting only
+# TRUSTED_PROXIES (flashq_project.proxyheaders).
+forwarded_allow_ips = ""
 
 # Prometheus counters (flashq_project.metrics) are summed over this server's workers
 # through files in this directory: give it a writable one (an emptyDir under a read-only
 # root filesystem), emptied when the server starts.
-metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="flashq-metrics-")
-)
+_own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flashq-metrics-")
+metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def on_starting(server: Any) -> None:
-    Path(metrics_dir).mkdir(parents=True, exist_ok=True)
-    for stale in Path(metrics_dir).glob("*.db"):
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):
         stale.unlink()
+
+
+def on_exit(server: Any) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

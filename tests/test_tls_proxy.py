@@ -1,0 +1,577 @@
+"""TLS in front, end to end: the shipped deploy/nginx/flashq.conf, rendered with this
+module's ports and paths by plain string replacement (so what runs here IS the shipped
+file), in front of gunicorn (deploy/gunicorn.conf.py, production settings, a scratch
+SQLite database), spoken to over https with a throwaway CA.
+
+The client connects from 127.0.0.2 while nginx reaches gunicorn from 127.0.0.1 (the only
+TRUSTED_PROXIES entry), so "the audit trail records the client, not the proxy" is a
+real check. Skipped, with the reason, where nginx is not installed; the checks that the
+file agrees with the app's limits run everywhere."""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from flashq_project import limits
+from security.encryption import generate_key
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CONF = ROOT / "deploy" / "nginx" / "flashq.conf"
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+
+#: The proxy (nginx -> gunicorn) connects from here; the app trusts only this address.
+PROXY_IP = "127.0.0.1"
+#: The client connects to nginx from here (any 127/8 address is local on Linux).
+CLIENT_IP = "127.0.0.2"
+#: Seconds gunicorn or nginx may take to accept connections after starting.
+BOOT_SECONDS = 30
+#: A content-hashed static file only nginx has (the app's STATIC_ROOT is empty).
+STATIC_FILE = "admin/css/probe.0123456789ab.css"
+
+
+# -- the shipped file agrees with the app (no nginx needed) -------------------------------
+
+
+def _directive(conf: str, name: str) -> str:
+    found = re.findall(rf"^\s*{name}\s+([^;]+);", conf, flags=re.MULTILINE)
+    assert len(found) == 1, f"{name} should be set once in {SHIPPED_CONF.name}: {found}"
+    return str(found[0]).strip()
+
+
+def _nginx_size(text: str) -> int:
+    match = re.fullmatch(r"(\d+)([kKmMgG]?)", text)
+    assert match is not None, f"not an nginx size: {text!r}"
+    return (
+        int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
+    )
+
+
+def test_the_body_cap_is_the_apps_default_request_limit() -> None:
+    conf = SHIPPED_CONF.read_text()
+    assert _nginx_size(_directive(conf, "client_max_body_size")) == limits.DEFAULT_MAX_REQUEST_BYTES
+
+
+def test_the_upstream_read_timeout_outlasts_the_longest_long_poll() -> None:
+    conf = SHIPPED_CONF.read_text()
+    timeout = re.fullmatch(r"(\d+)s?", _directive(conf, "proxy_read_timeout"))
+    assert timeout is not None
+    assert int(timeout.group(1)) >= limits.MAX_WAIT_SECONDS + 10
+
+
+def test_x_forwarded_for_is_overwritten_not_appended() -> None:
+    conf = SHIPPED_CONF.read_text()
+    assert "$proxy_add_x_forwarded_for" not in conf
+    assert re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$remote_addr;", conf)
+    assert re.search(r"proxy_set_header\s+X-Forwarded-Proto\s+\$scheme;", conf)
+
+
+# -- the stack: throwaway CA, gunicorn, nginx ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stack:
+    root: Path
+    http_port: int
+    https_port: int
+    ca_file: Path
+    token: str
+    database: Path
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = self.headers_named(name)
+        return values[0] if values else None
+
+    def headers_named(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+    def json(self) -> dict[str, object]:
+        value = json.loads(self.body)
+        assert isinstance(value, dict)
+        return value
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((PROXY_IP, 0))
+        return int(sock.getsockname()[1])
+
+
+def _make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for localhost and 127.0.0.1 signed by it:
+    (CA certificate, server certificate chain, server key)."""
+    now = datetime.datetime.now(datetime.UTC)
+    validity = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flashq test CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    ca_file = directory / "ca.pem"
+    chain_file = directory / "fullchain.pem"
+    key_file = directory / "privkey.pem"
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    chain_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return ca_file, chain_file, key_file
+
+
+def render_conf(replacements: Mapping[str, str]) -> str:
+    """The shipped file with each placeholder replaced; each must be in its directives
+    exactly once, so an edit that renames one fails here instead of silently testing the
+    placeholder."""
+    text = SHIPPED_CONF.read_text()
+    directives = re.sub(r"(^|\s)#.*$", "", text, flags=re.MULTILINE)
+    for placeholder, value in replacements.items():
+        count = directives.count(placeholder)
+        assert count == 1, f"{SHIPPED_CONF} should use {placeholder!r} once, not {count} times"
+        text = text.replace(placeholder, value)
+    return text
+
+
+def _wrapper_conf(root: Path, site: Path) -> str:
+    """The top-level nginx.conf a distribution would provide, with every path in ``root``
+    so nginx runs without root (under root, workers stay root to read the tmp dir)."""
+    temp = {name: root / "nginx-temp" / name for name in ("body", "proxy", "fcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir(parents=True, exist_ok=True)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"""{user}daemon off;
+worker_processes 1;
+pid {root / "nginx.pid"};
+error_log {root / "nginx-error.log"} notice;
+events {{ worker_connections 64; }}
+http {{
+    types {{
+        text/html html;
+        text/css css;
+        application/javascript js;
+        application/json json;
+        image/svg+xml svg;
+        image/png png;
+        font/woff2 woff2;
+    }}
+    default_type application/octet-stream;
+    access_log {root / "nginx-access.log"};
+    client_body_temp_path {temp["body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+    include {site};
+}}
+"""
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
+
+
+def _manage(env: Mapping[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=dict(env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stderr[-2000:]}"
+    return done.stdout
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log: Path) -> None:
+    deadline = time.monotonic() + BOOT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{name} exited ({process.returncode}): {_tail(log)}")
+        try:
+            socket.create_connection((PROXY_IP, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"{name} did not listen on {port}: {_tail(log)}")
+
+
+def _wait_for_app(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until gunicorn's worker answers /healthz itself (a boot error fails with its log)."""
+    deadline = time.monotonic() + BOOT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited ({process.returncode}): {_tail(log)}")
+        connection = http.client.HTTPConnection(PROXY_IP, port, timeout=2)
+        try:
+            if _call(connection, "GET", "/healthz", None, {}).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"gunicorn did not answer /healthz on {port}: {_tail(log)}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    nginx = shutil.which("nginx")
+    if nginx is None:
+        pytest.skip("nginx is not on PATH (apt-get install nginx): the TLS proxy is not tested")
+    root = tmp_path_factory.mktemp("tls-proxy")
+    ca_file, chain_file, key_file = _make_certificates(root)
+    nginx_static = root / "nginx-static"
+    (nginx_static / STATIC_FILE).parent.mkdir(parents=True)
+    (nginx_static / STATIC_FILE).write_text("body { color: #123456; }\n")
+    (root / "app-static").mkdir()
+    (root / "metrics").mkdir()
+
+    database = root / "db.sqlite3"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GUNICORN_", "SECURE_", "MAX_", "ALLOWED_"))
+        and key not in ("TRUSTED_PROXIES", "AUTH_FAILURE_RATE")
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "flashq_project.settings.production",
+            "DATABASE_URL": f"sqlite:///{database}",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "TOKEN_PEPPER": secrets.token_urlsafe(32),
+            "ENCRYPTION_KEYS": f"k1:{generate_key()}",
+            "ALLOWED_HOSTS": "localhost,127.0.0.1",
+            # The app believes X-Forwarded-* only from the proxy's address. The client's
+            # 127.0.0.2 must not be in here, or the check below proves nothing.
+            "TRUSTED_PROXIES": f"{PROXY_IP}/32",
+            # Left on (the production default): were X-Forwarded-Proto not believed, every
+            # API call would be redirected instead of answered.
+            "SECURE_SSL_REDIRECT": "true",
+            # The app's static root is empty: /static/ answered with a file means nginx.
+            "STATIC_ROOT": str(root / "app-static"),
+            "GUNICORN_WORKERS": "1",
+            "GUNICORN_THREADS": "4",
+            # deploy/gunicorn.conf.py would otherwise make one in /tmp and leave it there
+            # (it calls mkdtemp even when this is set: TMPDIR keeps that one here too).
+            "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics"),
+            "TMPDIR": str(root),
+        }
+    )
+    _manage(env, "migrate", "-v", "0")
+    token = _manage(env, "create_token", "tls-proxy", "--allow", "*=*").strip().splitlines()[-1]
+
+    app_port, http_port, https_port = _free_port(), _free_port(), _free_port()
+    env["GUNICORN_BIND"] = f"{PROXY_IP}:{app_port}"
+    site = root / "flashq.conf"
+    site.write_text(
+        render_conf(
+            {
+                "listen 80;": f"listen {PROXY_IP}:{http_port};",
+                "listen 443 ssl http2;": f"listen {PROXY_IP}:{https_port} ssl http2;",
+                "/etc/flashq/tls/fullchain.pem": str(chain_file),
+                "/etc/flashq/tls/privkey.pem": str(key_file),
+                "server 127.0.0.1:8000;": f"server {PROXY_IP}:{app_port};",
+                "/srv/flashq/staticfiles/": f"{nginx_static}/",
+            }
+        )
+    )
+    wrapper = root / "nginx.conf"
+    wrapper.write_text(_wrapper_conf(root, site))
+    nginx_args = [nginx, "-p", f"{root}/", "-c", str(wrapper), "-e", str(root / "nginx-error.log")]
+    checked = subprocess.run([*nginx_args, "-t"], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, f"nginx -t refused the rendered config: {checked.stderr}"
+
+    processes: list[subprocess.Popen[bytes]] = []
+    gunicorn_log = root / "gunicorn.log"
+    try:
+        with gunicorn_log.open("wb") as log:
+            gunicorn = Path(sys.executable).parent / "gunicorn"
+            processes.append(
+                subprocess.Popen(
+                    [str(gunicorn), "-c", str(GUNICORN_CONF)],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        _wait_for_app(app_port, processes[-1], gunicorn_log)
+        processes.append(
+            subprocess.Popen(nginx_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+        _wait_for_port(https_port, processes[-1], "nginx", root / "nginx-error.log")
+        _wait_for_port(http_port, processes[-1], "nginx", root / "nginx-error.log")
+        yield Stack(root, http_port, https_port, ca_file, token, database)
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+# -- the client -------------------------------------------------------------------------
+
+
+def _context(stack: Stack) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(stack.ca_file))
+
+
+def _call(
+    connection: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+) -> Reply:
+    try:
+        connection.request(method, path, body=body, headers=dict(headers))
+        response = connection.getresponse()
+        return Reply(response.status, response.getheaders(), response.read())
+    finally:
+        connection.close()
+
+
+def https(
+    stack: Stack,
+    method: str,
+    path: str,
+    payload: object = None,
+    *,
+    raw: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """One call to nginx over https from CLIENT_IP, with the token."""
+    body = raw if raw is not None else None if payload is None else json.dumps(payload).encode()
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1",  # verified against the certificate's IP address entry
+        stack.https_port,
+        context=_context(stack),
+        timeout=30,
+        source_address=(CLIENT_IP, 0),
+    )
+    sent = {"Authorization": f"Bearer {stack.token}", **(headers or {})}
+    if body is not None:
+        sent.setdefault("Content-Type", "application/json")
+    return _call(connection, method, path, body, sent)
+
+
+def audited_ips(stack: Stack, reply: Reply) -> list[str | None]:
+    """client_ip of the audit event(s) the app wrote for this reply (by X-Request-ID)."""
+    request_id = reply.header("X-Request-ID")
+    assert request_id, f"the app should answer with X-Request-ID: {reply.headers}"
+    with sqlite3.connect(stack.database, timeout=10) as db:
+        rows = db.execute(
+            "SELECT client_ip FROM compliance_auditevent WHERE request_id = ?", (request_id,)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _assert_hsts(reply: Reply) -> None:
+    values = reply.headers_named("Strict-Transport-Security")
+    assert len(values) == 1, f"exactly one HSTS header, not {values}"
+    max_age = re.search(r"max-age=(\d+)", values[0])
+    assert max_age and int(max_age.group(1)) >= 365 * 24 * 3600, values[0]
+
+
+# -- over https -------------------------------------------------------------------------
+
+
+def test_push_pull_ack_through_the_proxy_are_recorded_with_the_clients_address(
+    stack: Stack,
+) -> None:
+    pushed = https(stack, "POST", "/api/v1/queues/q/jobs", {"data": {"n": 1}})
+    assert pushed.status == 201, (pushed.status, pushed.body)
+    job_id = pushed.json()["id"]
+
+    pulled = https(stack, "POST", "/api/v1/queues/q/pull", {"count": 1})
+    assert pulled.status == 200, (pulled.status, pulled.body)
+    jobs = pulled.json()["jobs"]
+    assert isinstance(jobs, list) and len(jobs) == 1
+    job = jobs[0]
+    assert job["id"] == job_id and job["lease_id"]
+
+    acked = https(stack, "POST", f"/api/v1/jobs/{job_id}/ack", {"lease_id": job["lease_id"]})
+    assert acked.status == 200, (acked.status, acked.body)
+    assert acked.json()["state"] == "completed"
+
+    for reply in (pushed, pulled, acked):
+        # The client's address (127.0.0.2), not the proxy's (127.0.0.1).
+        assert audited_ips(stack, reply) == [CLIENT_IP]
+        _assert_hsts(reply)
+
+
+def test_a_client_cannot_choose_its_recorded_address(stack: Stack) -> None:
+    forged = {
+        "X-Forwarded-For": "6.6.6.6",
+        "X-Real-IP": "6.6.6.6",
+        "Forwarded": "for=6.6.6.6;proto=https",
+        "X-Forwarded-Proto": "http",
+    }
+    reply = https(stack, "POST", "/api/v1/queues/q/jobs", {"data": {"n": 2}}, headers=forged)
+    assert reply.status == 201, (reply.status, reply.body)
+    assert audited_ips(stack, reply) == [CLIENT_IP]
+
+
+def test_plain_http_is_redirected_to_https(stack: Stack) -> None:
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", stack.http_port, timeout=30, source_address=(CLIENT_IP, 0)
+    )
+    reply = _call(connection, "GET", "/api/v1/queues?page=2", None, {})
+    assert reply.status in (301, 308)
+    assert reply.header("Location") == "https://127.0.0.1/api/v1/queues?page=2"
+    assert reply.header("X-Request-ID") is None  # answered by nginx: the app never saw it
+
+
+def test_only_tls_1_2_and_1_3_are_spoken(stack: Stack) -> None:
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        context = _context(stack)
+        context.minimum_version = context.maximum_version = version
+        with (
+            socket.create_connection(("127.0.0.1", stack.https_port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            assert tls.version() == version.name.replace("_", ".")
+
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    old.check_hostname = False
+    old.verify_mode = ssl.CERT_NONE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # deprecated: the point
+            old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+        old.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 allows TLS 1.1 only at level 0
+    except (ValueError, ssl.SSLError) as exc:
+        pytest.skip(f"the local OpenSSL cannot offer TLS 1.1, so its refusal is untestable: {exc}")
+    with (
+        socket.create_connection(("127.0.0.1", stack.https_port), timeout=10) as raw,
+        pytest.raises(ssl.SSLError) as refused,
+    ):
+        old.wrap_socket(raw, server_hostname="localhost").close()
+    if refused.value.reason in ("NO_PROTOCOLS_AVAILABLE", "UNSUPPORTED_PROTOCOL"):
+        pytest.skip(f"the local OpenSSL would not send a TLS 1.1 hello: {refused.value}")
+    # The server's answer: a protocol_version alert.
+    assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", refused.value
+
+
+def test_a_body_over_the_cap_is_refused_by_the_proxy(stack: Stack) -> None:
+    too_big = b" " * (limits.DEFAULT_MAX_REQUEST_BYTES + 1)
+    reply = https(stack, "POST", "/api/v1/queues/q/jobs", raw=too_big)
+    assert reply.status == 413
+    assert reply.header("X-Request-ID") is None  # nginx's answer, not the app's
+    assert reply.header("Content-Type") == "application/problem+json"
+    assert reply.json()["code"] == "payload_too_large"
+    _assert_hsts(reply)
+
+
+def test_a_body_over_nginxs_default_cap_but_within_the_apps_reaches_the_app(
+    stack: Stack,
+) -> None:
+    # nginx's own default client_max_body_size is 1 MiB; the app accepts 10 MiB.
+    jobs = [{"data": {"blob": "x" * 700_000}} for _ in range(3)]
+    reply = https(stack, "POST", "/api/v1/queues/big/jobs/batch", {"jobs": jobs})
+    assert reply.status == 201, (reply.status, reply.body[:500])
+    assert audited_ips(stack, reply) == [CLIENT_IP]
+
+
+def test_static_files_are_served_by_nginx_with_long_cache_headers(stack: Stack) -> None:
+    reply = https(stack, "GET", f"/static/{STATIC_FILE}")
+    assert reply.status == 200, reply.status
+    assert b"#123456" in reply.body
+    assert reply.header("Content-Type") == "text/css"
+    cache = reply.header("Cache-Control") or ""
+    assert "max-age=315360000" in cache and "immutable" in cache
+    _assert_hsts(reply)

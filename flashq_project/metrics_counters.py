@@ -3,10 +3,17 @@ Django imports, so compliance.audit can count each event as it commits."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+
+# Multiprocess mode (deploy/gunicorn.conf.py) writes the values to files in this
+# directory; a process started with it set (a management command in the same
+# environment) must not fail to import because it is gone.
+if _directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(_directory, exist_ok=True)
 
 # -- what this server did --------------------------------------------------------------
 

@@ -35,7 +35,8 @@ def test_a_given_metrics_directory_is_used_and_kept(
 
 
 def test_its_own_metrics_directory_is_removed_on_exit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # so the teardown removes it again
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     conf = runpy.run_path(str(CONF))
     made = Path(conf["metrics_dir"])
     assert made.is_dir()

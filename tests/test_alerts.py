@@ -53,6 +53,7 @@ def test_every_alert_has_a_test_case() -> None:
 def test_the_alerts_use_only_metrics_the_app_serves() -> None:
     scraper = make_token("prometheus", "*=metrics")
     answer = Client(HTTP_HOST="localhost").get("/metrics", HTTP_AUTHORIZATION=f"Bearer {scraper}")
+
     def family(name: str) -> str:
         return re.sub(r"_(total|bucket|count|sum)$", "", name)
 

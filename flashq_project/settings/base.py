@@ -16,7 +16,21 @@ from flashq_project import limits
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
-env = environ.FileAwareEnv()
+
+class _FileValues(environ.FileAwareMapping):  # type: ignore[misc]
+    """``NAME_FILE``'s content without the newline an editor or ``echo`` leaves at its
+    end: a pepper or token read from a file must equal the same value given inline."""
+
+    def __getitem__(self, key: str) -> str:
+        value: str = super().__getitem__(key)
+        return value.rstrip("\r\n") if self.env.get(key + "_FILE") else value
+
+
+class _Env(environ.FileAwareEnv):  # type: ignore[misc]
+    ENVIRON = _FileValues()
+
+
+env = _Env()
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")

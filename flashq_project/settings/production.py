@@ -23,10 +23,13 @@ if _weak:
 # Job payloads are encrypted at rest: no keyring, no start (the error names the entry
 # at fault, never a key).
 parse_keyring(ENCRYPTION_KEYS)
+# No silent fall-back to a SQLite file (on a read-only root filesystem, at that).
+env.str("DATABASE_URL")  # ImproperlyConfigured, naming it, when neither it nor _FILE is set
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Probes and Prometheus call the app server directly, inside the network, in plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True

@@ -49,7 +49,7 @@ COPY . /app
 # settings.production). Production settings refuse to load without strong secrets, so
 # this one command gets throwaway random ones, generated inside this RUN's own shell:
 # they are in no ENV or ARG, in no layer, and gone when the command ends. collectstatic
-# opens no database connection.
+# opens no database connection, but the settings want a DATABASE_URL: a throwaway one.
 # Byte code is compiled here too (unchecked-hash: valid whatever the files' times), since
 # the running containers cannot write __pycache__ on their read-only filesystem.
 RUN export DJANGO_SETTINGS_MODULE=flashq_project.settings.production \
@@ -57,6 +57,7 @@ RUN export DJANGO_SETTINGS_MODULE=flashq_project.settings.production \
            SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
            TOKEN_PEPPER="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')" \
            ENCRYPTION_KEYS="build:$(python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')" \
+           DATABASE_URL=sqlite:////tmp/collectstatic.sqlite3 \
  && /opt/venv/bin/python manage.py collectstatic --noinput -v 0 \
  && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /app
 
@@ -85,7 +86,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH \
     DJANGO_SETTINGS_MODULE=flashq_project.settings.production \
     STATIC_ROOT=/app/staticfiles \
-    GUNICORN_BIND=0.0.0.0:8000
+    GUNICORN_BIND=0.0.0.0:8000 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/flashq-metrics
 
 # The app's user, and no installer left at run time: the venv never had pip, and the
 # base image's own pip and setuptools go too (the app runs from the venv, which does not

@@ -209,13 +209,16 @@ def audit_inserted(event: AuditEvent, pk: int) -> None:
 def _committed(event: AuditEvent) -> None:
     """The event is in the trail: log it, and move the metrics it stands for."""
     logger.info(_json_line(event, persisted=True))
-    count_event(
-        action=event.action,
-        queue=event.queue,
-        job_ids=event.job_ids,
-        details=event.details,
-        outcome=event.outcome,
-    )
+    try:
+        count_event(
+            action=event.action,
+            queue=event.queue,
+            job_ids=event.job_ids,
+            details=event.details,
+            outcome=event.outcome,
+        )
+    except Exception:  # a metrics file that cannot grow must not fail a committed call
+        logging.getLogger("flashq.metrics").exception("event %s not counted", event.pk)
 
 
 def audit_refusal(

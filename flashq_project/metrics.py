@@ -26,13 +26,14 @@ not audited (it would add an event every few seconds per scraper), like ``/healt
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -51,8 +52,11 @@ from security.ratelimit import count_auth_failure
 
 from .problems import CONTENT_TYPE, problem_body
 
+logger = logging.getLogger("flashq.metrics")
+
 # -- what the database says ----------------------------------------------------------------
 
+# Waiting jobs past their ttl are left out (pull skips them; the sweeper expires them).
 _QUEUE_GAUGES = """
     SELECT q.name,
            count(*) FILTER (WHERE j.state = 'waiting' AND j.run_at <= %(now)s),
@@ -61,22 +65,22 @@ _QUEUE_GAUGES = """
            min(j.run_at) FILTER (WHERE j.state = 'waiting' AND j.run_at <= %(now)s)
     FROM queues_queue q LEFT JOIN queues_job j
       ON j.queue_id = q.id AND j.state IN ('waiting', 'active')
+     AND (j.expires_at IS NULL OR j.expires_at > %(now)s)
     GROUP BY q.name
 """
 _AUDIT_GAUGES = """
     SELECT count(*), min(created_at) FROM compliance_auditevent WHERE seq IS NULL
 """
-# The scheduler's last successful run of the retention task, or a run of the command
-# that deleted something (a run with nothing to delete writes no event).
+# The scheduler's last successful run of the retention task (django-q2 keeps the last
+# runs of each task: save_limit_per in settings).
 _LAST_RETENTION = """
-    SELECT max(at) FROM (
-        SELECT max(stopped) AS at FROM django_q_task
-        WHERE func = 'compliance.tasks.run_retention' AND success
-        UNION ALL
-        SELECT max(created_at) FROM compliance_auditevent
-        WHERE action = 'clean' AND actor = 'command:retention_cleanup'
-    ) runs
+    SELECT max(stopped) FROM django_q_task
+    WHERE func = 'compliance.tasks.run_retention' AND success
 """
+
+
+_UP = "flashq_metrics_database_up"
+_UP_HELP = "1 when this scrape could read the database gauges"
 
 
 def _moment(value: Any) -> datetime | None:
@@ -111,17 +115,25 @@ class DatabaseCollector(Collector):
             "Age of the queue's oldest ready job (0 when none)",
             labels=["queue"],
         )
-        with connection.cursor() as cursor:
-            cursor.execute(_QUEUE_GAUGES, params)
-            for name, ready, later, leased, first in cursor.fetchall():
-                waiting.add_metric([name], ready)
-                delayed.add_metric([name], later)
-                active.add_metric([name], leased)
-                oldest.add_metric([name], _age(now, first))
-            cursor.execute(_AUDIT_GAUGES)
-            unsealed, first_unsealed = cursor.fetchone()
-            cursor.execute(_LAST_RETENTION)
-            (last_retention,) = cursor.fetchone()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_QUEUE_GAUGES, params)
+                rows = cursor.fetchall()
+                cursor.execute(_AUDIT_GAUGES)
+                unsealed, first_unsealed = cursor.fetchone()
+                cursor.execute(_LAST_RETENTION)
+                (last_retention,) = cursor.fetchone()
+        except DatabaseError:
+            # The counters are still worth serving; the alerts see the database is down.
+            logger.warning("metrics: the database gauges could not be read")
+            yield GaugeMetricFamily(_UP, _UP_HELP, value=0)
+            return
+        yield GaugeMetricFamily(_UP, _UP_HELP, value=1)
+        for name, ready, later, leased, first in rows:
+            waiting.add_metric([name], ready)
+            delayed.add_metric([name], later)
+            active.add_metric([name], leased)
+            oldest.add_metric([name], _age(now, first))
         yield from (waiting, delayed, active, oldest)
         yield GaugeMetricFamily(
             "flashq_audit_unsealed_events", "Audit events not yet sealed", value=unsealed
@@ -133,7 +145,7 @@ class DatabaseCollector(Collector):
         )
         yield GaugeMetricFamily(
             "flashq_retention_last_run_timestamp_seconds",
-            "When retention_cleanup last deleted or checked jobs (0: never)",
+            "When the scheduled retention run last succeeded (0: never)",
             value=last.timestamp() if (last := _moment(last_retention)) else 0.0,
         )
 

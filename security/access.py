@@ -163,5 +163,6 @@ class Principal:
         return self.decide(verb, queue).allowed
 
     def sees(self, queue: str) -> bool:
-        """A queue is visible to a token that may use at least one verb on it."""
-        return any(self.allows(verb, queue) for verb in Verb)
+        """A queue is visible to a token that may use at least one verb on it (``metrics``
+        is not about any queue: a scraper's ``*=metrics`` sees none)."""
+        return any(self.allows(verb, queue) for verb in Verb if verb is not Verb.METRICS)

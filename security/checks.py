@@ -32,9 +32,10 @@ def check_secrets(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
 
 @register(Tags.security)
 def check_address_lists(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    """TRUSTED_PROXIES and ALLOWED_CIDRS must parse, or every request would fail."""
+    """TRUSTED_PROXIES, ALLOWED_CIDRS and METRICS_ALLOWED_CIDRS must parse, or every
+    request (or scrape) would fail."""
     found: list[CheckMessage] = []
-    for name in ("TRUSTED_PROXIES", "ALLOWED_CIDRS"):
+    for name in ("TRUSTED_PROXIES", "ALLOWED_CIDRS", "METRICS_ALLOWED_CIDRS"):
         for index, entry in enumerate(getattr(settings, name), start=1):
             try:
                 normalise_cidr(entry)

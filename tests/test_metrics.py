@@ -155,3 +155,26 @@ def test_it_never_shows_payloads_token_names_or_subjects(api: Api) -> None:
     for secret in ("Very Secret Name", "alice@x.example", "billing-producer-xyz", "card_holder"):
         assert secret not in text
     assert 'queue="p:q"' in text
+
+
+def test_a_metrics_token_sees_no_queue_and_no_job(api: Api, full: str) -> None:
+    """metrics is about no queue: a scraper's token lists none and learns of no job."""
+    pushed = push(api, full, queue="hidden:q")
+    scraper = make_token("prometheus", "*=metrics")
+    assert api.get("/queues", as_=scraper).body == {"queues": []}
+    assert api.get(f"/jobs/{pushed['id']}", as_=scraper).status == 404
+
+
+def test_without_the_database_the_counters_are_still_served(monkeypatch: Any) -> None:
+    from django.db import DatabaseError, connection
+
+    from flashq_project import metrics
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise DatabaseError("the database is down")
+
+    monkeypatch.setattr(connection, "cursor", down)
+    body, _ = metrics.exposition()
+    text = body.decode()
+    assert _line(text, "flashq_metrics_database_up") == 0
+    assert "flashq_jobs_pushed" in text and "flashq_jobs_waiting{" not in text

@@ -512,7 +512,14 @@ def test_plain_http_is_redirected_to_https(stack: Stack) -> None:
     )
     reply = _call(connection, "GET", "/api/v1/queues?page=2", None, {})
     assert reply.status in (301, 308)
-    assert reply.header("Location") == "https://127.0.0.1/api/v1/queues?page=2"
+    # To the configured name, not to whatever Host the client sent.
+    assert reply.header("Location") == "https://flashq.example.com/api/v1/queues?page=2"
+    assert reply.header("X-Request-ID") is None  # answered by nginx: the app never saw it
+
+
+def test_the_public_proxy_does_not_pass_metrics_on(stack: Stack) -> None:
+    reply = https(stack, "GET", "/metrics", None)
+    assert reply.status == 404
     assert reply.header("X-Request-ID") is None  # answered by nginx: the app never saw it
 
 

@@ -131,6 +131,9 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "catch_up": False,
     "save_limit": 100,
+    # Per task: the minutely sealing and sweeping must not push the daily retention run's
+    # record out (GET /metrics reports when it last succeeded).
+    "save_limit_per": "func",
     "label": "Scheduled tasks",
 }
 # Audit events are sealed into the hash chain at most this long after they are written

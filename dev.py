@@ -42,7 +42,8 @@ def ensure_venv(requirements: str) -> None:
         return
     print(f"Installing {requirements} ...", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(ROOT / requirements)], check=True)
+    # From the repository's root: requirements-dev.txt installs ./clients/python.
+    subprocess.run([*pip, "-r", str(ROOT / requirements)], check=True, cwd=ROOT)
     stamp.write_text(wanted)
 
 

@@ -1,0 +1,88 @@
+"""flashQ's Python client and worker.
+
+::
+
+    from flashq_client import Client
+
+    with Client("https://flashq.example.com") as flashq:  # token from FLASHQ_TOKEN
+        flashq.push("email", {"to": "a@example.com"}, priority=5)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .client import (
+    AckItem,
+    Backoff,
+    CleanResult,
+    Client,
+    ErasureResult,
+    ErrorEntry,
+    Job,
+    JobSummary,
+    LeasedJob,
+    Me,
+    Permission,
+    PushedJob,
+    QueueInfo,
+    QueueStats,
+    RateLimit,
+    __version__,
+)
+from .errors import (
+    Conflict,
+    ConnectionFailed,
+    FieldProblem,
+    FlashqError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+
+def __getattr__(name: str) -> Any:
+    # The worker is imported on first use, so `python -m flashq_client.worker` does not
+    # find its own module already imported by the package.
+    if name == "Worker":
+        from .worker import Worker
+
+        return Worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "AckItem",
+    "Backoff",
+    "CleanResult",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "ErasureResult",
+    "ErrorEntry",
+    "FieldProblem",
+    "FlashqError",
+    "Forbidden",
+    "InvalidInput",
+    "Job",
+    "JobSummary",
+    "LeasedJob",
+    "Me",
+    "NotFound",
+    "Permission",
+    "PushedJob",
+    "QueueInfo",
+    "QueueStats",
+    "RateLimit",
+    "RateLimited",
+    "Unauthorized",
+    "Unavailable",
+    "Worker",
+    "__version__",
+]

@@ -1,0 +1,231 @@
+"""The client's tests run against the real server: a scratch PostgreSQL database,
+migrated, and gunicorn with production settings (gthread, 2 workers x 4 threads) on a
+free port, as tests/test_scale_out.py in the server's own suite does. The whole
+directory is skipped, with the reason, when PostgreSQL or the server cannot be had."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flashq_client import Client
+
+#: The server's repository: clients/python/tests/ -> the root that holds manage.py.
+REPO = Path(__file__).resolve().parents[3]
+BOOT_SECONDS = 30
+#: The PostgreSQL server to make the scratch database on (any database in the URL is
+#: ignored); DATABASE_URL is used when it names PostgreSQL.
+DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str  # http://127.0.0.1:PORT
+    # Not in repr: pytest prints fixtures' values when a test fails.
+    token: str = field(repr=False)  # '*=*,admin'
+    other_token: str = field(repr=False)  # the same rights, another token family
+    env: dict[str, str] = field(repr=False)  # the server's settings, secrets, database
+
+    def client(self, **kwargs: Any) -> Client:
+        return Client(self.url, kwargs.pop("token", self.token), **kwargs)
+
+    def worker_env(self) -> dict[str, str]:
+        """The environment of a worker process: the token, and nothing of the server's."""
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("FLASHQ_", "DJANGO_", "DATABASE_"))
+        }
+        env["FLASHQ_TOKEN"] = self.token
+        env["FLASHQ_URL"] = self.url
+        return env
+
+
+def _pg_params() -> dict[str, Any]:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        url = os.environ.get("FLASHQ_CLIENT_TEST_PG", DEFAULT_PG)
+    parts = urllib.parse.urlsplit(url)
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 5432,
+        "user": urllib.parse.unquote(parts.username or "postgres"),
+        "password": urllib.parse.unquote(parts.password) if parts.password else None,
+    }
+
+
+def _admin(params: dict[str, Any]) -> Any:
+    import psycopg
+
+    return psycopg.connect(**params, dbname="postgres", autocommit=True, connect_timeout=3)
+
+
+def _database_url(params: dict[str, Any], name: str) -> str:
+    quote = urllib.parse.quote
+    credentials = quote(params["user"], safe="")
+    if params["password"]:
+        credentials += ":" + quote(params["password"], safe="")
+    return f"postgres://{credentials}@{params['host']}:{params['port']}/{name}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run(args: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+        [sys.executable, str(REPO / "manage.py"), *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stderr[-2000:]}"
+    return done.stdout
+
+
+def _wait_until_up(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + BOOT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited: {log.read_text()[-3000:]}")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.1)
+    pytest.fail(f"gunicorn did not answer /healthz: {log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if not (REPO / "manage.py").is_file():
+        pytest.skip(f"the flashQ server is not at {REPO}")
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    if not gunicorn.is_file():
+        pytest.skip(
+            "gunicorn is not installed beside this interpreter (pip install -r requirements.txt)"
+        )
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install -r requirements.txt)")
+    params = _pg_params()
+    try:
+        admin = _admin(params)
+    except Exception as exc:  # psycopg.OperationalError, refused, timed out...
+        pytest.skip(f"PostgreSQL is not reachable at {params['host']}:{params['port']}: {exc}")
+    name = f"flashq_client_{secrets.token_hex(6)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    root = tmp_path_factory.mktemp("flashq-server")
+    (root / "static").mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "FLASHQ_")) and key != "PRINCIPAL_CACHE_SECONDS"
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "flashq_project.settings.production",
+            "DATABASE_URL": _database_url(params, name),
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "TOKEN_PEPPER": secrets.token_urlsafe(32),
+            "ENCRYPTION_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "false",
+            "STATIC_ROOT": str(root / "static"),
+        }
+    )
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        _run(["migrate", "-v", "0"], env)
+        tokens = [
+            _run(["create_token", label, "--allow", "*=*,admin"], env).strip().splitlines()[-1]
+            for label in ("client-tests", "client-tests-other")
+        ]
+        port = _free_port()
+        log_path = root / "gunicorn.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603 - gunicorn beside our interpreter
+                [
+                    str(gunicorn),
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    "2",
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    "4",
+                    "flashq_project.wsgi",
+                ],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_until_up(port, process, log_path)
+        yield Server(f"http://127.0.0.1:{port}", tokens[0], tokens[1], env)
+    finally:
+        if process is not None:
+            _stop(process)
+        with _admin(params) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[Client]:
+    with server.client() as flashq:
+        yield flashq
+
+
+@pytest.fixture
+def queue() -> str:
+    """A queue name no other test uses."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {check}")
+        time.sleep(step)

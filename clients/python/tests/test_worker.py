@@ -1,0 +1,220 @@
+"""The worker against the real server: in a thread (concurrency, results, failures,
+heartbeats, stale piggy-backed acks) and as the CLI in a process (SIGKILL, SIGTERM)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import flashq_client
+import pytest
+from conftest import Server, wait_for
+from flashq_client import Client, Job, Worker
+
+#: clients/python: put on the CLI's PYTHONPATH, installed or not.
+PACKAGE_ROOT = Path(flashq_client.__file__).resolve().parents[1]
+
+HANDLERS = """
+import time
+
+
+def slow(job):
+    time.sleep(job["data"].get("sleep", 0))
+    return {"n": job["data"].get("n"), "attempt": job["attempts"]}
+"""
+
+
+@contextmanager
+def running(worker: Worker) -> Iterator[threading.Thread]:
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the worker did not stop"
+
+
+def states(client: Client, queue: str) -> list[str]:
+    return [job["state"] for job in client.get_jobs(queue)]
+
+
+def test_a_worker_runs_jobs_three_at_a_time(client: Client, queue: str) -> None:
+    ids = [job["id"] for job in client.push_batch(queue, [{"data": {"n": n}} for n in range(9)])]
+    lock = threading.Lock()
+    active: list[int] = [0, 0]  # now, most at once
+
+    def handler(job: dict[str, Any]) -> dict[str, int]:
+        with lock:
+            active[0] += 1
+            active[1] = max(active[1], active[0])
+        time.sleep(0.3)
+        with lock:
+            active[0] -= 1
+        return {"double": job["data"]["n"] * 2}
+
+    worker = Worker(client, queue, handler, concurrency=3, lease=10, wait=1)
+    with running(worker):
+        wait_for(lambda: states(client, queue) == ["completed"] * 9)
+    assert active[1] == 3
+    assert worker.completed == 9
+    for n, job_id in enumerate(ids):
+        job: Job = client.get_job(job_id)
+        assert job["result"] == {"double": n * 2}
+        assert job["attempts"] == 1
+
+
+def test_a_handler_exception_fails_the_job_with_its_text(client: Client, queue: str) -> None:
+    job = client.push(queue, {"n": 1}, max_attempts=1)
+
+    def handler(job: dict[str, Any]) -> None:
+        hidden_local = "never sent"  # noqa: F841 - a local a traceback would show
+        raise ValueError("bad input " + "x" * 2000)
+
+    worker = Worker(client, queue, handler, wait=1)
+    with running(worker):
+        wait_for(lambda: client.get_job(job["id"])["state"] == "failed")
+    failed = client.get_job(job["id"])
+    assert failed["error"] == ("bad input " + "x" * 2000)[:1000]
+    assert "never sent" not in failed["error"]
+    assert "Traceback" not in failed["error"]
+    assert worker.failed == 1
+
+
+def test_heartbeats_keep_the_lease_of_a_long_job(client: Client, queue: str) -> None:
+    job = client.push(queue, {"n": 1})
+
+    def handler(job: dict[str, Any]) -> str:
+        time.sleep(3.5)  # longer than the 2 s lease
+        return "done"
+
+    worker = Worker(client, queue, handler, lease=2, wait=0.5)  # heartbeat 2/3 s
+    with running(worker):
+        wait_for(lambda: client.get_job(job["id"])["state"] == "completed")
+    done = client.get_job(job["id"])
+    assert (done["result"], done["attempts"], done["errors"]) == ("done", 1, [])
+
+
+def test_a_stale_piggybacked_ack_is_dropped_with_a_warning(
+    client: Client, server: Server, queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = client.push_batch(queue, [{"data": {"n": 1}}, {"data": {"n": 2}}])
+    other = server.client()  # same token family: may ack what the worker leased
+
+    def handler(job: dict[str, Any]) -> str:
+        if job["id"] == first["id"]:
+            other.ack(job["id"], job["lease_id"], "acked by someone else")
+        return "by the worker"
+
+    worker = Worker(client, queue, handler, concurrency=1, lease=10, wait=1)
+    with caplog.at_level(logging.WARNING, logger="flashq_client"), running(worker):
+        wait_for(lambda: states(client, queue) == ["completed"] * 2)
+    other.close()
+    assert client.get_job(first["id"])["result"] == "acked by someone else"
+    assert client.get_job(second["id"])["result"] == "by the worker"
+    [warning] = [r for r in caplog.records if "refused as stale" in r.getMessage()]
+    assert first["id"] in warning.getMessage()
+    assert "someone else" not in caplog.text
+
+
+# -- the command line ------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(server: Server, tmp_path: Path) -> Iterator[Any]:
+    (tmp_path / "handlers.py").write_text(HANDLERS)
+    env = server.worker_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+    started: list[subprocess.Popen[str]] = []
+
+    def start(queue: str, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(  # noqa: S603 - our interpreter, our module
+            [
+                sys.executable,
+                "-m",
+                "flashq_client.worker",
+                "handlers:slow",
+                f"--queue={queue}",
+                *args,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def test_the_cli_works_jobs_and_stops_on_sigterm(cli: Any, client: Client, queue: str) -> None:
+    ids = [job["id"] for job in client.push_batch(queue, [{"data": {"n": n}} for n in range(4)])]
+    process = cli(queue, "--concurrency", "2", "--wait", "1")
+    wait_for(lambda: states(client, queue) == ["completed"] * 4)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, output
+    assert "worker stopped: 4 completed, 0 failed" in output
+    assert [client.get_job(job_id)["result"]["n"] for job_id in ids] == [0, 1, 2, 3]
+
+
+def test_a_job_of_a_killed_worker_comes_back_after_its_lease(
+    cli: Any, client: Client, queue: str
+) -> None:
+    job = client.push(queue, {"sleep": 60})
+    process = cli(queue, "--lease", "2", "--wait", "1")
+    wait_for(lambda: client.get_job(job["id"])["state"] == "active")
+    lease_end = client.get_job(job["id"])["lease_expires_at"]
+    assert lease_end is not None
+    process.kill()  # SIGKILL: no goodbye
+    process.wait(timeout=10)
+
+    found: list[Any] = []
+
+    def pulled() -> bool:
+        found.extend(client.pull(queue, lease=30, wait=1))
+        return bool(found)
+
+    wait_for(pulled, timeout=15)
+    assert datetime.now(UTC) >= datetime.fromisoformat(lease_end)  # not before it ran out
+    [again] = found
+    assert (again["id"], again["attempts"]) == (job["id"], 2)
+    history = client.get_job(job["id"])["errors"]
+    assert [entry["error"] for entry in history] == ["lease expired"]
+
+
+def test_sigterm_gives_back_a_job_that_outlives_the_grace(
+    cli: Any, client: Client, queue: str
+) -> None:
+    job = client.push(queue, {"sleep": 60})
+    process = cli(queue, "--lease", "60", "--grace", "1", "--wait", "1")
+    wait_for(lambda: client.get_job(job["id"])["state"] == "active")
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, output
+    assert time.monotonic() - signalled < 10  # the grace, not the 60 s lease or handler
+    back = client.get_job(job["id"])
+    # Waiting again (reported "delayed" during the job's retry backoff, 1 s by default).
+    assert back["state"] in ("waiting", "delayed")
+    assert back["error"] == "worker shutting down"
+    assert back["lease_expires_at"] is None
+    wait_for(lambda: client.get_job(job["id"])["state"] == "waiting", timeout=5)
+    assert "giving it back" in output

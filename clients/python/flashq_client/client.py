@@ -383,6 +383,9 @@ class Client:
             timeout=timeout,
             transport=transport,
             follow_redirects=False,
+            # No HTTP_PROXY & co. from the environment: a proxy for plain http to
+            # localhost would see the bearer token in clear.
+            trust_env=False,
             headers={
                 "User-Agent": f"flashq-client/{__version__}",
                 "Accept": "application/json, application/problem+json",
@@ -500,8 +503,11 @@ class Client:
         subject: str | None = None,
         tags: Sequence[str] | None = None,
     ) -> PushedJob:
-        """Push one job. Without ``key`` the client makes one (a uuid4) so that a retry
-        never adds a second job. ``created`` says whether this call made it."""
+        """Push one job. Without ``key`` the client makes one (a uuid4), so a retry finds
+        the job its first attempt made while that job is unfinished (the server matches
+        keys against unfinished jobs only: one that finished before the retry landed is
+        not found, and the retry makes a second). ``created`` is false when the server
+        answered with an existing job, the first attempt's included."""
         body: dict[str, Any] = {"data": dict(data), "key": key or uuid.uuid4().hex}
         options: dict[str, Any] = {
             "priority": priority,
@@ -587,7 +593,8 @@ class Client:
         body = {"lease_id": str(lease_id), "progress": progress, "message": message}
         return cast(
             Job,
-            self._json("POST", f"jobs/{_segment(job_id)}/progress", body=body, idempotent=False),
+            # Absolute values and a lease extension: safe to repeat.
+            self._json("POST", f"jobs/{_segment(job_id)}/progress", body=body, idempotent=True),
         )
 
     # -- jobs

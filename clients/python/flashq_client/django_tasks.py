@@ -101,7 +101,7 @@ class FlashQBackend(BaseTaskBackend):
         job = self.client.push(
             self.queue_for(task.queue_name), data, priority=task.priority, delay_ms=delay_ms
         )
-        result = self._result(task, job)
+        result = self._result(task, {**job, "data": data})  # the answer carries no data
         task_enqueued.send(type(self), task_result=result)
         return result
 
@@ -169,8 +169,20 @@ def run(job: Mapping[str, Any]) -> Any:
 
     if not apps.ready:
         django.setup()
+    from django.db import close_old_connections
+
+    close_old_connections()  # as Django does around each request
+    try:
+        return _run(job)
+    finally:
+        close_old_connections()
+
+
+def _run(job: Mapping[str, Any]) -> Any:
     data = job["data"]
     task: Task[Any, Any] = import_string(data["task"])
+    if not isinstance(task, Task):
+        raise TypeError(f"{data['task']} is not a task")
     args, kwargs = list(data.get("args") or []), dict(data.get("kwargs") or {})
     try:
         if task.takes_context:

@@ -281,13 +281,18 @@ class Worker:
             job = self._tasks.get()
             if job is None:
                 return
-            self._execute(job)
+            try:
+                self._execute(job)
+            except Exception:  # the client's own failure: the job's lease runs out
+                logger.exception("job %s: could not be reported", job["id"])
+                with self._lock:  # no more heartbeats for it
+                    self._running.pop(job["id"], None)
 
     def _execute(self, job: LeasedJob) -> None:
         job_id, lease_id = job["id"], job["lease_id"]
         try:
             result = self.handler(job)
-            json.dumps(result)
+            json.dumps(result, allow_nan=False)  # what the server and httpx will accept
         except BaseException as exc:  # a handler's SystemExit fails its job too
             logger.warning("job %s failed: %s", job_id, type(exc).__name__)
             self._report_failure(job_id, lease_id, _error_text(exc))
@@ -319,10 +324,12 @@ class Worker:
                     self.failed += 1
         self._wake.set()
 
-    def _fail(self, job_id: str, lease_id: str, error: str, *, plain: bool = False) -> None:
-        """Fail a leased job (retry=True); never raises."""
+    def _fail(
+        self, job_id: str, lease_id: str, error: str, *, plain: bool = False, retry: bool = True
+    ) -> None:
+        """Fail a leased job; never raises."""
         try:
-            self.client.fail(job_id, lease_id, error, retry=True)
+            self.client.fail(job_id, lease_id, error, retry=retry)
         except InvalidInput as exc:
             logger.warning("job %s: the error text was refused (%s)", job_id, exc.code)
             if not plain:  # the text itself (a card number in it, say): say less
@@ -368,7 +375,10 @@ class Worker:
         for i in sorted(named):
             job_id = items[i].item["id"]
             logger.warning("job %s: its result was refused (%s); failing it", job_id, error.code)
-            self._fail(job_id, items[i].item["lease_id"], f"result refused: {error.detail}")
+            # Not retried: running it again would only have its result refused again.
+            self._fail(
+                job_id, items[i].item["lease_id"], f"result refused: {error.detail}", retry=False
+            )
             with self._lock:
                 self.failed += 1
 

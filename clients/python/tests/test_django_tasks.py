@@ -59,7 +59,7 @@ import django
 django.setup()
 from project import tasks
 results = [tasks.add.enqueue(2, 3), tasks.boom.enqueue("no luck"), tasks.attempt.enqueue()]
-print(json.dumps([[r.id, r.status] for r in results]))
+print(json.dumps([[r.id, r.status, r.args] for r in results]))
 """
 
 READ = """
@@ -114,8 +114,8 @@ def _python(project: dict[str, Any], code: str, *args: str) -> Any:
 def test_a_task_is_enqueued_run_by_the_worker_and_its_result_read_back(
     project: dict[str, Any],
 ) -> None:
-    (add_id, add_status), (boom_id, _), (attempt_id, _) = _python(project, ENQUEUE)
-    assert add_status == "READY"
+    (add_id, add_status, add_args), (boom_id, *_), (attempt_id, *_) = _python(project, ENQUEUE)
+    assert (add_status, add_args) == ("READY", [2, 3])
     ids = json.dumps({"add": add_id, "boom": boom_id, "attempt": attempt_id})
     assert _python(project, READ, ids)["add"]["status"] == "READY"  # nobody ran it yet
 

@@ -92,6 +92,22 @@ def test_a_handler_exception_fails_the_job_with_its_text(client: Client, queue: 
     assert worker.failed == 1
 
 
+def test_a_result_json_cannot_carry_fails_the_job_and_the_worker_goes_on(
+    client: Client, queue: str
+) -> None:
+    bad = client.push(queue, {"n": 1}, max_attempts=1)
+    good = client.push(queue, {"n": 2})
+
+    def handler(job: dict[str, Any]) -> Any:
+        return {"ratio": float("nan")} if job["data"]["n"] == 1 else {"ok": True}
+
+    worker = Worker(client, queue, handler, wait=1)
+    with running(worker):
+        wait_for(lambda: client.get_job(good["id"])["state"] == "completed")
+        wait_for(lambda: client.get_job(bad["id"])["state"] == "failed")
+    assert client.get_job(bad["id"])["error"]  # failed with the encoder's text
+
+
 def test_heartbeats_keep_the_lease_of_a_long_job(client: Client, queue: str) -> None:
     job = client.push(queue, {"n": 1})
 

@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ import pytest
 from django.conf import settings
 
 from security.encryption import generate_key
+from tests.processes import free_port, stop, wait_for_healthz
 from tests.support import ON_POSTGRES
 
 pytestmark = pytest.mark.skipif(
@@ -42,7 +42,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 #: Seconds a server may take to answer /healthz after it is started.
-BOOT_SECONDS = 30
 #: The principal cache (PRINCIPAL_CACHE_SECONDS) is left at its default of 1 s; a
 #: revocation must have reached every server after this long.
 REVOCATION_WINDOW_SECONDS = 1.5
@@ -87,12 +86,6 @@ class Deployment:
         return self.manage(*args).strip().splitlines()[-1]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _admin_connection() -> psycopg.Connection[tuple[Any, ...]]:
     """An autocommit connection to the server's ``postgres`` database."""
     db = settings.DATABASES["default"]
@@ -128,34 +121,6 @@ def _drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-def _wait_until_up(server: Server, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + BOOT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn {server.name} exited: {log.read_text()[-3000:]}")
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
-        try:
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        finally:
-            connection.close()
-        time.sleep(0.1)
-    pytest.fail(f"gunicorn {server.name} did not answer /healthz: {log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("scale-out")
@@ -178,7 +143,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     env.pop("PRINCIPAL_CACHE_SECONDS", None)  # the default (1 s) is what is deployed
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        deployment = Deployment(Server("A", _free_port()), Server("B", _free_port()), env)
+        deployment = Deployment(Server("A", free_port()), Server("B", free_port()), env)
         deployment.manage("migrate", "-v", "0")
         gunicorn = Path(sys.executable).parent / "gunicorn"
         logs = {server: root / f"gunicorn-{server.name}.log" for server in deployment.servers}
@@ -205,11 +170,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                     )
                 )
         for server, process in zip(deployment.servers, processes, strict=True):
-            _wait_until_up(server, process, logs[server])
+            wait_for_healthz(process, server.port, logs[server])
         yield deployment
     finally:
         for process in processes:
-            _stop(process)
+            stop(process)
         _drop_database(name)
 
 

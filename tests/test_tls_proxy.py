@@ -38,6 +38,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from flashq_project import limits
 from security.encryption import generate_key
 
+from .processes import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "deploy" / "nginx" / "flashq.conf"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -299,16 +301,6 @@ def _wait_for_app(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
     pytest.fail(f"gunicorn did not answer /healthz on {port}: {_tail(log)}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     nginx = shutil.which("nginx")
@@ -400,7 +392,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(root, http_port, https_port, ca_file, token, database)
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop(process)
 
 
 # -- the client -------------------------------------------------------------------------

@@ -41,7 +41,6 @@ pytestmark = pytest.mark.skipif(
     "run with DATABASE_URL=postgres://...",
 )
 
-#: Seconds a server may take to answer /healthz after it is started.
 #: The principal cache (PRINCIPAL_CACHE_SECONDS) is left at its default of 1 s; a
 #: revocation must have reached every server after this long.
 REVOCATION_WINDOW_SECONDS = 1.5

@@ -10,7 +10,9 @@ Two kinds, kept apart on purpose:
   (``observe_request``). Under gunicorn they are summed over the server's worker
   processes (prometheus_client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``, set
   up by deploy/gunicorn.conf.py); across app servers Prometheus adds them up
-  (``sum by (queue)``).
+  (``sum by (queue)``). What the scheduler changes (ttl expiry and lease recovery by the
+  sweeper, retention) is counted in its own processes and served by the scheduler on
+  ``SCHEDULER_METRICS_PORT`` (``serve_scheduler_metrics``): scrape both.
 - Gauges read from the database at scrape time (jobs waiting, delayed and active and
   the oldest ready job's age per queue; unsealed audit events and the oldest one's age;
   the last retention run): the same figure from every app server (``max``, not
@@ -30,6 +32,7 @@ import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -37,7 +40,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from prometheus_client import CollectorRegistry, multiprocess
+from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import REGISTRY, Collector
@@ -168,6 +171,31 @@ def exposition(accept: str | None = None) -> tuple[bytes, str]:
 class _Default(Collector):
     def collect(self) -> Iterator[Any]:
         yield from REGISTRY.collect()
+
+
+# -- the scheduler's counters ----------------------------------------------------------------
+
+
+def serve_scheduler_metrics(port: int, address: str = "0.0.0.0") -> bool:  # noqa: S104
+    """The scheduler (qcluster) changes jobs too (the lease sweeper, ttl expiry,
+    retention) in its worker processes, which serve no HTTP: serve their counters (not the
+    database gauges, which the app servers serve) on ``port``, summed over the processes
+    through PROMETHEUS_MULTIPROC_DIR, which must be set before the process starts. Call
+    before the cluster forks its workers. No token here: expose the port to monitoring
+    only (deploy/k8s's NetworkPolicy)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        logger.error("scheduler metrics need PROMETHEUS_MULTIPROC_DIR; not serving them")
+        return False
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):  # a previous run's processes
+        stale.unlink()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=address, registry=registry)
+    logger.info("scheduler metrics on %s:%s/metrics", address, port)
+    return True
 
 
 # -- the view ------------------------------------------------------------------------------

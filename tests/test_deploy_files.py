@@ -34,6 +34,8 @@ K8S_DIR = ROOT / "deploy" / "k8s"
 K8S_VERSIONS = ("1.30.0", "1.37.0")
 NAMESPACE = "flashq"
 APP_PORT = 8000
+#: The scheduler's counters (SCHEDULER_METRICS_PORT), for Prometheus only.
+SCHEDULER_METRICS_PORT = 9100
 #: The one writable directory of a read-only container: a tmpfs (compose) or an
 #: emptyDir (Kubernetes), never the image's own.
 TMP = "/tmp"  # noqa: S108
@@ -789,6 +791,22 @@ def network_problems(docs: list[dict[str, Any]]) -> list[str]:
     for policy in policies:
         spec, where = policy["spec"], _where(policy)
         selected = [w for w, labels in pods.items() if _selects(spec["podSelector"], labels)]
+        components = {pods[w].get("app.kubernetes.io/component") for w in selected}
+        if spec.get("ingress") and components == {"scheduler"}:
+            # The scheduler's counters: from monitoring, on its metrics port, only.
+            for rule in spec["ingress"]:
+                peers = [
+                    p.get("namespaceSelector", {}).get("matchLabels")
+                    for p in rule.get("from") or []
+                ]
+                ports = {(p.get("protocol", "TCP"), p.get("port")) for p in rule.get("ports") or []}
+                if peers != [{"kubernetes.io/metadata.name": "monitoring"}] or ports != {
+                    ("TCP", SCHEDULER_METRICS_PORT)
+                }:
+                    problems.append(
+                        f"{where}: into the scheduler only monitoring, on {SCHEDULER_METRICS_PORT}"
+                    )
+            continue
         if spec.get("ingress") and any(
             pods[w].get("app.kubernetes.io/component") != "app" for w in selected
         ):
@@ -1021,6 +1039,20 @@ BROKEN_MANIFESTS: dict[str, tuple[K8sEdit, Callable[[list[dict[str, Any]]], list
         ),
         network_problems,
         "pods other than the app",
+    ),
+    "the scheduler's metrics open to the workers": (
+        lambda d: _doc(d, "NetworkPolicy", "flashq-scheduler-metrics")["spec"]["ingress"][0][
+            "from"
+        ][0]["namespaceSelector"].update(matchLabels={"flashq.io/workers": "true"}),
+        network_problems,
+        "into the scheduler only monitoring",
+    ),
+    "the scheduler's API port opened": (
+        lambda d: _doc(d, "NetworkPolicy", "flashq-scheduler-metrics")["spec"]["ingress"][0][
+            "ports"
+        ][0].update(port=8000),
+        network_problems,
+        "into the scheduler only monitoring",
     ),
     "no default deny": (
         lambda d: d.remove(_doc(d, "NetworkPolicy", "default-deny-all")),

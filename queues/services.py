@@ -425,16 +425,21 @@ def job_fail(
     owner: str,
     error: str,
     retry: bool = True,
+    delay_ms: int | None = None,
     actor: Actor,
     rand: Callable[[], float] = random.random,
 ) -> Job:
-    """Record a failed attempt; retry after the job's backoff, or go to ``failed`` when
-    attempts are used up or the worker says ``retry: false``."""
+    """Record a failed attempt; retry after the job's backoff (or ``delay_ms``), or go to
+    ``failed`` when attempts are used up or the worker says ``retry: false``."""
     _refuse_cards([("/error", error)])
     now = timezone.now()
     with transaction.atomic():
         job = _leased_for_update(job_id, lease_id, owner, now)
-        delay = retry_delay_ms(job.backoff, job.attempts, rand=rand)
+        delay = (
+            delay_ms
+            if delay_ms is not None
+            else retry_delay_ms(job.backoff, job.attempts, rand=rand)
+        )
         record_failure(job, error, now=now, retry=retry, delay_ms=delay)
         job.save(update_fields=FAILURE_FIELDS)
         audit_record(

@@ -120,6 +120,29 @@ def test_fail_retries_after_the_backoff(api: Api, full: str) -> None:
     assert pull(api, full) == []  # not before the backoff
 
 
+def test_fail_with_delay_0_gives_the_job_back_at_once(api: Api, full: str) -> None:
+    """A worker shutting down hands its job to the next one without the job's backoff
+    (the attempt still counts)."""
+    push(api, full, backoff={"type": "fixed", "delay": 60_000, "jitter": 0})
+    [job] = pull(api, full)
+    body = {"lease_id": job["lease_id"], "error": "worker shutting down", "delay": 0}
+    call = api.post(f"/jobs/{job['id']}/fail", body, as_=full)
+    assert (call.status, call.body["state"]) == (200, "waiting")
+    [again] = pull(api, full)
+    assert again["id"] == job["id"] and again["attempts"] == 2
+
+
+@pytest.mark.parametrize("delay", [-1, "soon", 1.5])
+def test_a_bad_fail_delay_is_a_400_naming_it(api: Api, full: str, delay: object) -> None:
+    push(api, full)
+    [job] = pull(api, full)
+    call = api.post(
+        f"/jobs/{job['id']}/fail", {"lease_id": job["lease_id"], "delay": delay}, as_=full
+    )
+    assert call.status == 400 and [e["path"] for e in call.body["errors"]] == ["/delay"]
+    assert Job.objects.get(id=job["id"]).state == "active"  # nothing changed
+
+
 def test_fail_on_the_last_attempt_goes_to_failed(api: Api, full: str) -> None:
     push(api, full, max_attempts=2, backoff={"type": "fixed", "delay": 0})
     for expected in ("waiting", "failed"):

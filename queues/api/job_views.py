@@ -117,6 +117,7 @@ class JobFailApi(_JobView):
             owner=self.principal.key,
             error=params["error"],
             retry=params["retry"],
+            delay_ms=params.get("delay"),
             actor=self.actor(),
         )
         return self.render_job(job)

@@ -214,6 +214,13 @@ class FailIn(StrictSerializer):
         f"characters; the last {limits.MAX_ERROR_HISTORY} attempts).",
     )
     retry = serializers.BooleanField(default=True)
+    delay = StrictIntegerField(
+        min_value=0,
+        max_value=limits.MAX_DELAY_MS,
+        required=False,
+        help_text="ms before the retry, instead of the job's backoff: 0 gives the job back "
+        "at once (a worker shutting down). The attempt still counts.",
+    )
 
 
 class ProgressIn(StrictSerializer):

@@ -579,10 +579,21 @@ class Client:
         answer = self._json("POST", "jobs/ack", body=body, idempotent=False)
         return int(answer["acked"])
 
-    def fail(self, job_id: JobId, lease_id: str, error: str, *, retry: bool = True) -> Job:
-        """Record a failed attempt: back to waiting after the job's backoff, or failed
-        when its attempts are used up or ``retry`` is False."""
-        body = {"lease_id": str(lease_id), "error": error, "retry": retry}
+    def fail(
+        self,
+        job_id: JobId,
+        lease_id: str,
+        error: str,
+        *,
+        retry: bool = True,
+        delay_ms: int | None = None,
+    ) -> Job:
+        """Record a failed attempt: back to waiting after the job's backoff (or
+        ``delay_ms``: 0 gives it back at once), or failed when its attempts are used up or
+        ``retry`` is False."""
+        body: dict[str, Any] = {"lease_id": str(lease_id), "error": error, "retry": retry}
+        if delay_ms is not None:
+            body["delay"] = delay_ms
         return cast(
             Job,
             self._json("POST", f"jobs/{_segment(job_id)}/fail", body=body, idempotent=False),

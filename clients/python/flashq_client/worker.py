@@ -325,15 +325,29 @@ class Worker:
         self._wake.set()
 
     def _fail(
-        self, job_id: str, lease_id: str, error: str, *, plain: bool = False, retry: bool = True
+        self,
+        job_id: str,
+        lease_id: str,
+        error: str,
+        *,
+        plain: bool = False,
+        retry: bool = True,
+        delay_ms: int | None = None,
     ) -> None:
         """Fail a leased job; never raises."""
         try:
-            self.client.fail(job_id, lease_id, error, retry=retry)
+            self.client.fail(job_id, lease_id, error, retry=retry, delay_ms=delay_ms)
         except InvalidInput as exc:
             logger.warning("job %s: the error text was refused (%s)", job_id, exc.code)
             if not plain:  # the text itself (a card number in it, say): say less
-                self._fail(job_id, lease_id, f"error text refused: {exc.code}", plain=True)
+                self._fail(
+                    job_id,
+                    lease_id,
+                    f"error text refused: {exc.code}",
+                    plain=True,
+                    retry=retry,
+                    delay_ms=delay_ms,
+                )
         except Conflict:
             logger.warning("job %s: its lease is gone; not failed", job_id)
         except FlashqError as exc:
@@ -342,7 +356,7 @@ class Worker:
             )
 
     def _give_back(self, job: LeasedJob) -> None:
-        self._fail(job["id"], job["lease_id"], SHUTDOWN_ERROR)
+        self._fail(job["id"], job["lease_id"], SHUTDOWN_ERROR, delay_ms=0)  # back at once
 
     # -- acks
 

@@ -59,6 +59,10 @@ Handler = Callable[[Any], Any]
 SHUTDOWN_ERROR = "worker shutting down"
 MAX_ERROR_CHARS = 1000
 MAX_BATCH = 1000
+# Acks sent in one request carry at most this many bytes of results (one bigger result
+# goes alone): a pull body must stay under the server's MAX_REQUEST_BYTES (10 MiB) and a
+# batch ack's under MAX_ACK_BATCH_BYTES (2 MiB), whatever the handlers return.
+MAX_ACK_RESULT_BYTES = 1024 * 1024
 #: Seconds a finished job's ack may wait for the next pull before it is sent alone.
 ACK_FLUSH_SECONDS = 1.0
 #: Errors after which pulling cannot succeed by waiting.
@@ -83,6 +87,7 @@ class _Pending:
 
     item: AckItem
     since: float
+    size: int = 0  # its result's encoded bytes
 
 
 def _indices(error: FlashqError, root: str, size: int) -> set[int]:
@@ -292,7 +297,7 @@ class Worker:
         job_id, lease_id = job["id"], job["lease_id"]
         try:
             result = self.handler(job)
-            json.dumps(result, allow_nan=False)  # what the server and httpx will accept
+            size = len(json.dumps(result, allow_nan=False).encode())  # as the server will
         except BaseException as exc:  # a handler's SystemExit fails its job too
             logger.warning("job %s failed: %s", job_id, type(exc).__name__)
             self._report_failure(job_id, lease_id, _error_text(exc))
@@ -301,7 +306,7 @@ class Worker:
             record = self._running.pop(job_id, None)
             if record is not None and not (record.lost or record.abandoned):
                 item: AckItem = {"id": job_id, "lease_id": lease_id, "result": result}
-                self._acks.append(_Pending(item, time.monotonic()))
+                self._acks.append(_Pending(item, time.monotonic(), size))
         if record is not None and (record.lost or record.abandoned):
             why = "given back at shutdown" if record.abandoned else "its lease was lost"
             logger.warning("job %s finished after %s; its result is dropped", job_id, why)
@@ -361,8 +366,15 @@ class Worker:
     # -- acks
 
     def _take_acks(self) -> list[_Pending]:
+        """The next acks to send: at most MAX_BATCH, and MAX_ACK_RESULT_BYTES of results
+        (but always the first, whatever its size: alone it fits)."""
         with self._lock:
-            taken, self._acks = self._acks[:MAX_BATCH], self._acks[MAX_BATCH:]
+            count, total = 0, 0
+            for pending in self._acks[:MAX_BATCH]:
+                if count and total + pending.size > MAX_ACK_RESULT_BYTES:
+                    break
+                count, total = count + 1, total + pending.size
+            taken, self._acks = self._acks[:count], self._acks[count:]
         return taken
 
     def _put_back(self, items: list[_Pending]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -90,6 +91,21 @@ def _slow_push(queue: str, hold: float, checked: threading.Event, done: threadin
         connection.close()
 
 
+def _long_poll_during_a_slow_push(queue: str, *, hold: float) -> tuple[list[Any], float]:
+    """A push checks for waiters and holds its transaction ``hold`` seconds; meanwhile a
+    20 s long poll on its queue: what it got, and how long it took."""
+    token = make_token("lp", "*=*")
+    checked, done = threading.Event(), threading.Event()
+    pusher = threading.Thread(target=_slow_push, args=(queue, hold, checked, done))
+    pusher.start()
+    assert checked.wait(10)
+    started = time.monotonic()
+    jobs = Api().post(f"/queues/{queue}/pull", {"wait": 20}, as_=token).body["jobs"]
+    elapsed = time.monotonic() - started
+    pusher.join(10)
+    return list(jobs), elapsed
+
+
 def test_a_waiter_sees_a_push_that_checked_for_waiters_before_it_registered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -97,15 +113,7 @@ def test_a_waiter_sees_a_push_that_checked_for_waiters_before_it_registered(
     push commits. Without the drain in flashq_wait_begin the claim would miss the job
     and no NOTIFY would come: the pull would sleep out its whole wait."""
     monkeypatch.setattr(wakeup, "SLICE_SECONDS", 60.0)  # no periodic re-claim to hide it
-    token = make_token("lp", "*=*")
-    checked, done = threading.Event(), threading.Event()
-    pusher = threading.Thread(target=_slow_push, args=("race", 0.03, checked, done))
-    pusher.start()
-    assert checked.wait(10)
-    started = time.monotonic()
-    jobs = Api().post("/queues/race/pull", {"wait": 20}, as_=token).body["jobs"]
-    elapsed = time.monotonic() - started
-    pusher.join(10)
+    jobs, elapsed = _long_poll_during_a_slow_push("race", hold=0.03)
     assert len(jobs) == 1
     assert elapsed < 10  # handed over at the push's commit, not at the end of the wait
 
@@ -114,15 +122,7 @@ def test_a_push_slower_than_the_drain_is_picked_up_at_the_next_slice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(wakeup, "SLICE_SECONDS", 0.5)
-    token = make_token("lp", "*=*")
-    checked, done = threading.Event(), threading.Event()
-    pusher = threading.Thread(target=_slow_push, args=("slow", 1.0, checked, done))
-    pusher.start()
-    assert checked.wait(10)
-    started = time.monotonic()
-    jobs = Api().post("/queues/slow/pull", {"wait": 20}, as_=token).body["jobs"]
-    elapsed = time.monotonic() - started
-    pusher.join(10)
+    jobs, elapsed = _long_poll_during_a_slow_push("slow", hold=1.0)
     assert len(jobs) == 1 and elapsed < 10
 
 

@@ -124,7 +124,7 @@ class JobFailApi(_JobView):
             lease_id=params["lease_id"],
             owner=self.principal.key,
             error=params["error"],
-            code=params["code"],
+            code=params.get("code", ""),
             retry=params["retry"],
             delay_ms=params.get("delay"),
             actor=self.actor(),

@@ -235,7 +235,6 @@ class FailIn(StrictSerializer):
     )
     code = ErrorCodeField(
         required=False,
-        default="",
         help_text="A short code for the failure (the Python worker sends the exception's "
         "class name, e.g. `TimeoutError`): 1 to 64 letters, digits, `.`, `_` or `-`, else "
         "a 400 naming `/code`. Kept with the attempt in `errors[]` and as the job's "

@@ -271,6 +271,7 @@ _JOB_DETAIL = [
     "progress_message",
     "masked_data",
     "masked_result",
+    "error_code",
     "last_error",
     "error_history",
     "audit_trail",

@@ -11,7 +11,7 @@ from typing import Any
 from flashq_project import limits
 from flashq_project.limits import DEFAULT_BACKOFF
 from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge, pointer_segment
-from security.cards import CardFinding, find_cards
+from security.cards import CardFinding, find_cards, find_cards_in_text
 from security.payloads import shape_problems
 
 FIELDS = frozenset(
@@ -31,8 +31,9 @@ class JobSpec:
     key: str | None = None
     subject: str | None = None
     tags: tuple[str, ...] = ()
-    # Card numbers found in data at parse time; the push decides, knowing the queue's
-    # allow-list (queues.services).
+    # Card numbers found at parse time, in data and in the strings stored in clear
+    # (key, subject, tags); the push decides, knowing the queue's allow-list, which
+    # covers only paths under data_path (queues.services).
     card_findings: tuple[CardFinding, ...] = ()
     data_path: str = "/data"
     data_bytes: int = 0  # encoded, for a queue's own lower cap
@@ -157,6 +158,22 @@ def _tags(raw: object, collector: _Collector) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _cards_in_texts(
+    key: str | None, subject: str | None, tags: tuple[str, ...], path: str
+) -> list[CardFinding]:
+    """Card numbers in the strings a job keeps in clear columns, visible to any getJob
+    holder: no allow-list covers them."""
+    found: list[CardFinding] = []
+    if key is not None:
+        found += find_cards_in_text(key, f"{path}/key")
+    if subject is not None:
+        found += find_cards_in_text(subject, f"{path}/subject")
+    for index, tag in enumerate(tags):
+        if isinstance(tag, str):  # an invalid tag is a 400 already
+            found += find_cards_in_text(tag, f"{path}/tags/{index}")
+    return found
+
+
 def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int) -> JobSpec | None:
     """A JobSpec from one push body, or None after adding what is wrong to problems."""
     if not isinstance(raw, dict):
@@ -172,19 +189,31 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
     else:
         size = check_data(raw["data"], path=f"{path}/data", problems=problems, max_bytes=max_bytes)
     ttl = raw.get("ttl")
+    # Checked in field order, so the errors are listed in that order.
+    priority = collector.integer(raw, "priority", 0, -limits.MAX_PRIORITY, limits.MAX_PRIORITY)
+    delay_ms = collector.integer(raw, "delay", 0, 0, limits.MAX_DELAY_MS)
+    max_attempts = collector.integer(
+        raw, "max_attempts", limits.DEFAULT_MAX_ATTEMPTS, 1, limits.MAX_ATTEMPTS
+    )
+    backoff = _backoff(raw.get("backoff"), collector)
+    ttl_ms = None if ttl is None else collector.integer(raw, "ttl", 0, 1, limits.MAX_TTL_MS)
+    key = collector.text(raw, "key", limits.MAX_KEY_LENGTH)
+    subject = collector.text(raw, "subject", limits.MAX_SUBJECT_LENGTH)
+    tags = _tags(raw.get("tags"), collector)
     spec = JobSpec(
         data=raw.get("data", {}),
-        priority=collector.integer(raw, "priority", 0, -limits.MAX_PRIORITY, limits.MAX_PRIORITY),
-        delay_ms=collector.integer(raw, "delay", 0, 0, limits.MAX_DELAY_MS),
-        max_attempts=collector.integer(
-            raw, "max_attempts", limits.DEFAULT_MAX_ATTEMPTS, 1, limits.MAX_ATTEMPTS
+        priority=priority,
+        delay_ms=delay_ms,
+        max_attempts=max_attempts,
+        backoff=backoff,
+        ttl_ms=ttl_ms,
+        key=key,
+        subject=subject,
+        tags=tags,
+        card_findings=(
+            *find_cards(raw.get("data"), f"{path}/data"),
+            *_cards_in_texts(key, subject, tags, path),
         ),
-        backoff=_backoff(raw.get("backoff"), collector),
-        ttl_ms=None if ttl is None else collector.integer(raw, "ttl", 0, 1, limits.MAX_TTL_MS),
-        key=collector.text(raw, "key", limits.MAX_KEY_LENGTH),
-        subject=collector.text(raw, "subject", limits.MAX_SUBJECT_LENGTH),
-        tags=_tags(raw.get("tags"), collector),
-        card_findings=tuple(find_cards(raw.get("data"), f"{path}/data")),
         data_path=f"{path}/data",
         data_bytes=size,
     )

@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from security.cards import validate_pointer_list
+from security.cards import has_card_number, validate_pointer_list
 from security.fields import SealedJSONField
 from security.jobschema import schema_problem
 from security.masking import DEFAULT_SENSITIVE_FIELDS
@@ -29,6 +29,12 @@ def validate_allowlist(value: object) -> None:
         validate_pointer_list(value)
     except ValueError as exc:
         raise ValidationError(str(exc), code="invalid_allowlist") from exc
+
+
+def validate_no_card_number(value: str) -> None:
+    # A queue's name is shown to everyone who may see the queue and kept in the trail.
+    if has_card_number(value):
+        raise ValidationError("May not hold a payment card number.", code="card_number")
 
 
 def default_sensitive_fields() -> list[str]:
@@ -56,7 +62,10 @@ class Queue(models.Model):
     name = models.CharField(
         max_length=128,
         unique=True,
-        validators=[RegexValidator(r"\A" + QUEUE_NAME_RE.pattern + r"\Z", QUEUE_NAME_RULE)],
+        validators=[
+            RegexValidator(r"\A" + QUEUE_NAME_RE.pattern + r"\Z", QUEUE_NAME_RULE),
+            validate_no_card_number,
+        ],
     )
     paused = models.BooleanField(default=False)
     subject_path = models.CharField(
@@ -165,6 +174,10 @@ class Job(models.Model):
     result = SealedJSONField(empty=None)
     error = SealedJSONField(empty="")
     errors = SealedJSONField(empty=[])
+    # The latest failed attempt's short code (``fail``'s ``code``, or the server's own,
+    # e.g. lease_expired): letters, digits and ._- only, so it is shown to everyone
+    # while the error text is masked without reveal.
+    error_code = models.CharField(max_length=64, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
     backoff = models.JSONField(default=dict, blank=True)

@@ -36,6 +36,7 @@ from .services import (
 from .wakeup import Waiter
 
 LEASE_EXPIRED = "lease expired"
+LEASE_EXPIRED_CODE = "lease_expired"
 LEASE_RECOVERY = "lease-recovery"
 
 
@@ -70,7 +71,7 @@ def _requeue_expired(*, actor: Actor, queue_id: int | None, limit: int) -> int:
     if not jobs:
         return 0
     for job in jobs:
-        record_failure(job, LEASE_EXPIRED, now=now, retry=True, delay_ms=0)
+        record_failure(job, LEASE_EXPIRED, now=now, retry=True, delay_ms=0, code=LEASE_EXPIRED_CODE)
     bulk_update_sealed(Job, jobs, FAILURE_FIELDS)
     failed = sum(job.state == JobState.FAILED for job in jobs)
     audit_record(

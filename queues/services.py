@@ -235,15 +235,19 @@ def release_lease(job: Job) -> None:
 
 
 LEASE_FIELDS = ["lease_id", "lease_owner", "lease_expires_at"]
-FAILURE_FIELDS = ["errors", "error", "state", "run_at", "finished_at", *LEASE_FIELDS]
+FAILURE_FIELDS = ["errors", "error", "error_code", "state", "run_at", "finished_at", *LEASE_FIELDS]
 
 
-def record_failure(job: Job, message: str, *, now: datetime, retry: bool, delay_ms: int) -> None:
-    """Count a failed attempt: history entry, then back to waiting or to failed."""
+def record_failure(
+    job: Job, message: str, *, now: datetime, retry: bool, delay_ms: int, code: str = ""
+) -> None:
+    """Count a failed attempt: history entry (with its code), then back to waiting or to
+    failed."""
     message = message[: limits.MAX_ERROR_LENGTH]
-    entry = {"attempt": job.attempts, "error": message, "at": now.isoformat()}
+    entry = {"attempt": job.attempts, "error": message, "code": code, "at": now.isoformat()}
     job.errors = [*job.errors, entry][-limits.MAX_ERROR_HISTORY :]
     job.error = message
+    job.error_code = code
     release_lease(job)
     if retry and job.attempts < job.max_attempts:
         job.state = JobState.WAITING
@@ -424,14 +428,16 @@ def job_fail(
     lease_id: uuid.UUID,
     owner: str,
     error: str,
+    code: str = "",
     retry: bool = True,
     delay_ms: int | None = None,
     actor: Actor,
     rand: Callable[[], float] = random.random,
 ) -> Job:
     """Record a failed attempt; retry after the job's backoff (or ``delay_ms``), or go to
-    ``failed`` when attempts are used up or the worker says ``retry: false``."""
-    _refuse_cards([("/error", error)])
+    ``failed`` when attempts are used up or the worker says ``retry: false``. ``code``
+    (e.g. the exception's class) is shown to everyone; ``error`` only with reveal."""
+    _refuse_cards([("/error", error), ("/code", code)])
     now = timezone.now()
     with transaction.atomic():
         job = _leased_for_update(job_id, lease_id, owner, now)
@@ -440,7 +446,7 @@ def job_fail(
             if delay_ms is not None
             else retry_delay_ms(job.backoff, job.attempts, rand=rand)
         )
-        record_failure(job, error, now=now, retry=retry, delay_ms=delay)
+        record_failure(job, error, now=now, retry=retry, delay_ms=delay, code=code)
         job.save(update_fields=FAILURE_FIELDS)
         audit_record(
             actor=actor,
@@ -461,7 +467,9 @@ def job_progress(
     message: str = "",
     actor: Actor,
 ) -> Job:
-    """Report progress; also a heartbeat that extends the lease by its length."""
+    """Report progress; also a heartbeat that extends the lease by its length. The
+    message is kept in clear (and masked without reveal): no card number in it."""
+    _refuse_cards([("/message", message)])
     now = timezone.now()
     with transaction.atomic():
         job = _leased_for_update(job_id, lease_id, owner, now)
@@ -757,6 +765,7 @@ def queue_set_schema(*, name: str, schema: dict[str, Any] | None, actor: Actor) 
     problem = None if schema is None else schema_problem(schema)
     if problem:
         raise InvalidInput(problem, errors=[FieldError("/schema", problem)])
+    _refuse_cards([("/schema", schema)])  # stored and shown to every queue reader
     with transaction.atomic():
         queue, created = _queue_for_limits(name)
         had = queue.json_schema is not None

@@ -132,6 +132,16 @@ def is_secret_field(key: str) -> bool:
     return name in SECRET_FIELDS or name.endswith(SECRET_SUFFIXES)
 
 
+def has_card_number(text: str) -> bool:
+    return bool(card_numbers_in(text))
+
+
+def find_cards_in_text(text: str, path: str) -> list[CardFinding]:
+    """The card numbers in one string the client chose (an idempotency key, a tag, a
+    progress message, a header) at ``path``: regex-first, O(len), no walk."""
+    return [CardFinding(path, mask(digits)) for digits in card_numbers_in(text)]
+
+
 def find_cards(value: Any, path: str) -> list[CardFinding]:
     """Every card number (in strings, integers and keys) and every card-secret field with
     a value, under ``value`` at JSON Pointer ``path``."""

@@ -1,6 +1,7 @@
 """Masking of sensitive fields: values under a key in a queue's ``sensitive_fields``
 (matched case-insensitively, at any depth) become ``"[MASKED]"`` for anyone without an
-explicit ``reveal`` grant on the queue."""
+explicit ``reveal`` grant on the queue. Free texts (a worker's error, a progress
+message) have no fields to pick from, so without reveal they are masked whole."""
 
 from __future__ import annotations
 
@@ -28,3 +29,9 @@ def _mask(value: Any, names: frozenset[str]) -> Any:
     if isinstance(value, list):
         return [_mask(child, names) for child in value]
     return value
+
+
+def masked_text(text: str | None) -> str | None:
+    """A free text as shown without reveal: ``"[MASKED]"``, but an empty or missing text
+    stays as it is, so a reader still sees whether there was one."""
+    return MASKED if text else text

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from compliance.models import AuditEvent
-from queues.models import Job, JobState
+from queues.models import Job, JobState, Queue
 from security.cards import card_numbers_in, luhn_valid
 
 from .support import Api, clear_audit, pull, push, superuser_client
@@ -152,8 +152,6 @@ def test_names_that_only_resemble_card_secrets_pass(api: Api, full: str, field: 
 
 
 def test_a_queue_allow_list_lets_known_false_positives_through(api: Api, full: str) -> None:
-    from queues.models import Queue
-
     push(api, full, queue="orders")
     queue = Queue.objects.get(name="orders")
     admin = superuser_client()
@@ -173,3 +171,181 @@ def test_a_queue_allow_list_lets_known_false_positives_through(api: Api, full: s
     assert api.post("/queues/other/jobs", {"data": reference}, as_=full).status == 422
     bad = {**form, "card_allowlist": '["order/reference"]'}
     assert admin.post(f"/admin/queues/queue/{queue.pk}/change/", bad).status_code == 200
+
+
+# -- every client-supplied string that is stored -------------------------------------
+
+VISA = TEST_CARDS["visa"]
+MASTERCARD = TEST_CARDS["mastercard"]
+
+
+def _kept_nowhere(number: str) -> None:
+    """Neither the number nor its digits grouped as sent are in any job, queue or
+    audit row (the trail may hold BIN and last 4 only)."""
+    rows = [
+        list(Job.objects.values("key", "subject", "tags", "progress_message", "error_code")),
+        list(Queue.objects.values_list("name", flat=True)),
+        list(AuditEvent.objects.values()),
+    ]
+    stored = re.sub(r"[ -]", "", json.dumps(rows, default=str))
+    assert number not in stored
+
+
+def _refused(call: Any, *paths: str) -> None:
+    assert call.status == 422, call.body
+    assert call.body["code"] == "card-number-detected"
+    assert sorted(error["path"] for error in call.body["errors"]) == sorted(paths)
+    assert VISA not in json.dumps(call.body) and MASTERCARD not in json.dumps(call.body)
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"key": VISA}, "/key"),
+        ({"key": f"order-{VISA}"}, "/key"),
+        ({"subject": _spaced(VISA)}, "/subject"),
+        ({"tags": ["vip", "eu", MASTERCARD]}, "/tags/2"),
+        ({"tags": [_spaced(MASTERCARD).replace(" ", "-")]}, "/tags/0"),
+    ],
+    ids=["key", "key-in-text", "subject-spaced", "tag", "tag-dashed"],
+)
+def test_a_card_number_in_a_key_subject_or_tag_is_refused_and_nothing_is_kept(
+    api: Api, full: str, fields: dict[str, Any], path: str
+) -> None:
+    clear_audit()
+    call = api.post("/queues/q/jobs", {"data": {"n": 1}, **fields}, as_=full)
+    _refused(call, path)
+    assert not Job.objects.exists() and not Queue.objects.filter(name="q").exists()
+    event = AuditEvent.objects.get()
+    assert (event.status, event.details["paths"]) == (422, [path])
+    assert re.fullmatch(r"\d{6}\*+\d{4}", event.details["cards"])
+    _kept_nowhere(VISA)
+    _kept_nowhere(MASTERCARD)
+
+
+def test_a_batch_names_each_card_in_keys_subjects_and_tags(api: Api, full: str) -> None:
+    jobs = [
+        {"data": {}, "key": "k-0", "subject": "u-0", "tags": ["a"]},
+        {"data": {}, "subject": VISA},
+        {"data": {}, "key": MASTERCARD},
+        {"data": {"c": VISA}, "tags": ["a", f"card {VISA}"]},
+    ]
+    call = api.post("/queues/q/jobs/batch", {"jobs": jobs}, as_=full)
+    _refused(call, "/jobs/1/subject", "/jobs/2/key", "/jobs/3/data/c", "/jobs/3/tags/1")
+    assert not Job.objects.exists()
+    _kept_nowhere(VISA)
+    _kept_nowhere(MASTERCARD)
+
+
+def test_an_allow_list_covers_data_only_never_a_key(api: Api, full: str) -> None:
+    push(api, full, queue="orders")
+    Queue.objects.filter(name="orders").update(card_allowlist=["/key", "/"])
+    call = api.post("/queues/orders/jobs", {"data": {}, "key": VISA}, as_=full)
+    _refused(call, "/key")
+
+
+def test_a_card_number_in_a_progress_message_is_refused_and_not_kept(api: Api, full: str) -> None:
+    job = push(api, full, queue="q")
+    [leased] = pull(api, full, queue="q", lease=60)
+    before = Job.objects.get(id=job["id"]).lease_expires_at
+    body = {"lease_id": leased["lease_id"], "progress": 50, "message": f"charging {VISA}"}
+    _refused(api.post(f"/jobs/{job['id']}/progress", body, as_=full), "/message")
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.progress, stored.progress_message, stored.lease_expires_at) == (0, "", before)
+    _kept_nowhere(VISA)
+
+
+def test_a_card_number_in_a_failure_code_is_refused_and_not_kept(api: Api, full: str) -> None:
+    job = push(api, full, queue="q")
+    [leased] = pull(api, full, queue="q")
+    body = {"lease_id": leased["lease_id"], "error": "declined", "code": f"card.{MASTERCARD}"}
+    _refused(api.post(f"/jobs/{job['id']}/fail", body, as_=full), "/code")
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.state, stored.errors, stored.error_code) == (JobState.ACTIVE, [], "")
+    _kept_nowhere(MASTERCARD)
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "body"),
+    [
+        ("POST", "/jobs", {"data": {}}),
+        ("POST", "/jobs/batch", {"jobs": [{"data": {}}]}),
+        ("PUT", "/rate-limit", {"max": 5, "duration_ms": 1000}),
+        ("PUT", "/concurrency", {"max": 2}),
+        ("GET", "/jobs", None),
+        ("POST", "/clean", {"grace_ms": 0}),
+    ],
+)
+def test_a_queue_name_holding_a_card_number_is_refused_on_every_route(
+    api: Api, full: str, method: str, route: str, body: Any
+) -> None:
+    clear_audit()
+    call = api.request(method, f"/queues/pay-{VISA}{route}", body, as_=full)
+    _refused(call, "/queue")
+    assert not Queue.objects.exists()
+    event = AuditEvent.objects.get()
+    assert (event.status, event.queue, event.details["paths"]) == (422, "", ["/queue"])
+    _kept_nowhere(VISA)
+
+
+def test_a_queue_name_holding_a_card_number_is_refused_by_the_model() -> None:
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="card number"):
+        Queue(name=f"pay.{MASTERCARD}").full_clean()
+    Queue(name="orders-2026-11-29").full_clean()
+
+
+def test_a_card_number_in_a_queue_schema_is_refused(api: Api, full: str) -> None:
+    schema = {"type": "object", "properties": {"card": {"const": VISA}}}
+    call = api.request("PUT", "/queues/q/schema", {"schema": schema}, as_=full)
+    _refused(call, "/schema/properties/card/const")
+    _kept_nowhere(VISA)
+
+
+def _with_request_id(api: Api, method: str, path: str, token: str | None, request_id: str) -> Any:
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    body = json.dumps({"data": {"n": 1}}) if method == "post" else None
+    return getattr(api.client, method)(
+        f"/api/v1{path}",
+        body,
+        content_type="application/json",
+        HTTP_X_REQUEST_ID=request_id,
+        **headers,
+    )
+
+
+@pytest.mark.parametrize("request_id", [VISA, _spaced(MASTERCARD).replace(" ", "-")])
+def test_a_card_number_in_x_request_id_is_refused_audited_and_never_echoed(
+    api: Api, full: str, request_id: str
+) -> None:
+    clear_audit()
+    response = _with_request_id(api, "post", "/queues/q/jobs", full, request_id)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "card-number-detected"
+    assert [error["path"] for error in body["errors"]] == ["/headers/X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", response["X-Request-ID"])
+    assert request_id not in response.content.decode()
+    assert not Job.objects.exists() and not Queue.objects.exists()
+    event = AuditEvent.objects.get()
+    assert (event.action, event.status, event.actor) == ("push", 422, "token:full")
+    assert event.client_request_id == ""
+    assert event.details["paths"] == ["/headers/X-Request-ID"]
+    assert re.fullmatch(r"\d{6}\*+\d{4}", event.details["cards"])
+    _kept_nowhere(VISA)
+    _kept_nowhere(MASTERCARD)
+
+
+def test_a_card_number_in_x_request_id_is_kept_by_no_route(api: Api, full: str) -> None:
+    job = push(api, full, queue="q")
+    clear_audit()
+    assert _with_request_id(api, "get", f"/jobs/{job['id']}", full, VISA).status_code == 422
+    assert _with_request_id(api, "get", "/queues", None, VISA).status_code == 401
+    admin = superuser_client()
+    assert admin.get("/admin/queues/job/", HTTP_X_REQUEST_ID=VISA).status_code == 200
+    assert AuditEvent.objects.count() >= 2
+    _kept_nowhere(VISA)
+    # A safe id is still kept for correlation.
+    assert _with_request_id(api, "get", "/queues", full, "req-4111").status_code == 200
+    assert AuditEvent.objects.filter(client_request_id="req-4111").exists()

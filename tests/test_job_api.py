@@ -86,7 +86,8 @@ def test_retry_sends_a_failed_job_back_to_waiting(api: Api, full: str) -> None:
     api.post(f"/jobs/{job['id']}/fail", {"lease_id": job["lease_id"], "error": "e"}, as_=full)
     call = api.post(f"/jobs/{job['id']}/retry", as_=full)
     assert call.status == 200 and call.body["state"] == "waiting" and call.body["attempts"] == 0
-    assert call.body["errors"][0]["error"] == "e"  # history is kept
+    assert call.body["errors"][0]["attempt"] == 1  # history is kept
+    assert Job.objects.get(id=job["id"]).errors[0]["error"] == "e"
     assert [again["id"] for again in pull(api, full)] == [job["id"]]
 
 

@@ -67,7 +67,9 @@ def test_a_crashed_worker_s_job_comes_back_and_its_old_lease_is_refused(
     assert stale.status == 409
     detail = api.get(f"/jobs/{first['id']}", as_=full).body
     assert detail["state"] == "active"
-    assert [entry["error"] for entry in detail["errors"]] == ["lease expired"]
+    assert [entry["code"] for entry in detail["errors"]] == ["lease_expired"]
+    assert detail["error_code"] == "lease_expired"
+    assert [entry["error"] for entry in Job.objects.get(id=first["id"]).errors] == ["lease expired"]
     assert (
         api.post(f"/jobs/{again['id']}/ack", {"lease_id": again["lease_id"]}, as_=full).status
         == 200
@@ -95,6 +97,7 @@ def test_sweep_leases_requeues_expired_leases_and_fails_the_last_attempt(
     assert Job.objects.get(id=retried["id"]).state == "waiting"
     failed = Job.objects.get(id=last["id"])
     assert failed.state == "failed" and failed.error == "lease expired"
+    assert failed.error_code == "lease_expired" and failed.errors[-1]["code"] == "lease_expired"
     assert failed.lease_id is None
 
 
@@ -113,9 +116,10 @@ def test_fail_retries_after_the_backoff(api: Api, full: str) -> None:
     )
     assert call.status == 200
     assert call.body["state"] == "delayed"
-    assert call.body["error"] == "boom"
+    assert call.body["error"] == "[MASKED]"  # the token has no reveal
     assert call.body["errors"][0]["attempt"] == 1
     stored = Job.objects.get(id=job["id"])
+    assert stored.error == "boom"
     assert 59 < (stored.run_at - timezone.now()).total_seconds() <= 60
     assert pull(api, full) == []  # not before the backoff
 
@@ -141,6 +145,32 @@ def test_a_bad_fail_delay_is_a_400_naming_it(api: Api, full: str, delay: object)
     )
     assert call.status == 400 and [e["path"] for e in call.body["errors"]] == ["/delay"]
     assert Job.objects.get(id=job["id"]).state == "active"  # nothing changed
+
+
+def test_fail_keeps_its_code_with_the_attempt_and_as_the_latest(api: Api, full: str) -> None:
+    push(api, full, max_attempts=3, backoff={"type": "fixed", "delay": 0})
+    for code in ("TimeoutError", "smtp.5-7_1"):
+        [job] = pull(api, full)
+        body = {"lease_id": job["lease_id"], "error": "e", "code": code}
+        call = api.post(f"/jobs/{job['id']}/fail", body, as_=full)
+        assert call.status == 200 and call.body["error_code"] == code
+    [job] = pull(api, full)
+    call = api.post(f"/jobs/{job['id']}/fail", {"lease_id": job["lease_id"]}, as_=full)
+    assert call.body["state"] == "failed" and call.body["error_code"] == ""  # none given
+    assert [e["code"] for e in call.body["errors"]] == ["TimeoutError", "smtp.5-7_1", ""]
+    stored = Job.objects.get(id=job["id"])
+    assert [e["code"] for e in stored.errors] == ["TimeoutError", "smtp.5-7_1", ""]
+
+
+@pytest.mark.parametrize("code", ["", "has space", "x" * 65, "café", "a/b", 7, None])
+def test_a_bad_fail_code_is_a_400_naming_it(api: Api, full: str, code: object) -> None:
+    push(api, full)
+    [job] = pull(api, full)
+    body = {"lease_id": job["lease_id"], "error": "e", "code": code}
+    call = api.post(f"/jobs/{job['id']}/fail", body, as_=full)
+    assert call.status == 400 and [e["path"] for e in call.body["errors"]] == ["/code"]
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.state, stored.errors, stored.error_code) == ("active", [], "")
 
 
 def test_fail_on_the_last_attempt_goes_to_failed(api: Api, full: str) -> None:
@@ -177,8 +207,10 @@ def test_progress_records_and_extends_the_lease(api: Api, full: str) -> None:
     body = {"lease_id": job["lease_id"], "progress": 40, "message": "page 4 of 10"}
     call = api.post(f"/jobs/{job['id']}/progress", body, as_=full)
     assert call.status == 200
-    assert (call.body["progress"], call.body["progress_message"]) == (40, "page 4 of 10")
-    expires = Job.objects.get(id=job["id"]).lease_expires_at
+    assert (call.body["progress"], call.body["progress_message"]) == (40, "[MASKED]")
+    stored = Job.objects.get(id=job["id"])
+    assert stored.progress_message == "page 4 of 10"
+    expires = stored.lease_expires_at
     assert expires is not None
     left = (expires - timezone.now()).total_seconds()
     assert 50 < left <= 60

@@ -16,8 +16,10 @@ from ..jobspec import FIELDS as PUSH_FIELDS
 _STRUCTURED = (
     (PUSH_FIELDS - {"data"})
     | BACKOFF_FIELDS
-    | {"jobs", "id", "lease_id", "error", "retry", "progress", "message"}
+    | {"jobs", "id", "lease_id", "error", "code", "retry", "progress", "message"}
     | {"count", "wait", "lease", "state", "limit", "cursor"}
+    # Not in a body: the route's queue, and the request id header.
+    | {"queue", "headers", "X-Request-ID"}
 )
 # Fields whose content the client chose: a path stops at them.
 _PAYLOAD = frozenset({"data", "result"})

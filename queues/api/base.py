@@ -26,6 +26,7 @@ from compliance.httpactor import request_actor
 from flashq_project.metrics_counters import observe_request
 from flashq_project.problems import (
     CardNumberDetected,
+    FieldError,
     InvalidInput,
     LengthRequired,
     PayloadUnreadable,
@@ -34,6 +35,7 @@ from flashq_project.problems import (
 )
 from security.access import PATTERN_RE, Principal
 from security.authentication import AuthThrottled, TokenRefused, record_last_use
+from security.cards import card_problem, find_cards_in_text, has_card_number
 from security.clientip import address_allowed, client_ip
 from security.encryption import DecryptionFailed
 from security.ratelimit import Decision, count_auth_failure, rate_take
@@ -105,7 +107,7 @@ class FlashqApiView(APIView):
             actor=self.actor(),
             action=self.operation.action,
             status=status,
-            queue=queue if QUEUE_NAME_RE.fullmatch(queue) else "",
+            queue=queue if _fit_for_the_trail(queue) else "",
             job_ids=job_ids,
             details=details,
         )
@@ -199,6 +201,7 @@ class FlashqApiView(APIView):
         if isinstance(request.auth, Principal):
             record_last_use(request.auth, client_ip(request))
         self._check_rate()
+        self._refuse_card_request_id()
         # WSGI gives Django no body without a Content-Length, so a chunked request
         # would run silently as if it had none (a pull with default parameters).
         chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
@@ -220,6 +223,18 @@ class FlashqApiView(APIView):
                 reset_s=self._rate.reset_s,
             )
 
+    def _refuse_card_request_id(self) -> None:
+        """An ``X-Request-ID`` holding a card number (flashq_project.requestid dropped
+        it): the same 422 as a card number in a body, refused and audited once the
+        caller is known."""
+        cards = self.request.META.get("FLASHQ_REQUEST_ID_CARDS")
+        if cards:
+            raise CardNumberDetected(
+                "Card numbers may not be sent in a request id.",
+                errors=[FieldError("/headers/X-Request-ID", "holds a payment card number")],
+                masked=list(cards),
+            )
+
     def _check_network(self) -> None:
         """A call from outside the global or the token's allow-list is refused, even
         with a valid secret."""
@@ -234,6 +249,7 @@ class FlashqApiView(APIView):
         name = str(self.kwargs["queue"])
         if not QUEUE_NAME_RE.fullmatch(name):
             raise InvalidInput(f"Invalid queue name: {QUEUE_NAME_RULE}.")
+        _refuse_card_in_queue(name)
         return name
 
     def queue_pattern(self) -> str:
@@ -243,6 +259,7 @@ class FlashqApiView(APIView):
             raise InvalidInput(
                 "Invalid queue pattern: 1 to 128 letters, digits, _ . : - and * (any run)."
             )
+        _refuse_card_in_queue(pattern)
         self._audit_queue = pattern if QUEUE_NAME_RE.fullmatch(pattern) else ""
         return pattern
 
@@ -271,6 +288,20 @@ class FlashqApiView(APIView):
             raise JobNotFound()
         self.authorize(queue)
         return queue
+
+
+def _refuse_card_in_queue(name: str) -> None:
+    """A queue name is stored (a push creates its queue) and shown to everyone who may
+    see the queue: no card number in it, whatever the route."""
+    refused = card_problem(find_cards_in_text(name, "/queue"))
+    if refused is not None:
+        raise refused
+
+
+def _fit_for_the_trail(queue: str) -> bool:
+    """A route's queue name is recorded with a refusal only if it is a queue name, and
+    not one holding a card number."""
+    return QUEUE_NAME_RE.fullmatch(queue) is not None and not has_card_number(queue)
 
 
 def _is_uuid(value: object) -> bool:

@@ -30,11 +30,15 @@ _MEANING = {
     413: "Body larger than MAX_REQUEST_BYTES, or job data or a result larger than "
     "MAX_JOB_BYTES (the field is named in `errors`)",
     415: "Body is not application/json",
+    422: "A payment card number or card secret where the server would store it (a body "
+    "field, the `/queue` in the path, or `/headers/X-Request-ID`; each named in `errors`, "
+    "nothing stored), or job data that fails the queue's JSON Schema",
     503: "The database is unavailable (down, restarting or out of connections); nothing "
     "was done and the request may be retried after `Retry-After` seconds",
 }
 
-COMMON = (400, 401, 403, 503)
+# 422 on every route: any call may carry an X-Request-ID holding a card number.
+COMMON = (400, 401, 403, 422, 503)
 
 
 def problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:

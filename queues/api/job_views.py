@@ -37,13 +37,19 @@ class _JobView(FlashqApiView):
 
 @extend_schema_view(
     get=operation_schema(
-        Operation.GET_JOB, responses={200: serializers.JobDetailOut, **problems(404)}
+        Operation.GET_JOB,
+        responses={200: serializers.JobDetailOut, **problems(404)},
+        description="Read a job. Without an explicit `reveal` grant on its queue, the "
+        "queue's sensitive fields in `data` and `result`, and the free texts `error`, "
+        "`errors[].error` and `progress_message`, are `[MASKED]` (an empty text stays "
+        "empty); `error_code` and `errors[].code` are always shown.",
     ),
     patch=operation_schema(
         Operation.UPDATE,
         request=serializers.UpdateIn,
         responses={200: serializers.JobDetailOut, **problems(404, 409, 413, 415)},
-        description="Replace `data` of a job that has not started yet (else 409).",
+        description="Replace `data` of a job that has not started yet (else 409). A card "
+        "number in it (outside the queue's allow-list) is a 422.",
     ),
 )
 class JobApi(_JobView):
@@ -101,7 +107,9 @@ class JobAckApi(_JobView):
         request=serializers.FailIn,
         responses=_leased_responses,
         description="Record a failed attempt: retried after the job's backoff, or `failed` "
-        "when attempts are used up or `retry` is false.",
+        "when attempts are used up or `retry` is false. `code` is shown to every reader "
+        "of the job; `error` only to tokens with `reveal` (else `[MASKED]`). A card "
+        "number in `error` or `code` is a 422 naming the field, and nothing is recorded.",
     )
 )
 class JobFailApi(_JobView):
@@ -116,6 +124,7 @@ class JobFailApi(_JobView):
             lease_id=params["lease_id"],
             owner=self.principal.key,
             error=params["error"],
+            code=params.get("code", ""),
             retry=params["retry"],
             delay_ms=params.get("delay"),
             actor=self.actor(),
@@ -128,7 +137,9 @@ class JobFailApi(_JobView):
         Operation.PROGRESS,
         request=serializers.ProgressIn,
         responses=_leased_responses,
-        description="Report progress (0-100); also extends the lease by its length.",
+        description="Report progress (0-100); also extends the lease by its length. The "
+        "`message` is shown as `[MASKED]` without `reveal`; a card number in it is a 422 "
+        "naming `/message`, and nothing is recorded.",
     )
 )
 class JobProgressApi(_JobView):

@@ -54,14 +54,17 @@ def _decode_cursor(cursor: str) -> uuid.UUID:
         },
         description="Push a job. 201 when created; 200 with the existing job when an "
         "unfinished job of the queue that this token's family pushed has the same `key`; "
-        "409 `key_conflict` (naming no job) when another token's does.",
+        "409 `key_conflict` (naming no job) when another token's does. A card number in "
+        "`data` (outside the queue's allow-list), `key`, `subject`, a tag or the queue "
+        "name (a push creates its queue) is a 422 naming each path; nothing is stored.",
     ),
     get=operation_schema(
         Operation.GET_JOBS,
         parameters=[serializers.JobsQuery],
         responses={200: serializers.JobPageOut, **problems(404)},
         description="A page of the queue's jobs, oldest first. Pass `next_cursor` back as "
-        "`cursor` for the next page; it is null on the last one.",
+        "`cursor` for the next page; it is null on the last one. Jobs are masked as getJob "
+        "masks them.",
     ),
 )
 class QueueJobsApi(FlashqApiView):
@@ -108,7 +111,9 @@ class QueueJobsApi(FlashqApiView):
         Operation.PUSH_BATCH,
         request=serializers.PushBatchIn,
         responses={201: serializers.PushBatchOut, **problems(409, 413, 415)},
-        description="Push up to 1000 jobs, all or nothing; the response lists them in input order.",
+        description="Push up to 1000 jobs, all or nothing; the response lists them in input "
+        "order. A card number in any job's `data`, `key`, `subject` or tags is a 422 naming "
+        "each path (`/jobs/3/key`), and no job is stored.",
     )
 )
 class QueueJobsBatchApi(FlashqApiView):

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from security.access import Principal, Verb
-from security.masking import masked
+from security.masking import masked, masked_text
 
 from ..models import Job, Queue
 from ..selectors import reported_state
@@ -50,9 +50,24 @@ def job_leased(job: Job, queue_name: str) -> dict[str, Any]:
     }
 
 
+def _error_entries(entries: list[dict[str, Any]], reveal: bool) -> list[dict[str, Any]]:
+    """The error history; entries from before codes existed get an empty one."""
+    return [
+        {
+            "attempt": entry.get("attempt"),
+            "error": entry.get("error", "") if reveal else masked_text(entry.get("error", "")),
+            "code": entry.get("code", ""),
+            "at": entry.get("at"),
+        }
+        for entry in entries
+    ]
+
+
 def job_detail(job: Job, principal: Principal, now: datetime) -> dict[str, Any]:
-    """The job as getJob shows it: sensitive fields masked unless the token may both
-    getJob and reveal on the job's queue."""
+    """The job as getJob shows it: sensitive fields, and the free texts workers write
+    (error, errors[].error, progress_message: anything may be in them), masked unless
+    the token may both getJob and reveal on the job's queue. Error codes are shown to
+    all, so triage needs no reveal."""
     queue = job.queue.name
     reveal = principal.allows(Verb.GET_JOB, queue) and principal.allows(Verb.REVEAL, queue)
     hidden = () if reveal else (job.queue.sensitive_fields or ())
@@ -60,11 +75,12 @@ def job_detail(job: Job, principal: Principal, now: datetime) -> dict[str, Any]:
         **job_summary(job, queue, now),
         "data": masked(job.data, hidden),
         "result": masked(job.result, hidden),
-        "error": job.error,
-        "errors": job.errors,
+        "error": job.error if reveal else masked_text(job.error),
+        "error_code": job.error_code,
+        "errors": _error_entries(job.errors, reveal),
         "backoff": job.backoff,
         "progress": job.progress,
-        "progress_message": job.progress_message,
+        "progress_message": (job.progress_message if reveal else masked_text(job.progress_message)),
         "subject": job.subject,
         "tags": job.tags,
         "expires_at": iso(job.expires_at),

@@ -122,19 +122,22 @@ class PushIn(serializers.Serializer):
         required=False,
         allow_null=True,
         max_length=limits.MAX_KEY_LENGTH,
-        help_text="Idempotency key: a re-push while the job is unfinished returns it (200).",
+        help_text="Idempotency key: a re-push while the job is unfinished returns it (200). "
+        "Stored in clear: a card number in it is a 422 naming `/key`.",
     )
     subject = serializers.CharField(
         required=False,
         allow_null=True,
         max_length=limits.MAX_SUBJECT_LENGTH,
-        help_text="GDPR data subject",
+        help_text="GDPR data subject. Stored in clear: a card number in it is a 422 naming "
+        "`/subject`.",
     )
     tags = serializers.ListField(
         child=serializers.CharField(max_length=limits.MAX_TAG_LENGTH),
         required=False,
         allow_null=True,
         max_length=limits.MAX_TAGS,
+        help_text="Stored in clear: a card number in a tag is a 422 naming it (`/tags/2`).",
     )
 
 
@@ -204,6 +207,22 @@ class AckBatchOut(serializers.Serializer):
     acked = serializers.IntegerField(help_text="How many jobs were completed")
 
 
+# A failed attempt's code: short, and safe to show to anyone who may read the job.
+ERROR_CODE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+class ErrorCodeField(serializers.RegexField):
+    """A JSON string matching ERROR_CODE_PATTERN: no 7, no true."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(ERROR_CODE_PATTERN, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class FailIn(StrictSerializer):
     lease_id = serializers.UUIDField()
     error = serializers.CharField(
@@ -211,7 +230,16 @@ class FailIn(StrictSerializer):
         allow_blank=True,
         default="",
         help_text=f"Kept in the job's error history (the first {limits.MAX_ERROR_LENGTH:,} "
-        f"characters; the last {limits.MAX_ERROR_HISTORY} attempts).",
+        f"characters; the last {limits.MAX_ERROR_HISTORY} attempts). Free text: shown as "
+        "`[MASKED]` to anyone without `reveal` on the queue. A card number in it is a 422.",
+    )
+    code = ErrorCodeField(
+        required=False,
+        help_text="A short code for the failure (the Python worker sends the exception's "
+        "class name, e.g. `TimeoutError`): 1 to 64 letters, digits, `.`, `_` or `-`, else "
+        "a 400 naming `/code`. Kept with the attempt in `errors[]` and as the job's "
+        "`error_code`, and shown to everyone (never masked), so operators can triage "
+        "without `reveal`. A card number in it is a 422.",
     )
     retry = serializers.BooleanField(default=True)
     delay = StrictIntegerField(
@@ -227,7 +255,11 @@ class ProgressIn(StrictSerializer):
     lease_id = serializers.UUIDField()
     progress = StrictIntegerField(min_value=0, max_value=100)
     message = serializers.CharField(
-        max_length=limits.MAX_PROGRESS_MESSAGE, allow_blank=True, default=""
+        max_length=limits.MAX_PROGRESS_MESSAGE,
+        allow_blank=True,
+        default="",
+        help_text="Kept as the job's `progress_message`: shown as `[MASKED]` to anyone "
+        "without `reveal` on the queue. A card number in it is a 422 naming `/message`.",
     )
 
 
@@ -286,9 +318,19 @@ class PullOut(serializers.Serializer):
     jobs = LeasedJobOut(many=True)
 
 
+MASKED_TEXT = (
+    "Free text from a worker: `[MASKED]` unless the token has both `getJob` and an "
+    "explicit `reveal` grant on the job's queue; an empty text stays empty."
+)
+
+
 class ErrorEntryOut(serializers.Serializer):
     attempt = serializers.IntegerField()
-    error = serializers.CharField()
+    error = serializers.CharField(help_text=MASKED_TEXT)
+    code = serializers.CharField(
+        help_text="The attempt's code (`fail`'s `code`, or the server's: `lease_expired`); "
+        "empty when none was given. Never masked."
+    )
     at = serializers.DateTimeField()
 
 
@@ -299,13 +341,16 @@ class JobDetailOut(serializers.Serializer):
     priority = serializers.IntegerField()
     data = serializers.JSONField()  # type: ignore[assignment]
     result = serializers.JSONField(allow_null=True)
-    error = serializers.CharField()
+    error = serializers.CharField(help_text=f"The latest failed attempt's text. {MASKED_TEXT}")
+    error_code = serializers.CharField(
+        help_text="The latest failed attempt's code; empty when none. Never masked."
+    )
     errors = ErrorEntryOut(many=True)  # type: ignore[assignment]
     attempts = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
     backoff = BackoffDoc()
     progress = serializers.IntegerField()
-    progress_message = serializers.CharField()
+    progress_message = serializers.CharField(help_text=MASKED_TEXT)
     key = serializers.CharField(allow_null=True)
     subject = serializers.CharField(allow_null=True)
     tags = serializers.ListField(child=serializers.CharField())

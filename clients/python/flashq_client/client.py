@@ -110,14 +110,18 @@ class LeasedJob(TypedDict):
 
 class ErrorEntry(TypedDict):
     attempt: int
+    #: "[MASKED]" unless the token has reveal on the queue ("" stays "").
     error: str
+    code: str
     at: str
 
 
 class Job(JobSummary):
     data: dict[str, Any]
     result: Any
+    #: error and progress_message: "[MASKED]" unless the token has reveal on the queue.
     error: str
+    error_code: str
     errors: list[ErrorEntry]
     backoff: Backoff
     progress: int
@@ -585,13 +589,18 @@ class Client:
         lease_id: str,
         error: str,
         *,
+        code: str | None = None,
         retry: bool = True,
         delay_ms: int | None = None,
     ) -> Job:
         """Record a failed attempt: back to waiting after the job's backoff (or
         ``delay_ms``: 0 gives it back at once), or failed when its attempts are used up or
-        ``retry`` is False."""
+        ``retry`` is False. ``code`` (1 to 64 letters, digits, ``.``, ``_`` or ``-``, such
+        as an exception's class name) is shown to every reader of the job; ``error`` only
+        to tokens with ``reveal`` on its queue."""
         body: dict[str, Any] = {"lease_id": str(lease_id), "error": error, "retry": retry}
+        if code is not None:
+            body["code"] = code
         if delay_ms is not None:
             body["delay"] = delay_ms
         return cast(

@@ -14,19 +14,21 @@ How it works:
   by a pull whose answer was lost, or their leases are gone) and logs a WARNING naming
   the jobs, never their data or results.
 - The handler's return value is the result. An exception fails the job with the
-  exception's text (its first 1000 characters; never a traceback or its locals), to be
-  retried after the job's backoff while it has attempts left.
+  exception's class name as its ``code`` (shown to every reader of the job) and its text
+  (its first 1000 characters; never a traceback or its locals; shown only to tokens
+  with ``reveal``), to be retried after the job's backoff while it has attempts left.
 - Every ``heartbeat`` seconds (default ``lease / 3``) each running job reports its
   progress, which extends its lease, so a long job keeps it. A heartbeat answered 409
   (the job was cancelled, or its lease was lost) means its result will be dropped.
 - SIGTERM or SIGINT (handled when ``run()`` is called in the main thread) stops the
   pulling; running handlers get ``grace`` seconds from the signal to finish, finished
   jobs are acked, and every job not finished is failed with ``"worker shutting down"``
-  (``retry=True``), so it is waiting again at once (after its backoff) instead of after
-  its lease. A second signal ends the grace at once. A pull already long-polling when
-  the signal comes is let finish (at most ``wait`` seconds); jobs it brings are given
-  back the same way. Handler threads are daemons: one still running after the grace
-  does not keep the process alive, and whatever it returns is dropped.
+  (code ``worker_shutdown``, ``retry=True``), so it is waiting again at once (after its
+  backoff) instead of after its lease. A second signal ends the grace at once. A pull
+  already long-polling when the signal comes is let finish (at most ``wait`` seconds);
+  jobs it brings are given back the same way. Handler threads are daemons: one still
+  running after the grace does not keep the process alive, and whatever it returns is
+  dropped.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ logger = logging.getLogger("flashq_client.worker")
 Handler = Callable[[Any], Any]
 
 SHUTDOWN_ERROR = "worker shutting down"
+SHUTDOWN_CODE = "worker_shutdown"
+RESULT_REFUSED_CODE = "result_refused"
+MAX_CODE_CHARS = 64
+# What a failure code may not hold (the server takes 1 to 64 of [A-Za-z0-9._-]).
+_NOT_IN_CODE = re.compile(r"[^A-Za-z0-9._-]")
 MAX_ERROR_CHARS = 1000
 MAX_BATCH = 1000
 # Acks sent in one request carry at most this many bytes of results (one bigger result
@@ -102,7 +109,13 @@ def _indices(error: FlashqError, root: str, size: int) -> set[int]:
 
 
 def _error_text(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__)[:MAX_ERROR_CHARS]
+    return str(exc)[:MAX_ERROR_CHARS]  # the class name goes in the code
+
+
+def error_code(exc: BaseException) -> str:
+    """The exception's class name as a failure code: characters the server does not
+    take in a code (a non-ASCII letter of an identifier) become ``_``."""
+    return _NOT_IN_CODE.sub("_", type(exc).__name__)[:MAX_CODE_CHARS]
 
 
 class Worker:
@@ -300,7 +313,7 @@ class Worker:
             size = len(json.dumps(result, allow_nan=False).encode())  # as the server will
         except BaseException as exc:  # a handler's SystemExit fails its job too
             logger.warning("job %s failed: %s", job_id, type(exc).__name__)
-            self._report_failure(job_id, lease_id, _error_text(exc))
+            self._report_failure(job_id, lease_id, _error_text(exc), error_code(exc))
             return
         with self._lock:
             record = self._running.pop(job_id, None)
@@ -312,7 +325,7 @@ class Worker:
             logger.warning("job %s finished after %s; its result is dropped", job_id, why)
         self._wake.set()
 
-    def _report_failure(self, job_id: str, lease_id: str, error: str) -> None:
+    def _report_failure(self, job_id: str, lease_id: str, error: str, code: str) -> None:
         with self._lock:
             record = self._running.get(job_id)
             if record is None or record.lost or record.abandoned:
@@ -322,7 +335,7 @@ class Worker:
                 record.state = "reporting"
         if record is not None:
             try:
-                self._fail(job_id, lease_id, error)
+                self._fail(job_id, lease_id, error, code=code)
             finally:
                 with self._lock:
                     self._running.pop(job_id, None)
@@ -335,20 +348,23 @@ class Worker:
         lease_id: str,
         error: str,
         *,
+        code: str | None = None,
         plain: bool = False,
         retry: bool = True,
         delay_ms: int | None = None,
     ) -> None:
         """Fail a leased job; never raises."""
         try:
-            self.client.fail(job_id, lease_id, error, retry=retry, delay_ms=delay_ms)
+            self.client.fail(job_id, lease_id, error, code=code, retry=retry, delay_ms=delay_ms)
         except InvalidInput as exc:
             logger.warning("job %s: the error text was refused (%s)", job_id, exc.code)
             if not plain:  # the text itself (a card number in it, say): say less
+                code_refused = any(problem["path"] == "/code" for problem in exc.errors)
                 self._fail(
                     job_id,
                     lease_id,
                     f"error text refused: {exc.code}",
+                    code=None if code_refused else code,
                     plain=True,
                     retry=retry,
                     delay_ms=delay_ms,
@@ -361,7 +377,8 @@ class Worker:
             )
 
     def _give_back(self, job: LeasedJob) -> None:
-        self._fail(job["id"], job["lease_id"], SHUTDOWN_ERROR, delay_ms=0)  # back at once
+        # Back at once.
+        self._fail(job["id"], job["lease_id"], SHUTDOWN_ERROR, code=SHUTDOWN_CODE, delay_ms=0)
 
     # -- acks
 
@@ -403,7 +420,11 @@ class Worker:
             logger.warning("job %s: its result was refused (%s); failing it", job_id, error.code)
             # Not retried: running it again would only have its result refused again.
             self._fail(
-                job_id, items[i].item["lease_id"], f"result refused: {error.detail}", retry=False
+                job_id,
+                items[i].item["lease_id"],
+                f"result refused: {error.detail}",
+                code=RESULT_REFUSED_CODE,
+                retry=False,
             )
             with self._lock:
                 self.failed += 1
@@ -441,7 +462,12 @@ class Worker:
                 continue
             except InvalidInput as exc:
                 logger.warning("job %s: its result was refused (%s)", item["id"], exc.code)
-                self._fail(item["id"], item["lease_id"], f"result refused: {exc.detail}")
+                self._fail(
+                    item["id"],
+                    item["lease_id"],
+                    f"result refused: {exc.detail}",
+                    code=RESULT_REFUSED_CODE,
+                )
                 with self._lock:
                     self.failed += 1
                 continue

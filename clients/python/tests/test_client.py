@@ -81,8 +81,9 @@ def test_pull_progress_ack_fail_retry_and_piggybacked_acks(client: Client, queue
     acked = client.ack(first["id"], first["lease_id"], {"ok": True})
     assert (acked["state"], acked["result"]) == ("completed", {"ok": True})
 
-    failed = client.fail(second["id"], second["lease_id"], "boom", retry=False)
-    assert (failed["state"], failed["error"]) == ("failed", "boom")
+    failed = client.fail(second["id"], second["lease_id"], "boom", code="E42", retry=False)
+    assert (failed["state"], failed["error"], failed["error_code"]) == ("failed", "boom", "E42")
+    assert failed["errors"][0]["code"] == "E42"
     assert client.retry(second["id"])["state"] == "waiting"
 
     assert client.ack_batch([{"id": third["id"], "lease_id": third["lease_id"]}]) == 1

@@ -75,7 +75,9 @@ def test_a_worker_runs_jobs_three_at_a_time(client: Client, queue: str) -> None:
         assert job["attempts"] == 1
 
 
-def test_a_handler_exception_fails_the_job_with_its_text(client: Client, queue: str) -> None:
+def test_a_handler_exception_fails_the_job_with_its_class_as_code_and_its_text(
+    client: Client, queue: str
+) -> None:
     job = client.push(queue, {"n": 1}, max_attempts=1)
 
     def handler(job: dict[str, Any]) -> None:
@@ -87,9 +89,22 @@ def test_a_handler_exception_fails_the_job_with_its_text(client: Client, queue: 
         wait_for(lambda: client.get_job(job["id"])["state"] == "failed")
     failed = client.get_job(job["id"])
     assert failed["error"] == ("bad input " + "x" * 2000)[:1000]
+    assert failed["error_code"] == failed["errors"][0]["code"] == "ValueError"
     assert "never sent" not in failed["error"]
     assert "Traceback" not in failed["error"]
     assert worker.failed == 1
+
+
+def test_an_exception_class_becomes_a_code_the_server_takes() -> None:
+    from flashq_client.worker import error_code
+
+    class Ärger(Exception):  # a name as a handler might choose
+        pass
+
+    long = type("E" * 100, (Exception,), {})
+    assert error_code(KeyError("x")) == "KeyError"
+    assert error_code(Ärger()) == "_rger"
+    assert error_code(long()) == "E" * 64
 
 
 def test_a_result_json_cannot_carry_fails_the_job_and_the_worker_goes_on(
@@ -105,7 +120,9 @@ def test_a_result_json_cannot_carry_fails_the_job_and_the_worker_goes_on(
     with running(worker):
         wait_for(lambda: client.get_job(good["id"])["state"] == "completed")
         wait_for(lambda: client.get_job(bad["id"])["state"] == "failed")
-    assert client.get_job(bad["id"])["error"]  # failed with the encoder's text
+    refused = client.get_job(bad["id"])
+    assert refused["error"]  # failed with the encoder's text
+    assert refused["error_code"] == "ValueError"
 
 
 def test_acks_go_about_1_mib_of_results_at_a_time(client: Client, queue: str) -> None:
@@ -231,7 +248,9 @@ def test_a_job_of_a_killed_worker_comes_back_after_its_lease(
     [again] = found
     assert (again["id"], again["attempts"]) == (job["id"], 2)
     history = client.get_job(job["id"])["errors"]
-    assert [entry["error"] for entry in history] == ["lease expired"]
+    assert [(entry["error"], entry["code"]) for entry in history] == [
+        ("lease expired", "lease_expired")
+    ]
 
 
 def test_sigterm_gives_back_a_job_that_outlives_the_grace(
@@ -248,6 +267,6 @@ def test_sigterm_gives_back_a_job_that_outlives_the_grace(
     back = client.get_job(job["id"])
     # Waiting again at once (given back with delay 0, not after the job's backoff).
     assert back["state"] == "waiting"
-    assert back["error"] == "worker shutting down"
+    assert (back["error"], back["error_code"]) == ("worker shutting down", "worker_shutdown")
     assert back["lease_expires_at"] is None
     assert "giving it back" in output

@@ -168,7 +168,10 @@ class QueuePullApi(FlashqApiView):
             actor=self.actor(),
             acks=acks,
         )
-        return Response({"jobs": [job_leased(job, name) for job in jobs]})
+        response = Response({"jobs": [job_leased(job, name) for job in jobs]})
+        if jobs.retry_after_s is not None:
+            response["Retry-After"] = str(jobs.retry_after_s)
+        return response
 
 
 @extend_schema_view(

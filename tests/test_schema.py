@@ -234,7 +234,7 @@ def test_every_route_throttled_for_failed_authentication_answers_the_documented_
     api: Api, schema: dict[str, Any], settings: Any
 ) -> None:
     settings.AUTH_FAILURE_RATE = "1/60s"
-    wrong = {"HTTP_AUTHORIZATION": "Bearer fq_wrong", "REMOTE_ADDR": "198.51.100.9"}
+    wrong: dict[str, Any] = {"HTTP_AUTHORIZATION": "Bearer fq_wrong", "REMOTE_ADDR": "198.51.100.9"}
     assert api.client.get("/api/v1/me", **wrong).status_code == 401  # the one allowed
     for path, method in sorted(ROUTES):
         response = api.client.generic(
@@ -247,7 +247,7 @@ def test_a_token_over_its_rate_answers_the_documented_429(api: Api, schema: dict
     _, token = token_create(
         name="rated", rules=[parse_rule("*=*", allow=True)], rate_limit="1/60s", actor=SETUP
     )
-    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    auth: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
     assert api.client.get("/api/v1/me", **auth).status_code == 200
     response = api.client.get("/api/v1/me", **auth)
     _assert_documented_429(schema, response, ("/api/v1/me", "get"))

@@ -204,9 +204,10 @@ def _stale(acks: Sequence[AckSpec]) -> list[FieldError]:
 
 
 class Pulled(list[Job]):
-    """A pull's leased jobs. ``retry_after_s`` is set when the pull would have waited
-    but this process already holds as many long polls as it allows (in all, or for the
-    caller's token family): the caller should not ask again before that many seconds."""
+    """A pull's leased jobs. ``retry_after_s`` is set when there are none and the pull
+    would have waited, but this process already holds as many long polls as it allows
+    (in all, or for the caller's token family): the caller should not ask again before
+    that many seconds. (A worker that got jobs comes back when it has done them.)"""
 
     retry_after_s: int | None = None
 
@@ -227,7 +228,7 @@ def jobs_pull(
 
     A pull that finds nothing and would wait takes a wait slot (``waitslots``) first;
     over the cap it claims once more (work may have arrived meanwhile) and answers at
-    once, with ``retry_after_s`` set, instead of waiting.
+    once instead of waiting, with ``retry_after_s`` set if it still has nothing.
 
     ``acks`` (a worker's previous batch from this queue) are completed, all or nothing,
     in the same transaction as the first claim, and listed first in its event. If that
@@ -254,7 +255,8 @@ def jobs_pull(
         if not may_wait:
             LONG_POLLS_OVER_CAP.inc()
             pulled = Pulled(claim_round(last=True) or [])
-            pulled.retry_after_s = settings.LONG_POLL_RETRY_AFTER_SECONDS
+            if not pulled:
+                pulled.retry_after_s = settings.LONG_POLL_RETRY_AFTER_SECONDS
             return pulled
         with Waiter(queue_name) as waiter:
             while True:

@@ -140,6 +140,25 @@ def test_past_the_cap_ready_jobs_are_still_handed_out_without_retry_after(
         assert "Retry-After" not in call.headers and took < AT_ONCE_SECONDS
 
 
+def test_past_the_cap_work_that_came_meanwhile_is_handed_out_without_retry_after(
+    caps: Callable[[int, int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caps(4, 1)
+    worker = make_token("worker", "jobs:*=pull,push")
+    pushed: list[dict[str, object]] = []
+
+    def full_after_a_push(owner: str, *, total_cap: int, owner_cap: int) -> bool:
+        # Between the pull's first, empty, claim and its slot: a job arrives, and the
+        # family's slots are all taken.
+        pushed.append(push(Api(), worker, queue="jobs:q"))
+        return False
+
+    monkeypatch.setattr(waitslots.SLOTS, "take", full_after_a_push)
+    call, took = _timed_pull(worker, "jobs:q", wait=LONG_WAIT)
+    assert [job["id"] for job in call.body["jobs"]] == [pushed[0]["id"]]
+    assert "Retry-After" not in call.headers and took < AT_ONCE_SECONDS
+
+
 def test_within_the_cap_a_pull_waits_its_time(caps: Callable[[int, int], None]) -> None:
     caps(4, 2)
     worker = make_token("worker", "jobs:*=pull,push")

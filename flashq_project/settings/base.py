@@ -216,7 +216,7 @@ MAX_ACK_BATCH_BYTES = env.int("MAX_ACK_BATCH_BYTES", default=limits.DEFAULT_MAX_
 # one token family at most a quarter, so it cannot take every waiting slot either.
 # GUNICORN_THREADS is the thread pool deploy/gunicorn.conf.py gives each worker (it sets
 # the variable to the value in force). Past a cap a pull answers at once with what is
-# ready and Retry-After: LONG_POLL_RETRY_AFTER_SECONDS.
+# ready; when that is nothing, with Retry-After: LONG_POLL_RETRY_AFTER_SECONDS.
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=8)
 LONG_POLL_MAX_WAITERS = env.int("LONG_POLL_MAX_WAITERS", default=max(1, GUNICORN_THREADS // 2))
 LONG_POLL_MAX_WAITERS_PER_FAMILY = env.int(

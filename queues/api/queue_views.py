@@ -139,10 +139,10 @@ class QueueJobsBatchApi(FlashqApiView):
                 int,
                 OpenApiParameter.HEADER,
                 response=[200],
-                description="Set when the pull would have waited but the server already "
-                "holds as many long polls as it allows (in all, or for this token's "
-                "family): the jobs are what was ready, and the worker should not pull "
-                "again before this many seconds.",
+                description="Set when no job was ready and the pull would have waited, "
+                "but the server already holds as many long polls as it allows (in all, "
+                "or for this token's family): do not pull again before this many "
+                "seconds.",
             )
         ],
         description="Lease up to `count` ready jobs, highest priority first. With `wait`, "
@@ -151,7 +151,8 @@ class QueueJobsBatchApi(FlashqApiView):
         "previous batch's acks in `ack`: they complete in the same transaction as this "
         "claim (one request per batch instead of two). Each app server process lets only "
         "so many pulls wait at once, and each token family only some of those: past that "
-        "a pull answers at once, with whatever was ready and a `Retry-After` header.",
+        "a pull answers at once with whatever is ready, and with `Retry-After` if that "
+        "is nothing.",
     )
 )
 class QueuePullApi(FlashqApiView):

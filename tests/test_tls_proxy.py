@@ -101,7 +101,7 @@ def test_each_client_address_has_a_bounded_number_of_requests_in_progress() -> N
     conf = SHIPPED_CONF.read_text()
     zone = _directive(conf, "limit_conn_zone")
     assert re.fullmatch(r"\$binary_remote_addr\s+zone=flashq_per_client:\d+[km]", zone), zone
-    # Fewer than one app server's threads (deploy/gunicorn.conf.py: 2 workers x 8 a core).
+    # At most a small app server's threads (deploy/gunicorn.conf.py, 4 cores: 8 x 8).
     assert 1 <= _requests_per_client(conf) <= 64
     assert _directive(conf, "limit_conn_status") == "429"
     assert re.search(r"^\s*error_page\s+429\s+@flashq_too_many;", conf, flags=re.MULTILINE)

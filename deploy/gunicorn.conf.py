@@ -1,8 +1,10 @@
 """gunicorn settings for production: ``gunicorn -c deploy/gunicorn.conf.py``.
 
 Threaded workers, because a long-polling pull holds its thread while it waits (up to
-30 s). Access logs carry no query strings: nothing secret goes in a URL, and we keep it
-that way in the logs too. TLS terminates at the proxy in front (nginx or similar)."""
+30 s); the app lets at most half of a worker's threads wait (LONG_POLL_MAX_WAITERS), and
+a quarter per token family, so the rest always answer pushes, acks and probes. Access
+logs carry no query strings: nothing secret goes in a URL, and we keep it that way in
+the logs too. TLS terminates at the proxy in front (nginx or similar)."""
 
 from __future__ import annotations
 
@@ -48,6 +50,13 @@ def on_starting(server: Any) -> None:
 def on_exit(server: Any) -> None:
     if _own_metrics_dir:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    # The long-poll caps (LONG_POLL_MAX_WAITERS*, queues.waitslots) default to shares of
+    # the thread pool: a worker must know the pool in force, --threads given on the
+    # command line included (it overrides this file).
+    os.environ["GUNICORN_THREADS"] = str(server.cfg.threads)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -36,6 +36,11 @@ AUTH_FAILURES = Counter(
 )
 DENIALS = Counter("flashq_permission_denials", "API calls refused by permissions (403)")
 RATE_LIMITED = Counter("flashq_rate_limited", "API calls refused by a rate limit (429)")
+LONG_POLLS_OVER_CAP = Counter(
+    "flashq_long_polls_over_cap",
+    "Pulls that would have waited but were answered at once (with Retry-After): the "
+    "process held as many long polls as it allows, in all or for the token family",
+)
 
 
 def _count(counter: Counter, queue: str, amount: float) -> None:

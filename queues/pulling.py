@@ -3,21 +3,23 @@
 ``jobs_pull`` leases ready jobs and, given ``wait``, long-polls for them: it waits on
 ``wakeup.Waiter`` between rounds, holding no transaction while it waits. A paused queue
 hands out nothing, and a pause during a long poll stops it too (the queue is re-read
-each round). Jobs whose lease expired are recovered by every pull (for its queue) and by
-the sweeper; nobody asked for that change, so it is recorded under a system actor, one
-event per batch listing the job ids."""
+each round). Only so many pulls may wait at once (``waitslots``): past the cap a pull
+takes what is ready and answers at once. Jobs whose lease expired are recovered by every
+pull (for its queue) and by the sweeper; nobody asked for that change, so it is recorded
+under a system actor, one event per batch listing the job ids."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
+from flashq_project.metrics_counters import LONG_POLLS_OVER_CAP
 from flashq_project.problems import FieldError
 from security.fields import bulk_update_sealed
 from security.ratelimit import Rate, rate_available, rate_charge
@@ -33,6 +35,7 @@ from .services import (
     complete_acked,
     record_failure,
 )
+from .waitslots import wait_slot
 from .wakeup import Waiter
 
 LEASE_EXPIRED = "lease expired"
@@ -201,6 +204,15 @@ def _stale(acks: Sequence[AckSpec]) -> list[FieldError]:
     ]
 
 
+class Pulled(list[Job]):
+    """A pull's leased jobs. ``retry_after_s`` is set when there are none and the pull
+    would have waited, but this process already holds as many long polls as it allows
+    (in all, or for the caller's token family): the caller should not ask again before
+    that many seconds. (A worker that got jobs comes back when it has done them.)"""
+
+    retry_after_s: int | None = None
+
+
 def jobs_pull(
     *,
     queue_name: str,
@@ -210,10 +222,14 @@ def jobs_pull(
     actor: Actor,
     wait_seconds: float = 0,
     acks: Sequence[AckSpec] = (),
-) -> list[Job]:
+) -> Pulled:
     """Lease up to ``count`` ready jobs of a queue to ``owner`` (highest priority first),
     waiting up to ``wait_seconds`` for some to arrive. An unknown queue has nothing to
     hand out yet. One pull event is recorded, listing what was handed out.
+
+    A pull that finds nothing and would wait takes a wait slot (``waitslots``) first;
+    over the cap it claims once more (work may have arrived meanwhile) and answers at
+    once instead of waiting, with ``retry_after_s`` set if it still has nothing.
 
     ``acks`` (a worker's previous batch from this queue) are completed, all or nothing,
     in the same transaction as the first claim, and listed first in its event. If that
@@ -221,23 +237,34 @@ def jobs_pull(
     their own at once, and whatever a later round hands out gets a second event."""
     check_acks(acks, root=ACKS)
     deadline = time.monotonic() + wait_seconds
-    with Waiter(queue_name) if wait_seconds > 0 else nullcontext(None) as waiter:
-        while True:
-            remaining = deadline - time.monotonic()
-            jobs = _claim_round(
-                queue_name=queue_name,
-                count=count,
-                lease_seconds=lease_seconds,
-                owner=owner,
-                actor=actor,
-                last=waiter is None or remaining <= 0,
-                acks=acks,
-            )
-            acks = ()
-            if jobs is not None:
-                return jobs
-            assert waiter is not None
-            waiter.wait(remaining)
+
+    def claim_round(*, last: bool, acks: Sequence[AckSpec] = ()) -> list[Job] | None:
+        return _claim_round(
+            queue_name=queue_name,
+            count=count,
+            lease_seconds=lease_seconds,
+            owner=owner,
+            actor=actor,
+            last=last,
+            acks=acks,
+        )
+
+    jobs = claim_round(last=wait_seconds <= 0, acks=acks)
+    if jobs is not None:
+        return Pulled(jobs)
+    with wait_slot(owner) as may_wait:
+        if not may_wait:
+            LONG_POLLS_OVER_CAP.inc()
+            pulled = Pulled(claim_round(last=True) or [])
+            if not pulled:
+                pulled.retry_after_s = settings.LONG_POLL_RETRY_AFTER_SECONDS
+            return pulled
+        with Waiter(queue_name) as waiter:
+            while True:
+                waiter.wait(deadline - time.monotonic())
+                jobs = claim_round(last=deadline - time.monotonic() <= 0)
+                if jobs is not None:
+                    return Pulled(jobs)
 
 
 def sweep(*, actor: Actor) -> tuple[int, int]:

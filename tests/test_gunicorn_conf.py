@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
@@ -42,3 +44,14 @@ def test_its_own_metrics_directory_is_removed_on_exit(monkeypatch: pytest.Monkey
     assert made.is_dir()
     conf["on_exit"](None)
     assert not made.exists()
+
+
+def test_workers_are_told_the_thread_pool_in_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The long-poll caps default to shares of the pool (settings: LONG_POLL_MAX_WAITERS),
+    so a worker must see the value gunicorn runs with, --threads included."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent-for-this-test")
+    monkeypatch.setenv("GUNICORN_THREADS", "8")
+    conf = runpy.run_path(str(CONF))
+    server = SimpleNamespace(cfg=SimpleNamespace(threads=3))  # as if run with --threads 3
+    conf["pre_fork"](server, None)
+    assert os.environ["GUNICORN_THREADS"] == "3"

@@ -16,8 +16,9 @@ from queues import jobspec
 from queues.api import queue_views, representations, serializers
 from queues.models import Job, Queue
 from security.access import Principal
+from security.services import parse_rule, token_create
 
-from .support import Api
+from .support import SETUP, Api
 
 pytestmark = pytest.mark.django_db
 
@@ -193,3 +194,61 @@ def test_documented_shapes_match_what_the_api_returns() -> None:
         representations.job_detail(job, holder, now)
     )
     assert set(serializers.QueueOut().fields) == set(representations.queue_summary(job.queue))
+
+
+# -- 429 (and 503) with Retry-After, wherever they can answer -----------------------------
+
+
+def _concrete(path: str) -> str:
+    return path.replace("{queue}", "q").replace("{job_id}", str(uuid.uuid4()))
+
+
+def test_every_operation_documents_429_with_retry_after(schema: dict[str, Any]) -> None:
+    for path, method in ROUTES:
+        responses = schema["paths"][path][method]["responses"]
+        assert "429" in responses, (path, method)
+        refused = responses["429"]
+        assert refused["headers"]["Retry-After"]["required"] is True, (path, method)
+        assert refused["headers"]["Retry-After"]["schema"]["type"] == "integer"
+        assert refused["content"]["application/problem+json"]["schema"] == {
+            "$ref": "#/components/schemas/ProblemOut"
+        }
+        assert responses["503"]["headers"]["Retry-After"]["required"] is True, (path, method)
+
+
+def test_the_pull_documents_retry_after_past_the_long_poll_cap(schema: dict[str, Any]) -> None:
+    answered = schema["paths"]["/api/v1/queues/{queue}/pull"]["post"]["responses"]["200"]
+    assert answered["headers"]["Retry-After"]["schema"]["type"] == "integer"
+    assert "long poll" in answered["headers"]["Retry-After"]["description"]
+
+
+def _assert_documented_429(schema: dict[str, Any], response: Any, route: tuple[str, str]) -> None:
+    assert response.status_code == 429, (route, response.status_code)
+    assert int(response["Retry-After"]) >= 1, route
+    assert response["Content-Type"] == "application/problem+json"
+    problem = _component(schema, "ProblemOut", Draft4Validator)
+    assert problem.is_valid(response.json()), response.json()
+
+
+def test_every_route_throttled_for_failed_authentication_answers_the_documented_429(
+    api: Api, schema: dict[str, Any], settings: Any
+) -> None:
+    settings.AUTH_FAILURE_RATE = "1/60s"
+    wrong: dict[str, Any] = {"HTTP_AUTHORIZATION": "Bearer fq_wrong", "REMOTE_ADDR": "198.51.100.9"}
+    assert api.client.get("/api/v1/me", **wrong).status_code == 401  # the one allowed
+    for path, method in sorted(ROUTES):
+        response = api.client.generic(
+            method.upper(), _concrete(path), "{}", content_type="application/json", **wrong
+        )
+        _assert_documented_429(schema, response, (path, method))
+
+
+def test_a_token_over_its_rate_answers_the_documented_429(api: Api, schema: dict[str, Any]) -> None:
+    _, token = token_create(
+        name="rated", rules=[parse_rule("*=*", allow=True)], rate_limit="1/60s", actor=SETUP
+    )
+    auth: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    assert api.client.get("/api/v1/me", **auth).status_code == 200
+    response = api.client.get("/api/v1/me", **auth)
+    _assert_documented_429(schema, response, ("/api/v1/me", "get"))
+    assert response["RateLimit-Remaining"] == "0"

@@ -90,6 +90,26 @@ def test_x_forwarded_for_is_overwritten_not_appended() -> None:
     assert re.search(r"proxy_set_header\s+X-Forwarded-Proto\s+\$scheme;", conf)
 
 
+def _requests_per_client(conf: str) -> int:
+    """The shipped limit_conn: requests in progress per client address."""
+    match = re.fullmatch(r"flashq_per_client\s+(\d+)", _directive(conf, "limit_conn"))
+    assert match is not None, "limit_conn should use the flashq_per_client zone"
+    return int(match.group(1))
+
+
+def test_each_client_address_has_a_bounded_number_of_requests_in_progress() -> None:
+    conf = SHIPPED_CONF.read_text()
+    zone = _directive(conf, "limit_conn_zone")
+    assert re.fullmatch(r"\$binary_remote_addr\s+zone=flashq_per_client:\d+[km]", zone), zone
+    # At most a small app server's threads (deploy/gunicorn.conf.py, 4 cores: 8 x 8).
+    assert 1 <= _requests_per_client(conf) <= 64
+    assert _directive(conf, "limit_conn_status") == "429"
+    assert re.search(r"^\s*error_page\s+429\s+@flashq_too_many;", conf, flags=re.MULTILINE)
+    named = re.search(r"location @flashq_too_many \{(.*?)\n    \}", conf, flags=re.DOTALL)
+    assert named is not None
+    assert re.search(r"add_header\s+Retry-After\s+\d+\s+always;", named.group(1))
+
+
 # -- the stack: throwaway CA, gunicorn, nginx ----------------------------------------------
 
 
@@ -574,3 +594,40 @@ def test_static_files_are_served_by_nginx_with_long_cache_headers(stack: Stack) 
     cache = reply.header("Cache-Control") or ""
     assert "max-age=315360000" in cache and "immutable" in cache
     _assert_hsts(reply)
+
+
+def _held_request(stack: Stack) -> ssl.SSLSocket:
+    """A request from CLIENT_IP whose headers are in and whose body never comes: nginx
+    counts it as in progress until the socket closes."""
+    raw = socket.create_connection(
+        ("127.0.0.1", stack.https_port), timeout=10, source_address=(CLIENT_IP, 0)
+    )
+    held = _context(stack).wrap_socket(raw, server_hostname="127.0.0.1")
+    held.sendall(
+        b"POST /api/v1/queues/q/jobs HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    return held
+
+
+def test_one_address_past_its_requests_in_progress_gets_429_from_the_proxy(
+    stack: Stack,
+) -> None:
+    limit = _requests_per_client(SHIPPED_CONF.read_text())
+    held: list[ssl.SSLSocket] = []
+    try:
+        for _ in range(limit):
+            held.append(_held_request(stack))
+        time.sleep(0.3)  # nginx has read every one's headers
+        refused = https(stack, "GET", "/api/v1/me")
+        assert refused.status == 429, (refused.status, refused.body[:300])
+        assert refused.header("Retry-After") == "1"
+        assert refused.header("X-Request-ID") is None  # nginx's answer, not the app's
+        assert refused.header("Content-Type") == "application/problem+json"
+        assert refused.json()["code"] == "rate_limited"
+        _assert_hsts(refused)
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)  # nginx has seen them go
+    assert https(stack, "GET", "/api/v1/me").status == 200

@@ -211,6 +211,19 @@ MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=limits.DEFAULT_MAX_REQU
 MAX_JOB_BYTES = env.int("MAX_JOB_BYTES", default=limits.DEFAULT_MAX_JOB_BYTES)
 MAX_ACK_BATCH_BYTES = env.int("MAX_ACK_BATCH_BYTES", default=limits.DEFAULT_MAX_ACK_BATCH_BYTES)
 
+# Long polls (queues.waitslots): a waiting pull holds a thread of its worker process, so
+# at most half the threads may wait, leaving the rest for pushes, acks and probes, and
+# one token family at most a quarter, so it cannot take every waiting slot either.
+# GUNICORN_THREADS is the thread pool deploy/gunicorn.conf.py gives each worker (it sets
+# the variable to the value in force). Past a cap a pull answers at once with what is
+# ready; when that is nothing, with Retry-After: LONG_POLL_RETRY_AFTER_SECONDS.
+GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=8)
+LONG_POLL_MAX_WAITERS = env.int("LONG_POLL_MAX_WAITERS", default=max(1, GUNICORN_THREADS // 2))
+LONG_POLL_MAX_WAITERS_PER_FAMILY = env.int(
+    "LONG_POLL_MAX_WAITERS_PER_FAMILY", default=max(1, GUNICORN_THREADS // 4)
+)
+LONG_POLL_RETRY_AFTER_SECONDS = env.int("LONG_POLL_RETRY_AFTER_SECONDS", default=2)
+
 # Client IP: the socket address, or X-Forwarded-For only when the socket peer is one of
 # these proxies (CIDRs).
 TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])

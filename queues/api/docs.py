@@ -40,6 +40,28 @@ _MEANING = {
 # 422 on every route: any call may carry an X-Request-ID holding a card number.
 COMMON = (400, 401, 403, 422, 503)
 
+# 429 can answer any API call: failed authentications from one address are throttled
+# before any token is checked, and a token with a rate limit is refused past it. So it
+# is added to every operation in one place (strict_schema_hook), not listed per view.
+RATE_LIMITED = (
+    "Rate limited: too many failed authentications from this address (refused before "
+    "any token is checked), or the token is over its rate limit. Nothing was done; the "
+    "request may be sent again after `Retry-After` seconds"
+)
+RETRY_AFTER: dict[str, Any] = {
+    "description": "Seconds to wait before sending the request again",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0},
+}
+_RATE_HEADERS: dict[str, Any] = {
+    name: {"description": description, "schema": {"type": "integer", "minimum": 0}}
+    for name, description in (
+        ("RateLimit-Limit", "The limit that refused the call (requests per window)"),
+        ("RateLimit-Remaining", "Requests left in the window: 0"),
+        ("RateLimit-Reset", "Seconds until the window is full again"),
+    )
+}
+
 
 def problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
     return {
@@ -164,6 +186,7 @@ def strict_schema_hook(
         ack_jobs["uniqueItems"] = True
     for path, operations in result.get("paths", {}).items():
         for operation in operations.values():
+            _document_retries(operation)
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "path" and parameter["name"] == "queue":
                     if path.endswith("/clean"):  # a pattern: * is any run of characters
@@ -177,3 +200,18 @@ def strict_schema_hook(
                 elif parameter.get("in") == "query" and parameter["name"] == "cursor":
                     parameter["schema"] = {"type": "string", "pattern": CURSOR_PATTERN}
     return result
+
+
+def _document_retries(operation: dict[str, Any]) -> None:
+    """Every operation may answer 429, and 503, each with ``Retry-After``."""
+    responses = operation.setdefault("responses", {})
+    responses["429"] = {
+        "description": RATE_LIMITED,
+        "headers": {"Retry-After": copy.deepcopy(RETRY_AFTER), **copy.deepcopy(_RATE_HEADERS)},
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
+        },
+    }
+    if "503" in responses:
+        responses["503"].setdefault("headers", {})["Retry-After"] = copy.deepcopy(RETRY_AFTER)
+    operation["responses"] = dict(sorted(responses.items()))

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -138,11 +138,26 @@ class QueueJobsBatchApi(FlashqApiView):
         Operation.PULL,
         request=serializers.PullIn,
         responses={200: serializers.PullOut, **problems(409, 413, 415)},
+        parameters=[
+            OpenApiParameter(
+                "Retry-After",
+                int,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description="Set when no job was ready and the pull would have waited, "
+                "but the server already holds as many long polls as it allows (in all, "
+                "or for this token's family): do not pull again before this many "
+                "seconds.",
+            )
+        ],
         description="Lease up to `count` ready jobs, highest priority first. With `wait`, "
         "waits up to that many seconds for work. Each job carries a `lease_id` that ack, "
         "fail and progress must present before `lease_expires_at`. A worker may send its "
         "previous batch's acks in `ack`: they complete in the same transaction as this "
-        "claim (one request per batch instead of two).",
+        "claim (one request per batch instead of two). Each app server process lets only "
+        "so many pulls wait at once, and each token family only some of those: past that "
+        "a pull answers at once with whatever is ready, and with `Retry-After` if that "
+        "is nothing.",
     )
 )
 class QueuePullApi(FlashqApiView):
@@ -173,7 +188,10 @@ class QueuePullApi(FlashqApiView):
             actor=self.actor(),
             acks=acks,
         )
-        return Response({"jobs": [job_leased(job, name) for job in jobs]})
+        response = Response({"jobs": [job_leased(job, name) for job in jobs]})
+        if jobs.retry_after_s is not None:
+            response["Retry-After"] = str(jobs.retry_after_s)
+        return response
 
 
 @extend_schema_view(

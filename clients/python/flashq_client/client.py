@@ -108,6 +108,16 @@ class LeasedJob(TypedDict):
     created_at: str
 
 
+class Pulled(list[LeasedJob]):
+    """What ``pull`` leased. ``retry_after`` is set when the server answered at once
+    instead of waiting (its cap on waiting pulls was reached): the seconds to wait before
+    pulling again, rather than calling back straight away."""
+
+    def __init__(self, jobs: Sequence[LeasedJob], *, retry_after: float | None) -> None:
+        super().__init__(jobs)
+        self.retry_after = retry_after
+
+
 class ErrorEntry(TypedDict):
     attempt: int
     #: "[MASKED]" unless the token has reveal on the queue ("" stays "").
@@ -551,7 +561,7 @@ class Client:
         lease: int = 30,
         wait: float = 0.0,
         ack: Sequence[Mapping[str, Any]] | None = None,
-    ) -> list[LeasedJob]:
+    ) -> Pulled:
         """Lease up to ``count`` jobs for ``lease`` seconds, waiting up to ``wait``
         seconds for some. ``ack`` (``{id, lease_id, result?}`` items of this queue)
         completes the previous batch in the same call; a stale one is a ``Conflict``
@@ -559,14 +569,14 @@ class Client:
         body: dict[str, Any] = {"count": count, "lease": lease, "wait": wait}
         if ack:
             body["ack"] = [_ack_item(item) for item in ack]
-        answer = self._json(
+        response = self._request(
             "POST",
             f"queues/{_queue(queue)}/pull",
             body=body,
             idempotent=False,
             read_timeout=max(self.timeout, wait + LONG_POLL_MARGIN_SECONDS),
         )
-        return cast(list[LeasedJob], answer["jobs"])
+        return Pulled(response.json()["jobs"], retry_after=_retry_after(response))
 
     def ack(self, job_id: JobId, lease_id: str, result: Any = None) -> Job:
         body = {"lease_id": str(lease_id), "result": result}

@@ -275,6 +275,10 @@ class Worker:
             with self._lock:
                 self.completed += len(taken)
             self._start(jobs)
+            if not jobs and jobs.retry_after:
+                # The server's waiting pulls are all taken: it answered at once instead
+                # of long-polling, and asks for a pause rather than a busy loop.
+                self._pause(jobs.retry_after)
         return None
 
     def _start(self, jobs: Sequence[LeasedJob]) -> None:

@@ -21,6 +21,7 @@ from flashq_client import (
     RateLimited,
     Unauthorized,
     Unavailable,
+    Worker,
 )
 
 TOKEN = "fq_secret_" + "x" * 30
@@ -238,3 +239,40 @@ def test_request_bodies_use_the_api_names() -> None:
     assert (body["delay"], body["ttl"], body["priority"], body["tags"]) == (5, 9, 0, ["t"])
     assert "delay_ms" not in body
     assert "subject" not in body
+
+
+def test_a_pull_the_server_would_not_hold_says_when_to_pull_again() -> None:
+    over_cap = httpx.Response(200, json={"jobs": []}, headers={"Retry-After": "2"})
+    transport, _ = _mock(over_cap, httpx.Response(200, json={"jobs": []}))
+    client = Client("https://flashq.example.com", TOKEN, transport=transport)
+    first = client.pull("q", wait=5)
+    assert first == [] and first.retry_after == 2.0
+    assert client.pull("q", wait=5).retry_after is None
+
+
+def test_the_worker_pauses_as_told_instead_of_pulling_again_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the server's cap on waiting pulls an empty batch comes back at once with
+    Retry-After: the worker sleeps that long rather than busy-looping on pulls."""
+    worker: Worker | None = None
+    pulls: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        pulls.append(request)
+        if len(pulls) >= 3 and worker is not None:
+            worker._stopping = True  # without the pause it would pull forever
+        return httpx.Response(200, json={"jobs": []}, headers={"Retry-After": "2"})
+
+    client = Client("https://flashq.example.com", TOKEN, transport=httpx.MockTransport(handle))
+    worker = Worker(client, "q", lambda job: None, wait=5)
+    paused: list[float] = []
+
+    def pause(seconds: float) -> None:
+        paused.append(seconds)
+        worker._stopping = True
+
+    monkeypatch.setattr(worker, "_pause", pause)
+    assert worker._loop() is None
+    assert paused == [2.0]
+    assert len(pulls) == 1

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -128,7 +127,7 @@ class AuditCheckpointAdmin(ReadOnlyAdmin):
 
 # Execute needs a dry run of the same subject and mode, this recent, in the session.
 ERASURE_DRY_RUN_KEY = "flashq.erasure.dryRun"
-ERASURE_DRY_RUN_VALID = timedelta(minutes=15)
+ERASURE_DRY_RUN_MINUTES = 15
 ERASURE_CONFIRMATION = "ERASE"
 
 
@@ -155,13 +154,13 @@ def _dry_run_digest(subject: str, mode: str) -> str:
 def _execute_refusal(request: HttpRequest, subject: str, mode: str, confirmation: str) -> str:
     """Why executing is refused now ("" when it may go ahead)."""
     dry_run = request.session.get(ERASURE_DRY_RUN_KEY) or {}
-    fresh = time.time() - float(dry_run.get("at", 0)) < ERASURE_DRY_RUN_VALID.total_seconds()
+    fresh = time.time() - float(dry_run.get("at", 0)) < ERASURE_DRY_RUN_MINUTES * 60
     same = constant_time_compare(str(dry_run.get("digest", "")), _dry_run_digest(subject, mode))
     if not (fresh and same):
-        minutes = int(ERASURE_DRY_RUN_VALID.total_seconds() // 60)
         return (
             "Execute is refused: run a dry run of this subject and mode first (in this "
-            f"session, within {minutes} minutes) and read what it finds. Nothing was changed."
+            f"session, within {ERASURE_DRY_RUN_MINUTES} minutes) and read what it finds. "
+            "Nothing was changed."
         )
     if confirmation.strip() != ERASURE_CONFIRMATION:
         return (
@@ -229,7 +228,7 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
             "outcome": outcome,
             "error": error,
             "confirmation_word": ERASURE_CONFIRMATION,
-            "dry_run_minutes": int(ERASURE_DRY_RUN_VALID.total_seconds() // 60),
+            "dry_run_minutes": ERASURE_DRY_RUN_MINUTES,
         }
         response = TemplateResponse(
             request,

@@ -10,8 +10,9 @@ job (``admin.jobView``), a search or filter over jobs (``admin.jobSearch``, with
 job ids shown) and a reveal (``admin.reveal``, with the reason, never the values). A
 search term and filter values that may name a person (a tag) are recorded as keyed
 pseudonyms, the erasure's, so an auditor can still find every search for a subject.
-A plain job list (no search, no filter) shows ids, queue names, states and times, no
-payload, subject or key, so paging through it is not recorded."""
+A plain job list (no search, no filter) shows ids, queue names, states and times (its
+tag filter lists the tags of jobs the user may see), no payload, subject or key, so
+paging through it is not recorded."""
 
 from __future__ import annotations
 

@@ -290,6 +290,10 @@ def test_a_superuser_sees_a_job_page_masked(vault: str) -> None:
 def test_reveal_asks_a_reason_shows_the_values_once_and_records_no_value(vault: str) -> None:
     root = superuser_client()
     url = f"{JOBS}{vault}/reveal/"
+    forged = Client(enforce_csrf_checks=True)
+    forged.force_login(get_user_model().objects.get_by_natural_key("root"))
+    once = _reveal_form(forged, vault)
+    assert forged.post(url, {"once": once, "reason": "x"}).status_code == 403  # no CSRF token
     once = _reveal_form(root, vault)
     blank = root.post(url, {"once": once, "reason": "  "})
     assert blank.status_code == 400 and "This field is required" in blank.content.decode()

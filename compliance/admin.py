@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django import forms
@@ -10,6 +11,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from . import services
 from .chain import verify
@@ -123,20 +125,57 @@ class AuditCheckpointAdmin(ReadOnlyAdmin):
     list_display = ["seq", "created_at", "events_removed", "reason"]
 
 
+# Execute needs a dry run of the same subject and mode, this recent, in the session.
+ERASURE_DRY_RUN_KEY = "flashq.erasure.dryRun"
+ERASURE_DRY_RUN_MINUTES = 15
+ERASURE_CONFIRMATION = "ERASE"
+
+
 class ErasureForm(forms.Form):
     subject = forms.CharField(max_length=255, help_text="The data subject's identifier.")
     mode = forms.ChoiceField(choices=[("redact", "redact"), ("delete", "delete")])
     reason = forms.CharField(
         max_length=500, required=False, help_text="Required to execute, e.g. a DSR reference."
     )
+    confirmation = forms.CharField(
+        max_length=16,
+        required=False,
+        help_text=f"To execute after a dry run, type {ERASURE_CONFIRMATION}.",
+    )
+
+
+def _dry_run_digest(subject: str, mode: str) -> str:
+    """What the session keeps of a dry run: a keyed digest, never the subject."""
+    return salted_hmac(
+        "flashq.erasure.dryRun", f"{mode}\x00{subject}", algorithm="sha256"
+    ).hexdigest()
+
+
+def _execute_refusal(request: HttpRequest, subject: str, mode: str, confirmation: str) -> str:
+    """Why executing is refused now ("" when it may go ahead)."""
+    dry_run = request.session.get(ERASURE_DRY_RUN_KEY) or {}
+    fresh = time.time() - float(dry_run.get("at", 0)) < ERASURE_DRY_RUN_MINUTES * 60
+    same = constant_time_compare(str(dry_run.get("digest", "")), _dry_run_digest(subject, mode))
+    if not (fresh and same):
+        return (
+            "Execute is refused: run a dry run of this subject and mode first (in this "
+            f"session, within {ERASURE_DRY_RUN_MINUTES} minutes) and read what it finds. "
+            "Nothing was changed."
+        )
+    if confirmation.strip() != ERASURE_CONFIRMATION:
+        return (
+            f"Execute is refused: type {ERASURE_CONFIRMATION} in the confirmation field. "
+            "Nothing was changed."
+        )
+    return ""
 
 
 @admin.register(ErasureRequest)
 class ErasureRequestAdmin(ReadOnlyAdmin):
     """Receipts of executed GDPR erasures (no personal data: the subject is a keyed
     pseudonym). Holders of ``compliance.erase_subject`` run new ones here: a dry run
-    first, then the same request executed, through the same service as
-    ``manage.py gdpr_erase``."""
+    first, then the same subject and mode executed with a reason and the typed
+    confirmation, through the same service as ``manage.py gdpr_erase``."""
 
     list_display = ["created_at", "mode", "total", "operator", "reason", "subject_pseudonym"]
     list_filter = ["mode"]
@@ -159,16 +198,28 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
         form = ErasureForm(request.POST or None)
         outcome, error = None, ""
         if request.method == "POST" and form.is_valid():
-            try:
-                outcome = subject_erase(
-                    subject=form.cleaned_data["subject"],
-                    mode=form.cleaned_data["mode"],
-                    reason=form.cleaned_data["reason"],
-                    execute="execute" in request.POST,
-                    actor=staff_actor(request),
-                )
-            except ErasureRefused as exc:
-                error = str(exc)
+            subject, mode = form.cleaned_data["subject"], form.cleaned_data["mode"]
+            execute = "execute" in request.POST
+            if execute:
+                error = _execute_refusal(request, subject, mode, form.cleaned_data["confirmation"])
+            if not error:
+                try:
+                    outcome = subject_erase(
+                        subject=subject,
+                        mode=mode,
+                        reason=form.cleaned_data["reason"],
+                        execute=execute,
+                        actor=staff_actor(request),
+                    )
+                except ErasureRefused as exc:
+                    error = str(exc)
+            if outcome is not None and execute:
+                request.session.pop(ERASURE_DRY_RUN_KEY, None)  # the next one starts afresh
+            elif outcome is not None:
+                request.session[ERASURE_DRY_RUN_KEY] = {
+                    "digest": _dry_run_digest(subject, mode),
+                    "at": time.time(),
+                }
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -176,8 +227,15 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
             "form": form,
             "outcome": outcome,
             "error": error,
+            "confirmation_word": ERASURE_CONFIRMATION,
+            "dry_run_minutes": ERASURE_DRY_RUN_MINUTES,
         }
-        response = TemplateResponse(request, "admin/compliance/erasurerequest/erase.html", context)
+        response = TemplateResponse(
+            request,
+            "admin/compliance/erasurerequest/erase.html",
+            context,
+            status=400 if error else 200,
+        )
         response["Cache-Control"] = "no-store"
         return response
 

@@ -77,6 +77,9 @@ class Action(StrEnum):
     AUDIT_EXPORT = "audit.export"
     AUDIT_RETIRE = "audit.retire"
     METRICS = "metrics"
+    ADMIN_JOB_VIEW = "admin.jobView"
+    ADMIN_JOB_SEARCH = "admin.jobSearch"
+    ADMIN_REVEAL = "admin.reveal"
 
 
 class ActorKind(StrEnum):

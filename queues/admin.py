@@ -1,25 +1,30 @@
 """Queues and jobs in the admin. Queue changes go through queues.services and are
-audited with the staff user as actor; pausing and resuming are actions, never a field.
-Jobs are read-only here for now."""
+audited with the staff user as actor; pausing, resuming and legal holds are actions
+that ask for a reason, never a field. Jobs are read-only here: payloads are masked for
+every role, revealed only on request (queues.staffreads), and reads are audited."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import IGNORED_PARAMS, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.crypto import constant_time_compare
 from django.utils.functional import cached_property
 from django.utils.html import format_html_join
 from guardian.admin import GuardedModelAdminMixin
@@ -27,10 +32,43 @@ from guardian.admin import GuardedModelAdminMixin
 from compliance.models import AuditEvent
 from compliance.staff import ServiceModelAdmin, staff_actor
 from flashq_project.problems import FlashqError
-from security.masking import masked
 
-from . import services, staffaccess
+from . import services, staffaccess, staffreads
 from .models import Job, Queue
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500, help_text="Why (kept in the audit trail), e.g. a ticket reference."
+    )
+
+
+def confirmation_page(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    *,
+    question: str,
+    verb: str,
+    items: Iterable[str],
+    count: int,
+    form: ReasonForm,
+) -> TemplateResponse:
+    """The page an action shows before it acts: what it will act on, and a reason."""
+    opts = model_admin.model._meta
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": question,
+        "opts": opts,
+        "changelist_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+        "items": list(items)[:100],
+        "count": count,
+        "verb": verb,
+        "form": form,
+        "action": request.POST.get("action", ""),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+    }
+    return TemplateResponse(request, "admin/queues/confirm_action.html", context)
 
 
 class QueueForm(forms.ModelForm):
@@ -179,39 +217,92 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
             .values_list("name", flat=True)
         )
 
-    def _set_paused(self, request: HttpRequest, queryset: QuerySet[Queue], paused: bool) -> None:
-        actor = staff_actor(request)
+    def _confirmed(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Queue],
+        *,
+        verb: str,
+        question: str,
+        done: str,
+        act: Callable[[str, str], object],
+    ) -> Any:
+        """Ask for a reason, then ``act(name, reason)`` on each selected queue the user
+        may change (the others are left alone, as for jobs)."""
         names = self._changeable(request, queryset)
-        for name in names:
-            services.queue_set_paused(name=name, paused=paused, actor=actor)
-        verb = "Paused" if paused else "Resumed"
-        self.message_user(request, f"{verb} {len(names)} queue(s).", messages.SUCCESS)
+        form = ReasonForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            for name in names:
+                act(name, form.cleaned_data["reason"])
+            self.message_user(request, f"{done} {len(names)} queue(s).", messages.SUCCESS)
+            return None
+        return confirmation_page(
+            self,
+            request,
+            question=question.format(count=len(names)),
+            verb=verb,
+            items=names,
+            count=len(names),
+            form=form,
+        )
 
     @admin.action(permissions=["change"], description="Pause the selected queues")
-    def pause_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
-        self._set_paused(request, queryset, True)
+    def pause_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="pause",
+            question="Pause these {count} queue(s)?",
+            done="Paused",
+            act=lambda name, why: services.queue_set_paused(
+                name=name, paused=True, reason=why, actor=actor
+            ),
+        )
 
     @admin.action(permissions=["change"], description="Resume the selected queues")
-    def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
-        self._set_paused(request, queryset, False)
-
-    def _set_hold(self, request: HttpRequest, queryset: QuerySet[Queue], hold: bool) -> None:
+    def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> Any:
         actor = staff_actor(request)
-        names = self._changeable(request, queryset)
-        for name in names:
-            services.queue_set_legal_hold(name=name, hold=hold, reason="admin action", actor=actor)
-        verb = "Placed a legal hold on" if hold else "Released the legal hold of"
-        self.message_user(request, f"{verb} {len(names)} queue(s).", messages.SUCCESS)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="resume",
+            question="Resume these {count} queue(s)?",
+            done="Resumed",
+            act=lambda name, why: services.queue_set_paused(
+                name=name, paused=False, reason=why, actor=actor
+            ),
+        )
 
     @admin.action(permissions=["change"], description="Place the selected queues under legal hold")
-    def place_legal_hold(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
-        self._set_hold(request, queryset, True)
+    def place_legal_hold(self, request: HttpRequest, queryset: QuerySet[Queue]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="place under legal hold",
+            question="Place these {count} queue(s) under legal hold?",
+            done="Placed a legal hold on",
+            act=lambda name, why: services.queue_set_legal_hold(
+                name=name, hold=True, reason=why, actor=actor
+            ),
+        )
 
     @admin.action(
         permissions=["change"], description="Release the legal hold of the selected queues"
     )
-    def release_legal_hold(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
-        self._set_hold(request, queryset, False)
+    def release_legal_hold(self, request: HttpRequest, queryset: QuerySet[Queue]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="release the legal hold",
+            question="Release the legal hold of these {count} queue(s)?",
+            done="Released the legal hold of",
+            act=lambda name, why: services.queue_set_legal_hold(
+                name=name, hold=False, reason=why, actor=actor
+            ),
+        )
 
 
 def _pretty(value: Any) -> str:
@@ -246,9 +337,10 @@ class TagFilter(admin.SimpleListFilter):
         )
 
 
-class ReasonForm(forms.Form):
+class RevealForm(forms.Form):
     reason = forms.CharField(
-        max_length=500, help_text="Why (kept in the audit trail), e.g. a ticket reference."
+        max_length=500,
+        help_text="Why you need the values in clear (kept in the audit trail), e.g. a ticket.",
     )
 
 
@@ -268,7 +360,7 @@ _JOB_DETAIL = [
     "finished_at",
     "lease_expires_at",
     "progress",
-    "progress_message",
+    "masked_progress_message",
     "masked_data",
     "masked_result",
     "error_code",
@@ -302,8 +394,11 @@ class JobAdmin(admin.ModelAdmin):
     """Jobs for operators. Retry, cancel and delete are actions on one job or the
     selection: each declares its permission, asks for confirmation and a reason, and
     calls the same service as the API, audited with the staff user as actor. Payloads
-    are shown decrypted, the queue's sensitive fields masked unless the user holds
-    ``queues.reveal_job``."""
+    are shown decrypted with the queue's sensitive fields and the worker's free texts
+    masked for every role, superusers included; a user with the reveal right on the
+    job's queue (``reveal_queue``, or ``queues.reveal_job`` globally, which superusers
+    hold) may reveal them once, for a reason. Opening a job, searching or filtering
+    jobs and revealing are audited (queues.staffreads)."""
 
     list_display = ["id", "queue", "state", "priority", "attempts", "created_at", "finished_at"]
     list_filter = [
@@ -318,12 +413,14 @@ class JobAdmin(admin.ModelAdmin):
     paginator = BoundedCountPaginator
     search_fields = ["=id", "=key", "=subject"]
     search_help_text = (
-        "An exact job id, idempotency key or subject, or words of an error text (searched "
-        f"in the newest {ERROR_SEARCH_WINDOW} jobs with an error)."
+        "An exact job id, idempotency key or subject, or words of an error text (in queues "
+        f"you may reveal, searched in the newest {ERROR_SEARCH_WINDOW} jobs with an error). "
+        "Searches and filters are audited."
     )
     fields = tuple(_JOB_DETAIL)
     readonly_fields = tuple(_JOB_DETAIL)
     actions = ["retry_jobs", "cancel_jobs", "delete_jobs"]
+    change_form_template = "admin/queues/job/change_form.html"
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> Any:
         return JobChangeList
@@ -354,8 +451,11 @@ class JobAdmin(admin.ModelAdmin):
         term = search_term.strip().lower()
         if len(term) < 3:
             return found, duplicates
+        # Error texts are masked without the reveal right: searching them elsewhere
+        # would tell what they say, one guess at a time.
+        revealable = staffaccess.queues_for(request.user, "reveal_queue")
         with_error = (
-            queryset.filter(error__isnull=False)
+            queryset.filter(error__isnull=False, queue__in=revealable.values("pk"))
             .select_related(None)
             .order_by("-id")
             .only("id", "error")[:ERROR_SEARCH_WINDOW]
@@ -385,11 +485,6 @@ class JobAdmin(admin.ModelAdmin):
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return staffaccess.may_on_some(request.user, "operate_queue:cancel")
 
-    def _hidden(self, job: Job) -> Any:
-        if getattr(job, "_admin_reveal", False):
-            return ()
-        return job.queue.sensitive_fields or ()
-
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         # Deleting goes through the action (confirmation, reason, service, audit).
         raise PermissionDenied("Delete jobs with the 'Delete the selected jobs' action.")
@@ -400,28 +495,143 @@ class JobAdmin(admin.ModelAdmin):
         extra = {**(extra_context or {}), "show_delete": False}
         return super().change_view(request, object_id, form_url, extra)
 
-    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
-        # The viewer's right travels with the object (a ModelAdmin is shared by threads).
-        job = super().get_object(request, object_id, from_field)
-        if job is not None:
-            job._admin_reveal = staffaccess.may_on(request.user, "reveal_queue", job.queue)
-        return job
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        # Only a job the user may view gets here (change_view checked it).
+        if obj is not None:
+            staffreads.job_view_record(job=obj, actor=staff_actor(request))
+            context["may_reveal"] = staffaccess.may_on(request.user, "reveal_queue", obj.queue)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        response = super().changelist_view(request, extra_context)
+        listing = getattr(response, "context_data", None) or {}
+        cl = listing.get("cl")
+        filters = {
+            key: ",".join(values)
+            for key, values in (cl.filter_params.items() if cl is not None else ())
+            if key not in IGNORED_PARAMS
+        }
+        if cl is not None and (cl.query or filters):
+            staffreads.jobs_search_record(
+                search=cl.query,
+                filters=filters,
+                shown=[(job.id, job.queue.name) for job in cl.result_list],
+                actor=staff_actor(request),
+            )
+        return response
+
+    def get_urls(self) -> list[Any]:
+        reveal = self.admin_site.admin_view(self.reveal_view)
+        # Before Django's own: its "<object_id>/" catch-all would take this path.
+        return [
+            path("<path:object_id>/reveal/", reveal, name="queues_job_reveal"),
+            *super().get_urls(),
+        ]
+
+    def reveal_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET: the form asking for a reason. POST: the values in clear, once. The form
+        carries a single-use nonce kept in the session, so reloading the revealed page
+        (a re-POST) shows nothing more: it goes back to the masked job page."""
+        job = self.get_object(request, unquote(object_id))
+        if job is None or not self.has_view_permission(request, job):
+            raise Http404("No such job.")
+        actor = staff_actor(request)
+        if not staffaccess.may_on(request.user, "reveal_queue", job.queue):
+            staffreads.job_reveal_refusal(job=job, actor=actor)
+            raise PermissionDenied("You may not reveal this queue's jobs.")
+        once_key = f"flashq.reveal.{job.pk}"
+        form = RevealForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST":
+            issued = request.session.pop(once_key, "")
+            if not issued or not constant_time_compare(issued, request.POST.get("once", "")):
+                self.message_user(
+                    request,
+                    "Those values were shown once already; reveal again with a reason.",
+                    messages.WARNING,
+                )
+                return HttpResponseRedirect(reverse("admin:queues_job_change", args=[job.pk]))
+            if form.is_valid():
+                event_id = staffreads.job_reveal_record(
+                    job=job, reason=form.cleaned_data["reason"], actor=actor
+                )
+                reading = staffreads.job_reading(job=job, revealed=True)
+                return self._reveal_page(request, job, reading=reading, event_id=event_id)
+        once = secrets.token_urlsafe(24)
+        request.session[once_key] = once
+        status = 400 if request.method == "POST" else 200
+        return self._reveal_page(request, job, form=form, once=once, status=status)
+
+    def _reveal_page(
+        self,
+        request: HttpRequest,
+        job: Job,
+        *,
+        reading: staffreads.JobReading | None = None,
+        event_id: int | None = None,
+        form: RevealForm | None = None,
+        once: str = "",
+        status: int = 200,
+    ) -> HttpResponse:
+        revealed = (
+            {
+                "data": _pretty(reading.data),
+                "result": _pretty(reading.result),
+                "error": reading.error,
+                "errors": _pretty(reading.errors),
+                "progress_message": reading.progress_message,
+            }
+            if reading is not None
+            else None
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reveal job {job.pk}",
+            "opts": self.model._meta,
+            "job": job,
+            "revealed": revealed,
+            "event_id": event_id,
+            "form": form,
+            "once": once,
+        }
+        response = TemplateResponse(request, "admin/queues/job/reveal.html", context, status=status)
+        # Values in clear must not outlive this response (admin_view adds this too).
+        response["Cache-Control"] = "no-store, private"
+        return response
+
+    def _reading(self, job: Job) -> staffreads.JobReading:
+        reading: staffreads.JobReading | None = getattr(job, "_admin_reading", None)
+        if reading is None:
+            reading = staffreads.job_reading(job=job, revealed=False)
+            job._admin_reading = reading  # type: ignore[attr-defined]
+        return reading
 
     @admin.display(description="data")
     def masked_data(self, job: Job) -> str:
-        return _pretty(masked(job.data, self._hidden(job)))
+        return _pretty(self._reading(job).data)
 
     @admin.display(description="result")
     def masked_result(self, job: Job) -> str:
-        return _pretty(masked(job.result, self._hidden(job)))
+        return _pretty(self._reading(job).result)
 
     @admin.display(description="error")
     def last_error(self, job: Job) -> str:
-        return str(job.error)
+        return self._reading(job).error
 
     @admin.display(description="error history")
     def error_history(self, job: Job) -> str:
-        return _pretty(job.errors)
+        return _pretty(self._reading(job).errors)
+
+    @admin.display(description="progress message")
+    def masked_progress_message(self, job: Job) -> str:
+        return self._reading(job).progress_message
 
     @admin.display(description="audit events")
     def audit_trail(self, job: Job) -> str:
@@ -469,19 +679,17 @@ class JobAdmin(admin.ModelAdmin):
             for line in refused[:20]:
                 self.message_user(request, line, messages.WARNING)
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"{verb.capitalize()} {queryset.count()} job(s)?",
-            "opts": self.model._meta,
-            "jobs": queryset.order_by("id")[:100],
-            "count": queryset.count(),
-            "verb": verb,
-            "form": form,
-            "action": request.POST.get("action", ""),
-            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across", "0"),
-        }
-        return TemplateResponse(request, "admin/queues/job/confirm_action.html", context)
+        count = queryset.count()
+        first = queryset.order_by("id")[:100]
+        return confirmation_page(
+            self,
+            request,
+            question=f"{verb.capitalize()} {count} job(s)?",
+            verb=verb,
+            items=(f"{job.id} ({job.queue.name}, {job.state})" for job in first),
+            count=count,
+            form=form,
+        )
 
     @admin.action(permissions=["retry"], description="Retry the selected jobs")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:

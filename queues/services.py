@@ -633,16 +633,17 @@ def _set_flag(name: str, flag: str, value: bool) -> tuple[Queue, bool]:
     return queue, changed
 
 
-def queue_set_paused(*, name: str, paused: bool, actor: Actor) -> Queue:
+def queue_set_paused(*, name: str, paused: bool, actor: Actor, reason: str = "") -> Queue:
     """Pause (hand out nothing) or resume a queue. Pausing a paused queue changes
-    nothing and is still recorded, so the trail shows who asked."""
+    nothing and is still recorded, so the trail shows who asked. The admin asks for a
+    ``reason`` (kept in the event); the API's pause and resume give none."""
     with transaction.atomic():
         queue, changed = _set_flag(name, "paused", paused)
         audit_record(
             actor=actor,
             action=Action.PAUSE if paused else Action.RESUME,
             queue=name,
-            details={"changed": changed},
+            details={"changed": changed, **({"reason": reason[:500]} if reason else {})},
         )
     return queue
 
@@ -857,7 +858,7 @@ def jobs_reseal(*, after: uuid.UUID | None, limit: int, actor: Actor) -> Reseale
     )
 
 
-def queue_set_legal_hold(*, name: str, hold: bool, reason: str, actor: Actor) -> Queue:
+def queue_set_legal_hold(*, name: str, hold: bool, actor: Actor, reason: str = "") -> Queue:
     """Place or release a legal hold: while held, retention and erasure leave the
     queue's jobs alone (and report it)."""
     with transaction.atomic():

@@ -341,7 +341,7 @@ def test_pause_and_resume_are_admin_actions_through_the_service(
 ) -> None:
     push(api, full, queue="jobs:q")
     queue = Queue.objects.get(name="jobs:q")
-    selected = {"_selected_action": [queue.pk]}
+    selected = {"_selected_action": [queue.pk], "confirm": "yes", "reason": "CHG-1"}
     root.post(QUEUES, {"action": "pause_queues", **selected})
     assert Queue.objects.get(pk=queue.pk).paused
     assert pull(api, full, queue="jobs:q") == []
@@ -351,6 +351,37 @@ def test_pause_and_resume_are_admin_actions_through_the_service(
     events = [(e.action, e.actor, e.queue) for e in AuditEvent.objects.order_by("id")]
     assert ("pause", "user:root", "jobs:q") in events
     assert ("resume", "user:root", "jobs:q") in events
+
+
+def test_pause_resume_and_legal_holds_ask_for_a_reason_that_is_audited(
+    api: Api, root: Client, full: str
+) -> None:
+    push(api, full, queue="jobs:q")
+    queue = Queue.objects.get(name="jobs:q")
+    steps = [
+        ("pause_queues", "paused", True),
+        ("resume_queues", "paused", False),
+        ("place_legal_hold", "legal_hold", True),
+        ("release_legal_hold", "legal_hold", False),
+    ]
+    for action, flag, wanted in steps:
+        form = {"action": action, "_selected_action": [queue.pk]}
+        ask = root.post(QUEUES, form)
+        assert ask.status_code == 200, action
+        assert "The reason goes into the audit trail" in ask.content.decode()
+        blank = root.post(QUEUES, {**form, "confirm": "yes", "reason": " "})
+        assert blank.status_code == 200 and "This field is required" in blank.content.decode()
+        assert getattr(Queue.objects.get(pk=queue.pk), flag) is not wanted, action
+        done = root.post(QUEUES, {**form, "confirm": "yes", "reason": f"CHG {action}"})
+        assert done.status_code == 302
+        assert getattr(Queue.objects.get(pk=queue.pk), flag) is wanted, action
+    events = AuditEvent.objects.filter(action__in=["pause", "resume", "queue.legalHold"])
+    assert [(e.action, e.actor, e.queue, e.details["reason"]) for e in events.order_by("id")] == [
+        ("pause", "user:root", "jobs:q", "CHG pause_queues"),
+        ("resume", "user:root", "jobs:q", "CHG resume_queues"),
+        ("queue.legalHold", "user:root", "jobs:q", "CHG place_legal_hold"),
+        ("queue.legalHold", "user:root", "jobs:q", "CHG release_legal_hold"),
+    ]
 
 
 def test_a_queue_form_cannot_pause_and_its_settings_save_through_the_service(

@@ -1,10 +1,13 @@
 """Jobs in the admin, as an operator (setup_roles' Operators): filters, search by id,
-key, subject and error text, payloads masked without the reveal right, a job's audit
-events, and retry, cancel and delete actions that ask for confirmation and a reason and
-go through the services, audited with the staff user."""
+key, subject and error text, payloads and free texts masked for every role, a reveal
+that asks for a reason and shows the values once, audited reads, a job's audit events,
+and retry, cancel and delete actions that ask for confirmation and a reason and go
+through the services, audited with the staff user."""
 
 from __future__ import annotations
 
+import json
+import re
 from io import StringIO
 from typing import Any
 
@@ -14,8 +17,10 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client
 
+from compliance.audit import recorded
 from compliance.models import AuditEvent
 from queues import services
+from queues.erasure import pseudonym
 from queues.models import Job, JobState, Queue
 
 from .support import SETUP, Api, make_token, pull, push, superuser_client
@@ -63,21 +68,24 @@ def test_filters_and_searches(jobs: dict[str, str]) -> None:
     op = _operator()
     assert _listed(op.get(JOBS, {"state__exact": "failed"})) == {jobs["failed"]}
     assert _listed(op.get(JOBS, {"tag": "welcome"})) == {jobs["failed"]}
+    # Error texts are masked without the reveal right: no search in them either, or
+    # guessing words would read them.
+    assert _listed(op.get(JOBS, {"q": "mailbox UNAVAILABLE"})) == set()
+    olga = get_user_model().objects.get_by_natural_key("olga")
+    services.queue_grant(queue_name="mail", role="revealer", grantee=olga, actor=SETUP)
     assert _listed(op.get(JOBS, {"q": "mailbox UNAVAILABLE"})) == {jobs["failed"]}
     assert _listed(op.get(JOBS, {"q": "k-failed"})) == {jobs["failed"]}
     assert _listed(op.get(JOBS, {"q": "u-77"})) == {jobs["waiting"]}
     assert _listed(op.get(JOBS, {"q": jobs["waiting"]})) == {jobs["waiting"]}
 
 
-def test_the_detail_masks_without_the_reveal_right_and_lists_audit_events(
-    jobs: dict[str, str],
-) -> None:
+def test_the_detail_masks_for_everyone_and_lists_audit_events(jobs: dict[str, str]) -> None:
     page = _operator().get(f"{JOBS}{jobs['failed']}/change/").content.decode()
     assert "[MASKED]" in page and "078-05-1120" not in page
-    assert "SMTP 550 mailbox unavailable" in page
+    assert "SMTP 550" not in page and "a@example.com" in page
     assert "push ok 201 by token:svc" in page and "fail ok 200 by token:svc" in page
-    revealed = superuser_client().get(f"{JOBS}{jobs['failed']}/change/").content.decode()
-    assert "078-05-1120" in revealed
+    as_root = superuser_client().get(f"{JOBS}{jobs['failed']}/change/").content.decode()
+    assert "078-05-1120" not in as_root and 'id="reveal-link"' in as_root
 
 
 def _act(client: Client, action: str, ids: list[str], **extra: str) -> Any:
@@ -158,13 +166,15 @@ def test_an_operator_sees_and_acts_only_on_the_queues_granted(
 def test_grant_queue_command_and_revealer_role(jobs: dict[str, str]) -> None:
     op = _operator("mail")
     page = op.get(f"{JOBS}{jobs['failed']}/change/").content.decode()
-    assert "078-05-1120" not in page
+    assert "078-05-1120" not in page and 'id="reveal-link"' not in page
     call_command("grant_queue", "mail", "--user", "olga", "--role", "revealer", stdout=StringIO())
-    assert "078-05-1120" in op.get(f"{JOBS}{jobs['failed']}/change/").content.decode()
+    page = op.get(f"{JOBS}{jobs['failed']}/change/").content.decode()
+    assert "078-05-1120" not in page and 'id="reveal-link"' in page  # masked until revealed
+    assert "078-05-1120" in _reveal(op, jobs["failed"], "INC-3").content.decode()
     call_command(
         "grant_queue", "mail", "--user", "olga", "--role", "revealer", "--revoke", stdout=StringIO()
     )
-    assert "078-05-1120" not in op.get(f"{JOBS}{jobs['failed']}/change/").content.decode()
+    assert op.get(f"{JOBS}{jobs['failed']}/reveal/").status_code == 403
 
 
 def test_the_list_defers_payloads_and_never_counts_the_whole_table(
@@ -219,3 +229,151 @@ def test_filters_show_only_what_the_operator_may_see(api: Api, jobs: dict[str, s
     page = _operator("mail").get(JOBS).content.decode()
     assert "welcome" in page  # mail's own tag
     assert "customer-bob@example.com" not in page and "secretq" not in page
+
+
+# -- masking for every role, reveal, audited reads ----------------------------------------
+
+API_KEY, DEEP_SSN, TEXT = "ak_live_5f2b9c0d", "219-09-9999", "password=hunter2"
+SECRETS = (API_KEY, DEEP_SSN, TEXT)
+
+
+@pytest.fixture
+def vault(api: Api, jobs: dict[str, str]) -> str:
+    """A failed job of queue "vault" with an apiKey, a nested ssn, and a worker's error
+    and progress message that quote a password."""
+    token = make_token("vault-svc", "*=*,admin")
+    data = {"to": "c@example.com", "apiKey": API_KEY, "profile": {"ssn": DEEP_SSN}}
+    job = push(api, token, queue="vault", data=data)["id"]
+    [leased] = pull(api, token, queue="vault", count=1)
+    lease = leased["lease_id"]
+    progress = {"lease_id": lease, "progress": 50, "message": f"halfway, {TEXT}"}
+    assert api.post(f"/jobs/{job}/progress", progress, as_=token).status == 200
+    fail = {"lease_id": lease, "error": f"login refused: {TEXT}", "retry": False}
+    assert api.post(f"/jobs/{job}/fail", fail, as_=token).status == 200
+    return str(job)
+
+
+def _secrets_in(text: str) -> list[str]:
+    return [secret for secret in SECRETS if secret in text]
+
+
+def _reveal_form(client: Client, job: str) -> str:
+    """The reveal form's single-use nonce (it is in the session too)."""
+    page = client.get(f"{JOBS}{job}/reveal/")
+    assert page.status_code == 200
+    found = re.search(r'name="once" value="([^"]+)"', page.content.decode())
+    assert found is not None
+    return found.group(1)
+
+
+def _reveal(client: Client, job: str, reason: str) -> Any:
+    once = _reveal_form(client, job)
+    return client.post(f"{JOBS}{job}/reveal/", {"once": once, "reason": reason})
+
+
+def _auditor() -> Client:
+    user = get_user_model().objects.create_user("audrey", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Auditors"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_a_superuser_sees_a_job_page_masked(vault: str) -> None:
+    page = superuser_client().get(f"{JOBS}{vault}/change/")
+    text = page.content.decode()
+    assert page.status_code == 200 and _secrets_in(text) == []
+    # apiKey, profile.ssn, the error, its history entry and the progress message
+    assert text.count("[MASKED]") >= 5 and "c@example.com" in text
+
+
+def test_reveal_asks_a_reason_shows_the_values_once_and_records_no_value(vault: str) -> None:
+    root = superuser_client()
+    url = f"{JOBS}{vault}/reveal/"
+    forged = Client(enforce_csrf_checks=True)
+    forged.force_login(get_user_model().objects.get_by_natural_key("root"))
+    once = _reveal_form(forged, vault)
+    assert forged.post(url, {"once": once, "reason": "x"}).status_code == 403  # no CSRF token
+    once = _reveal_form(root, vault)
+    blank = root.post(url, {"once": once, "reason": "  "})
+    assert blank.status_code == 400 and "This field is required" in blank.content.decode()
+    assert _secrets_in(blank.content.decode()) == []
+    assert not AuditEvent.objects.filter(action="admin.reveal").exists()
+    once = _reveal_form(root, vault)
+    shown = root.post(url, {"once": once, "reason": "INC-9 customer callback"})
+    assert shown.status_code == 200 and set(_secrets_in(shown.content.decode())) == set(SECRETS)
+    assert "no-store" in shown["Cache-Control"]
+    [event] = AuditEvent.objects.filter(action="admin.reveal")
+    assert (event.actor, event.queue, event.job_ids, event.outcome) == (
+        "user:root",
+        "vault",
+        [vault],
+        "ok",
+    )
+    assert event.details == {"reason": "INC-9 customer callback"}
+    assert _secrets_in(json.dumps(recorded(event), default=str)) == []
+    reload = root.post(url, {"once": once, "reason": "INC-9 customer callback"})
+    assert reload.status_code == 302 and reload["Location"] == f"{JOBS}{vault}/change/"
+    assert AuditEvent.objects.filter(action="admin.reveal").count() == 1
+    again = root.get(f"{JOBS}{vault}/change/").content.decode()
+    assert _secrets_in(again) == [] and "[MASKED]" in again
+    assert _secrets_in(root.get(url).content.decode()) == []  # the form, not the values
+
+
+def test_reveal_needs_the_reveal_right_on_the_job_s_own_queue(vault: str) -> None:
+    op = _operator("vault")
+    olga = get_user_model().objects.get_by_natural_key("olga")
+    services.queue_grant(queue_name="mail", role="revealer", grantee=olga, actor=SETUP)
+    page = op.get(f"{JOBS}{vault}/change/").content.decode()
+    assert 'id="reveal-link"' not in page and _secrets_in(page) == []
+    url = f"{JOBS}{vault}/reveal/"
+    assert op.get(url).status_code == 403
+    refused = op.post(url, {"once": "guess", "reason": "curious"})
+    assert refused.status_code == 403 and _secrets_in(refused.content.decode()) == []
+    denied = AuditEvent.objects.filter(action="admin.reveal")
+    assert [(e.actor, e.outcome, e.status, e.queue, e.job_ids) for e in denied] == 2 * [
+        ("user:olga", "denied", 403, "vault", [vault])
+    ]
+    auditor = _auditor()
+    page = auditor.get(f"{JOBS}{vault}/change/").content.decode()
+    assert 'id="reveal-link"' not in page and _secrets_in(page) == []
+    assert auditor.post(url, {"once": "guess", "reason": "audit"}).status_code == 403
+    assert auditor.get(url).status_code == 403
+    services.queue_grant(queue_name="vault", role="revealer", grantee=olga, actor=SETUP)
+    assert set(_secrets_in(_reveal(op, vault, "INC-10").content.decode())) == set(SECRETS)
+
+
+def test_opening_searching_and_filtering_jobs_are_audited_without_values(
+    jobs: dict[str, str],
+) -> None:
+    op = _operator("mail")
+    assert op.get(f"{JOBS}{jobs['failed']}/change/").status_code == 200
+    [view] = AuditEvent.objects.filter(action="admin.jobView")
+    assert (view.actor, view.queue, view.job_ids, view.outcome) == (
+        "user:olga",
+        "mail",
+        [jobs["failed"]],
+        "ok",
+    )
+    # The plain list shows ids, queues, states and times: no payload, subject or key.
+    assert op.get(JOBS).status_code == 200 and op.get(JOBS, {"o": "2"}).status_code == 200
+    assert not AuditEvent.objects.filter(action="admin.jobSearch").exists()
+    assert _listed(op.get(JOBS, {"q": "u-77"})) == {jobs["waiting"]}
+    filters = {"state__exact": "failed", "tag": "welcome"}
+    assert _listed(op.get(JOBS, filters)) == {jobs["failed"]}
+    search, filtered = AuditEvent.objects.filter(action="admin.jobSearch").order_by("id")
+    assert (search.actor, search.queue, search.job_ids) == ("user:olga", "mail", [jobs["waiting"]])
+    assert search.details == {
+        "filters": {},
+        "queues": ["mail"],
+        "search_pseudonym": pseudonym("u-77"),
+    }
+    assert filtered.job_ids == [jobs["failed"]]
+    assert filtered.details["filters"] == {
+        "state__exact": "failed",
+        "tag": f"pseudonym:{pseudonym('welcome')}",
+    }
+    for event in (search, filtered):
+        assert not {"u-77", "welcome", "a@example.com"} & set(
+            re.findall(r"[\w@.-]+", json.dumps(recorded(event)))
+        )

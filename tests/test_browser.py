@@ -3,8 +3,9 @@
 
 An operator logs in, watches the dashboard refresh itself, finds a failed job by
 searching its error text, retries it (confirming with a reason) and sees its state
-change. An auditor logs in, exports the audit trail and finds no destructive control
-anywhere it looks.
+change. A revealer opens a masked job, reveals it with a reason, sees the values once
+and masked again after a reload. An auditor logs in, exports the audit trail and finds
+no destructive control anywhere it looks.
 
 Runs with: apt-get install -y chromium && python3 dev.py test -m browser
 """
@@ -24,6 +25,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from compliance.audit import Actor
+from compliance.models import AuditEvent
 from queues import pulling, services
 from queues.jobspec import JobSpec
 from queues.models import Job, JobState
@@ -76,8 +78,8 @@ def _log_in(browser: Any, base: str, name: str) -> Any:
     return page
 
 
-def _failed_job(error: str) -> str:
-    spec = JobSpec(data={"to": "a@example.com"})
+def _failed_job(error: str, data: dict[str, Any] | None = None) -> str:
+    spec = JobSpec(data=data or {"to": "a@example.com"})
     job = services.job_push(queue_name="mail", spec=spec, owner="family:t", actor=SETUP).job
     [leased] = pulling.jobs_pull(
         queue_name="mail", count=1, lease_seconds=30, owner="family:t", actor=SETUP
@@ -101,6 +103,8 @@ def test_an_operator_finds_a_failed_job_by_its_error_and_retries_it(
     job_id = _failed_job("SMTP 550 mailbox unavailable")
     olga = get_user_model().objects.get_by_natural_key("olga")
     services.queue_grant(queue_name="mail", role="operator", grantee=olga, actor=SETUP)
+    # Error texts are masked, and searched only where she may reveal them.
+    services.queue_grant(queue_name="mail", role="revealer", grantee=olga, actor=SETUP)
     page = _log_in(browser, live_server.url, "olga")
     failed = page.locator("#dashboard tr[data-queue=mail] td.failed")
     assert failed.inner_text() == "1"  # the admin's home is the dashboard
@@ -127,6 +131,29 @@ def test_an_operator_finds_a_failed_job_by_its_error_and_retries_it(
     page.press("#searchbar", "Enter")
     state = page.locator(f"tr:has-text('{job_id}') td.field-state").inner_text()
     assert state.lower() == "waiting"
+
+
+def test_a_revealer_sees_a_job_in_clear_once_for_a_reason(live_server: Any, browser: Any) -> None:
+    _staff("rita", "Operators")
+    job_id = _failed_job("login refused: password=hunter2", {"to": "a@x.example", "apiKey": "ak-7"})
+    rita = get_user_model().objects.get_by_natural_key("rita")
+    for role in ("operator", "revealer"):
+        services.queue_grant(queue_name="mail", role=role, grantee=rita, actor=SETUP)
+    page = _log_in(browser, live_server.url, "rita")
+    page.goto(f"{live_server.url}/admin/queues/job/{job_id}/change/")
+    masked = page.locator("#content-main").inner_text()
+    assert "[MASKED]" in masked and "hunter2" not in masked and "ak-7" not in masked
+    page.click("#reveal-link")
+    page.fill("#id_reason", "INC-51 customer callback")
+    page.click("#reveal-form input[type=submit]")
+    shown = page.locator("#revealed").inner_text()
+    assert "password=hunter2" in shown and '"ak-7"' in shown
+    page.reload()  # posts the used form again: back to the masked job page
+    page.wait_for_selector("text=shown once already")
+    again = page.locator("#content-main").inner_text()
+    assert "[MASKED]" in again and "hunter2" not in again and "ak-7" not in again
+    [event] = AuditEvent.objects.filter(action="admin.reveal")
+    assert (event.actor, event.details) == ("user:rita", {"reason": "INC-51 customer callback"})
 
 
 def test_an_auditor_exports_the_trail_and_meets_no_destructive_control(

@@ -6,6 +6,7 @@ search of every table (and on PostgreSQL a pg_dump) finds none of the subject's 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -253,18 +254,36 @@ def test_erasure_from_the_admin_dry_run_then_execute(api: Api, full: str) -> Non
     root = superuser_client()
     url = "/admin/compliance/erasurerequest/erase/"
     assert "New erasure" in root.get("/admin/compliance/erasurerequest/").content.decode()
+    before = sorted(Job.objects.values_list("id", "state", "subject"))
+    execute = {"subject": SUBJECT, "mode": "redact", "reason": "DSR 16", "execute": "1"}
+    confirmed = {**execute, "confirmation": "ERASE"}
+    blind = root.post(url, confirmed)  # no dry run yet
+    assert blind.status_code == 400 and "run a dry run of this subject and mode first" in (
+        blind.content.decode()
+    )
     dry = root.post(url, {"subject": SUBJECT, "mode": "redact", "dry_run": "1"})
     assert "Dry run: 4 job(s) would be redacted" in dry.content.decode()
+    assert SUBJECT not in json.dumps(dict(root.session.items()))  # a keyed digest only
+    refusals = [
+        ({**confirmed, "mode": "delete"}, "dry run of this subject and mode first"),
+        ({**confirmed, "subject": "u-1"}, "dry run of this subject and mode first"),
+        (execute, "type ERASE in the confirmation field"),
+        ({**execute, "confirmation": "yes"}, "type ERASE in the confirmation field"),
+        ({**confirmed, "reason": ""}, "needs a reason"),
+    ]
+    for form, message in refusals:
+        refused = root.post(url, form)
+        assert refused.status_code == 400 and message in refused.content.decode(), form
     assert not ErasureRequest.objects.exists()
-    refused = root.post(url, {"subject": SUBJECT, "mode": "redact", "execute": "1"})
-    assert "needs a reason" in refused.content.decode() and not ErasureRequest.objects.exists()
-    done = root.post(
-        url, {"subject": SUBJECT, "mode": "redact", "reason": "DSR 16", "execute": "1"}
-    )
+    assert sorted(Job.objects.values_list("id", "state", "subject")) == before
+    assert not AuditEvent.objects.filter(action="gdpr.erase").exists()
+    done = root.post(url, confirmed)
     receipt = ErasureRequest.objects.get()
     assert f"receipt {receipt.pk}" in done.content.decode() and receipt.operator == "user:root"
     for raw in (SUBJECT, EMAIL, NAME):
         assert raw.encode() not in _every_stored_byte()
+    again = root.post(url, confirmed)  # each execute needs its own dry run
+    assert again.status_code == 400 and ErasureRequest.objects.count() == 1
 
 
 def test_the_identifier_is_removed_from_every_value_and_from_the_result(

@@ -1,0 +1,141 @@
+"""What a staff user reads of jobs in the admin, and the audit of those reads.
+
+A job page masks, for every role (superusers included), the queue's sensitive fields
+and the free texts a worker wrote (the error, the error history's messages, the
+progress message), as getJob does without ``reveal``. Seeing them takes a reveal: an
+explicit request with a reason, allowed only with the reveal right on the job's queue.
+
+Reads are audited, as PCI DSS 10.2.1.1 asks for access to cardholder data: opening a
+job (``admin.jobView``), a search or filter over jobs (``admin.jobSearch``, with the
+job ids shown) and a reveal (``admin.reveal``, with the reason, never the values). A
+search term and filter values that may name a person (a tag) are recorded as keyed
+pseudonyms, the erasure's, so an auditor can still find every search for a subject.
+A plain job list (no search, no filter) shows ids, queue names, states and times (its
+tag filter lists the tags of jobs the user may see), no payload, subject or key, so
+paging through it is not recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from compliance.audit import Action, Actor, audit_record, audit_refusal
+from security.masking import MASKED, masked
+
+from .erasure import pseudonym
+from .models import Job
+
+# Filters whose values are the platform's own vocabulary (states, queue ids, dates):
+# recorded as given. Any other value (a tag, a search term) may name a person.
+_PLAIN_FILTERS = frozenset({"state", "queue", "created_at", "finished_at"})
+# Keys of an error-history entry that a worker does not write as free text.
+_HISTORY_PLAIN = frozenset({"attempt", "at", "code"})
+
+
+@dataclass(frozen=True)
+class JobReading:
+    """A job's payloads and free texts as one staff user may see them now."""
+
+    data: Any
+    result: Any
+    error: str
+    errors: list[Any]
+    progress_message: str
+
+
+def job_reading(*, job: Job, revealed: bool) -> JobReading:
+    """``job`` masked, or in clear for a reveal (the caller has checked the right)."""
+    if revealed:
+        return JobReading(
+            data=job.data,
+            result=job.result,
+            error=str(job.error or ""),
+            errors=list(job.errors or ()),
+            progress_message=job.progress_message,
+        )
+    hidden = job.queue.sensitive_fields or ()
+    return JobReading(
+        data=masked(job.data, hidden),
+        result=masked(job.result, hidden),
+        error=_text(job.error),
+        errors=[_history_entry(entry) for entry in job.errors or ()],
+        progress_message=_text(job.progress_message),
+    )
+
+
+def _text(value: Any) -> str:
+    return MASKED if value else ""
+
+
+def _history_entry(entry: Any) -> Any:
+    if not isinstance(entry, dict):
+        return MASKED
+    return {key: value if key in _HISTORY_PLAIN else MASKED for key, value in entry.items()}
+
+
+def job_view_record(*, job: Job, actor: Actor) -> None:
+    """A staff user opened ``job``'s page."""
+    with transaction.atomic():
+        audit_record(
+            actor=actor, action=Action.ADMIN_JOB_VIEW, queue=job.queue.name, job_ids=[job.id]
+        )
+
+
+def jobs_search_record(
+    *,
+    search: str,
+    filters: Mapping[str, str],
+    shown: Iterable[tuple[object, str]],
+    actor: Actor,
+) -> None:
+    """A staff user searched or filtered jobs; ``shown`` is the (job id, queue name) of
+    each job on the page they got."""
+    rows = list(shown)
+    queues = sorted({queue for _, queue in rows})
+    details: dict[str, Any] = {
+        "filters": {key: _recordable(key, value) for key, value in sorted(filters.items())},
+        "queues": queues,
+    }
+    if search:
+        details["search_pseudonym"] = pseudonym(search)
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action=Action.ADMIN_JOB_SEARCH,
+            queue=queues[0] if len(queues) == 1 else "",
+            job_ids=[job_id for job_id, _ in rows],
+            details=details,
+        )
+
+
+def _recordable(key: str, value: str) -> str:
+    return value if key.split("__", 1)[0] in _PLAIN_FILTERS else f"pseudonym:{pseudonym(value)}"
+
+
+def job_reveal_record(*, job: Job, reason: str, actor: Actor) -> int:
+    """A staff user with the reveal right sees ``job`` in clear, for ``reason``.
+    Returns the event's id (the page names it)."""
+    with transaction.atomic():
+        event = audit_record(
+            actor=actor,
+            action=Action.ADMIN_REVEAL,
+            queue=job.queue.name,
+            job_ids=[job.id],
+            details={"reason": reason[:500]},
+        )
+    return int(event.pk)
+
+
+def job_reveal_refusal(*, job: Job, actor: Actor) -> None:
+    """A staff user who may see ``job`` masked asked to reveal it without the right."""
+    audit_refusal(
+        actor=actor,
+        action=Action.ADMIN_REVEAL,
+        status=403,
+        queue=job.queue.name,
+        job_ids=[job.id],
+        details={"refused": "no reveal right on the queue"},
+    )

@@ -23,7 +23,7 @@ from typing import Any
 from django.db import transaction
 
 from compliance.audit import Action, Actor, audit_record, audit_refusal
-from security.masking import MASKED, masked
+from security.masking import MASKED, masked, masked_text
 
 from .erasure import pseudonym
 from .models import Job
@@ -60,14 +60,10 @@ def job_reading(*, job: Job, revealed: bool) -> JobReading:
     return JobReading(
         data=masked(job.data, hidden),
         result=masked(job.result, hidden),
-        error=_text(job.error),
+        error=masked_text(job.error) or "",
         errors=[_history_entry(entry) for entry in job.errors or ()],
-        progress_message=_text(job.progress_message),
+        progress_message=masked_text(job.progress_message) or "",
     )
-
-
-def _text(value: Any) -> str:
-    return MASKED if value else ""
 
 
 def _history_entry(entry: Any) -> Any:

@@ -35,7 +35,7 @@ DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/postgres"
 class Server:
     url: str  # http://127.0.0.1:PORT
     # Not in repr: pytest prints fixtures' values when a test fails.
-    token: str = field(repr=False)  # '*=*,admin'
+    token: str = field(repr=False)  # '*=*,admin,erase'
     other_token: str = field(repr=False)  # the same rights, another token family
     env: dict[str, str] = field(repr=False)  # the server's settings, secrets, database
 
@@ -173,7 +173,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     try:
         _run(["migrate", "-v", "0"], env)
         tokens = [
-            _run(["create_token", label, "--allow", "*=*,admin"], env).strip().splitlines()[-1]
+            _run(["create_token", label, "--allow", "*=*,admin,erase"], env)
+            .strip()
+            .splitlines()[-1]
             for label in ("client-tests", "client-tests-other")
         ]
         port = _free_port()

@@ -188,3 +188,18 @@ def test_the_other_fields_are_as_strict(api: Api, field: str, value: object) -> 
     assert call.status == 400, call.body
     assert [error["path"] for error in call.body["errors"]] == [f"/{field}"]
     assert _stored() == before and not ErasureRequest.objects.exists()
+
+
+def test_the_schema_says_erase_per_queue_skipped_and_a_string_subject(api: Api) -> None:
+    response = api.client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    schema = response.json()
+    operation = schema["paths"][URL]["post"]
+    for words in ("`erase`", "per queue", "`skipped`", "403", "`other_stores`"):
+        assert words in operation["description"], words
+    components = schema["components"]["schemas"]
+    subject = components["ErasureInRequest"]["properties"]["subject"]
+    assert (subject["type"], subject["minLength"], subject["maxLength"]) == ("string", 1, 255)
+    assert "subject" in components["ErasureInRequest"]["required"]
+    out = components["ErasureOut"]["properties"]
+    assert {"skipped", "other_stores", "held", "counts"} <= set(out)
+    assert "elsewhere" not in out

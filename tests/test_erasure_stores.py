@@ -186,6 +186,8 @@ def _sweep(api: Api, token: str) -> None:
     Job.objects.filter(id=expiring["id"]).update(expires_at=timezone.now())
     async_task("compliance.tasks.sweep_leases", sync=True)
     assert Task.objects.filter(func="compliance.tasks.sweep_leases", success=True).exists()
+    assert Job.objects.get(id=job["id"]).state == "waiting"
+    assert Job.objects.get(id=expiring["id"]).state == "expired"
 
 
 def _retention(api: Api, token: str) -> None:
@@ -237,6 +239,8 @@ def test_no_payload_or_subject_reaches_the_audit_history_or_scheduler_tables(
     api: Api, token: str, path: str
 ) -> None:
     PATHS[path](api, token)
+    # Sealed events too: the chain's columns are searched as well.
+    async_task("compliance.tasks.seal_audit", sync=True)
     assert AuditEvent.objects.exists() and LogEntry.objects.exists()
     assert Schedule.objects.exists()
     _assert_no_marker_outside_jobs()

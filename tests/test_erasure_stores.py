@@ -22,11 +22,12 @@ from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule, Task
 from django_q.tasks import async_task
 
-from compliance.models import AuditEvent, ErasureRequest
+from compliance.models import AuditEvent, ErasureRequest, RetentionPolicy
+from compliance.services import retention_policy_save
 from queues.erasure import OTHER_STORES
 from queues.models import Job
 
-from .support import Api, make_token, pull, push
+from .support import SETUP, Api, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -191,6 +192,9 @@ def _sweep(api: Api, token: str) -> None:
 
 
 def _retention(api: Api, token: str) -> None:
+    # Its own policy: the default ones are data that a transactional test may flush.
+    policy = RetentionPolicy(queue_pattern="stores:*", target="completed", max_age_days=7)
+    retention_policy_save(policy=policy, actor=SETUP)
     job = _leased(api, token)
     _ok(api.post(f"/jobs/{job['id']}/ack", {"lease_id": job["lease_id"]}, as_=token))
     _age(job["id"])

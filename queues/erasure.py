@@ -129,8 +129,8 @@ def _replaced(value: Any, subject: str) -> Any:
 
 #: What an erasure leaves alone, and why that loses nothing: said on every receipt.
 OTHER_STORES = (
-    "not touched: the audit trail, django-auditlog history and django-q2 rows never hold "
-    "job payloads or subjects (only job ids, queue names and pseudonyms)"
+    "not touched: the audit trail, django-auditlog history and django-q2 rows are never "
+    "given job payloads or subjects (tested for every path a job takes)"
 )
 
 

@@ -220,7 +220,22 @@ def _erasure(api: Api, token: str) -> None:
     assert ErasureRequest.objects.count() == 2
 
 
+def _refused(api: Api, token: str) -> None:
+    """Refusals are audited with their field paths, cut where client-chosen keys begin."""
+    card = {"userId": SUBJECT, MARK: {SUBJECT: "4111 1111 1111 1111"}}
+    call = api.post(f"/queues/{QUEUE}/jobs", {"data": card}, as_=token)
+    assert call.status == 422, call.body
+    call = api.post(f"/queues/{QUEUE}/jobs/batch", {"jobs": [{"data": card}]}, as_=token)
+    assert call.status == 422, call.body
+    call = api.post(f"/queues/{QUEUE}/jobs", {"data": {}, MARK: SUBJECT}, as_=token)
+    assert call.status == 400, call.body
+    job = _leased(api, token)
+    body = {"lease_id": job["lease_id"], "result": {MARK: "4111 1111 1111 1111"}}
+    assert api.post(f"/jobs/{job['id']}/ack", body, as_=token).status == 422
+
+
 PATHS: dict[str, Callable[[Api, str], None]] = {
+    "refused push, batch push and ack": _refused,
     "push": _push_single,
     "push batch": _push_batch,
     "update": _update,

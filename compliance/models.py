@@ -202,8 +202,13 @@ class ErasureRequest(models.Model):
     counts = models.JSONField(default=dict, help_text="queue -> state -> jobs")
     held = models.JSONField(default=list, help_text="queues under legal hold, not erased")
     total = models.PositiveIntegerField(default=0)
-    elsewhere = models.JSONField(
-        default=dict, help_text="rows outside the jobs table: auditlog entries, scheduler tasks"
+    skipped = models.JSONField(
+        default=list, help_text="queues the caller may not erase: not searched, not erased"
+    )
+    other_stores = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="what the erasure left alone outside the jobs table, and why",
     )
 
     class Meta:

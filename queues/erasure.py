@@ -12,10 +12,17 @@ cancels the job if it has not finished, so nothing runs on the subject's data an
 and a worker holding its lease can no longer ack or fail it. Delete mode removes the
 jobs. Queues under legal hold are skipped and reported.
 
-One service, ``subject_erase``, serves ``manage.py gdpr_erase`` and
-``POST /api/v1/compliance/erasures``: one transaction, one audit event, and for an
+One service, ``subject_erase``, serves ``manage.py gdpr_erase``, the admin's erasure page
+and ``POST /api/v1/compliance/erasures``: one transaction, one audit event, and for an
 executed run an ``ErasureRequest`` receipt. Neither holds the subject, only its HMAC
-pseudonym."""
+pseudonym. The API decides per queue (verb ``erase``): queues its token may not erase
+are skipped unread.
+
+Erasure changes job rows only. The audit trail, django-auditlog history and django-q2's
+rows are never rewritten: they never receive a payload or a subject in the first place
+(tests/test_erasure_stores.py drives every path a job takes and scans them), so there is
+nothing of the subject's there to erase, and an erasure cannot be turned into a tool
+for rewriting history."""
 
 from __future__ import annotations
 
@@ -23,18 +30,17 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, TextField
-from django.db.models.functions import Cast
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
 from compliance.models import ErasureRequest
+from flashq_project import limits
 from security.fields import bulk_update_sealed
 
 from .jobspec import subject_from
@@ -88,16 +94,18 @@ def _mentions(value: Any, subject: str) -> bool:
     return subject in json.dumps(value, ensure_ascii=False)
 
 
-def _jobs_about(subject: str, queues: dict[int, Queue]) -> Iterator[Job]:
-    """Jobs whose subject column names the subject, then those whose data does (a scan:
-    the data is encrypted, so it is opened job by job)."""
-    yield from Job.objects.filter(subject=subject).order_by("id")
+def _jobs_about(subject: str, queues: dict[int, Queue], *, every_queue: bool) -> Iterator[Job]:
+    """Jobs of ``queues`` whose subject column names the subject, then those whose data
+    does (a scan: the data is encrypted, so it is opened job by job). Jobs of any other
+    queue are neither read nor opened."""
+    rows = Job.objects.all() if every_queue else Job.objects.filter(queue_id__in=list(queues))
+    yield from rows.filter(subject=subject).order_by("id")
     last: uuid.UUID | None = None
     while True:
-        rows = Job.objects.exclude(subject=subject).order_by("id")
+        page = rows.exclude(subject=subject).order_by("id")
         if last is not None:
-            rows = rows.filter(id__gt=last)
-        batch = list(rows[:_SCAN_BATCH])
+            page = page.filter(id__gt=last)
+        batch = list(page[:_SCAN_BATCH])
         if not batch:
             return
         # Only data is opened here (the other payload columns stay sealed until used).
@@ -119,38 +127,11 @@ def _replaced(value: Any, subject: str) -> Any:
     return value
 
 
-def _auditlog_entries(subject: str) -> list[Any]:
-    """django-auditlog entries whose diff or label mentions the subject (configuration
-    seldom does, but a queue or token may be named after a person)."""
-    from auditlog.models import LogEntry
-
-    return list(
-        LogEntry.objects.annotate(text=Cast("changes", TextField())).filter(
-            Q(text__contains=subject)
-            | Q(changes_text__contains=subject)
-            | Q(object_repr__contains=subject)
-        )
-    )
-
-
-def _scheduler_rows(subject: str) -> list[Any]:
-    """django-q2 task results and queued tasks that mention the subject. flashQ's own
-    tasks carry no arguments; this covers anything else scheduled in the same place."""
-    from django_q.models import OrmQ, Task
-
-    found: list[Any] = [
-        task
-        for task in Task.objects.all()
-        if subject in repr((task.name, task.func, task.args, task.kwargs, task.result))
-    ]
-    for queued in OrmQ.objects.all():
-        try:
-            body = repr(queued.task())
-        except Exception:  # noqa: S112 (an unreadable row is not ours to judge)
-            continue
-        if subject in body:
-            found.append(queued)
-    return found
+#: What an erasure leaves alone, and why that loses nothing: said on every receipt.
+OTHER_STORES = (
+    "not touched: the audit trail, django-auditlog history and django-q2 rows are never "
+    "given job payloads or subjects (tested for every path a job takes)"
+)
 
 
 @dataclass
@@ -158,9 +139,11 @@ class Erasure:
     executed: bool
     mode: str
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    elsewhere: dict[str, int] = field(default_factory=dict)
     fields: dict[str, list[str]] = field(default_factory=dict)
     held: list[str] = field(default_factory=list)
+    #: Queues the caller may not erase: not searched, so nothing about them is known.
+    skipped: list[str] = field(default_factory=list)
+    other_stores: str = OTHER_STORES
     receipt: ErasureRequest | None = None
 
     @property
@@ -168,10 +151,22 @@ class Erasure:
         return sum(sum(states.values()) for states in self.counts.values())
 
 
-def subject_erase(*, subject: str, mode: str, reason: str, execute: bool, actor: Actor) -> Erasure:
-    """Find (and with ``execute``, redact or delete) every job about ``subject``."""
-    if not subject or len(subject) > 255:
-        raise ErasureRefused("The subject is 1 to 255 characters.")
+def subject_erase(
+    *,
+    subject: str,
+    mode: str,
+    reason: str,
+    execute: bool,
+    actor: Actor,
+    may_erase: Callable[[str], bool] | None = None,
+) -> Erasure:
+    """Find (and with ``execute``, redact or delete) every job about ``subject`` in the
+    queues ``may_erase`` allows (None: every queue, for the command and the admin, whose
+    callers are already entitled to all of them). Other queues are skipped unread:
+    neither counted nor touched, and nothing of their jobs reaches the outcome, the
+    receipt or the audit event. Only job rows change."""
+    if not subject or len(subject) > limits.MAX_SUBJECT_LENGTH:
+        raise ErasureRefused(f"The subject is 1 to {limits.MAX_SUBJECT_LENGTH} characters.")
     if mode not in ErasureRequest.Mode.values:
         raise ErasureRefused("The mode is redact or delete.")
     if execute and not reason.strip():
@@ -180,9 +175,11 @@ def subject_erase(*, subject: str, mode: str, reason: str, execute: bool, actor:
         raise ErasureRefused("The reason must not contain the subject: it is kept.")
     outcome = Erasure(executed=execute, mode=mode)
     with transaction.atomic():
-        queues = {queue.pk: queue for queue in Queue.objects.all()}
+        every = list(Queue.objects.order_by("name"))
+        queues = {q.pk: q for q in every if may_erase is None or may_erase(q.name)}
+        outcome.skipped = [q.name for q in every if q.pk not in queues]
         held = {queue.pk for queue in queues.values() if queue.legal_hold}
-        found = [job for job in _jobs_about(subject, queues)]
+        found = list(_jobs_about(subject, queues, every_queue=may_erase is None))
         jobs = [job for job in found if job.queue_id not in held]
         outcome.held = sorted({queues[job.queue_id].name for job in found if job.queue_id in held})
         if execute and jobs:
@@ -219,16 +216,6 @@ def subject_erase(*, subject: str, mode: str, reason: str, execute: bool, actor:
                 Job.objects.filter(id__in=[job.id for job in jobs]).delete()
             else:
                 bulk_update_sealed(Job, jobs, REDACTION_FIELDS)
-        entries, scheduled = _auditlog_entries(subject), _scheduler_rows(subject)
-        outcome.elsewhere = {"auditlog": len(entries), "scheduler": len(scheduled)}
-        if execute:
-            for entry in entries:
-                entry.changes = _replaced(entry.changes, subject)
-                entry.changes_text = entry.changes_text.replace(subject, REDACTED)
-                entry.object_repr = entry.object_repr.replace(subject, REDACTED)
-                entry.save(update_fields=["changes", "changes_text", "object_repr"])
-            for row in scheduled:
-                row.delete()
         stand_in = pseudonym(subject)
         details: dict[str, Any] = {
             "subject": stand_in,
@@ -236,8 +223,8 @@ def subject_erase(*, subject: str, mode: str, reason: str, execute: bool, actor:
             "executed": execute,
             "counts": outcome.counts,
             "held": outcome.held,
+            "skipped": outcome.skipped,
             "total": outcome.total,
-            "elsewhere": outcome.elsewhere,
         }
         if execute:
             outcome.receipt = ErasureRequest.objects.create(
@@ -246,8 +233,9 @@ def subject_erase(*, subject: str, mode: str, reason: str, execute: bool, actor:
                 operator=actor.label[:150],
                 reason=reason[:500],
                 counts=outcome.counts,
-                elsewhere=outcome.elsewhere,
                 held=outcome.held,
+                skipped=outcome.skipped,
+                other_stores=outcome.other_stores,
                 total=outcome.total,
             )
             details["receipt_id"] = outcome.receipt.pk

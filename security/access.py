@@ -2,9 +2,9 @@
 
 Rules: patterns are anchored and case-sensitive, ``*`` matches any run of characters
 (including none) and nothing else is special. Default deny; a matching deny beats any
-allow. The ``*`` verb grants every verb except ``reveal``, ``admin`` and ``metrics``,
-which are only granted by name; in a deny rule ``*`` denies everything, named verbs
-included.
+allow. The ``*`` verb grants every verb except ``reveal``, ``admin``, ``erase`` and
+``metrics``, which are only granted by name; in a deny rule ``*`` denies everything,
+named verbs included.
 """
 
 from __future__ import annotations
@@ -34,12 +34,15 @@ class Verb(StrEnum):
     CLEAN = "clean"
     REVEAL = "reveal"
     ADMIN = "admin"
+    #: GDPR erasure (and its dry run) of a data subject's jobs in the queue: it reads
+    #: and destroys what other verbs only hand over, so it is never implied.
+    ERASE = "erase"
     #: Read GET /metrics (granted on ``*``); no queue's data, but only by name.
     METRICS = "metrics"
 
 
 VERBS: tuple[str, ...] = tuple(Verb)
-NAMED_ONLY = frozenset({Verb.REVEAL, Verb.ADMIN, Verb.METRICS})
+NAMED_ONLY = frozenset({Verb.REVEAL, Verb.ADMIN, Verb.ERASE, Verb.METRICS})
 WILDCARD = "*"
 
 PATTERN_RE = re.compile(r"[A-Za-z0-9_.:*-]{1,128}")

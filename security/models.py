@@ -7,7 +7,15 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from .access import VERBS, WILDCARD, InvalidRule, expand_verbs, split_verbs, validate_pattern
+from .access import (
+    NAMED_ONLY,
+    VERBS,
+    WILDCARD,
+    InvalidRule,
+    expand_verbs,
+    split_verbs,
+    validate_pattern,
+)
 from .clientip import normalise_cidr
 from .ratelimit import Rate
 
@@ -152,7 +160,9 @@ class QueuePermission(models.Model):
     verbs = models.CharField(
         max_length=200,
         validators=[validate_verbs_text],
-        help_text=f"Comma-separated: {WILDCARD} or any of {', '.join(VERBS)}",
+        help_text=f"Comma-separated: {WILDCARD} or any of {', '.join(VERBS)}. "
+        f"{WILDCARD} allows every verb but {', '.join(v for v in VERBS if v in NAMED_ONLY)}, "
+        "which are allowed only by name (a deny of * denies them too).",
     )
     effect = models.CharField(max_length=5, choices=Effect.choices, default=Effect.ALLOW)
 

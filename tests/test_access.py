@@ -55,21 +55,27 @@ def test_deny_beats_allow_whatever_the_order() -> None:
         assert who.allows(Verb.PULL, "jobs:public")
 
 
-def test_star_verb_never_grants_admin_reveal_or_metrics() -> None:
+def test_star_verb_never_grants_admin_reveal_erase_or_metrics() -> None:
     who = principal(Rule.build("*", ["*"], allow=True))
-    named = (Verb.ADMIN, Verb.REVEAL, Verb.METRICS)
+    named = (Verb.ADMIN, Verb.REVEAL, Verb.ERASE, Verb.METRICS)
     assert all(who.allows(verb, "q") for verb in Verb if verb not in named)
     assert not who.allows(Verb.ADMIN, "q")
     assert not who.allows(Verb.REVEAL, "q")
+    assert not who.allows(Verb.ERASE, "q")
     assert not who.allows(Verb.METRICS, "*")
     assert principal(Rule.build("*", ["*", "admin"], allow=True)).allows(Verb.ADMIN, "q")
+    assert not principal(Rule.build("*", ["*", "admin"], allow=True)).allows(Verb.ERASE, "q")
+    assert principal(Rule.build("*", ["*", "erase"], allow=True)).allows(Verb.ERASE, "q")
 
 
 def test_a_star_deny_denies_named_verbs_too() -> None:
     who = principal(
-        Rule.build("*", ["*", "admin"], allow=True), Rule.build("locked", ["*"], allow=False)
+        Rule.build("*", ["*", "admin", "erase"], allow=True),
+        Rule.build("locked", ["*"], allow=False),
     )
     assert not who.allows(Verb.ADMIN, "locked")
+    assert not who.allows(Verb.ERASE, "locked")
+    assert who.allows(Verb.ERASE, "open")
 
 
 @pytest.mark.parametrize(

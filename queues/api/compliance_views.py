@@ -1,14 +1,18 @@
 """``POST /api/v1/compliance/erasures``: GDPR erasure for automated data-subject
-requests, the same service (and receipt) as ``manage.py gdpr_erase``."""
+requests, the same service (and receipt) as ``manage.py gdpr_erase``, decided per queue
+by the verb ``erase``."""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema_view
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from flashq_project.problems import FieldError, InvalidInput
+from security.access import Verb
 
+from .. import selectors
 from ..erasure import ErasureRefused, subject_erase
 from . import serializers
 from .base import FlashqApiView
@@ -23,16 +27,24 @@ from .operations import Operation
         responses={200: serializers.ErasureOut, **problems(415)},
         description="Find every job about a data subject (its `subject`, or the queue's "
         "`subject_path` in the data) and, with `execute: true` and a `reason`, redact "
-        "(default) or delete them; without `execute` nothing changes (a dry run). Queues "
-        "under legal hold are skipped and listed. An executed run writes a receipt "
-        "holding only an HMAC pseudonym of the subject. Needs `admin` on `*`.",
+        "(default) or delete them; without `execute` nothing changes (a dry run). "
+        "Needs the verb `erase`, which `*` never grants, and it is decided per queue: "
+        "only queues this token may erase are searched, counted and erased. Queues it "
+        "may see but not erase are listed under `skipped` (as `clean` does) and nothing "
+        "is said about what they hold; a token that may erase no queue at all gets 403. "
+        "Queues under legal hold are left alone and listed under `held`. Only job rows "
+        "change: the audit trail, model history and scheduler rows never hold payloads "
+        "or subjects (`other_stores`). An executed run writes a receipt holding only an "
+        "HMAC pseudonym of the subject.",
     )
 )
 class ErasureApi(FlashqApiView):
     operations = {"post": Operation.ERASE}
 
     def post(self, request: Request) -> Response:
-        self.authorize("*")
+        principal = self.principal
+        if not any(principal.allows(Verb.ERASE, q.name) for q in selectors.queues_list()):
+            raise PermissionDenied("This token may not erase on any queue.")
         params = serializers.ErasureIn(data=request.data)
         params.is_valid(raise_exception=True)
         values = params.validated_data
@@ -43,6 +55,7 @@ class ErasureApi(FlashqApiView):
                 reason=values["reason"],
                 execute=values["execute"],
                 actor=self.actor(),
+                may_erase=lambda name: principal.allows(Verb.ERASE, name),
             )
         except ErasureRefused as exc:
             raise InvalidInput(str(exc), errors=[FieldError("/reason", str(exc))]) from None
@@ -54,6 +67,9 @@ class ErasureApi(FlashqApiView):
                 "counts": outcome.counts,
                 "redacted_fields": outcome.fields,
                 "held": outcome.held,
+                # Like listQueues: a queue this token cannot see is not named at all.
+                "skipped": [name for name in outcome.skipped if principal.sees(name)],
+                "other_stores": outcome.other_stores,
                 "receipt_id": outcome.receipt.pk if outcome.receipt else None,
             }
         )

@@ -35,7 +35,7 @@ class Operation(Enum):
     SET_CONCURRENCY = ("setConcurrency", Action.SET_CONCURRENCY, Verb.ADMIN)
     REMOVE_CONCURRENCY = ("removeConcurrency", Action.REMOVE_CONCURRENCY, Verb.ADMIN)
     CLEAN = ("clean", Action.CLEAN, Verb.CLEAN)
-    ERASE = ("createErasure", Action.GDPR_ERASE, Verb.ADMIN)
+    ERASE = ("createErasure", Action.GDPR_ERASE, Verb.ERASE)
 
     def __init__(self, operation_id: str, action: Action, verb: Verb | None) -> None:
         self.operation_id = operation_id

@@ -474,24 +474,58 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+class StrictCharField(serializers.CharField):
+    """JSON strings only: no 0, no true, no list (DRF's CharField would turn 0 into
+    "0" and run an erasure of the subject "0")."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class ErasureIn(StrictSerializer):
-    subject = serializers.CharField(min_length=1, max_length=255, trim_whitespace=False)
+    subject = StrictCharField(
+        min_length=1,
+        max_length=limits.MAX_SUBJECT_LENGTH,
+        trim_whitespace=False,
+        help_text="The data subject's identifier, as jobs carry it in `subject` or at the "
+        "queue's `subject_path` (a number there matches its decimal string).",
+    )
     mode = serializers.ChoiceField(choices=["redact", "delete"], default="redact")
-    reason = serializers.CharField(max_length=500, allow_blank=True, default="")
+    reason = StrictCharField(
+        max_length=500,
+        allow_blank=True,
+        default="",
+        help_text="Required to execute (a ticket or request reference); kept on the "
+        "receipt, so it must not contain the subject.",
+    )
     execute = StrictBooleanField(default=False, help_text="false: a dry run, nothing changes")
 
 
 class ErasureOut(serializers.Serializer):
     executed = serializers.BooleanField()
     mode = serializers.CharField()
-    total = serializers.IntegerField()
+    total = serializers.IntegerField(help_text="Jobs found in the queues this token may erase")
     counts = serializers.DictField(
         child=serializers.DictField(child=serializers.IntegerField()),
-        help_text="queue -> state -> jobs",
+        help_text="queue -> state -> jobs (queues this token may erase only)",
     )
     redacted_fields = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
-        help_text="queue -> field names redacted",
+        help_text="queue -> field names redacted (queues this token may erase only)",
     )
-    held = serializers.ListField(child=serializers.CharField())
+    held = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Queues this token may erase that hold jobs about the subject but are "
+        "under legal hold: left alone",
+    )
+    skipped = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Queues this token may see but not erase: not searched and not erased, "
+        "so nothing is said about what they hold",
+    )
+    other_stores = serializers.CharField(
+        help_text="What the erasure leaves alone outside the jobs table, and why"
+    )
     receipt_id = serializers.IntegerField(allow_null=True)

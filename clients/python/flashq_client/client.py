@@ -201,6 +201,8 @@ class ErasureResult(TypedDict):
     counts: dict[str, dict[str, int]]
     redacted_fields: dict[str, list[str]]
     held: list[str]
+    skipped: list[str]
+    other_stores: str
     receipt_id: int | None
 
 
@@ -754,8 +756,9 @@ class Client:
         reason: str = "",
         execute: bool = False,
     ) -> ErasureResult:
-        """GDPR erasure of a data subject's jobs (a dry run unless ``execute``); needs
-        ``admin`` on ``*``."""
+        """GDPR erasure of a data subject's jobs (a dry run unless ``execute``) in the
+        queues where the token has the verb ``erase`` (never implied by ``*``); the
+        queues it sees but may not erase come back under ``skipped``."""
         body = {"subject": subject, "mode": mode, "reason": reason, "execute": execute}
         return cast(
             ErasureResult,

@@ -36,7 +36,7 @@ class Server:
     url: str  # http://127.0.0.1:PORT
     # Not in repr: pytest prints fixtures' values when a test fails.
     # reveal too: the tests read the error texts workers write (masked without it).
-    token: str = field(repr=False)  # '*=*,admin,reveal'
+    token: str = field(repr=False)  # '*=*,admin,reveal,erase'
     other_token: str = field(repr=False)  # the same rights, another token family
     env: dict[str, str] = field(repr=False)  # the server's settings, secrets, database
 
@@ -173,7 +173,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     process: subprocess.Popen[bytes] | None = None
     try:
         _run(["migrate", "-v", "0"], env)
-        allow = ["--allow", "*=*,admin,reveal"]
+        allow = ["--allow", "*=*,admin,reveal,erase"]
         tokens = [
             _run(["create_token", label, *allow], env).strip().splitlines()[-1]
             for label in ("client-tests", "client-tests-other")

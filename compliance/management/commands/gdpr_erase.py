@@ -1,7 +1,10 @@
 """``manage.py gdpr_erase <subject> [--execute --reason TEXT] [--mode redact|delete]``:
 GDPR erasure of every job about a data subject (queues.erasure). A dry run by default:
 it prints, per queue and state, how many jobs and which fields would be redacted or
-deleted, and changes nothing. ``--execute`` applies it and writes a receipt."""
+deleted, and changes nothing. ``--execute`` applies it and writes a receipt. It acts on
+every queue (running it is already the right to all of them) and changes job rows only:
+the audit trail, django-auditlog history and django-q2's rows never hold a payload or a
+subject, and are left as they are."""
 
 from __future__ import annotations
 
@@ -14,7 +17,10 @@ from queues.erasure import ErasureRefused, subject_erase
 
 
 class Command(BaseCommand):
-    help = "Find, and with --execute redact or delete, every job about a data subject."
+    help = (
+        "Find, and with --execute redact or delete, every job about a data subject in "
+        "every queue (queues under legal hold are skipped). Changes job rows only."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("subject", help="the data subject's identifier (e.g. a user id)")
@@ -41,13 +47,9 @@ class Command(BaseCommand):
             if outcome.mode == "redact":
                 fields = ", ".join(outcome.fields.get(queue, [])) or "none found"
                 self.stdout.write(f"{queue}: fields {fields}; the subject identifier removed")
-        if any(outcome.elsewhere.values()):
-            self.stdout.write(
-                f"elsewhere: auditlog entries {outcome.elsewhere['auditlog']}, "
-                f"scheduler tasks {outcome.elsewhere['scheduler']}"
-            )
         for queue in outcome.held:
             self.stdout.write(f"{queue}: under legal hold, skipped")
+        self.stdout.write(f"other stores: {outcome.other_stores}")
         if not outcome.total:
             self.stdout.write("Nothing found about this subject.")
         elif outcome.executed and outcome.receipt is not None:

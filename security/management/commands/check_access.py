@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from queues.models import QUEUE_NAME_RE, QUEUE_NAME_RULE
-from security.access import Verb
+from security.access import NAMED_ONLY, Verb
 from security.selectors import token_principal
 
 
@@ -22,7 +22,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("token_name")
-        parser.add_argument("verb", help=f"one of {', '.join(Verb)}")
+        named = ", ".join(verb for verb in Verb if verb in NAMED_ONLY)
+        parser.add_argument(
+            "verb", help=f"one of {', '.join(Verb)} ({named}: granted only by name, never by *)"
+        )
         parser.add_argument("queue")
 
     def handle(self, *args: Any, **options: Any) -> str:

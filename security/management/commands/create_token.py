@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from compliance.audit import Actor
-from security.access import InvalidRule
+from security.access import NAMED_ONLY, VERBS, WILDCARD, InvalidRule
 from security.services import RuleSpec, parse_rule, token_create
 
 
@@ -22,8 +22,22 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("name")
-        parser.add_argument("--allow", action="append", default=[], metavar="PATTERN=VERBS")
-        parser.add_argument("--deny", action="append", default=[], metavar="PATTERN=VERBS")
+        named = ", ".join(verb for verb in VERBS if verb in NAMED_ONLY)
+        parser.add_argument(
+            "--allow",
+            action="append",
+            default=[],
+            metavar="PATTERN=VERBS",
+            help=f"repeatable; verbs: {WILDCARD} or any of {', '.join(VERBS)}; "
+            f"{WILDCARD} grants all but {named}, which must be named",
+        )
+        parser.add_argument(
+            "--deny",
+            action="append",
+            default=[],
+            metavar="PATTERN=VERBS",
+            help=f"repeatable; beats any allow; {WILDCARD} denies every verb",
+        )
         parser.add_argument(
             "--cidr",
             action="append",

@@ -77,6 +77,14 @@ class Action(StrEnum):
     AUDIT_EXPORT = "audit.export"
     AUDIT_RETIRE = "audit.retire"
     METRICS = "metrics"
+    STAFF_GROUP_ADD = "staff.groupAdd"
+    STAFF_GROUP_REMOVE = "staff.groupRemove"
+    STAFF_FLAG_CHANGE = "staff.flagChange"
+    STAFF_PERMISSION_CHANGE = "staff.permissionChange"
+    STAFF_GRANT = "staff.grant"
+    STAFF_GRANT_REMOVE = "staff.grantRemove"
+    ROLES_SETUP = "roles.setup"
+    ACCESS_REVIEW = "access.review"
 
 
 class ActorKind(StrEnum):

@@ -120,7 +120,8 @@ def test_the_token_list_says_active_revoked_or_expired_in_words(root: Client) ->
     page = root.get(TOKENS).content.decode()
     states = dict(
         re.findall(
-            r'<th class="field-name"><a [^>]*>([^<]+)</a></th>.*?<td class="field-state">([^<]*)</td>',
+            r'<th class="field-name"><a [^>]*>([^<]+)</a></th>'
+            r'.*?<td class="field-state">([^<]*)</td>',
             page,
             flags=re.S,
         )

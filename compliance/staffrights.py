@@ -5,7 +5,8 @@ the catch-all, so no path escapes by forgetting to call a service:
 
 - group membership (``user.groups`` / ``group.user_set``: add, remove, clear, set);
 - global permissions of a user or a group (``user_permissions`` / ``permissions``);
-- ``is_staff``, ``is_superuser`` and, for staff, ``is_active``;
+- ``is_staff``, ``is_superuser`` and, for staff, ``is_active``, and a staff user's
+  deletion;
 - per-object grants (guardian's user and group object permission rows).
 
 The actor is the one set with ``acting_as`` (the admin's staff user, by
@@ -153,6 +154,11 @@ def _flags_before(sender: Any, instance: Any, update_fields: Any = None, **_: An
     instance._flashq_flags = before or dict.fromkeys(FLAGS, None)
 
 
+def _staff_deleted(sender: Any, instance: Any, **_: Any) -> None:
+    if instance.is_staff or instance.is_superuser:
+        _record(Action.STAFF_FLAG_CHANGE, {**_user_label(instance), "deleted": True})
+
+
 def _flags_after(sender: Any, instance: Any, created: bool, **_: Any) -> None:
     before = getattr(instance, "_flashq_flags", None)
     if before is None:
@@ -179,7 +185,9 @@ def _flags_after(sender: Any, instance: Any, created: bool, **_: Any) -> None:
 def _grant_details(row: Any) -> dict[str, Any]:
     holder = {"group": row.group.name} if hasattr(row, "group_id") else _user_label(row.user)
     permission = row.permission
-    target = row.content_type.get_object_for_this_type(pk=row.object_pk) if row.object_pk else None
+    model = row.content_type.model_class()
+    # The object may be gone (guardian's rows do not cascade from it): name it if we can.
+    target = model._default_manager.filter(pk=row.object_pk).first() if model else None
     return {
         **holder,
         "permission": f"{permission.content_type.app_label}.{permission.codename}",
@@ -210,6 +218,7 @@ def connect() -> None:
     m2m_changed.connect(_permissions_changed, sender=Group.permissions.through, dispatch_uid=uid)
     pre_save.connect(_flags_before, sender=user_model, dispatch_uid=uid)
     post_save.connect(_flags_after, sender=user_model, dispatch_uid=uid)
+    post_delete.connect(_staff_deleted, sender=user_model, dispatch_uid=uid)
     for model in (UserObjectPermission, GroupObjectPermission):
         post_save.connect(_granted, sender=model, dispatch_uid=uid)
         post_delete.connect(_grant_removed, sender=model, dispatch_uid=uid)

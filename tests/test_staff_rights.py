@@ -181,3 +181,43 @@ def test_setup_roles_records_what_it_set() -> None:
     changes = _events("staff.permissionChange")
     assert changes[-1].actor == "command:setup_roles"
     assert changes[-1].details == {"group": "Auditors", "removed": ["queues.delete_job"]}
+
+
+def test_a_grant_on_guardian_s_object_permissions_page_is_recorded(root: Client) -> None:
+    olga = _staff()
+    queue = Queue.objects.create(name="mail")
+    clear_audit()
+    page = f"/admin/queues/queue/{queue.pk}/permissions/user-manage/{olga.pk}/"
+    response = root.post(page, {"permissions": ["view_queue", "operate_queue"]})
+    assert response.status_code == 302
+    grants = _events("staff.grant")
+    assert sorted(e.details["permission"] for e in grants) == [
+        "queues.operate_queue",
+        "queues.view_queue",
+    ]
+    assert {(e.actor, e.details["user"], e.details["object"]) for e in grants} == {
+        ("user:root", "olga", "mail")
+    }
+    assert root.post(page, {"permissions": ["view_queue"]}).status_code == 302
+    [removed] = _events("staff.grantRemove")
+    assert removed.details["permission"] == "queues.operate_queue"
+    assert removed.actor == "user:root"
+
+
+def test_deleting_a_staff_user_and_a_grant_on_a_deleted_queue_are_recorded() -> None:
+    olga = _staff()
+    queue = Queue.objects.create(name="mail")
+    assign_perm("queues.view_queue", olga, queue)
+    Queue.objects.filter(pk=queue.pk).delete()  # guardian's row outlives the queue
+    clear_audit()
+    olga_id = olga.pk
+    olga.delete()
+    actions = [event.action for event in AuditEvent.objects.order_by("id")]
+    assert actions == ["staff.grantRemove", "staff.flagChange"]
+    gone = _events("staff.grantRemove")[0]
+    assert (gone.details["object"], gone.details["object_pk"]) == ("", str(queue.pk))
+    assert _events("staff.flagChange")[0].details == {
+        "user": "olga",
+        "user_id": olga_id,
+        "deleted": True,
+    }

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
@@ -238,9 +239,9 @@ def token_revoke(
         if family:
             members = list(
                 ApiToken.objects.select_for_update()
-                .filter(family=token.family or token.public_id)
+                .filter(Q(family=token.family or token.public_id) | Q(pk=token.pk))
                 .order_by("pk")
-            ) or [token]
+            )
         now = timezone.now()
         fresh = [member for member in members if not member.revoked]
         for member in fresh:

@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 
 from compliance import chain
@@ -108,3 +109,21 @@ def test_the_export_takes_the_list_s_filters_and_search(api: Api, auditor: Clien
     searched = {**params, "_changelist_filters": f"q={job}"}
     rows = list(csv.DictReader(StringIO(auditor.get(f"{BASE}export/", searched).content.decode())))
     assert [row["job_ids"] for row in rows] == [f'["{job}"]']
+
+
+def test_the_export_command_takes_an_action_and_a_job_id(api: Api, auditor: Client) -> None:
+    token = make_token("other", "*=*")
+    job = push(api, token, queue="jobs:c")["id"]
+    push(api, token, queue="jobs:c")
+    out = StringIO()
+    window = ("--since", "2000-01-01", "--until", "2100-01-01")
+    call_command("audit_export", *window, "--job-id", job.upper(), stdout=out)
+    [line] = out.getvalue().splitlines()
+    assert json.loads(line)["job_ids"] == [job]
+    out = StringIO()
+    call_command("audit_export", *window, "--action", "token.create", stdout=out)
+    assert {json.loads(line)["action"] for line in out.getvalue().splitlines()} == {"token.create"}
+    export = AuditEvent.objects.filter(action="audit.export").order_by("id").first()
+    assert export is not None and export.details["job_id"] == job
+    with pytest.raises(CommandError, match="UUID"):
+        call_command("audit_export", *window, "--job-id", "not-a-job", stdout=StringIO())

@@ -1,23 +1,38 @@
 from __future__ import annotations
 
+import copy
 import time
+import uuid
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest, HttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    QueryDict,
+)
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from . import services
 from .chain import verify
 from .models import AuditCheckpoint, AuditEvent, ErasureRequest, RetentionPolicy
+from .selectors import audit_events_naming_job
 from .services import EXPORT_FORMATS, ExportFilter
 from .staff import ServiceModelAdmin, staff_actor
+
+# The audit list's query string, carried by its "Export…" link (as Django's admin
+# carries a list's filters to a change page).
+LIST_FILTERS = "_changelist_filters"
 
 
 class ExportForm(forms.Form):
@@ -51,7 +66,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     """The audit trail is append-only: nobody edits or deletes it here. Anyone who may
-    view it can export a time range (an audited read) and verify the hash chain."""
+    view it can export a time range (an audited read) and verify the hash chain. The
+    search box finds a request id, queue, actor, client request id, or a job id among
+    an event's job ids; the export applies the list's current filters and search."""
 
     list_display = [
         "created_at",
@@ -81,16 +98,54 @@ class AuditEventAdmin(ReadOnlyAdmin):
     def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
         return {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title}
 
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[AuditEvent], search_term: str
+    ) -> tuple[QuerySet[AuditEvent], bool]:
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            job_id = str(uuid.UUID(search_term.strip()))
+        except ValueError:
+            return found, may_have_duplicates
+        return found | queryset.filter(audit_events_naming_job(job_id=job_id)), may_have_duplicates
+
+    def _listed(self, request: HttpRequest, list_query: str) -> QuerySet[AuditEvent]:
+        """The events the audit list shows for ``list_query`` (its filters, date drill
+        down and search), through the list's own code so the two cannot differ."""
+        listing = copy.copy(request)
+        listing.GET = QueryDict(list_query)
+        changelist = self.get_changelist_instance(listing)
+        return changelist.get_queryset(listing)
+
     def export_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = ExportForm(request.GET or None)
-        if not request.GET or not form.is_valid():
-            context = {**self._context(request, "Export audit events"), "form": form}
+        list_query = request.GET.get(LIST_FILTERS, "")
+        list_filters = {
+            name: str(value) for name, value in QueryDict(list_query).items() if name != SEARCH_VAR
+        }
+        if QueryDict(list_query).get(SEARCH_VAR):
+            list_filters["search"] = "yes"
+        form = ExportForm(request.GET if set(request.GET) - {LIST_FILTERS} else None)
+        if not form.is_bound or not form.is_valid():
+            context = {
+                **self._context(request, "Export audit events"),
+                "form": form,
+                "list_query": list_query,
+                "list_filters": list_filters,
+            }
             return TemplateResponse(request, "admin/compliance/auditevent/export.html", context)
         data = form.cleaned_data
+        try:
+            listed = self._listed(request, list_query) if list_query else None
+        except IncorrectLookupParameters:
+            return HttpResponseBadRequest("The audit list's filters are not valid.")
         selection = ExportFilter(
-            since=data["since"], until=data["until"], queue=data["queue"], actor=data["actor"]
+            since=data["since"],
+            until=data["until"],
+            queue=data["queue"],
+            actor=data["actor"],
+            list_filters=list_filters,
+            within=listed,
         )
         fmt = data["format"]
         response = HttpResponse(
@@ -110,12 +165,15 @@ class AuditEventAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/compliance/auditevent/verify.html", context)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        export_query = QueryDict(mutable=True)
+        export_query[LIST_FILTERS] = request.GET.urlencode()
         head = AuditEvent.objects.filter(seq__isnull=False).order_by("-seq").first()
         unsealed = AuditEvent.objects.filter(seq__isnull=True)
         extra = {
             "chain_head": head,
             "unsealed": unsealed.count(),
             "checkpoint": AuditCheckpoint.objects.order_by("-seq").first(),
+            "export_query": export_query,
         }
         return super().changelist_view(request, {**(extra_context or {}), **extra})
 
@@ -178,13 +236,34 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
     confirmation, through the same service as ``manage.py gdpr_erase``."""
 
     list_display = ["created_at", "mode", "total", "operator", "reason", "subject_pseudonym"]
-    list_filter = ["mode"]
-    search_fields = ["=subject_pseudonym", "reason", "operator"]
+    list_filter = ["mode", "operator"]
     change_list_template = "admin/compliance/erasurerequest/change_list.html"
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view(self.erase_view)
-        return [path("erase/", view, name="compliance_erasure_new"), *super().get_urls()]
+        lookup = self.admin_site.admin_view(self.erasure_subject_lookup)
+        return [
+            path("erase/", view, name="compliance_erasure_new"),
+            path("by-subject/", lookup, name="compliance_erasure_by_subject"),
+            *super().get_urls(),
+        ]
+
+    def erasure_subject_lookup(self, request: HttpRequest) -> HttpResponse:
+        """Find the receipts of a subject: the subject is posted (never in a URL, so no
+        access log or browser history keeps it), turned into its pseudonym with the key
+        the receipts were written with, and the list shown filtered by that pseudonym.
+        It changes nothing, so view-only staff (auditors) may post it."""
+        from queues.erasure import pseudonym
+
+        if not self.has_view_permission(request) or request.method != "POST":
+            raise PermissionDenied
+        listing = reverse("admin:compliance_erasurerequest_changelist")
+        subject = request.POST.get("subject", "")
+        if not subject:
+            return HttpResponseRedirect(listing)
+        query = QueryDict(mutable=True)
+        query["subject_pseudonym"] = pseudonym(subject)
+        return HttpResponseRedirect(f"{listing}?{query.urlencode()}")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         extra = {"may_erase": request.user.has_perm("compliance.erase_subject")}

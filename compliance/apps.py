@@ -16,8 +16,13 @@ class ComplianceConfig(AppConfig):
         from queues.models import Queue
         from security.models import ApiToken, QueuePermission
 
-        from . import logins  # noqa: F401 (connects the login signal receivers)
+        from . import (
+            logins,  # noqa: F401 (connects the login signal receivers)
+            staffrights,
+        )
         from .models import RetentionPolicy
+
+        staffrights.connect()
 
         # Field-level change history of configuration. Never a secret: the token's
         # hash is excluded, and so is its per-call bookkeeping.

@@ -80,6 +80,14 @@ class Action(StrEnum):
     ADMIN_JOB_VIEW = "admin.jobView"
     ADMIN_JOB_SEARCH = "admin.jobSearch"
     ADMIN_REVEAL = "admin.reveal"
+    STAFF_GROUP_ADD = "staff.groupAdd"
+    STAFF_GROUP_REMOVE = "staff.groupRemove"
+    STAFF_FLAG_CHANGE = "staff.flagChange"
+    STAFF_PERMISSION_CHANGE = "staff.permissionChange"
+    STAFF_GRANT = "staff.grant"
+    STAFF_GRANT_REMOVE = "staff.grantRemove"
+    ROLES_SETUP = "roles.setup"
+    ACCESS_REVIEW = "access.review"
 
 
 class ActorKind(StrEnum):

@@ -1,4 +1,6 @@
-"""django-auditlog's actor for changes made in the admin: the logged-in staff user.
+"""The actor of changes made in the admin: the logged-in staff user, for django-auditlog
+and for the audit events of staff rights changed through Django's own forms
+(compliance.staffrights).
 
 Used instead of auditlog's own middleware, which also records ``X-Forwarded-For`` and
 ``X-Forwarded-Port`` as sent (the audit trail already has the trusted client address)
@@ -12,6 +14,9 @@ from collections.abc import Callable
 from auditlog.context import set_actor
 from django.http import HttpRequest, HttpResponse
 
+from .staff import staff_actor
+from .staffrights import acting_as
+
 
 class StaffAuditlogActorMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -23,5 +28,5 @@ class StaffAuditlogActorMiddleware:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated or not user.is_staff:
             return self.get_response(request)
-        with set_actor(user):
+        with set_actor(user), acting_as(staff_actor(request)):
             return self.get_response(request)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from .audit import Action, Actor, audit_record
 from .chain import retire_before
 from .models import AuditEvent, RetentionPolicy
+from .selectors import audit_events_naming_job
 
 EXPORT_FORMATS = ("csv", "jsonl")
 EXPORT_COLUMNS = (
@@ -47,28 +49,42 @@ class Writable(Protocol):
 
 @dataclass(frozen=True)
 class ExportFilter:
+    """Which events an export holds: a time range, optional exact matches, and (from
+    the admin) the audit list's own filters, already applied to ``within``."""
+
     since: datetime
     until: datetime
     queue: str = ""
     actor: str = ""
+    action: str = ""
+    job_id: str = ""
+    # The audit list's filters the export was started from (names and values as in the
+    # list's URL; its search term is not repeated here, only whether there was one).
+    list_filters: dict[str, str] = field(default_factory=dict)
+    within: QuerySet[AuditEvent] | None = None
 
-    def describe(self) -> dict[str, str]:
-        return {
+    def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = {
             "since": self.since.isoformat(),
             "until": self.until.isoformat(),
             "queue": self.queue,
             "actor": self.actor,
         }
+        extra = {"action": self.action, "job_id": self.job_id, "list_filters": self.list_filters}
+        return described | {name: value for name, value in extra.items() if value}
 
 
 def _selected(selection: ExportFilter) -> Iterator[AuditEvent]:
-    rows = AuditEvent.objects.filter(
-        created_at__gte=selection.since, created_at__lt=selection.until
-    )
+    rows = selection.within if selection.within is not None else AuditEvent.objects.all()
+    rows = rows.filter(created_at__gte=selection.since, created_at__lt=selection.until)
     if selection.queue:
         rows = rows.filter(queue=selection.queue)
     if selection.actor:
         rows = rows.filter(actor=selection.actor)
+    if selection.action:
+        rows = rows.filter(action=selection.action)
+    if selection.job_id:
+        rows = rows.filter(audit_events_naming_job(job_id=selection.job_id))
     last = 0
     while True:
         batch = list(rows.filter(id__gt=last).order_by("id")[:_BATCH])
@@ -84,7 +100,8 @@ def _record(event: AuditEvent) -> dict[str, Any]:
     return row
 
 
-def _csv_cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell that no spreadsheet runs as a formula."""
     if isinstance(value, list | dict):
         value = json.dumps(value, separators=(",", ":"), sort_keys=True)
     if isinstance(value, str) and value.startswith(_FORMULA_START):
@@ -104,7 +121,7 @@ def audit_export(*, selection: ExportFilter, fmt: str, out: Writable, actor: Act
     for event in _selected(selection):
         record = _record(event)
         if writer is not None:
-            writer.writerow([_csv_cell(record[name]) for name in EXPORT_COLUMNS])
+            writer.writerow([csv_cell(record[name]) for name in EXPORT_COLUMNS])
         else:
             out.write(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
         count += 1

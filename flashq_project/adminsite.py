@@ -1,7 +1,9 @@
 """The admin site. Beyond Django's own: a staff user who may view but change nothing
 (an auditor) is refused every POST with 403, whatever the page, so a read-only role
 stays read-only even where a page would otherwise accept a form (an action, say).
-Logging out and changing one's own password stay allowed."""
+Logging out and changing one's own password stay allowed. Holders of
+``security.review_access`` (auditors, superusers) also get the access review: every
+token and every staff user's rights, on one audited page or as CSV."""
 
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ from django.http import HttpRequest, HttpResponse
 _CHANGING = ("add_", "change_", "delete_")
 # Custom permissions that act (queues.Job's retry/cancel), not only view.
 _ACTING = ("retry_", "cancel_", "reveal_", "operate_", "erase_")
-_ALWAYS_ALLOWED = ("logout", "password_change", "password_change_done")
+# Pages that accept a POST but change nothing: finding erasure receipts by a subject
+# that must not travel in a URL (compliance.admin).
+_ALWAYS_ALLOWED = ("logout", "password_change", "password_change_done", "erasure_subject_lookup")
+REVIEW_ACCESS = "security.review_access"
 
 
 def may_change_anything(user: Any) -> bool:
@@ -71,8 +76,32 @@ class FlashqAdminSite(admin.AdminSite):
 
         return [
             path("dashboard.json", self.admin_view(self.dashboard_data), name="dashboard"),
+            path("access-review/", self.admin_view(self.access_review), name="access_review"),
             *super().get_urls(),
         ]
+
+    def access_review(self, request: HttpRequest) -> HttpResponse:
+        from django.template.response import TemplateResponse
+
+        from compliance.staff import staff_actor
+        from security.accessreview import FORMATS, access_review, access_review_csv
+
+        if not request.user.has_perm(REVIEW_ACCESS):
+            raise PermissionDenied
+        fmt = request.GET.get("format", "html")
+        if fmt not in FORMATS:
+            fmt = "html"
+        review = access_review(actor=staff_actor(request), fmt=fmt)
+        if fmt == "csv":
+            response = HttpResponse(content_type="text/csv; charset=utf-8")
+            stamp = f"{review.generated_at:%Y%m%d-%H%M%S}"
+            response["Content-Disposition"] = f'attachment; filename="access-review-{stamp}.csv"'
+            access_review_csv(review, response)
+        else:
+            context = {**self.each_context(request), "title": "Access review", "review": review}
+            response = TemplateResponse(request, "admin/security/access_review.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     def dashboard_data(self, request: HttpRequest) -> HttpResponse:
         from django.http import JsonResponse
@@ -90,6 +119,7 @@ class FlashqAdminSite(admin.AdminSite):
         from queues.staffaccess import may_on_some, queues_for
 
         extra = dict(extra_context or {})
+        extra["may_review_access"] = request.user.has_perm(REVIEW_ACCESS)
         if may_on_some(request.user, "view_queue"):
             extra["dashboard"] = queue_overview(queues=queues_for(request.user, "view_queue"))
         return super().index(request, extra)

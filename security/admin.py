@@ -1,15 +1,19 @@
 """Tokens in the admin. They are created with ``manage.py create_token`` (the secret is
 shown once); here they are inspected, renamed, given an expiry and rules, and revoked.
 Every change goes through security.services and is audited with the staff user as
-actor. Revocation is an action, never a field: a revoked token cannot come back."""
+actor. Revocation is an action, never a field: it asks for a reason on a confirmation
+page, takes the token's whole family by default (a rotated twin would otherwise keep
+working), and a revoked token cannot come back."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib.admin import helpers
+from django.db.models import Q, QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -19,9 +23,21 @@ from compliance.staff import ServiceModelAdmin, staff_actor
 
 from .access import split_verbs
 from .models import ApiToken, QueuePermission
+from .selectors import token_state
 from .services import RuleSpec, token_create, token_revoke, token_rotate, token_update
 
 ROTATION_OVERLAP_HOURS = 24
+
+
+class RevokeForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500, help_text="Why (kept in the audit trail), e.g. a ticket reference."
+    )
+    only_this = forms.BooleanField(
+        required=False,
+        label="Only the selected tokens",
+        help_text="Leave the other tokens of their families (rotated twins) working.",
+    )
 
 
 class QueuePermissionInline(admin.TabularInline):
@@ -49,7 +65,7 @@ def _rules(formset: BaseInlineFormSet) -> list[RuleSpec]:
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(ServiceModelAdmin):
-    list_display = ["name", "public_id", "created_at", "expires_at", "is_revoked", "last_used_at"]
+    list_display = ["name", "public_id", "state", "created_at", "expires_at", "last_used_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "public_id"]
     fields = [
@@ -70,9 +86,9 @@ class ApiTokenAdmin(ServiceModelAdmin):
     # put in a message (messages live in the session), never cached.
     shown_once_template = "admin/security/apitoken/secret_once.html"
 
-    @admin.display(boolean=True, description="revoked", ordering="revoked_at")
-    def is_revoked(self, token: ApiToken) -> bool:
-        return token.revoked
+    @admin.display(description="state", ordering="revoked_at")
+    def state(self, token: ApiToken) -> str:
+        return token_state(token, now=timezone.now())
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("security.add_apitoken"))
@@ -136,13 +152,45 @@ class ApiTokenAdmin(ServiceModelAdmin):
             actor=staff_actor(request),
         )
 
-    @admin.action(permissions=["change"], description="Revoke the selected tokens (final)")
-    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        actor = staff_actor(request)
-        ids = list(queryset.order_by("name").values_list("pk", flat=True))
-        for token_id in ids:
-            token_revoke(token_id=token_id, actor=actor)
-        self.message_user(request, f"Revoked {len(ids)} token(s).", messages.SUCCESS)
+    @admin.action(
+        permissions=["change"], description="Revoke the selected tokens and their families (final)"
+    )
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> Any:
+        """A confirmation page with the tokens (and their families) and a reason; once
+        confirmed, one service call per selected token."""
+        selected = list(queryset.order_by("name"))
+        form = RevokeForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            actor, whole_family = staff_actor(request), not form.cleaned_data["only_this"]
+            revoked: set[int] = set()
+            for token in selected:
+                if token.pk in revoked:  # already taken with an earlier one's family
+                    continue
+                members = token_revoke(
+                    token_id=token.pk,
+                    family=whole_family,
+                    reason=form.cleaned_data["reason"],
+                    actor=actor,
+                )
+                revoked.update(member.pk for member in members)
+            self.message_user(request, f"Revoked {len(revoked)} token(s).", messages.SUCCESS)
+            return None
+        families = {token.family or token.public_id for token in selected}
+        twins = ApiToken.objects.filter(
+            Q(family__in=families) & ~Q(pk__in=[token.pk for token in selected])
+        ).order_by("name")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Revoke {len(selected)} token(s)?",
+            "opts": self.model._meta,
+            "tokens": selected,
+            "twins": list(twins),
+            "form": form,
+            "action": request.POST.get("action", ""),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+        }
+        return TemplateResponse(request, "admin/security/apitoken/confirm_revoke.html", context)
 
     @admin.action(
         permissions=["change"],

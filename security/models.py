@@ -86,6 +86,9 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("review_access", "Can open the access review (every token, staff user and grant)")
+        ]
 
     def __str__(self) -> str:
         return self.name

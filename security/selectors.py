@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
+
 from .access import Principal, Rule, split_verbs
 from .models import ApiToken, QueuePermission
 
@@ -21,3 +24,20 @@ def token_principal(*, name: str) -> tuple[Principal, ApiToken] | None:
         for permission in token.permissions.all()
     )
     return Principal(name=token.name, rules=rules, token_id=token.pk), token
+
+
+class TokenState(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+def token_state(token: ApiToken, *, now: datetime) -> TokenState:
+    """What a token is, in words, as authentication decides it: revocation wins over
+    expiry (it is final); expiry is the earlier of its own and the maximum lifetime."""
+    if token.revoked:
+        return TokenState.REVOKED
+    expires = token.latest_expiry
+    if token.expires_at is not None:
+        expires = min(expires, token.expires_at)
+    return TokenState.EXPIRED if now >= expires else TokenState.ACTIVE

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
@@ -102,10 +103,11 @@ def token_create(
     TOKEN_MAX_LIFETIME_DAYS). Returns the token and its one-time plaintext; the
     plaintext is not kept anywhere, and never audited."""
     with transaction.atomic():
+        days = settings.TOKEN_DEFAULT_LIFETIME_DAYS if expires_in_days is None else expires_in_days
         token, raw = _create(
             name=name,
             rules=rules,
-            expires_in_days=expires_in_days,
+            lifetime=timedelta(days=days),
             allowed_cidrs=allowed_cidrs,
             rate_limit=rate_limit,
         )
@@ -128,7 +130,7 @@ def _create(
     *,
     name: str,
     rules: Sequence[RuleSpec],
-    expires_in_days: int | None,
+    lifetime: timedelta,
     allowed_cidrs: Sequence[str],
     rate_limit: str | None = None,
     family: str | None = None,
@@ -136,8 +138,7 @@ def _create(
     raw, parts = tokens.generate()
     # Whole seconds: what a form shows is what is stored, so saving it changes nothing.
     now = timezone.now().replace(microsecond=0)
-    days = settings.TOKEN_DEFAULT_LIFETIME_DAYS if expires_in_days is None else expires_in_days
-    expires_at = now + timedelta(days=days)
+    expires_at = now + lifetime
     token = ApiToken(
         name=name,
         public_id=parts.public_id,
@@ -152,6 +153,16 @@ def _create(
     token.save()
     _set_rules(token, rules)
     return token, raw
+
+
+def _lifetime(token: ApiToken) -> timedelta:
+    """How long ``token`` was issued for (its expiry as last set, from its creation),
+    within today's maximum; the default lifetime for a row from before expiry was
+    mandatory (every token expires now)."""
+    if token.expires_at is None or token.expires_at <= token.created_at:
+        return timedelta(days=settings.TOKEN_DEFAULT_LIFETIME_DAYS)
+    longest = timedelta(days=settings.TOKEN_MAX_LIFETIME_DAYS)
+    return min(token.expires_at - token.created_at, longest)
 
 
 def _locked(*, name: str | None = None, token_id: int | None = None) -> ApiToken:
@@ -209,37 +220,65 @@ def token_update(
     return token
 
 
-def token_revoke(*, name: str | None = None, token_id: int | None = None, actor: Actor) -> ApiToken:
-    """Revoke a token by name or id (ApiToken.DoesNotExist if there is none). It is
-    refused from then on; revoking twice changes nothing and is still recorded."""
+def token_revoke(
+    *,
+    name: str | None = None,
+    token_id: int | None = None,
+    family: bool = True,
+    reason: str = "",
+    actor: Actor,
+) -> list[ApiToken]:
+    """Revoke a token by name or id (ApiToken.DoesNotExist if there is none) and, unless
+    ``family`` is False, every token rotated from or into it: a rotated twin still in
+    its overlap would otherwise keep working. Each token revoked gets its own event,
+    with the reason; revoking again changes nothing and is still recorded. Returns the
+    tokens considered (the family, or the one token)."""
     with transaction.atomic():
         token = _locked(name=name, token_id=token_id)
-        already = token.revoked
-        if not already:
-            token.revoked_at = timezone.now()
-            token.save(update_fields=["revoked_at"])
-        audit_record(
-            actor=actor,
-            action=Action.TOKEN_REVOKE,
-            details=_described(token, already_revoked=already),
-        )
-    return token
+        members = [token]
+        if family:
+            members = list(
+                ApiToken.objects.select_for_update()
+                .filter(Q(family=token.family or token.public_id) | Q(pk=token.pk))
+                .order_by("pk")
+            )
+        now = timezone.now()
+        fresh = [member for member in members if not member.revoked]
+        for member in fresh:
+            member.revoked_at = now
+            member.save(update_fields=["revoked_at"])
+        for member in fresh or [token]:
+            audit_record(
+                actor=actor,
+                action=Action.TOKEN_REVOKE,
+                details=_described(
+                    member,
+                    family=member.family,
+                    whole_family=family,
+                    reason=reason,
+                    already_revoked=not fresh,
+                ),
+            )
+    return members
 
 
 ROTATED_SUFFIX = "~"
 
 
 def token_rotate(*, name: str, overlap_hours: float, actor: Actor) -> tuple[ApiToken, str]:
-    """Issue a new token in the old one's family, with its name, rules and address
-    list, and cut the old one's expiry to ``overlap_hours`` from now (never later than
-    it was): both work during the overlap, only the new one after it. The old token is
-    renamed ``NAME~<public id>``. Returns the new token and its one-time plaintext."""
+    """Issue a new token in the old one's family, with its name, rules, address list
+    and lifetime (a token issued for 30 days is replaced by one valid 30 days from now,
+    not by the default lifetime), and cut the old one's expiry to ``overlap_hours`` from
+    now (never later than it was): both work during the overlap, only the new one after
+    it. The old token is renamed ``NAME~<public id>``. Returns the new token and its
+    one-time plaintext."""
     if overlap_hours < 0:
         raise ValidationError({"overlap": "The overlap cannot be negative."})
     with transaction.atomic():
         old = _locked(name=name)
         if old.revoked:
             raise ValidationError({"name": "A revoked token cannot be rotated."})
+        lifetime = _lifetime(old)
         now = timezone.now().replace(microsecond=0)
         cutoff = now + timedelta(hours=overlap_hours)
         old.expires_at = min(old.expires_at or cutoff, cutoff)
@@ -250,7 +289,7 @@ def token_rotate(*, name: str, overlap_hours: float, actor: Actor) -> tuple[ApiT
         new, raw = _create(
             name=name,
             rules=rules,
-            expires_in_days=None,
+            lifetime=lifetime,
             allowed_cidrs=old.allowed_cidrs or (),
             rate_limit=old.rate_limit,
             family=old.family or old.public_id,
@@ -264,32 +303,10 @@ def token_rotate(*, name: str, overlap_hours: float, actor: Actor) -> tuple[ApiT
                 family=new.family,
                 previous_token_id=old.pk,
                 previous_expires_at=old.expires_at.isoformat(),
+                expires_at=new.expires_at.isoformat() if new.expires_at else None,
             ),
         )
     return new, raw
-
-
-def token_revoke_family(*, name: str, actor: Actor) -> list[ApiToken]:
-    """Revoke every token of the family of the token called ``name``, at once. One
-    event lists them."""
-    with transaction.atomic():
-        token = _locked(name=name)
-        family = list(
-            ApiToken.objects.select_for_update().filter(family=token.family).order_by("pk")
-        )
-        now = timezone.now()
-        revoked = []
-        for member in family:
-            if not member.revoked:
-                member.revoked_at = now
-                member.save(update_fields=["revoked_at"])
-                revoked.append(member.pk)
-        audit_record(
-            actor=actor,
-            action=Action.TOKEN_REVOKE,
-            details=_described(token, family=token.family, revoked_token_ids=revoked),
-        )
-    return family
 
 
 def token_delete(*, name: str, actor: Actor) -> None:

@@ -85,7 +85,12 @@ def test_a_revoked_token_stays_revoked_when_its_form_is_saved(api: Api, root: Cl
     raw = make_token("svc", "jobs:*=push")
     call = root.post(
         f"{TOKENS}?q=svc",
-        {"action": "revoke_tokens", "_selected_action": [ApiToken.objects.get(name="svc").pk]},
+        {
+            "action": "revoke_tokens",
+            "_selected_action": [ApiToken.objects.get(name="svc").pk],
+            "confirm": "yes",
+            "reason": "INC-1",
+        },
     )
     assert call.status_code == 302
     token = ApiToken.objects.get(name="svc")
@@ -108,6 +113,7 @@ def test_a_revoked_token_stays_revoked_when_its_form_is_saved(api: Api, root: Cl
         "192.0.2.10",
     )
     assert revoke.details["token_name"] == "svc" and not revoke.details["already_revoked"]
+    assert revoke.details["reason"] == "INC-1"
     [update] = _events("token.update")
     assert update.actor == "user:root" and update.details["changes"] == {}
     assert not LogEntry.objects.exists()

@@ -4,19 +4,22 @@ export (CSV or JSON Lines) that auditors may run and that is itself audited."""
 from __future__ import annotations
 
 import csv
+import html
 import json
+import re
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 
 from compliance import chain
 from compliance.models import AuditEvent
 
-from .support import Api, make_token, push
+from .support import Api, clear_audit, make_token, push
 from .test_audit_chain import _raw
 
 pytestmark = pytest.mark.django_db
@@ -26,12 +29,13 @@ BASE = "/admin/compliance/auditevent/"
 @pytest.fixture
 def auditor(api: Api) -> Client:
     call_command("setup_roles", stdout=StringIO())
+    user = get_user_model().objects.create_user("audrey", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Auditors"))
+    clear_audit()  # the roles and the auditor's rights are recorded too: not counted here
     token = make_token("svc", "*=*,admin")
     push(api, token, queue="jobs:a")
     push(api, token, queue="jobs:b")
     chain.seal_all()
-    user = get_user_model().objects.create_user("audrey", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Auditors"))
     client = Client()
     client.force_login(user)
     return client
@@ -66,3 +70,60 @@ def test_verification_is_shown_and_names_a_broken_event(auditor: Client) -> None
     _raw("UPDATE compliance_auditevent SET queue = 'forged' WHERE id = %s", [event.pk])
     page = auditor.get(f"{BASE}verify/").content.decode()
     assert f"Chain BROKEN at event {event.pk}" in page and "altered" in page
+
+
+def test_the_list_finds_the_events_of_a_job_by_its_id(api: Api, auditor: Client) -> None:
+    token = make_token("other", "*=*")
+    first = push(api, token, queue="jobs:c")["id"]
+    push(api, token, queue="jobs:c")
+    page = auditor.get(BASE, {"q": first}).content.decode()
+    assert page.count('class="field-action"') == 1
+    event = AuditEvent.objects.get(action="push", queue="jobs:c", job_ids__icontains=first)
+    assert f"/admin/compliance/auditevent/{event.pk}/change/" in page
+    assert (
+        auditor.get(BASE, {"q": first.upper()}).content.decode().count('class="field-action"') == 1
+    )
+    missing = auditor.get(BASE, {"q": "0190a1b2-0000-7000-8000-000000000001"})
+    assert 'class="field-action"' not in missing.content.decode()
+
+
+def test_the_export_takes_the_list_s_filters_and_search(api: Api, auditor: Client) -> None:
+    listing = auditor.get(BASE, {"queue": "jobs:a", "action": "push"}).content.decode()
+    [link] = re.findall(r'href="(export/\?[^"]+)" id="export-link"', listing)
+    form = auditor.get(BASE + html.unescape(link)).content.decode()
+    assert "queue = jobs:a" in form and "action = push" in form
+    list_query = re.search(r'name="_changelist_filters" value="([^"]+)"', form)
+    assert list_query is not None
+    params = {
+        "_changelist_filters": html.unescape(list_query.group(1)),
+        "since": "2000-01-01 00:00",
+        "until": "2100-01-01 00:00",
+        "format": "csv",
+    }
+    rows = list(csv.DictReader(StringIO(auditor.get(f"{BASE}export/", params).content.decode())))
+    assert [(row["action"], row["queue"]) for row in rows] == [("push", "jobs:a")]
+    export = AuditEvent.objects.get(action="audit.export")
+    assert export.details["count"] == 1
+    assert export.details["list_filters"] == {"queue": "jobs:a", "action": "push"}
+    job = rows[0]["job_ids"].strip('[]"')
+    searched = {**params, "_changelist_filters": f"q={job}"}
+    rows = list(csv.DictReader(StringIO(auditor.get(f"{BASE}export/", searched).content.decode())))
+    assert [row["job_ids"] for row in rows] == [f'["{job}"]']
+
+
+def test_the_export_command_takes_an_action_and_a_job_id(api: Api, auditor: Client) -> None:
+    token = make_token("other", "*=*")
+    job = push(api, token, queue="jobs:c")["id"]
+    push(api, token, queue="jobs:c")
+    out = StringIO()
+    window = ("--since", "2000-01-01", "--until", "2100-01-01")
+    call_command("audit_export", *window, "--job-id", job.upper(), stdout=out)
+    [line] = out.getvalue().splitlines()
+    assert json.loads(line)["job_ids"] == [job]
+    out = StringIO()
+    call_command("audit_export", *window, "--action", "token.create", stdout=out)
+    assert {json.loads(line)["action"] for line in out.getvalue().splitlines()} == {"token.create"}
+    export = AuditEvent.objects.filter(action="audit.export").order_by("id").first()
+    assert export is not None and export.details["job_id"] == job
+    with pytest.raises(CommandError, match="UUID"):
+        call_command("audit_export", *window, "--job-id", "not-a-job", stdout=StringIO())

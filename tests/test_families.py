@@ -75,18 +75,46 @@ def test_rotation_never_extends_the_old_token_and_refuses_bad_input() -> None:
         call_command("rotate_token", "svc", "--overlap", "1")
 
 
-def test_revoking_a_family_stops_every_token_in_it_at_once(api: Api) -> None:
+def test_revoking_a_token_stops_its_whole_family_at_once_with_the_reason(api: Api) -> None:
     first = _last_line("create_token", "svc", *RULES)
     second = _rotate("svc", "24")
     third = _rotate("svc", "24")
     bystander = make_token("other", "jobs:*=push")
     clear_audit()
-    assert "3 token(s)" in call_command("revoke_token", "svc", "--family")
+    done = call_command("revoke_token", "svc", "--reason", "INC-7 leaked in a log")
+    assert "3 token(s)" in done
     for raw in (first, second, third):
         assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 401
     assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=bystander).status == 201
-    event = AuditEvent.objects.get(action="token.revoke")
-    assert len(event.details["revoked_token_ids"]) == 3
+    events = AuditEvent.objects.filter(action="token.revoke").order_by("id")
+    family = set(ApiToken.objects.exclude(name="other").values_list("pk", flat=True))
+    assert {event.details["token_id"] for event in events} == family
+    assert {event.details["reason"] for event in events} == {"INC-7 leaked in a log"}
+    assert {event.actor for event in events} == {"command:revoke_token"}
+
+
+def test_only_this_revokes_one_token_and_leaves_its_twin_working(api: Api) -> None:
+    _last_line("create_token", "svc", *RULES)
+    successor = _rotate("svc", "24")
+    old = ApiToken.objects.exclude(name="svc").get()
+    call_command("revoke_token", old.name, "--only-this", "--reason", "old host retired")
+    assert ApiToken.objects.get(pk=old.pk).revoked
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=successor).status == 201
+
+
+def test_rotation_keeps_the_lifetime_the_token_was_issued_with() -> None:
+    _last_line("create_token", "svc", *RULES, "--expires-in", "30")
+    _rotate("svc", "1")
+    new = ApiToken.objects.get(name="svc")
+    assert new.expires_at is not None
+    lifetime = new.expires_at - timezone.now()
+    assert timedelta(days=29, hours=23) < lifetime <= timedelta(days=30)
+    event = AuditEvent.objects.get(action="token.rotate")
+    assert event.details["expires_at"] == new.expires_at.isoformat()
+    _rotate("svc", "1")  # and again: still 30 days, not the 90-day default
+    newer = ApiToken.objects.get(name="svc")
+    assert newer.expires_at is not None
+    assert timedelta(days=29, hours=23) < newer.expires_at - timezone.now() <= timedelta(days=30)
 
 
 @pytest.mark.parametrize("verb", ["ack", "fail", "progress"])

@@ -138,6 +138,9 @@ def test_only_services_write_audit_events() -> None:
         "queues/retention.py",
         "queues/erasure.py",
         "compliance/logins.py",  # admin logins: django.contrib.auth and axes signals
+        "compliance/staffrights.py",  # staff rights: auth and guardian signals
+        "compliance/roles.py",  # setup_roles' service
+        "security/accessreview.py",  # the access review, an audited read
     }
     root = Path(settings.BASE_DIR)
     callers = set()
@@ -184,6 +187,7 @@ def test_dev_bootstrap_creates_and_replaces_its_token_through_services(
     assert not ApiToken.objects.get(name="dev-full-access").revoked
     events = [(e.action, e.actor) for e in AuditEvent.objects.order_by("id")]
     assert events == [
+        ("staff.flagChange", "command:dev_bootstrap"),  # the admin login, a superuser
         ("token.create", "command:dev_bootstrap"),
         ("token.delete", "command:dev_bootstrap"),
         ("token.create", "command:dev_bootstrap"),

@@ -1,11 +1,13 @@
 """``manage.py audit_export --since 2026-11-01 --until 2026-12-01 [--queue Q]
-[--actor token:name] --format csv|jsonl [--output FILE]``: the selected audit events,
-oldest first, to stdout or a file (created 0600). The export is itself audited."""
+[--actor token:name] [--action A] [--job-id UUID] --format csv|jsonl [--output FILE]``:
+the selected audit events, oldest first, to stdout or a file (created 0600). The export
+is itself audited."""
 
 from __future__ import annotations
 
 import os
 import sys
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,15 +39,25 @@ class Command(BaseCommand):
         parser.add_argument("--until", required=True, help="to (exclusive), ISO date/time")
         parser.add_argument("--queue", default="", help="only this queue's events")
         parser.add_argument("--actor", default="", help="only this actor, e.g. token:billing")
+        parser.add_argument("--action", default="", help="only this action, e.g. token.revoke")
+        parser.add_argument("--job-id", default="", help="only events naming this job")
         parser.add_argument("--format", choices=EXPORT_FORMATS, default="jsonl")
         parser.add_argument("--output", help="a file to write (default: stdout)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        job_id = options["job_id"]
+        if job_id:
+            try:
+                job_id = str(uuid.UUID(job_id))
+            except ValueError:
+                raise CommandError("--job-id must be a job's UUID") from None
         selection = ExportFilter(
             since=moment(options["since"]),
             until=moment(options["until"]),
             queue=options["queue"],
             actor=options["actor"],
+            action=options["action"],
+            job_id=job_id,
         )
         if selection.until <= selection.since:
             raise CommandError("--until must be after --since")

@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from compliance.audit import Actor
+from compliance.staffrights import acting_as
 from security.models import ApiToken
 from security.services import parse_rule, token_create, token_delete
 
@@ -37,9 +38,10 @@ class Command(BaseCommand):
         user_model = get_user_model()
         if not user_model.objects.filter(username=credentials.get("username", "admin")).exists():
             credentials = {"username": "admin", "password": secrets.token_urlsafe(16)}
-            user_model.objects.create_superuser(
-                username="admin", email="", password=credentials["password"]
-            )
+            with acting_as(actor):  # a new superuser is a staff.flagChange event
+                user_model.objects.create_superuser(
+                    username="admin", email="", password=credentials["password"]
+                )
             credentials.pop("token", None)
         usable = ApiToken.objects.filter(name=TOKEN_NAME, revoked_at__isnull=True).exists()
         if "token" not in credentials or not usable:

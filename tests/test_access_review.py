@@ -1,0 +1,128 @@
+"""The access review: auditors (and superusers) see every token with its rules,
+addresses, state and last use, and every staff user with their groups and queue
+grants, on one read-only page (or CSV) linked from the admin's home; opening it is
+recorded; operators and other staff are refused; no secret or hash is shown."""
+
+from __future__ import annotations
+
+import csv
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from compliance.models import AuditEvent
+from queues.models import Queue
+from queues.services import queue_grant
+from security.models import ApiToken
+from security.services import parse_rule, token_create
+
+from .support import SETUP
+
+pytestmark = pytest.mark.django_db
+
+REVIEW = "/admin/access-review/"
+
+
+def _client(name: str, *groups: str, **flags: Any) -> Client:
+    user = get_user_model().objects.create_user(name, password="pw", is_staff=True, **flags)
+    for group in groups:
+        user.groups.add(Group.objects.get(name=group))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def world() -> None:
+    call_command("setup_roles", stdout=StringIO())
+    token_create(
+        name="billing",
+        rules=[
+            parse_rule("payments:*=pull,ack", allow=True),
+            parse_rule("payments:archive=*", allow=False),
+        ],
+        allowed_cidrs=["10.20.0.0/16"],
+        actor=SETUP,
+    )
+    token_create(name="gone", rules=[parse_rule("x=push", allow=True)], actor=SETUP)
+    ApiToken.objects.filter(name="gone").update(revoked_at=timezone.now())
+    ApiToken.objects.filter(name="billing").update(last_used_at=timezone.now())
+    Queue.objects.create(name="mail")
+    Queue.objects.create(name="payments:eu")
+    olga = get_user_model().objects.create_user("olga", password="pw", is_staff=True)
+    olga.groups.add(Group.objects.get(name="Operators"))
+    queue_grant(queue_name="mail", role="operator", grantee=olga, actor=SETUP)
+    operators = Group.objects.get(name="Operators")
+    queue_grant(queue_name="payments:eu", role="viewer", grantee=operators, actor=SETUP)
+
+
+def _row(page: str, attribute: str, name: str) -> str:
+    start = page.index(f'<tr data-{attribute}="{name}">')
+    return page[start : page.index("</tr>", start)]
+
+
+def test_an_auditor_reviews_tokens_rules_users_and_grants(world: None) -> None:
+    auditor = _client("audrey", "Auditors")
+    home = auditor.get("/admin/").content.decode()
+    assert 'href="/admin/access-review/"' in home
+    response = auditor.get(REVIEW)
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    page = response.content.decode()
+    billing = _row(page, "token", "billing")
+    assert "allow payments:* = pull,ack" in billing
+    assert "deny payments:archive = *" in billing
+    assert "10.20.0.0/16" in billing and ">active<" in billing
+    assert "never" not in billing  # it was used
+    assert ">revoked<" in _row(page, "token", "gone")
+    olga = _row(page, "user", "olga")
+    assert "Operators" in olga
+    assert "queues.operate_queue on queues.queue mail" in olga
+    assert "queues.view_queue on queues.queue payments:eu (via group Operators)" in olga
+    assert "Auditors" in _row(page, "user", "audrey")
+    for token in ApiToken.objects.all():
+        assert token.secret_hash not in page
+    for user in get_user_model().objects.all():
+        assert user.password not in page
+    [event] = AuditEvent.objects.filter(action="access.review")
+    assert event.actor == "user:audrey"
+    assert event.details == {"tokens": 2, "staff_users": 2, "format": "html"}
+
+
+def test_the_review_downloads_as_csv_and_that_is_recorded(world: None) -> None:
+    auditor = _client("audrey", "Auditors")
+    response = auditor.get(REVIEW, {"format": "csv"})
+    assert response["Content-Disposition"].startswith('attachment; filename="access-review-')
+    rows = {
+        (row["kind"], row["name"]): row
+        for row in csv.DictReader(StringIO(response.content.decode()))
+    }
+    # Denies first: they win over any allow.
+    assert (
+        rows[("token", "billing")]["rules"] == "deny payments:archive=*; allow payments:*=pull,ack"
+    )
+    assert rows[("token", "gone")]["state"] == "revoked"
+    assert "via group Operators" in rows[("staff", "olga")]["grants"]
+    event = AuditEvent.objects.get(action="access.review")
+    assert event.details["format"] == "csv"
+
+
+def test_a_superuser_may_review_and_operators_and_other_staff_may_not(world: None) -> None:
+    root = get_user_model().objects.create_superuser("root", "", "pw")
+    client = Client()
+    client.force_login(root)
+    assert client.get(REVIEW).status_code == 200
+    operator = _client("oscar", "Operators")
+    assert operator.get(REVIEW).status_code == 403
+    assert 'href="/admin/access-review/"' not in operator.get("/admin/").content.decode()
+    assert _client("nemo").get(REVIEW).status_code == 403
+    anonymous = Client().get(REVIEW)
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+    assert set(
+        AuditEvent.objects.filter(action="access.review").values_list("actor", flat=True)
+    ) == {"user:root"}

@@ -38,6 +38,14 @@ HIDE = (
 )
 
 
+@pytest.fixture(autouse=True)
+def _audit_policy() -> None:
+    """The default audit policy (90 days after sealing), whatever ran before."""
+    RetentionPolicy.objects.update_or_create(
+        queue_pattern="*", target=RetentionTarget.AUDIT, defaults={"max_age_days": 90}
+    )
+
+
 def _refused(sql: str, params: list[Any]) -> str:
     with (
         pytest.raises(IntegrityError) as caught,

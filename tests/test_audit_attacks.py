@@ -26,7 +26,14 @@ from compliance.services import audit_retire
 from security.encryption import generate_key
 
 from .support import postgres_only
-from .test_audit_chain import _backdate, _bypassing_triggers, _events, _raw, _verify_fails
+from .test_audit_chain import (  # noqa: F401 (_audit_policy: an autouse fixture)
+    _audit_policy,
+    _backdate,
+    _bypassing_triggers,
+    _events,
+    _raw,
+    _verify_fails,
+)
 
 pytestmark = pytest.mark.django_db
 WHO = Actor.command("attack-test")
@@ -36,14 +43,6 @@ HIDE = (
     "UPDATE compliance_auditevent SET seq = -1, prev_hash = 'x', hash = 'x', "
     "sealed_at = '2000-01-01' WHERE id = %s"
 )
-
-
-@pytest.fixture(autouse=True)
-def _audit_policy() -> None:
-    """The default audit policy (90 days after sealing), whatever ran before."""
-    RetentionPolicy.objects.update_or_create(
-        queue_pattern="*", target=RetentionTarget.AUDIT, defaults={"max_age_days": 90}
-    )
 
 
 def _refused(sql: str, params: list[Any]) -> str:

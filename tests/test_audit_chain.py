@@ -26,13 +26,28 @@ from django.utils import timezone
 from compliance import chain
 from compliance.audit import Action, Actor, audit_record
 from compliance.chainkeys import GENESIS, chain_keys, link_hash
-from compliance.models import AppendOnly, AuditCheckpoint, AuditEvent
+from compliance.models import (
+    AppendOnly,
+    AuditCheckpoint,
+    AuditEvent,
+    RetentionPolicy,
+    RetentionTarget,
+)
 from compliance.services import audit_retire
 
 from .support import ON_POSTGRES, Api, make_token, postgres_only, push
 
 pytestmark = pytest.mark.django_db
 WHO = Actor.command("chain-test")
+
+
+@pytest.fixture(autouse=True)
+def _audit_policy() -> None:
+    """The default audit policy (90 days after sealing), which the retention code and
+    the PostgreSQL guard read, even after a transactional test emptied the tables."""
+    RetentionPolicy.objects.update_or_create(
+        queue_pattern="*", target=RetentionTarget.AUDIT, defaults={"max_age_days": 90}
+    )
 
 
 def _events(count: int, *, queue: str = "q") -> list[AuditEvent]:

@@ -3,8 +3,9 @@
 Events are written unsealed (``seq`` NULL) by whoever records them, so the API's hot
 path never waits on a chain-wide lock. ``seal_pending`` (a scheduled task, and
 ``manage.py audit_seal``) then takes the events committed so far, in id order, and gives
-each the next ``seq``, the previous event's hash, the current key id and its own link,
-an HMAC-SHA256 under AUDIT_CHAIN_KEY (compliance.chainkeys).
+each the next ``seq``, the previous event's hash, the current key id, the sealing time
+and its own link, an HMAC-SHA256 under AUDIT_CHAIN_KEY over all of them and the event
+(compliance.chainkeys).
 
 On PostgreSQL sealing is the database's own act (compliance migration 0010): a trigger
 lets an event be updated only once, from unsealed to sealed, only as the next link
@@ -107,9 +108,9 @@ def seal_pending(*, limit: int = SEAL_BATCH, anchor_file: str = "") -> int:
         rows = []
         for event in pending:
             seq += 1
+            event.sealed_at = sealed_at  # covered by the link
             event.hash = link_hash(event, seq=seq, prev_hash=prev, key_id=key_id)
             event.seq, event.prev_hash, event.chain_key_id = seq, prev, key_id
-            event.sealed_at = sealed_at
             rows.append((seq, prev, event.hash, key_id, sealed_at, event.pk))
             prev = event.hash
         with connection.cursor() as cursor:

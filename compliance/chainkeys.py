@@ -8,8 +8,9 @@ compute a link that verifies. Each link::
 
     hash = HMAC-SHA256(key, prev_hash || canonical JSON of the event)
 
-where the canonical JSON covers the seq, the previous hash, the key id and every
-recorded field. A checkpoint's ``mac`` covers its own fields and the previous
+where the canonical JSON covers the seq, the previous hash, the key id, the sealing
+time (so an event cannot be made to look old enough for retention) and every recorded
+field. A checkpoint's ``mac`` covers its own fields and the previous
 checkpoint's ``mac``, so the checkpoints form a keyed chain of their own."""
 
 from __future__ import annotations
@@ -74,11 +75,13 @@ def _dump(body: Mapping[str, Any]) -> bytes:
 
 
 def canonical(event: AuditEvent, *, seq: int, prev_hash: str, key_id: str) -> bytes:
-    """The bytes a link covers: every recorded field, in a fixed order and form."""
+    """The bytes a link covers: every recorded field and ``sealed_at``, in a fixed
+    order and form."""
     body = {
         "seq": seq,
         "prev_hash": prev_hash,
         "key_id": key_id,
+        "sealed_at": _utc(event.sealed_at),
         "id": event.pk,
         "created_at": _utc(event.created_at),
         **recorded(event),

@@ -271,6 +271,21 @@ def test_deleting_a_sealed_young_event_is_refused_even_behind_a_checkpoint() -> 
         cursor.execute("DELETE FROM compliance_auditevent WHERE id = %s", [second.pk])
 
 
+def test_a_sealing_time_backdated_with_the_triggers_off_is_named_and_never_retired() -> None:
+    """Backdating sealed_at would let retention retire a young event behind a genuine
+    checkpoint; the links cover sealed_at, so the chain names it and retention stops."""
+    events = _events(3)
+    chain.seal_all()
+    _raw(
+        "UPDATE compliance_auditevent SET sealed_at = %s WHERE seq <= 2",
+        [timezone.now() - timedelta(days=100)],
+    )
+    assert f"event id {events[0].pk}" in _verify_fails("seq 1: hash mismatch")
+    with pytest.raises(chain.ChainBroken):
+        audit_retire(cutoff=timezone.now() - timedelta(days=90), actor=WHO)
+    assert AuditEvent.objects.filter(pk__in=[e.pk for e in events]).count() == 3
+
+
 def test_retention_follows_the_audit_policy_not_just_its_cutoff() -> None:
     old = _events(2)
     chain.seal_all()

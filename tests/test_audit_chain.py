@@ -60,7 +60,8 @@ def _events(count: int, *, queue: str = "q") -> list[AuditEvent]:
 
 def _backdate(events: list[AuditEvent], days: int) -> None:
     """Test set-up only: unsealed events as if written ``days`` ago, sealed ones as if
-    sealed then (sealed_at is outside the hash; created_at is inside it)."""
+    sealed then. Both times are covered by the links, so the chain is then linked again
+    from its start, as only the key's holder can."""
     moment = timezone.now() - timedelta(days=days)
     ids = ",".join(str(e.pk) for e in events)
     _raw(
@@ -69,6 +70,17 @@ def _backdate(events: list[AuditEvent], days: int) -> None:
         f"sealed_at = CASE WHEN seq IS NULL THEN NULL ELSE %s END WHERE id IN ({ids})",
         [moment, moment],
     )
+    checkpoint = AuditCheckpoint.objects.order_by("-seq").first()
+    prev = checkpoint.hash if checkpoint else GENESIS
+    start = checkpoint.seq if checkpoint else 0
+    for event in AuditEvent.objects.filter(seq__gt=start).order_by("seq"):
+        assert event.seq is not None
+        digest = link_hash(event, seq=event.seq, prev_hash=prev, key_id=event.chain_key_id)
+        _raw(
+            "UPDATE compliance_auditevent SET prev_hash = %s, hash = %s WHERE id = %s",
+            [prev, digest, event.pk],
+        )
+        prev = digest
 
 
 @contextmanager

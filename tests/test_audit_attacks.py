@@ -25,7 +25,7 @@ from compliance.models import AuditCheckpoint, AuditEvent, RetentionPolicy, Rete
 from compliance.services import audit_retire
 from security.encryption import generate_key
 
-from .support import postgres_only
+from .support import postgres_only, superuser_client
 from .test_audit_chain import (  # noqa: F401 (_audit_policy: an autouse fixture)
     _audit_policy,
     _backdate,
@@ -236,6 +236,13 @@ def test_a_checkpoint_macd_under_another_key_or_chained_wrongly_is_named() -> No
     _verify_fails("checkpoint at seq 2 does not verify")
     _raw("UPDATE compliance_auditcheckpoint SET key_id = 'gone', mac = %s", [point.mac])
     _verify_fails("names an unknown key")
+
+
+def test_the_admin_s_verification_page_names_a_forged_checkpoint() -> None:
+    _retired_once()
+    _raw("UPDATE compliance_auditcheckpoint SET reason = 'nothing to see'")
+    page = superuser_client().get("/admin/compliance/auditevent/verify/").content.decode()
+    assert "Chain BROKEN: the checkpoint at seq 2 does not verify" in page
 
 
 # -- (c) deleting a sealed but young event ------------------------------------------------

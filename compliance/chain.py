@@ -113,6 +113,8 @@ def seal_pending(*, limit: int = SEAL_BATCH, anchor_file: str = "") -> int:
             event.seq, event.prev_hash, event.chain_key_id = seq, prev, key_id
             rows.append((seq, prev, event.hash, key_id, sealed_at, event.pk))
             prev = event.hash
+        # One row a statement, in seq order (pipelined by psycopg): the guard checks
+        # each against the head the previous one made.
         with connection.cursor() as cursor:
             cursor.executemany(_SEAL_SQL, rows)
         head = pending[-1]

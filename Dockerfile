@@ -57,6 +57,7 @@ RUN export DJANGO_SETTINGS_MODULE=flashq_project.settings.production \
            SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
            TOKEN_PEPPER="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')" \
            ENCRYPTION_KEYS="build:$(python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')" \
+           AUDIT_CHAIN_KEY="build:$(python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')" \
            DATABASE_URL=sqlite:////tmp/collectstatic.sqlite3 \
  && /opt/venv/bin/python manage.py collectstatic --noinput -v 0 \
  && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /app

@@ -300,6 +300,7 @@ def app_environment(url: str) -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(64),
         "TOKEN_PEPPER": secrets.token_urlsafe(48),
         "ENCRYPTION_KEYS": f"{BENCH_KEY_ID}:{base64.b64encode(os.urandom(32)).decode()}",
+        "AUDIT_CHAIN_KEY": f"a1:{base64.b64encode(os.urandom(32)).decode()}",
         "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }

@@ -7,7 +7,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-SEAL_FIELDS = frozenset({"seq", "prev_hash", "hash", "sealed_at"})
+SEAL_FIELDS = frozenset({"seq", "prev_hash", "hash", "chain_key_id", "sealed_at"})
 
 
 class AppendOnly(Exception):
@@ -34,9 +34,9 @@ class AuditEvent(models.Model):
     """One row per API call (allowed or not), admin action, command or system change.
 
     Holds who, what, where and how it ended; never payload data or secrets. Shortly
-    after commit each event is sealed into a SHA-256 hash chain (``seq``,
-    ``prev_hash``, ``hash``: compliance.chain), after which it can neither change nor,
-    until retention checkpoints it, be deleted."""
+    after commit each event is sealed into an HMAC-SHA256 chain under AUDIT_CHAIN_KEY
+    (``seq``, ``prev_hash``, ``hash``, ``chain_key_id``: compliance.chain), after which
+    it can neither change nor, until retention checkpoints it, be deleted."""
 
     class Outcome(models.TextChoices):
         OK = "ok"
@@ -70,6 +70,8 @@ class AuditEvent(models.Model):
     seq = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
     prev_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # Which AUDIT_CHAIN_KEY entry made ``hash`` (covered by it, so it cannot be swapped).
+    chain_key_id = models.CharField(max_length=32, blank=True, default="", editable=False)
     sealed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects: ClassVar[AuditEventQuerySet] = AuditEventQuerySet.as_manager()  # type: ignore[assignment]
@@ -97,13 +99,18 @@ class AuditEvent(models.Model):
 
 class AuditCheckpoint(models.Model):
     """Where the verifiable chain starts after retention removed the events before it:
-    the last removed event's ``seq`` and ``hash``. Append-only, like the events."""
+    the last removed event's ``seq`` and ``hash``. Append-only, like the events, and
+    chained too: ``mac`` is an HMAC under AUDIT_CHAIN_KEY over this row and the previous
+    checkpoint's ``mac`` (compliance.chainkeys), so a checkpoint forged with the
+    triggers off is named by audit_verify."""
 
     seq = models.BigIntegerField(unique=True)
     hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
     events_removed = models.PositiveIntegerField(default=0)
     reason = models.CharField(max_length=200, blank=True, default="")
+    key_id = models.CharField(max_length=32, blank=True, default="")
+    mac = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-seq"]

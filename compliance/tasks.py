@@ -15,7 +15,8 @@ from queues.pulling import sweep
 
 
 def seal_audit() -> int:
-    """Seal the audit events written since the last run into the hash chain."""
+    """Seal the audit events written since the last run into the keyed hash chain
+    (the head goes to AUDIT_ANCHOR_FILE too, when set)."""
     return seal_all()
 
 

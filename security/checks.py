@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .clientip import normalise_cidr
 from .encryption import parse_keyring
+from .keylists import parse_key_list
 from .strength import weak_secrets
 
 
@@ -62,6 +63,23 @@ def check_encryption_keys(app_configs: Any, **kwargs: Any) -> list[CheckMessage]
                 hint="e.g. ENCRYPTION_KEYS=k1:$(python -c 'import base64,os; "
                 "print(base64.b64encode(os.urandom(32)).decode())')",
                 id="flashq.E003",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
+def check_audit_chain_key(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Audit events cannot be sealed into the chain, nor the chain verified, without it."""
+    try:
+        parse_key_list(settings.AUDIT_CHAIN_KEY, setting="AUDIT_CHAIN_KEY", purpose="HMAC-SHA256")
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint="e.g. AUDIT_CHAIN_KEY=a1:$(python -c 'import base64,os; "
+                "print(base64.b64encode(os.urandom(32)).decode())')",
+                id="flashq.E004",
             )
         ]
     return []

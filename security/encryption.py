@@ -18,10 +18,8 @@ it protected. Errors name the job, the field and the key id, never a key or plai
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,14 +29,13 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from .keylists import KEY_BYTES, parse_key_list
+
 VERSION = 1
 NONCE_BYTES = 12
-KEY_BYTES = 32
-KEY_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _AAD_PREFIX = b"flashq-job\x00"
 _DUMP = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -71,40 +68,10 @@ def generate_key() -> str:
 def parse_keyring(text: str) -> Keyring:
     """``k2:base64,k1:base64`` -> Keyring; ImproperlyConfigured naming the entry (by
     position and id) on any problem, never a key's value."""
-    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
-    if not entries:
-        raise ImproperlyConfigured(
-            "ENCRYPTION_KEYS is not set: give keyid:base64key pairs (32-byte keys), "
-            "or ENCRYPTION_KEYS_FILE"
-        )
-    ciphers: dict[str, AESGCM] = {}
-    for index, entry in enumerate(entries, start=1):
-        key_id, sep, encoded = entry.partition(":")
-        key_id = key_id.strip()
-        where = f"ENCRYPTION_KEYS entry {index}"
-        if not sep or not KEY_ID_RE.fullmatch(key_id):
-            raise ImproperlyConfigured(
-                f"{where} must be keyid:base64key, the id 1 to 32 of A-Z a-z 0-9 _ . -"
-            )
-        if key_id in ciphers:
-            raise ImproperlyConfigured(f"{where}: key id {key_id!r} appears twice")
-        try:
-            key = base64.b64decode(encoded.strip(), altchars=_altchars(encoded), validate=True)
-        except (binascii.Error, ValueError):
-            raise ImproperlyConfigured(f"{where} ({key_id!r}): the key is not base64") from None
-        if len(key) != KEY_BYTES:
-            raise ImproperlyConfigured(
-                f"{where} ({key_id!r}): the key is {len(key)} bytes; AES-256 needs {KEY_BYTES}"
-            )
-        if len(set(key)) < KEY_BYTES // 2:
-            raise ImproperlyConfigured(f"{where} ({key_id!r}): the key is not random")
-        ciphers[key_id] = AESGCM(key)
-    return Keyring(primary=next(iter(ciphers)), ciphers=ciphers)
-
-
-def _altchars(encoded: str) -> bytes | None:
-    """Accept the URL-safe alphabet too (-_ instead of +/)."""
-    return b"-_" if ("-" in encoded or "_" in encoded) else None
+    keys = parse_key_list(text, setting="ENCRYPTION_KEYS", purpose="AES-256")
+    return Keyring(
+        primary=next(iter(keys)), ciphers={kid: AESGCM(key) for kid, key in keys.items()}
+    )
 
 
 @lru_cache(maxsize=1)

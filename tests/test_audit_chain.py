@@ -1,7 +1,8 @@
-"""The audit trail is tamper-evident: sealed into a SHA-256 chain, append-only in the
-models and (PostgreSQL) in the database, verified by audit_verify, which names the
-first event that was edited, deleted, inserted or reordered, even by someone who went
-around the triggers as a superuser would. Retention removes only a checkpointed prefix.
+"""The audit trail is tamper-evident: sealed into an HMAC-SHA256 chain under
+AUDIT_CHAIN_KEY, append-only in the models and (PostgreSQL) in the database, verified by
+audit_verify, which names the first event that was edited, deleted, inserted or
+reordered, even by someone who went around the triggers as a superuser would. Retention
+removes only a checkpointed prefix. The attacks of issue 17 are in test_audit_attacks.
 """
 
 from __future__ import annotations
@@ -24,13 +25,29 @@ from django.utils import timezone
 
 from compliance import chain
 from compliance.audit import Action, Actor, audit_record
-from compliance.models import AppendOnly, AuditCheckpoint, AuditEvent
+from compliance.chainkeys import GENESIS, chain_keys, link_hash
+from compliance.models import (
+    AppendOnly,
+    AuditCheckpoint,
+    AuditEvent,
+    RetentionPolicy,
+    RetentionTarget,
+)
 from compliance.services import audit_retire
 
 from .support import ON_POSTGRES, Api, make_token, postgres_only, push
 
 pytestmark = pytest.mark.django_db
 WHO = Actor.command("chain-test")
+
+
+@pytest.fixture(autouse=True)
+def _audit_policy() -> None:
+    """The default audit policy (90 days after sealing), which the retention code and
+    the PostgreSQL guard read, even after a transactional test emptied the tables."""
+    RetentionPolicy.objects.update_or_create(
+        queue_pattern="*", target=RetentionTarget.AUDIT, defaults={"max_age_days": 90}
+    )
 
 
 def _events(count: int, *, queue: str = "q") -> list[AuditEvent]:
@@ -43,7 +60,8 @@ def _events(count: int, *, queue: str = "q") -> list[AuditEvent]:
 
 def _backdate(events: list[AuditEvent], days: int) -> None:
     """Test set-up only: unsealed events as if written ``days`` ago, sealed ones as if
-    sealed then (sealed_at is outside the hash; created_at is inside it)."""
+    sealed then. Both times are covered by the links, so the chain is then linked again
+    from its start, as only the key's holder can."""
     moment = timezone.now() - timedelta(days=days)
     ids = ",".join(str(e.pk) for e in events)
     _raw(
@@ -52,15 +70,32 @@ def _backdate(events: list[AuditEvent], days: int) -> None:
         f"sealed_at = CASE WHEN seq IS NULL THEN NULL ELSE %s END WHERE id IN ({ids})",
         [moment, moment],
     )
+    checkpoint = AuditCheckpoint.objects.order_by("-seq").first()
+    prev = checkpoint.hash if checkpoint else GENESIS
+    start = checkpoint.seq if checkpoint else 0
+    for event in AuditEvent.objects.filter(seq__gt=start).order_by("seq"):
+        assert event.seq is not None
+        digest = link_hash(event, seq=event.seq, prev_hash=prev, key_id=event.chain_key_id)
+        _raw(
+            "UPDATE compliance_auditevent SET prev_hash = %s, hash = %s WHERE id = %s",
+            [prev, digest, event.pk],
+        )
+        prev = digest
 
 
 @contextmanager
 def _bypassing_triggers() -> Iterator[None]:
-    """What a database superuser can do: switch the triggers off for this transaction."""
-    if ON_POSTGRES:
+    """What a database superuser can do: switch the triggers off (here for the block)."""
+    if not ON_POSTGRES:
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+    try:
+        yield
+    finally:
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL session_replication_role = replica")
-    yield
+            cursor.execute("SET LOCAL session_replication_role = DEFAULT")
 
 
 def _raw(sql: str, params: list[Any] | None = None) -> None:
@@ -87,7 +122,7 @@ def test_events_are_written_unsealed_and_sealed_into_a_chain(api: Api) -> None:
     assert "Sealed 5 audit event(s)." in out.getvalue()
     events = list(AuditEvent.objects.order_by("seq"))
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
-    assert events[0].prev_hash == chain.GENESIS
+    assert events[0].prev_hash == GENESIS
     assert all(b.prev_hash == a.hash for a, b in pairwise(events))
     assert len({e.hash for e in events}) == 5
     _events(2)
@@ -151,11 +186,12 @@ def test_an_inserted_event_is_named() -> None:
         created_at=events[1].created_at, action="push", outcome="ok", actor="token:forger"
     )
     forged.save()
-    # Sealed-looking: the right prev_hash and a hash computed by the forger.
-    prev = AuditEvent.objects.get(seq=2).hash
+    # Sealed-looking even to the key's holder: the right prev_hash and a valid link.
+    prev, key_id = AuditEvent.objects.get(seq=2).hash, chain_keys().current
     _raw(
-        "UPDATE compliance_auditevent SET seq = 3, prev_hash = %s, hash = %s WHERE id = %s",
-        [prev, chain.event_hash(forged, seq=3, prev_hash=prev), forged.pk],
+        "UPDATE compliance_auditevent SET seq = 3, prev_hash = %s, hash = %s, "
+        "chain_key_id = %s WHERE id = %s",
+        [prev, link_hash(forged, seq=3, prev_hash=prev, key_id=key_id), key_id, forged.pk],
     )
     message = _verify_fails("BROKEN")
     assert f"event id {events[2].pk}" in message  # the next real event no longer links
@@ -212,9 +248,14 @@ def test_the_database_refuses_updates_deletes_and_truncate() -> None:
         "INSERT INTO compliance_auditcheckpoint (seq, hash, created_at, events_removed, reason)"
         " VALUES (2, 'forged', now(), 0, '')"
     )
-    AuditCheckpoint.objects.create(seq=2, hash=AuditEvent.objects.get(seq=2).hash)
-    _refused(  # covered by a checkpoint, but sealed less than a day ago
-        "DELETE FROM compliance_auditevent WHERE id = %s", [events[0].pk]
+    _refused(  # a real event and hash, but sealed too recently to be retired
+        "INSERT INTO compliance_auditcheckpoint (seq, hash, created_at, events_removed, reason)"
+        " VALUES (2, %s, now(), 0, '')",
+        [AuditEvent.objects.get(seq=2).hash],
+    )
+    _backdate(events[:2], 100)
+    chain.checkpoint_create(
+        seq=2, hash=AuditEvent.objects.get(seq=2).hash, events_removed=0, reason="test"
     )
     _refused(  # checkpoints only move forward
         "INSERT INTO compliance_auditcheckpoint (seq, hash, created_at, events_removed, reason)"
@@ -232,8 +273,9 @@ def test_the_database_lets_the_sealer_set_the_chain_columns_once() -> None:
     [event] = _events(1)
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE compliance_auditevent SET seq = 1, prev_hash = 'p', hash = 'h' WHERE id = %s",
-            [event.pk],
+            "UPDATE compliance_auditevent SET seq = 1, prev_hash = %s, hash = %s, "
+            "chain_key_id = 'k', sealed_at = now() WHERE id = %s",
+            [GENESIS, "a" * 64, event.pk],
         )
     _refused("UPDATE compliance_auditevent SET seq = NULL WHERE id = %s", [event.pk])
 
@@ -385,4 +427,12 @@ def test_the_sealer_logs_its_head_as_an_anchor(
     finally:
         log.removeHandler(caplog.handler)
     head = AuditEvent.objects.get(seq=2)
-    assert json.dumps({"event": "audit.sealed", "seq": 2, "hash": head.hash}) in caplog.text
+    assert head.sealed_at is not None
+    anchor = {
+        "event": "audit.sealed",
+        "seq": 2,
+        "hash": head.hash,
+        "key_id": "chain1",
+        "time": head.sealed_at.isoformat(),
+    }
+    assert json.dumps(anchor) in caplog.text

@@ -217,13 +217,10 @@ def test_audit_events_past_their_policy_are_retired(api: Api, full: str) -> None
     chain.seal_all()
     sealed = AuditEvent.objects.filter(seq__isnull=False).order_by("seq")
     first = sealed[0]
-    # Sealed 100 days ago (sealed_at is outside the hash).
-    from .test_audit_chain import _raw
+    # Sealed 100 days ago.
+    from .test_audit_chain import _backdate
 
-    _raw(
-        "UPDATE compliance_auditevent SET sealed_at = %s WHERE id = %s",
-        [timezone.now() - timedelta(days=100), first.pk],
-    )
+    _backdate([first], 100)
     out = StringIO()
     call_command("retention_cleanup", stdout=out)
     assert "Retired 1 audit event(s)" in out.getvalue()

@@ -50,6 +50,7 @@ def test_the_sweepers_expiries_are_served_by_the_scheduler(tmp_path: Path) -> No
         "SECRET_KEY": secrets.token_urlsafe(50),
         "TOKEN_PEPPER": secrets.token_urlsafe(32),
         "ENCRYPTION_KEYS": f"k1:{generate_key()}",
+        "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "SCHEDULER_METRICS_PORT": str(port),
         "SCHEDULER_METRICS_BIND": "127.0.0.1",

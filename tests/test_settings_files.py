@@ -30,6 +30,7 @@ def _secret_files(tmp_path: Path) -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "TOKEN_PEPPER": secrets.token_urlsafe(32),
         "ENCRYPTION_KEYS": f"k1:{generate_key()}",
+        "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
     }
     env = {}

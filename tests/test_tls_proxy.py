@@ -348,6 +348,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "SECRET_KEY": secrets.token_urlsafe(50),
             "TOKEN_PEPPER": secrets.token_urlsafe(32),
             "ENCRYPTION_KEYS": f"k1:{generate_key()}",
+            "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
             "ALLOWED_HOSTS": "localhost,127.0.0.1",
             # The app believes X-Forwarded-* only from the proxy's address. The client's
             # 127.0.0.2 must not be in here, or the check below proves nothing.

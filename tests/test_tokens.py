@@ -129,6 +129,7 @@ def _strong() -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(48),
         "TOKEN_PEPPER": secrets.token_urlsafe(32),
         "ENCRYPTION_KEYS": f"k1:{generate_key()}",
+        "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
         "DATABASE_URL": "sqlite:///:memory:",
     }
 
@@ -191,6 +192,7 @@ def test_secrets_are_read_from_name_file(tmp_path: object) -> None:
         "SECRET_KEY_FILE": str(key_file),
         "TOKEN_PEPPER": strong["TOKEN_PEPPER"],
         "ENCRYPTION_KEYS_FILE": str(keyring_file),
+        "AUDIT_CHAIN_KEY": strong["AUDIT_CHAIN_KEY"],
         "DATABASE_URL": strong["DATABASE_URL"],
     }
     assert _settings_import(env, "flashq_project.settings.production").returncode == 0

@@ -39,6 +39,12 @@ AUTH_TOKENS: list[str] = env.list("AUTH_TOKENS", default=[])
 # Job payloads at rest (security.encryption): "keyid:base64key,..." (32-byte keys), the
 # first seals, all open. Local runs and tests generate their own; production requires it.
 ENCRYPTION_KEYS = env.str("ENCRYPTION_KEYS", default="")
+# The audit chain's links are HMAC-SHA256 under this key (compliance.chainkeys), kept out
+# of the database: "keyid:base64key,..." (32-byte keys), the first seals, all verify.
+AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="")
+# The sealer appends the chain's head (seq, hash, key id, time) to this file after each
+# batch: an anchor outside the database for ``audit_verify --anchor-file`` (optional).
+AUDIT_ANCHOR_FILE = env.str("AUDIT_ANCHOR_FILE", default="")
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 # Every API token expires: at most this many days after it was created (a lower value

@@ -1,5 +1,5 @@
 """Local development: with nothing set, generates its own secrets once and keeps them
-(Django secret key, token pepper, payload encryption key)
+(Django secret key, token pepper, payload encryption key, audit chain key)
 in ``.flashq-dev/secrets.json`` (git-ignored, mode 0600), so restarts keep working."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def _new_secrets() -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "TOKEN_PEPPER": secrets.token_urlsafe(32),
         "ENCRYPTION_KEYS": f"dev1:{generate_key()}",
+        "AUDIT_CHAIN_KEY": f"devchain1:{generate_key()}",
     }
 
 
@@ -46,6 +47,8 @@ SECRET_KEY = SECRET_KEY or _generated["SECRET_KEY"]  # noqa: F405
 TOKEN_PEPPER = TOKEN_PEPPER or _generated["TOKEN_PEPPER"]  # noqa: F405
 # Lose this file and the local database's job payloads cannot be read any more.
 ENCRYPTION_KEYS = ENCRYPTION_KEYS or _generated["ENCRYPTION_KEYS"]  # noqa: F405
+# Lose this one and the local audit chain no longer verifies.
+AUDIT_CHAIN_KEY = AUDIT_CHAIN_KEY or _generated["AUDIT_CHAIN_KEY"]  # noqa: F405
 # Static files come straight from the apps (whitenoise with finders): nothing to collect.
 if not os.environ.get("STATIC_ROOT"):
     STATIC_ROOT = None

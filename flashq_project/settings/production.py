@@ -9,10 +9,19 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 
 from security.encryption import parse_keyring
+from security.keylists import parse_key_list
 from security.strength import weak_secrets
 
 from .base import *  # noqa: F403
-from .base import AUTH_TOKENS, DEBUG, ENCRYPTION_KEYS, SECRET_KEY, TOKEN_PEPPER, env
+from .base import (
+    AUDIT_CHAIN_KEY,
+    AUTH_TOKENS,
+    DEBUG,
+    ENCRYPTION_KEYS,
+    SECRET_KEY,
+    TOKEN_PEPPER,
+    env,
+)
 
 if DEBUG:
     raise ImproperlyConfigured("DEBUG must be off in production")
@@ -23,6 +32,8 @@ if _weak:
 # Job payloads are encrypted at rest: no keyring, no start (the error names the entry
 # at fault, never a key).
 parse_keyring(ENCRYPTION_KEYS)
+# The audit chain is keyed: without the key nothing could be sealed or verified.
+parse_key_list(AUDIT_CHAIN_KEY, setting="AUDIT_CHAIN_KEY", purpose="HMAC-SHA256")
 # No silent fall-back to a SQLite file (on a read-only root filesystem, at that).
 env.str("DATABASE_URL")  # ImproperlyConfigured, naming it, when neither it nor _FILE is set
 

@@ -12,6 +12,7 @@ from .base import BASE_DIR, DATABASES
 SECRET_KEY = secrets.token_urlsafe(50)
 TOKEN_PEPPER = secrets.token_urlsafe(32)
 ENCRYPTION_KEYS = f"test1:{generate_key()}"
+AUDIT_CHAIN_KEY = f"chain1:{generate_key()}"
 # Tests change tokens behind the services' back; test_principal_cache turns it on.
 PRINCIPAL_CACHE_SECONDS = 0.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

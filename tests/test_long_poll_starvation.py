@@ -128,6 +128,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
             "SECRET_KEY": secrets.token_urlsafe(50),
             "TOKEN_PEPPER": secrets.token_urlsafe(32),
             "ENCRYPTION_KEYS": f"k1:{generate_key()}",
+            "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
             "SECURE_SSL_REDIRECT": "false",
             "ALLOWED_HOSTS": "127.0.0.1",
             "STATIC_ROOT": str(tmp_path / "static"),  # the API needs none

@@ -165,6 +165,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "SECRET_KEY": secrets.token_urlsafe(50),
             "TOKEN_PEPPER": secrets.token_urlsafe(32),
             "ENCRYPTION_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            "AUDIT_CHAIN_KEY": "a1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "false",
             "STATIC_ROOT": str(root / "static"),

@@ -573,11 +573,11 @@ RAW_TABLE = "bench_raw_job"
 # The columns a push writes (the rest are NULL), constants inline as the app's are fixed.
 RAW_COLUMNS = (
     "id, queue_id, state, priority, data, attempts, max_attempts, backoff, run_at, "
-    "created_at, tags, progress, progress_message, lease_owner, lease_seconds, subject, "
-    "pushed_by"
+    "created_at, tags, progress, progress_message, error_code, lease_owner, lease_seconds, "
+    "subject, pushed_by"
 )
 RAW_ROW = (
-    "(%s, %s, 'waiting', 0, %s, 0, 3, %s, now(), now(), '[]', 0, '', '', 30, %s, "
+    "(%s, %s, 'waiting', 0, %s, 0, 3, %s, now(), now(), '[]', 0, '', '', '', 30, %s, "
     "'family:bench00000000')"
 )
 # The app stores data sealed (security.encryption): version, key id length, key id,

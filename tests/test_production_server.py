@@ -103,8 +103,7 @@ def test_debug_is_off(server: Server) -> None:
     assert b"Django" not in caught.value.read()  # no debug page
 
 
-def _push(server: Server, queue: str) -> tuple[int, str]:
-    """A push to ``queue``: the status and the X-Request-ID the app answered with."""
+def _push(server: Server, queue: str) -> int:
     request = urllib.request.Request(  # noqa: S310
         f"{server.url}/api/v1/queues/{queue}/jobs",
         data=json.dumps({"data": {"n": 1}}).encode(),
@@ -113,27 +112,28 @@ def _push(server: Server, queue: str) -> tuple[int, str]:
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, response.headers["X-Request-ID"]
+            return int(response.status)
     except urllib.error.HTTPError as refused:
-        return refused.code, refused.headers["X-Request-ID"]
+        return refused.code
 
 
 def test_a_card_number_in_the_path_stays_out_of_the_access_log(server: Server) -> None:
     """A careless client's card number as a queue name: refused (422), nothing stored,
     and gunicorn's access log keeps at most its first 6 and last 4 digits."""
     cards = ("4111111111111111", "4111-1111-1111-1111")
-    request_ids = []
     for card in cards:
-        status, request_id = _push(server, card)
-        assert status == 422
-        request_ids.append(request_id)
+        assert _push(server, card) == 422
+
+    def access_lines() -> list[str]:
+        # Not the audit trail's JSON lines, which go to the same output.
+        text = server.log.read_text()
+        return [line for line in text.splitlines() if '"POST /api/v1/queues/' in line]
+
     deadline = time.monotonic() + 10  # gunicorn writes the line once the response is out
-    while not all(r in server.log.read_text() for r in request_ids):
-        assert time.monotonic() < deadline, f"no access line for {request_ids}"
+    while len(access_lines()) < len(cards):
+        assert time.monotonic() < deadline, f"no access lines: {server.log.read_text()[-2000:]}"
         time.sleep(0.1)
-    lines = [line for line in server.log.read_text().splitlines() if "/api/v1/queues/" in line]
-    assert len(lines) == len(cards), lines
-    for line in lines:
+    for line in access_lines():
         assert '"POST /api/v1/queues/411111******1111/jobs" 422' in line
         assert card_numbers_in(line) == []
     for card in cards:

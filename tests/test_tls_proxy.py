@@ -646,14 +646,19 @@ def test_one_address_past_its_requests_in_progress_gets_429_from_the_proxy(
 CARDS = ("4111111111111111", "4111-1111-1111-1111")
 
 
-def _logs_once_written(stack: Stack, marks: list[str]) -> tuple[str, str]:
-    """nginx's access log and gunicorn's output, once every mark is in nginx's."""
-    nginx_log, gunicorn_log = stack.root / "nginx-access.log", stack.root / "gunicorn.log"
+def _logs_once_written(stack: Stack, replies: list[Reply]) -> tuple[str, str]:
+    """nginx's access log and gunicorn's output, once both hold the access line of each
+    reply (a line that ends with its request id; the audit trail's JSON lines on
+    gunicorn's output do not)."""
+    logs = stack.root / "nginx-access.log", stack.root / "gunicorn.log"
+    marks = [f'"{reply.header("X-Request-ID")}"' for reply in replies]
     deadline = time.monotonic() + 10
-    while not all(mark in nginx_log.read_text() for mark in marks):
-        assert time.monotonic() < deadline, f"no access line with {marks}: {_tail(nginx_log)}"
+    while True:
+        texts = [log.read_text() for log in logs]
+        if all(re.search(rf"{mark}$", text, re.M) for mark in marks for text in texts):
+            return texts[0], texts[1]
+        assert time.monotonic() < deadline, f"no access line with each of {marks}: {texts}"
         time.sleep(0.1)
-    return nginx_log.read_text(), gunicorn_log.read_text()
 
 
 def test_a_card_number_in_the_path_reaches_neither_access_log(stack: Stack) -> None:
@@ -663,31 +668,33 @@ def test_a_card_number_in_the_path_reaches_neither_access_log(stack: Stack) -> N
         https(stack, "POST", f"/api/v1/queues/{card}/jobs", {"data": {"n": 1}}) for card in CARDS
     ]
     assert [reply.status for reply in refused] == [422, 422], [r.body for r in refused]
-    request_ids = [reply.header("X-Request-ID") or "" for reply in refused]
     # Percent-encoded, two and three numbers in one path, and over plain http (the
     # redirecting server logs too): none reaches the app as a queue it could create.
-    https(stack, "GET", "/api/v1/queues/%34111%201111%201111%201111/jobs")
-    https(stack, "GET", "/api/v1/queues/4111111111111111/jobs/5500-0000-0000-0004")
-    https(stack, "GET", "/api/v1/x/4111111111111111/y/5500000000000004/z/378282246310005")
+    others = [
+        https(stack, "GET", "/api/v1/queues/%34111%201111%201111%201111/jobs"),
+        https(stack, "GET", "/api/v1/queues/4111111111111111/jobs/5500-0000-0000-0004"),
+        https(stack, "GET", "/api/v1/x/4111111111111111/y/5500000000000004/z/378282246310005"),
+    ]
     connection = http.client.HTTPConnection(
         "127.0.0.1", stack.http_port, timeout=30, source_address=(CLIENT_IP, 0)
     )
     assert _call(connection, "GET", "/api/v1/queues/4111111111111111/jobs", None, {}).status == 301
     # A job id whose last group is all digits is a UUID, not a number to redact.
     job_path = "/api/v1/jobs/0190a3c4-5e6f-7abc-8def-012345678901"
-    https(stack, "GET", job_path)
-    nginx_log, gunicorn_log = _logs_once_written(stack, [*request_ids, job_path])
+    job = https(stack, "GET", job_path)
+    nginx_log, gunicorn_log = _logs_once_written(stack, [*refused, *others, job])
 
     lines = nginx_log.splitlines()  # one per request, in the order they were answered
-    for line, request_id in zip(lines[-7:-5], request_ids, strict=True):
+    for line, reply in zip(lines[-7:-5], refused, strict=True):
         assert '"POST /api/v1/queues/[redacted]/jobs HTTP/1.1" 422' in line
-        assert request_id in line
+        assert str(reply.header("X-Request-ID")) in line
     assert '"GET /api/v1/queues/[redacted]/jobs HTTP/1.1"' in lines[-5]
     assert '"GET /api/v1/queues/[redacted]/jobs/[redacted] HTTP/1.1"' in lines[-4]
     assert '"GET [redacted] HTTP/1.1"' in lines[-3]
     assert '"GET /api/v1/queues/[redacted]/jobs HTTP/1.1" 301' in lines[-2]
     assert f'"GET {job_path} HTTP/1.1" 404' in lines[-1]
-    assert "411111******1111" in gunicorn_log
+    assert f'"GET {job_path}" 404' in gunicorn_log
+    assert '"POST /api/v1/queues/411111******1111/jobs" 422' in gunicorn_log
     for log in (nginx_log, gunicorn_log):
         for number in (*CARDS, "5500000000000004", "5500-0000-0000-0004", "378282246310005"):
             assert number not in log

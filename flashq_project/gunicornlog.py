@@ -1,18 +1,19 @@
-"""gunicorn's access log without card numbers (deploy/gunicorn.conf.py, ``logger_class``).
+"""gunicorn's logs without card numbers (deploy/gunicorn.conf.py, ``logger_class``).
 
 The API refuses a queue name that holds a card number and stores nothing, but gunicorn
-writes the request's path to its access log before anyone looks at it. This logger
-writes each card number in a logged atom as the audit record keeps it, first 6 and last
-4 digits (security.cards.mask_card_numbers).
+writes the request's path to its access log before anyone looks at it, and a request
+line it refuses itself to its error log. This logger writes each card number there as
+the audit record keeps it, first 6 and last 4 digits (security.cards.mask_card_numbers).
 
-Only the atoms the format uses are looked at, and of those only the ones a client can
-write (the path, the request line, the query, any header, the environ); the numbers
-and times gunicorn makes itself are skipped. A value without a long digit run costs one
-regex search."""
+In the access log only the atoms the format uses are looked at, and of those only the
+ones a client can write (the path, the request line, the query, any header, the
+environ); the numbers and times gunicorn makes itself are skipped. A value without a
+long digit run costs one regex search."""
 
 from __future__ import annotations
 
 import datetime
+import logging
 import re
 from typing import Any
 from urllib.parse import quote, unquote_plus
@@ -53,10 +54,28 @@ def redact(value: str) -> str:
     return masked
 
 
+class CardMaskingFilter(logging.Filter):
+    """For the error log, whose messages quote a request line gunicorn refuses ("Invalid
+    request from ip=...: Invalid HTTP request line: 'GET /...'") or the URI of a request
+    that failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+#: One filter, so that a logger set up again does not stack them.
+ERROR_LOG_FILTER = CardMaskingFilter()
+
+
 class CardMaskingLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hints
     def setup(self, cfg: Config) -> None:
         super().setup(cfg)
         self.checked_atoms = client_written_atoms(cfg.access_log_format)
+        self.error_log.addFilter(ERROR_LOG_FILTER)
 
     def atoms(
         self, resp: Any, req: Any, environ: dict[str, Any], request_time: datetime.timedelta

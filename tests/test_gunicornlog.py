@@ -1,6 +1,6 @@
-"""gunicorn's access log as deploy/gunicorn.conf.py sets it up: no card number a client
-put in the request reaches it (flashq_project.accesslog). Lines are rendered by the
-configured logger class from fake request and response objects, as gunicorn's own
+"""gunicorn's logs as deploy/gunicorn.conf.py sets them up: no card number a client put
+in the request reaches them (flashq_project.gunicornlog). Access lines are rendered by
+the configured logger class from fake request and response objects, as gunicorn's own
 tests do."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import runpy
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,13 +29,42 @@ MASKED = "411111******1111"
 Render = Callable[..., str]
 
 
+@dataclass(frozen=True)
+class GunicornLogs:
+    logger: Any  # the logger class deploy/gunicorn.conf.py names, set up as gunicorn does
+    access: Path
+    error: Path
+
+
 @pytest.fixture
-def render(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Render]:
-    """Renders one access line with the deploy's logger class and format (or ``format``)
-    for a request to ``path``."""
+def make_logs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """A logger of the deploy's class and access log format (or ``format``), writing to
+    files of its own."""
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     conf = runpy.run_path(str(CONF))
-    loggers: list[Any] = []
+    made: list[GunicornLogs] = []
+
+    def make(format: str | None = None) -> GunicornLogs:
+        access, error = tmp_path / f"access-{len(made)}.log", tmp_path / f"error-{len(made)}.log"
+        cfg = Config()
+        cfg.set("logger_class", conf.get("logger_class", "gunicorn.glogging.Logger"))
+        cfg.set("access_log_format", format or conf["access_log_format"])
+        cfg.set("accesslog", str(access))
+        cfg.set("errorlog", str(error))
+        made.append(GunicornLogs(cfg.logger_class(cfg), access, error))
+        return made[-1]
+
+    yield make
+    for logs in made:
+        for log in (logs.logger.access_log, logs.logger.error_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+                handler.close()
+
+
+@pytest.fixture
+def render(make_logs: Callable[..., GunicornLogs]) -> Render:
+    """Renders one access line for a request to ``path``."""
 
     def access_line(
         path: str,
@@ -44,13 +74,7 @@ def render(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Render]:
         headers: tuple[tuple[str, str], ...] = (),
         format: str | None = None,
     ) -> str:
-        log = tmp_path / f"access-{len(loggers)}.log"
-        cfg = Config()
-        cfg.set("logger_class", conf.get("logger_class", "gunicorn.glogging.Logger"))
-        cfg.set("access_log_format", format or conf["access_log_format"])
-        cfg.set("accesslog", str(log))
-        logger = cfg.logger_class(cfg)
-        loggers.append(logger)
+        logs = make_logs(format)
         environ = {
             "REQUEST_METHOD": "POST",
             "RAW_URI": raw_uri or (f"{path}?{query}" if query else path),
@@ -64,15 +88,10 @@ def render(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Render]:
             status="422 Unprocessable Content", sent=120, headers=[("X-Request-ID", REQUEST_ID)]
         )
         request = SimpleNamespace(headers=list(headers))
-        logger.access(response, request, environ, datetime.timedelta(milliseconds=3))
-        return log.read_text()
+        logs.logger.access(response, request, environ, datetime.timedelta(milliseconds=3))
+        return logs.access.read_text()
 
-    yield access_line
-    for logger in loggers:
-        for log in (logger.access_log, logger.error_log):
-            for handler in list(log.handlers):
-                log.removeHandler(handler)
-                handler.close()
+    return access_line
 
 
 def assert_no_card(line: str) -> None:
@@ -138,3 +157,21 @@ def test_a_card_number_glued_to_a_uuid_takes_the_whole_value_with_it() -> None:
     text = f"/api/v1/jobs/{REQUEST_ID}4111111111111111/ack"
     assert card_numbers_in(text) == ["4111111111111111"]
     assert mask_card_numbers(text) == "[redacted]"
+
+
+def test_the_error_log_masks_a_request_line_it_quotes(
+    make_logs: Callable[..., GunicornLogs],
+) -> None:
+    logs = make_logs()
+    # As gunicorn's workers write them (workers/base.py, handle_error).
+    logs.logger.warning(
+        "Invalid request from ip=192.0.2.7: Invalid HTTP request line: "
+        "'GET /api/v1/queues/4111-1111-1111-1111/jobs'"
+    )
+    logs.logger.exception("Error handling request %s", "/api/v1/queues/%34111111111111111/jobs")
+    logs.logger.info("Booting worker with pid: %s", 4242)
+    text = logs.error.read_text()
+    assert_no_card(text)
+    assert f"Invalid HTTP request line: 'GET /api/v1/queues/{MASKED}/jobs'" in text
+    assert f"Error handling request /api/v1/queues/{MASKED}/jobs" in text
+    assert "Booting worker with pid: 4242" in text

@@ -46,6 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "TOKEN_PEPPER": secrets.token_urlsafe(32),
         "ENCRYPTION_KEYS": f"k1:{generate_key()}",
+        "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
         "STATIC_ROOT": str(root / "static"),
         "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1",

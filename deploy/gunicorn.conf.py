@@ -4,7 +4,9 @@ Threaded workers, because a long-polling pull holds its thread while it waits (u
 30 s); the app lets at most half of a worker's threads wait (LONG_POLL_MAX_WAITERS), and
 a quarter per token family, so the rest always answer pushes, acks and probes. Access
 logs carry no query strings: nothing secret goes in a URL, and we keep it that way in
-the logs too. TLS terminates at the proxy in front (nginx or similar)."""
+the logs too; a card number a careless client put in the path anyway is written as its
+first 6 and last 4 digits, here and in the error log (flashq_project.gunicornlog). TLS
+terminates at the proxy in front (nginx or similar)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ max_requests = 10_000
 max_requests_jitter = 1_000
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%({x-request-id}o)s"'
+logger_class = "flashq_project.gunicornlog.CardMaskingLogger"
 # No peer's forwarded headers are believed by gunicorn itself (it would set the request's
 # scheme from X-Forwarded-Proto before the app looks): the app decides, trusting only
 # TRUSTED_PROXIES (flashq_project.proxyheaders).

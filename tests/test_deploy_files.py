@@ -1,5 +1,6 @@
 """The deployment files keep their security rules: the Dockerfile, .dockerignore,
-deploy/compose.yaml and every manifest under deploy/k8s/.
+deploy/compose.yaml, every manifest under deploy/k8s/ and the access logs of
+deploy/nginx/flashq.conf.
 
 Each rule is a function that returns the problems it finds (empty: fine). The shipped
 files must have none; and each rule is also run on a copy broken on purpose (in memory,
@@ -28,6 +29,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 K8S_DIR = ROOT / "deploy" / "k8s"
+NGINX_CONF = ROOT / "deploy" / "nginx" / "flashq.conf"
 
 #: The oldest Kubernetes release the manifests claim to support, and the newest that
 #: kubernetes-validate has schemas for: both must accept every document.
@@ -1122,4 +1124,109 @@ def test_a_broken_manifest_is_caught(case: str) -> None:
     docs = copy.deepcopy(k8s_documents())
     edit(docs)
     problems = check(docs)
+    assert any(expected in problem for problem in problems), problems
+
+
+# -- deploy/nginx/flashq.conf: access logs --------------------------------------------------
+
+#: nginx variables that hold what the client sent as it sent it: the request line, the
+#: path and query, headers, cookies, a Basic user name, the body. An access log format
+#: writes the path only through a map that redacts card numbers (tests/test_tls_proxy.py
+#: runs it).
+RAW_REQUEST_VARIABLE = re.compile(
+    r"\$(request|request_uri|uri|document_uri|args|query_string|request_body|remote_user"
+    r"|http_\w+|arg_\w+|cookie_\w+)\b"
+)
+
+
+def _nginx_directives(text: str) -> str:
+    return re.sub(r"(^|\s)#.*$", "", text, flags=re.MULTILINE)
+
+
+def _nginx_blocks(text: str, name: str) -> list[str]:
+    """The bodies of the top-level ``name { ... }`` blocks (comments dropped and quoted
+    strings blanked, so the braces of a regex do not count)."""
+    conf = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', _nginx_directives(text))
+    bodies, depth, start = [], 0, -1
+    for match in re.finditer(r"[{}]", conf):
+        if match.group() == "{":
+            if depth == 0 and re.search(rf"(^|\s){name}\s*$", conf[: match.start()]):
+                start = match.end()
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0 and start >= 0:
+                bodies.append(conf[start : match.start()])
+                start = -1
+    return bodies
+
+
+def nginx_access_log_problems(text: str) -> list[str]:
+    conf = _nginx_directives(text)
+    formats = dict(re.findall(r"^\s*log_format\s+(\S+)\s+([^;]*);", conf, flags=re.MULTILINE))
+    problems = [
+        f"log_format {name} writes ${variable}, which holds the request as the client sent it"
+        for name, line in formats.items()
+        for variable in RAW_REQUEST_VARIABLE.findall(line)
+    ]
+    for directive in re.findall(r"^\s*access_log\s+([^;]+);", conf, flags=re.MULTILINE):
+        words = directive.split()
+        if words != ["off"] and (len(words) < 2 or words[1] not in formats):
+            problems.append(
+                f"access_log {directive} writes nginx's default format (the whole request line)"
+            )
+    for number, body in enumerate(_nginx_blocks(text, "server"), start=1):
+        while re.search(r"\{[^{}]*\}", body):
+            body = re.sub(r"\{[^{}]*\}", "", body)  # its locations
+        if not re.search(r"^\s*access_log\s", body, flags=re.MULTILINE):
+            problems.append(
+                f"server block {number} sets no access_log: it inherits the distribution's,"
+                " which writes the whole request line"
+            )
+    return problems
+
+
+def test_the_nginx_access_logs_write_no_raw_request() -> None:
+    conf = NGINX_CONF.read_text()
+    assert len(_nginx_blocks(conf, "server")) == 2  # the check sees both servers
+    assert nginx_access_log_problems(conf) == []
+
+
+def _first(old: str, new: str) -> Callable[[str], str]:
+    def edit(text: str) -> str:
+        assert old in text, f"{old!r} is not in {NGINX_CONF.name}: update this test"
+        return text.replace(old, new, 1)
+
+    return edit
+
+
+BROKEN_NGINX: dict[str, tuple[Callable[[str], str], str]] = {
+    "the request line": (_first("$request_method $flashq_log_path ", "$request "), "$request,"),
+    "the raw path": (
+        _first("$request_method $flashq_log_path ", "$request_method $request_uri "),
+        "$request_uri",
+    ),
+    "the path without the map": (
+        _first("$request_method $flashq_log_path ", "$request_method $uri "),
+        "$uri,",
+    ),
+    "a referer": (
+        _first('"$upstream_http_x_request_id"', '"$upstream_http_x_request_id" "$http_referer"'),
+        "$http_referer",
+    ),
+    "the default format": (
+        _first("access_log /var/log/nginx/access.log flashq;", "access_log /var/log/nginx/a.log;"),
+        "default format",
+    ),
+    "a server inheriting the default": (
+        _first("access_log /var/log/nginx/access.log flashq;", ""),
+        "server block 1 sets no access_log",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_NGINX))
+def test_a_broken_nginx_access_log_is_caught(case: str) -> None:
+    edit, expected = BROKEN_NGINX[case]
+    problems = nginx_access_log_problems(edit(NGINX_CONF.read_text()))
     assert any(expected in problem for problem in problems), problems

@@ -1,9 +1,11 @@
-"""The admin under the production server as deployed: gunicorn, production settings,
-DEBUG off, static files collected and served by whitenoise (hashed names, compressed,
-cached for a year), not by Django's development helpers."""
+"""The admin under the production server as deployed: gunicorn with
+deploy/gunicorn.conf.py, production settings, DEBUG off, static files collected and
+served by whitenoise (hashed names, compressed, cached for a year), not by Django's
+development helpers; and what its access log writes."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -12,27 +14,33 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from security.cards import card_numbers_in
 from security.encryption import generate_key
 
+from .processes import free_port, stop, wait_for_healthz
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    log: Path  # gunicorn's output: its access log and its error log
+    token: str
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     import secrets
 
     root = tmp_path_factory.mktemp("prod")
+    port = free_port()
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if not key.startswith("GUNICORN_")},
         "DJANGO_SETTINGS_MODULE": "flashq_project.settings.production",
         "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}",
         "SECRET_KEY": secrets.token_urlsafe(50),
@@ -42,31 +50,37 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "STATIC_ROOT": str(root / "static"),
         "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics"),
+        "TMPDIR": str(root),  # where deploy/gunicorn.conf.py makes its scratch directory
     }
     manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
     for command in (["migrate", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
         subprocess.run([*manage, *command], env=env, check=True, cwd=settings.BASE_DIR)
-    port = _free_port()
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    process = subprocess.Popen(
-        [str(gunicorn), "-b", f"127.0.0.1:{port}", "-w", "1", "flashq_project.wsgi"],
+    created = subprocess.run(
+        [*manage, "create_token", "prod", "--allow", "*=*"],
         env=env,
+        check=True,
         cwd=settings.BASE_DIR,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    log = root / "gunicorn.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(gunicorn), "-c", str(Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py")],
+            env=env,
+            cwd=settings.BASE_DIR,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1)  # noqa: S310
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
+        wait_for_healthz(process, port, log)
+        yield Server(f"http://127.0.0.1:{port}", log, created.stdout.strip().splitlines()[-1])
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
 
 
 def _get(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -74,18 +88,72 @@ def _get(url: str) -> tuple[int, dict[str, str], bytes]:
         return response.status, dict(response.headers), response.read()
 
 
-def test_the_admin_login_page_is_styled_by_collected_static_files(server: str) -> None:
-    status, _, body = _get(f"{server}/admin/login/")
+def test_the_admin_login_page_is_styled_by_collected_static_files(server: Server) -> None:
+    status, _, body = _get(f"{server.url}/admin/login/")
     assert status == 200
     match = re.search(rb'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', body)
     assert match, "the admin links its stylesheet by a hashed (collected) name"
-    status, headers, css = _get(server + match.group(1).decode())
+    status, headers, css = _get(server.url + match.group(1).decode())
     assert status == 200 and headers["Content-Type"].startswith("text/css")
     assert "max-age=315360000" in headers["Cache-Control"] and b"body" in css
 
 
-def test_debug_is_off(server: str) -> None:
+def test_debug_is_off(server: Server) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
-        _get(f"{server}/no-such-page/")
+        _get(f"{server.url}/no-such-page/")
     assert caught.value.code == 404
     assert b"Django" not in caught.value.read()  # no debug page
+
+
+def _push(server: Server, queue: str) -> int:
+    request = urllib.request.Request(  # noqa: S310
+        f"{server.url}/api/v1/queues/{queue}/jobs",
+        data=json.dumps({"data": {"n": 1}}).encode(),
+        headers={"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_a_card_number_in_the_path_stays_out_of_the_access_log(server: Server) -> None:
+    """A careless client's card number as a queue name: refused (422), nothing stored,
+    and gunicorn's access log keeps at most its first 6 and last 4 digits."""
+    cards = ("4111111111111111", "4111-1111-1111-1111")
+    for card in cards:
+        assert _push(server, card) == 422
+
+    def access_lines() -> list[str]:
+        # Not the audit trail's JSON lines, which go to the same output.
+        text = server.log.read_text()
+        return [line for line in text.splitlines() if '"POST /api/v1/queues/' in line]
+
+    deadline = time.monotonic() + 10  # gunicorn writes the line once the response is out
+    while len(access_lines()) < len(cards):
+        assert time.monotonic() < deadline, f"no access lines: {server.log.read_text()[-2000:]}"
+        time.sleep(0.1)
+    for line in access_lines():
+        assert '"POST /api/v1/queues/411111******1111/jobs" 422' in line
+        assert card_numbers_in(line) == []
+    for card in cards:
+        assert card not in server.log.read_text()
+
+
+def test_a_card_number_in_a_request_line_gunicorn_refuses_stays_out_of_its_logs(
+    server: Server,
+) -> None:
+    """A request line without its HTTP version: gunicorn answers 400 itself and quotes
+    the line in its error log."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(b"GET /api/v1/queues/4111-1111-1111-1111/jobs\r\nHost: x\r\n\r\n")
+        assert raw.recv(100).startswith(b"HTTP/1.1 400")
+    deadline = time.monotonic() + 10
+    while "Invalid request from ip" not in server.log.read_text():
+        assert time.monotonic() < deadline, server.log.read_text()[-2000:]
+        time.sleep(0.1)
+    text = server.log.read_text()
+    assert "4111-1111-1111-1111" not in text and card_numbers_in(text) == []

@@ -228,15 +228,21 @@ def _make_certificates(directory: Path) -> tuple[Path, Path, Path]:
     return ca_file, chain_file, key_file
 
 
+#: Placeholders the shipped file uses more than once (once per server block).
+REPEATED_PLACEHOLDERS = {"/var/log/nginx/access.log": 2}
+
+
 def render_conf(replacements: Mapping[str, str]) -> str:
     """The shipped file with each placeholder replaced; each must be in its directives
-    exactly once, so an edit that renames one fails here instead of silently testing the
-    placeholder."""
+    exactly once (or as often as REPEATED_PLACEHOLDERS says), so an edit that renames
+    one fails here instead of silently testing the placeholder."""
     text = SHIPPED_CONF.read_text()
     directives = re.sub(r"(^|\s)#.*$", "", text, flags=re.MULTILINE)
     for placeholder, value in replacements.items():
-        count = directives.count(placeholder)
-        assert count == 1, f"{SHIPPED_CONF} should use {placeholder!r} once, not {count} times"
+        count, expected = directives.count(placeholder), REPEATED_PLACEHOLDERS.get(placeholder, 1)
+        assert count == expected, (
+            f"{SHIPPED_CONF} should use {placeholder!r} {expected} times, not {count}"
+        )
         text = text.replace(placeholder, value)
     return text
 
@@ -381,6 +387,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "/etc/flashq/tls/privkey.pem": str(key_file),
                 "server 127.0.0.1:8000;": f"server {PROXY_IP}:{app_port};",
                 "/srv/flashq/staticfiles/": f"{nginx_static}/",
+                "/var/log/nginx/access.log": str(root / "nginx-access.log"),
             }
         )
     )
@@ -632,3 +639,64 @@ def test_one_address_past_its_requests_in_progress_gets_429_from_the_proxy(
             sock.close()
     time.sleep(0.3)  # nginx has seen them go
     assert https(stack, "GET", "/api/v1/me").status == 200
+
+
+# -- the access logs ----------------------------------------------------------------------
+
+#: A test Visa number as a careless client might put it in a path.
+CARDS = ("4111111111111111", "4111-1111-1111-1111")
+
+
+def _logs_once_written(stack: Stack, replies: list[Reply]) -> tuple[str, str]:
+    """nginx's access log and gunicorn's output, once both hold the access line of each
+    reply (a line that ends with its request id; the audit trail's JSON lines on
+    gunicorn's output do not)."""
+    logs = stack.root / "nginx-access.log", stack.root / "gunicorn.log"
+    marks = [f'"{reply.header("X-Request-ID")}"' for reply in replies]
+    deadline = time.monotonic() + 10
+    while True:
+        texts = [log.read_text() for log in logs]
+        if all(re.search(rf"{mark}$", text, re.M) for mark in marks for text in texts):
+            return texts[0], texts[1]
+        assert time.monotonic() < deadline, f"no access line with each of {marks}: {texts}"
+        time.sleep(0.1)
+
+
+def test_a_card_number_in_the_path_reaches_neither_access_log(stack: Stack) -> None:
+    """Refused by the app (422, nothing stored), and written by neither nginx (every long
+    digit run in the path is [redacted]) nor gunicorn (first 6 and last 4 digits)."""
+    refused = [
+        https(stack, "POST", f"/api/v1/queues/{card}/jobs", {"data": {"n": 1}}) for card in CARDS
+    ]
+    assert [reply.status for reply in refused] == [422, 422], [r.body for r in refused]
+    # Percent-encoded, two and three numbers in one path, and over plain http (the
+    # redirecting server logs too): none reaches the app as a queue it could create.
+    others = [
+        https(stack, "GET", "/api/v1/queues/%34111%201111%201111%201111/jobs"),
+        https(stack, "GET", "/api/v1/queues/4111111111111111/jobs/5500-0000-0000-0004"),
+        https(stack, "GET", "/api/v1/x/4111111111111111/y/5500000000000004/z/378282246310005"),
+    ]
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", stack.http_port, timeout=30, source_address=(CLIENT_IP, 0)
+    )
+    assert _call(connection, "GET", "/api/v1/queues/4111111111111111/jobs", None, {}).status == 301
+    # A job id whose last group is all digits is a UUID, not a number to redact.
+    job_path = "/api/v1/jobs/0190a3c4-5e6f-7abc-8def-012345678901"
+    job = https(stack, "GET", job_path)
+    nginx_log, gunicorn_log = _logs_once_written(stack, [*refused, *others, job])
+
+    lines = nginx_log.splitlines()  # one per request, in the order they were answered
+    for line, reply in zip(lines[-7:-5], refused, strict=True):
+        assert '"POST /api/v1/queues/[redacted]/jobs HTTP/1.1" 422' in line
+        assert str(reply.header("X-Request-ID")) in line
+    assert '"GET /api/v1/queues/[redacted]/jobs HTTP/1.1"' in lines[-5]
+    assert '"GET /api/v1/queues/[redacted]/jobs/[redacted] HTTP/1.1"' in lines[-4]
+    assert '"GET [redacted] HTTP/1.1"' in lines[-3]
+    assert '"GET /api/v1/queues/[redacted]/jobs HTTP/1.1" 301' in lines[-2]
+    assert f'"GET {job_path} HTTP/1.1" 404' in lines[-1]
+    assert f'"GET {job_path}" 404' in gunicorn_log
+    assert '"POST /api/v1/queues/411111******1111/jobs" 422' in gunicorn_log
+    for log in (nginx_log, gunicorn_log):
+        for number in (*CARDS, "5500000000000004", "5500-0000-0000-0004", "378282246310005"):
+            assert number not in log
+        assert "4111 1111" not in log and "%34111" not in log

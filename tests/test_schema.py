@@ -157,6 +157,19 @@ def test_batch_ack_says_each_id_appears_once(schema: dict[str, Any]) -> None:
     item = {"id": str(uuid.uuid4()), "lease_id": str(uuid.uuid4())}
     assert batch_ack.is_valid({"jobs": [item]})
     assert not batch_ack.is_valid({"jobs": [item, item]})
+    pull = _component(schema, "PullInRequest", Draft4Validator)
+    assert pull.is_valid({"ack": [item]})
+    assert not pull.is_valid({"ack": [item, item]})
+
+
+def test_a_queue_schema_is_documented_as_the_object_it_must_be(schema: dict[str, Any]) -> None:
+    """Found by schemathesis: an array was schema-valid and refused with 400."""
+    components = schema["components"]["schemas"]
+    assert components["SchemaInRequest"]["properties"]["schema"]["type"] == "object"
+    assert components["QueueOut"]["properties"]["schema"]["type"] == "object"
+    schema_in = _component(schema, "SchemaInRequest", Draft4Validator)
+    assert schema_in.is_valid({"schema": {"type": "object"}})
+    assert not schema_in.is_valid({"schema": [None, None]})
 
 
 def test_the_cursor_parameter_states_the_cursor_format(schema: dict[str, Any]) -> None:

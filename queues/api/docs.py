@@ -178,12 +178,13 @@ def strict_schema_hook(
     for name, component in schemas.items():
         if name.endswith("Request"):
             _tighten(component)
-    # Each job id at most once per batch ack. JSON Schema cannot say "distinct by id"
-    # (the operation's description does); uniqueItems says the part it can: no repeated
-    # item.
-    ack_jobs = schemas.get("AckBatchInRequest", {}).get("properties", {}).get("jobs")
-    if ack_jobs is not None:
-        ack_jobs["uniqueItems"] = True
+    # Each job id at most once per batch ack, and per pull's piggy-backed acks. JSON
+    # Schema cannot say "distinct by id" (the operations' descriptions do); uniqueItems
+    # says the part it can: no repeated item.
+    for component, field in (("AckBatchInRequest", "jobs"), ("PullInRequest", "ack")):
+        acks = schemas.get(component, {}).get("properties", {}).get(field)
+        if acks is not None:
+            acks["uniqueItems"] = True
     for path, operations in result.get("paths", {}).items():
         for operation in operations.values():
             _document_retries(operation)

@@ -68,6 +68,12 @@ class JobDataField(serializers.JSONField):
         return data
 
 
+@extend_schema_field(OpenApiTypes.OBJECT)
+class JsonObjectField(serializers.JSONField):
+    """A JSON object, documented as one (a plain JSONField is "any value" in the
+    schema, so generated clients and fuzzers would send arrays the service refuses)."""
+
+
 # -- request bodies ------------------------------------------------------------------
 
 
@@ -376,7 +382,7 @@ class RateLimitIn(StrictSerializer):
 
 
 class SchemaIn(StrictSerializer):
-    schema = serializers.JSONField(help_text="A JSON Schema (2020-12); only local $refs")
+    schema = JsonObjectField(help_text="A JSON Schema (2020-12); only local $refs")
 
 
 class CleanIn(StrictSerializer):
@@ -420,7 +426,7 @@ class QueueOut(serializers.Serializer):
     paused = serializers.BooleanField()
     rate_limit = RateLimitOut(allow_null=True, help_text="jobs handed out per duration")
     concurrency = serializers.IntegerField(allow_null=True, help_text="most jobs active at once")
-    schema = serializers.JSONField(allow_null=True, help_text="JSON Schema of job data")
+    schema = JsonObjectField(allow_null=True, help_text="JSON Schema of job data")
     created_at = serializers.DateTimeField()
 
 

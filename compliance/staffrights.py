@@ -82,7 +82,7 @@ def _related(instance: Any, model: Any) -> Any:
 
 
 def _changed_ids(
-    sender: Any, instance: Any, action: str, reverse: bool, model: Any, pk_set: set[int] | None
+    sender: Any, instance: Any, action: str, model: Any, pk_set: set[int] | None
 ) -> tuple[list[int], bool] | None:
     """(ids on the other side, removed?) once a change is made; None before it, except
     that a clear remembers what it is about to remove (by post_clear the rows are gone)."""
@@ -97,13 +97,24 @@ def _changed_ids(
     return None
 
 
-def _groups_changed(
+def _rights_changed(
     sender: Any, instance: Any, action: str, reverse: bool, model: Any, pk_set: Any, **_: Any
 ) -> None:
-    changed = _changed_ids(sender, instance, action, reverse, model, pk_set)
+    """The receiver for all three tables: group memberships, and the global permissions
+    of users and of groups, changed from either side."""
+    changed = _changed_ids(sender, instance, action, model, pk_set)
     if changed is None:
         return
     ids, removed = changed
+    if model is Permission or isinstance(instance, Permission):
+        _permissions_changed(instance, model, ids, removed=removed, reverse=reverse)
+    else:
+        _groups_changed(instance, model, ids, removed=removed, reverse=reverse)
+
+
+def _groups_changed(
+    instance: Any, model: Any, ids: list[int], *, removed: bool, reverse: bool
+) -> None:
     if reverse:  # group.user_set: the group's members changed
         memberships = [
             (user, [instance.name]) for user in model._default_manager.filter(pk__in=ids)
@@ -120,12 +131,8 @@ def _groups_changed(
 
 
 def _permissions_changed(
-    sender: Any, instance: Any, action: str, reverse: bool, model: Any, pk_set: Any, **_: Any
+    instance: Any, model: Any, ids: list[int], *, removed: bool, reverse: bool
 ) -> None:
-    changed = _changed_ids(sender, instance, action, reverse, model, pk_set)
-    if changed is None:
-        return
-    ids, removed = changed
     if reverse:  # permission.user_set / group_set: its holders changed
         for holder in model._default_manager.filter(pk__in=ids):
             _permissions_event(holder, [instance.pk], removed=removed)
@@ -211,11 +218,12 @@ def connect() -> None:
 
     user_model = get_user_model()
     uid = "flashq.staffrights"
-    m2m_changed.connect(_groups_changed, sender=user_model.groups.through, dispatch_uid=uid)
-    m2m_changed.connect(
-        _permissions_changed, sender=user_model.user_permissions.through, dispatch_uid=uid
-    )
-    m2m_changed.connect(_permissions_changed, sender=Group.permissions.through, dispatch_uid=uid)
+    for through in (
+        user_model.groups.through,
+        user_model.user_permissions.through,
+        Group.permissions.through,
+    ):
+        m2m_changed.connect(_rights_changed, sender=through, dispatch_uid=uid)
     pre_save.connect(_flags_before, sender=user_model, dispatch_uid=uid)
     post_save.connect(_flags_after, sender=user_model, dispatch_uid=uid)
     post_delete.connect(_staff_deleted, sender=user_model, dispatch_uid=uid)

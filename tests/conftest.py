@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 
-from .support import Api, Personas, make_token
+from .support import Api, Personas, make_token, superuser_client
 
 
 @pytest.fixture
@@ -26,3 +27,10 @@ def personas(db: None) -> Personas:
 def full(db: None) -> str:
     """A token with every verb on every queue (admin included)."""
     return make_token("full", "*=*,admin")
+
+
+@pytest.fixture
+def root(db: None) -> Client:
+    """The admin's superuser, logged in, calling from 192.0.2.10 (an address tests look
+    for in audit events)."""
+    return superuser_client(REMOTE_ADDR="192.0.2.10")

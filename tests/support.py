@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
 from compliance.audit import Actor
@@ -73,13 +76,22 @@ def make_token(name: str, *allow: str, deny: tuple[str, ...] = ()) -> str:
     return raw
 
 
-def superuser_client() -> Any:
-    """The Django test client, logged in as a superuser ("root") of the admin."""
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    client = Client()
+def superuser_client(**defaults: Any) -> Client:
+    """The Django test client, logged in as a superuser ("root") of the admin;
+    ``defaults`` go to every request (``REMOTE_ADDR=...``)."""
+    client = Client(**defaults)
     client.force_login(get_user_model().objects.create_superuser("root", "", "pw"))
+    return client
+
+
+def staff_client(name: str, *groups: str) -> Client:
+    """The Django test client, logged in as a new staff user in ``groups`` (roles made
+    by ``setup_roles``, which must have run) and with no other rights."""
+    user = get_user_model().objects.create_user(name, password="pw", is_staff=True)
+    for group in groups:
+        user.groups.add(Group.objects.get(name=group))
+    client = Client()
+    client.force_login(user)
     return client
 
 

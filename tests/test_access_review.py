@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 from io import StringIO
-from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -22,20 +21,11 @@ from queues.services import queue_grant
 from security.models import ApiToken
 from security.services import parse_rule, token_create
 
-from .support import SETUP
+from .support import SETUP, staff_client, superuser_client
 
 pytestmark = pytest.mark.django_db
 
 REVIEW = "/admin/access-review/"
-
-
-def _client(name: str, *groups: str, **flags: Any) -> Client:
-    user = get_user_model().objects.create_user(name, password="pw", is_staff=True, **flags)
-    for group in groups:
-        user.groups.add(Group.objects.get(name=group))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -68,7 +58,7 @@ def _row(page: str, attribute: str, name: str) -> str:
 
 
 def test_an_auditor_reviews_tokens_rules_users_and_grants(world: None) -> None:
-    auditor = _client("audrey", "Auditors")
+    auditor = staff_client("audrey", "Auditors")
     home = auditor.get("/admin/").content.decode()
     assert 'href="/admin/access-review/"' in home
     response = auditor.get(REVIEW)
@@ -95,7 +85,7 @@ def test_an_auditor_reviews_tokens_rules_users_and_grants(world: None) -> None:
 
 
 def test_the_review_downloads_as_csv_and_that_is_recorded(world: None) -> None:
-    auditor = _client("audrey", "Auditors")
+    auditor = staff_client("audrey", "Auditors")
     response = auditor.get(REVIEW, {"format": "csv"})
     assert response["Content-Disposition"].startswith('attachment; filename="access-review-')
     rows = {
@@ -113,14 +103,11 @@ def test_the_review_downloads_as_csv_and_that_is_recorded(world: None) -> None:
 
 
 def test_a_superuser_may_review_and_operators_and_other_staff_may_not(world: None) -> None:
-    root = get_user_model().objects.create_superuser("root", "", "pw")
-    client = Client()
-    client.force_login(root)
-    assert client.get(REVIEW).status_code == 200
-    operator = _client("oscar", "Operators")
+    assert superuser_client().get(REVIEW).status_code == 200
+    operator = staff_client("oscar", "Operators")
     assert operator.get(REVIEW).status_code == 403
     assert 'href="/admin/access-review/"' not in operator.get("/admin/").content.decode()
-    assert _client("nemo").get(REVIEW).status_code == 403
+    assert staff_client("nemo").get(REVIEW).status_code == 403
     anonymous = Client().get(REVIEW)
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
     assert set(

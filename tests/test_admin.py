@@ -28,14 +28,6 @@ QUEUES = "/admin/queues/queue/"
 
 
 @pytest.fixture
-def root() -> Client:
-    user = get_user_model().objects.create_superuser("root", "", "pw-for-tests-only")
-    client = Client(REMOTE_ADDR="192.0.2.10")
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def viewer() -> Client:
     """A staff user who may look at tokens and queues but change nothing."""
     user = get_user_model().objects.create_user("viewer", "", "pw-for-tests-only", is_staff=True)

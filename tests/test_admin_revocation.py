@@ -9,7 +9,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
@@ -22,14 +21,6 @@ from .support import SETUP, Api, make_token
 pytestmark = pytest.mark.django_db
 
 TOKENS = "/admin/security/apitoken/"
-
-
-@pytest.fixture
-def root() -> Client:
-    user = get_user_model().objects.create_superuser("root", "", "pw-for-tests-only")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _works(api: Api, raw: str) -> bool:

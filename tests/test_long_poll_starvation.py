@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import secrets
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,11 +23,8 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
-from security.encryption import generate_key
-
-from .processes import free_port, stop, wait_for_healthz
+from .processes import database_url, free_port, production_env, stop, wait_for_healthz
 from .support import ON_POSTGRES
 
 pytestmark = [
@@ -102,44 +96,19 @@ class Server:
         return done.stdout.strip().splitlines()[-1]
 
 
-def _database_url() -> str:
-    """This test's database (pytest-django's), as the server will reach it."""
-    db = connection.settings_dict
-    quote = urllib.parse.quote
-    user = quote(str(db.get("USER") or ""), safe="")
-    password = db.get("PASSWORD")
-    credentials = f"{user}:{quote(str(password), safe='')}" if password else user
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{credentials}@{db.get('HOST') or ''}{port}/{db['NAME']}"
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("GUNICORN_", "LONG_POLL_"))
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "flashq_project.settings.production",
-            "DATABASE_URL": _database_url(),
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "TOKEN_PEPPER": secrets.token_urlsafe(32),
-            "ENCRYPTION_KEYS": f"k1:{generate_key()}",
-            "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
-            "SECURE_SSL_REDIRECT": "false",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "STATIC_ROOT": str(tmp_path / "static"),  # the API needs none
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "GUNICORN_WORKERS": "1",
-            "GUNICORN_THREADS": str(THREADS),
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-            "TMPDIR": str(tmp_path),
-        }
+    env = production_env(
+        database_url=database_url(),
+        static_root=tmp_path / "static",  # the API needs none
+        without=("GUNICORN_", "LONG_POLL_"),
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        GUNICORN_WORKERS="1",
+        GUNICORN_THREADS=str(THREADS),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        TMPDIR=str(tmp_path),
     )
-    (tmp_path / "static").mkdir()
     log = tmp_path / "gunicorn.log"
     gunicorn = Path(sys.executable).parent / "gunicorn"
     with log.open("wb") as out:

@@ -6,7 +6,6 @@ development helpers; and what its access log writes."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -21,9 +20,8 @@ import pytest
 from django.conf import settings
 
 from security.cards import card_numbers_in
-from security.encryption import generate_key
 
-from .processes import free_port, stop, wait_for_healthz
+from .processes import free_port, production_env, stop, wait_for_healthz
 
 
 @dataclass(frozen=True)
@@ -35,26 +33,17 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    import secrets
-
     root = tmp_path_factory.mktemp("prod")
     port = free_port()
-    env = {
-        **{key: value for key, value in os.environ.items() if not key.startswith("GUNICORN_")},
-        "DJANGO_SETTINGS_MODULE": "flashq_project.settings.production",
-        "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "TOKEN_PEPPER": secrets.token_urlsafe(32),
-        "ENCRYPTION_KEYS": f"k1:{generate_key()}",
-        "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
-        "STATIC_ROOT": str(root / "static"),
-        "SECURE_SSL_REDIRECT": "false",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": "1",
-        "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics"),
-        "TMPDIR": str(root),  # where deploy/gunicorn.conf.py makes its scratch directory
-    }
+    env = production_env(
+        database_url=f"sqlite:///{root / 'db.sqlite3'}",
+        static_root=root / "static",
+        without=("GUNICORN_",),
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        GUNICORN_WORKERS="1",
+        PROMETHEUS_MULTIPROC_DIR=str(root / "metrics"),
+        TMPDIR=str(root),  # where deploy/gunicorn.conf.py makes its scratch directory
+    )
     manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
     for command in (["migrate", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
         subprocess.run([*manage, *command], env=env, check=True, cwd=settings.BASE_DIR)

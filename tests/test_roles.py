@@ -11,31 +11,20 @@ from typing import Any
 
 import pytest
 from django.contrib import admin
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import models
-from django.test import Client
 
 from compliance import chain
 from compliance.models import AuditCheckpoint, AuditEvent, ErasureRequest
 
-from .support import Api, make_token, pull, push, superuser_client
+from .support import Api, make_token, pull, push, staff_client, superuser_client
 from .test_audit_chain import _backdate
 
 pytestmark = pytest.mark.django_db
 
 # Markers of anything that changes something on an admin page.
 CONTROLS = ('name="action"', "addlink", 'name="_save"', 'name="_continue"', "deletelink")
-
-
-def _user(name: str, *groups: str) -> Client:
-    user = get_user_model().objects.create_user(name, password="pw", is_staff=True)
-    for group in groups:
-        user.groups.add(Group.objects.get(name=group))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -71,7 +60,7 @@ def test_setup_roles_is_idempotent() -> None:
 
 
 def test_an_auditor_reads_everything_it_may_and_can_change_nothing(world: Any) -> None:
-    auditor = _user("audrey", "Auditors")
+    auditor = staff_client("audrey", "Auditors")
     viewable = {"job", "queue", "auditevent", "auditcheckpoint", "erasurerequest"}
     viewable |= {"retentionpolicy", "logentry"}
     seen = set()
@@ -98,7 +87,7 @@ def test_an_auditor_reads_everything_it_may_and_can_change_nothing(world: Any) -
 
 
 def test_staff_without_rights_see_nothing(world: Any) -> None:
-    nobody = _user("nemo")
+    nobody = staff_client("nemo")
     for _, listing, detail in _pages():
         for url in filter(None, (listing, detail)):
             assert nobody.get(url).status_code == 403, url

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import secrets
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,8 +29,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from security.encryption import generate_key
-from tests.processes import free_port, stop, wait_for_healthz
+from tests.processes import database_url, free_port, production_env, stop, wait_for_healthz
 from tests.support import ON_POSTGRES
 
 pytestmark = pytest.mark.skipif(
@@ -99,17 +96,6 @@ def _admin_connection() -> psycopg.Connection[tuple[Any, ...]]:
     )
 
 
-def _database_url(name: str) -> str:
-    db = settings.DATABASES["default"]
-    quote = urllib.parse.quote
-    user = quote(str(db.get("USER") or ""), safe="")
-    password = db.get("PASSWORD")
-    credentials = f"{user}:{quote(str(password), safe='')}" if password else user
-    host = str(db.get("HOST") or "")
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{credentials}@{host}{port}/{name}"
-
-
 def _drop_database(name: str) -> None:
     with _admin_connection() as conn:
         conn.execute(
@@ -126,21 +112,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     name = f"flashq_scaleout_{secrets.token_hex(6)}"
     with _admin_connection() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "flashq_project.settings.production",
-        "DATABASE_URL": _database_url(name),
-        # One set of secrets for both servers, as in any deployment behind one proxy.
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "TOKEN_PEPPER": secrets.token_urlsafe(32),
-        "ENCRYPTION_KEYS": f"k1:{generate_key()}",
-        "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
-        "SECURE_SSL_REDIRECT": "false",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "STATIC_ROOT": str(root / "static"),  # the API needs none; an empty folder
-    }
-    (root / "static").mkdir()
-    env.pop("PRINCIPAL_CACHE_SECONDS", None)  # the default (1 s) is what is deployed
+    # One set of secrets for both servers, as in any deployment behind one proxy.
+    env = production_env(
+        database_url=database_url(name),
+        static_root=root / "static",  # the API needs none; an empty folder
+        # The default principal cache time (1 s) is what is deployed.
+        without=("PRINCIPAL_CACHE_SECONDS",),
+    )
     processes: list[subprocess.Popen[bytes]] = []
     try:
         deployment = Deployment(Server("A", free_port()), Server("B", free_port()), env)

@@ -4,8 +4,6 @@ processes, since the app servers' /metrics cannot see it."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import subprocess
 import sys
 import time
@@ -14,9 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from security.encryption import generate_key
-
-from .processes import free_port, stop, tail
+from .processes import free_port, production_env, stop, tail
 
 PREPARE = """
 from datetime import timedelta
@@ -43,18 +39,13 @@ def _scrape(port: int) -> str:
 
 def test_the_sweepers_expiries_are_served_by_the_scheduler(tmp_path: Path) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "flashq_project.settings.production",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "TOKEN_PEPPER": secrets.token_urlsafe(32),
-        "ENCRYPTION_KEYS": f"k1:{generate_key()}",
-        "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        "SCHEDULER_METRICS_PORT": str(port),
-        "SCHEDULER_METRICS_BIND": "127.0.0.1",
-    }
+    env = production_env(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        static_root=tmp_path / "static",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        SCHEDULER_METRICS_PORT=str(port),
+        SCHEDULER_METRICS_BIND="127.0.0.1",
+    )
     manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
     for args in (["migrate", "-v", "0"], ["shell", "-c", PREPARE]):
         subprocess.run([*manage, *args], env=env, cwd=settings.BASE_DIR, check=True)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 from django.conf import settings
 
-from security.encryption import generate_key
+from .processes import production_secrets
 
 
 def _production(env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
@@ -26,13 +25,7 @@ def _production(env: dict[str, str], code: str) -> subprocess.CompletedProcess[s
 
 
 def _secret_files(tmp_path: Path) -> dict[str, str]:
-    files = {
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "TOKEN_PEPPER": secrets.token_urlsafe(32),
-        "ENCRYPTION_KEYS": f"k1:{generate_key()}",
-        "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-    }
+    files = {**production_secrets(), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     env = {}
     for name, value in files.items():
         path = tmp_path / name.lower()
@@ -44,11 +37,12 @@ def _secret_files(tmp_path: Path) -> dict[str, str]:
 def test_a_secret_file_s_trailing_newline_is_not_part_of_the_value(tmp_path: Path) -> None:
     env = _secret_files(tmp_path)
     pepper = Path(env["TOKEN_PEPPER_FILE"]).read_text().strip()
+    key = Path(env["SECRET_KEY_FILE"]).read_text().strip()
     done = _production(
         env, "from django.conf import settings as s; print(repr(s.TOKEN_PEPPER), len(s.SECRET_KEY))"
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [repr(pepper), "67"]  # token_urlsafe(50) is 67 characters
+    assert done.stdout.split() == [repr(pepper), str(len(key))]
 
 
 def test_production_refuses_to_start_without_a_database_url(tmp_path: Path) -> None:

@@ -25,14 +25,6 @@ pytestmark = pytest.mark.django_db
 USERS = "/admin/auth/user/"
 
 
-@pytest.fixture
-def root() -> Client:
-    user = get_user_model().objects.create_superuser("root", "", "pw-for-tests-only")
-    client = Client(REMOTE_ADDR="192.0.2.10")
-    client.force_login(user)
-    return client
-
-
 def _staff(name: str = "olga") -> Any:
     return get_user_model().objects.create_user(name, password="pw-olga-secret", is_staff=True)
 

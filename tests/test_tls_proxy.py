@@ -16,7 +16,6 @@ import ipaddress
 import json
 import os
 import re
-import secrets
 import shutil
 import socket
 import sqlite3
@@ -36,9 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from flashq_project import limits
-from security.encryption import generate_key
 
-from .processes import stop
+from .processes import BOOT_SECONDS, free_port, production_env, stop, tail, wait_for_healthz
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "deploy" / "nginx" / "flashq.conf"
@@ -48,8 +46,6 @@ GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 PROXY_IP = "127.0.0.1"
 #: The client connects to nginx from here (any 127/8 address is local on Linux).
 CLIENT_IP = "127.0.0.2"
-#: Seconds gunicorn or nginx may take to accept connections after starting.
-BOOT_SECONDS = 30
 #: A content-hashed static file only nginx has (the app's STATIC_ROOT is empty).
 STATIC_FILE = "admin/css/probe.0123456789ab.css"
 
@@ -140,12 +136,6 @@ class Reply:
         value = json.loads(self.body)
         assert isinstance(value, dict)
         return value
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((PROXY_IP, 0))
-        return int(sock.getsockname()[1])
 
 
 def _make_certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -281,10 +271,6 @@ http {{
 """
 
 
-def _tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
-
-
 def _manage(env: Mapping[str, str], *args: str) -> str:
     done = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
@@ -302,29 +288,13 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log: 
     deadline = time.monotonic() + BOOT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"{name} exited ({process.returncode}): {_tail(log)}")
+            pytest.fail(f"{name} exited ({process.returncode}): {tail(log)}")
         try:
             socket.create_connection((PROXY_IP, port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.1)
-    pytest.fail(f"{name} did not listen on {port}: {_tail(log)}")
-
-
-def _wait_for_app(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until gunicorn's worker answers /healthz itself (a boot error fails with its log)."""
-    deadline = time.monotonic() + BOOT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited ({process.returncode}): {_tail(log)}")
-        connection = http.client.HTTPConnection(PROXY_IP, port, timeout=2)
-        try:
-            if _call(connection, "GET", "/healthz", None, {}).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"gunicorn did not answer /healthz on {port}: {_tail(log)}")
+    pytest.fail(f"{name} did not listen on {port}: {tail(log)}")
 
 
 @pytest.fixture(scope="module")
@@ -337,45 +307,39 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     nginx_static = root / "nginx-static"
     (nginx_static / STATIC_FILE).parent.mkdir(parents=True)
     (nginx_static / STATIC_FILE).write_text("body { color: #123456; }\n")
-    (root / "app-static").mkdir()
     (root / "metrics").mkdir()
 
     database = root / "db.sqlite3"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("GUNICORN_", "SECURE_", "MAX_", "ALLOWED_"))
-        and key not in ("TRUSTED_PROXIES", "AUTH_FAILURE_RATE")
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "flashq_project.settings.production",
-            "DATABASE_URL": f"sqlite:///{database}",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "TOKEN_PEPPER": secrets.token_urlsafe(32),
-            "ENCRYPTION_KEYS": f"k1:{generate_key()}",
-            "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
-            "ALLOWED_HOSTS": "localhost,127.0.0.1",
-            # The app believes X-Forwarded-* only from the proxy's address. The client's
-            # 127.0.0.2 must not be in here, or the check below proves nothing.
-            "TRUSTED_PROXIES": f"{PROXY_IP}/32",
-            # Left on (the production default): were X-Forwarded-Proto not believed, every
-            # API call would be redirected instead of answered.
-            "SECURE_SSL_REDIRECT": "true",
-            # The app's static root is empty: /static/ answered with a file means nginx.
-            "STATIC_ROOT": str(root / "app-static"),
-            "GUNICORN_WORKERS": "1",
-            "GUNICORN_THREADS": "4",
-            # deploy/gunicorn.conf.py would otherwise make one in /tmp and leave it there
-            # (it calls mkdtemp even when this is set: TMPDIR keeps that one here too).
-            "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics"),
-            "TMPDIR": str(root),
-        }
+    env = production_env(
+        database_url=f"sqlite:///{database}",
+        # The app's static root is empty: /static/ answered with a file means nginx.
+        static_root=root / "app-static",
+        without=(
+            "GUNICORN_",
+            "SECURE_",
+            "MAX_",
+            "ALLOWED_",
+            "TRUSTED_PROXIES",
+            "AUTH_FAILURE_RATE",
+        ),
+        ALLOWED_HOSTS="localhost,127.0.0.1",
+        # The app believes X-Forwarded-* only from the proxy's address. The client's
+        # 127.0.0.2 must not be in here, or the check below proves nothing.
+        TRUSTED_PROXIES=f"{PROXY_IP}/32",
+        # Left on (the production default): were X-Forwarded-Proto not believed, every
+        # API call would be redirected instead of answered.
+        SECURE_SSL_REDIRECT="true",
+        GUNICORN_WORKERS="1",
+        GUNICORN_THREADS="4",
+        # deploy/gunicorn.conf.py would otherwise make one in /tmp and leave it there
+        # (it calls mkdtemp even when this is set: TMPDIR keeps that one here too).
+        PROMETHEUS_MULTIPROC_DIR=str(root / "metrics"),
+        TMPDIR=str(root),
     )
     _manage(env, "migrate", "-v", "0")
     token = _manage(env, "create_token", "tls-proxy", "--allow", "*=*").strip().splitlines()[-1]
 
-    app_port, http_port, https_port = _free_port(), _free_port(), _free_port()
+    app_port, http_port, https_port = free_port(PROXY_IP), free_port(PROXY_IP), free_port(PROXY_IP)
     env["GUNICORN_BIND"] = f"{PROXY_IP}:{app_port}"
     site = root / "flashq.conf"
     site.write_text(
@@ -411,7 +375,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     stderr=subprocess.STDOUT,
                 )
             )
-        _wait_for_app(app_port, processes[-1], gunicorn_log)
+        wait_for_healthz(processes[-1], app_port, gunicorn_log, host=PROXY_IP)
         processes.append(
             subprocess.Popen(nginx_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )

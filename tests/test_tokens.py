@@ -15,6 +15,7 @@ from django.utils import timezone
 from security import tokens
 from security.models import ApiToken
 
+from .processes import production_secrets
 from .support import Api, make_token, push
 
 
@@ -121,17 +122,7 @@ def test_a_short_bootstrap_token_is_refused_at_start_up() -> None:
 
 
 def _strong() -> dict[str, str]:
-    import secrets
-
-    from security.encryption import generate_key
-
-    return {
-        "SECRET_KEY": secrets.token_urlsafe(48),
-        "TOKEN_PEPPER": secrets.token_urlsafe(32),
-        "ENCRYPTION_KEYS": f"k1:{generate_key()}",
-        "AUDIT_CHAIN_KEY": f"a1:{generate_key()}",
-        "DATABASE_URL": "sqlite:///:memory:",
-    }
+    return {**production_secrets(), "DATABASE_URL": "sqlite:///:memory:"}
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from compliance import chain
@@ -192,3 +193,23 @@ def test_a_backdated_event_through_the_orm_is_refused_too() -> None:
     )
     with pytest.raises(IntegrityError, match="is written when it happens"), transaction.atomic():
         forged.save(force_insert=True)
+
+
+# -- the migration ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_raises_a_policy_below_the_floor_on_the_record() -> None:
+    before = [("compliance", "0011_audit_chain_keyed")]
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    old.get_model("compliance", "RetentionPolicy").objects.filter(target="audit").update(
+        max_age_days=7
+    )
+    MigrationExecutor(connection).migrate(latest)
+    assert RetentionPolicy.objects.get(target=RetentionTarget.AUDIT).max_age_days == 30
+    event = AuditEvent.objects.get(action="retention.policySave")
+    assert event.actor == "command:migrate"
+    assert event.details["from"]["days"] == 7 and event.details["to"]["days"] == 30

@@ -948,7 +948,9 @@ def database_role_problems(docs: list[dict[str, Any]]) -> list[str]:
             ):
                 problems.append(f"{where}: no container runs grant_runtime_role after migrate")
             for c in _containers(spec):
-                url = next((e for e in c.get("env") or [] if e["name"] == "DATABASE_URL_FILE"), {})
+                url: dict[str, Any] = next(
+                    (e for e in c.get("env") or [] if e["name"] == "DATABASE_URL_FILE"), {}
+                )
                 mounts = {
                     m["mountPath"]
                     for m in c.get("volumeMounts") or []

@@ -19,6 +19,7 @@ from django.apps import apps
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
+from django.test import Client
 
 from compliance import chain
 from compliance.models import AuditCheckpoint, AuditEvent
@@ -93,6 +94,7 @@ def test_the_runtime_role_runs_push_pull_ack_sealing_and_retention(
 ) -> None:
     producer = make_token("producer", "jobs:*=push")
     worker = make_token("worker", "jobs:*=pull,ack")
+    scraper = make_token("prometheus", "*=metrics")
     _events(2)
     chain.seal_all()
     old = list(AuditEvent.objects.all())
@@ -107,6 +109,11 @@ def test_the_runtime_role_runs_push_pull_ack_sealing_and_retention(
         assert call.status == 200, call.body
         assert chain.seal_all() >= 3  # the push's, the pull's and the ack's events
         assert chain.verify().ok
+        scrape = Client(HTTP_HOST="localhost").get(
+            "/metrics", HTTP_AUTHORIZATION=f"Bearer {scraper}"
+        )
+        assert scrape.status_code == 200  # its gauges read the jobs, audit and task tables
+        assert "flashq_audit_unsealed_events" in scrape.content.decode()
         out = StringIO()
         call_command("retention_cleanup", stdout=out)
         assert f"Retired {len(old)} audit event(s)" in out.getvalue()

@@ -88,6 +88,7 @@ class Action(StrEnum):
     STAFF_GRANT_REMOVE = "staff.grantRemove"
     ROLES_SETUP = "roles.setup"
     ACCESS_REVIEW = "access.review"
+    DB_RUNTIME_ROLE_GRANT = "db.runtimeRoleGrant"
 
 
 class ActorKind(StrEnum):

@@ -7,7 +7,7 @@ each the next ``seq``, the previous event's hash, the current key id, the sealin
 and its own link, an HMAC-SHA256 under AUDIT_CHAIN_KEY over all of them and the event
 (compliance.chainkeys).
 
-On PostgreSQL sealing is the database's own act (compliance migration 0010): a trigger
+On PostgreSQL sealing is the database's own act (compliance migration 0011): a trigger
 lets an event be updated only once, from unsealed to sealed, only as the next link
 (``seq`` = the head's + 1, ``prev_hash`` = the head's hash, ``sealed_at`` = the
 transaction's time) and with every recorded column unchanged. The sealer therefore
@@ -42,7 +42,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .chainkeys import GENESIS, UnknownChainKey, chain_keys, checkpoint_mac, link_hash
-from .models import AuditCheckpoint, AuditEvent, RetentionPolicy, RetentionTarget
+from .models import (
+    AUDIT_MIN_RETENTION_DAYS,
+    AuditCheckpoint,
+    AuditEvent,
+    RetentionPolicy,
+    RetentionTarget,
+)
 
 logger = logging.getLogger("flashq.audit")
 
@@ -299,13 +305,14 @@ def checkpoint_create(*, seq: int, hash: str, events_removed: int, reason: str) 
 
 
 def retirement_cutoff(cutoff: datetime) -> datetime | None:
-    """``cutoff``, but never later than the audit retention policy allows, by the
-    database's clock (the trigger refuses deleting anything younger); None with no
-    audit policy: then nothing is ever retired."""
+    """``cutoff``, but never later than the audit retention policy allows, nor than
+    AUDIT_MIN_RETENTION_DAYS, by the database's clock (the trigger refuses deleting
+    anything younger); None with no audit policy: then nothing is ever retired."""
     policy = RetentionPolicy.objects.filter(target=RetentionTarget.AUDIT, queue_pattern="*")
     days = policy.values_list("max_age_days", flat=True).first()
     if days is None:
         return None
+    days = max(days, AUDIT_MIN_RETENTION_DAYS)
     return min(cutoff, _database_now() - timedelta(days=days))
 
 

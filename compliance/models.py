@@ -144,6 +144,11 @@ DEFAULT_RETENTION_DAYS = {
     RetentionTarget.AUDIT: 90,
 }
 
+# Audit events are never deletable sooner than this after sealing, whatever the audit
+# policy row says: the database's DELETE and checkpoint guards hold the same number
+# (compliance migration 0012), because the app's own role can change that row.
+AUDIT_MIN_RETENTION_DAYS = 30
+
 
 def validate_queue_pattern(value: str) -> None:
     from security.access import PATTERN_RE
@@ -175,6 +180,14 @@ class RetentionPolicy(models.Model):
             models.CheckConstraint(
                 condition=models.Q(max_age_days__gte=1), name="retention_max_age_gte_1"
             ),
+            models.CheckConstraint(
+                condition=~models.Q(target="audit")
+                | models.Q(max_age_days__gte=AUDIT_MIN_RETENTION_DAYS),
+                name="retention_audit_floor",
+                violation_error_message=(
+                    f"Audit events are kept at least {AUDIT_MIN_RETENTION_DAYS} days after sealing."
+                ),
+            ),
         ]
         verbose_name_plural = "retention policies"
 
@@ -182,10 +195,18 @@ class RetentionPolicy(models.Model):
         return f"{self.target} on {self.queue_pattern}: {self.max_age_days} days"
 
     def clean(self) -> None:
-        if self.target == RetentionTarget.AUDIT and self.queue_pattern != "*":
-            raise ValidationError(
-                {"queue_pattern": "The audit trail is one chain: its policy applies to '*'."}
+        if self.target != RetentionTarget.AUDIT:
+            return
+        errors = {}
+        if self.queue_pattern != "*":
+            errors["queue_pattern"] = "The audit trail is one chain: its policy applies to '*'."
+        if self.max_age_days is not None and self.max_age_days < AUDIT_MIN_RETENTION_DAYS:
+            errors["max_age_days"] = (
+                f"Audit events are kept at least {AUDIT_MIN_RETENTION_DAYS} days after "
+                "sealing: the database refuses to delete younger ones whatever this policy says."
             )
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def specificity(self) -> tuple[bool, int]:

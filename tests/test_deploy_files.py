@@ -428,6 +428,10 @@ def test_a_broken_dockerignore_is_caught(edit: Callable[[str], str], expected: s
 
 #: The services that run the flashQ image (hardened alike).
 COMPOSE_APP_SERVICES = ("app", "scheduler", "migrate")
+#: The database URL of the tables' owner, who can switch the audit triggers off: only
+#: the migration may have it; the app and the scheduler run as the runtime role, which
+#: owns nothing (README.md, Production).
+OWNER_URL = "database_url_owner"
 
 
 def _command(value: Any) -> str:
@@ -497,6 +501,7 @@ def compose_problems(doc: dict[str, Any]) -> list[str]:
         problems.append("the scheduler must run manage.py qcluster")
     if "migrate --noinput" not in _command(services.get("migrate", {}).get("command")):
         problems.append("the migrate service must run manage.py migrate --noinput")
+    problems += compose_database_role_problems(services)
     depends = services.get("app", {}).get("depends_on") or {}
     if (
         not isinstance(depends, dict)
@@ -513,6 +518,26 @@ def compose_problems(doc: dict[str, Any]) -> list[str]:
         )
     if not any(m.endswith(":ro") and "tls" in m for m in mounts):
         problems.append("nginx must mount the TLS directory read-only")
+    return problems
+
+
+def compose_database_role_problems(services: dict[str, dict[str, Any]]) -> list[str]:
+    """The owner's URL reaches the migration only, which also grants the runtime role."""
+    problems: list[str] = []
+    for name in ("app", "scheduler"):
+        service = services.get(name, {})
+        listed = {s if isinstance(s, str) else s.get("source") for s in service.get("secrets", [])}
+        if OWNER_URL in listed or any(OWNER_URL in v for v in _environment(service).values()):
+            problems.append(
+                f"service {name} gets the owner's database URL ({OWNER_URL}): the app and the "
+                "scheduler must run as the runtime role"
+            )
+    migrate = services.get("migrate", {})
+    if _environment(migrate).get("DATABASE_URL_FILE") != f"/run/secrets/{OWNER_URL}":
+        problems.append(f"the migrate service must connect as the tables' owner ({OWNER_URL})")
+    command = _command(migrate.get("command"))
+    if "manage.py grant_runtime_role" not in command.partition("migrate --noinput")[2]:
+        problems.append("the migrate service must run manage.py grant_runtime_role after migrate")
     return problems
 
 
@@ -538,6 +563,21 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
             del node[key]
         else:
             node[key] = value
+
+    return edit
+
+
+def _owner_url_for(name: str) -> Callable[[dict[str, Any]], None]:
+    """``name`` mounts the owner's URL and reads it (its own environment: the services
+    share the anchored one)."""
+
+    def edit(doc: dict[str, Any]) -> None:
+        service = doc["services"][name]
+        service["secrets"] = [*service["secrets"], OWNER_URL]
+        service["environment"] = {
+            **service["environment"],
+            "DATABASE_URL_FILE": f"/run/secrets/{OWNER_URL}",
+        }
 
     return edit
 
@@ -575,6 +615,21 @@ BROKEN_COMPOSE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "production settings",
     ),
     "nginx without the shipped conf": (_set("services.nginx.volumes", []), "flashq.conf"),
+    "the app as the owner": (_owner_url_for("app"), "service app gets the owner's database URL"),
+    "the owner's URL mounted in the scheduler": (
+        lambda doc: doc["services"]["scheduler"].update(
+            secrets=[*doc["services"]["scheduler"]["secrets"], OWNER_URL]
+        ),
+        "service scheduler gets the owner's database URL",
+    ),
+    "the migration as the runtime role": (
+        _set("services.migrate.environment.DATABASE_URL_FILE", "/run/secrets/database_url"),
+        "must connect as the tables' owner",
+    ),
+    "no grants for the runtime role": (
+        _set("services.migrate.command", ["python", "manage.py", "migrate", "--noinput"]),
+        "must run manage.py grant_runtime_role",
+    ),
 }
 
 
@@ -859,6 +914,78 @@ def network_problems(docs: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+#: The Secret holding OWNER_URL: mounted by the migration Job alone.
+OWNER_SECRET = "flashq-db-owner"
+
+
+def _secret_names(volume: dict[str, Any]) -> set[str]:
+    names = {(volume.get("secret") or {}).get("secretName")}
+    names |= {
+        (source.get("secret") or {}).get("name")
+        for source in (volume.get("projected") or {}).get("sources") or []
+    }
+    return {name for name in names if name}
+
+
+def database_role_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """The app and the scheduler run as the runtime role: no Deployment mounts the
+    owner's Secret or names its URL. The migration Job connects as the owner, in every
+    container, and grants the runtime role after migrating. The example shows both."""
+    problems: list[str] = []
+    for doc in docs:
+        spec = _pod_spec(doc)
+        if spec is None:
+            continue
+        where = _where(doc)
+        owner_volumes = {
+            v["name"] for v in spec.get("volumes") or [] if OWNER_SECRET in _secret_names(v)
+        }
+        if doc["kind"] == "Job":
+            commands = [_command(c.get("command")) for c in _containers(spec)]
+            migrating = [i for i, c in enumerate(commands) if "manage.py migrate --noinput" in c]
+            if migrating and not any(
+                "manage.py grant_runtime_role" in c for c in commands[migrating[0] + 1 :]
+            ):
+                problems.append(f"{where}: no container runs grant_runtime_role after migrate")
+            for c in _containers(spec):
+                url: dict[str, Any] = next(
+                    (e for e in c.get("env") or [] if e["name"] == "DATABASE_URL_FILE"), {}
+                )
+                mounts = {
+                    m["mountPath"]
+                    for m in c.get("volumeMounts") or []
+                    if m["name"] in owner_volumes
+                }
+                if not any(str(url.get("value")) == f"{m}/{OWNER_URL}" for m in mounts):
+                    problems.append(
+                        f"{where} container {c['name']}: DATABASE_URL_FILE must be the owner's "
+                        f"{OWNER_URL} from the {OWNER_SECRET} Secret"
+                    )
+            continue
+        gets_owner = bool(owner_volumes)
+        for c in _containers(spec):
+            for env in c.get("env") or []:
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
+                gets_owner |= (
+                    OWNER_URL in str(env.get("value", "")) or ref.get("name") == OWNER_SECRET
+                )
+            gets_owner |= any(
+                (source.get("secretRef") or {}).get("name") == OWNER_SECRET
+                for source in c.get("envFrom") or []
+            )
+        if gets_owner:
+            problems.append(
+                f"{where}: gets the owner's database URL ({OWNER_SECRET}): only the migration "
+                "Job may; the app and the scheduler run as the runtime role"
+            )
+    examples = [d for d in docs if d.get("kind") == "Secret"]
+    if not any(OWNER_URL in (d.get("stringData") or {}) for d in examples):
+        problems.append(f"no example Secret shows {OWNER_URL}")
+    if not any("database_url" in (d.get("stringData") or {}) for d in examples):
+        problems.append("no example Secret shows database_url (the runtime role's)")
+    return problems
+
+
 def _kubernetes_validate() -> Any:
     return pytest.importorskip(
         "kubernetes_validate",
@@ -904,6 +1031,10 @@ def test_the_network_policies_keep_flashq_fenced_in() -> None:
     assert network_problems(k8s_documents()) == []
 
 
+def test_only_the_migration_job_gets_the_owner_s_database_url() -> None:
+    assert database_role_problems(k8s_documents()) == []
+
+
 def _doc(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return next(d for d in docs if d.get("kind") == kind and d["metadata"]["name"] == name)
 
@@ -944,6 +1075,21 @@ def _drop_seccomp(docs: list[dict[str, Any]]) -> None:
     _app_container(docs)["securityContext"].pop("seccompProfile")
     pod = _doc(docs, "Deployment", "flashq-app")["spec"]["template"]["spec"]
     pod["securityContext"].pop("seccompProfile")
+
+
+def _job_containers(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(_containers(_doc(docs, "Job", "flashq-migrate")["spec"]["template"]["spec"]))
+
+
+def _app_as_owner(docs: list[dict[str, Any]]) -> None:
+    """The app mounts the owner's Secret and reads its URL, as the Job does."""
+    pod = _doc(docs, "Deployment", "flashq-app")["spec"]["template"]["spec"]
+    pod["volumes"].append({"name": "db-owner", "secret": {"secretName": OWNER_SECRET}})
+    container = _app_container(docs)
+    container["volumeMounts"].append(
+        {"name": "db-owner", "mountPath": "/run/secrets/flashq-owner", "readOnly": True}
+    )
+    _env(container, "DATABASE_URL_FILE").update(value=f"/run/secrets/flashq-owner/{OWNER_URL}")
 
 
 K8sEdit = Callable[[list[dict[str, Any]]], Any]
@@ -1114,6 +1260,38 @@ BROKEN_MANIFESTS: dict[str, tuple[K8sEdit, Callable[[list[dict[str, Any]]], list
         lambda d: _egress_rules(d)[1]["to"][0].pop("namespaceSelector"),
         network_problems,
         "DNS only to kube-system",
+    ),
+    "the app as the owner": (_app_as_owner, database_role_problems, "Deployment/flashq-app: gets"),
+    "the owner's Secret mounted in the scheduler": (
+        lambda d: _doc(d, "Deployment", "flashq-scheduler")["spec"]["template"]["spec"][
+            "volumes"
+        ].append({"name": "db", "secret": {"secretName": OWNER_SECRET}}),
+        database_role_problems,
+        "Deployment/flashq-scheduler: gets the owner's",
+    ),
+    "the owner's URL as a variable": (
+        lambda d: _app_container(d)["env"].append(
+            {
+                "name": "DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": OWNER_SECRET, "key": OWNER_URL}},
+            }
+        ),
+        database_role_problems,
+        "Deployment/flashq-app: gets",
+    ),
+    "the migration as the runtime role": (
+        lambda d: _env(_job_containers(d)[0], "DATABASE_URL_FILE").update(
+            value="/run/secrets/flashq/database_url"
+        ),
+        database_role_problems,
+        "container migrate: DATABASE_URL_FILE must be the owner's",
+    ),
+    "no grants for the runtime role": (
+        lambda d: _doc(d, "Job", "flashq-migrate")["spec"]["template"]["spec"][
+            "initContainers"
+        ].pop(1),
+        database_role_problems,
+        "no container runs grant_runtime_role after migrate",
     ),
 }
 

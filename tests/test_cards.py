@@ -480,3 +480,33 @@ def test_look_alikes_are_kept_in_every_string_field(api: Api, full: str, value: 
         clear_audit()
         assert _with_request_id(api, "get", "/queues", full, value).status_code == 200
         assert AuditEvent.objects.filter(client_request_id=value).exists()
+
+
+def test_an_allow_listed_card_number_never_becomes_the_plaintext_subject(
+    api: Api, full: str
+) -> None:
+    """Reported: with the allow-list covering the queue's subject_path, the number was
+    copied into the subject column, in clear, shown to every getJob holder."""
+    push(api, full, queue="orders")
+    Queue.objects.filter(name="orders").update(
+        subject_path="order.ref", card_allowlist=["/order/ref"]
+    )
+    clear_audit()
+    call = api.post("/queues/orders/jobs", {"data": {"order": {"ref": VISA}}}, as_=full)
+    _refused(call, "/data/order/ref")
+    assert "stored as the subject" in call.body["errors"][0]["message"]
+    batch = {"jobs": [{"data": {}}, {"data": {"order": {"ref": int(MASTERCARD)}}}]}
+    _refused(api.post("/queues/orders/jobs/batch", batch, as_=full), "/jobs/1/data/order/ref")
+    assert Job.objects.count() == 1
+    assert AuditEvent.objects.filter(status=422).count() == 2
+    _kept_nowhere(VISA)
+    _kept_nowhere(MASTERCARD)
+    # The allow-list still lets the number stay in the (encrypted) data when the subject
+    # is given, and an update that would derive the subject from it is refused too.
+    job = push(api, full, queue="orders", data={"order": {"ref": VISA}}, subject="u-1")
+    assert Job.objects.get(id=job["id"]).subject == "u-1"
+    derived = push(api, full, queue="orders", data={"order": {"ref": "A-1"}})
+    assert Job.objects.get(id=derived["id"]).subject == "A-1"
+    update = api.patch(f"/jobs/{derived['id']}", {"data": {"order": {"ref": VISA}}}, as_=full)
+    _refused(update, "/data/order/ref")
+    assert Job.objects.get(id=derived["id"]).subject == "A-1"

@@ -32,7 +32,7 @@ _CANDIDATE = re.compile(r"(?<![0-9A-Fa-f])\d(?:[ -]?\d){11,18}(?![0-9A-Fa-f])")
 # is written (2.718281828459045, 1732890000.123456).
 _JOINERS = "._/:"
 _JOINED = re.compile(r"(?<![0-9A-Fa-f])\d+(?:[._/:]\d+){2,}(?![0-9A-Fa-f])")
-_GROUP = re.compile(r"\d+")
+_JOINER = re.compile(r"[._/:]")
 _ANY_DIGIT_RUN = re.compile(r"\d[\d ._/:-]{10,}\d")
 _MIN_DIGITS, _MAX_DIGITS, _MIN_JOINED_GROUPS = 12, 19, 3
 
@@ -113,22 +113,39 @@ def mask(digits: str) -> str:
     return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
 
 
+# Every brand's numbers start with one of these: most look-alikes (times, dates, ids
+# starting 0 or 1) are done with at this one comparison.
+_BRAND_FIRST_DIGITS = frozenset("23456")
+
+
 def _is_card(digits: str) -> bool:
-    return _MIN_DIGITS <= len(digits) <= _MAX_DIGITS and luhn_valid(digits) and branded(digits)
+    return (
+        _MIN_DIGITS <= len(digits) <= _MAX_DIGITS
+        and digits[0] in _BRAND_FIRST_DIGITS
+        and luhn_valid(digits)
+        and branded(digits)
+    )
 
 
 def _joined_chunks(match: re.Match[str]) -> Iterator[tuple[int, int, str]]:
     """The candidates of one run of joined groups, read as the spaced form is: from the
-    first group, as many whole groups as fit in 19 digits; then on from the next."""
-    groups = [(g.start(), g.end()) for g in _GROUP.finditer(match.string, *match.span())]
+    first group, as many whole groups as fit in 19 digits; then on from the next. Only
+    chunks that start like a brand are built (an ISO time's 08:20:36.123456 is not)."""
+    groups = _JOINER.split(match.group())
+    starts, position = [], match.start()
+    for group in groups:
+        starts.append(position)
+        position += len(group) + 1
     index = 0
     while index < len(groups):
-        digits, end = "", index
-        while end < len(groups) and len(digits) + groups[end][1] - groups[end][0] <= _MAX_DIGITS:
-            digits += match.string[groups[end][0] : groups[end][1]]
+        total, end = 0, index
+        while end < len(groups) and total + len(groups[end]) <= _MAX_DIGITS:
+            total += len(groups[end])
             end += 1
-        if end - index >= _MIN_JOINED_GROUPS and len(digits) >= _MIN_DIGITS:
-            yield groups[index][0], groups[end - 1][1], digits
+        if end - index >= _MIN_JOINED_GROUPS and total >= _MIN_DIGITS:
+            if groups[index][0] in _BRAND_FIRST_DIGITS:
+                last = end - 1
+                yield starts[index], starts[last] + len(groups[last]), "".join(groups[index:end])
             index = end
         else:
             index += 1

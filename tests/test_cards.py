@@ -510,3 +510,18 @@ def test_an_allow_listed_card_number_never_becomes_the_plaintext_subject(
     update = api.patch(f"/jobs/{derived['id']}", {"data": {"order": {"ref": VISA}}}, as_=full)
     _refused(update, "/data/order/ref")
     assert Job.objects.get(id=derived["id"]).subject == "A-1"
+
+
+@pytest.mark.parametrize("shape", WIDENED)
+def test_a_widened_shape_in_a_result_or_an_error_is_refused(
+    api: Api, full: str, shape: str
+) -> None:
+    value = WIDENED[shape](VISA)
+    job = push(api, full, queue="q")
+    [leased] = pull(api, full, queue="q")
+    lease = {"lease_id": leased["lease_id"]}
+    ack = api.post(f"/jobs/{job['id']}/ack", {**lease, "result": {"note": value}}, as_=full)
+    _refused(ack, "/result/note")
+    _refused(api.post(f"/jobs/{job['id']}/fail", {**lease, "error": value}, as_=full), "/error")
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.state, stored.result, stored.errors) == (JobState.ACTIVE, None, [])

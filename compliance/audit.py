@@ -82,6 +82,7 @@ class Action(StrEnum):
     ADMIN_REVEAL = "admin.reveal"
     STAFF_GROUP_ADD = "staff.groupAdd"
     STAFF_GROUP_REMOVE = "staff.groupRemove"
+    STAFF_GROUP_RENAME = "staff.groupRename"
     STAFF_FLAG_CHANGE = "staff.flagChange"
     STAFF_PERMISSION_CHANGE = "staff.permissionChange"
     STAFF_GRANT = "staff.grant"

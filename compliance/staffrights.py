@@ -5,6 +5,8 @@ the catch-all, so no path escapes by forgetting to call a service:
 
 - group membership (``user.groups`` / ``group.user_set``: add, remove, clear, set);
 - global permissions of a user or a group (``user_permissions`` / ``permissions``);
+- a group's deletion (its members leave it and its permissions go, with no
+  ``m2m_changed``) and its renaming;
 - ``is_staff``, ``is_superuser`` and, for staff, ``is_active``, and a staff user's
   deletion;
 - per-object grants (guardian's user and group object permission rows).
@@ -26,7 +28,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 
 from .audit import Action, Actor, audit_record
 
@@ -148,6 +150,48 @@ def _permissions_event(holder: Any, permission_ids: list[int], *, removed: bool)
     _record(Action.STAFF_PERMISSION_CHANGE, {**who, "removed" if removed else "added": names})
 
 
+# -- deleting and renaming a group -------------------------------------------------------
+
+
+def _group_deleted(sender: Any, instance: Group, **_: Any) -> None:
+    """Before the delete: Django removes the group's membership and permission rows with
+    it, sending no m2m_changed, so each member's loss is recorded here as a removal
+    would be (the guardian grants it held go through their own post_delete)."""
+    for user in instance.user_set.order_by("pk"):
+        _record(
+            Action.STAFF_GROUP_REMOVE,
+            {**_user_label(user), "groups": [instance.name], "group_deleted": True},
+        )
+    permissions = list(instance.permissions.values_list("pk", flat=True))
+    if permissions:
+        _record(
+            Action.STAFF_PERMISSION_CHANGE,
+            {
+                "group": instance.name,
+                "removed": _permission_names(permissions),
+                "group_deleted": True,
+            },
+        )
+
+
+def _group_name_before(sender: Any, instance: Group, **_: Any) -> None:
+    before = None
+    if instance.pk is not None:
+        before = Group.objects.filter(pk=instance.pk).values_list("name", flat=True).first()
+    instance._flashq_name = before  # type: ignore[attr-defined]
+
+
+def _group_renamed(sender: Any, instance: Group, created: bool, **_: Any) -> None:
+    # A group's name is what the access review, the events and the roles go by.
+    before = getattr(instance, "_flashq_name", None)
+    instance._flashq_name = None  # type: ignore[attr-defined]
+    if not created and before is not None and before != instance.name:
+        _record(
+            Action.STAFF_GROUP_RENAME,
+            {"group_id": instance.pk, "from": before, "to": instance.name},
+        )
+
+
 # -- is_staff, is_superuser, is_active ---------------------------------------------------
 
 
@@ -224,6 +268,9 @@ def connect() -> None:
         Group.permissions.through,
     ):
         m2m_changed.connect(_rights_changed, sender=through, dispatch_uid=uid)
+    pre_delete.connect(_group_deleted, sender=Group, dispatch_uid=uid)
+    pre_save.connect(_group_name_before, sender=Group, dispatch_uid=uid)
+    post_save.connect(_group_renamed, sender=Group, dispatch_uid=uid)
     pre_save.connect(_flags_before, sender=user_model, dispatch_uid=uid)
     post_save.connect(_flags_after, sender=user_model, dispatch_uid=uid)
     post_delete.connect(_staff_deleted, sender=user_model, dispatch_uid=uid)

@@ -6,7 +6,7 @@ subject, or the path may have changed since). Redaction replaces the queue's
 ``pii_fields`` and ``sensitive_fields`` with ``[REDACTED]`` at any depth in data and
 result, removes the identifier (the ``subject`` column, the value at ``subject_path``
 in data and result, and the identifier wherever else it appears in a value or key),
-clears error texts, history and progress message (they may quote
+clears error texts and code, history and progress message (they may quote
 personal data), drops tags and an idempotency key that contain the identifier, and
 cancels the job if it has not finished, so nothing runs on the subject's data any more
 and a worker holding its lease can no longer ack or fail it. Delete mode removes the
@@ -41,6 +41,8 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_record
 from compliance.models import ErasureRequest
 from flashq_project import limits
+from flashq_project.problems import CardNumberDetected
+from security.cards import card_problem, find_cards_in_text
 from security.fields import bulk_update_sealed
 
 from .jobspec import subject_from
@@ -52,6 +54,21 @@ _SCAN_BATCH = 500
 
 class ErasureRefused(ValueError):
     pass
+
+
+class ReasonHoldsCardNumber(ErasureRefused, CardNumberDetected):
+    """The reason is kept in clear, in the receipt and the append-only audit trail, so it
+    may hold no card number: the API's 422 ``card-number-detected`` naming ``/reason``,
+    and for the command and the admin a refusal like any other."""
+
+    def __init__(self, found: CardNumberDetected) -> None:
+        CardNumberDetected.__init__(
+            self,
+            "The reason holds a payment card number; reasons are kept in the receipt and "
+            "the audit trail, so they may hold none.",
+            errors=found.errors,
+            masked=found.masked,
+        )
 
 
 def pseudonym(subject: str) -> str:
@@ -171,8 +188,11 @@ def subject_erase(
         raise ErasureRefused("The mode is redact or delete.")
     if execute and not reason.strip():
         raise ErasureRefused("An erasure needs a reason (a ticket or request reference).")
-    if subject in reason:
+    if subject.casefold() in reason.casefold():
         raise ErasureRefused("The reason must not contain the subject: it is kept.")
+    card = card_problem(find_cards_in_text(reason, "/reason"))
+    if card is not None:
+        raise ReasonHoldsCardNumber(card)
     outcome = Erasure(executed=execute, mode=mode)
     with transaction.atomic():
         every = list(Queue.objects.order_by("name"))
@@ -253,6 +273,7 @@ REDACTION_FIELDS = [
     "result",
     "error",
     "errors",
+    "error_code",
     "subject",
     "key",
     "tags",
@@ -267,7 +288,9 @@ REDACTION_FIELDS = [
 
 def _apply_redaction(job: Job, subject: str, data: Any, result: Any) -> None:
     job.data, job.result = data, result
-    job.error, job.errors, job.progress_message = "", [], ""
+    # A failure code is the worker's choice too (an exception name, or one naming the
+    # subject: NoMail.u-4711), so it goes with the texts.
+    job.error, job.errors, job.error_code, job.progress_message = "", [], "", ""
     job.subject = None
     if job.key is not None and subject in job.key:
         job.key = None

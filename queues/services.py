@@ -25,8 +25,15 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_event, audit_record
 from compliance.models import AuditEvent
 from flashq_project import limits
-from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge, ServiceUnavailable
-from security.cards import CardFinding, card_problem, find_cards, not_allowed
+from flashq_project.problems import (
+    CardNumberDetected,
+    FieldError,
+    InvalidInput,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    pointer_segment,
+)
+from security.cards import CardFinding, card_problem, find_cards, find_cards_in_text, not_allowed
 from security.encryption import keyring
 from security.fields import Sealed, Stored, bulk_update_sealed
 from security.jobschema import (
@@ -145,6 +152,9 @@ def _push_into(
     _refuse_off_schema([(spec.data, spec.data_path) for spec in specs], queue)
     _refuse_cards_in_data(
         [(spec.card_findings, spec.data_path) for spec in specs], queue.card_allowlist
+    )
+    _refuse_cards_in_subjects(
+        [(spec.data, spec.data_path) for spec in specs if not spec.subject], queue
     )
     if not any(spec.key is not None for spec in specs):
         return _push_once(queue, specs, now, owner, record)
@@ -327,6 +337,32 @@ def _refuse_cards_in_data(
     refused = card_problem(kept)
     if refused is not None:
         raise refused
+
+
+def _refuse_cards_in_subjects(derived: Sequence[tuple[dict[str, Any], str]], queue: Queue) -> None:
+    """A subject taken from the data (the value at the queue's ``subject_path``) is stored
+    in clear, in the subject column every getJob holder sees: no card number in it, even
+    where the queue's allow-list lets one stay in the (encrypted) data."""
+    segments = "".join(f"/{pointer_segment(part)}" for part in queue.subject_path.split("."))
+    found = [
+        finding
+        for data, root in derived
+        if (subject := subject_from(data, queue.subject_path)) is not None
+        for finding in find_cards_in_text(subject, root + segments)
+    ]
+    if found:
+        raise CardNumberDetected(
+            "A card number may not become a job's subject: the value at the queue's "
+            "subject_path would be stored in clear as the subject.",
+            errors=[
+                FieldError(
+                    finding.path,
+                    "holds a payment card number, which would be stored as the subject",
+                )
+                for finding in found
+            ],
+            masked=[finding.masked for finding in found],
+        )
 
 
 def _refuse_cards(values: Sequence[tuple[str, Any]]) -> None:
@@ -574,6 +610,7 @@ def job_update(*, job_id: uuid.UUID, data: dict[str, Any], actor: Actor) -> Job:
         if job.subject == subject_from(job.data, path):
             # The subject came from the data (not given at push): follow the new data,
             # so erasure finds the job under the subject it is now about.
+            _refuse_cards_in_subjects([(data, "/data")], job.queue)
             job.subject = subject_from(data, path)
         job.data = data
         job.save(update_fields=["data", "subject"])

@@ -1,7 +1,9 @@
 """The access review: who can do what, in one read. Every API token with its rules,
-addresses, state, expiry and last use; every staff user (staff or superuser) with their
-flags, groups, global permissions and per-object grants (django-guardian: their own and
-their groups'). Never a secret or a hash: tokens are named by name and public id.
+addresses, state, expiry and last use; the bootstrap tokens of the settings
+(``AUTH_TOKENS``: how many, and that each acts as ``*`` on ``*``); every staff user
+(staff or superuser) with their flags, groups, global permissions and per-object grants
+(django-guardian: their own and their groups'). Never a secret or a hash: tokens are
+named by name and public id, bootstrap tokens only counted.
 
 Reading it is recorded (``access.review``), like every other read of who may do what."""
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
@@ -21,6 +24,7 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_record
 from compliance.services import csv_cell
 
+from .access import NAMED_ONLY, WILDCARD, expand_verbs
 from .models import ApiToken, QueuePermission
 from .selectors import token_state
 
@@ -77,10 +81,25 @@ class StaffAccess:
 
 
 @dataclass(frozen=True)
+class BootstrapAccess:
+    """The settings' ``AUTH_TOKENS``. They have no row, so no expiry, address list, rate
+    limit or recorded last use, and the token list does not show them; yet each acts as
+    ``*`` on ``*``. Counted, never shown: not a secret, a hash or any part of one."""
+
+    count: int
+    #: As the audit trail names them (actor ``bootstrap:bootstrap-1``).
+    names: list[str]
+    rule: TokenRule
+    verbs: list[str]  # what ``*`` grants
+    never: list[str]  # the verbs only a rule naming them grants
+
+
+@dataclass(frozen=True)
 class AccessReview:
     generated_at: datetime
     tokens: list[TokenAccess]
     staff: list[StaffAccess]
+    bootstrap: BootstrapAccess
 
 
 class Writable(Protocol):
@@ -115,6 +134,17 @@ def _tokens(now: datetime) -> list[TokenAccess]:
         )
         for token in rows
     ]
+
+
+def _bootstrap() -> BootstrapAccess:
+    count = len(settings.AUTH_TOKENS)
+    return BootstrapAccess(
+        count=count,
+        names=[f"bootstrap-{index}" for index in range(1, count + 1)],
+        rule=TokenRule(effect=QueuePermission.Effect.ALLOW, pattern=WILDCARD, verbs=WILDCARD),
+        verbs=sorted(expand_verbs([WILDCARD], allow=True)),
+        never=sorted(NAMED_ONLY),
+    )
 
 
 def _dotted(permission: Any) -> str:
@@ -186,11 +216,18 @@ def access_review(*, actor: Actor, fmt: str = "html") -> AccessReview:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     with transaction.atomic():
         now = timezone.now()
-        review = AccessReview(generated_at=now, tokens=_tokens(now), staff=_staff())
+        review = AccessReview(
+            generated_at=now, tokens=_tokens(now), staff=_staff(), bootstrap=_bootstrap()
+        )
         audit_record(
             actor=actor,
             action=Action.ACCESS_REVIEW,
-            details={"tokens": len(review.tokens), "staff_users": len(review.staff), "format": fmt},
+            details={
+                "tokens": len(review.tokens),
+                "bootstrap_tokens": review.bootstrap.count,
+                "staff_users": len(review.staff),
+                "format": fmt,
+            },
         )
     return review
 
@@ -221,10 +258,26 @@ def _row(writer: Any, cells: list[Any]) -> None:
 
 
 def access_review_csv(review: AccessReview, out: Writable) -> None:
-    """The review as one CSV: a row per token, then a row per staff user (cells quoted
-    where a spreadsheet would run them as a formula)."""
+    """The review as one CSV: a row per token, one for the bootstrap tokens (if any),
+    then a row per staff user (cells quoted where a spreadsheet would run them as a
+    formula)."""
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
+    bootstrap = review.bootstrap
+    if bootstrap.count:
+        _row(
+            writer,
+            [
+                "bootstrap",
+                f"AUTH_TOKENS ({bootstrap.count}: {', '.join(bootstrap.names)})",
+                "active (no expiry)",
+                "",
+                "",
+                "any address",
+                str(bootstrap.rule),
+                *[""] * 6,
+            ],
+        )
     for token in review.tokens:
         _row(
             writer,

@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
@@ -200,11 +201,23 @@ class ApiTokenAdmin(ServiceModelAdmin):
         actor = staff_actor(request)
         created = []
         for name in list(queryset.filter(revoked_at__isnull=True).values_list("name", flat=True)):
-            token, raw = token_rotate(name=name, overlap_hours=ROTATION_OVERLAP_HOURS, actor=actor)
+            try:
+                token, raw = token_rotate(
+                    name=name, overlap_hours=ROTATION_OVERLAP_HOURS, actor=actor
+                )
+            except ValidationError as refused:  # expired: the service says why
+                self.message_user(
+                    request,
+                    f"Token {name} was not rotated: {' '.join(refused.messages)}",
+                    messages.ERROR,
+                )
+                continue
             created.append((token.name, raw))
         if not created:
             self.message_user(
-                request, "No token rotated (revoked tokens cannot be).", messages.WARNING
+                request,
+                "No token rotated (revoked and expired tokens cannot be).",
+                messages.WARNING,
             )
             return None
         return self._show_once(request, created)

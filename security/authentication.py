@@ -26,6 +26,7 @@ from flashq_project.problems import RateLimited
 
 from . import tokens
 from .access import WILDCARD, InvalidRule, Principal, Rule, split_verbs
+from .cards import mask_card_numbers
 from .clientip import client_ip
 from .models import ApiToken, QueuePermission, latest_expiry
 from .ratelimit import (
@@ -59,12 +60,16 @@ class AuthThrottled(RateLimited):
 
 
 class TokenRefused(AuthenticationFailed):
-    """A 401 that tells the audit record (not the caller) why, and which public id."""
+    """A 401 that tells the audit record (not the caller) why, and which public id.
+
+    The public id is the caller's choice when the token is unknown: any well-formed one
+    with a good checksum reaches the trail (``fq_500000000009_...`` holds a Maestro-range
+    number), so it is recorded with each card number in it masked."""
 
     def __init__(self, reason: str, *, public_id: str = "") -> None:
         super().__init__(INVALID)
         self.reason = reason
-        self.public_id = public_id
+        self.public_id = mask_card_numbers(public_id)
 
 
 @lru_cache(maxsize=4)

@@ -1,11 +1,13 @@
 """The card-number guard (PCI DSS hygiene): payment card numbers and card secrets must
 not be queued. Plain values in, findings out.
 
-A candidate is a run of 12 to 19 digits, optionally grouped by single spaces or dashes,
-that is not part of a longer run of digits or hex letters, nor of a UUID. It counts as a
-card number when it passes the Luhn check and starts like a card brand of that length.
-Field names that hold card secrets (CVV, track data, PIN) are refused whatever their
-value. Findings carry at most the first 6 and last 4 digits."""
+A candidate is a run of 12 to 19 digits, unbroken or grouped by single spaces or dashes,
+or in three or more groups joined by single dots, underscores, slashes or colons; it is
+not part of a longer run of digits, nor of a UUID, and touches no hex letter (other
+letters do not matter: see ``_CANDIDATE``). It counts as a card number when it passes
+the Luhn check and starts like a card brand of that length. Field names that hold card
+secrets (CVV, track data, PIN) are refused whatever their value. Findings carry at most
+the first 6 and last 4 digits."""
 
 from __future__ import annotations
 
@@ -17,8 +19,22 @@ from typing import Any
 from flashq_project.problems import CardNumberDetected, FieldError, pointer_segment
 
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
-_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])\d(?:[ -]?\d){11,18}(?![0-9A-Za-z])")
-_ANY_DIGIT_RUN = re.compile(r"\d[\d -]{10,}\d")
+# Both kinds of candidate may touch any letter but a hex one: ``order4111111111111111``
+# is a card number written into a label, but digits touching a-f/A-F are most likely
+# part of a hex hash or token (SHA digests and UUIDs used as idempotency keys have long
+# all-digit stretches, which would pass the Luhn check about once in ten), so they are
+# left alone.
+# 12 to 19 digits, each optionally followed by one space or dash (4111 1111-1111 1111).
+_CANDIDATE = re.compile(r"(?<![0-9A-Fa-f])\d(?:[ -]?\d){11,18}(?![0-9A-Fa-f])")
+# Three or more groups joined by single dots, underscores, slashes or colons
+# (4111.1111.1111.1111, 4111_1111_1111_1111, 4111/1111/1111/1111, and 4111:1111:... as a
+# queue name may be written). Two groups are not enough: that is how a decimal number
+# is written (2.718281828459045, 1732890000.123456).
+_JOINERS = "._/:"
+_JOINED = re.compile(r"(?<![0-9A-Fa-f])\d+(?:[._/:]\d+){2,}(?![0-9A-Fa-f])")
+_JOINER = re.compile(r"[._/:]")
+_ANY_DIGIT_RUN = re.compile(r"\d[\d ._/:-]{10,}\d")
+_MIN_DIGITS, _MAX_DIGITS, _MIN_JOINED_GROUPS = 12, 19, 3
 
 # (first digits as an inclusive range of prefixes, allowed lengths)
 _BRANDS: tuple[tuple[int, int, frozenset[int]], ...] = (
@@ -97,18 +113,66 @@ def mask(digits: str) -> str:
     return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
 
 
+# Every brand's numbers start with one of these: most look-alikes (times, dates, ids
+# starting 0 or 1) are done with at this one comparison.
+_BRAND_FIRST_DIGITS = frozenset("23456")
+
+
+def _is_card(digits: str) -> bool:
+    return (
+        _MIN_DIGITS <= len(digits) <= _MAX_DIGITS
+        and digits[0] in _BRAND_FIRST_DIGITS
+        and luhn_valid(digits)
+        and branded(digits)
+    )
+
+
+def _joined_chunks(match: re.Match[str]) -> Iterator[tuple[int, int, str]]:
+    """The candidates of one run of joined groups, read as the spaced form is: from the
+    first group, as many whole groups as fit in 19 digits; then on from the next. Only
+    chunks that start like a brand are built (an ISO time's 08:20:36.123456 is not)."""
+    groups = _JOINER.split(match.group())
+    starts, position = [], match.start()
+    for group in groups:
+        starts.append(position)
+        position += len(group) + 1
+    index = 0
+    while index < len(groups):
+        total, end = 0, index
+        while end < len(groups) and total + len(groups[end]) <= _MAX_DIGITS:
+            total += len(groups[end])
+            end += 1
+        if end - index >= _MIN_JOINED_GROUPS and total >= _MIN_DIGITS:
+            if groups[index][0] in _BRAND_FIRST_DIGITS:
+                last = end - 1
+                yield starts[index], starts[last] + len(groups[last]), "".join(groups[index:end])
+            index = end
+        else:
+            index += 1
+
+
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, digits) of each card number in ``text``, in order."""
+    candidates = [
+        (m.start(), m.end(), re.sub(r"[ -]", "", m.group())) for m in _CANDIDATE.finditer(text)
+    ]
+    if any(joiner in text for joiner in _JOINERS):
+        candidates += [chunk for m in _JOINED.finditer(text) for chunk in _joined_chunks(m)]
+        candidates.sort()
+    found: list[tuple[int, int, str]] = []
+    for start, end, digits in candidates:
+        if (not found or start >= found[-1][1]) and _is_card(digits):
+            found.append((start, end, digits))
+    return found
+
+
 def card_numbers_in(text: str) -> list[str]:
     """The card numbers written in ``text``, digits only."""
     if not _ANY_DIGIT_RUN.search(text):
         return []
     if "-" in text:
         text = _UUID.sub(" ", text)
-    found = []
-    for match in _CANDIDATE.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
-        if 12 <= len(digits) <= 19 and luhn_valid(digits) and branded(digits):
-            found.append(digits)
-    return found
+    return [digits for _, _, digits in _spans(text)]
 
 
 # Also as the end of a longer name (card_cvv, billingTrack2); the short, ambiguous ones
@@ -145,12 +209,12 @@ def mask_card_numbers(text: str) -> str:
     found = set(card_numbers_in(text))
     if not found:
         return text
-
-    def masked(match: re.Match[str]) -> str:
-        digits = re.sub(r"[ -]", "", match.group())
-        return mask(digits) if digits in found else match.group()
-
-    result = _CANDIDATE.sub(masked, text)
+    parts, done = [], 0
+    for start, end, digits in _spans(text):
+        if digits in found:
+            parts += [text[done:start], mask(digits)]
+            done = end
+    result = "".join([*parts, text[done:]])
     return "[redacted]" if card_numbers_in(result) else result
 
 

@@ -20,6 +20,7 @@ from . import tokens
 from .access import Rule, split_verbs
 from .clientip import normalise_cidr
 from .models import ApiToken, QueuePermission
+from .selectors import TokenState, token_state
 
 
 @dataclass(frozen=True)
@@ -271,15 +272,21 @@ def token_rotate(*, name: str, overlap_hours: float, actor: Actor) -> tuple[ApiT
     not by the default lifetime), and cut the old one's expiry to ``overlap_hours`` from
     now (never later than it was): both work during the overlap, only the new one after
     it. The old token is renamed ``NAME~<public id>``. Returns the new token and its
-    one-time plaintext."""
+    one-time plaintext. A revoked or expired token is refused (ValidationError)."""
     if overlap_hours < 0:
         raise ValidationError({"overlap": "The overlap cannot be negative."})
     with transaction.atomic():
         old = _locked(name=name)
         if old.revoked:
             raise ValidationError({"name": "A revoked token cannot be rotated."})
-        lifetime = _lifetime(old)
         now = timezone.now().replace(microsecond=0)
+        if token_state(old, now=now) == TokenState.EXPIRED:
+            # Its holder can no longer authenticate; a rotation would hand them a fresh
+            # token all the same. A new one is a deliberate create, with its own review.
+            raise ValidationError(
+                {"name": "An expired token cannot be rotated; create a new token instead."}
+            )
+        lifetime = _lifetime(old)
         cutoff = now + timedelta(hours=overlap_hours)
         old.expires_at = min(old.expires_at or cutoff, cutoff)
         old.name = f"{name[: 99 - len(old.public_id)]}{ROTATED_SUFFIX}{old.public_id}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -81,7 +82,7 @@ def test_an_auditor_reviews_tokens_rules_users_and_grants(world: None) -> None:
         assert user.password not in page
     [event] = AuditEvent.objects.filter(action="access.review")
     assert event.actor == "user:audrey"
-    assert event.details == {"tokens": 2, "staff_users": 2, "format": "html"}
+    assert event.details == {"tokens": 2, "bootstrap_tokens": 0, "staff_users": 2, "format": "html"}
 
 
 def test_the_review_downloads_as_csv_and_that_is_recorded(world: None) -> None:
@@ -113,3 +114,33 @@ def test_a_superuser_may_review_and_operators_and_other_staff_may_not(world: Non
     assert set(
         AuditEvent.objects.filter(action="access.review").values_list("actor", flat=True)
     ) == {"user:root"}
+
+
+BOOTSTRAP = ["bootstrap-secret-" + "A7xQ" * 8, "bootstrap-other-" + "Zk3p" * 8]
+
+
+def test_the_review_counts_bootstrap_tokens_and_says_what_they_may_do(
+    world: None, settings: Any
+) -> None:
+    """Reported: AUTH_TOKENS act as * on * and the review did not mention them."""
+    auditor = staff_client("audrey", "Auditors")
+    page = auditor.get(REVIEW).content.decode()
+    assert "Bootstrap tokens (AUTH_TOKENS): 0 configured" in page
+    settings.AUTH_TOKENS = BOOTSTRAP
+    page = auditor.get(REVIEW).content.decode()
+    start = page.index('id="review-bootstrap"')
+    section = page[start : page.index("</div>", start)]
+    assert "Bootstrap tokens (AUTH_TOKENS): 2 configured" in section
+    assert "allow * = *" in section and "never admin, erase, metrics, reveal" in section
+    assert "push" in section and "bootstrap:bootstrap-2" in section
+    rows = list(csv.DictReader(StringIO(auditor.get(REVIEW, {"format": "csv"}).content.decode())))
+    [bootstrap] = [row for row in rows if row["kind"] == "bootstrap"]
+    assert bootstrap["name"] == "AUTH_TOKENS (2: bootstrap-1, bootstrap-2)"
+    assert (bootstrap["rules"], bootstrap["allowed_cidrs"]) == ("allow *=*", "any address")
+    events = AuditEvent.objects.filter(action="access.review").order_by("id")
+    assert [event.details["bootstrap_tokens"] for event in events] == [0, 2, 2]
+    # No secret, nor any part of one (not even a prefix), anywhere.
+    shown = page + str(rows) + str([event.details for event in events])
+    for secret in BOOTSTRAP:
+        for part in (secret, secret[:12], secret[-12:], "A7xQ", "Zk3p"):
+            assert part not in shown

@@ -38,6 +38,25 @@ def _spaced(digits: str) -> str:
     return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
+# Shapes that hold no card number, in data and in every string kept in clear: digits
+# touching hex letters (hashes and undashed UUIDs used as idempotency keys), decimals,
+# timestamps, versions, dates and addresses joined by dots, slashes or underscores.
+LOOK_ALIKES = [
+    "deadbeef4111111111111111cafe",
+    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "a4111111111111111f",
+    "550e8400e29b41d4a716446655440000",
+    "2.718281828459045",
+    "51.5073509000000",
+    "1732890000.123456",
+    "v2.4.1-4111",
+    "build_2026_11_29_0930",
+    "reports/2026/11/29/page-2",
+    "192.168.100.200:8080",
+    "1234.5678.9012.3456",
+]
+
+
 @pytest.mark.parametrize("brand", TEST_CARDS)
 @pytest.mark.parametrize(
     ("shape", "path"),
@@ -48,8 +67,23 @@ def _spaced(digits: str) -> str:
         (lambda n: {"order": {"payment": [{"note": f"paid with {n} today"}]}}, None),
         (lambda n: {"card": int(n)}, "/data/card"),
         (lambda n: {n: "as a key"}, None),
+        (lambda n: {"card": _spaced(n).replace(" ", ".")}, "/data/card"),
+        (lambda n: {"card": _spaced(n).replace(" ", "_")}, "/data/card"),
+        (lambda n: {"card": _spaced(n).replace(" ", "/")}, "/data/card"),
+        (lambda n: {"note": f"order{n}"}, "/data/note"),
     ],
-    ids=["plain", "spaced", "dashed", "nested-in-text", "integer", "key"],
+    ids=[
+        "plain",
+        "spaced",
+        "dashed",
+        "nested-in-text",
+        "integer",
+        "key",
+        "dotted",
+        "underscored",
+        "slashed",
+        "glued-to-a-word",
+    ],
 )
 def test_a_card_number_is_refused_with_its_path_and_never_stored(
     api: Api, full: str, brand: str, shape: Any, path: str | None, caplog: Any
@@ -103,6 +137,7 @@ def test_a_card_secret_field_with_a_value_is_refused(api: Api, full: str, field:
         "4111111111111112",  # Luhn fails
         "1234 5678 9012 3456",  # no brand starts with 1
         "invoice 2026-11-29 total 149.99",
+        *LOOK_ALIKES,
     ],
 )
 def test_look_alikes_pass(api: Api, full: str, value: Any) -> None:
@@ -187,7 +222,7 @@ def _kept_nowhere(number: str) -> None:
         list(Queue.objects.values_list("name", flat=True)),
         list(AuditEvent.objects.values()),
     ]
-    stored = re.sub(r"[ -]", "", json.dumps(rows, default=str))
+    stored = re.sub(r"[ ._/:-]", "", json.dumps(rows, default=str))
     assert number not in stored
 
 
@@ -349,3 +384,144 @@ def test_a_card_number_in_x_request_id_is_kept_by_no_route(api: Api, full: str) 
     # A safe id is still kept for correlation.
     assert _with_request_id(api, "get", "/queues", full, "req-4111").status_code == 200
     assert AuditEvent.objects.filter(client_request_id="req-4111").exists()
+
+
+# -- widened shapes (review of issue 17): glued to a word, joined by . _ / : ----------
+
+WIDENED = {
+    "glued-to-a-word": lambda n: f"order{n}",  # r is not a hex letter
+    "dotted": lambda n: _spaced(n).replace(" ", "."),
+    "underscored": lambda n: _spaced(n).replace(" ", "_"),
+    "slashed": lambda n: _spaced(n).replace(" ", "/"),
+    "colons": lambda n: _spaced(n).replace(" ", ":"),
+}
+# The characters fail's code, a queue name and a kept X-Request-ID may hold.
+NAME_SAFE = ["glued-to-a-word", "dotted", "underscored"]
+
+
+@pytest.mark.parametrize("shape", WIDENED)
+@pytest.mark.parametrize(
+    ("field", "path"),
+    [("key", "/key"), ("subject", "/subject"), ("tags", "/tags/1")],
+)
+def test_a_widened_shape_in_a_key_subject_or_tag_is_refused(
+    api: Api, full: str, shape: str, field: str, path: str
+) -> None:
+    value = WIDENED[shape](VISA)
+    fields = {field: ["vip", value] if field == "tags" else value}
+    clear_audit()
+    _refused(api.post("/queues/q/jobs", {"data": {"n": 1}, **fields}, as_=full), path)
+    batch = {"jobs": [{"data": {}}, {"data": {}, **fields}]}
+    _refused(api.post("/queues/q/jobs/batch", batch, as_=full), f"/jobs/1{path}")
+    assert not Job.objects.exists() and not Queue.objects.exists()
+    assert [e.details["cards"] for e in AuditEvent.objects.all()] == ["411111******1111"] * 2
+    _kept_nowhere(VISA)
+
+
+@pytest.mark.parametrize("shape", WIDENED)
+def test_a_widened_shape_in_a_progress_message_is_refused(api: Api, full: str, shape: str) -> None:
+    job = push(api, full, queue="q")
+    [leased] = pull(api, full, queue="q", lease=60)
+    body = {"lease_id": leased["lease_id"], "progress": 5, "message": WIDENED[shape](VISA)}
+    _refused(api.post(f"/jobs/{job['id']}/progress", body, as_=full), "/message")
+    assert Job.objects.get(id=job["id"]).progress_message == ""
+    _kept_nowhere(VISA)
+
+
+@pytest.mark.parametrize("shape", NAME_SAFE)
+def test_a_widened_shape_in_a_failure_code_is_refused(api: Api, full: str, shape: str) -> None:
+    job = push(api, full, queue="q")
+    [leased] = pull(api, full, queue="q")
+    body = {"lease_id": leased["lease_id"], "error": "declined", "code": WIDENED[shape](VISA)}
+    _refused(api.post(f"/jobs/{job['id']}/fail", body, as_=full), "/code")
+    assert Job.objects.get(id=job["id"]).error_code == ""
+    _kept_nowhere(VISA)
+
+
+@pytest.mark.parametrize("shape", [*NAME_SAFE, "colons"])
+def test_a_widened_shape_in_a_queue_name_is_refused(api: Api, full: str, shape: str) -> None:
+    name = f"pay:{WIDENED[shape](VISA)}"
+    _refused(api.post(f"/queues/{name}/jobs", {"data": {}}, as_=full), "/queue")
+    assert not Queue.objects.exists()
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="card number"):
+        Queue(name=name).full_clean()
+    _kept_nowhere(VISA)
+
+
+@pytest.mark.parametrize("shape", WIDENED)
+def test_a_widened_shape_in_x_request_id_is_refused_or_dropped(
+    api: Api, full: str, shape: str
+) -> None:
+    request_id = WIDENED[shape](VISA)
+    clear_audit()
+    response = _with_request_id(api, "post", "/queues/q/jobs", full, request_id)
+    if shape in NAME_SAFE:  # kept-safe characters: checked, and refused
+        assert response.status_code == 422
+        assert [e["path"] for e in response.json()["errors"]] == ["/headers/X-Request-ID"]
+    else:  # not a safe request id at all: never kept
+        assert response.status_code == 201
+    assert AuditEvent.objects.get().client_request_id == ""
+    _kept_nowhere(VISA)
+
+
+@pytest.mark.parametrize("value", LOOK_ALIKES)
+def test_look_alikes_are_kept_in_every_string_field(api: Api, full: str, value: str) -> None:
+    """Hex hashes and UUIDs as idempotency keys, versions, dates and decimals: no false
+    positive in the fields kept in clear."""
+    job = push(api, full, queue="q", key=value, subject=value, tags=[value])
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.key, stored.subject, stored.tags) == (value, value, [value])
+    [leased] = pull(api, full, queue="q", lease=60)
+    body = {"lease_id": leased["lease_id"], "progress": 5, "message": value}
+    assert api.post(f"/jobs/{job['id']}/progress", body, as_=full).status == 200
+    if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+        clear_audit()
+        assert _with_request_id(api, "get", "/queues", full, value).status_code == 200
+        assert AuditEvent.objects.filter(client_request_id=value).exists()
+
+
+def test_an_allow_listed_card_number_never_becomes_the_plaintext_subject(
+    api: Api, full: str
+) -> None:
+    """Reported: with the allow-list covering the queue's subject_path, the number was
+    copied into the subject column, in clear, shown to every getJob holder."""
+    push(api, full, queue="orders")
+    Queue.objects.filter(name="orders").update(
+        subject_path="order.ref", card_allowlist=["/order/ref"]
+    )
+    clear_audit()
+    call = api.post("/queues/orders/jobs", {"data": {"order": {"ref": VISA}}}, as_=full)
+    _refused(call, "/data/order/ref")
+    assert "stored as the subject" in call.body["errors"][0]["message"]
+    batch = {"jobs": [{"data": {}}, {"data": {"order": {"ref": int(MASTERCARD)}}}]}
+    _refused(api.post("/queues/orders/jobs/batch", batch, as_=full), "/jobs/1/data/order/ref")
+    assert Job.objects.count() == 1
+    assert AuditEvent.objects.filter(status=422).count() == 2
+    _kept_nowhere(VISA)
+    _kept_nowhere(MASTERCARD)
+    # The allow-list still lets the number stay in the (encrypted) data when the subject
+    # is given, and an update that would derive the subject from it is refused too.
+    job = push(api, full, queue="orders", data={"order": {"ref": VISA}}, subject="u-1")
+    assert Job.objects.get(id=job["id"]).subject == "u-1"
+    derived = push(api, full, queue="orders", data={"order": {"ref": "A-1"}})
+    assert Job.objects.get(id=derived["id"]).subject == "A-1"
+    update = api.patch(f"/jobs/{derived['id']}", {"data": {"order": {"ref": VISA}}}, as_=full)
+    _refused(update, "/data/order/ref")
+    assert Job.objects.get(id=derived["id"]).subject == "A-1"
+
+
+@pytest.mark.parametrize("shape", WIDENED)
+def test_a_widened_shape_in_a_result_or_an_error_is_refused(
+    api: Api, full: str, shape: str
+) -> None:
+    value = WIDENED[shape](VISA)
+    job = push(api, full, queue="q")
+    [leased] = pull(api, full, queue="q")
+    lease = {"lease_id": leased["lease_id"]}
+    ack = api.post(f"/jobs/{job['id']}/ack", {**lease, "result": {"note": value}}, as_=full)
+    _refused(ack, "/result/note")
+    _refused(api.post(f"/jobs/{job['id']}/fail", {**lease, "error": value}, as_=full), "/error")
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.state, stored.result, stored.errors) == (JobState.ACTIVE, None, [])

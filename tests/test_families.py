@@ -163,3 +163,33 @@ def test_a_rotated_twin_shares_its_predecessor_s_rate_budget(api: Api) -> None:
     assert api.get("/me", as_=new).status == 200
     assert api.get("/me", as_=new).status == 429
     assert api.get("/me", as_=old).status == 429
+
+
+def test_an_expired_token_cannot_be_rotated_by_the_command_or_the_admin(api: Api) -> None:
+    """Reported: rotating an expired token issued a fresh, valid one."""
+    from .support import superuser_client
+
+    raw = _last_line("create_token", "svc", *RULES)
+    ApiToken.objects.filter(name="svc").update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert api.post("/queues/jobs:a/jobs", {"data": {}}, as_=raw).status == 401
+    clear_audit()
+    with pytest.raises(CommandError, match="An expired token cannot be rotated"):
+        call_command("rotate_token", "svc", "--overlap", "24", stdout=StringIO())
+    token = ApiToken.objects.get()
+    page = superuser_client().post(
+        "/admin/security/apitoken/",
+        {"action": "rotate_tokens", "_selected_action": [token.pk]},
+        follow=True,
+    )
+    shown = page.content.decode()
+    assert "Token svc was not rotated: An expired token cannot be rotated" in shown
+    assert "fq_" not in shown
+    assert list(ApiToken.objects.values_list("pk", "name")) == [(token.pk, "svc")]
+    assert not AuditEvent.objects.filter(action="token.rotate").exists()
+    # Past the maximum lifetime is expired too, whatever expires_at says.
+    ApiToken.objects.filter(pk=token.pk).update(
+        expires_at=None, created_at=timezone.now() - timedelta(days=400)
+    )
+    with pytest.raises(CommandError, match="expired"):
+        call_command("rotate_token", "svc", "--overlap", "24", stdout=StringIO())
+    assert ApiToken.objects.count() == 1

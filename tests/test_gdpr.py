@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from io import StringIO
@@ -20,7 +21,7 @@ from django.db import connection
 
 from compliance.models import AuditEvent, ErasureRequest
 from queues import services
-from queues.erasure import OTHER_STORES, REDACTED, pseudonym
+from queues.erasure import OTHER_STORES, REDACTED, ErasureRefused, pseudonym, subject_erase
 from queues.models import Job, JobState, Queue
 
 from .support import SETUP, Api, make_token, postgres_only, pull, push
@@ -302,3 +303,82 @@ def test_the_identifier_is_removed_from_every_value_and_from_the_result(
     assert stored.data == {"userId": "u-4711", "to": REDACTED, "note": f"for {REDACTED} only"}
     assert stored.result == {"userId": "u-4711", "sent_to": REDACTED, REDACTED: True}
     assert subject.encode() not in _every_stored_byte()
+
+
+# -- review of issue 17: the reason, the failure code, the case of the subject ----------
+
+CARD_REASONS = [
+    "ticket card 4111 1111 1111 1111",
+    "ticket 4111.1111.1111.1111",
+    "ticket4111111111111111",
+]
+
+
+def _kept_in_clear() -> str:
+    """Every receipt and audit row, digits only between separators."""
+    rows = [list(ErasureRequest.objects.values()), list(AuditEvent.objects.values())]
+    return re.sub(r"[ ._/-]", "", json.dumps(rows, default=str))
+
+
+@pytest.mark.parametrize("reason", CARD_REASONS)
+def test_a_card_number_in_the_reason_is_refused_by_the_api_command_and_admin(
+    api: Api, full: str, reason: str
+) -> None:
+    """Reported: the reason went unchecked into the receipt and the append-only trail."""
+    from .support import superuser_client
+
+    _world(api, full)
+    before = sorted(Job.objects.values_list("id", "state", "subject"))
+    eraser = make_token("dsr-bot", "*=erase")
+    for execute in (True, False):
+        body = {"subject": SUBJECT, "execute": execute, "reason": reason}
+        call = api.post("/api/v1/compliance/erasures", body, as_=eraser)
+        assert call.status == 422, call.body
+        assert call.body["code"] == "card-number-detected"
+        assert [error["path"] for error in call.body["errors"]] == ["/reason"]
+        assert "4111111111111111" not in re.sub(r"[ ._/-]", "", json.dumps(call.body))
+    refusal = AuditEvent.objects.filter(action="gdpr.erase", status=422).first()
+    assert refusal is not None and refusal.details["cards"] == "411111******1111"
+    with pytest.raises(CommandError, match="holds a payment card number"):
+        _erase("--execute", "--reason", reason)
+    admin = superuser_client().post(
+        "/admin/compliance/erasurerequest/erase/",
+        {"subject": SUBJECT, "mode": "redact", "reason": reason, "dry_run": "1"},
+    )
+    assert admin.status_code == 400 and "holds a payment card number" in admin.content.decode()
+    assert not ErasureRequest.objects.exists()
+    assert sorted(Job.objects.values_list("id", "state", "subject")) == before
+    assert "4111111111111111" not in _kept_in_clear()
+
+
+def test_redaction_clears_a_failure_code_naming_the_subject(api: Api, full: str) -> None:
+    """Reported: fail's code (shown to everyone) survived the erasure of its subject."""
+    job = push(api, full, queue="mail", data=PERSON)
+    [leased] = pull(api, full, queue="mail")
+    body = {"lease_id": leased["lease_id"], "error": "no mailbox", "code": f"NoMail.{SUBJECT}"}
+    assert api.post(f"/jobs/{job['id']}/fail", body, as_=full).status == 200
+    assert Job.objects.get(id=job["id"]).error_code == f"NoMail.{SUBJECT}"
+    _erase("--execute", "--reason", "DSR 18")
+    erased = Job.objects.get(id=job["id"])
+    assert (erased.error_code, erased.error, erased.errors) == ("", "", [])
+    assert SUBJECT not in json.dumps(api.get(f"/jobs/{job['id']}", as_=full).body)
+
+
+@pytest.mark.parametrize(
+    ("subject", "reason"),
+    [(SUBJECT, f"request of {SUBJECT.upper()}"), ("Straße-9", "DSR for STRASSE-9")],
+)
+def test_the_reason_may_not_name_the_subject_in_any_case(
+    api: Api, full: str, subject: str, reason: str
+) -> None:
+    """Reported: the check was case-sensitive, so "U-4711" was kept as the reason."""
+    push(api, full, queue="mail", data={"userId": subject})
+    for execute in (False, True):
+        with pytest.raises(ErasureRefused, match="must not contain the subject"):
+            subject_erase(
+                subject=subject, mode="redact", reason=reason, execute=execute, actor=SETUP
+            )
+    with pytest.raises(CommandError, match="must not contain the subject"):
+        call_command("gdpr_erase", subject, "--execute", "--reason", reason, stdout=StringIO())
+    assert not ErasureRequest.objects.exists()
+    assert Job.objects.get().subject == subject

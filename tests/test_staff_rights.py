@@ -213,3 +213,49 @@ def test_deleting_a_staff_user_and_a_grant_on_a_deleted_queue_are_recorded() -> 
         "user_id": olga_id,
         "deleted": True,
     }
+
+
+def test_deleting_a_group_records_what_its_members_lose(root: Client) -> None:
+    """Reported: Django removes a deleted group's membership and permission rows without
+    m2m_changed, so deleting a staff group changed rights with no event."""
+    olga, ivan = _staff(), _staff("ivan")
+    group = Group.objects.create(name="ops")
+    reveal = Permission.objects.get(codename="reveal_job")
+    group.permissions.add(reveal)
+    group.user_set.add(olga, ivan)
+    assign_perm("queues.view_queue", group, Queue.objects.create(name="mail"))
+    clear_audit()
+    page = f"/admin/auth/group/{group.pk}/delete/"
+    assert root.post(page, {"post": "yes"}).status_code == 302
+    assert not Group.objects.exists()
+    removed = _events("staff.groupRemove")
+    assert [event.details for event in removed] == [
+        {"user": name, "user_id": user.pk, "groups": ["ops"], "group_deleted": True}
+        for name, user in (("olga", olga), ("ivan", ivan))
+    ]
+    [lost] = _events("staff.permissionChange")
+    assert lost.details == {"group": "ops", "removed": ["queues.reveal_job"], "group_deleted": True}
+    [grant] = _events("staff.grantRemove")
+    assert (grant.details["group"], grant.details["permission"]) == ("ops", "queues.view_queue")
+    assert {e.actor for e in AuditEvent.objects.all()} == {"user:root"}
+    # In a shell too; a group without members or permissions leaves nothing to record.
+    clear_audit()
+    Group.objects.create(name="empty").delete()
+    assert not AuditEvent.objects.exists()
+
+
+def test_renaming_a_group_is_recorded(root: Client) -> None:
+    group = Group.objects.create(name="ops")
+    group.user_set.add(_staff())
+    clear_audit()
+    form = {"name": "operators", "permissions": []}
+    assert root.post(f"/admin/auth/group/{group.pk}/change/", form).status_code == 302
+    [renamed] = _events("staff.groupRename")
+    assert renamed.details == {"group_id": group.pk, "from": "ops", "to": "operators"}
+    assert renamed.actor == "user:root"
+    group.refresh_from_db()
+    group.name = "ops-eu"
+    group.save()
+    group.save()  # unchanged: nothing more
+    assert [e.details["to"] for e in _events("staff.groupRename")] == ["operators", "ops-eu"]
+    assert [e.action for e in AuditEvent.objects.all()] == ["staff.groupRename"] * 2

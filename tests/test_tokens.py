@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -234,3 +235,26 @@ def test_check_reports_address_lists_that_do_not_parse(settings: Any) -> None:
         "TRUSTED_PROXIES entry 2 is not an address or CIDR",
         "ALLOWED_CIDRS entry 1 is not an address or CIDR",
     ]
+
+
+@pytest.mark.django_db
+def test_an_unknown_public_id_holding_a_card_number_reaches_the_trail_masked(api: Api) -> None:
+    """Reported: an unauthenticated caller wrote a Luhn-valid Maestro-range number into
+    the append-only trail as the public id of a well-formed but unknown token."""
+    from compliance.models import AuditEvent
+
+    from .support import clear_audit
+
+    card = "500000000009"
+    assert len(card) == tokens.PUBLIC_ID_LENGTH
+    body = f"{tokens.PREFIX}{card}_{tokens.generate()[1].secret}"
+    raw = body + tokens.checksum(body)
+    assert tokens.parse(raw) is not None
+    plain, parts = tokens.generate()
+    clear_audit()
+    assert api.get("/queues", as_=raw).status == 401
+    assert api.get("/queues", as_=plain).status == 401
+    masked, kept = AuditEvent.objects.order_by("id")
+    assert (masked.details["auth"], masked.details["public_id"]) == ("unknown", "500000**0009")
+    assert (kept.details["auth"], kept.details["public_id"]) == ("unknown", parts.public_id)
+    assert card not in json.dumps(list(AuditEvent.objects.values()), default=str)

@@ -13,7 +13,7 @@ from flashq_project.problems import FieldError, InvalidInput
 from security.access import Verb
 
 from .. import selectors
-from ..erasure import ErasureRefused, subject_erase
+from ..erasure import ErasureRefused, ReasonHoldsCardNumber, subject_erase
 from . import serializers
 from .base import FlashqApiView
 from .docs import operation_schema, problems
@@ -57,6 +57,8 @@ class ErasureApi(FlashqApiView):
                 actor=self.actor(),
                 may_erase=lambda name: principal.allows(Verb.ERASE, name),
             )
+        except ReasonHoldsCardNumber:
+            raise  # a 422 card-number-detected, as for any other field
         except ErasureRefused as exc:
             raise InvalidInput(str(exc), errors=[FieldError("/reason", str(exc))]) from None
         return Response(

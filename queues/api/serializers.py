@@ -504,7 +504,8 @@ class ErasureIn(StrictSerializer):
         allow_blank=True,
         default="",
         help_text="Required to execute (a ticket or request reference); kept on the "
-        "receipt, so it must not contain the subject.",
+        "receipt and in the audit trail, so it must not contain the subject (in any "
+        "letter case: a 400) nor a card number (a 422 naming `/reason`).",
     )
     execute = StrictBooleanField(default=False, help_text="false: a dry run, nothing changes")
 

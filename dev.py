@@ -4,7 +4,13 @@
     python3 dev.py run     set up, migrate, create dev credentials once, serve locally
     python3 dev.py test    set up and run the whole test suite (extra args go to pytest)
 
-Both create ``.venv`` on first use and reinstall only when a requirements file changes.
+and two for the edit-test loop:
+
+    python3 dev.py test --fast   the suite less the ``e2e`` tests (those that start
+                                 gunicorn, nginx, qcluster, chromium or promtool)
+    python3 dev.py lint          what CI lints with: ruff check, ruff format --check, mypy
+
+All create ``.venv`` on first use and reinstall only when a requirements file changes.
 """
 
 from __future__ import annotations
@@ -75,8 +81,29 @@ def run() -> None:
 
 def test(args: list[str]) -> None:
     ensure_venv("requirements-dev.txt")
+    if "--fast" in args:
+        # Before the caller's arguments: a later -m of theirs wins, as pytest takes the last.
+        args = ["-m", "not e2e", *(arg for arg in args if arg != "--fast")]
     os.chdir(ROOT)
     os.execv(str(PYTHON), [str(PYTHON), "-m", "pytest", *args])
+
+
+#: The lint steps, in the order CI runs them (.ci/run calls ``dev.py lint``, so the two
+#: cannot drift apart; .pre-commit-config.yaml names the same commands).
+LINT_STEPS = (
+    ("ruff", "check", "."),
+    ("ruff", "format", "--check", "."),
+    ("mypy", "."),
+)
+
+
+def lint() -> None:
+    ensure_venv("requirements-dev.txt")
+    for tool, *args in LINT_STEPS:
+        print(f"== {tool} {' '.join(args)}", flush=True)
+        done = subprocess.run([str(VENV / "bin" / tool), *args], cwd=ROOT, check=False)
+        if done.returncode != 0:
+            sys.exit(done.returncode)
 
 
 def main() -> None:
@@ -85,6 +112,8 @@ def main() -> None:
         run()
     elif command == "test":
         test(rest)
+    elif command == "lint" and not rest:
+        lint()
     else:
         sys.exit(__doc__)
 

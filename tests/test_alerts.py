@@ -29,12 +29,14 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e
 @needs_promtool
 def test_the_rules_are_valid() -> None:
     checked = _promtool("check", "rules", "alerts.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.e2e
 @needs_promtool
 def test_every_alert_fires_and_stays_quiet_as_its_cases_say() -> None:
     tested = _promtool("test", "rules", "alerts.test.yml")

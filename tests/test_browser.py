@@ -32,6 +32,7 @@ from queues.models import Job, JobState
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [
+    pytest.mark.e2e,
     pytest.mark.browser,
     pytest.mark.skipif(
         CHROMIUM is None, reason="needs Debian's chromium: apt-get install chromium"

@@ -20,6 +20,7 @@ from security.services import parse_rule, token_create, token_rotate
 from .test_browser import CHROMIUM, PASSWORD, SETUP, _log_in, browser  # noqa: F401
 
 pytestmark = [
+    pytest.mark.e2e,
     pytest.mark.browser,
     pytest.mark.skipif(
         CHROMIUM is None, reason="needs Debian's chromium: apt-get install chromium"

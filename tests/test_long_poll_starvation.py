@@ -28,6 +28,7 @@ from .processes import database_url, free_port, production_env, stop, wait_for_h
 from .support import ON_POSTGRES
 
 pytestmark = [
+    pytest.mark.e2e,
     pytest.mark.skipif(
         not ON_POSTGRES,
         reason="long polls hold their thread on PostgreSQL (LISTEN); the attack was "

@@ -23,6 +23,8 @@ from security.cards import card_numbers_in
 
 from .processes import free_port, production_env, stop, wait_for_healthz
 
+pytestmark = pytest.mark.e2e
+
 
 @dataclass(frozen=True)
 class Server:

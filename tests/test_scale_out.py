@@ -32,11 +32,14 @@ from django.conf import settings
 from tests.processes import database_url, free_port, production_env, stop, wait_for_healthz
 from tests.support import ON_POSTGRES
 
-pytestmark = pytest.mark.skipif(
-    not ON_POSTGRES,
-    reason="two app servers share limits, leases and revocations only through PostgreSQL: "
-    "run with DATABASE_URL=postgres://...",
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not ON_POSTGRES,
+        reason="two app servers share limits, leases and revocations only through PostgreSQL: "
+        "run with DATABASE_URL=postgres://...",
+    ),
+]
 
 #: The principal cache (PRINCIPAL_CACHE_SECONDS) is left at its default of 1 s; a
 #: revocation must have reached every server after this long.

@@ -10,9 +10,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 from .processes import free_port, production_env, stop, tail
+
+pytestmark = pytest.mark.e2e
 
 PREPARE = """
 from datetime import timedelta

@@ -454,6 +454,7 @@ def _assert_hsts(reply: Reply) -> None:
 # -- over https -------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_push_pull_ack_through_the_proxy_are_recorded_with_the_clients_address(
     stack: Stack,
 ) -> None:
@@ -478,6 +479,7 @@ def test_push_pull_ack_through_the_proxy_are_recorded_with_the_clients_address(
         _assert_hsts(reply)
 
 
+@pytest.mark.e2e
 def test_a_client_cannot_choose_its_recorded_address(stack: Stack) -> None:
     forged = {
         "X-Forwarded-For": "6.6.6.6",
@@ -490,6 +492,7 @@ def test_a_client_cannot_choose_its_recorded_address(stack: Stack) -> None:
     assert audited_ips(stack, reply) == [CLIENT_IP]
 
 
+@pytest.mark.e2e
 def test_plain_http_is_redirected_to_https(stack: Stack) -> None:
     connection = http.client.HTTPConnection(
         "127.0.0.1", stack.http_port, timeout=30, source_address=(CLIENT_IP, 0)
@@ -501,12 +504,14 @@ def test_plain_http_is_redirected_to_https(stack: Stack) -> None:
     assert reply.header("X-Request-ID") is None  # answered by nginx: the app never saw it
 
 
+@pytest.mark.e2e
 def test_the_public_proxy_does_not_pass_metrics_on(stack: Stack) -> None:
     reply = https(stack, "GET", "/metrics", None)
     assert reply.status == 404
     assert reply.header("X-Request-ID") is None  # answered by nginx: the app never saw it
 
 
+@pytest.mark.e2e
 def test_only_tls_1_2_and_1_3_are_spoken(stack: Stack) -> None:
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         context = _context(stack)
@@ -538,6 +543,7 @@ def test_only_tls_1_2_and_1_3_are_spoken(stack: Stack) -> None:
     assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", refused.value
 
 
+@pytest.mark.e2e
 def test_a_body_over_the_cap_is_refused_by_the_proxy(stack: Stack) -> None:
     too_big = b" " * (limits.DEFAULT_MAX_REQUEST_BYTES + 1)
     reply = https(stack, "POST", "/api/v1/queues/q/jobs", raw=too_big)
@@ -548,6 +554,7 @@ def test_a_body_over_the_cap_is_refused_by_the_proxy(stack: Stack) -> None:
     _assert_hsts(reply)
 
 
+@pytest.mark.e2e
 def test_a_body_over_nginxs_default_cap_but_within_the_apps_reaches_the_app(
     stack: Stack,
 ) -> None:
@@ -558,6 +565,7 @@ def test_a_body_over_nginxs_default_cap_but_within_the_apps_reaches_the_app(
     assert audited_ips(stack, reply) == [CLIENT_IP]
 
 
+@pytest.mark.e2e
 def test_static_files_are_served_by_nginx_with_long_cache_headers(stack: Stack) -> None:
     reply = https(stack, "GET", f"/static/{STATIC_FILE}")
     assert reply.status == 200, reply.status
@@ -582,6 +590,7 @@ def _held_request(stack: Stack) -> ssl.SSLSocket:
     return held
 
 
+@pytest.mark.e2e
 def test_one_address_past_its_requests_in_progress_gets_429_from_the_proxy(
     stack: Stack,
 ) -> None:
@@ -626,6 +635,7 @@ def _logs_once_written(stack: Stack, replies: list[Reply]) -> tuple[str, str]:
         time.sleep(0.1)
 
 
+@pytest.mark.e2e
 def test_a_card_number_in_the_path_reaches_neither_access_log(stack: Stack) -> None:
     """Refused by the app (422, nothing stored), and written by neither nginx (every long
     digit run in the path is [redacted]) nor gunicorn (first 6 and last 4 digits)."""

@@ -29,6 +29,18 @@ BOOT_SECONDS = 30
 #: The PostgreSQL server to make the scratch database on (any database in the URL is
 #: ignored); DATABASE_URL is used when it names PostgreSQL.
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/postgres"
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the ``server`` fixture, directly or through another, starts the
+    real gunicorn: it is ``e2e`` (``dev.py test --fast`` skips it); the client's own
+    rules, tested without a server, stay in the fast loop. The hook sees the whole
+    session's items, the server's suite too: only this directory's are marked."""
+    for item in items:
+        uses_server = "server" in getattr(item, "fixturenames", ())
+        if uses_server and item.path.resolve().is_relative_to(HERE):
+            item.add_marker(pytest.mark.e2e)
 
 
 @dataclass(frozen=True)

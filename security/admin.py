@@ -1,7 +1,7 @@
-"""Tokens in the admin. They are created with ``manage.py create_token`` (the secret is
-shown once); here they are inspected, renamed, given an expiry and rules, and revoked.
-Every change goes through security.services and is audited with the staff user as
-actor. Revocation is an action, never a field: it asks for a reason on a confirmation
+"""Tokens in the admin: created (with ``security.add_apitoken``; the secret is shown once,
+on the page after saving, as ``manage.py create_token`` prints it once), inspected,
+renamed, given an expiry and rules, rotated and revoked. Every change goes through
+security.services and is audited with the staff user as actor. Revocation is an action, never a field: it asks for a reason on a confirmation
 page, takes the token's whole family by default (a rotated twin would otherwise keep
 working), and a revoked token cannot come back."""
 

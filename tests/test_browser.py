@@ -12,71 +12,27 @@ Runs with: apt-get install -y chromium && python3 dev.py test -m browser
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
-import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.db import connections
 
-from compliance.audit import Actor
 from compliance.models import AuditEvent
 from queues import pulling, services
 from queues.jobspec import JobSpec
 from queues.models import Job, JobState
 
-CHROMIUM = shutil.which("chromium")
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="needs Debian's chromium: apt-get install chromium"
-    ),
-    pytest.mark.django_db(transaction=True),
-]
-# Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
-# between browser steps are still plain synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-SETUP = Actor.command("browser-test")
-PASSWORD = "a-long-browser-test-password"
+from .browsers import BROWSER_MARKS, PASSWORD, SETUP, log_in
 
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-            # Code run while Playwright's loop is up gets connections of its own (Django
-            # keys them by context): close them, or the test database cannot be dropped.
-            connections.close_all()
+pytestmark = BROWSER_MARKS
 
 
 def _staff(name: str, group: str) -> None:
     call_command("setup_roles", stdout=StringIO())
     user = get_user_model().objects.create_user(name, password=PASSWORD, is_staff=True)
     user.groups.add(Group.objects.get(name=group))
-
-
-def _log_in(browser: Any, base: str, name: str) -> Any:
-    page = browser.new_page(accept_downloads=True)
-    page.goto(f"{base}/admin/login/")
-    page.fill("#id_username", name)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
-    return page
 
 
 def _failed_job(error: str, data: dict[str, Any] | None = None) -> str:
@@ -106,7 +62,7 @@ def test_an_operator_finds_a_failed_job_by_its_error_and_retries_it(
     services.queue_grant(queue_name="mail", role="operator", grantee=olga, actor=SETUP)
     # Error texts are masked, and searched only where she may reveal them.
     services.queue_grant(queue_name="mail", role="revealer", grantee=olga, actor=SETUP)
-    page = _log_in(browser, live_server.url, "olga")
+    page = log_in(browser, live_server.url, "olga")
     failed = page.locator("#dashboard tr[data-queue=mail] td.failed")
     assert failed.inner_text() == "1"  # the admin's home is the dashboard
     page.select_option("#refresh-interval", "2")
@@ -140,7 +96,7 @@ def test_a_revealer_sees_a_job_in_clear_once_for_a_reason(live_server: Any, brow
     rita = get_user_model().objects.get_by_natural_key("rita")
     for role in ("operator", "revealer"):
         services.queue_grant(queue_name="mail", role=role, grantee=rita, actor=SETUP)
-    page = _log_in(browser, live_server.url, "rita")
+    page = log_in(browser, live_server.url, "rita")
     page.goto(f"{live_server.url}/admin/queues/job/{job_id}/change/")
     masked = page.locator("#content-main").inner_text()
     assert "[MASKED]" in masked and "hunter2" not in masked and "ak-7" not in masked
@@ -162,7 +118,7 @@ def test_an_auditor_exports_the_trail_and_meets_no_destructive_control(
 ) -> None:
     _staff("audrey", "Auditors")
     job_id = _failed_job("timeout")
-    page = _log_in(browser, live_server.url, "audrey")
+    page = log_in(browser, live_server.url, "audrey")
     page.click("text=Audit events")
     page.click("text=Export…")
     page.fill("#id_since", "2000-01-01 00:00")
@@ -191,7 +147,7 @@ def test_the_dashboard_stops_refreshing_while_the_tab_is_hidden(
     _failed_job("x")  # the queue exists
     olga = get_user_model().objects.get_by_natural_key("olga")
     services.queue_grant(queue_name="mail", role="operator", grantee=olga, actor=SETUP)
-    page = _log_in(browser, live_server.url, "olga")
+    page = log_in(browser, live_server.url, "olga")
     polls: list[str] = []
     page.on(
         "request",

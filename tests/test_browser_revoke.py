@@ -9,35 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from django.contrib.auth import get_user_model
 
 from compliance.models import AuditEvent
 from security.models import ApiToken
 from security.services import parse_rule, token_create, token_rotate
 
-# The browser fixture is test_browser's, imported so pytest finds it here too.
-from .test_browser import CHROMIUM, PASSWORD, SETUP, _log_in, browser  # noqa: F401
+from .browsers import BROWSER_MARKS, PASSWORD, SETUP, log_in
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="needs Debian's chromium: apt-get install chromium"
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = BROWSER_MARKS
 
 
 def test_a_superuser_revokes_a_token_and_its_twin_with_a_reason(
     live_server: Any,
-    browser: Any,  # noqa: F811 (the fixture imported above)
+    browser: Any,
 ) -> None:
     get_user_model().objects.create_superuser("root", "", PASSWORD)
     token_create(name="billing", rules=[parse_rule("jobs:*=push", allow=True)], actor=SETUP)
     token_rotate(name="billing", overlap_hours=24, actor=SETUP)
     twin = ApiToken.objects.exclude(name="billing").get()
-    page = _log_in(browser, live_server.url, "root")
+    page = log_in(browser, live_server.url, "root")
     page.goto(f"{live_server.url}/admin/security/apitoken/")
     row = page.locator("#result_list tr:has(th.field-name a:text-is('billing'))")
     assert row.locator("td.field-state").inner_text() == "active"

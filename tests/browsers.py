@@ -1,0 +1,38 @@
+"""What the browser tests share: Debian's chromium (Playwright drives it headless), the
+marks every browser test carries, the staff password and the login. The ``browser``
+fixture itself is in conftest.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import pytest
+
+from compliance.audit import Actor
+
+CHROMIUM = shutil.which("chromium")
+BROWSER_MARKS = [
+    pytest.mark.e2e,
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="needs Debian's chromium: apt-get install chromium"
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+# Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+# between browser steps are still plain synchronous code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+SETUP = Actor.command("browser-test")
+PASSWORD = "a-long-browser-test-password"
+
+
+def log_in(browser: Any, base: str, name: str) -> Any:
+    page = browser.new_page(accept_downloads=True)
+    page.goto(f"{base}/admin/login/")
+    page.fill("#id_username", name)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+    return page

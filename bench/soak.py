@@ -216,7 +216,7 @@ def set_retention(env: dict[str, str]) -> None:
     exact name wins over the migration's default ``*`` policies)."""
     code = (
         "from compliance.audit import Actor; from compliance.models import RetentionPolicy; "
-        "from compliance.services import retention_policy_save; "
+        "from compliance.retention import retention_policy_save; "
         f"retention_policy_save(policy=RetentionPolicy(queue_pattern={QUEUE!r}, "
         f"target='completed', max_age_days={RETENTION_DAYS}), actor=Actor.command('soak'))"
     )

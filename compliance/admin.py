@@ -23,12 +23,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from . import services
-from .chain import verify
-from .models import AuditCheckpoint, AuditEvent, ErasureRequest, RetentionPolicy
-from .selectors import audit_events_naming_job
-from .services import EXPORT_FORMATS, ExportFilter
-from .staff import ServiceModelAdmin, staff_actor
+from compliance.audit.chain import verify
+from compliance.audit.models import AuditCheckpoint, AuditEvent
+from compliance.audit.selectors import audit_events_naming_job
+from compliance.audit.services import EXPORT_FORMATS, ExportFilter, audit_export
+from compliance.audit.staff import ServiceModelAdmin, staff_actor
+
+from . import retention
+from .models import ErasureRequest, RetentionPolicy
 
 # The audit list's query string, carried by its "Export…" link (as Django's admin
 # carries a list's filters to a change page).
@@ -153,9 +155,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
         )
         stamp = f"{data['since']:%Y%m%d}-{data['until']:%Y%m%d}"
         response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
-        services.audit_export(
-            selection=selection, fmt=fmt, out=response, actor=staff_actor(request)
-        )
+        audit_export(selection=selection, fmt=fmt, out=response, actor=staff_actor(request))
         return response
 
     def verify_view(self, request: HttpRequest) -> HttpResponse:
@@ -253,7 +253,7 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
         access log or browser history keeps it), turned into its pseudonym with the key
         the receipts were written with, and the list shown filtered by that pseudonym.
         It changes nothing, so view-only staff (auditors) may post it."""
-        from queues.erasure import pseudonym
+        from security.masking import pseudonym
 
         if not self.has_view_permission(request) or request.method != "POST":
             raise PermissionDenied
@@ -270,7 +270,7 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
         return super().changelist_view(request, {**(extra_context or {}), **extra})
 
     def erase_view(self, request: HttpRequest) -> HttpResponse:
-        from queues.erasure import ErasureRefused, subject_erase
+        from compliance.erasure import ErasureRefused, subject_erase
 
         if not request.user.has_perm("compliance.erase_subject"):
             raise PermissionDenied
@@ -321,7 +321,7 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
 
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(ServiceModelAdmin):
-    """Saves and deletes go through compliance.services (audited, staff user as actor)."""
+    """Saves and deletes go through compliance.retention (audited, staff user as actor)."""
 
     list_display = ["target", "queue_pattern", "max_age_days"]
     list_filter = ["target"]
@@ -335,13 +335,13 @@ class RetentionPolicyAdmin(ServiceModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: RetentionPolicy, form: ModelForm, change: bool
     ) -> None:
-        services.retention_policy_save(policy=obj, actor=staff_actor(request))
+        retention.retention_policy_save(policy=obj, actor=staff_actor(request))
 
     def delete_model(self, request: HttpRequest, obj: RetentionPolicy) -> None:
-        services.retention_policy_delete(policy_id=obj.pk, actor=staff_actor(request))
+        retention.retention_policy_delete(policy_id=obj.pk, actor=staff_actor(request))
 
     @admin.action(permissions=["delete"], description="Delete the selected retention policies")
     def delete_policies(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
         actor = staff_actor(request)
         for pk in list(queryset.values_list("pk", flat=True)):
-            services.retention_policy_delete(policy_id=pk, actor=actor)
+            retention.retention_policy_delete(policy_id=pk, actor=actor)

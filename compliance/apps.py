@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import os
-import sys
-
 from django.apps import AppConfig
 
 
@@ -35,11 +32,3 @@ class ComplianceConfig(AppConfig):
 
         auditlog.register(UserObjectPermission)
         auditlog.register(GroupObjectPermission)
-
-        # The scheduler's own counters (flashq_project.metrics), before qcluster forks.
-        port = os.environ.get("SCHEDULER_METRICS_PORT")
-        if port and sys.argv[1:2] == ["qcluster"]:
-            from flashq_project.metrics import serve_scheduler_metrics
-
-            bind = os.environ.get("SCHEDULER_METRICS_BIND", "0.0.0.0")  # noqa: S104 (a pod)
-            serve_scheduler_metrics(int(port), bind)

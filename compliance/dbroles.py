@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from .audit import Action, Actor, audit_record
-from .models import AuditEvent
+from compliance.audit import Action, Actor, audit_record
+from compliance.audit.models import AuditEvent
 
 #: A plain lower-case identifier, so it needs no quoting anywhere it is written.
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

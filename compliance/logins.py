@@ -17,11 +17,10 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from security.clientip import client_ip
-from security.ratelimit import count_throttled
-
-from .audit import Action, ActorKind, audit_record
-from .httpactor import request_actor
+from compliance.audit import Action, ActorKind, audit_record
+from compliance.audit.actors import request_actor
+from kernel.clientip import client_ip
+from kernel.ratelimit import count_throttled
 
 ADMIN_LOCKED = "admin-locked:"
 

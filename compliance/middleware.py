@@ -14,8 +14,8 @@ from collections.abc import Callable
 from auditlog.context import set_actor
 from django.http import HttpRequest, HttpResponse
 
-from .staff import staff_actor
-from .staffrights import acting_as
+from compliance.audit.actors import acting_as
+from compliance.audit.staff import staff_actor
 
 
 class StaffAuditlogActorMiddleware:

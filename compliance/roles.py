@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
-from .audit import Action, Actor, audit_record
-from .staffrights import acting_as
+from compliance.audit import Action, Actor, audit_record
+from compliance.audit.actors import acting_as
 
 ROLES: dict[str, list[str]] = {
     "Operators": ["compliance.view_retentionpolicy"],

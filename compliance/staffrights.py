@@ -19,41 +19,17 @@ SQL) are not seen here: the application makes none on these tables."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 
-from .audit import Action, Actor, audit_record
+from compliance.audit import Action, audit_record
+from compliance.audit.actors import current_actor
 
 FLAGS = ("is_staff", "is_superuser", "is_active")
-_acting: ContextVar[Actor | None] = ContextVar("flashq_staff_rights_actor", default=None)
-
-
-@contextmanager
-def acting_as(actor: Actor) -> Iterator[None]:
-    """Changes of staff rights made inside are recorded with ``actor``."""
-    reset = _acting.set(actor)
-    try:
-        yield
-    finally:
-        _acting.reset(reset)
-
-
-def current_actor() -> Actor:
-    actor = _acting.get()
-    if actor is not None:
-        return actor
-    program = os.path.basename(sys.argv[0]) if sys.argv else ""
-    if program in ("manage.py", "django-admin") and len(sys.argv) > 1:
-        return Actor.command(sys.argv[1])
-    return Actor.system("unattributed")
 
 
 def _record(action: Action, details: dict[str, Any]) -> None:

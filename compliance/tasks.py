@@ -10,7 +10,7 @@ from io import StringIO
 from django.core.management import call_command
 
 from compliance.audit import Actor
-from compliance.chain import seal_all
+from compliance.audit.chain import seal_all
 from queues.pulling import sweep
 
 

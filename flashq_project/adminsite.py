@@ -83,7 +83,7 @@ class FlashqAdminSite(admin.AdminSite):
     def access_review(self, request: HttpRequest) -> HttpResponse:
         from django.template.response import TemplateResponse
 
-        from compliance.staff import staff_actor
+        from compliance.audit.staff import staff_actor
         from security.accessreview import FORMATS, access_review, access_review_csv
 
         if not request.user.has_perm(REVIEW_ACCESS):

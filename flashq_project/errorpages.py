@@ -10,12 +10,11 @@ from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
 from compliance.audit import Action, ActorKind, audit_refusal
-from compliance.floods import record_throttled_refusal
-from compliance.httpactor import request_actor
+from compliance.audit.actors import request_actor
+from compliance.audit.floods import record_throttled_refusal
+from kernel.problems import CONTENT_TYPE, problem_body
+from kernel.ratelimit import count_auth_failure
 from security.authentication import AuthThrottled, TokenRefused, principal_for
-from security.ratelimit import count_auth_failure
-
-from .problems import CONTENT_TYPE, problem_body
 
 
 def _problem(status: int, code: str, title: str, detail: str) -> HttpResponse:
@@ -30,7 +29,7 @@ def _audit_unknown_route(request: HttpRequest) -> None:
     """One event, like every other API call: who (if the token holds), from where, with
     which method. Not the path: the client chose it. A caller without a valid token
     counts as a failed authentication, and once its address is throttled its refusals
-    are summarised (compliance.floods), so anonymous traffic cannot grow the trail
+    are summarised (compliance.audit.floods), so anonymous traffic cannot grow the trail
     without bound."""
     details: dict[str, str] = {"method": request.method if request.method in _METHODS else "other"}
     actor = request_actor(request, kind=ActorKind.ANONYMOUS)

@@ -46,14 +46,13 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import REGISTRY, Collector
 
 from compliance.audit import Action, Actor, ActorKind, audit_refusal
-from compliance.floods import record_throttled_refusal
-from compliance.httpactor import request_actor
+from compliance.audit.actors import request_actor
+from compliance.audit.floods import record_throttled_refusal
+from kernel.clientip import address_allowed
+from kernel.problems import CONTENT_TYPE, problem_body
+from kernel.ratelimit import count_auth_failure
 from security.access import WILDCARD, Verb
 from security.authentication import AuthThrottled, TokenRefused, note_auth_failure, principal_for
-from security.clientip import address_allowed
-from security.ratelimit import count_auth_failure
-
-from .problems import CONTENT_TYPE, problem_body
 
 logger = logging.getLogger("flashq.metrics")
 

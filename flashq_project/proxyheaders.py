@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from security.clientip import peer_is_trusted_proxy
+from kernel.clientip import peer_is_trusted_proxy
 
 FORWARDED = (
     "HTTP_X_FORWARDED_PROTO",

@@ -8,6 +8,7 @@ from . import health, metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("compliance.urls")),
     path("api/v1/", include("queues.api.urls")),
     path(
         "api/schema/",

@@ -29,9 +29,9 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html_join
 from guardian.admin import GuardedModelAdminMixin
 
+from compliance.audit.staff import ServiceModelAdmin, staff_actor
 from compliance.models import AuditEvent
-from compliance.staff import ServiceModelAdmin, staff_actor
-from flashq_project.problems import FlashqError
+from kernel.problems import FlashqError
 
 from . import services, staffaccess, staffreads
 from .models import Job, Queue

@@ -21,7 +21,7 @@ from django.db import connection, models, transaction
 
 from compliance.audit import audit_insert, audit_inserted
 from compliance.models import AuditEvent
-from flashq_project.rows import insert_columns, insert_params
+from kernel.rows import insert_columns, insert_params
 from security.fields import SealedJSONField
 
 from .models import Job

@@ -1,9 +1,9 @@
 """Errors of the queue engine, raised by services and selectors. The base class and the
-general ones (invalid input, too large, unavailable) live in flashq_project.problems."""
+general ones (invalid input, too large, unavailable) live in kernel.problems."""
 
 from __future__ import annotations
 
-from flashq_project.problems import FlashqError
+from kernel.problems import FlashqError
 
 
 class JobNotFound(FlashqError):

@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from flashq_project import limits
-from flashq_project.limits import DEFAULT_BACKOFF
-from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge, pointer_segment
+from kernel import limits
+from kernel.limits import DEFAULT_BACKOFF
+from kernel.problems import FieldError, InvalidInput, PayloadTooLarge, pointer_segment
 from security.cards import CardFinding, find_cards, find_cards_in_text
 from security.payloads import shape_problems
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import re
-
 import uuid6
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -10,16 +8,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from kernel.limits import QUEUE_NAME_RE, QUEUE_NAME_RULE
 from security.cards import has_card_number, validate_pointer_list
 from security.fields import SealedJSONField
 from security.jobschema import schema_problem
 from security.masking import DEFAULT_SENSITIVE_FIELDS
-
-QUEUE_NAME_RULE = (
-    "a queue name is 1 to 128 characters of letters, digits, _ . : -, "
-    "starting with a letter or digit"
-)
-QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
 
 def validate_allowlist(value: object) -> None:
@@ -74,7 +67,7 @@ class Queue(models.Model):
         help_text="Dotted path in job data naming the data subject (GDPR), e.g. userId",
     )
     # setRateLimit: at most rate_limit_max jobs handed out by pull per
-    # rate_limit_duration_ms, across all app servers (security.ratelimit).
+    # rate_limit_duration_ms, across all app servers (kernel.ratelimit).
     rate_limit_max = models.PositiveIntegerField(null=True, blank=True)
     rate_limit_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     # At most this many jobs of the queue active at once.

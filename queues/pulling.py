@@ -19,10 +19,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
-from flashq_project.metrics_counters import LONG_POLLS_OVER_CAP
-from flashq_project.problems import FieldError
+from kernel.counters import LONG_POLLS_OVER_CAP
+from kernel.problems import FieldError
+from kernel.ratelimit import Rate, rate_available, rate_charge
 from security.fields import bulk_update_sealed
-from security.ratelimit import Rate, rate_available, rate_charge
 
 from . import claim, selectors
 from .errors import LeaseConflict

@@ -12,7 +12,7 @@ from django.db import connection, models
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from flashq_project.problems import InvalidInput
+from kernel.problems import InvalidInput
 
 from .errors import JobNotFound, QueueNotFound
 from .models import Job, JobState, Queue

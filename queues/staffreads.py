@@ -23,9 +23,8 @@ from typing import Any
 from django.db import transaction
 
 from compliance.audit import Action, Actor, audit_record, audit_refusal
-from security.masking import MASKED, masked, masked_text
+from security.masking import MASKED, masked, masked_text, pseudonym
 
-from .erasure import pseudonym
 from .models import Job
 
 # Filters whose values are the platform's own vocabulary (states, queue ids, dates):

@@ -9,12 +9,12 @@ named verbs included.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .ratelimit import Rate
+from kernel.limits import PATTERN_RE
+from kernel.ratelimit import Rate
 
 
 class Verb(StrEnum):
@@ -44,8 +44,6 @@ class Verb(StrEnum):
 VERBS: tuple[str, ...] = tuple(Verb)
 NAMED_ONLY = frozenset({Verb.REVEAL, Verb.ADMIN, Verb.ERASE, Verb.METRICS})
 WILDCARD = "*"
-
-PATTERN_RE = re.compile(r"[A-Za-z0-9_.:*-]{1,128}")
 
 
 class InvalidRule(ValueError):
@@ -135,7 +133,7 @@ class Principal:
     networks: tuple[str, ...] = ()
     #: Tokens rotated from one another share a family.
     family: str = ""
-    #: Requests per period for this token, or None (security.ratelimit).
+    #: Requests per period for this token, or None (kernel.ratelimit).
     rate: Rate | None = None
     #: The token's public id (empty for a bootstrap token).
     public_id: str = ""

@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
-from compliance.services import csv_cell
+from compliance.audit.services import csv_cell
 
 from .access import NAMED_ONLY, WILDCARD, expand_verbs
 from .models import ApiToken, QueuePermission

@@ -21,7 +21,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from compliance.staff import ServiceModelAdmin, staff_actor
+from compliance.audit.staff import ServiceModelAdmin, staff_actor
 
 from .access import split_verbs
 from .models import ApiToken, QueuePermission

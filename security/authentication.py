@@ -22,14 +22,9 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from flashq_project.problems import RateLimited
-
-from . import tokens
-from .access import WILDCARD, InvalidRule, Principal, Rule, split_verbs
-from .cards import mask_card_numbers
-from .clientip import client_ip
-from .models import ApiToken, QueuePermission, latest_expiry
-from .ratelimit import (
+from kernel.clientip import client_ip
+from kernel.problems import RateLimited
+from kernel.ratelimit import (
     Decision,
     Rate,
     auth_failure_key,
@@ -38,6 +33,11 @@ from .ratelimit import (
     failures_exhausted,
     failures_now_exhausted,
 )
+
+from . import tokens
+from .access import WILDCARD, InvalidRule, Principal, Rule, split_verbs
+from .cards import mask_card_numbers
+from .models import ApiToken, QueuePermission, latest_expiry
 
 logger = logging.getLogger(__name__)
 

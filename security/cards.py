@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from flashq_project.problems import CardNumberDetected, FieldError, pointer_segment
+from kernel.problems import CardNumberDetected, FieldError, pointer_segment
 
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 # Both kinds of candidate may touch any letter but a hex one: ``order4111111111111111``

@@ -9,9 +9,10 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
 
-from .clientip import normalise_cidr
+from kernel.clientip import normalise_cidr
+from kernel.keylists import parse_key_list
+
 from .encryption import parse_keyring
-from .keylists import parse_key_list
 from .strength import weak_secrets
 
 

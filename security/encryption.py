@@ -32,7 +32,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .keylists import KEY_BYTES, parse_key_list
+from kernel.keylists import KEY_BYTES, parse_key_list
 
 VERSION = 1
 NONCE_BYTES = 12

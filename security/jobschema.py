@@ -20,7 +20,7 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from flashq_project.problems import FieldError, FlashqError, pointer_segment
+from kernel.problems import FieldError, FlashqError, pointer_segment
 
 MAX_ERRORS = 50
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"

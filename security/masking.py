@@ -5,8 +5,12 @@ message) have no fields to pick from, so without reveal they are masked whole.""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterable
 from typing import Any
+
+from django.conf import settings
 
 MASKED = "[MASKED]"
 DEFAULT_SENSITIVE_FIELDS = ("ssn", "creditCard", "password", "apiKey")
@@ -35,3 +39,10 @@ def masked_text(text: str | None) -> str | None:
     """A free text as shown without reveal: ``"[MASKED]"``, but an empty or missing text
     stays as it is, so a reader still sees whether there was one."""
     return MASKED if text else text
+
+
+def pseudonym(subject: str) -> str:
+    """A stable, keyed stand-in for the subject (HMAC-SHA256 with the token pepper)."""
+    return hmac.new(
+        settings.TOKEN_PEPPER.encode(), b"flashq-erasure\x00" + subject.encode(), hashlib.sha256
+    ).hexdigest()

@@ -7,6 +7,9 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from kernel.clientip import normalise_cidr
+from kernel.ratelimit import Rate
+
 from .access import (
     NAMED_ONLY,
     VERBS,
@@ -16,8 +19,6 @@ from .access import (
     split_verbs,
     validate_pattern,
 )
-from .clientip import normalise_cidr
-from .ratelimit import Rate
 
 
 def validate_cidr_list(value: object) -> None:
@@ -180,7 +181,7 @@ class QueuePermission(models.Model):
 
 
 class RateCounter(models.Model):
-    """GCRA state of one rate limit (security.ratelimit): the theoretical arrival time,
+    """GCRA state of one rate limit (kernel.ratelimit): the theoretical arrival time,
     in seconds since the epoch on the database's clock. Shared by every app server."""
 
     key = models.CharField(max_length=200, primary_key=True)

@@ -12,8 +12,8 @@ import math
 import re
 from typing import Any
 
-from flashq_project.limits import MAX_DEPTH
-from flashq_project.problems import pointer_segment
+from kernel.limits import MAX_DEPTH
+from kernel.problems import pointer_segment
 
 
 def _string_problem(text: str) -> str | None:

@@ -15,10 +15,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
+from kernel.clientip import normalise_cidr
 
 from . import tokens
 from .access import Rule, split_verbs
-from .clientip import normalise_cidr
 from .models import ApiToken, QueuePermission
 from .selectors import TokenState, token_state
 

@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from compliance import chain
+from compliance.audit import chain
 from compliance.models import AuditEvent
 
 from .support import Api, clear_audit, make_token, push

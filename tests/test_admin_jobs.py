@@ -20,8 +20,8 @@ from django.test import Client
 from compliance.audit import recorded
 from compliance.models import AuditEvent
 from queues import services
-from queues.erasure import pseudonym
 from queues.models import Job, JobState, Queue
+from security.masking import pseudonym
 
 from .support import SETUP, Api, make_token, pull, push, superuser_client
 

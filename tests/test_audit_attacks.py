@@ -18,11 +18,10 @@ from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from compliance import chain
-from compliance.audit import Action, Actor, audit_record
-from compliance.chainkeys import GENESIS, canonical, chain_keys, checkpoint_mac
+from compliance.audit import Action, Actor, audit_record, chain
+from compliance.audit.chainkeys import GENESIS, canonical, chain_keys, checkpoint_mac
+from compliance.audit.services import audit_retire
 from compliance.models import AuditCheckpoint, AuditEvent, RetentionPolicy, RetentionTarget
-from compliance.services import audit_retire
 from security.encryption import generate_key
 
 from .support import postgres_only, superuser_client

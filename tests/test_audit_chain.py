@@ -23,9 +23,9 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from compliance import chain
-from compliance.audit import Action, Actor, audit_record
-from compliance.chainkeys import GENESIS, chain_keys, link_hash
+from compliance.audit import Action, Actor, audit_record, chain
+from compliance.audit.chainkeys import GENESIS, chain_keys, link_hash
+from compliance.audit.services import audit_retire
 from compliance.models import (
     AppendOnly,
     AuditCheckpoint,
@@ -33,7 +33,6 @@ from compliance.models import (
     RetentionPolicy,
     RetentionTarget,
 )
-from compliance.services import audit_retire
 
 from .support import ON_POSTGRES, Api, make_token, postgres_only, push
 

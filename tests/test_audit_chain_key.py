@@ -15,8 +15,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from compliance import chain, tasks
-from compliance.chainkeys import chain_keys
+from compliance import tasks
+from compliance.audit import chain
+from compliance.audit.chainkeys import chain_keys
 from compliance.models import AuditEvent
 from security.encryption import generate_key
 
@@ -55,7 +56,7 @@ def test_the_chain_key_is_read_from_its_file_without_the_trailing_newline(
     key = Path(env["AUDIT_CHAIN_KEY_FILE"]).read_text().strip()
     done = _production(
         env,
-        "from compliance.chainkeys import chain_keys; import base64; k = chain_keys(); "
+        "from compliance.audit.chainkeys import chain_keys; import base64; k = chain_keys(); "
         "print(k.current + ':' + base64.b64encode(k.keys[k.current]).decode())",
     )
     assert done.returncode == 0, done.stderr
@@ -77,7 +78,7 @@ def test_a_local_run_generates_its_chain_key_once_and_keeps_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flashq_project.settings import local
-    from security.keylists import parse_key_list
+    from kernel.keylists import parse_key_list
 
     monkeypatch.setattr(local, "DEV_DIR", tmp_path)
     older = {"SECRET_KEY": "kept", "TOKEN_PEPPER": "kept-too", "ENCRYPTION_KEYS": "kept:x"}

@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from compliance import chain
+from compliance.audit import chain
 from compliance.models import AuditCheckpoint, AuditEvent
 
 from .support import ON_POSTGRES

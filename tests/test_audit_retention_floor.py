@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from compliance import chain
+from compliance.audit import chain
 from compliance.models import (
     AUDIT_MIN_RETENTION_DAYS,
     AuditCheckpoint,
@@ -28,7 +28,7 @@ from compliance.models import (
     RetentionPolicy,
     RetentionTarget,
 )
-from compliance.services import retention_policy_save
+from compliance.retention import retention_policy_save
 
 from .support import SETUP, postgres_only, superuser_client
 from .test_audit_attacks import _insert, _refused

@@ -21,7 +21,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
 
-from compliance import chain
+from compliance.audit import chain
 from compliance.models import AuditCheckpoint, AuditEvent
 from queues.models import Job, JobState
 

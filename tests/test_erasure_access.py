@@ -14,8 +14,8 @@ import pytest
 
 from compliance.models import AuditEvent, ErasureRequest
 from queues import services
-from queues.erasure import pseudonym
 from queues.models import Job
+from security.masking import pseudonym
 
 from .support import SETUP, Api, make_token, push
 

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from compliance.models import AuditEvent, ErasureRequest
-from queues.erasure import pseudonym
+from security.masking import pseudonym
 
 pytestmark = pytest.mark.django_db
 

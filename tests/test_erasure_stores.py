@@ -22,9 +22,9 @@ from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule, Task
 from django_q.tasks import async_task
 
+from compliance.erasure import OTHER_STORES
 from compliance.models import AuditEvent, ErasureRequest, RetentionPolicy
-from compliance.services import retention_policy_save
-from queues.erasure import OTHER_STORES
+from compliance.retention import retention_policy_save
 from queues.models import Job
 
 from .support import SETUP, Api, make_token, pull, push
@@ -282,7 +282,7 @@ def _history() -> list[str]:
     return list(_rows(LogEntry))
 
 
-#: Columns the sealer fills in after an event is written (compliance.chain).
+#: Columns the sealer fills in after an event is written (compliance.audit.chain).
 _SEALING = frozenset({"seq", "prev_hash", "hash", "sealed_at", "key_id"})
 
 

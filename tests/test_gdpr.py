@@ -19,10 +19,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from compliance.erasure import OTHER_STORES, REDACTED, ErasureRefused, subject_erase
 from compliance.models import AuditEvent, ErasureRequest
 from queues import services
-from queues.erasure import OTHER_STORES, REDACTED, ErasureRefused, pseudonym, subject_erase
 from queues.models import Job, JobState, Queue
+from security.masking import pseudonym
 
 from .support import SETUP, Api, make_token, postgres_only, pull, push
 from .test_encryption import _every_stored_byte

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from compliance.models import AuditEvent
-from flashq_project import limits
+from kernel import limits
 from queues.models import Job, JobState
 
 from .support import Api, pull, push, superuser_client

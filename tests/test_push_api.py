@@ -195,16 +195,16 @@ def test_a_key_taken_between_lookup_and_insert_returns_the_winner(
     from queues import services
 
     winner = push(api, full, queue="q", key="k")
-    real = services._push_once
+    real = services.push._push_once
     calls: list[int] = []
 
     def lookup_missed_the_winner(queue: Any, specs: Any, now: Any, owner: str, record: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:  # as if our lookup ran before the winner committed
-            Job.objects.bulk_create([services._new_job(queue, specs[0], now, owner)])
+            Job.objects.bulk_create([services.push._new_job(queue, specs[0], now, owner)])
         return real(queue, specs, now, owner, record)
 
-    monkeypatch.setattr(services, "_push_once", lookup_missed_the_winner)
+    monkeypatch.setattr(services.push, "_push_once", lookup_missed_the_winner)
     jobs = [{"data": {}, "key": "k"}] + [{"data": {"n": n}} for n in range(batch - 1)]
     again = api.post("/queues/q/jobs/batch", {"jobs": jobs}, as_=full)
     assert again.status == 201
@@ -238,7 +238,7 @@ def test_a_new_job_has_the_model_defaults_and_the_spec_values() -> None:
         data={"user": "u7"}, priority=4, delay_ms=1500, max_attempts=5, ttl_ms=9000,
         key="k1", tags=("a", "b"),
     )  # fmt: skip
-    built = services._new_job(queue, spec, now, "family:x")
+    built = services.push._new_job(queue, spec, now, "family:x")
     expected = Job(
         queue=queue, priority=4, data={"user": "u7"}, max_attempts=5, backoff=spec.backoff,
         run_at=now + timedelta(milliseconds=1500), expires_at=now + timedelta(milliseconds=9000),

@@ -14,8 +14,8 @@ from django.core.management.base import CommandError
 from django.db import connections
 
 from compliance.models import AuditEvent
+from kernel.ratelimit import Rate, rate_take
 from security.models import ApiToken
-from security.ratelimit import Rate, rate_take
 
 from .support import Api, clear_audit, make_token, postgres_only
 

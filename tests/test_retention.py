@@ -13,8 +13,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from compliance import retention
 from compliance.models import AuditEvent, RetentionPolicy
-from queues import retention, services
+from queues import services
 from queues.models import Job, JobState, Queue
 
 from .support import SETUP, Api, make_token, push
@@ -91,7 +92,7 @@ def test_a_failure_between_batches_leaves_no_batch_half_done(
     api: Api, full: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _finished(api, full, "jobs:a", JobState.COMPLETED, days=31, count=5)
-    real = retention.jobs_clean
+    real = services.jobs_clean
     calls = 0
 
     def fail_on_second_batch(**kwargs: Any) -> Any:
@@ -120,7 +121,7 @@ def test_a_failing_batch_rolls_back_entirely(
     def refuse(**kwargs: Any) -> None:
         raise RuntimeError("audit store unavailable")
 
-    monkeypatch.setattr("queues.retention.audit_record", refuse)
+    monkeypatch.setattr("queues.services.clean.audit_record", refuse)
     with pytest.raises(RuntimeError):
         call_command("retention_cleanup", stdout=StringIO())
     assert _left("jobs:a", JobState.COMPLETED) == 3
@@ -149,7 +150,7 @@ def test_unfinished_jobs_are_never_cleaned(api: Api, full: str) -> None:
     call_command("retention_cleanup", stdout=StringIO())
     assert Job.objects.filter(id=old).exists()
     with pytest.raises(ValueError, match="only finished jobs"):
-        retention.jobs_clean(
+        services.jobs_clean(
             queues=list(Queue.objects.all()),
             states=[JobState.WAITING],
             finished_before_=timezone.now(),
@@ -211,7 +212,7 @@ def test_clean_limit_and_bad_input(api: Api, full: str) -> None:
 
 
 def test_audit_events_past_their_policy_are_retired(api: Api, full: str) -> None:
-    from compliance import chain
+    from compliance.audit import chain
 
     _finished(api, full, "jobs:a", JobState.COMPLETED, days=1)
     chain.seal_all()

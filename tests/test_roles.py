@@ -15,7 +15,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import models
 
-from compliance import chain
+from compliance.audit import chain
 from compliance.models import AuditCheckpoint, AuditEvent, ErasureRequest
 
 from .support import Api, make_token, pull, push, staff_client, superuser_client

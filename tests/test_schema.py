@@ -11,7 +11,7 @@ from jsonschema import (
     Draft202012Validator,
 )
 
-from flashq_project import limits
+from kernel import limits
 from queues import jobspec
 from queues.api import queue_views, representations, serializers
 from queues.models import Job, Queue

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from flashq_project import limits
+from kernel import limits
 
 from .processes import BOOT_SECONDS, free_port, production_env, stop, tail, wait_for_healthz
 

@@ -202,7 +202,7 @@ def _legacy_link(event, *, seq, prev_hash):
 
 
 def _keyed_link(event, *, seq, prev_hash, key_id):
-    from compliance.chainkeys import link_hash
+    from compliance.audit.chainkeys import link_hash
 
     return link_hash(event, seq=seq, prev_hash=prev_hash, key_id=key_id)
 
@@ -223,7 +223,7 @@ def _relink(apps, schema_editor, *, keyed):
         AuditCheckpoint.objects.exists()
     ):
         return
-    from compliance.chainkeys import chain_keys, checkpoint_mac
+    from compliance.audit.chainkeys import chain_keys, checkpoint_mac
 
     key_id = chain_keys().current if keyed else ""
     checkpoint = AuditCheckpoint.objects.order_by("-seq").first()

@@ -12,7 +12,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from flashq_project import limits
+from kernel import limits
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -39,7 +39,7 @@ AUTH_TOKENS: list[str] = env.list("AUTH_TOKENS", default=[])
 # Job payloads at rest (security.encryption): "keyid:base64key,..." (32-byte keys), the
 # first seals, all open. Local runs and tests generate their own; production requires it.
 ENCRYPTION_KEYS = env.str("ENCRYPTION_KEYS", default="")
-# The audit chain's links are HMAC-SHA256 under this key (compliance.chainkeys), kept out
+# The audit chain's links are HMAC-SHA256 under this key (compliance.audit.chainkeys), kept out
 # of the database: "keyid:base64key,..." (32-byte keys), the first seals, all verify.
 AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="")
 # The sealer appends the chain's head (seq, hash, key id, time) to this file after each
@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "security",
     "compliance",
     "queues",
+    "flashq_project.apps.FlashqConfig",  # wiring that needs every app (last)
 ]
 
 MIDDLEWARE = [
@@ -118,7 +119,7 @@ ANONYMOUS_USER_NAME = None  # guardian: no anonymous user account
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_CLIENT_IP_CALLABLE = "security.clientip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "kernel.clientip.client_ip"
 AXES_RESET_ON_SUCCESS = True
 # Attempts while locked out do not restart the cool-off: a stranger hammering an
 # account's name cannot keep its owner out for ever.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
+from kernel.keylists import parse_key_list
 from security.encryption import parse_keyring
-from security.keylists import parse_key_list
 from security.strength import weak_secrets
 
 from .base import *  # noqa: F403

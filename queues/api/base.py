@@ -21,10 +21,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.audit import Actor, ActorKind, audit_refusal
-from compliance.floods import record_throttled_refusal
-from compliance.httpactor import request_actor
-from flashq_project.metrics_counters import observe_request
-from flashq_project.problems import (
+from compliance.audit.actors import request_actor
+from compliance.audit.floods import record_throttled_refusal
+from kernel.clientip import address_allowed, client_ip
+from kernel.counters import observe_request
+from kernel.limits import PATTERN_RE, QUEUE_NAME_RE, QUEUE_NAME_RULE
+from kernel.problems import (
     CardNumberDetected,
     FieldError,
     InvalidInput,
@@ -33,16 +35,14 @@ from flashq_project.problems import (
     RateLimited,
     ServiceUnavailable,
 )
-from security.access import PATTERN_RE, Principal
+from kernel.ratelimit import Decision, count_auth_failure, rate_take
+from security.access import Principal
 from security.authentication import AuthThrottled, TokenRefused, record_last_use
 from security.cards import card_problem, find_cards_in_text, has_card_number
-from security.clientip import address_allowed, client_ip
 from security.encryption import DecryptionFailed
-from security.ratelimit import Decision, count_auth_failure, rate_take
 
 from .. import selectors
 from ..errors import JobNotFound
-from ..models import QUEUE_NAME_RE, QUEUE_NAME_RULE
 from .auditpaths import audit_paths
 from .operations import Operation
 
@@ -178,7 +178,7 @@ class FlashqApiView(APIView):
         return response
 
     def _summarise_throttled(self) -> None:
-        """An address throttled for failed authentications: see compliance.floods."""
+        """An address throttled for failed authentications: see compliance.audit.floods."""
         record_throttled_refusal(
             actor=self.actor(),
             action=self.operation.action,

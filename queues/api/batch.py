@@ -7,8 +7,8 @@ from typing import Any
 
 from django.conf import settings
 
-from flashq_project.limits import MAX_BATCH
-from flashq_project.problems import FieldError, InvalidInput, pointer_segment
+from kernel.limits import MAX_BATCH
+from kernel.problems import FieldError, InvalidInput, pointer_segment
 
 from ..jobspec import JobSpec, Problems, parse_job_spec
 from ..services import AckSpec

@@ -9,10 +9,9 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 
-from flashq_project import limits
-from security.access import PATTERN_RE
+from kernel import limits
+from kernel.limits import PATTERN_RE, QUEUE_NAME_RE, QUEUE_NAME_RULE
 
-from ..models import QUEUE_NAME_RE, QUEUE_NAME_RULE
 from .operations import Operation
 from .serializers import ProblemOut
 

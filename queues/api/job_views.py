@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from flashq_project.limits import MAX_BATCH
+from kernel.limits import MAX_BATCH
 
 from .. import reads, selectors, services
 from ..errors import JobNotFound

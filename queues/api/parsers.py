@@ -12,8 +12,8 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from flashq_project.limits import MAX_CONTAINERS
-from flashq_project.problems import FieldError, InvalidInput, PayloadTooLarge
+from kernel.limits import MAX_CONTAINERS
+from kernel.problems import FieldError, InvalidInput, PayloadTooLarge
 from security.payloads import (
     NonFiniteNumber,
     finite_float,

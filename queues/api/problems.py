@@ -1,5 +1,5 @@
 """The API's exception handler: every error becomes RFC 9457 problem+json through the
-one builder in flashq_project.problems."""
+one builder in kernel.problems."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from flashq_project.problems import (
+from kernel.problems import (
     CONTENT_TYPE,
     FieldError,
     FlashqError,

@@ -15,10 +15,10 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from flashq_project.problems import FieldError, InvalidInput
+from kernel.problems import FieldError, InvalidInput
 from security.access import Verb, pattern_matches
 
-from .. import pulling, reads, retention, services
+from .. import pulling, reads, services
 from ..models import Queue
 from . import batch, serializers
 from .base import FlashqApiView
@@ -400,7 +400,7 @@ class QueueCleanApi(FlashqApiView):
         if skipped and not allowed:
             raise PermissionDenied("This token may not clean any queue this pattern reaches.")
         grace = timedelta(milliseconds=params.validated_data["grace_ms"])
-        cleaned = retention.jobs_clean(
+        cleaned = services.jobs_clean(
             queues=allowed,
             states=[params.validated_data["state"]],
             finished_before_=timezone.now() - grace,

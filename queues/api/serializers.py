@@ -11,7 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from flashq_project import limits
+from kernel import limits
 
 from .. import jobspec
 from ..selectors import REPORTED_STATES

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import compliance_views, job_views, me_views, queue_views
+from . import job_views, me_views, queue_views
 
 urlpatterns = [
     path("me", me_views.MeApi.as_view(), name="me"),
-    path("compliance/erasures", compliance_views.ErasureApi.as_view(), name="erasures"),
     path("queues", queue_views.QueueListApi.as_view(), name="queue-list"),
     path("queues/<str:queue>", queue_views.QueueStatsApi.as_view(), name="queue-stats"),
     path("queues/<str:queue>/pause", queue_views.QueuePauseApi.as_view(), name="queue-pause"),

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_date, parse_datetime
 
 from compliance.audit import Actor
-from compliance.services import EXPORT_FORMATS, ExportFilter, audit_export
+from compliance.audit.services import EXPORT_FORMATS, ExportFilter, audit_export
 
 
 def moment(text: str) -> datetime:

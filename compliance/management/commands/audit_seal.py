@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from compliance.chain import seal_all
+from compliance.audit.chain import seal_all
 
 
 class Command(BaseCommand):

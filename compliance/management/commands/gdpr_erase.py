@@ -1,5 +1,5 @@
 """``manage.py gdpr_erase <subject> [--execute --reason TEXT] [--mode redact|delete]``:
-GDPR erasure of every job about a data subject (queues.erasure). A dry run by default:
+GDPR erasure of every job about a data subject (compliance.erasure). A dry run by default:
 it prints, per queue and state, how many jobs and which fields would be redacted or
 deleted, and changes nothing. ``--execute`` applies it and writes a receipt. It acts on
 every queue (running it is already the right to all of them) and changes job rows only:
@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from compliance.audit import Actor
-from queues.erasure import ErasureRefused, subject_erase
+from compliance.erasure import ErasureRefused, subject_erase
 
 
 class Command(BaseCommand):

@@ -15,11 +15,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from compliance.audit import Actor
-from compliance.chain import seal_all
+from compliance.audit.chain import seal_all
+from compliance.audit.services import audit_retire
 from compliance.models import AuditEvent, RetentionPolicy, RetentionTarget
-from compliance.services import audit_retire
+from compliance.retention import retention_plan
 from queues.pulling import jobs_expire_ttl
-from queues.retention import jobs_clean, retention_plan
+from queues.services import jobs_clean
 
 
 class Command(BaseCommand):

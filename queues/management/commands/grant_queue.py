@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from compliance.audit import Actor
-from flashq_project.problems import FlashqError
+from kernel.problems import FlashqError
 from queues.services import QUEUE_ROLES, queue_grant
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from queues.models import QUEUE_NAME_RE, QUEUE_NAME_RULE
+from kernel.limits import QUEUE_NAME_RE, QUEUE_NAME_RULE
 from security.access import NAMED_ONLY, Verb
 from security.selectors import token_principal
 

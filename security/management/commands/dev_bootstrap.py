@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from compliance.audit import Actor
-from compliance.staffrights import acting_as
+from compliance.audit.actors import acting_as
 from security.models import ApiToken
 from security.services import parse_rule, token_create, token_delete
 

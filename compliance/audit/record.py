@@ -19,8 +19,8 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from flashq_project.metrics_counters import count_event
-from flashq_project.rows import insert_columns, insert_params
+from kernel.counters import count_event
+from kernel.rows import insert_columns, insert_params
 
 from .models import AuditEvent
 

@@ -5,7 +5,7 @@ path never waits on a chain-wide lock. ``seal_pending`` (a scheduled task, and
 ``manage.py audit_seal``) then takes the events committed so far, in id order, and gives
 each the next ``seq``, the previous event's hash, the current key id, the sealing time
 and its own link, an HMAC-SHA256 under AUDIT_CHAIN_KEY over all of them and the event
-(compliance.chainkeys).
+(compliance.audit.chainkeys).
 
 On PostgreSQL sealing is the database's own act (compliance migration 0011): a trigger
 lets an event be updated only once, from unsealed to sealed, only as the next link

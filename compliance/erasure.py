@@ -26,27 +26,24 @@ for rewriting history."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
 from compliance.models import ErasureRequest
-from flashq_project import limits
-from flashq_project.problems import CardNumberDetected
+from kernel import limits
+from kernel.problems import CardNumberDetected
+from queues.jobspec import subject_from
+from queues.models import UNFINISHED, Job, JobState, Queue
 from security.cards import card_problem, find_cards_in_text
 from security.fields import bulk_update_sealed
-
-from .jobspec import subject_from
-from .models import UNFINISHED, Job, JobState, Queue
+from security.masking import pseudonym
 
 REDACTED = "[REDACTED]"
 _SCAN_BATCH = 500
@@ -69,13 +66,6 @@ class ReasonHoldsCardNumber(ErasureRefused, CardNumberDetected):
             errors=found.errors,
             masked=found.masked,
         )
-
-
-def pseudonym(subject: str) -> str:
-    """A stable, keyed stand-in for the subject (HMAC-SHA256 with the token pepper)."""
-    return hmac.new(
-        settings.TOKEN_PEPPER.encode(), b"flashq-erasure\x00" + subject.encode(), hashlib.sha256
-    ).hexdigest()
 
 
 def _redact(value: Any, names: frozenset[str], found: set[str]) -> Any:

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 from django.db import transaction
 from django.db.models import QuerySet
 
-from .audit import Action, Actor, audit_record
 from .chain import retire_before
-from .models import AuditEvent, RetentionPolicy
+from .models import AuditEvent
+from .record import Action, Actor, audit_record
 from .selectors import audit_events_naming_job
 
 EXPORT_FORMATS = ("csv", "jsonl")
@@ -150,45 +150,3 @@ def audit_retire(*, cutoff: datetime, actor: Actor, limit: int = 1000) -> int:
             details={"before": cutoff.isoformat(), "removed": total},
         )
     return total
-
-
-def retention_policy_save(*, policy: RetentionPolicy, actor: Actor) -> RetentionPolicy:
-    """Create or change a retention policy (validated), recorded with before/after."""
-    with transaction.atomic():
-        before = None
-        if policy.pk is not None:
-            old = RetentionPolicy.objects.select_for_update().get(pk=policy.pk)
-            before = {
-                "queue_pattern": old.queue_pattern,
-                "target": old.target,
-                "days": old.max_age_days,
-            }
-        policy.full_clean()
-        policy.save()
-        audit_record(
-            actor=actor,
-            action=Action.RETENTION_POLICY_SAVE,
-            details={
-                "policy_id": policy.pk,
-                "from": before,
-                "to": {
-                    "queue_pattern": policy.queue_pattern,
-                    "target": policy.target,
-                    "days": policy.max_age_days,
-                },
-            },
-        )
-    return policy
-
-
-def retention_policy_delete(*, policy_id: int, actor: Actor) -> None:
-    with transaction.atomic():
-        policy = RetentionPolicy.objects.select_for_update().get(pk=policy_id)
-        details = {
-            "policy_id": policy_id,
-            "queue_pattern": policy.queue_pattern,
-            "target": policy.target,
-            "days": policy.max_age_days,
-        }
-        policy.delete()
-        audit_record(actor=actor, action=Action.RETENTION_POLICY_DELETE, details=details)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from security.ratelimit import auth_failure_rate, count_throttled
+from kernel.ratelimit import auth_failure_rate, count_throttled
 
-from .audit import Action, Actor, audit_refusal
+from .record import Action, Actor, audit_refusal
 
 
 def record_throttled_refusal(

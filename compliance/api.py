@@ -9,15 +9,15 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from flashq_project.problems import FieldError, InvalidInput
+from kernel.problems import FieldError, InvalidInput
+from queues import selectors
+from queues.api import serializers
+from queues.api.base import FlashqApiView
+from queues.api.docs import operation_schema, problems
+from queues.api.operations import Operation
 from security.access import Verb
 
-from .. import selectors
-from ..erasure import ErasureRefused, ReasonHoldsCardNumber, subject_erase
-from . import serializers
-from .base import FlashqApiView
-from .docs import operation_schema, problems
-from .operations import Operation
+from .erasure import ErasureRefused, ReasonHoldsCardNumber, subject_erase
 
 
 @extend_schema_view(

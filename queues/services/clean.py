@@ -1,43 +1,24 @@
-"""Retention of finished jobs: which policy applies to a queue, what is due, and the
-service that deletes it.
-
-``jobs_clean`` is the one path for deleting finished jobs: one transaction, one audit
-event with the counts per queue and state. ``retention_cleanup`` (a command, and the
-daily schedule) calls it once per batch, so a failure between batches leaves every
-batch either done and recorded or not started; ``POST /queues/{pattern}/clean`` calls
-it once per request. Queues under legal hold are never touched, only reported."""
+"""Clean: delete finished jobs of some queues that finished before a time, in one
+transaction with one audit event (``POST /queues/{pattern}/clean``, and each batch of a
+retention run, compliance.retention). Queues under legal hold are never touched, only
+reported."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
-from compliance.models import RetentionPolicy, RetentionTarget
-from flashq_project import limits
-from security.access import pattern_matches
+from kernel import limits
 
-from .models import Job, JobState, Queue
+from ..models import Job, JobState, Queue
 
 FINISHED = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
 MAX_CLEAN = limits.MAX_CLEAN_LIMIT
-
-
-def policy_for(
-    policies: Iterable[RetentionPolicy], queue: str, target: str
-) -> RetentionPolicy | None:
-    """The most specific policy for ``target`` whose pattern matches ``queue``."""
-    matching = [
-        policy
-        for policy in policies
-        if policy.target == target and pattern_matches(policy.queue_pattern, queue)
-    ]
-    return max(matching, key=lambda policy: policy.specificity, default=None)
 
 
 def finished_before(queue: Queue, state: str, cutoff: datetime) -> QuerySet[Job]:
@@ -45,41 +26,6 @@ def finished_before(queue: Queue, state: str, cutoff: datetime) -> QuerySet[Job]
     return Job.objects.filter(queue=queue, state=state).filter(
         Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
     )
-
-
-@dataclass(frozen=True)
-class Due:
-    queue: Queue
-    state: str
-    cutoff: datetime
-    max_age_days: int
-    count: int
-
-
-@dataclass
-class Plan:
-    due: list[Due] = field(default_factory=list)
-    held: list[str] = field(default_factory=list)
-
-
-def retention_plan(*, now: datetime | None = None) -> Plan:
-    """What the policies make due now, per queue and state (queues on hold apart)."""
-    now = now or timezone.now()
-    policies = list(RetentionPolicy.objects.exclude(target=RetentionTarget.AUDIT))
-    plan = Plan()
-    for queue in Queue.objects.order_by("name"):
-        if queue.legal_hold:
-            plan.held.append(queue.name)
-            continue
-        for state in FINISHED:
-            policy = policy_for(policies, queue.name, state)
-            if policy is None:
-                continue
-            cutoff = now - timedelta(days=policy.max_age_days)
-            count = finished_before(queue, state, cutoff).count()
-            if count:
-                plan.due.append(Due(queue, state, cutoff, policy.max_age_days, count))
-    return plan
 
 
 @dataclass(frozen=True)

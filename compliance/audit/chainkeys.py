@@ -28,10 +28,10 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from security.keylists import parse_key_list
+from kernel.keylists import parse_key_list
 
-from .audit import recorded
 from .models import AuditEvent
+from .record import recorded
 
 GENESIS = "0" * 64
 

@@ -10,8 +10,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .audit import Actor, ActorKind
-from .httpactor import request_actor
+from .actors import request_actor
+from .record import Actor, ActorKind
 
 
 def staff_actor(request: HttpRequest) -> Actor:

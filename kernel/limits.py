@@ -5,6 +5,7 @@ defaults."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # Bytes.
@@ -68,3 +69,12 @@ MAX_PROGRESS_MESSAGE = 1000
 # clean: at most this many jobs per call (one transaction), and a grace of at most ten years.
 MAX_CLEAN_LIMIT = 10_000
 MAX_CLEAN_GRACE_MS = 10 * 366 * 24 * 3600 * 1000
+
+# Queue names: what a queue may be called (the API, the admin and check_access).
+QUEUE_NAME_RULE = (
+    "a queue name is 1 to 128 characters of letters, digits, _ . : -, "
+    "starting with a letter or digit"
+)
+QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+# A queue pattern in an access rule or a retention policy: a name with ``*`` wildcards.
+PATTERN_RE = re.compile(r"[A-Za-z0-9_.:*-]{1,128}")

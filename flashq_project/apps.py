@@ -1,0 +1,22 @@
+"""The project's own app, last in INSTALLED_APPS: wiring that needs every app loaded."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from django.apps import AppConfig
+
+
+class FlashqConfig(AppConfig):
+    name = "flashq_project"
+    verbose_name = "flashQ"
+
+    def ready(self) -> None:
+        # The scheduler's own counters (flashq_project.metrics), before qcluster forks.
+        port = os.environ.get("SCHEDULER_METRICS_PORT")
+        if port and sys.argv[1:2] == ["qcluster"]:
+            from .metrics import serve_scheduler_metrics
+
+            bind = os.environ.get("SCHEDULER_METRICS_BIND", "0.0.0.0")  # noqa: S104 (a pod)
+            serve_scheduler_metrics(int(port), bind)

@@ -1,0 +1,96 @@
+"""Writes of the queue engine, one module per sub-domain. Plain functions,
+keyword-only arguments.
+
+- ``push``: new jobs, one or a batch;
+- ``reports``: what workers report (ack, fail, progress), checked against the lease;
+- ``actions``: what producers and operators do to a job (cancel, update, retry, delete);
+- ``queue_settings``: a queue's settings (create, update, pause, limits, schema, hold);
+- ``keys``: re-sealing payloads under the primary key;
+- ``grants``: staff rights on one queue;
+- ``clean``: deleting finished jobs (the API's clean, and retention's batches);
+- ``common``: the job lookup and the payload guards the others share.
+
+Every service that changes state takes the ``actor`` who asked and records its audit
+event inside its own atomic block, so the change and its event commit together, or
+neither does, wherever the call comes from (the API, the admin, a command). The API
+calls a service outside any transaction, so its block is the transaction itself (no
+savepoint); the admin and tests call it inside one, where it becomes a savepoint and a
+failure rolls back only the service's work. Services never call one another. Lease
+checks are conditional writes: a stale lease changes nothing. Pull and the recovery of
+expired leases live in queues.pulling.
+
+Callers import from here (``from queues import services``); the modules are the map."""
+
+from __future__ import annotations
+
+from .actions import job_cancel, job_retry, job_update, jobs_delete
+from .clean import FINISHED, MAX_CLEAN, Cleaned, finished_before, jobs_clean
+from .grants import QUEUE_ROLES, queue_grant
+from .keys import SEALED_FIELDS, Resealed, jobs_reseal
+from .push import KEYED_PUSH_TRIES, Pushed, Recorder, job_push, jobs_push
+from .queue_settings import (
+    queue_create,
+    queue_for_update,
+    queue_set_concurrency,
+    queue_set_legal_hold,
+    queue_set_paused,
+    queue_set_rate_limit,
+    queue_set_schema,
+    queue_update,
+)
+from .reports import (
+    FAILURE_FIELDS,
+    LEASE_FIELDS,
+    STALE_LEASE,
+    AckSpec,
+    check_acks,
+    complete_acked,
+    job_ack,
+    job_fail,
+    job_progress,
+    jobs_ack,
+    record_failure,
+    release_lease,
+)
+
+__all__ = [
+    "FAILURE_FIELDS",
+    "FINISHED",
+    "KEYED_PUSH_TRIES",
+    "LEASE_FIELDS",
+    "MAX_CLEAN",
+    "QUEUE_ROLES",
+    "SEALED_FIELDS",
+    "STALE_LEASE",
+    "AckSpec",
+    "Cleaned",
+    "Pushed",
+    "Recorder",
+    "Resealed",
+    "check_acks",
+    "complete_acked",
+    "finished_before",
+    "job_ack",
+    "job_cancel",
+    "job_fail",
+    "job_progress",
+    "job_push",
+    "job_retry",
+    "job_update",
+    "jobs_ack",
+    "jobs_clean",
+    "jobs_delete",
+    "jobs_push",
+    "jobs_reseal",
+    "queue_create",
+    "queue_for_update",
+    "queue_grant",
+    "queue_set_concurrency",
+    "queue_set_legal_hold",
+    "queue_set_paused",
+    "queue_set_rate_limit",
+    "queue_set_schema",
+    "queue_update",
+    "record_failure",
+    "release_lease",
+]

@@ -1,0 +1,114 @@
+"""What several services share: finding a job (or JobNotFound), and the guards every
+write of client data applies alike (size caps, the queue's schema, the card guard)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from kernel.problems import (
+    CardNumberDetected,
+    FieldError,
+    PayloadTooLarge,
+    pointer_segment,
+)
+from security.cards import CardFinding, card_problem, find_cards, find_cards_in_text, not_allowed
+from security.jobschema import (
+    SchemaValidationFailed,
+    schema_errors,
+    validator_for,
+)
+
+from ..errors import JobNotFound
+from ..jobspec import subject_from
+from ..models import Job, Queue
+
+
+def refuse_oversize(sizes: Sequence[tuple[int, str]], queue: Queue) -> None:
+    """A queue may cap its jobs' data lower than MAX_JOB_BYTES."""
+    limit = queue.job_bytes_limit
+    errors = [
+        FieldError(path, f"is {size} bytes encoded; this queue's limit is {limit}")
+        for size, path in sizes
+        if size > limit
+    ]
+    if errors:
+        raise PayloadTooLarge("Job data is larger than this queue allows.", errors=errors)
+
+
+def refuse_off_schema(values: Sequence[tuple[Any, str]], queue: Queue) -> None:
+    """Job data must satisfy the queue's schema, if it has one: one compiled validator
+    for the whole batch, every failing path listed."""
+    if queue.json_schema is None:
+        return
+    validator = validator_for(queue.json_schema)
+    errors = [error for data, path in values for error in schema_errors(validator, data, path)]
+    if errors:
+        raise SchemaValidationFailed("Job data does not match the queue's schema.", errors=errors)
+
+
+def refuse_cards_in_data(
+    found: Sequence[tuple[Sequence[CardFinding], str]], allowlist: list[str] | None
+) -> None:
+    """Job data: card numbers outside the queue's allow-list are refused."""
+    kept = [
+        finding
+        for findings, root in found
+        for finding in not_allowed(findings, root=root, allowed=allowlist or ())
+    ]
+    refused = card_problem(kept)
+    if refused is not None:
+        raise refused
+
+
+def refuse_cards_in_subjects(derived: Sequence[tuple[dict[str, Any], str]], queue: Queue) -> None:
+    """A subject taken from the data (the value at the queue's ``subject_path``) is stored
+    in clear, in the subject column every getJob holder sees: no card number in it, even
+    where the queue's allow-list lets one stay in the (encrypted) data."""
+    segments = "".join(f"/{pointer_segment(part)}" for part in queue.subject_path.split("."))
+    found = [
+        finding
+        for data, root in derived
+        if (subject := subject_from(data, queue.subject_path)) is not None
+        for finding in find_cards_in_text(subject, root + segments)
+    ]
+    if found:
+        raise CardNumberDetected(
+            "A card number may not become a job's subject: the value at the queue's "
+            "subject_path would be stored in clear as the subject.",
+            errors=[
+                FieldError(
+                    finding.path,
+                    "holds a payment card number, which would be stored as the subject",
+                )
+                for finding in found
+            ],
+            masked=[finding.masked for finding in found],
+        )
+
+
+def refuse_cards(values: Sequence[tuple[str, Any]]) -> None:
+    """Results and errors are payloads too: no card numbers or card secrets."""
+    refused = card_problem([found for path, value in values for found in find_cards(value, path)])
+    if refused is not None:
+        raise refused
+
+
+def job_get(job_id: uuid.UUID) -> Job:
+    job: Job | None = Job.objects.select_related("queue").filter(id=job_id).first()
+    if job is None:
+        raise JobNotFound()
+    return job
+
+
+def job_for_update(job_id: uuid.UUID) -> Job:
+    job: Job | None = (
+        Job.objects.select_for_update(of=("self",))
+        .select_related("queue")
+        .filter(id=job_id)
+        .first()
+    )
+    if job is None:  # deleted since the caller looked it up
+        raise JobNotFound()
+    return job

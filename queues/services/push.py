@@ -1,0 +1,201 @@
+"""Push: new jobs, one or a batch, with their keys, checks and the push's audit event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from compliance.audit import Action, Actor, audit_event
+from compliance.models import AuditEvent
+from kernel.problems import (
+    ServiceUnavailable,
+)
+
+from .. import selectors
+from ..bulkinsert import insert_jobs as bulk_insert_jobs
+from ..errors import KeyConflict
+from ..jobspec import JobSpec, subject_from
+from ..models import UNFINISHED, Job, Queue
+from .common import (
+    refuse_cards_in_data,
+    refuse_cards_in_subjects,
+    refuse_off_schema,
+    refuse_oversize,
+)
+
+
+@dataclass(frozen=True)
+class Pushed:
+    job: Job
+    created: bool
+
+
+# What a push needs of its queue.
+_PUSH_QUEUE_FIELDS = frozenset(
+    {"id", "name", "subject_path", "card_allowlist", "max_job_bytes", "json_schema"}
+)
+
+
+def _existing_queue(name: str) -> Queue | None:
+    return selectors.queue_by_name(name, _PUSH_QUEUE_FIELDS)
+
+
+_JOB_FIELDS = Job._meta.concrete_fields
+
+
+def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
+    """A new job; the fields not set here get the model's defaults. Built positionally:
+    Model.__init__ with keywords took 14 us a job, a third of a batch push's time."""
+    given: dict[str, Any] = {
+        "pushed_by": owner,
+        "queue_id": queue.pk,
+        "priority": spec.priority,
+        "data": spec.data,
+        "max_attempts": spec.max_attempts,
+        "backoff": spec.backoff,
+        "run_at": now + timedelta(milliseconds=spec.delay_ms),
+        "expires_at": None if spec.ttl_ms is None else now + timedelta(milliseconds=spec.ttl_ms),
+        "key": spec.key,
+        "subject": spec.subject or subject_from(spec.data, queue.subject_path),
+        "tags": list(spec.tags),
+        "created_at": now,
+    }
+    values = [
+        given[field.attname] if field.attname in given else field.get_default()
+        for field in _JOB_FIELDS
+    ]
+    job = Job(*values)  # type: ignore[misc]  # positional, in the concrete fields' order
+    job.queue = queue  # the cached relation, as Job(queue=queue) would set it
+    return job
+
+
+# The push's audit event, given what was pushed.
+Recorder = Callable[[list[Pushed]], AuditEvent]
+
+
+def _push_once(
+    queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str, record: Recorder
+) -> list[Pushed]:
+    keys = {spec.key for spec in specs if spec.key is not None}
+    by_key: dict[str, Job] = {}
+    if keys:
+        by_key = {
+            job.key: job
+            for job in Job.objects.filter(queue=queue, key__in=keys, state__in=UNFINISHED)
+            if job.key is not None
+        }
+    results: list[Pushed] = []
+    new_jobs: list[Job] = []
+    for spec in specs:
+        existing = by_key.get(spec.key) if spec.key is not None else None
+        if existing is not None:
+            if existing.pushed_by != owner:
+                raise KeyConflict()
+            results.append(Pushed(existing, created=False))
+            continue
+        job = _new_job(queue, spec, now, owner)
+        if spec.key is not None:
+            by_key[spec.key] = job
+        new_jobs.append(job)
+        results.append(Pushed(job, created=True))
+    ready = any(job.run_at <= now for job in new_jobs)
+    bulk_insert_jobs(new_jobs, event=record(results), wake=queue.name if ready else None)
+    return results
+
+
+KEYED_PUSH_TRIES = 3
+
+
+def _push_into(
+    queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str, record: Recorder
+) -> list[Pushed]:
+    refuse_oversize([(spec.data_bytes, spec.data_path) for spec in specs], queue)
+    refuse_off_schema([(spec.data, spec.data_path) for spec in specs], queue)
+    refuse_cards_in_data(
+        [(spec.card_findings, spec.data_path) for spec in specs], queue.card_allowlist
+    )
+    refuse_cards_in_subjects(
+        [(spec.data, spec.data_path) for spec in specs if not spec.subject], queue
+    )
+    if not any(spec.key is not None for spec in specs):
+        return _push_once(queue, specs, now, owner, record)
+    for _ in range(KEYED_PUSH_TRIES):
+        try:
+            with transaction.atomic():
+                return _push_once(queue, specs, now, owner, record)
+        except IntegrityError:
+            # A concurrent push took one of our keys between lookup and insert; the
+            # next look finds it.
+            continue
+    raise ServiceUnavailable("Concurrent pushes kept taking the same keys; retrying is safe.")
+
+
+def _push(
+    queue_name: str,
+    specs: Sequence[JobSpec],
+    owner: str,
+    record: Callable[[list[Pushed], dict[str, Any]], AuditEvent],
+) -> list[Pushed]:
+    """Push into a queue, created on first push. Into an existing queue without keys,
+    the jobs and their event are one statement (queues.bulkinsert); a new queue is
+    created in the same transaction as its first jobs, so a refused first push leaves
+    no queue behind."""
+    now = timezone.now()
+    queue = _existing_queue(queue_name)
+    if queue is not None:
+        return _push_into(queue, specs, now, owner, lambda results: record(results, {}))
+    with transaction.atomic():
+        queue, created = Queue.objects.get_or_create(name=queue_name)
+        about = {"queue_created": True} if created else {}
+        return _push_into(queue, specs, now, owner, lambda results: record(results, about))
+
+
+def jobs_push(
+    *, queue_name: str, specs: Sequence[JobSpec], owner: str, actor: Actor
+) -> list[Pushed]:
+    """Add jobs to a queue (created on first push), all or nothing, in input order.
+
+    A spec whose ``key`` names an unfinished job of the queue that ``owner`` pushed
+    returns that job instead (``created=False``); so does a repeat of a key earlier in
+    the same batch. A key held by someone else's unfinished job is a KeyConflict. One
+    audit event lists every job, written with them."""
+
+    def record(results: list[Pushed], about_queue: dict[str, Any]) -> AuditEvent:
+        return audit_event(
+            actor=actor,
+            action=Action.PUSH,
+            status=201,
+            queue=queue_name,
+            job_ids=[pushed.job.id for pushed in results],
+            details={
+                "count": len(results),
+                "created": sum(p.created for p in results),
+                **about_queue,
+            },
+        )
+
+    return _push(queue_name, specs, owner, record)
+
+
+def job_push(*, queue_name: str, spec: JobSpec, owner: str, actor: Actor) -> Pushed:
+    """Push one job: 201 when created, 200 with the unfinished job of ``owner`` that has
+    its key (a KeyConflict if someone else's holds it)."""
+
+    def record(results: list[Pushed], about_queue: dict[str, Any]) -> AuditEvent:
+        [pushed] = results
+        return audit_event(
+            actor=actor,
+            action=Action.PUSH,
+            status=201 if pushed.created else 200,
+            queue=queue_name,
+            job_ids=[pushed.job.id],
+            details={"created": pushed.created, **about_queue},
+        )
+
+    [pushed] = _push(queue_name, [spec], owner, record)
+    return pushed

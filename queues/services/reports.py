@@ -1,0 +1,254 @@
+"""What workers report on the jobs they hold: ack (one or a batch), fail and progress,
+each checked against the live lease. Pull and lease recovery (queues.pulling) use
+``record_failure``, ``check_acks`` and ``complete_acked`` from here."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from compliance.audit import Action, Actor, audit_record
+from kernel import limits
+from kernel.problems import (
+    FieldError,
+    PayloadTooLarge,
+)
+from security.fields import Sealed, bulk_update_sealed
+
+from ..backoff import retry_delay_ms
+from ..errors import LeaseConflict
+from ..jobspec import encoded_size, payload_shape
+from ..models import Job, JobState
+from .common import job_get, refuse_cards
+
+STALE_LEASE = "The lease is not the job's current lease, it has expired, or another token holds it."
+
+
+@dataclass(frozen=True)
+class AckSpec:
+    job_id: uuid.UUID
+    lease_id: uuid.UUID
+    result: Any = None
+
+
+def release_lease(job: Job) -> None:
+    job.lease_id = None
+    job.lease_owner = ""
+    job.lease_expires_at = None
+
+
+LEASE_FIELDS = ["lease_id", "lease_owner", "lease_expires_at"]
+FAILURE_FIELDS = ["errors", "error", "error_code", "state", "run_at", "finished_at", *LEASE_FIELDS]
+
+
+def record_failure(
+    job: Job, message: str, *, now: datetime, retry: bool, delay_ms: int, code: str = ""
+) -> None:
+    """Count a failed attempt: history entry (with its code), then back to waiting or to
+    failed."""
+    message = message[: limits.MAX_ERROR_LENGTH]
+    entry = {"attempt": job.attempts, "error": message, "code": code, "at": now.isoformat()}
+    job.errors = [*job.errors, entry][-limits.MAX_ERROR_HISTORY :]
+    job.error = message
+    job.error_code = code
+    release_lease(job)
+    if retry and job.attempts < job.max_attempts:
+        job.state = JobState.WAITING
+        job.run_at = now + timedelta(milliseconds=delay_ms)
+    else:
+        job.state = JobState.FAILED
+        job.finished_at = now
+
+
+def _completion(now: datetime) -> dict[str, Any]:
+    return {
+        "state": JobState.COMPLETED,
+        "finished_at": now,
+        "lease_id": None,
+        "lease_owner": "",
+        "lease_expires_at": None,
+    }
+
+
+def _live_lease(job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, now: datetime) -> Any:
+    """The job, if ``lease_id`` is its current, unexpired lease and ``owner`` (a token
+    family) claimed it: the right lease id from anyone else is still a conflict."""
+    return Job.objects.filter(
+        id=job_id,
+        state=JobState.ACTIVE,
+        lease_id=lease_id,
+        lease_owner=owner,
+        lease_expires_at__gt=now,
+    )
+
+
+def _check_result_sizes(results: Sequence[tuple[str, Any]]) -> None:
+    """A result is stored like data, so it has data's cap; refused before any write."""
+    limit = settings.MAX_JOB_BYTES
+    errors = [
+        FieldError(path, f"is {size} bytes encoded; the limit is {limit}")
+        for path, result in results
+        if result is not None and (size := encoded_size(result)) > limit
+    ]
+    errors += [error for path, result in results for error in payload_shape(result, path)]
+    if errors:
+        raise PayloadTooLarge("A result is larger than MAX_JOB_BYTES.", errors=errors)
+
+
+def job_ack(
+    *, job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, result: Any = None, actor: Actor
+) -> Job:
+    """Complete a job whose lease is current and ``owner``'s; returns it as stored."""
+    _check_result_sizes([("/result", result)])
+    refuse_cards([("/result", result)])
+    now = timezone.now()
+    with transaction.atomic():
+        live = _live_lease(job_id, lease_id, owner, now)
+        sealed = None if result is None else Sealed.of(result, pk=job_id, field="result")
+        if not live.update(result=sealed, **_completion(now)):
+            raise LeaseConflict(STALE_LEASE)
+        job = job_get(job_id)
+        audit_record(actor=actor, action=Action.ACK, queue=job.queue.name, job_ids=[job_id])
+    return job
+
+
+def check_acks(acks: Sequence[AckSpec], *, root: str = "/jobs") -> None:
+    """What can be refused before any write: result sizes and card numbers."""
+    results = [(f"{root}/{i}/result", ack.result) for i, ack in enumerate(acks)]
+    _check_result_sizes(results)
+    refuse_cards(results)
+
+
+def complete_acked(
+    acks: Sequence[AckSpec],
+    *,
+    owner: str,
+    now: datetime,
+    queue_id: int | None = None,
+    root: str = "/jobs",
+) -> set[str]:
+    """Complete ``acks`` in the caller's transaction, all or nothing (a pull with
+    piggy-backed acks calls this too, limited to its queue): one stale or foreign lease
+    and none is acked, and the LeaseConflict names each offending item. Returns the
+    names of the jobs' queues."""
+    ids = [ack.job_id for ack in acks]
+    leased = Job.objects.select_for_update(of=("self",)).filter(
+        id__in=ids, state=JobState.ACTIVE, lease_owner=owner, lease_expires_at__gt=now
+    )
+    if queue_id is not None:
+        leased = leased.filter(queue_id=queue_id)
+    rows = leased.order_by("id").values_list("id", "lease_id", "queue__name")
+    leases = {job_id: (lease, queue) for job_id, lease, queue in rows}
+    stale = [
+        FieldError(f"{root}/{index}/lease_id", "is not the job's current lease")
+        for index, ack in enumerate(acks)
+        if leases.get(ack.job_id, (None, ""))[0] != ack.lease_id
+    ]
+    if stale:
+        raise LeaseConflict(STALE_LEASE, errors=stale)
+    Job.objects.filter(id__in=ids).update(**_completion(now))
+    with_result = [Job(id=ack.job_id, result=ack.result) for ack in acks if ack.result is not None]
+    if with_result:
+        bulk_update_sealed(Job, with_result, ["result"])
+    return {queue for _, queue in leases.values()}
+
+
+def jobs_ack(*, acks: Sequence[AckSpec], owner: str, actor: Actor) -> None:
+    """Complete many jobs, all or nothing: one stale or foreign lease and none is
+    acked, and the error names each offending item."""
+    check_acks(acks)
+    now = timezone.now()
+    with transaction.atomic():
+        queues = complete_acked(acks, owner=owner, now=now)
+        audit_record(
+            actor=actor,
+            action=Action.ACK,
+            queue=next(iter(queues)) if len(queues) == 1 else "",
+            job_ids=[ack.job_id for ack in acks],
+            details={"count": len(acks)},
+        )
+
+
+def _leased_for_update(job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, now: datetime) -> Job:
+    job: Job | None = (
+        _live_lease(job_id, lease_id, owner, now)
+        .select_for_update(of=("self",))
+        .select_related("queue")
+        .first()
+    )
+    if job is None:
+        raise LeaseConflict(STALE_LEASE)
+    return job
+
+
+def job_fail(
+    *,
+    job_id: uuid.UUID,
+    lease_id: uuid.UUID,
+    owner: str,
+    error: str,
+    code: str = "",
+    retry: bool = True,
+    delay_ms: int | None = None,
+    actor: Actor,
+    rand: Callable[[], float] = random.random,
+) -> Job:
+    """Record a failed attempt; retry after the job's backoff (or ``delay_ms``), or go to
+    ``failed`` when attempts are used up or the worker says ``retry: false``. ``code``
+    (e.g. the exception's class) is shown to everyone; ``error`` only with reveal."""
+    refuse_cards([("/error", error), ("/code", code)])
+    now = timezone.now()
+    with transaction.atomic():
+        job = _leased_for_update(job_id, lease_id, owner, now)
+        delay = (
+            delay_ms
+            if delay_ms is not None
+            else retry_delay_ms(job.backoff, job.attempts, rand=rand)
+        )
+        record_failure(job, error, now=now, retry=retry, delay_ms=delay, code=code)
+        job.save(update_fields=FAILURE_FIELDS)
+        audit_record(
+            actor=actor,
+            action=Action.FAIL,
+            queue=job.queue.name,
+            job_ids=[job_id],
+            details={"state": str(job.state), "attempt": job.attempts},
+        )
+    return job
+
+
+def job_progress(
+    *,
+    job_id: uuid.UUID,
+    lease_id: uuid.UUID,
+    owner: str,
+    progress: int,
+    message: str = "",
+    actor: Actor,
+) -> Job:
+    """Report progress; also a heartbeat that extends the lease by its length. The
+    message is kept in clear (and masked without reveal): no card number in it."""
+    refuse_cards([("/message", message)])
+    now = timezone.now()
+    with transaction.atomic():
+        job = _leased_for_update(job_id, lease_id, owner, now)
+        job.progress = progress
+        job.progress_message = message[: limits.MAX_PROGRESS_MESSAGE]
+        job.lease_expires_at = now + timedelta(seconds=job.lease_seconds)
+        job.save(update_fields=["progress", "progress_message", "lease_expires_at"])
+        audit_record(
+            actor=actor,
+            action=Action.PROGRESS,
+            queue=job.queue.name,
+            job_ids=[job_id],
+            details={"progress": progress},
+        )
+    return job

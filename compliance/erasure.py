@@ -172,6 +172,24 @@ def subject_erase(
     callers are already entitled to all of them). Other queues are skipped unread:
     neither counted nor touched, and nothing of their jobs reaches the outcome, the
     receipt or the audit event. Only job rows change."""
+    _check_request(subject=subject, mode=mode, reason=reason, execute=execute)
+    outcome = Erasure(executed=execute, mode=mode)
+    with transaction.atomic():
+        queues, outcome.skipped = _queues_in_reach(may_erase)
+        jobs, outcome.held = _jobs_to_erase(subject, queues, every_queue=may_erase is None)
+        if execute:
+            jobs = _locked(jobs)
+        _count_and_redact(outcome, jobs, queues, subject)
+        if execute:
+            _write(jobs, mode)
+            outcome.receipt = _receipt_write(outcome, subject=subject, reason=reason, actor=actor)
+        _erasure_record(outcome, jobs, subject=subject, reason=reason, actor=actor)
+    return outcome
+
+
+def _check_request(*, subject: str, mode: str, reason: str, execute: bool) -> None:
+    """Refuse a request before anything is read: a bad subject or mode, an executed run
+    without a reason, a reason that would keep the subject or a card number."""
     if not subject or len(subject) > limits.MAX_SUBJECT_LENGTH:
         raise ErasureRefused(f"The subject is 1 to {limits.MAX_SUBJECT_LENGTH} characters.")
     if mode not in ErasureRequest.Mode.values:
@@ -183,79 +201,121 @@ def subject_erase(
     card = card_problem(find_cards_in_text(reason, "/reason"))
     if card is not None:
         raise ReasonHoldsCardNumber(card)
-    outcome = Erasure(executed=execute, mode=mode)
-    with transaction.atomic():
-        every = list(Queue.objects.order_by("name"))
-        queues = {q.pk: q for q in every if may_erase is None or may_erase(q.name)}
-        outcome.skipped = [q.name for q in every if q.pk not in queues]
-        held = {queue.pk for queue in queues.values() if queue.legal_hold}
-        found = list(_jobs_about(subject, queues, every_queue=may_erase is None))
-        jobs = [job for job in found if job.queue_id not in held]
-        outcome.held = sorted({queues[job.queue_id].name for job in found if job.queue_id in held})
-        if execute and jobs:
-            jobs = list(
-                Job.objects.select_for_update()
-                .filter(id__in=[job.id for job in jobs])
-                .order_by("id")
-            )
-        for job in jobs:
-            queue = queues[job.queue_id]
-            per_queue = outcome.counts.setdefault(queue.name, {})
-            per_queue[job.state] = per_queue.get(job.state, 0) + 1
-            names = frozenset(n.lower() for n in [*queue.pii_fields, *queue.sensitive_fields])
-            seen: set[str] = set()
-            data = _redact(job.data, names, seen)
-            result = _redact(job.result, names, seen)
-            if _names(job.data, queue, subject) or _names(job.result, queue, subject):
-                seen.add(queue.subject_path)
-            if _names(job.data, queue, subject):
-                data = _without_path(data, queue.subject_path)
-            if _names(job.result, queue, subject):
-                result = _without_path(result, queue.subject_path)
-            # The identifier anywhere else, in a value or a key (a "to" field, a note).
-            if _mentions(data, subject) or _mentions(result, subject):
-                seen.add("(the identifier in other values)")
-            data, result = _replaced(data, subject), _replaced(result, subject)
-            if job.error or job.errors:
-                seen.add("(error texts)")
-            outcome.fields[queue.name] = sorted(set(outcome.fields.get(queue.name, [])) | seen)
-            if execute and mode == ErasureRequest.Mode.REDACT:
-                _apply_redaction(job, subject, data, result)
-        if execute and jobs:
-            if mode == ErasureRequest.Mode.DELETE:
-                Job.objects.filter(id__in=[job.id for job in jobs]).delete()
-            else:
-                bulk_update_sealed(Job, jobs, REDACTION_FIELDS)
-        stand_in = pseudonym(subject)
-        details: dict[str, Any] = {
-            "subject": stand_in,
-            "mode": mode,
-            "executed": execute,
-            "counts": outcome.counts,
-            "held": outcome.held,
-            "skipped": outcome.skipped,
-            "total": outcome.total,
-        }
-        if execute:
-            outcome.receipt = ErasureRequest.objects.create(
-                subject_pseudonym=stand_in,
-                mode=mode,
-                operator=actor.label[:150],
-                reason=reason[:500],
-                counts=outcome.counts,
-                held=outcome.held,
-                skipped=outcome.skipped,
-                other_stores=outcome.other_stores,
-                total=outcome.total,
-            )
-            details["receipt_id"] = outcome.receipt.pk
-        audit_record(
-            actor=actor,
-            action=Action.GDPR_ERASE if execute else Action.GDPR_ERASE_PREVIEW,
-            job_ids=[job.id for job in jobs],
-            details={**details, **({"reason": reason[:500]} if execute else {})},
-        )
-    return outcome
+
+
+def _queues_in_reach(
+    may_erase: Callable[[str], bool] | None,
+) -> tuple[dict[int, Queue], list[str]]:
+    """The queues the caller may erase (by id), and the names of those it may not."""
+    every = list(Queue.objects.order_by("name"))
+    queues = {q.pk: q for q in every if may_erase is None or may_erase(q.name)}
+    return queues, [q.name for q in every if q.pk not in queues]
+
+
+def _jobs_to_erase(
+    subject: str, queues: dict[int, Queue], *, every_queue: bool
+) -> tuple[list[Job], list[str]]:
+    """The subject's jobs in ``queues`` outside a legal hold, and the held queues that
+    have some (they are left alone, and reported)."""
+    held = {queue.pk for queue in queues.values() if queue.legal_hold}
+    found = list(_jobs_about(subject, queues, every_queue=every_queue))
+    jobs = [job for job in found if job.queue_id not in held]
+    return jobs, sorted({queues[job.queue_id].name for job in found if job.queue_id in held})
+
+
+def _locked(jobs: list[Job]) -> list[Job]:
+    """``jobs`` read again, locked until the erasure commits (an executed run)."""
+    if not jobs:
+        return jobs
+    return list(
+        Job.objects.select_for_update().filter(id__in=[job.id for job in jobs]).order_by("id")
+    )
+
+
+def _count_and_redact(
+    outcome: Erasure, jobs: list[Job], queues: dict[int, Queue], subject: str
+) -> None:
+    """Count each job per queue and state and note the fields it holds of the subject;
+    for an executed redaction, redact it (in memory: ``_write`` saves it)."""
+    for job in jobs:
+        queue = queues[job.queue_id]
+        per_queue = outcome.counts.setdefault(queue.name, {})
+        per_queue[job.state] = per_queue.get(job.state, 0) + 1
+        data, result, seen = _redaction(job, queue, subject)
+        outcome.fields[queue.name] = sorted(set(outcome.fields.get(queue.name, [])) | seen)
+        if outcome.executed and outcome.mode == ErasureRequest.Mode.REDACT:
+            _apply_redaction(job, subject, data, result)
+
+
+def _redaction(job: Job, queue: Queue, subject: str) -> tuple[Any, Any, set[str]]:
+    """The job's data and result redacted, and the fields where the subject was found."""
+    names = frozenset(n.lower() for n in [*queue.pii_fields, *queue.sensitive_fields])
+    seen: set[str] = set()
+    data = _redact(job.data, names, seen)
+    result = _redact(job.result, names, seen)
+    if _names(job.data, queue, subject) or _names(job.result, queue, subject):
+        seen.add(queue.subject_path)
+    if _names(job.data, queue, subject):
+        data = _without_path(data, queue.subject_path)
+    if _names(job.result, queue, subject):
+        result = _without_path(result, queue.subject_path)
+    # The identifier anywhere else, in a value or a key (a "to" field, a note).
+    if _mentions(data, subject) or _mentions(result, subject):
+        seen.add("(the identifier in other values)")
+    data, result = _replaced(data, subject), _replaced(result, subject)
+    if job.error or job.errors:
+        seen.add("(error texts)")
+    return data, result, seen
+
+
+def _write(jobs: list[Job], mode: str) -> None:
+    """Delete the jobs, or save their redaction."""
+    if not jobs:
+        return
+    if mode == ErasureRequest.Mode.DELETE:
+        Job.objects.filter(id__in=[job.id for job in jobs]).delete()
+    else:
+        bulk_update_sealed(Job, jobs, REDACTION_FIELDS)
+
+
+def _receipt_write(outcome: Erasure, *, subject: str, reason: str, actor: Actor) -> ErasureRequest:
+    """The receipt of an executed erasure: the subject's pseudonym, never the subject."""
+    return ErasureRequest.objects.create(
+        subject_pseudonym=pseudonym(subject),
+        mode=outcome.mode,
+        operator=actor.label[:150],
+        reason=reason[:500],
+        counts=outcome.counts,
+        held=outcome.held,
+        skipped=outcome.skipped,
+        other_stores=outcome.other_stores,
+        total=outcome.total,
+    )
+
+
+def _erasure_record(
+    outcome: Erasure, jobs: list[Job], *, subject: str, reason: str, actor: Actor
+) -> None:
+    """The erasure's audit event (a preview's, for a dry run), with the subject's
+    pseudonym; the reason and the receipt only for an executed run."""
+    details: dict[str, Any] = {
+        "subject": pseudonym(subject),
+        "mode": outcome.mode,
+        "executed": outcome.executed,
+        "counts": outcome.counts,
+        "held": outcome.held,
+        "skipped": outcome.skipped,
+        "total": outcome.total,
+    }
+    if outcome.receipt is not None:
+        details["receipt_id"] = outcome.receipt.pk
+        details["reason"] = reason[:500]
+    audit_record(
+        actor=actor,
+        action=Action.GDPR_ERASE if outcome.executed else Action.GDPR_ERASE_PREVIEW,
+        job_ids=[job.id for job in jobs],
+        details=details,
+    )
 
 
 REDACTION_FIELDS = [

@@ -1,11 +1,14 @@
 """Retention of finished jobs: which policy applies to a queue, what is due, and the
-service that deletes it.
+run that applies the policies.
 
-``jobs_clean`` is the one path for deleting finished jobs: one transaction, one audit
-event with the counts per queue and state. ``retention_cleanup`` (a command, and the
-daily schedule) calls it once per batch, so a failure between batches leaves every
-batch either done and recorded or not started; ``POST /queues/{pattern}/clean`` calls
-it once per request. Queues under legal hold are never touched, only reported."""
+``retention_run`` is the run, for ``manage.py retention_cleanup`` and the daily schedule
+alike, in four steps: expire waiting jobs past their ttl, plan what the policies make
+due, delete it batch by batch, then seal the audit trail and retire the events past the
+audit policy. Each batch is one ``jobs_clean`` (the one path for deleting finished jobs:
+one transaction, one audit event with the counts per queue and state), so a failure
+between batches leaves every batch either done and recorded or not started;
+``POST /queues/{pattern}/clean`` calls it once per request. Queues under legal hold are
+never touched, only reported. A dry run changes nothing and reports what would go."""
 
 from __future__ import annotations
 
@@ -17,8 +20,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
-from compliance.models import RetentionPolicy, RetentionTarget
+from compliance.audit.chain import seal_all
+from compliance.audit.services import audit_retire
+from compliance.models import AuditEvent, RetentionPolicy, RetentionTarget
+from kernel import limits
 from queues.models import Queue
+from queues.pulling import jobs_expire_ttl
+from queues.services import jobs_clean
 from queues.services.clean import FINISHED, finished_before
 from security.access import pattern_matches
 
@@ -68,6 +76,111 @@ def retention_plan(*, now: datetime | None = None) -> Plan:
             if count:
                 plan.due.append(Due(queue, state, cutoff, policy.max_age_days, count))
     return plan
+
+
+# -- the run --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a run deleted (or, dry, would delete) of one queue and state."""
+
+    queue: str
+    state: str
+    count: int
+    cutoff: datetime
+    max_age_days: int
+
+
+@dataclass(frozen=True)
+class AuditRetired:
+    """Audit events sealed before ``cutoff`` retired (or, dry, that would be)."""
+
+    count: int
+    cutoff: datetime
+
+
+@dataclass
+class RetentionReport:
+    dry_run: bool
+    #: Waiting jobs expired past their ttl (None: a dry run expires nothing).
+    expired: int | None = None
+    deleted: list[Deleted] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    #: None when there is no audit policy.
+    audit: AuditRetired | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(item.count for item in self.deleted)
+
+
+def retention_run(
+    *, actor: Actor, now: datetime | None = None, batch_size: int = 1000, dry_run: bool = False
+) -> RetentionReport:
+    """Apply the retention policies as ``actor``: expire waiting jobs past their ttl,
+    delete the finished jobs the policies make due in batches of ``batch_size`` (each
+    batch its own transaction and ``clean`` event), then seal the audit trail and retire
+    the events past the audit policy. ``dry_run`` changes nothing and reports what
+    would go."""
+    if not 1 <= batch_size <= limits.MAX_CLEAN_LIMIT:
+        raise ValueError(f"batch_size must be 1 to {limits.MAX_CLEAN_LIMIT}")
+    now = now or timezone.now()
+    report = RetentionReport(dry_run=dry_run)
+    if not dry_run:
+        report.expired = _expire_ttl(actor)
+    plan = retention_plan(now=now)
+    report.held = plan.held
+    for due in plan.due:
+        done = due.count if dry_run else _delete_due(due, batch_size, actor)
+        report.deleted.append(
+            Deleted(due.queue.name, due.state, done, due.cutoff, due.max_age_days)
+        )
+    report.audit = _retire_audit(now, actor, dry_run=dry_run)
+    return report
+
+
+def _expire_ttl(actor: Actor) -> int:
+    """Waiting jobs past their ttl become expired, batch by batch."""
+    expired = 0
+    while batch := jobs_expire_ttl(actor=actor):
+        expired += batch
+    return expired
+
+
+def _delete_due(due: Due, batch_size: int, actor: Actor) -> int:
+    """Delete what ``due`` names, one ``jobs_clean`` (transaction and event) a batch."""
+    left, done = due.count, 0
+    while left > 0:
+        cleaned = jobs_clean(
+            queues=[due.queue],
+            states=[due.state],
+            finished_before_=due.cutoff,
+            limit=min(batch_size, left),
+            actor=actor,
+            reason=f"retention policy: {due.max_age_days} days",
+        )
+        if not cleaned.total:
+            break  # none left: deleted meanwhile, or locked by another run
+        done += cleaned.total
+        left -= cleaned.total
+    return done
+
+
+def _retire_audit(now: datetime, actor: Actor, *, dry_run: bool) -> AuditRetired | None:
+    """Seal what is pending, then retire the events sealed before the audit policy's
+    cutoff (dry: count them)."""
+    policy = RetentionPolicy.objects.filter(target=RetentionTarget.AUDIT).first()
+    if policy is None:
+        return None
+    cutoff = now - timedelta(days=policy.max_age_days)
+    if dry_run:
+        return AuditRetired(AuditEvent.objects.filter(sealed_at__lt=cutoff).count(), cutoff)
+    seal_all()
+    return AuditRetired(audit_retire(cutoff=cutoff, actor=actor), cutoff)
+
+
+# -- policy changes -------------------------------------------------------------------
 
 
 def retention_policy_save(*, policy: RetentionPolicy, actor: Actor) -> RetentionPolicy:

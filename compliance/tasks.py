@@ -1,16 +1,13 @@
 """What the scheduler (django-q2's ``qcluster``) runs. Each task takes no arguments and
-acts through the same services and commands as an operator would, under a
+calls the same service as the operator's command for it (no ``call_command``), under a
 ``system:<task>`` or ``command:<name>`` actor; nothing about a job but its id ever goes
 into a django-q2 task row."""
 
 from __future__ import annotations
 
-from io import StringIO
-
-from django.core.management import call_command
-
 from compliance.audit import Actor
 from compliance.audit.chain import seal_all
+from compliance.retention import retention_run
 from queues.pulling import sweep
 
 
@@ -26,6 +23,11 @@ def sweep_leases() -> str:
 
 
 def run_retention() -> str:
-    out = StringIO()
-    call_command("retention_cleanup", stdout=out)
-    return out.getvalue()
+    """The daily retention run, under the same actor as ``manage.py retention_cleanup``
+    (its events read the same whichever started it)."""
+    report = retention_run(actor=Actor.command("retention_cleanup"))
+    retired = report.audit.count if report.audit else 0
+    return (
+        f"expired {report.expired}, deleted {report.total}, "
+        f"held {len(report.held)}, retired {retired} audit event(s)"
+    )

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from compliance import retention
+from compliance.audit import Actor
 from compliance.models import AuditEvent, RetentionPolicy
 from queues import services
 from queues.models import Job, JobState, Queue
@@ -102,9 +103,7 @@ def test_a_failure_between_batches_leaves_no_batch_half_done(
             raise RuntimeError("injected: the database went away")
         return real(**kwargs)
 
-    monkeypatch.setattr(
-        "compliance.management.commands.retention_cleanup.jobs_clean", fail_on_second_batch
-    )
+    monkeypatch.setattr("compliance.retention.jobs_clean", fail_on_second_batch)
     with pytest.raises(RuntimeError, match="injected"):
         call_command("retention_cleanup", "--batch-size", "2", stdout=StringIO())
     assert _left("jobs:a", JobState.COMPLETED) == 3  # the first batch, whole, and no more
@@ -227,3 +226,77 @@ def test_audit_events_past_their_policy_are_retired(api: Api, full: str) -> None
     assert "Retired 1 audit event(s)" in out.getvalue()
     assert not AuditEvent.objects.filter(pk=first.pk).exists()
     assert chain.verify().ok
+
+
+# -- retention_run, the service the command and the schedule call --------------------------
+
+RUNNER = Actor.command("retention-test")
+
+
+def _old_and_held(api: Api, full: str) -> tuple[str, AuditEvent]:
+    """Test set-up: due jobs in two queues, a held queue, a waiting job past its ttl and
+    a sealed audit event past the audit policy. Returns the ttl job and that event."""
+    from compliance.audit import chain
+
+    from .test_audit_chain import _backdate
+
+    _finished(api, full, "jobs:a", JobState.COMPLETED, days=31, count=3)
+    _finished(api, full, "jobs:b", JobState.FAILED, days=91)
+    _finished(api, full, "jobs:held", JobState.COMPLETED, days=365)
+    services.queue_set_legal_hold(name="jobs:held", hold=True, reason="case 7", actor=SETUP)
+    stale = push(api, full, queue="jobs:a")["id"]
+    Job.objects.filter(id=stale).update(expires_at=timezone.now() - timedelta(seconds=1))
+    chain.seal_all()
+    first = AuditEvent.objects.filter(seq__isnull=False).order_by("seq")[0]
+    _backdate([first], 100)
+    return stale, first
+
+
+def test_retention_run_called_as_a_service_does_the_run_and_reports_it(api: Api, full: str) -> None:
+    stale, first = _old_and_held(api, full)
+    report = retention.retention_run(actor=RUNNER, batch_size=2)
+    assert not report.dry_run and report.expired == 1 and report.held == ["jobs:held"]
+    assert [(d.queue, d.state, d.count, d.max_age_days) for d in report.deleted] == [
+        ("jobs:a", "completed", 3, 30),
+        ("jobs:b", "failed", 1, 90),
+    ]
+    assert report.total == 4 and report.audit is not None and report.audit.count == 1
+    assert Job.objects.get(id=stale).state == JobState.EXPIRED
+    assert _left("jobs:a", JobState.COMPLETED) == 0 and _left("jobs:held", JobState.COMPLETED) == 1
+    assert not AuditEvent.objects.filter(pk=first.pk).exists()
+    run = AuditEvent.objects.filter(action__in=["ttl.expire", "clean", "audit.retire"])
+    assert [(e.action, e.actor) for e in run.order_by("id")] == [
+        ("ttl.expire", "command:retention-test"),
+        ("clean", "command:retention-test"),  # jobs:a, a batch of 2
+        ("clean", "command:retention-test"),  # jobs:a, the last one
+        ("clean", "command:retention-test"),  # jobs:b
+        ("audit.retire", "command:retention-test"),
+    ]
+
+
+def test_a_dry_run_changes_nothing_and_reports_what_the_run_then_does(api: Api, full: str) -> None:
+    _old_and_held(api, full)
+    jobs = sorted(Job.objects.values_list("id", "state"))
+    events = sorted(AuditEvent.objects.values_list("id", "seq"))
+    dry = retention.retention_run(actor=RUNNER, dry_run=True)
+    assert sorted(Job.objects.values_list("id", "state")) == jobs
+    assert sorted(AuditEvent.objects.values_list("id", "seq")) == events
+    assert dry.dry_run and dry.expired is None and dry.held == ["jobs:held"]
+    done = retention.retention_run(actor=RUNNER)
+    assert [(d.queue, d.state, d.count) for d in dry.deleted] == [
+        (d.queue, d.state, d.count) for d in done.deleted
+    ]
+    assert dry.total == done.total == 4
+    assert dry.audit is not None and done.audit is not None
+    assert dry.audit.count == done.audit.count == 1
+
+
+def test_retention_run_refuses_a_batch_size_out_of_bounds_before_changing_anything(
+    api: Api, full: str
+) -> None:
+    _finished(api, full, "jobs:a", JobState.COMPLETED, days=31)
+    events = AuditEvent.objects.count()
+    for size in (0, 10_001):
+        with pytest.raises(ValueError, match="batch_size"):
+            retention.retention_run(actor=RUNNER, batch_size=size)
+    assert _left("jobs:a", JobState.COMPLETED) == 1 and AuditEvent.objects.count() == events

@@ -57,3 +57,48 @@ def test_each_scheduled_function_does_its_work_and_its_task_row_holds_no_payload
     tasks = list(Task.objects.all())
     assert len(tasks) == 3 and all(task.success for task in tasks), [t.result for t in tasks]
     assert all(MARK not in repr((task.args, task.kwargs, task.result)) for task in tasks)
+
+
+def _run_events(since: int) -> list[tuple[str, str, str, dict[str, object]]]:
+    """The events after ``since``, less the cutoffs (each run computes its own now)."""
+    events = AuditEvent.objects.filter(id__gt=since).order_by("id")
+    moments = {"finished_before", "before"}
+    return [
+        (e.action, e.actor, e.queue, {k: v for k, v in e.details.items() if k not in moments})
+        for e in events
+    ]
+
+
+def test_the_scheduled_retention_calls_the_service_and_records_what_the_command_does(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = make_token("full", "*=*,admin")
+
+    def finished_long_ago() -> None:
+        done = push(api, token, queue="jobs:s", data={"note": MARK})["id"]
+        Job.objects.filter(id=done).update(
+            state=JobState.COMPLETED, finished_at=timezone.now() - timedelta(days=31)
+        )
+
+    finished_long_ago()
+    start = AuditEvent.objects.order_by("-id")[0].id
+    call_command("retention_cleanup", stdout=StringIO())
+    by_command = _run_events(start)
+
+    def no_command(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the scheduled run went through the management command")
+
+    monkeypatch.setattr(
+        "compliance.management.commands.retention_cleanup.Command.handle", no_command
+    )
+    finished_long_ago()
+    start = AuditEvent.objects.order_by("-id")[0].id
+    async_task("compliance.tasks.run_retention", sync=True)
+    [task] = Task.objects.filter(func="compliance.tasks.run_retention")
+    assert task.success, task.result
+    assert task.result == "expired 0, deleted 1, held 0, retired 0 audit event(s)"
+    assert [(action, actor) for action, actor, *_ in by_command] == [
+        ("clean", "command:retention_cleanup"),
+        ("audit.retire", "command:retention_cleanup"),
+    ]
+    assert _run_events(start) == by_command

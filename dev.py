@@ -8,7 +8,8 @@ and two for the edit-test loop:
 
     python3 dev.py test --fast   the suite less the ``e2e`` tests (those that start
                                  gunicorn, nginx, qcluster, chromium or promtool)
-    python3 dev.py lint          what CI lints with: ruff check, ruff format --check, mypy
+    python3 dev.py lint          what CI lints with: ruff check, ruff format --check, mypy,
+                                 lint-imports (import-linter: the floors, pyproject.toml)
 
 All create ``.venv`` on first use and reinstall only when a requirements file changes.
 """
@@ -94,13 +95,14 @@ LINT_STEPS = (
     ("ruff", "check", "."),
     ("ruff", "format", "--check", "."),
     ("mypy", "."),
+    ("lint-imports",),
 )
 
 
 def lint() -> None:
     ensure_venv("requirements-dev.txt")
     for tool, *args in LINT_STEPS:
-        print(f"== {tool} {' '.join(args)}", flush=True)
+        print(f"== {' '.join((tool, *args))}", flush=True)
         done = subprocess.run([str(VENV / "bin" / tool), *args], cwd=ROOT, check=False)
         if done.returncode != 0:
             sys.exit(done.returncode)

@@ -29,8 +29,8 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html_join
 from guardian.admin import GuardedModelAdminMixin
 
+from compliance.audit.models import AuditEvent
 from compliance.audit.staff import ServiceModelAdmin, staff_actor
-from compliance.models import AuditEvent
 from kernel.problems import FlashqError
 
 from . import services, staffaccess, staffreads

@@ -20,7 +20,7 @@ from typing import Any
 from django.db import connection, models, transaction
 
 from compliance.audit import audit_insert, audit_inserted
-from compliance.models import AuditEvent
+from compliance.audit.models import AuditEvent
 from kernel.rows import insert_columns, insert_params
 from security.fields import SealedJSONField
 

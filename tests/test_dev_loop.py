@@ -1,5 +1,6 @@
 """The edit-test loop: ``dev.py test --fast`` leaves the e2e tests out, and ``dev.py
-lint``, CI (.ci/run) and the pre-commit hooks lint with the same commands."""
+lint``, CI (.ci/run) and the pre-commit hooks lint with the same commands (ruff, ruff
+format, mypy and import-linter)."""
 
 from __future__ import annotations
 
@@ -39,10 +40,20 @@ def test_without_fast_every_test_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _pytest_args(monkeypatch, "-q") == ["-q"]
 
 
+def test_lint_runs_ruff_its_format_check_mypy_and_import_linter() -> None:
+    assert [" ".join(step) for step in dev.LINT_STEPS] == [
+        "ruff check .",
+        "ruff format --check .",
+        "mypy .",
+        "lint-imports",
+    ]
+
+
 def test_ci_lints_through_dev_py_only() -> None:
     lines = (dev.ROOT / ".ci" / "run").read_text().splitlines()
     assert "python3 dev.py lint" in lines
-    assert not [line for line in lines if line.startswith((".venv/bin/ruff", ".venv/bin/mypy"))]
+    tools = (".venv/bin/ruff", ".venv/bin/mypy", ".venv/bin/lint-imports")
+    assert not [line for line in lines if line.startswith(tools)]
 
 
 def test_the_pre_commit_hooks_run_dev_py_lints_steps() -> None:

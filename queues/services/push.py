@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_event
-from compliance.models import AuditEvent
+from compliance.audit.models import AuditEvent
 from kernel.problems import (
     ServiceUnavailable,
 )

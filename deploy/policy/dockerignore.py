@@ -101,19 +101,45 @@ def installed_apps(root: Path) -> list[str]:
     raise LookupError(f"{SETTINGS} has no INSTALLED_APPS list")
 
 
+def _python_files(root: Path, package: str) -> list[Path]:
+    return sorted(p for p in (root / package).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _imported_packages(path: Path) -> set[str]:
+    """The top-level names a module imports (``kernel`` of ``from kernel.limits ...``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def shipped_packages(root: Path, apps: Iterable[str]) -> list[str]:
+    """The project's own packages the image needs: those of its installed apps, and
+    every package of the repository they import (kernel/, which is no app), and so on."""
+    wanted = {app.split(".")[0] for app in apps}
+    shipped: set[str] = set()
+    while pending := {p for p in wanted - shipped if (root / p / "__init__.py").exists()}:
+        shipped |= pending
+        wanted |= {
+            name
+            for package in pending
+            for path in _python_files(root, package)
+            for name in _imported_packages(path)
+        }
+    return sorted(shipped)
+
+
 def must_include(root: Path, apps: Iterable[str]) -> list[str]:
     """What the image runs: manage.py, the pinned requirements, gunicorn's settings,
-    templates, and every Python file of each of the project's own installed apps."""
+    templates, and every Python file of the project's own packages it needs."""
     paths = ["manage.py", "requirements.txt", "deploy/gunicorn.conf.py"]
     paths += [str(p.relative_to(root)) for p in (root / "templates").rglob("*.html")]
-    packages = {app.split(".")[0] for app in apps}
-    for package in sorted(packages):
-        if (root / package / "__init__.py").exists():
-            paths += [
-                str(p.relative_to(root))
-                for p in (root / package).rglob("*.py")
-                if "__pycache__" not in p.parts
-            ]
+    for package in shipped_packages(root, apps):
+        paths += [str(p.relative_to(root)) for p in _python_files(root, package)]
     return paths
 
 

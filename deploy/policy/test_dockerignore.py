@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from django.conf import settings
 
-from deploy.policy.dockerignore import dockerignore_findings, installed_apps
+from deploy.policy.dockerignore import dockerignore_findings, installed_apps, shipped_packages
 from deploy.policy.repository import DOCKERIGNORE, ROOT
 
 
@@ -25,6 +25,17 @@ def test_the_installed_apps_are_read_as_django_reads_them() -> None:
     assert installed_apps(ROOT) == list(settings.INSTALLED_APPS)
 
 
+def test_the_image_gets_the_packages_the_apps_import() -> None:
+    """kernel/ is no installed app, but every app imports it."""
+    assert shipped_packages(ROOT, installed_apps(ROOT)) == [
+        "compliance",
+        "flashq_project",
+        "kernel",
+        "queues",
+        "security",
+    ]
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
@@ -37,6 +48,7 @@ def test_the_installed_apps_are_read_as_django_reads_them() -> None:
         (lambda t: t.replace("!queues/\n", ""), "queues/models.py would be missing"),
         (lambda t: t + "templates\n", "templates/admin/flashq_index.html would be missing"),
         (lambda t: t + "!deploy/\n", "deploy/policy/__init__.py would be sent"),
+        (lambda t: t.replace("!kernel/\n", ""), "kernel/limits.py would be missing"),
     ],
     ids=[
         "no catch-all",
@@ -45,6 +57,7 @@ def test_the_installed_apps_are_read_as_django_reads_them() -> None:
         "an app left out",
         "templates out",
         "the checker in",
+        "the kernel left out",
     ],
 )
 def test_a_broken_dockerignore_is_caught(edit: Callable[[str], str], expected: str) -> None:

@@ -15,7 +15,7 @@
 # Add its digest where a registry is reachable, and bump both together:
 #   docker buildx imagetools inspect python:3.11.17-slim-bookworm   (the "Digest:" line)
 #   FROM python:3.11.17-slim-bookworm@sha256:<that digest> AS base
-# tests/test_deploy_files.py accepts the tag alone or tag@digest, never `latest`.
+# `python -m deploy.policy` accepts the tag alone or tag@digest, never `latest`.
 
 # ---------------------------------------------------------------------------------------
 # base: the one Python everything shares. The builder's virtual environment is copied

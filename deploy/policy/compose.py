@@ -37,6 +37,31 @@ def _finding(rule: str, message: str) -> Finding:
     return Finding(f"compose.{rule}", WHERE, message)
 
 
+def _service_env_findings(name: str, service: dict[str, Any], listed: set[str]) -> list[Finding]:
+    """A service's secret variables name /run/secrets files it mounts; no inline passwords."""
+    findings: list[Finding] = []
+    for var, value in _environment(service).items():
+        if re.search(r"://[^/@\s]*:[^/@\s]+@", value):
+            findings.append(
+                _finding("secret-files", f"service {name}: {var} holds a password inline")
+            )
+        if not SECRET_NAME.search(var):
+            continue
+        secret = value.removeprefix("/run/secrets/")
+        if not var.endswith("_FILE") or not value.startswith("/run/secrets/"):
+            findings.append(
+                _finding(
+                    "secret-files",
+                    f"service {name}: {var} is a secret value, not a /run/secrets file",
+                )
+            )
+        elif secret not in listed:
+            findings.append(
+                _finding("secret-files", f"service {name}: {var} points at {secret}, not mounted")
+            )
+    return findings
+
+
 def _secret_findings(doc: dict[str, Any], services: dict[str, dict[str, Any]]) -> list[Finding]:
     """Secrets are files, mounted by compose under /run/secrets; images are pinned."""
     findings: list[Finding] = []
@@ -58,27 +83,7 @@ def _secret_findings(doc: dict[str, Any], services: dict[str, dict[str, Any]]) -
                     "secret-files", f"service {name} uses secret {secret}, which is not defined"
                 )
             )
-        for var, value in _environment(service).items():
-            if re.search(r"://[^/@\s]*:[^/@\s]+@", value):
-                findings.append(
-                    _finding("secret-files", f"service {name}: {var} holds a password inline")
-                )
-            if not SECRET_NAME.search(var):
-                continue
-            secret = value.removeprefix("/run/secrets/")
-            if not var.endswith("_FILE") or not value.startswith("/run/secrets/"):
-                findings.append(
-                    _finding(
-                        "secret-files",
-                        f"service {name}: {var} is a secret value, not a /run/secrets file",
-                    )
-                )
-            elif secret not in listed:
-                findings.append(
-                    _finding(
-                        "secret-files", f"service {name}: {var} points at {secret}, not mounted"
-                    )
-                )
+        findings += _service_env_findings(name, service, listed)
         if "env_file" in service:
             findings.append(
                 _finding("secret-files", f"service {name}: no env_file (secrets belong in files)")

@@ -19,12 +19,9 @@ def _effective(container_sc: dict[str, Any], pod_sc: dict[str, Any]) -> Callable
     return lambda key: container_sc.get(key, pod_sc.get(key))
 
 
-def _container_findings(
-    at: str, c: dict[str, Any], pod_sc: dict[str, Any], volumes: dict[str, Any]
-) -> list[tuple[str, str]]:
-    """(rule, message) for one container; ``at`` names it in the messages."""
+def _context_findings(at: str, sc: dict[str, Any], pod_sc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The container's security context (its own settings, else its pod's)."""
     found: list[tuple[str, str]] = []
-    sc = c.get("securityContext") or {}
     setting = _effective(sc, pod_sc)
     if setting("runAsNonRoot") is not True:
         found.append(("non-root", f"{at}: runAsNonRoot must be true"))
@@ -41,6 +38,12 @@ def _container_findings(
         found.append(("capabilities", f"{at}: capabilities must drop ALL and add none"))
     if (setting("seccompProfile") or {}).get("type") != "RuntimeDefault":
         found.append(("seccomp", f"{at}: seccompProfile must be RuntimeDefault"))
+    return found
+
+
+def _resource_findings(at: str, c: dict[str, Any]) -> list[tuple[str, str]]:
+    """Requests and limits for cpu and memory; a pinned image."""
+    found: list[tuple[str, str]] = []
     resources = c.get("resources") or {}
     for kind in ("requests", "limits"):
         for resource in ("cpu", "memory"):
@@ -49,15 +52,14 @@ def _container_findings(
     reason = unpinned_image(str(c.get("image", "")))
     if reason:
         found.append(("pinned-image", f"{at}: {reason}"))
-    mounts = {m["mountPath"]: m for m in c.get("volumeMounts") or []}
-    tmp = mounts.get(TMP)
-    if tmp is None or "emptyDir" not in volumes.get(tmp["name"], {}):
-        found.append(("tmp", f"{at}: /tmp must be an emptyDir (the root filesystem is read-only)"))
-    secret_dirs = [
-        path
-        for path, m in mounts.items()
-        if "secret" in volumes.get(m["name"], {}) and m.get("readOnly") is True
-    ]
+    return found
+
+
+def _secret_env_findings(
+    at: str, c: dict[str, Any], secret_dirs: list[str]
+) -> list[tuple[str, str]]:
+    """Secrets reach the container as read-only files, never as variables."""
+    found: list[tuple[str, str]] = []
     for env in c.get("env") or []:
         name = env["name"]
         if "secretKeyRef" in (env.get("valueFrom") or {}):
@@ -77,6 +79,24 @@ def _container_findings(
                 ("secret-files", f"{at}: envFrom a Secret puts secrets in the environment")
             )
     return found
+
+
+def _container_findings(
+    at: str, c: dict[str, Any], pod_sc: dict[str, Any], volumes: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """(rule, message) for one container; ``at`` names it in the messages."""
+    found = _context_findings(at, c.get("securityContext") or {}, pod_sc)
+    found += _resource_findings(at, c)
+    mounts = {m["mountPath"]: m for m in c.get("volumeMounts") or []}
+    tmp = mounts.get(TMP)
+    if tmp is None or "emptyDir" not in volumes.get(tmp["name"], {}):
+        found.append(("tmp", f"{at}: /tmp must be an emptyDir (the root filesystem is read-only)"))
+    secret_dirs = [
+        path
+        for path, m in mounts.items()
+        if "secret" in volumes.get(m["name"], {}) and m.get("readOnly") is True
+    ]
+    return found + _secret_env_findings(at, c, secret_dirs)
 
 
 def pod_findings(doc: dict[str, Any]) -> list[Finding]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterable
-from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -29,11 +28,10 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html_join
 from guardian.admin import GuardedModelAdminMixin
 
-from compliance.audit.models import AuditEvent
 from compliance.audit.staff import ServiceModelAdmin, staff_actor
 from kernel.problems import FlashqError
 
-from . import services, staffaccess, staffreads
+from . import selectors, services, staffaccess, staffreads
 from .models import Job, Queue
 
 
@@ -310,9 +308,6 @@ def _pretty(value: Any) -> str:
 
 
 PAYLOAD_COLUMNS = ("data", "result", "error", "errors")
-# Error texts are encrypted, so a search in them opens the newest jobs that have one,
-# at most this many per search; the page says so.
-ERROR_SEARCH_WINDOW = 5000
 
 
 class TagFilter(admin.SimpleListFilter):
@@ -321,11 +316,8 @@ class TagFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         # Only from jobs this user may see: tags can name people.
-        visible = model_admin.get_queryset(request).select_related(None)
-        tags: set[str] = set()
-        for row in visible.order_by("-id").values_list("tags", flat=True)[:2000]:
-            tags.update(str(tag) for tag in row or ())
-        return [(tag, tag) for tag in sorted(tags)[:50]]
+        tags = selectors.job_tags(jobs=model_admin.get_queryset(request))
+        return [(tag, tag) for tag in tags]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         if not self.value():
@@ -414,8 +406,8 @@ class JobAdmin(admin.ModelAdmin):
     search_fields = ["=id", "=key", "=subject"]
     search_help_text = (
         "An exact job id, idempotency key or subject, or words of an error text (in queues "
-        f"you may reveal, searched in the newest {ERROR_SEARCH_WINDOW} jobs with an error). "
-        "Searches and filters are audited."
+        f"you may reveal, searched in the newest {selectors.ERROR_SEARCH_WINDOW} jobs with an "
+        "error). Searches and filters are audited."
     )
     fields = tuple(_JOB_DETAIL)
     readonly_fields = tuple(_JOB_DETAIL)
@@ -453,14 +445,11 @@ class JobAdmin(admin.ModelAdmin):
             return found, duplicates
         # Error texts are masked without the reveal right: searching them elsewhere
         # would tell what they say, one guess at a time.
-        revealable = staffaccess.queues_for(request.user, "reveal_queue")
-        with_error = (
-            queryset.filter(error__isnull=False, queue__in=revealable.values("pk"))
-            .select_related(None)
-            .order_by("-id")
-            .only("id", "error")[:ERROR_SEARCH_WINDOW]
+        matching = selectors.jobs_with_error_containing(
+            jobs=queryset,
+            term=term,
+            queues=staffaccess.queues_for(request.user, "reveal_queue"),
         )
-        matching = [job.id for job in with_error if term in job.error.lower()]
         if not matching:
             return found, duplicates
         return (found | queryset.filter(id__in=matching)), duplicates
@@ -635,12 +624,7 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="audit events")
     def audit_trail(self, job: Job) -> str:
-        events = (
-            AuditEvent.objects.filter(created_at__gte=job.created_at - timedelta(minutes=1))
-            .annotate(ids_text=Cast("job_ids", TextField()))
-            .filter(ids_text__contains=str(job.id))
-            .order_by("id")[:100]
-        )
+        events = selectors.job_audit_events(job=job)
         return (
             format_html_join(
                 "\n",

@@ -1,17 +1,20 @@
-"""Reads of the queue engine."""
+"""Reads of the queue engine, and the job admin's reads of what a staff user sees
+(the tags its filter offers, an error search, a job's audit trail)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
 from django.db import connection, models
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
+from compliance.audit.models import AuditEvent
 from kernel.problems import InvalidInput
 
 from .errors import JobNotFound, QueueNotFound
@@ -30,6 +33,9 @@ REPORTED_STATES = (
     JobState.CANCELLED,
     JobState.EXPIRED,
 )
+# Error texts are encrypted, so a search in them opens the newest jobs that have one,
+# at most this many per search; the admin's search help says so.
+ERROR_SEARCH_WINDOW = 5000
 
 
 @cache
@@ -141,3 +147,43 @@ def queue_stats(*, queue: Queue) -> dict[str, Any]:
         "counts": row,
         "oldest_waiting_age_seconds": (now - oldest).total_seconds() if oldest else None,
     }
+
+
+# -- the job admin's reads -------------------------------------------------------------
+
+
+def job_tags(*, jobs: QuerySet[Job]) -> list[str]:
+    """The first 50 tags, sorted, of the newest 2000 of ``jobs``: the ones a staff user
+    may see, as tags can name people."""
+    tags: set[str] = set()
+    newest = jobs.select_related(None).order_by("-id").values_list("tags", flat=True)[:2000]
+    for row in newest:
+        tags.update(str(tag) for tag in row or ())
+    return sorted(tags)[:50]
+
+
+def jobs_with_error_containing(
+    *, jobs: QuerySet[Job], term: str, queues: QuerySet[Queue]
+) -> list[uuid.UUID]:
+    """Ids of the jobs, among the newest ERROR_SEARCH_WINDOW of ``jobs`` in ``queues``
+    that have an error, whose error text holds ``term`` (lower case): the texts are
+    encrypted, so they are compared here, decrypted, not in the database."""
+    with_error = (
+        jobs.filter(error__isnull=False, queue__in=queues.values("pk"))
+        .select_related(None)
+        .order_by("-id")
+        .only("id", "error")[:ERROR_SEARCH_WINDOW]
+    )
+    return [job.id for job in with_error if term in job.error.lower()]
+
+
+def job_audit_events(*, job: Job) -> list[AuditEvent]:
+    """The first 100 audit events naming ``job``, oldest first. Events from before a
+    minute ahead of the job's creation are not searched (none names it): the index on
+    created_at narrows the scan to the job's lifetime."""
+    return list(
+        AuditEvent.objects.filter(created_at__gte=job.created_at - timedelta(minutes=1))
+        .annotate(ids_text=Cast("job_ids", TextField()))
+        .filter(ids_text__contains=str(job.id))
+        .order_by("id")[:100]
+    )

@@ -1,10 +1,12 @@
-"""Tokens in the admin: created (with ``security.add_apitoken``; the secret is shown once,
-on the page after saving, as ``manage.py create_token`` prints it once), inspected,
-renamed, given an expiry and rules, rotated and revoked. Every change goes through
-security.services and is audited with the staff user as actor. Revocation is an
-action, never a field: it asks for a reason on a confirmation page, takes the token's
-whole family by default (a rotated twin would otherwise keep working), and a revoked
-token cannot come back."""
+"""Tokens in the admin: created (with ``security.add_apitoken``), inspected, renamed,
+given an expiry, allowed networks, a rate limit and rules (the rules only by those who
+may change ``security.queuepermission``), rotated and revoked, never deleted. A new
+secret, created or rotated, is shown once, on the page after the action, as ``manage.py
+create_token`` prints it once; a rotated token's old secret works 24 hours more at most.
+Every change goes through security.services and is audited with the staff user as
+actor. Revocation is an action, never a field: it asks for a reason on a confirmation
+page, takes the token's whole family by default (a rotated twin would otherwise keep
+working), and a revoked token cannot come back."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Response bodies as plain dicts: pull and batch push return up to 1000 jobs, where a
 serializer instance per job would cost more than the database work. Their shapes are
-declared in serializers.py for the schema; tests check the two agree."""
+declared in the serializers package for the schema; tests check the two agree."""
 
 from __future__ import annotations
 

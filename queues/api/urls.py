@@ -2,23 +2,33 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import job_views, me_views, queue_views
+from . import job_views, me_views, queue_settings_views, queue_views
 
 urlpatterns = [
     path("me", me_views.MeApi.as_view(), name="me"),
     path("queues", queue_views.QueueListApi.as_view(), name="queue-list"),
     path("queues/<str:queue>", queue_views.QueueStatsApi.as_view(), name="queue-stats"),
-    path("queues/<str:queue>/pause", queue_views.QueuePauseApi.as_view(), name="queue-pause"),
-    path("queues/<str:queue>/resume", queue_views.QueueResumeApi.as_view(), name="queue-resume"),
+    path(
+        "queues/<str:queue>/pause", queue_settings_views.QueuePauseApi.as_view(), name="queue-pause"
+    ),
+    path(
+        "queues/<str:queue>/resume",
+        queue_settings_views.QueueResumeApi.as_view(),
+        name="queue-resume",
+    ),
     path(
         "queues/<str:queue>/rate-limit",
-        queue_views.QueueRateLimitApi.as_view(),
+        queue_settings_views.QueueRateLimitApi.as_view(),
         name="queue-rate-limit",
     ),
-    path("queues/<str:queue>/schema", queue_views.QueueSchemaApi.as_view(), name="queue-schema"),
+    path(
+        "queues/<str:queue>/schema",
+        queue_settings_views.QueueSchemaApi.as_view(),
+        name="queue-schema",
+    ),
     path(
         "queues/<str:queue>/concurrency",
-        queue_views.QueueConcurrencyApi.as_view(),
+        queue_settings_views.QueueConcurrencyApi.as_view(),
         name="queue-concurrency",
     ),
     path("queues/<str:queue>/jobs", queue_views.QueueJobsApi.as_view(), name="queue-jobs"),

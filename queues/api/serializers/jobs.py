@@ -1,78 +1,20 @@
-"""Request bodies of single-object operations (DRF serializers that refuse unknown
-fields), and the shapes of responses, declared for the OpenAPI schema. Batch bodies are
-validated as plain code (queues/jobspec.py, queues/api/batch.py)."""
+"""Jobs' request bodies (push, pull, ack, fail, progress, update, the jobs query) and
+the shapes of jobs in responses."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from kernel import limits
 
-from .. import jobspec
-from ..selectors import REPORTED_STATES
-
-
-class StrictSerializer(serializers.Serializer):
-    """A serializer that names unknown fields instead of silently dropping them."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
-        errors: dict[str, Any] = {name: ["is not a known field"] for name in sorted(unknown)}
-        try:
-            value = super().to_internal_value(data)
-        except serializers.ValidationError as exc:
-            if isinstance(exc.detail, dict):
-                errors.update(exc.detail)
-            else:
-                raise
-        if errors:
-            raise serializers.ValidationError(errors)
-        return value
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """Integers only: no "5", no 5.0, no true."""
-
-    def to_internal_value(self, data: Any) -> int:
-        if type(data) is not int:
-            self.fail("invalid")
-        return int(super().to_internal_value(data))
-
-
-class StrictFloatField(serializers.FloatField):
-    """JSON numbers only: no "5", no true."""
-
-    def to_internal_value(self, data: Any) -> float:
-        if type(data) not in (int, float):
-            self.fail("invalid")
-        return float(super().to_internal_value(data))
-
-
-@extend_schema_field(OpenApiTypes.OBJECT)
-class JobDataField(serializers.JSONField):
-    """Job data: a JSON object; over MAX_JOB_BYTES is a 413 naming the field."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        problems = jobspec.Problems()
-        jobspec.check_data(
-            data, path=f"/{self.field_name}", problems=problems, max_bytes=settings.MAX_JOB_BYTES
-        )
-        if problems.invalid:
-            raise serializers.ValidationError(problems.invalid[0].message)
-        problems.raise_any()
-        return data
-
-
-@extend_schema_field(OpenApiTypes.OBJECT)
-class JsonObjectField(serializers.JSONField):
-    """A JSON object, documented as one (a plain JSONField is "any value" in the
-    schema, so generated clients and fuzzers would send arrays the service refuses)."""
-
+from ...selectors import REPORTED_STATES
+from .fields import (
+    ErrorCodeField,
+    JobDataField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSerializer,
+)
 
 # -- request bodies ------------------------------------------------------------------
 
@@ -211,22 +153,6 @@ class AckBatchIn(serializers.Serializer):
 
 class AckBatchOut(serializers.Serializer):
     acked = serializers.IntegerField(help_text="How many jobs were completed")
-
-
-# A failed attempt's code: short, and safe to show to anyone who may read the job.
-ERROR_CODE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
-
-
-class ErrorCodeField(serializers.RegexField):
-    """A JSON string matching ERROR_CODE_PATTERN: no 7, no true."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(ERROR_CODE_PATTERN, trim_whitespace=False, **kwargs)
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return str(super().to_internal_value(data))
 
 
 class FailIn(StrictSerializer):
@@ -374,165 +300,3 @@ class JobDetailOut(serializers.Serializer):
 class JobPageOut(serializers.Serializer):
     jobs = JobDetailOut(many=True)
     next_cursor = serializers.CharField(allow_null=True)
-
-
-class RateLimitIn(StrictSerializer):
-    max = StrictIntegerField(min_value=1, max_value=limits.MAX_RATE_LIMIT_JOBS)
-    duration_ms = StrictIntegerField(min_value=1, max_value=limits.MAX_RATE_LIMIT_DURATION_MS)
-
-
-class SchemaIn(StrictSerializer):
-    schema = JsonObjectField(help_text="A JSON Schema (2020-12); only local $refs")
-
-
-class CleanIn(StrictSerializer):
-    grace_ms = StrictIntegerField(
-        min_value=0,
-        max_value=limits.MAX_CLEAN_GRACE_MS,
-        help_text="Only jobs that finished at least this long ago",
-    )
-    state = serializers.ChoiceField(
-        choices=["completed", "failed", "cancelled", "expired"], default="completed"
-    )
-    limit = StrictIntegerField(min_value=1, max_value=limits.MAX_CLEAN_LIMIT, default=1000)
-
-
-class CleanOut(serializers.Serializer):
-    deleted = serializers.DictField(
-        child=serializers.DictField(child=serializers.IntegerField()),
-        help_text="queue -> state -> jobs deleted",
-    )
-    total = serializers.IntegerField()
-    skipped = serializers.ListField(
-        child=serializers.CharField(),
-        help_text="Queues the pattern reaches that this token may not clean",
-    )
-    held = serializers.ListField(
-        child=serializers.CharField(), help_text="Queues under legal hold, left alone"
-    )
-
-
-class ConcurrencyIn(StrictSerializer):
-    max = StrictIntegerField(min_value=1, max_value=limits.MAX_CONCURRENCY)
-
-
-class RateLimitOut(serializers.Serializer):
-    max = serializers.IntegerField()
-    duration_ms = serializers.IntegerField()
-
-
-class QueueOut(serializers.Serializer):
-    name = serializers.CharField()
-    paused = serializers.BooleanField()
-    rate_limit = RateLimitOut(allow_null=True, help_text="jobs handed out per duration")
-    concurrency = serializers.IntegerField(allow_null=True, help_text="most jobs active at once")
-    schema = JsonObjectField(allow_null=True, help_text="JSON Schema of job data")
-    created_at = serializers.DateTimeField()
-
-
-class QueueListOut(serializers.Serializer):
-    queues = QueueOut(many=True)
-
-
-class QueueStatsOut(QueueOut):
-    counts = serializers.DictField(child=serializers.IntegerField())
-    oldest_waiting_age_seconds = serializers.FloatField(allow_null=True)
-
-
-class PermissionOut(serializers.Serializer):
-    effect = serializers.ChoiceField(choices=["allow", "deny"])
-    pattern = serializers.CharField()
-    verbs = serializers.ListField(child=serializers.CharField())
-
-
-class MeOut(serializers.Serializer):
-    name = serializers.CharField()
-    bootstrap = serializers.BooleanField(help_text="an AUTH_TOKENS entry: * on *, no expiry")
-    family = serializers.CharField(help_text="tokens rotated from one another share it")
-    created_at = serializers.DateTimeField(allow_null=True)
-    expires_at = serializers.DateTimeField(allow_null=True)
-    allowed_cidrs = serializers.ListField(
-        child=serializers.CharField(), help_text="empty: any address ALLOWED_CIDRS allows"
-    )
-    permissions = PermissionOut(many=True)
-
-
-class FieldErrorOut(serializers.Serializer):
-    path = serializers.CharField(help_text="JSON Pointer into the request")
-    message = serializers.CharField()
-
-
-class ProblemOut(serializers.Serializer):
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    code = serializers.CharField()
-    errors = FieldErrorOut(many=True, required=False)  # type: ignore[assignment]
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """JSON true or false only: no "yes", no 1."""
-
-    def to_internal_value(self, data: Any) -> bool:
-        if type(data) is not bool:
-            self.fail("invalid", input=data)
-        return data
-
-
-class StrictCharField(serializers.CharField):
-    """JSON strings only: no 0, no true, no list (DRF's CharField would turn 0 into
-    "0" and run an erasure of the subject "0")."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return str(super().to_internal_value(data))
-
-
-class ErasureIn(StrictSerializer):
-    subject = StrictCharField(
-        min_length=1,
-        max_length=limits.MAX_SUBJECT_LENGTH,
-        trim_whitespace=False,
-        help_text="The data subject's identifier, as jobs carry it in `subject` or at the "
-        "queue's `subject_path` (a number there matches its decimal string).",
-    )
-    mode = serializers.ChoiceField(choices=["redact", "delete"], default="redact")
-    reason = StrictCharField(
-        max_length=500,
-        allow_blank=True,
-        default="",
-        help_text="Required to execute (a ticket or request reference); kept on the "
-        "receipt and in the audit trail, so it must not contain the subject (in any "
-        "letter case: a 400) nor a card number (a 422 naming `/reason`).",
-    )
-    execute = StrictBooleanField(default=False, help_text="false: a dry run, nothing changes")
-
-
-class ErasureOut(serializers.Serializer):
-    executed = serializers.BooleanField()
-    mode = serializers.CharField()
-    total = serializers.IntegerField(help_text="Jobs found in the queues this token may erase")
-    counts = serializers.DictField(
-        child=serializers.DictField(child=serializers.IntegerField()),
-        help_text="queue -> state -> jobs (queues this token may erase only)",
-    )
-    redacted_fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        help_text="queue -> field names redacted (queues this token may erase only)",
-    )
-    held = serializers.ListField(
-        child=serializers.CharField(),
-        help_text="Queues this token may erase that hold jobs about the subject but are "
-        "under legal hold: left alone",
-    )
-    skipped = serializers.ListField(
-        child=serializers.CharField(),
-        help_text="Queues this token may see but not erase: not searched and not erased, "
-        "so nothing is said about what they hold",
-    )
-    other_stores = serializers.CharField(
-        help_text="What the erasure leaves alone outside the jobs table, and why"
-    )
-    receipt_id = serializers.IntegerField(allow_null=True)

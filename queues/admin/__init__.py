@@ -1,0 +1,23 @@
+"""Queues and jobs in the admin, one more caller of the services: every change goes
+through queues.services and is audited with the staff user as actor, and a user
+without a global right sees and acts on only the queues granted to them
+(queues.staffaccess).
+
+- ``queues``: queues created and their settings changed; pausing, resuming and legal
+  holds are actions that ask for a reason, never fields;
+- ``jobs``: jobs are never edited; retry, cancel and delete are actions that ask for a
+  reason, per job the user may operate; searches and filters are audited;
+- ``joblist``: the list for a big table (bounded count, no payloads, the tag filter);
+- ``jobdetail``: a job's page, payloads and free texts masked for every role and
+  revealed once on request with a reason (queues.staffreads), and its audit events;
+- ``confirm``: the confirmation page with a reason that every action shows first.
+
+What a staff user sees is read through queues.selectors and queues.staffreads.
+Django's autodiscovery imports this package; importing the modules below registers
+their ModelAdmins."""
+
+from __future__ import annotations
+
+from . import jobs, queues
+
+__all__ = ["jobs", "queues"]

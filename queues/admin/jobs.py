@@ -1,0 +1,227 @@
+"""Jobs in the admin: the list, its search and filters (audited), and the retry, cancel
+and delete actions. JobAdmin's docstring says who may do what."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import IGNORED_PARAMS
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from compliance.audit.staff import staff_actor
+from kernel.problems import FlashqError
+
+from .. import selectors, services, staffaccess, staffreads
+from ..models import Job
+from .confirm import ReasonForm, confirmation_page
+from .jobdetail import JOB_DETAIL, JobDetailAdmin
+from .joblist import BoundedCountPaginator, JobChangeList, TagFilter
+
+
+@admin.register(Job)
+class JobAdmin(JobDetailAdmin):
+    """Jobs for operators. Retry, cancel and delete are actions on one job or the
+    selection: each declares its permission, asks for confirmation and a reason, and
+    calls the same service as the API, audited with the staff user as actor. Payloads
+    are shown decrypted with the queue's sensitive fields and the worker's free texts
+    masked for every role, superusers included; a user with the reveal right on the
+    job's queue (``reveal_queue``, or ``queues.reveal_job`` globally, which superusers
+    hold) may reveal them once, for a reason. Opening a job, searching or filtering
+    jobs and revealing are audited (queues.staffreads)."""
+
+    list_display = ["id", "queue", "state", "priority", "attempts", "created_at", "finished_at"]
+    list_filter = [
+        "state",
+        ("queue", admin.RelatedOnlyFieldListFilter),  # only queues of visible jobs
+        ("created_at", admin.DateFieldListFilter),
+        ("finished_at", admin.DateFieldListFilter),
+        TagFilter,
+    ]
+    list_select_related = ["queue"]
+    show_full_result_count = False
+    paginator = BoundedCountPaginator
+    search_fields = ["=id", "=key", "=subject"]
+    search_help_text = (
+        "An exact job id, idempotency key or subject, or words of an error text (in queues "
+        f"you may reveal, searched in the newest {selectors.ERROR_SEARCH_WINDOW} jobs with an "
+        "error). Searches and filters are audited."
+    )
+    fields = tuple(JOB_DETAIL)
+    readonly_fields = tuple(JOB_DETAIL)
+    actions = ["retry_jobs", "cancel_jobs", "delete_jobs"]
+    change_form_template = "admin/queues/job/change_form.html"
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> Any:
+        return JobChangeList
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        jobs = super().get_queryset(request).select_related("queue")
+        if staffaccess.may_on_some(request.user, "view_queue") and not request.user.has_perm(
+            "queues.view_job"
+        ):
+            visible = staffaccess.queues_for(request.user, "view_queue")
+            jobs = jobs.filter(queue__in=visible.values("pk"))
+        return jobs
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if request.user.has_perm("queues.view_job"):
+            return True
+        if obj is None:
+            return staffaccess.may_on_some(request.user, "view_queue")
+        return staffaccess.may_on(request.user, "view_queue", obj.queue)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip().lower()
+        if len(term) < 3:
+            return found, duplicates
+        # Error texts are masked without the reveal right: searching them elsewhere
+        # would tell what they say, one guess at a time.
+        matching = selectors.jobs_with_error_containing(
+            jobs=queryset,
+            term=term,
+            queues=staffaccess.queues_for(request.user, "reveal_queue"),
+        )
+        if not matching:
+            return found, duplicates
+        return (found | queryset.filter(id__in=matching)), duplicates
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # delete_jobs goes through the service
+        return actions
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return staffaccess.may_on_some(request.user, "operate_queue:delete")
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return staffaccess.may_on_some(request.user, "operate_queue:retry")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return staffaccess.may_on_some(request.user, "operate_queue:cancel")
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        # Deleting goes through the action (confirmation, reason, service, audit).
+        raise PermissionDenied("Delete jobs with the 'Delete the selected jobs' action.")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        extra = {**(extra_context or {}), "show_delete": False}
+        return super().change_view(request, object_id, form_url, extra)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        # Only a job the user may view gets here (change_view checked it).
+        if obj is not None:
+            staffreads.job_view_record(job=obj, actor=staff_actor(request))
+            context["may_reveal"] = staffaccess.may_on(request.user, "reveal_queue", obj.queue)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        response = super().changelist_view(request, extra_context)
+        listing = getattr(response, "context_data", None) or {}
+        cl = listing.get("cl")
+        filters = {
+            key: ",".join(values)
+            for key, values in (cl.filter_params.items() if cl is not None else ())
+            if key not in IGNORED_PARAMS
+        }
+        if cl is not None and (cl.query or filters):
+            staffreads.jobs_search_record(
+                search=cl.query,
+                filters=filters,
+                shown=[(job.id, job.queue.name) for job in cl.result_list],
+                actor=staff_actor(request),
+            )
+        return response
+
+    # -- actions: confirm, then call the service per job ---------------------------------
+
+    def _confirmed(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Job],
+        *,
+        verb: str,
+        act: Callable[[Job, str], object],
+    ) -> Any:
+        form = ReasonForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            done, refused = 0, []
+            for job in queryset.order_by("id"):
+                if not staffaccess.may_on(request.user, f"operate_queue:{verb}", job.queue):
+                    refused.append(f"{job.id}: you may not {verb} jobs of {job.queue.name}")
+                    continue
+                try:
+                    act(job, form.cleaned_data["reason"])
+                    done += 1
+                except FlashqError as exc:
+                    refused.append(f"{job.id}: {exc.detail}")
+            self.message_user(request, f"{verb.capitalize()}: {done} job(s).", messages.SUCCESS)
+            for line in refused[:20]:
+                self.message_user(request, line, messages.WARNING)
+            return None
+        count = queryset.count()
+        first = queryset.order_by("id")[:100]
+        return confirmation_page(
+            self,
+            request,
+            question=f"{verb.capitalize()} {count} job(s)?",
+            verb=verb,
+            items=(f"{job.id} ({job.queue.name}, {job.state})" for job in first),
+            count=count,
+            form=form,
+        )
+
+    @admin.action(permissions=["retry"], description="Retry the selected jobs")
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="retry",
+            act=lambda job, why: services.job_retry(job_id=job.id, actor=actor, reason=why),
+        )
+
+    @admin.action(permissions=["cancel"], description="Cancel the selected jobs")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="cancel",
+            act=lambda job, why: services.job_cancel(job_id=job.id, actor=actor, reason=why),
+        )
+
+    @admin.action(permissions=["delete"], description="Delete the selected jobs")
+    def delete_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="delete",
+            act=lambda job, why: services.jobs_delete(job_ids=[job.id], reason=why, actor=actor),
+        )

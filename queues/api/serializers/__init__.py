@@ -1,0 +1,118 @@
+"""Request bodies of single-object operations (DRF serializers that refuse unknown
+fields), and the shapes of responses, declared for the OpenAPI schema. Batch bodies are
+validated as plain code (queues/jobspec.py, queues/api/batch.py).
+
+- ``fields``: the strict fields and the base serializer the bodies use;
+- ``jobs``, ``queues``: each one's bodies and response shapes;
+- ``me``, ``problems``, ``erasure``: getMe's answer, the problem+json body, and the
+  erasure request (compliance.api) with its answer.
+
+Every name is re-exported here: views read ``serializers.PushIn``."""
+
+from __future__ import annotations
+
+from .erasure import (
+    ErasureIn,
+    ErasureOut,
+)
+from .fields import (
+    ERROR_CODE_PATTERN,
+    ErrorCodeField,
+    JobDataField,
+    JsonObjectField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSerializer,
+)
+from .jobs import (
+    MASKED_TEXT,
+    AckBatchIn,
+    AckBatchOut,
+    AckIn,
+    AckItemDoc,
+    BackoffDoc,
+    ErrorEntryOut,
+    FailIn,
+    JobDetailOut,
+    JobPageOut,
+    JobsQuery,
+    JobSummaryOut,
+    LeasedJobOut,
+    ProgressIn,
+    PullIn,
+    PullOut,
+    PushBatchIn,
+    PushBatchOut,
+    PushedOut,
+    PushIn,
+    UpdateIn,
+)
+from .me import (
+    MeOut,
+    PermissionOut,
+)
+from .problems import (
+    FieldErrorOut,
+    ProblemOut,
+)
+from .queues import (
+    CleanIn,
+    CleanOut,
+    ConcurrencyIn,
+    QueueListOut,
+    QueueOut,
+    QueueStatsOut,
+    RateLimitIn,
+    RateLimitOut,
+    SchemaIn,
+)
+
+__all__ = [
+    "ERROR_CODE_PATTERN",
+    "MASKED_TEXT",
+    "AckBatchIn",
+    "AckBatchOut",
+    "AckIn",
+    "AckItemDoc",
+    "BackoffDoc",
+    "CleanIn",
+    "CleanOut",
+    "ConcurrencyIn",
+    "ErasureIn",
+    "ErasureOut",
+    "ErrorCodeField",
+    "ErrorEntryOut",
+    "FailIn",
+    "FieldErrorOut",
+    "JobDataField",
+    "JobDetailOut",
+    "JobPageOut",
+    "JobSummaryOut",
+    "JobsQuery",
+    "JsonObjectField",
+    "LeasedJobOut",
+    "MeOut",
+    "PermissionOut",
+    "ProblemOut",
+    "ProgressIn",
+    "PullIn",
+    "PullOut",
+    "PushBatchIn",
+    "PushBatchOut",
+    "PushIn",
+    "PushedOut",
+    "QueueListOut",
+    "QueueOut",
+    "QueueStatsOut",
+    "RateLimitIn",
+    "RateLimitOut",
+    "SchemaIn",
+    "StrictBooleanField",
+    "StrictCharField",
+    "StrictFloatField",
+    "StrictIntegerField",
+    "StrictSerializer",
+    "UpdateIn",
+]

@@ -18,7 +18,8 @@ from django.db import models
 from compliance.audit import chain
 from compliance.models import AuditCheckpoint, AuditEvent, ErasureRequest
 
-from .support import Api, make_token, pull, push, staff_client, superuser_client
+from .personas import logged_in, make_auditor, make_staff, superuser_client
+from .support import Api, make_token, pull, push
 from .test_audit_chain import _backdate
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +61,7 @@ def test_setup_roles_is_idempotent() -> None:
 
 
 def test_an_auditor_reads_everything_it_may_and_can_change_nothing(world: Any) -> None:
-    auditor = staff_client("audrey", "Auditors")
+    auditor = logged_in(make_auditor())
     viewable = {"job", "queue", "auditevent", "auditcheckpoint", "erasurerequest"}
     viewable |= {"retentionpolicy", "logentry"}
     seen = set()
@@ -87,7 +88,7 @@ def test_an_auditor_reads_everything_it_may_and_can_change_nothing(world: Any) -
 
 
 def test_staff_without_rights_see_nothing(world: Any) -> None:
-    nobody = staff_client("nemo")
+    nobody = logged_in(make_staff())
     for _, listing, detail in _pages():
         for url in filter(None, (listing, detail)):
             assert nobody.get(url).status_code == 403, url

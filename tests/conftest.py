@@ -13,7 +13,7 @@ from django.test import Client
 from .browsers import CHROMIUM
 from .personas import (
     Personas,
-    Staff,
+    StaffClient,
     logged_in,
     make_auditor,
     make_full_token,
@@ -49,31 +49,28 @@ def root(db: None) -> Client:
 
 
 @pytest.fixture
-def superuser(db: None) -> Staff:
-    """The superuser persona ("root")."""
-    user = make_superuser()
-    return Staff(logged_in(user), user)
+def superuser(db: None) -> StaffClient:
+    """The superuser persona ("root"), logged in (the user is ``.user``). ``root`` is
+    the same user calling from a fixed address: a test takes one or the other."""
+    return logged_in(make_superuser())
 
 
 @pytest.fixture
-def operator(db: None) -> Staff:
-    """The operator persona ("olga"): Operators, granted the queue jobs:q."""
-    user = make_operator()
-    return Staff(logged_in(user), user)
+def operator(db: None) -> StaffClient:
+    """The operator persona ("olga", in Operators, granted the queue jobs:q), logged in."""
+    return logged_in(make_operator())
 
 
 @pytest.fixture
-def auditor(db: None) -> Staff:
-    """The auditor persona ("audrey"): Auditors."""
-    user = make_auditor()
-    return Staff(logged_in(user), user)
+def auditor(db: None) -> StaffClient:
+    """The auditor persona ("audrey", in Auditors), logged in."""
+    return logged_in(make_auditor())
 
 
 @pytest.fixture
-def staff(db: None) -> Staff:
-    """The staff persona ("nemo"): staff, no group, no rights."""
-    user = make_staff()
-    return Staff(logged_in(user), user)
+def staff(db: None) -> StaffClient:
+    """The staff persona ("nemo": staff, no group, no rights), logged in."""
+    return logged_in(make_staff())
 
 
 @pytest.fixture

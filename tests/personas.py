@@ -5,8 +5,9 @@ no group and no rights. Tokens: a producer, a worker, an admin, a stranger, and 
 every verb on every queue.
 
 The ``make_*`` functions only create the user (so a test may clear the audit trail
-before logging in); ``logged_in`` gives the Django test client for one. The fixtures in
-conftest.py return both; browser tests log in with ``tests.browsers.log_in``, every
+before logging in); ``logged_in`` gives the Django test client for one, which keeps the
+user as ``.user``. The fixtures in conftest.py (superuser, operator, auditor, staff)
+return such a client; browser tests log in with ``tests.browsers.log_in``, every
 persona having the password ``PASSWORD``. A test that needs a special user (an extra
 permission, another name) builds it with these and adds what it needs."""
 
@@ -31,12 +32,13 @@ PASSWORD = "a-long-test-persona-password"
 OPERATOR_QUEUE = "jobs:q"
 
 
-@dataclass(frozen=True)
-class Staff:
-    """A staff persona: its user and a test client logged in as it."""
+class StaffClient(Client):
+    """The Django test client logged in as ``user`` (kept as ``.user``)."""
 
-    client: Client
-    user: Any
+    def __init__(self, user: Any, **defaults: Any) -> None:
+        super().__init__(**defaults)
+        self.user = user
+        self.force_login(user)
 
 
 @dataclass
@@ -102,14 +104,12 @@ def make_staff(name: str = "nemo", *, password: str = PASSWORD) -> Any:
     return make_staff_user(name, password=password)
 
 
-def logged_in(user: Any, **defaults: Any) -> Client:
+def logged_in(user: Any, **defaults: Any) -> StaffClient:
     """The Django test client logged in as ``user``; ``defaults`` go to every request
     (``REMOTE_ADDR=...``)."""
-    client = Client(**defaults)
-    client.force_login(user)
-    return client
+    return StaffClient(user, **defaults)
 
 
-def superuser_client(**defaults: Any) -> Client:
+def superuser_client(**defaults: Any) -> StaffClient:
     """The Django test client, logged in as a new superuser ("root")."""
     return logged_in(make_superuser(), **defaults)

@@ -22,7 +22,7 @@ from queues.services import queue_grant
 from security.models import ApiToken
 from security.services import parse_rule, token_create
 
-from .personas import logged_in, make_auditor, make_operator, make_staff, superuser_client
+from .personas import StaffClient, logged_in, make_operator, make_staff, superuser_client
 from .support import SETUP
 
 pytestmark = pytest.mark.django_db
@@ -57,8 +57,9 @@ def _row(page: str, attribute: str, name: str) -> str:
     return page[start : page.index("</tr>", start)]
 
 
-def test_an_auditor_reviews_tokens_rules_users_and_grants(world: None) -> None:
-    auditor = logged_in(make_auditor())
+def test_an_auditor_reviews_tokens_rules_users_and_grants(
+    world: None, auditor: StaffClient
+) -> None:
     home = auditor.get("/admin/").content.decode()
     assert 'href="/admin/access-review/"' in home
     response = auditor.get(REVIEW)
@@ -84,8 +85,9 @@ def test_an_auditor_reviews_tokens_rules_users_and_grants(world: None) -> None:
     assert event.details == {"tokens": 2, "bootstrap_tokens": 0, "staff_users": 2, "format": "html"}
 
 
-def test_the_review_downloads_as_csv_and_that_is_recorded(world: None) -> None:
-    auditor = logged_in(make_auditor())
+def test_the_review_downloads_as_csv_and_that_is_recorded(
+    world: None, auditor: StaffClient
+) -> None:
     response = auditor.get(REVIEW, {"format": "csv"})
     assert response["Content-Disposition"].startswith('attachment; filename="access-review-')
     rows = {
@@ -119,10 +121,9 @@ BOOTSTRAP = ["bootstrap-secret-" + "A7xQ" * 8, "bootstrap-other-" + "Zk3p" * 8]
 
 
 def test_the_review_counts_bootstrap_tokens_and_says_what_they_may_do(
-    world: None, settings: Any
+    world: None, auditor: StaffClient, settings: Any
 ) -> None:
     """Reported: AUTH_TOKENS act as * on * and the review did not mention them."""
-    auditor = logged_in(make_auditor())
     page = auditor.get(REVIEW).content.decode()
     assert "Bootstrap tokens (AUTH_TOKENS): 0 configured" in page
     settings.AUTH_TOKENS = BOOTSTRAP

@@ -18,7 +18,7 @@ from django.db import models
 from compliance.audit import chain
 from compliance.models import AuditCheckpoint, AuditEvent, ErasureRequest
 
-from .personas import logged_in, make_auditor, make_staff, superuser_client
+from .personas import StaffClient, logged_in, make_staff, superuser_client
 from .support import Api, make_token, pull, push
 from .test_audit_chain import _backdate
 
@@ -60,8 +60,9 @@ def test_setup_roles_is_idempotent() -> None:
     assert all(code.startswith("view_") or code == "review_access" for code in looks)
 
 
-def test_an_auditor_reads_everything_it_may_and_can_change_nothing(world: Any) -> None:
-    auditor = logged_in(make_auditor())
+def test_an_auditor_reads_everything_it_may_and_can_change_nothing(
+    world: Any, auditor: StaffClient
+) -> None:
     viewable = {"job", "queue", "auditevent", "auditcheckpoint", "erasurerequest"}
     viewable |= {"retentionpolicy", "logentry"}
     seen = set()

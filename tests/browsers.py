@@ -1,6 +1,6 @@
 """What the browser tests share: Debian's chromium (Playwright drives it headless), the
-marks every browser test carries, the staff password and the login. The ``browser``
-fixture itself is in conftest.py."""
+marks every browser test carries and the login as a persona (tests/personas.py). The
+``browser`` fixture itself is in conftest.py."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from compliance.audit import Actor
+
+from .personas import PASSWORD
 
 CHROMIUM = shutil.which("chromium")
 BROWSER_MARKS = [
@@ -25,10 +27,12 @@ BROWSER_MARKS = [
 # between browser steps are still plain synchronous code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 SETUP = Actor.command("browser-test")
-PASSWORD = "a-long-browser-test-password"
 
 
-def log_in(browser: Any, base: str, name: str) -> Any:
+def log_in(browser: Any, base: str, user: Any) -> Any:
+    """A new page of ``browser`` logged in to the admin at ``base`` as ``user`` (a persona
+    made by tests.personas, or its username), through the login form."""
+    name = user if isinstance(user, str) else user.get_username()
     page = browser.new_page(accept_downloads=True)
     page.goto(f"{base}/admin/login/")
     page.fill("#id_username", name)

@@ -1,4 +1,5 @@
-"""Fixtures; the helpers themselves live in tests/support.py."""
+"""Fixtures; the helpers themselves live in tests/support.py, the personas in
+tests/personas.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ from django.db import connections
 from django.test import Client
 
 from .browsers import CHROMIUM
-from .support import Api, Personas, make_token, superuser_client
+from .personas import (
+    Personas,
+    StaffClient,
+    logged_in,
+    make_auditor,
+    make_full_token,
+    make_operator,
+    make_staff,
+    make_superuser,
+    token_personas,
+)
+from .support import Api
 
 
 @pytest.fixture
@@ -20,25 +32,45 @@ def api() -> Api:
 
 @pytest.fixture
 def personas(db: None) -> Personas:
-    return Personas(
-        producer=make_token("producer", "jobs:*=push,getJob,cancel"),
-        worker=make_token("worker", "jobs:*=pull,ack,fail,progress"),
-        admin=make_token("admin", "*=*,admin"),
-        stranger=make_token("stranger", "other:*=*"),
-    )
+    return token_personas()
 
 
 @pytest.fixture
 def full(db: None) -> str:
     """A token with every verb on every queue (admin included)."""
-    return make_token("full", "*=*,admin")
+    return make_full_token()
 
 
 @pytest.fixture
 def root(db: None) -> Client:
     """The admin's superuser, logged in, calling from 192.0.2.10 (an address tests look
     for in audit events)."""
-    return superuser_client(REMOTE_ADDR="192.0.2.10")
+    return logged_in(make_superuser(), REMOTE_ADDR="192.0.2.10")
+
+
+@pytest.fixture
+def superuser(db: None) -> StaffClient:
+    """The superuser persona ("root"), logged in (the user is ``.user``). ``root`` is
+    the same user calling from a fixed address: a test takes one or the other."""
+    return logged_in(make_superuser())
+
+
+@pytest.fixture
+def operator(db: None) -> StaffClient:
+    """The operator persona ("olga", in Operators, granted the queue jobs:q), logged in."""
+    return logged_in(make_operator())
+
+
+@pytest.fixture
+def auditor(db: None) -> StaffClient:
+    """The auditor persona ("audrey", in Auditors), logged in."""
+    return logged_in(make_auditor())
+
+
+@pytest.fixture
+def staff(db: None) -> StaffClient:
+    """The staff persona ("nemo": staff, no group, no rights), logged in."""
+    return logged_in(make_staff())
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Starting and stopping the real servers some tests run (gunicorn, nginx, qcluster),
-and the production environment they run in."""
+"""Starting and stopping the real servers some tests run (gunicorn, nginx, qcluster):
+``serve`` does it for every one of them; and the production environment they run in."""
 
 from __future__ import annotations
 
@@ -8,16 +8,28 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from security.encryption import generate_key
 
 BOOT_SECONDS = 30
+BASE_DIR = Path(settings.BASE_DIR)
+#: gunicorn as deployed: its settings come from deploy/gunicorn.conf.py (GUNICORN_*).
+GUNICORN = [
+    str(Path(sys.executable).parent / "gunicorn"),
+    "-c",
+    str(BASE_DIR / "deploy" / "gunicorn.conf.py"),
+]
 
 
 def production_secrets() -> dict[str, str]:
@@ -80,26 +92,45 @@ def tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
 
 
-def wait_for_healthz(
-    process: subprocess.Popen[bytes], port: int, log: Path, *, host: str = "127.0.0.1"
+def _answers(host: str, port: int, health: str | None) -> bool:
+    """Whether ``health`` answers 200 on ``host:port``; with no ``health``, whether the
+    port takes a connection."""
+    if health is None:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+    connection = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        connection.request("GET", health)
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes],
+    port: int,
+    log: Path,
+    *,
+    host: str = "127.0.0.1",
+    health: str | None = "/healthz",
 ) -> None:
-    """Until the app answers /healthz itself; a server that exits or never answers fails
-    the test with its log."""
+    """Until the server answers ``health`` itself (or, with no ``health``, takes a
+    connection on ``port``); a server that exits or is not ready in BOOT_SECONDS fails
+    the test with the end of ``log``."""
     deadline = time.monotonic() + BOOT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"the server on {port} exited ({process.returncode}): {tail(log)}")
-        connection = http.client.HTTPConnection(host, port, timeout=2)
-        try:
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        finally:
-            connection.close()
+        if _answers(host, port, health):
+            return
         time.sleep(0.1)
-    pytest.fail(f"the server on {port} did not answer /healthz: {tail(log)}")
+    wanted = f"answer {health}" if health else "listen"
+    pytest.fail(f"the server on {port} did not {wanted}: {tail(log)}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -111,3 +142,44 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A server started by ``serve``: its process, where it listens and its log."""
+
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@contextmanager
+def serve(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    port: int,
+    log: Path,
+    host: str = "127.0.0.1",
+    health: str | None = "/healthz",
+    shown_log: Path | None = None,
+) -> Iterator[Served]:
+    """Start ``argv`` (from the project's folder, its output into ``log``), wait until
+    it answers ``health`` on ``host:port`` (``None``: until it takes a connection), and
+    stop it on the way out. ``port`` is chosen by the caller with ``free_port`` since
+    the command or its environment names it. A server that exits or is not ready fails
+    the test with the end of ``shown_log`` (default: ``log``)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            list(argv), env=dict(env), cwd=BASE_DIR, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until_ready(process, port, shown_log or log, host=host, health=health)
+        yield Served(process, host, port, log)
+    finally:
+        stop(process)

@@ -1,5 +1,6 @@
-"""Test support: personas and an API client that talks to the real stack (auth, permissions, audit,
-database). Personas follow the flashQ security guide's example permissions."""
+"""Test support: an API client that talks to the real stack (auth, permissions, audit,
+database), token making, push/pull shortcuts and the audit reset. The personas are in
+tests/personas.py."""
 
 from __future__ import annotations
 
@@ -9,10 +10,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import connection
-from django.test import Client
 from rest_framework.test import APIClient
 
 from compliance.audit import Actor
@@ -74,33 +72,6 @@ def make_token(name: str, *allow: str, deny: tuple[str, ...] = ()) -> str:
     rules += [parse_rule(text, allow=False) for text in deny]
     _, raw = token_create(name=name, rules=rules, actor=SETUP)
     return raw
-
-
-def superuser_client(**defaults: Any) -> Client:
-    """The Django test client, logged in as a superuser ("root") of the admin;
-    ``defaults`` go to every request (``REMOTE_ADDR=...``)."""
-    client = Client(**defaults)
-    client.force_login(get_user_model().objects.create_superuser("root", "", "pw"))
-    return client
-
-
-def staff_client(name: str, *groups: str) -> Client:
-    """The Django test client, logged in as a new staff user in ``groups`` (roles made
-    by ``setup_roles``, which must have run) and with no other rights."""
-    user = get_user_model().objects.create_user(name, password="pw", is_staff=True)
-    for group in groups:
-        user.groups.add(Group.objects.get(name=group))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@dataclass
-class Personas:
-    producer: str
-    worker: str
-    admin: str
-    stranger: str
 
 
 def push(api: Api, token: str, queue: str = "jobs:q", **fields: Any) -> dict[str, Any]:

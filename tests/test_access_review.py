@@ -22,7 +22,8 @@ from queues.services import queue_grant
 from security.models import ApiToken
 from security.services import parse_rule, token_create
 
-from .support import SETUP, staff_client, superuser_client
+from .personas import StaffClient, logged_in, make_operator, make_staff, superuser_client
+from .support import SETUP
 
 pytestmark = pytest.mark.django_db
 
@@ -46,9 +47,7 @@ def world() -> None:
     ApiToken.objects.filter(name="billing").update(last_used_at=timezone.now())
     Queue.objects.create(name="mail")
     Queue.objects.create(name="payments:eu")
-    olga = get_user_model().objects.create_user("olga", password="pw", is_staff=True)
-    olga.groups.add(Group.objects.get(name="Operators"))
-    queue_grant(queue_name="mail", role="operator", grantee=olga, actor=SETUP)
+    make_operator("olga", "mail")
     operators = Group.objects.get(name="Operators")
     queue_grant(queue_name="payments:eu", role="viewer", grantee=operators, actor=SETUP)
 
@@ -58,8 +57,9 @@ def _row(page: str, attribute: str, name: str) -> str:
     return page[start : page.index("</tr>", start)]
 
 
-def test_an_auditor_reviews_tokens_rules_users_and_grants(world: None) -> None:
-    auditor = staff_client("audrey", "Auditors")
+def test_an_auditor_reviews_tokens_rules_users_and_grants(
+    world: None, auditor: StaffClient
+) -> None:
     home = auditor.get("/admin/").content.decode()
     assert 'href="/admin/access-review/"' in home
     response = auditor.get(REVIEW)
@@ -85,8 +85,9 @@ def test_an_auditor_reviews_tokens_rules_users_and_grants(world: None) -> None:
     assert event.details == {"tokens": 2, "bootstrap_tokens": 0, "staff_users": 2, "format": "html"}
 
 
-def test_the_review_downloads_as_csv_and_that_is_recorded(world: None) -> None:
-    auditor = staff_client("audrey", "Auditors")
+def test_the_review_downloads_as_csv_and_that_is_recorded(
+    world: None, auditor: StaffClient
+) -> None:
     response = auditor.get(REVIEW, {"format": "csv"})
     assert response["Content-Disposition"].startswith('attachment; filename="access-review-')
     rows = {
@@ -105,10 +106,10 @@ def test_the_review_downloads_as_csv_and_that_is_recorded(world: None) -> None:
 
 def test_a_superuser_may_review_and_operators_and_other_staff_may_not(world: None) -> None:
     assert superuser_client().get(REVIEW).status_code == 200
-    operator = staff_client("oscar", "Operators")
+    operator = logged_in(make_operator("oscar"))
     assert operator.get(REVIEW).status_code == 403
     assert 'href="/admin/access-review/"' not in operator.get("/admin/").content.decode()
-    assert staff_client("nemo").get(REVIEW).status_code == 403
+    assert logged_in(make_staff()).get(REVIEW).status_code == 403
     anonymous = Client().get(REVIEW)
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
     assert set(
@@ -120,10 +121,9 @@ BOOTSTRAP = ["bootstrap-secret-" + "A7xQ" * 8, "bootstrap-other-" + "Zk3p" * 8]
 
 
 def test_the_review_counts_bootstrap_tokens_and_says_what_they_may_do(
-    world: None, settings: Any
+    world: None, auditor: StaffClient, settings: Any
 ) -> None:
     """Reported: AUTH_TOKENS act as * on * and the review did not mention them."""
-    auditor = staff_client("audrey", "Auditors")
     page = auditor.get(REVIEW).content.decode()
     assert "Bootstrap tokens (AUTH_TOKENS): 0 configured" in page
     settings.AUTH_TOKENS = BOOTSTRAP

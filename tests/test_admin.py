@@ -19,6 +19,7 @@ from compliance.models import AuditEvent
 from queues.models import Queue
 from security.models import ApiToken, QueuePermission
 
+from .personas import logged_in, make_staff
 from .support import Api, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
@@ -30,13 +31,11 @@ QUEUES = "/admin/queues/queue/"
 @pytest.fixture
 def viewer() -> Client:
     """A staff user who may look at tokens and queues but change nothing."""
-    user = get_user_model().objects.create_user("viewer", "", "pw-for-tests-only", is_staff=True)
+    user = make_staff("viewer")
     user.user_permissions.set(
         Permission.objects.filter(codename__in=["view_apitoken", "view_queue"])
     )
-    client = Client()
-    client.force_login(user)
-    return client
+    return logged_in(user)
 
 
 def _token_form(
@@ -163,12 +162,11 @@ def test_a_staff_user_without_rights_on_rules_can_rename_and_the_rules_stay(
 ) -> None:
     raw = make_token("svc", "jobs:*=push")
     token = ApiToken.objects.get()
-    user = get_user_model().objects.create_user("ops", "", "pw-for-tests-only", is_staff=True)
+    user = make_staff("ops")
     rights = ["view_apitoken", "change_apitoken"]
     for extra in ([], ["view_queuepermission"], ["add_queuepermission"]):
         user.user_permissions.set(Permission.objects.filter(codename__in=rights + extra))
-        client = Client()
-        client.force_login(user)
+        client = logged_in(user)
         name = f"svc-{len(extra)}-{''.join(extra)}"[:100]
         form = _token_form(token, [("jobs:*", "push", "allow")], name=name)
         if not extra:  # no inline at all: no management form is posted

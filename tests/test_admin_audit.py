@@ -10,8 +10,6 @@ import re
 from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
@@ -19,6 +17,7 @@ from django.test import Client
 from compliance.audit import chain
 from compliance.models import AuditEvent
 
+from .personas import logged_in, make_auditor
 from .support import Api, clear_audit, make_token, push
 from .test_audit_chain import _raw
 
@@ -28,17 +27,13 @@ BASE = "/admin/compliance/auditevent/"
 
 @pytest.fixture
 def auditor(api: Api) -> Client:
-    call_command("setup_roles", stdout=StringIO())
-    user = get_user_model().objects.create_user("audrey", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Auditors"))
+    user = make_auditor()
     clear_audit()  # the roles and the auditor's rights are recorded too: not counted here
     token = make_token("svc", "*=*,admin")
     push(api, token, queue="jobs:a")
     push(api, token, queue="jobs:b")
     chain.seal_all()
-    client = Client()
-    client.force_login(user)
-    return client
+    return logged_in(user)
 
 
 def test_the_list_filters_and_shows_the_chain_status(auditor: Client) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client
 
@@ -23,7 +22,8 @@ from queues import services
 from queues.models import Job, JobState, Queue
 from security.masking import pseudonym
 
-from .support import SETUP, Api, make_token, pull, push, superuser_client
+from .personas import logged_in, make_auditor, make_operator, superuser_client
+from .support import SETUP, Api, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
 JOBS = "/admin/queues/job/"
@@ -49,14 +49,8 @@ def jobs(api: Api) -> dict[str, str]:
 
 
 def _operator(*queues: str) -> Client:
-    """An Operators member granted ``queues`` (default: mail)."""
-    user = get_user_model().objects.create_user("olga", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Operators"))
-    for queue in queues or ("mail",):
-        services.queue_grant(queue_name=queue, role="operator", grantee=user, actor=SETUP)
-    client = Client()
-    client.force_login(user)
-    return client
+    """The operator persona ("olga") granted ``queues`` (default: mail)."""
+    return logged_in(make_operator("olga", *(queues or ("mail",))))
 
 
 def _listed(page: Any) -> set[str]:
@@ -126,10 +120,7 @@ def test_cancel_and_delete_report_refusals_and_audit_each_job(jobs: dict[str, st
 def test_django_delete_view_is_closed_and_rights_are_checked(jobs: dict[str, str]) -> None:
     op = _operator()
     assert op.get(f"{JOBS}{jobs['waiting']}/delete/").status_code == 403
-    viewer = get_user_model().objects.create_user("vic", password="pw", is_staff=True)
-    viewer.groups.add(Group.objects.get(name="Auditors"))
-    client = Client()
-    client.force_login(viewer)
+    client = logged_in(make_auditor("vic"))
     assert 'name="action"' not in client.get(JOBS).content.decode()
     assert (
         _act(client, "retry_jobs", [jobs["failed"]], confirm="yes", reason="x").status_code == 403
@@ -272,11 +263,7 @@ def _reveal(client: Client, job: str, reason: str) -> Any:
 
 
 def _auditor() -> Client:
-    user = get_user_model().objects.create_user("audrey", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Auditors"))
-    client = Client()
-    client.force_login(user)
-    return client
+    return logged_in(make_auditor())
 
 
 def test_a_superuser_sees_a_job_page_masked(vault: str) -> None:
@@ -290,8 +277,9 @@ def test_a_superuser_sees_a_job_page_masked(vault: str) -> None:
 def test_reveal_asks_a_reason_shows_the_values_once_and_records_no_value(vault: str) -> None:
     root = superuser_client()
     url = f"{JOBS}{vault}/reveal/"
-    forged = Client(enforce_csrf_checks=True)
-    forged.force_login(get_user_model().objects.get_by_natural_key("root"))
+    forged = logged_in(
+        get_user_model().objects.get_by_natural_key("root"), enforce_csrf_checks=True
+    )
     once = _reveal_form(forged, vault)
     assert forged.post(url, {"once": once, "reason": "x"}).status_code == 403  # no CSRF token
     once = _reveal_form(root, vault)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from compliance.models import AuditEvent
 
+from .personas import make_staff, make_superuser
 from .support import clear_audit
 
 pytestmark = pytest.mark.django_db
@@ -22,9 +22,8 @@ PASSWORD = "right-horse-battery-staple"
 @pytest.fixture(autouse=True)
 def accounts(settings: Any) -> None:
     settings.AXES_FAILURE_LIMIT = 3
-    users = get_user_model().objects
-    users.create_superuser("root", "", PASSWORD)
-    users.create_user("ops", "", PASSWORD, is_staff=True)
+    make_superuser(password=PASSWORD)
+    make_staff("ops", password=PASSWORD)
 
 
 def _login(username: str, password: str, ip: str) -> int:

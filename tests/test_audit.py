@@ -12,7 +12,8 @@ from compliance import audit
 from compliance.models import AuditEvent
 from queues.models import Job
 
-from .support import Api, Personas, clear_audit, pull, push
+from .personas import Personas
+from .support import Api, clear_audit, pull, push
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,8 @@ from compliance.audit.services import audit_retire
 from compliance.models import AuditCheckpoint, AuditEvent, RetentionPolicy, RetentionTarget
 from security.encryption import generate_key
 
-from .support import postgres_only, superuser_client
+from .personas import superuser_client
+from .support import postgres_only
 from .test_audit_chain import (  # noqa: F401 (_audit_policy: an autouse fixture)
     _audit_policy,
     _backdate,

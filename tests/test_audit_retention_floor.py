@@ -30,7 +30,8 @@ from compliance.models import (
 )
 from compliance.retention import retention_policy_save
 
-from .support import SETUP, postgres_only, superuser_client
+from .personas import superuser_client
+from .support import SETUP, postgres_only
 from .test_audit_attacks import _insert, _refused
 from .test_audit_chain import (  # noqa: F401 (_audit_policy: an autouse fixture)
     _audit_policy,

@@ -13,7 +13,8 @@ from compliance.models import AuditEvent
 from queues.models import Queue
 from security.models import ApiToken
 
-from .support import Api, make_token, push, superuser_client
+from .personas import make_full_token, superuser_client
+from .support import Api, make_token, push
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +35,7 @@ def test_token_changes_are_diffed_without_the_hash(api: Api) -> None:
 
 
 def test_admin_changes_name_the_staff_user_and_join_the_audit_event(api: Api) -> None:
-    full = make_token("full", "*=*,admin")
+    full = make_full_token()
     push(api, full, queue="jobs:q")
     queue = Queue.objects.get(name="jobs:q")
     root: Client = superuser_client()

@@ -12,27 +12,17 @@ Runs with: apt-get install -y chromium && python3 dev.py test -m browser
 
 from __future__ import annotations
 
-from io import StringIO
 from typing import Any
-
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.core.management import call_command
 
 from compliance.models import AuditEvent
 from queues import pulling, services
 from queues.jobspec import JobSpec
 from queues.models import Job, JobState
 
-from .browsers import BROWSER_MARKS, PASSWORD, SETUP, log_in
+from .browsers import BROWSER_MARKS, SETUP, log_in
+from .personas import make_auditor, make_operator
 
 pytestmark = BROWSER_MARKS
-
-
-def _staff(name: str, group: str) -> None:
-    call_command("setup_roles", stdout=StringIO())
-    user = get_user_model().objects.create_user(name, password=PASSWORD, is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
 
 
 def _failed_job(error: str, data: dict[str, Any] | None = None) -> str:
@@ -56,13 +46,11 @@ def _failed_job(error: str, data: dict[str, Any] | None = None) -> str:
 def test_an_operator_finds_a_failed_job_by_its_error_and_retries_it(
     live_server: Any, browser: Any
 ) -> None:
-    _staff("olga", "Operators")
     job_id = _failed_job("SMTP 550 mailbox unavailable")
-    olga = get_user_model().objects.get_by_natural_key("olga")
-    services.queue_grant(queue_name="mail", role="operator", grantee=olga, actor=SETUP)
+    olga = make_operator("olga", "mail")
     # Error texts are masked, and searched only where she may reveal them.
     services.queue_grant(queue_name="mail", role="revealer", grantee=olga, actor=SETUP)
-    page = log_in(browser, live_server.url, "olga")
+    page = log_in(browser, live_server.url, olga)
     failed = page.locator("#dashboard tr[data-queue=mail] td.failed")
     assert failed.inner_text() == "1"  # the admin's home is the dashboard
     page.select_option("#refresh-interval", "2")
@@ -91,12 +79,10 @@ def test_an_operator_finds_a_failed_job_by_its_error_and_retries_it(
 
 
 def test_a_revealer_sees_a_job_in_clear_once_for_a_reason(live_server: Any, browser: Any) -> None:
-    _staff("rita", "Operators")
     job_id = _failed_job("login refused: password=hunter2", {"to": "a@x.example", "apiKey": "ak-7"})
-    rita = get_user_model().objects.get_by_natural_key("rita")
-    for role in ("operator", "revealer"):
-        services.queue_grant(queue_name="mail", role=role, grantee=rita, actor=SETUP)
-    page = log_in(browser, live_server.url, "rita")
+    rita = make_operator("rita", "mail")
+    services.queue_grant(queue_name="mail", role="revealer", grantee=rita, actor=SETUP)
+    page = log_in(browser, live_server.url, rita)
     page.goto(f"{live_server.url}/admin/queues/job/{job_id}/change/")
     masked = page.locator("#content-main").inner_text()
     assert "[MASKED]" in masked and "hunter2" not in masked and "ak-7" not in masked
@@ -116,9 +102,9 @@ def test_a_revealer_sees_a_job_in_clear_once_for_a_reason(live_server: Any, brow
 def test_an_auditor_exports_the_trail_and_meets_no_destructive_control(
     live_server: Any, browser: Any
 ) -> None:
-    _staff("audrey", "Auditors")
+    auditor = make_auditor()
     job_id = _failed_job("timeout")
-    page = log_in(browser, live_server.url, "audrey")
+    page = log_in(browser, live_server.url, auditor)
     page.click("text=Audit events")
     page.click("text=Export…")
     page.fill("#id_since", "2000-01-01 00:00")
@@ -143,11 +129,9 @@ def test_an_auditor_exports_the_trail_and_meets_no_destructive_control(
 def test_the_dashboard_stops_refreshing_while_the_tab_is_hidden(
     live_server: Any, browser: Any
 ) -> None:
-    _staff("olga", "Operators")
     _failed_job("x")  # the queue exists
-    olga = get_user_model().objects.get_by_natural_key("olga")
-    services.queue_grant(queue_name="mail", role="operator", grantee=olga, actor=SETUP)
-    page = log_in(browser, live_server.url, "olga")
+    olga = make_operator("olga", "mail")
+    page = log_in(browser, live_server.url, olga)
     polls: list[str] = []
     page.on(
         "request",

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
-
 from compliance.models import AuditEvent
 from security.models import ApiToken
 from security.services import parse_rule, token_create, token_rotate
 
-from .browsers import BROWSER_MARKS, PASSWORD, SETUP, log_in
+from .browsers import BROWSER_MARKS, SETUP, log_in
+from .personas import make_superuser
 
 pytestmark = BROWSER_MARKS
 
@@ -24,11 +23,11 @@ def test_a_superuser_revokes_a_token_and_its_twin_with_a_reason(
     live_server: Any,
     browser: Any,
 ) -> None:
-    get_user_model().objects.create_superuser("root", "", PASSWORD)
+    root = make_superuser()
     token_create(name="billing", rules=[parse_rule("jobs:*=push", allow=True)], actor=SETUP)
     token_rotate(name="billing", overlap_hours=24, actor=SETUP)
     twin = ApiToken.objects.exclude(name="billing").get()
-    page = log_in(browser, live_server.url, "root")
+    page = log_in(browser, live_server.url, root)
     page.goto(f"{live_server.url}/admin/security/apitoken/")
     row = page.locator("#result_list tr:has(th.field-name a:text-is('billing'))")
     assert row.locator("td.field-state").inner_text() == "active"

@@ -16,7 +16,8 @@ from compliance.models import AuditEvent
 from queues.models import Job, JobState, Queue
 from security.cards import card_numbers_in, luhn_valid
 
-from .support import Api, clear_audit, pull, push, superuser_client
+from .personas import superuser_client
+from .support import Api, clear_audit, pull, push
 
 pytestmark = pytest.mark.django_db
 

@@ -5,19 +5,15 @@ limits, all from the database; a JSON view feeds its refresh."""
 from __future__ import annotations
 
 from datetime import timedelta
-from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.core.management import call_command
-from django.test import Client
 from django.utils import timezone
 
 from queues import services
 from queues.models import Job, JobState
 
-from .support import SETUP, Api, make_token, push, superuser_client
+from .personas import logged_in, make_auditor, make_staff, superuser_client
+from .support import SETUP, Api, make_token, push
 
 pytestmark = pytest.mark.django_db
 
@@ -47,16 +43,12 @@ def test_the_figures_come_from_the_database(api: Api) -> None:
 
 
 def test_the_home_page_shows_it_to_whoever_may_view_queues(api: Api) -> None:
-    call_command("setup_roles", stdout=StringIO())
     push(api, make_token("svc", "*=*,admin"), queue="mail")
     page = superuser_client().get("/admin/").content.decode()
     assert 'id="dashboard"' in page and 'data-queue="mail"' in page
     assert 'id="refresh-interval"' in page and "visibilitychange" in page
-    auditor = get_user_model().objects.create_user("a", password="pw", is_staff=True)
-    auditor.groups.add(Group.objects.get(name="Auditors"))
-    nobody = get_user_model().objects.create_user("n", password="pw", is_staff=True)
+    auditor, nobody = make_auditor("a"), make_staff("n")
     for user, shown in ((auditor, True), (nobody, False)):
-        client = Client()
-        client.force_login(user)
+        client = logged_in(user)
         assert ('id="dashboard"' in client.get("/admin/").content.decode()) is shown
         assert client.get("/admin/dashboard.json").status_code == (200 if shown else 403)

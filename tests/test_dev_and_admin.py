@@ -4,11 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
+from .personas import superuser_client
 from .support import Api, push
 
 pytestmark = pytest.mark.django_db
@@ -50,9 +50,7 @@ def test_dev_bootstrap_refuses_to_run_outside_local_settings() -> None:
 )
 def test_admin_pages_render_for_a_superuser(api: Api, full: str, url: str) -> None:
     push(api, full)
-    get_user_model().objects.create_superuser("root", "", "pw-for-tests-only")
-    client = Client()
-    client.force_login(get_user_model().objects.get(username="root"))
+    client = superuser_client()
     assert client.get(url).status_code == 200
 
 
@@ -62,9 +60,7 @@ def test_the_audit_trail_cannot_be_edited_or_deleted_in_the_admin(api: Api, full
     push(api, full)
     event = AuditEvent.objects.first()
     assert event is not None
-    get_user_model().objects.create_superuser("root", "", "pw-for-tests-only")
-    client = Client()
-    client.force_login(get_user_model().objects.get(username="root"))
+    client = superuser_client()
     client.post(f"/admin/compliance/auditevent/{event.pk}/delete/", {"post": "yes"})
     assert AuditEvent.objects.filter(pk=event.pk).exists()
     assert client.get("/admin/compliance/auditevent/add/").status_code == 403

@@ -40,11 +40,6 @@ MARK = "plaintext-marker-7f3a"  # must never be found in the database or the log
 K1, K2 = f"k1:{generate_key()}", f"k2:{generate_key()}"
 
 
-@pytest.fixture
-def full(db: None) -> str:
-    return make_token("full", "*=*,admin")
-
-
 def _raw_row(job_id: str) -> dict[str, Any]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM queues_job WHERE id = %s", [_db_id(job_id)])
@@ -432,16 +427,15 @@ def test_the_migration_seals_existing_rows_and_its_reverse_opens_them() -> None:
 def test_the_admin_shows_payloads_decrypted_with_sensitive_fields_masked(
     api: Api, full: str
 ) -> None:
-    from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
-    from django.test import Client
+
+    from .personas import logged_in, make_staff
 
     data = {"userId": "u1", "ssn": "078-05-1120", "note": MARK}
     job = push(api, full, queue="jobs:adm", data=data)
-    viewer = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+    viewer = make_staff("viewer")
     viewer.user_permissions.add(Permission.objects.get(codename="view_job"))
-    client = Client()
-    client.force_login(viewer)
+    client = logged_in(viewer)
     page = client.get(f"/admin/queues/job/{job['id']}/change/")
     assert page.status_code == 200
     text = page.content.decode()

@@ -5,17 +5,15 @@ the logs. Auditors (who may only view) can search."""
 
 from __future__ import annotations
 
-from io import StringIO
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.core.management import call_command
 from django.test import Client
 
 from compliance.models import AuditEvent, ErasureRequest
 from security.masking import pseudonym
+
+from .personas import logged_in, make_auditor
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +23,6 @@ SUBJECT = "maria.rossi@example.com"
 
 @pytest.fixture
 def auditor() -> Client:
-    call_command("setup_roles", stdout=StringIO())
     for subject, reason in ((SUBJECT, "DSR-2026-001"), ("someone-else", "DSR-2026-002")):
         ErasureRequest.objects.create(
             subject_pseudonym=pseudonym(subject),
@@ -33,11 +30,7 @@ def auditor() -> Client:
             operator="command:gdpr_erase",
             reason=reason,
         )
-    user = get_user_model().objects.create_user("audrey", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Auditors"))
-    client = Client()
-    client.force_login(user)
-    return client
+    return logged_in(make_auditor())
 
 
 def _find(client: Client, subject: str) -> tuple[Any, str]:

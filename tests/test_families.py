@@ -167,7 +167,7 @@ def test_a_rotated_twin_shares_its_predecessor_s_rate_budget(api: Api) -> None:
 
 def test_an_expired_token_cannot_be_rotated_by_the_command_or_the_admin(api: Api) -> None:
     """Reported: rotating an expired token issued a fresh, valid one."""
-    from .support import superuser_client
+    from .personas import superuser_client
 
     raw = _last_line("create_token", "svc", *RULES)
     ApiToken.objects.filter(name="svc").update(expires_at=timezone.now() - timedelta(seconds=1))

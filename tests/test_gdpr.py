@@ -25,6 +25,7 @@ from queues import services
 from queues.models import Job, JobState, Queue
 from security.masking import pseudonym
 
+from .personas import make_full_token
 from .support import SETUP, Api, make_token, postgres_only, pull, push
 from .test_encryption import _every_stored_byte
 
@@ -32,11 +33,6 @@ pytestmark = pytest.mark.django_db
 
 SUBJECT, EMAIL, NAME = "u-4711", "anna.example@example.com", "Anna Beispiel"
 PERSON = {"userId": SUBJECT, "email": EMAIL, "name": NAME}
-
-
-@pytest.fixture
-def full(db: None) -> str:
-    return make_token("full", "*=*,admin")
 
 
 def _world(api: Api, token: str) -> dict[str, Any]:
@@ -175,7 +171,7 @@ def test_the_api_route_uses_the_same_service(api: Api, full: str) -> None:
 def test_pg_dump_finds_nothing_after_an_erasure(api: Api) -> None:
     if shutil.which("pg_dump") is None:
         pytest.skip("pg_dump is not installed")
-    token = make_token("full", "*=*,admin")
+    token = make_full_token()
     _world(api, token)
     _erase("--execute", "--reason", "DSR 13")
     params = connection.settings_dict
@@ -226,7 +222,7 @@ def test_rows_outside_the_jobs_table_are_left_as_they_are_and_the_receipt_says_s
 
 
 def test_pii_fields_are_set_in_the_admin_and_receipts_are_read_only(api: Api, full: str) -> None:
-    from .support import superuser_client
+    from .personas import superuser_client
 
     _world(api, full)
     root = superuser_client()
@@ -249,7 +245,7 @@ def test_pii_fields_are_set_in_the_admin_and_receipts_are_read_only(api: Api, fu
 
 
 def test_erasure_from_the_admin_dry_run_then_execute(api: Api, full: str) -> None:
-    from .support import superuser_client
+    from .personas import superuser_client
 
     _world(api, full)
     root = superuser_client()
@@ -326,7 +322,7 @@ def test_a_card_number_in_the_reason_is_refused_by_the_api_command_and_admin(
     api: Api, full: str, reason: str
 ) -> None:
     """Reported: the reason went unchecked into the receipt and the append-only trail."""
-    from .support import superuser_client
+    from .personas import superuser_client
 
     _world(api, full)
     before = sorted(Job.objects.values_list("id", "state", "subject"))

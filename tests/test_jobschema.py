@@ -11,7 +11,8 @@ import pytest
 from compliance.models import AuditEvent
 from queues.models import Job
 
-from .support import Api, push, superuser_client
+from .personas import superuser_client
+from .support import Api, push
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,8 @@ from compliance.models import AuditEvent
 from kernel import limits
 from queues.models import Job, JobState
 
-from .support import Api, pull, push, superuser_client
+from .personas import superuser_client
+from .support import Api, pull, push
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from .processes import database_url, free_port, production_env, stop, wait_for_healthz
+from .processes import GUNICORN, database_url, free_port, production_env, serve
 from .support import ON_POSTGRES
 
 pytestmark = [
@@ -110,22 +110,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
         TMPDIR=str(tmp_path),
     )
-    log = tmp_path / "gunicorn.log"
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(gunicorn), "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_healthz(process, port, log)
+    # Stopped before pytest-django empties the database: it holds connections to it.
+    with serve(GUNICORN, env=env, port=port, log=tmp_path / "gunicorn.log"):
         yield Server(port, env)
-    finally:
-        # Before pytest-django empties the database: the server holds connections to it.
-        stop(process)
 
 
 def test_one_tokens_long_polls_leave_threads_for_everyone_else(server: Server) -> None:

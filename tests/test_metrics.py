@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 
 from compliance.models import AuditEvent
 
+from .personas import make_full_token
 from .support import Api, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
@@ -87,7 +88,7 @@ def test_outside_the_allowed_network_a_token_is_still_needed() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_job_counters_follow_the_audit_trail() -> None:
     api = Api()
-    full = make_token("full", "*=*,admin")
+    full = make_full_token()
     before = {
         name: _sample(f"flashq_jobs_{name}_total", queue="m:q")
         for name in ("pushed", "completed", "failed", "retried")

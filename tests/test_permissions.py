@@ -12,7 +12,8 @@ import pytest
 from compliance.models import AuditEvent
 from queues.models import Job
 
-from .support import Api, Call, Personas, make_token, pull, push
+from .personas import Personas
+from .support import Api, Call, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from django.conf import settings
 
 from security.cards import card_numbers_in
 
-from .processes import free_port, production_env, stop, wait_for_healthz
+from .processes import GUNICORN, free_port, production_env, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -57,21 +57,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         capture_output=True,
         text=True,
     )
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    log = root / "gunicorn.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(gunicorn), "-c", str(Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py")],
-            env=env,
-            cwd=settings.BASE_DIR,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_healthz(process, port, log)
-        yield Server(f"http://127.0.0.1:{port}", log, created.stdout.strip().splitlines()[-1])
-    finally:
-        stop(process)
+    with serve(GUNICORN, env=env, port=port, log=root / "gunicorn.log") as served:
+        yield Server(served.url, served.log, created.stdout.strip().splitlines()[-1])
 
 
 def _get(url: str) -> tuple[int, dict[str, str], bytes]:

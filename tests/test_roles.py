@@ -18,7 +18,8 @@ from django.db import models
 from compliance.audit import chain
 from compliance.models import AuditCheckpoint, AuditEvent, ErasureRequest
 
-from .support import Api, make_token, pull, push, staff_client, superuser_client
+from .personas import StaffClient, logged_in, make_staff, superuser_client
+from .support import Api, make_token, pull, push
 from .test_audit_chain import _backdate
 
 pytestmark = pytest.mark.django_db
@@ -59,8 +60,9 @@ def test_setup_roles_is_idempotent() -> None:
     assert all(code.startswith("view_") or code == "review_access" for code in looks)
 
 
-def test_an_auditor_reads_everything_it_may_and_can_change_nothing(world: Any) -> None:
-    auditor = staff_client("audrey", "Auditors")
+def test_an_auditor_reads_everything_it_may_and_can_change_nothing(
+    world: Any, auditor: StaffClient
+) -> None:
     viewable = {"job", "queue", "auditevent", "auditcheckpoint", "erasurerequest"}
     viewable |= {"retentionpolicy", "logentry"}
     seen = set()
@@ -87,7 +89,7 @@ def test_an_auditor_reads_everything_it_may_and_can_change_nothing(world: Any) -
 
 
 def test_staff_without_rights_see_nothing(world: Any) -> None:
-    nobody = staff_client("nemo")
+    nobody = logged_in(make_staff())
     for _, listing, detail in _pages():
         for url in filter(None, (listing, detail)):
             assert nobody.get(url).status_code == 403, url

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from tests.processes import database_url, free_port, production_env, stop, wait_for_healthz
+from tests.processes import database_url, free_port, production_env, serve
 from tests.support import ON_POSTGRES
 
 pytestmark = [
@@ -122,40 +123,18 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         # The default principal cache time (1 s) is what is deployed.
         without=("PRINCIPAL_CACHE_SECONDS",),
     )
-    processes: list[subprocess.Popen[bytes]] = []
     try:
         deployment = Deployment(Server("A", free_port()), Server("B", free_port()), env)
         deployment.manage("migrate", "-v", "0")
-        gunicorn = Path(sys.executable).parent / "gunicorn"
-        logs = {server: root / f"gunicorn-{server.name}.log" for server in deployment.servers}
-        for server in deployment.servers:
-            with logs[server].open("wb") as log:
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            str(gunicorn),
-                            "--bind",
-                            f"127.0.0.1:{server.port}",
-                            "--workers",
-                            "2",
-                            "--worker-class",
-                            "gthread",
-                            "--threads",
-                            "2",
-                            "flashq_project.wsgi",
-                        ],
-                        env=env,
-                        cwd=settings.BASE_DIR,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-        for server, process in zip(deployment.servers, processes, strict=True):
-            wait_for_healthz(process, server.port, logs[server])
-        yield deployment
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        with ExitStack() as servers:
+            for server in deployment.servers:
+                argv = [gunicorn, "--bind", f"127.0.0.1:{server.port}", "--workers", "2"]
+                argv += ["--worker-class", "gthread", "--threads", "2", "flashq_project.wsgi"]
+                log = root / f"gunicorn-{server.name}.log"
+                servers.enter_context(serve(argv, env=env, port=server.port, log=log))
+            yield deployment
     finally:
-        for process in processes:
-            stop(process)
         _drop_database(name)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from .processes import free_port, production_env, stop, tail
+from .processes import free_port, production_env, serve, tail
 
 pytestmark = pytest.mark.e2e
 
@@ -53,17 +53,12 @@ def test_the_sweepers_expiries_are_served_by_the_scheduler(tmp_path: Path) -> No
     for args in (["migrate", "-v", "0"], ["shell", "-c", PREPARE]):
         subprocess.run([*manage, *args], env=env, cwd=settings.BASE_DIR, check=True)
     log = tmp_path / "qcluster.log"
-    with log.open("wb") as out:
-        cluster = subprocess.Popen(
-            [*manage, "qcluster"], env=env, cwd=settings.BASE_DIR, stdout=out, stderr=out
-        )
-    try:
+    # Ready once its metrics server answers; the expiry is counted some time later.
+    with serve([*manage, "qcluster"], env=env, port=port, log=log, health="/metrics") as cluster:
         wanted = 'flashq_jobs_expired_total{queue="(several)"} 1.0'
         deadline = time.monotonic() + 60
         while wanted not in (text := _scrape(port)) and time.monotonic() < deadline:
-            assert cluster.poll() is None, tail(log)
+            assert cluster.process.poll() is None, tail(log)
             time.sleep(0.2)
         assert wanted in text, tail(log)
         assert "flashq_audit_events_total" in text
-    finally:
-        stop(cluster)

@@ -15,7 +15,8 @@ from django_q.tasks import async_task
 from compliance.models import AuditEvent
 from queues.models import Job, JobState
 
-from .support import Api, make_token, pull, push
+from .personas import make_full_token
+from .support import Api, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,7 @@ def test_each_scheduled_function_does_its_work_and_its_task_row_holds_no_payload
     api: Api,
 ) -> None:
     call_command("setup_schedules", stdout=StringIO())
-    token = make_token("full", "*=*,admin")
+    token = make_full_token()
     old = push(api, token, queue="jobs:s", data={"note": MARK})["id"]
     Job.objects.filter(id=old).update(
         state=JobState.COMPLETED, finished_at=timezone.now() - timedelta(days=31)

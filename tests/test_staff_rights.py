@@ -18,6 +18,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from compliance.models import AuditEvent
 from queues.models import Queue
 
+from .personas import make_staff
 from .support import clear_audit
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +27,7 @@ USERS = "/admin/auth/user/"
 
 
 def _staff(name: str = "olga") -> Any:
-    return get_user_model().objects.create_user(name, password="pw-olga-secret", is_staff=True)
+    return make_staff(name, password="pw-olga-secret")
 
 
 def _events(action: str) -> list[AuditEvent]:

@@ -36,11 +36,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kernel import limits
 
-from .processes import BOOT_SECONDS, free_port, production_env, stop, tail, wait_for_healthz
+from .processes import GUNICORN, free_port, production_env, serve, wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "deploy" / "nginx" / "flashq.conf"
-GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
 #: The proxy (nginx -> gunicorn) connects from here; the app trusts only this address.
 PROXY_IP = "127.0.0.1"
@@ -284,19 +283,6 @@ def _manage(env: Mapping[str, str], *args: str) -> str:
     return done.stdout
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log: Path) -> None:
-    deadline = time.monotonic() + BOOT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{name} exited ({process.returncode}): {tail(log)}")
-        try:
-            socket.create_connection((PROXY_IP, port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"{name} did not listen on {port}: {tail(log)}")
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     nginx = shutil.which("nginx")
@@ -361,30 +347,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     checked = subprocess.run([*nginx_args, "-t"], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, f"nginx -t refused the rendered config: {checked.stderr}"
 
-    processes: list[subprocess.Popen[bytes]] = []
-    gunicorn_log = root / "gunicorn.log"
-    try:
-        with gunicorn_log.open("wb") as log:
-            gunicorn = Path(sys.executable).parent / "gunicorn"
-            processes.append(
-                subprocess.Popen(
-                    [str(gunicorn), "-c", str(GUNICORN_CONF)],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        wait_for_healthz(processes[-1], app_port, gunicorn_log, host=PROXY_IP)
-        processes.append(
-            subprocess.Popen(nginx_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        )
-        _wait_for_port(https_port, processes[-1], "nginx", root / "nginx-error.log")
-        _wait_for_port(http_port, processes[-1], "nginx", root / "nginx-error.log")
+    app = serve(GUNICORN, env=env, port=app_port, host=PROXY_IP, log=root / "gunicorn.log")
+    # nginx is ready when it listens (its /healthz would be the app's); it writes its
+    # errors to its own log, shown if it does not start.
+    errors = root / "nginx-error.log"
+    proxy = serve(
+        nginx_args,
+        env=os.environ,
+        port=https_port,
+        host=PROXY_IP,
+        log=root / "nginx.out",
+        health=None,
+        shown_log=errors,
+    )
+    with app, proxy as served:
+        wait_until_ready(served.process, http_port, errors, host=PROXY_IP, health=None)
         yield Stack(root, http_port, https_port, ca_file, token, database)
-    finally:
-        for process in reversed(processes):
-            stop(process)
 
 
 # -- the client -------------------------------------------------------------------------

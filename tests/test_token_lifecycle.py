@@ -11,7 +11,6 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -19,6 +18,7 @@ from compliance.models import AuditEvent
 from security import tokens
 from security.models import ApiToken
 
+from .personas import superuser_client
 from .support import Api, clear_audit, make_token
 
 pytestmark = pytest.mark.django_db
@@ -63,13 +63,10 @@ def test_the_maximum_lifetime_holds_whatever_expiry_is_stored(api: Api, settings
 def test_the_admin_refuses_a_token_without_expiry_or_beyond_the_cap(
     date: str, message: str
 ) -> None:
-    from django.contrib.auth import get_user_model
-
     make_token("svc", "q=push")
     token = ApiToken.objects.get()
     before = token.expires_at
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", "", "pw"))
+    client = superuser_client()
     form = {
         "name": "svc",
         "expires_at_0": date,

@@ -73,7 +73,7 @@ def _run_events(since: int) -> list[tuple[str, str, str, dict[str, object]]]:
 def test_the_scheduled_retention_calls_the_service_and_records_what_the_command_does(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token = make_token("full", "*=*,admin")
+    token = make_full_token()
 
     def finished_long_ago() -> None:
         done = push(api, token, queue="jobs:s", data={"note": MARK})["id"]

@@ -53,3 +53,39 @@ def test_it_names_a_module_over_the_limit(tmp_path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x = 1\n" * lines)
     assert _too_long(tmp_path) == {"queues/api/grown.py": MAX_LINES + 1}
+
+
+def _layout_section(readme: str) -> str:
+    start = readme.index("## How the code is laid out")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def _unlisted(root: Path, section: str) -> list[str]:
+    """App modules the README's layout map does not name (empty ``__init__`` aside)."""
+    return [
+        name
+        for path in _app_modules(root)
+        if (name := path.relative_to(root).as_posix())
+        and f"`{name}`" not in section
+        and not (path.name == "__init__.py" and not path.read_text().strip())
+    ]
+
+
+def test_the_readme_map_names_every_app_module() -> None:
+    section = _layout_section((ROOT / "README.md").read_text())
+    unlisted = _unlisted(ROOT, section)
+    assert not unlisted, "add these to README's 'How the code is laid out': " + ", ".join(unlisted)
+
+
+def test_the_map_check_names_a_module_left_out(tmp_path: Path) -> None:
+    for name, text in [
+        ("queues/listed.py", "x = 1\n"),
+        ("queues/new.py", "x = 1\n"),
+        ("queues/__init__.py", ""),
+        ("queues/services/__init__.py", '"""Re-exports."""\n'),
+    ]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    section = "## How the code is laid out\n- `queues/listed.py`: listed.\n"
+    assert _unlisted(tmp_path, section) == ["queues/new.py", "queues/services/__init__.py"]

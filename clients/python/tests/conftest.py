@@ -6,10 +6,9 @@ directory is skipped, with the reason, when PostgreSQL or the server cannot be h
 from __future__ import annotations
 
 import base64
-import http.client
+import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -94,12 +93,6 @@ def _database_url(params: dict[str, Any], name: str) -> str:
     return f"postgres://{credentials}@{params['host']}:{params['port']}/{name}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _run(args: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
         [sys.executable, str(REPO / "manage.py"), *args],
@@ -112,34 +105,6 @@ def _run(args: list[str], env: dict[str, str]) -> str:
     )
     assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stderr[-2000:]}"
     return done.stdout
-
-
-def _wait_until_up(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + BOOT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited: {log.read_text()[-3000:]}")
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        try:
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        finally:
-            connection.close()
-        time.sleep(0.1)
-    pytest.fail(f"gunicorn did not answer /healthz: {log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -183,47 +148,33 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "STATIC_ROOT": str(root / "static"),
         }
     )
-    process: subprocess.Popen[bytes] | None = None
-    try:
+    # The one helper that starts, waits for and stops real servers (tests/processes.py;
+    # ``python -m pytest`` from the repository puts it on the path).
+    from tests.processes import free_port, serve
+
+    with contextlib.ExitStack() as stack:
+        stack.callback(_drop_database, params, name)
         _run(["migrate", "-v", "0"], env)
         allow = ["--allow", "*=*,admin,reveal,erase"]
         tokens = [
             _run(["create_token", label, *allow], env).strip().splitlines()[-1]
             for label in ("client-tests", "client-tests-other")
         ]
-        port = _free_port()
-        log_path = root / "gunicorn.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(  # noqa: S603 - gunicorn beside our interpreter
-                [
-                    str(gunicorn),
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    "2",
-                    "--worker-class",
-                    "gthread",
-                    "--threads",
-                    "4",
-                    "flashq_project.wsgi",
-                ],
-                env=env,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        _wait_until_up(port, process, log_path)
+        port = free_port()
+        argv = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+        argv += ["--worker-class", "gthread", "--threads", "4", "flashq_project.wsgi"]
+        stack.enter_context(serve(argv, env=env, port=port, log=root / "gunicorn.log"))
         yield Server(f"http://127.0.0.1:{port}", tokens[0], tokens[1], env)
-    finally:
-        if process is not None:
-            _stop(process)
-        with _admin(params) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                [name],
-            )
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def _drop_database(params: dict[str, Any], name: str) -> None:
+    with _admin(params) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 @pytest.fixture

@@ -26,8 +26,7 @@ from compliance.models import AuditEvent, RetentionPolicy, RetentionTarget
 from kernel import limits
 from queues.models import Queue
 from queues.pulling import jobs_expire_ttl
-from queues.services import jobs_clean
-from queues.services.clean import FINISHED, finished_before
+from queues.services import FINISHED, finished_before, jobs_clean
 from security.access import pattern_matches
 
 
@@ -81,7 +80,7 @@ def retention_plan(*, now: datetime | None = None) -> Plan:
 # -- the run --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class Deleted:
     """What a run deleted (or, dry, would delete) of one queue and state."""
 
@@ -116,26 +115,35 @@ class RetentionReport:
 
 
 def retention_run(
-    *, actor: Actor, now: datetime | None = None, batch_size: int = 1000, dry_run: bool = False
+    *,
+    actor: Actor,
+    now: datetime | None = None,
+    batch_size: int = 1000,
+    dry_run: bool = False,
+    report: RetentionReport | None = None,
 ) -> RetentionReport:
     """Apply the retention policies as ``actor``: expire waiting jobs past their ttl,
     delete the finished jobs the policies make due in batches of ``batch_size`` (each
     batch its own transaction and ``clean`` event), then seal the audit trail and retire
     the events past the audit policy. ``dry_run`` changes nothing and reports what
-    would go."""
+    would go. Pass a ``report`` to keep what was done if the run fails part way
+    (each step is added to it as it ends; the batches before a failure stay done)."""
     if not 1 <= batch_size <= limits.MAX_CLEAN_LIMIT:
         raise ValueError(f"batch_size must be 1 to {limits.MAX_CLEAN_LIMIT}")
     now = now or timezone.now()
-    report = RetentionReport(dry_run=dry_run)
+    report = report if report is not None else RetentionReport(dry_run=dry_run)
+    report.dry_run = dry_run
     if not dry_run:
         report.expired = _expire_ttl(actor)
     plan = retention_plan(now=now)
     report.held = plan.held
     for due in plan.due:
-        done = due.count if dry_run else _delete_due(due, batch_size, actor)
-        report.deleted.append(
-            Deleted(due.queue.name, due.state, done, due.cutoff, due.max_age_days)
-        )
+        deleted = Deleted(due.queue.name, due.state, 0, due.cutoff, due.max_age_days)
+        report.deleted.append(deleted)
+        if dry_run:
+            deleted.count = due.count
+        else:
+            _delete_due(due, batch_size, actor, deleted)
     report.audit = _retire_audit(now, actor, dry_run=dry_run)
     return report
 
@@ -148,9 +156,10 @@ def _expire_ttl(actor: Actor) -> int:
     return expired
 
 
-def _delete_due(due: Due, batch_size: int, actor: Actor) -> int:
-    """Delete what ``due`` names, one ``jobs_clean`` (transaction and event) a batch."""
-    left, done = due.count, 0
+def _delete_due(due: Due, batch_size: int, actor: Actor, deleted: Deleted) -> None:
+    """Delete what ``due`` names, one ``jobs_clean`` (transaction and event) a batch,
+    counting each committed batch in ``deleted`` as it ends."""
+    left = due.count
     while left > 0:
         cleaned = jobs_clean(
             queues=[due.queue],
@@ -162,9 +171,8 @@ def _delete_due(due: Due, batch_size: int, actor: Actor) -> int:
         )
         if not cleaned.total:
             break  # none left: deleted meanwhile, or locked by another run
-        done += cleaned.total
+        deleted.count += cleaned.total
         left -= cleaned.total
-    return done
 
 
 def _retire_audit(now: datetime, actor: Actor, *, dry_run: bool) -> AuditRetired | None:

@@ -111,6 +111,32 @@ def test_a_failure_between_batches_leaves_no_batch_half_done(
     assert event.details["deleted"] == {"jobs:a": {"completed": 2}}
 
 
+def test_a_run_that_fails_part_way_still_says_what_it_did(
+    api: Api, full: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command prints the batches that committed before the failure (a run over a big
+    table is interrupted exactly when the operator most needs to know where it got)."""
+    _finished(api, full, "jobs:a", JobState.COMPLETED, days=31, count=5)
+    real = services.jobs_clean
+    calls = 0
+
+    def fail_on_third_batch(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("injected: the database went away")
+        return real(**kwargs)
+
+    monkeypatch.setattr("compliance.retention.jobs_clean", fail_on_third_batch)
+    out = StringIO()
+    with pytest.raises(RuntimeError, match="injected"):
+        call_command("retention_cleanup", "--batch-size", "2", stdout=out)
+    printed = out.getvalue()
+    assert "jobs:a: deleted 4 completed job(s) finished before" in printed
+    assert "Deleted 4 job(s) in all." in printed
+    assert _left("jobs:a", JobState.COMPLETED) == 1
+
+
 def test_a_failing_batch_rolls_back_entirely(
     api: Api, full: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

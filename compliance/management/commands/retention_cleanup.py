@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from compliance.audit import Actor
 from compliance.retention import RetentionReport, retention_run
+from kernel import limits
 
 
 class Command(BaseCommand):
@@ -26,13 +27,19 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         size, dry = options["batch_size"], options["dry_run"]
-        if not 1 <= size <= 10_000:
-            raise CommandError("--batch-size must be 1 to 10000")
-        report = retention_run(
-            actor=Actor.command("retention_cleanup"), batch_size=size, dry_run=dry
-        )
-        for line in report_lines(report):
-            self.stdout.write(line)
+        if not 1 <= size <= limits.MAX_CLEAN_LIMIT:
+            raise CommandError(f"--batch-size must be 1 to {limits.MAX_CLEAN_LIMIT}")
+        report = RetentionReport(dry_run=dry)
+        try:
+            retention_run(
+                actor=Actor.command("retention_cleanup"),
+                batch_size=size,
+                dry_run=dry,
+                report=report,
+            )
+        finally:  # a run that fails part way still says what it did
+            for line in report_lines(report):
+                self.stdout.write(line)
 
 
 def report_lines(report: RetentionReport) -> list[str]:

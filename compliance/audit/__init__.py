@@ -1,5 +1,6 @@
 """The audit record, floor 1: below everything that writes to it, above the kernel
-alone. It knows nothing of jobs, tokens or queues' rules: it takes plain values.
+alone. It imports nothing of security, queues or the rest of compliance: it takes plain
+values (its retention policies name job states and queue patterns as plain strings).
 
 - ``record``: actions, actors and the one writer of events (re-exported here);
 - ``models``: the events and checkpoints (tables of the ``compliance`` app);

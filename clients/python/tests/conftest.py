@@ -24,7 +24,6 @@ from flashq_client import Client
 
 #: The server's repository: clients/python/tests/ -> the root that holds manage.py.
 REPO = Path(__file__).resolve().parents[3]
-BOOT_SECONDS = 30
 #: The PostgreSQL server to make the scratch database on (any database in the URL is
 #: ignored); DATABASE_URL is used when it names PostgreSQL.
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/postgres"

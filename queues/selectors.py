@@ -10,11 +10,11 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, models
-from django.db.models import Count, Min, Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from compliance.audit.models import AuditEvent
+from compliance.audit.selectors import audit_events_naming_job
 from kernel.problems import InvalidInput
 
 from .errors import JobNotFound, QueueNotFound
@@ -183,7 +183,6 @@ def job_audit_events(*, job: Job) -> list[AuditEvent]:
     created_at narrows the scan to the job's lifetime."""
     return list(
         AuditEvent.objects.filter(created_at__gte=job.created_at - timedelta(minutes=1))
-        .annotate(ids_text=Cast("job_ids", TextField()))
-        .filter(ids_text__contains=str(job.id))
+        .filter(audit_events_naming_job(job_id=str(job.id)))
         .order_by("id")[:100]
     )

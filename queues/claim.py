@@ -24,7 +24,7 @@ from .models import Job
 _RETURNED = (
     "id", "queue_id", "state", "priority", "data", "attempts", "max_attempts", "run_at",
     "created_at", "started_at", "tags", "progress", "lease_id", "lease_owner",
-    "lease_seconds", "lease_expires_at",
+    "lease_seconds", "lease_expires_at", "timeout_ms", "deadline_at", "group_key",
 )  # fmt: skip
 _COLUMNS = [field.column for field in Job._meta.concrete_fields if field.attname in _RETURNED]
 
@@ -36,25 +36,34 @@ _PICK = """
     LIMIT %(count)s
 """
 
+# A job with a timeout gets its deadline, and a lease that never runs past it.
 _SET = """
     state = 'active', attempts = {t}attempts + 1, lease_id = {lease},
     lease_owner = %(owner)s, lease_seconds = %(lease_seconds)s,
-    lease_expires_at = %(lease_expires_at)s, started_at = COALESCE({t}started_at, %(now)s)
+    deadline_at = CASE WHEN {t}timeout_ms IS NULL THEN NULL ELSE {deadline} END,
+    lease_expires_at = CASE WHEN {t}timeout_ms IS NULL THEN %(lease_expires_at)s
+        ELSE {least}(%(lease_expires_at)s, {deadline}) END,
+    started_at = COALESCE({t}started_at, %(now)s)
 """
+_PG_DEADLINE = "%(now)s::timestamptz + j.timeout_ms * interval '1 millisecond'"
+# SQLite keeps datetimes as text: now plus the timeout, to the millisecond.
+_SQLITE_DEADLINE = (
+    "strftime('%%Y-%%m-%%d %%H:%%M:%%f', %(now)s, '+' || (timeout_ms / 1000.0) || ' seconds')"
+)
 
 # Both statements are built from constants at import; values go in as parameters.
 POSTGRESQL_CLAIM = (
     "WITH picked AS ("  # noqa: S608
     + _PICK
     + " FOR UPDATE SKIP LOCKED) UPDATE queues_job AS j SET "
-    + _SET.format(t="j.", lease="gen_random_uuid()")
+    + _SET.format(t="j.", lease="gen_random_uuid()", deadline=_PG_DEADLINE, least="LEAST")
     + " FROM picked WHERE j.id = picked.id RETURNING "
     + ", ".join(f"j.{column}" for column in _COLUMNS)
 )
 
 SQLITE_CLAIM = (
     "UPDATE queues_job SET "  # noqa: S608
-    + _SET.format(t="", lease="lower(hex(randomblob(16)))")
+    + _SET.format(t="", lease="lower(hex(randomblob(16)))", deadline=_SQLITE_DEADLINE, least="min")
     + " WHERE id IN ("
     + _PICK
     + ") RETURNING "

@@ -15,7 +15,19 @@ from security.cards import CardFinding, find_cards, find_cards_in_text
 from security.payloads import shape_problems
 
 FIELDS = frozenset(
-    {"data", "priority", "delay", "max_attempts", "backoff", "ttl", "key", "subject", "tags"}
+    {
+        "data",
+        "priority",
+        "delay",
+        "max_attempts",
+        "backoff",
+        "ttl",
+        "timeout",
+        "key",
+        "subject",
+        "tags",
+        "group",
+    }
 )
 BACKOFF_FIELDS = frozenset({"type", "delay", "max", "jitter"})
 
@@ -28,9 +40,11 @@ class JobSpec:
     max_attempts: int = limits.DEFAULT_MAX_ATTEMPTS
     backoff: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_BACKOFF))
     ttl_ms: int | None = None
+    timeout_ms: int | None = None
     key: str | None = None
     subject: str | None = None
     tags: tuple[str, ...] = ()
+    group: str | None = None
     # Card numbers found at parse time, in data and in the strings stored in clear
     # (key, subject, tags); the push decides, knowing the queue's allow-list, which
     # covers only paths under data_path (queues.services).
@@ -159,15 +173,14 @@ def _tags(raw: object, collector: _Collector) -> tuple[str, ...]:
 
 
 def _cards_in_texts(
-    key: str | None, subject: str | None, tags: tuple[str, ...], path: str
+    key: str | None, subject: str | None, tags: tuple[str, ...], path: str, group: str | None
 ) -> list[CardFinding]:
     """Card numbers in the strings a job keeps in clear columns, visible to any getJob
     holder: no allow-list covers them."""
     found: list[CardFinding] = []
-    if key is not None:
-        found += find_cards_in_text(key, f"{path}/key")
-    if subject is not None:
-        found += find_cards_in_text(subject, f"{path}/subject")
+    for name, text in (("key", key), ("subject", subject), ("group", group)):
+        if text is not None:
+            found += find_cards_in_text(text, f"{path}/{name}")
     for index, tag in enumerate(tags):
         if isinstance(tag, str):  # an invalid tag is a 400 already
             found += find_cards_in_text(tag, f"{path}/tags/{index}")
@@ -189,6 +202,7 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
     else:
         size = check_data(raw["data"], path=f"{path}/data", problems=problems, max_bytes=max_bytes)
     ttl = raw.get("ttl")
+    timeout = raw.get("timeout")
     # Checked in field order, so the errors are listed in that order.
     priority = collector.integer(raw, "priority", 0, -limits.MAX_PRIORITY, limits.MAX_PRIORITY)
     delay_ms = collector.integer(raw, "delay", 0, 0, limits.MAX_DELAY_MS)
@@ -197,9 +211,13 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
     )
     backoff = _backoff(raw.get("backoff"), collector)
     ttl_ms = None if ttl is None else collector.integer(raw, "ttl", 0, 1, limits.MAX_TTL_MS)
+    timeout_ms = (
+        None if timeout is None else collector.integer(raw, "timeout", 0, 1, limits.MAX_TIMEOUT_MS)
+    )
     key = collector.text(raw, "key", limits.MAX_KEY_LENGTH)
     subject = collector.text(raw, "subject", limits.MAX_SUBJECT_LENGTH)
     tags = _tags(raw.get("tags"), collector)
+    group = collector.text(raw, "group", limits.MAX_GROUP_LENGTH)
     spec = JobSpec(
         data=raw.get("data", {}),
         priority=priority,
@@ -207,12 +225,14 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
         max_attempts=max_attempts,
         backoff=backoff,
         ttl_ms=ttl_ms,
+        timeout_ms=timeout_ms,
         key=key,
         subject=subject,
         tags=tags,
+        group=group,
         card_findings=(
             *find_cards(raw.get("data"), f"{path}/data"),
-            *_cards_in_texts(key, subject, tags, path),
+            *_cards_in_texts(key, subject, tags, path, group),
         ),
         data_path=f"{path}/data",
         data_bytes=size,

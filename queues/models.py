@@ -109,6 +109,11 @@ class Queue(models.Model):
         default=False,
         help_text="Under legal hold nothing of the queue is purged by retention or erased.",
     )
+    # At most this many active jobs per group (a job's ``group``), FIFO within a group.
+    group_concurrency = models.PositiveIntegerField(default=1)
+    # Set by the first push with a group and never cleared: pull uses the (costlier)
+    # grouped claim only for queues that have ever had a grouped job.
+    grouped = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -126,6 +131,9 @@ class Queue(models.Model):
             models.CheckConstraint(
                 condition=Q(concurrency_max__isnull=True) | Q(concurrency_max__gte=1),
                 name="queue_concurrency_gte_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(group_concurrency__gte=1), name="queue_group_concurrency_gte_1"
             ),
         ]
 
@@ -189,6 +197,16 @@ class Job(models.Model):
     lease_owner = models.CharField(max_length=160, blank=True, default="", editable=False)
     lease_seconds = models.PositiveIntegerField(default=30)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # ``timeout``: the processing deadline, in ms from each claim; the claim sets
+    # deadline_at, and neither the lease nor a heartbeat ever runs past it.
+    timeout_ms = models.PositiveIntegerField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # ``group``: at most the queue's group_concurrency active jobs per group. An active
+    # grouped job holds one of the group's slots (1..group_concurrency), unique among
+    # the group's active jobs (job_group_slot_uniq): whatever takes a job out of
+    # ``active`` frees its slot, since the index only holds active jobs.
+    group_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    group_slot = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -213,6 +231,16 @@ class Job(models.Model):
             # getJobs and stats: a queue's jobs by state, in id (= time) order; also
             # retention's scan, and the foreign key's (no index of its own).
             models.Index(fields=["queue", "state", "id"], name="job_queue_state_idx"),
+            # A group's ready jobs in claim order (the grouped claim's probe).
+            models.Index(
+                "queue",
+                "group_key",
+                models.F("priority").desc(),
+                "run_at",
+                "id",
+                name="job_group_ready_idx",
+                condition=Q(state=JobState.WAITING, group_key__isnull=False),
+            ),
             # GDPR erasure by subject (exact match); jobs without one are not in it.
             models.Index(
                 fields=["subject"], name="job_subject_idx", condition=Q(subject__isnull=False)
@@ -223,6 +251,11 @@ class Job(models.Model):
                 fields=["queue", "key"],
                 condition=Q(key__isnull=False, state__in=UNFINISHED),
                 name="job_key_unfinished_uniq",
+            ),
+            models.UniqueConstraint(
+                fields=["queue", "group_key", "group_slot"],
+                condition=Q(state=JobState.ACTIVE, group_key__isnull=False),
+                name="job_group_slot_uniq",
             ),
             models.CheckConstraint(condition=Q(max_attempts__gte=1), name="job_max_attempts_gte_1"),
             models.CheckConstraint(
@@ -237,3 +270,77 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return str(self.id)
+
+
+class CatchUp(models.TextChoices):
+    """What a schedule does with the ticks that fell due while nothing fired them."""
+
+    NONE = "none"  # skip them; fire only a tick that is still on time
+    LATEST = "latest"  # fire the most recent one
+    ALL = "all"  # fire each, the most recent max_catch_up of them
+
+
+class Schedule(models.Model):
+    """A repeatable job: a cron expression (5 fields, or 6 with seconds first) in a time
+    zone, or a fixed interval, and the template of the job each tick pushes. The
+    template's data is sealed like a job's. ``next_run_at`` is the next tick to fire
+    (None once ``end_at`` has passed); the scheduler advances it under a row lock in
+    the same transaction as the tick's push, so a tick makes exactly one job."""
+
+    id = models.UUIDField(primary_key=True, default=uuid6.uuid7, editable=False)
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="schedules")
+    name = models.CharField(
+        max_length=128,
+        validators=[
+            RegexValidator(r"\A" + QUEUE_NAME_RE.pattern + r"\Z", QUEUE_NAME_RULE),
+            validate_no_card_number,
+        ],
+    )
+    cron = models.CharField(max_length=200, blank=True, default="")
+    every_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    time_zone = models.CharField(max_length=64, default="UTC")  # IANA, e.g. Europe/Berlin
+    # The job template.
+    data = SealedJSONField()
+    priority = models.IntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    backoff = models.JSONField(default=dict, blank=True)
+    timeout_ms = models.PositiveIntegerField(null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    subject = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    start_at = models.DateTimeField(null=True, blank=True)
+    end_at = models.DateTimeField(null=True, blank=True)
+    catch_up = models.CharField(max_length=8, choices=CatchUp.choices, default=CatchUp.LATEST)
+    max_catch_up = models.PositiveIntegerField(default=10)
+    paused = models.BooleanField(default=False)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)  # the last tick fired
+    last_job_id = models.UUIDField(null=True, blank=True)
+    # Who saved it (a token family's key or a staff user): its jobs' pushed_by.
+    created_by = models.CharField(max_length=160, blank=True, default="", editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["queue__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "name"], name="schedule_queue_name_uniq"),
+            models.CheckConstraint(
+                condition=(Q(every_ms__isnull=True) & ~Q(cron=""))
+                | (Q(every_ms__gte=1) & Q(cron="")),
+                name="schedule_cron_or_every",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_attempts__gte=1), name="schedule_attempts_gte_1"
+            ),
+        ]
+        indexes = [
+            # The scheduler's scan: live schedules by their next tick.
+            models.Index(
+                fields=["next_run_at"],
+                name="schedule_due_idx",
+                condition=Q(paused=False, next_run_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

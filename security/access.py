@@ -32,6 +32,8 @@ class Verb(StrEnum):
     UPDATE = "update"
     RETRY = "retry"
     CLEAN = "clean"
+    #: Create, change, delete, pause, resume and trigger a queue's repeatable jobs.
+    SCHEDULE = "schedule"
     REVEAL = "reveal"
     ADMIN = "admin"
     #: GDPR erasure (and its dry run) of a data subject's jobs in the queue: it reads

@@ -34,7 +34,25 @@ class Operation(Enum):
     REMOVE_SCHEMA = ("removeSchema", Action.REMOVE_SCHEMA, Verb.ADMIN)
     SET_CONCURRENCY = ("setConcurrency", Action.SET_CONCURRENCY, Verb.ADMIN)
     REMOVE_CONCURRENCY = ("removeConcurrency", Action.REMOVE_CONCURRENCY, Verb.ADMIN)
+    SET_GROUP_CONCURRENCY = ("setGroupConcurrency", Action.SET_GROUP_CONCURRENCY, Verb.ADMIN)
+    REMOVE_GROUP_CONCURRENCY = (
+        "removeGroupConcurrency",
+        Action.REMOVE_GROUP_CONCURRENCY,
+        Verb.ADMIN,
+    )
     CLEAN = ("clean", Action.CLEAN, Verb.CLEAN)
+    # A worker gives back a job it holds, the attempt not counted: the inverse of pull.
+    RELEASE = ("release", Action.RELEASE, Verb.PULL)
+    SNOOZE = ("snooze", Action.SNOOZE, Verb.PULL)
+    PROMOTE = ("promote", Action.PROMOTE, Verb.UPDATE)
+    RETRY_FAILED = ("retryFailed", Action.RETRY_FAILED, Verb.RETRY)
+    LIST_SCHEDULES = ("listSchedules", Action.GET_SCHEDULES, Verb.SCHEDULE)
+    GET_SCHEDULE = ("getSchedule", Action.GET_SCHEDULE, Verb.SCHEDULE)
+    PUT_SCHEDULE = ("putSchedule", Action.SCHEDULE_SAVE, Verb.SCHEDULE)
+    DELETE_SCHEDULE = ("deleteSchedule", Action.SCHEDULE_DELETE, Verb.SCHEDULE)
+    PAUSE_SCHEDULE = ("pauseSchedule", Action.SCHEDULE_PAUSE, Verb.SCHEDULE)
+    RESUME_SCHEDULE = ("resumeSchedule", Action.SCHEDULE_RESUME, Verb.SCHEDULE)
+    TRIGGER_SCHEDULE = ("triggerSchedule", Action.SCHEDULE_TRIGGER, Verb.SCHEDULE)
     ERASE = ("createErasure", Action.GDPR_ERASE, Verb.ERASE)
 
     def __init__(self, operation_id: str, action: Action, verb: Verb | None) -> None:

@@ -60,6 +60,8 @@ def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
         "backoff": spec.backoff,
         "run_at": now + timedelta(milliseconds=spec.delay_ms),
         "expires_at": None if spec.ttl_ms is None else now + timedelta(milliseconds=spec.ttl_ms),
+        "timeout_ms": spec.timeout_ms,
+        "group_key": spec.group,
         "key": spec.key,
         "subject": spec.subject or subject_from(spec.data, queue.subject_path),
         "tags": list(spec.tags),

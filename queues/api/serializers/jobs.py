@@ -66,6 +66,15 @@ class PushIn(serializers.Serializer):
         max_value=limits.MAX_TTL_MS,
         help_text="ms; expires if not started by then",
     )
+    timeout = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=limits.MAX_TIMEOUT_MS,
+        help_text="ms: the processing deadline, counted from each claim. Heartbeats "
+        "(`progress`) extend the lease but never past it; past it the attempt fails with "
+        "code `timeout` (retried with backoff while attempts remain).",
+    )
     key = serializers.CharField(
         required=False,
         allow_null=True,
@@ -86,6 +95,15 @@ class PushIn(serializers.Serializer):
         allow_null=True,
         max_length=limits.MAX_TAGS,
         help_text="Stored in clear: a card number in a tag is a 422 naming it (`/tags/2`).",
+    )
+    group = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=limits.MAX_GROUP_LENGTH,
+        help_text="e.g. a customer id: at most the queue's `group_concurrency` (default 1) "
+        "jobs of a group are active at once, FIFO within the group by priority then run "
+        "time; other groups' jobs are handed out meanwhile. Stored in clear: a card number "
+        "in it is a 422 naming `/group`.",
     )
 
 

@@ -1,4 +1,4 @@
-"""Jobs' request bodies (push, pull, ack, fail, progress, update, the jobs query) and
+"""Jobs' request bodies (push, pull, ack, fail, progress, the jobs query) and
 the shapes of jobs in responses."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from kernel import limits
 from ...selectors import REPORTED_STATES
 from .fields import (
     ErrorCodeField,
-    JobDataField,
     StrictFloatField,
     StrictIntegerField,
     StrictSerializer,
@@ -211,10 +210,6 @@ class ProgressIn(StrictSerializer):
         help_text="Kept as the job's `progress_message`: shown as `[MASKED]` to anyone "
         "without `reveal` on the queue. A card number in it is a 422 naming `/message`.",
     )
-
-
-class UpdateIn(StrictSerializer):
-    data = JobDataField()  # type: ignore[assignment]
 
 
 class JobsQuery(StrictSerializer):

@@ -10,17 +10,17 @@ from django.utils import timezone
 from compliance.audit.models import AuditEvent
 from queues.models import Job
 
-from .support import Api, make_token, pull, push
+from .support import Api, Call, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
 
 
-def _release(api: Api, token: str, job: dict[str, object], lease_id: object = None) -> object:
+def _release(api: Api, token: str, job: dict[str, object], lease_id: object = None) -> Call:
     body = {"lease_id": lease_id or job["lease_id"]}
     return api.post(f"/jobs/{job['id']}/release", body, as_=token)
 
 
-def _snooze(api: Api, token: str, job: dict[str, object], delay_ms: object) -> object:
+def _snooze(api: Api, token: str, job: dict[str, object], delay_ms: object) -> Call:
     body = {"lease_id": job["lease_id"], "delay_ms": delay_ms}
     return api.post(f"/jobs/{job['id']}/snooze", body, as_=token)
 

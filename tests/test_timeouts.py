@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
@@ -172,3 +173,11 @@ def test_a_mixed_batch_records_one_event_per_kind(api: Api, full: str) -> None:
     [timeout] = AuditEvent.objects.filter(action="timeout")
     [recover] = AuditEvent.objects.filter(action="lease.recover")
     assert (timeout.job_ids, recover.job_ids) == ([timed["id"]], [plain["id"]])
+
+
+def test_an_erasure_that_cancels_an_active_job_clears_its_deadline(api: Api, full: str) -> None:
+    push(api, full, data={"userId": "u-9"}, timeout=60_000)
+    [job] = pull(api, full, lease=30)
+    call_command("gdpr_erase", "u-9", "--execute", "--reason", "DSR ticket 1", stdout=StringIO())
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.state, stored.deadline_at, stored.lease_id) == ("cancelled", None, None)

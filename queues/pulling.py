@@ -4,9 +4,10 @@
 ``wakeup.Waiter`` between rounds, holding no transaction while it waits. A paused queue
 hands out nothing, and a pause during a long poll stops it too (the queue is re-read
 each round). Only so many pulls may wait at once (``waitslots``): past the cap a pull
-takes what is ready and answers at once. Jobs whose lease expired are recovered by every
-pull (for its queue) and by the sweeper; nobody asked for that change, so it is recorded
-under a system actor, one event per batch listing the job ids."""
+takes what is ready and answers at once. Jobs whose lease expired or that ran past their
+deadline (``timeout``) are recovered by every pull (for its queue) and by the sweeper;
+nobody asked for that change, so it is recorded under a system actor, one event per
+batch and kind (``lease.recover``, ``timeout``) listing the job ids."""
 
 from __future__ import annotations
 

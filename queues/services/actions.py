@@ -275,6 +275,7 @@ def jobs_retry_failed(
             job_ids=ids,
             details={
                 "count": len(ids),
+                "limit": limit,
                 "since": since.isoformat() if since else None,
                 "until": until.isoformat() if until else None,
                 **({"key_held": [str(job_id) for job_id in left]} if left else {}),

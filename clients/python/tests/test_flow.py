@@ -4,9 +4,10 @@ and group, release, snooze, promote, update of priority and run_at, retry_failed
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from flashq_client import Client, Conflict
+from flashq_client import Client, Conflict, FlashqError, NotFound, Worker
 
 
 def test_push_takes_a_timeout_and_a_group(client: Client, queue: str) -> None:
@@ -56,3 +57,37 @@ def test_retry_failed_redrives_the_dead_letters(client: Client, queue: str) -> N
     assert client.retry_failed(queue, since=datetime.now(UTC) - timedelta(hours=1), limit=2) == 2
     assert [client.get_job(job_id)["state"] for job_id in ids] == ["waiting", "waiting", "failed"]
     assert client.retry_failed(queue) == 1
+
+
+class _OldServer:
+    """A server from before release: the route is unknown (404) or refused (405)."""
+
+    def __init__(self, error: FlashqError) -> None:
+        self.error = error
+        self.failed: list[tuple[Any, ...]] = []
+
+    def release(self, job_id: str, lease_id: str) -> None:
+        raise self.error
+
+    def fail(self, job_id: str, lease_id: str, error: str, **options: Any) -> None:
+        self.failed.append((job_id, lease_id, error, options["code"], options["delay_ms"]))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [NotFound("no route", status=404), FlashqError("method not allowed", status=405)],
+)
+def test_against_a_server_without_release_a_shutdown_fails_the_job_at_once(
+    error: FlashqError,
+) -> None:
+    old = _OldServer(error)
+    worker = Worker(old, "q", lambda job: None)  # type: ignore[arg-type]
+    worker._give_back({"id": "j1", "lease_id": "l1"})  # type: ignore[typeddict-item]
+    assert old.failed == [("j1", "l1", "worker shutting down", "worker_shutdown", 0)]
+
+
+def test_a_release_refused_for_another_reason_is_not_turned_into_a_failure() -> None:
+    old = _OldServer(Conflict("stale", status=409))
+    worker = Worker(old, "q", lambda job: None)  # type: ignore[arg-type]
+    worker._give_back({"id": "j1", "lease_id": "l1"})  # type: ignore[typeddict-item]
+    assert old.failed == []

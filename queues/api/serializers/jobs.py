@@ -196,7 +196,7 @@ class FailIn(StrictSerializer):
         max_value=limits.MAX_DELAY_MS,
         required=False,
         help_text="ms before the retry, instead of the job's backoff: 0 gives the job back "
-        "at once (a worker shutting down). The attempt still counts.",
+        "at once. The attempt still counts (`release` gives a job back without counting it).",
     )
 
 

@@ -41,6 +41,7 @@ from kernel import limits
 from kernel.problems import CardNumberDetected
 from queues.jobspec import subject_from
 from queues.models import UNFINISHED, Job, JobState, Queue
+from queues.services import LEASE_FIELDS, release_lease
 from security.cards import card_problem, find_cards_in_text
 from security.fields import bulk_update_sealed
 from security.masking import pseudonym
@@ -330,9 +331,7 @@ REDACTION_FIELDS = [
     "progress_message",
     "state",
     "finished_at",
-    "lease_id",
-    "lease_owner",
-    "lease_expires_at",
+    *LEASE_FIELDS,
 ]
 
 
@@ -348,4 +347,4 @@ def _apply_redaction(job: Job, subject: str, data: Any, result: Any) -> None:
     if job.state in UNFINISHED:
         # Nothing runs on the subject's data any more; a worker's lease is void.
         job.state, job.finished_at = JobState.CANCELLED, timezone.now()
-        job.lease_id, job.lease_owner, job.lease_expires_at = None, "", None
+        release_lease(job)

@@ -24,7 +24,7 @@ from .test_permissions import ROUTES
 pytestmark = pytest.mark.django_db
 
 FULL = "*=*,admin"
-LEASE_ROUTES = {"ack", "ack batch", "fail", "progress"}
+LEASE_ROUTES = {"ack", "ack batch", "fail", "progress", "release", "snooze"}
 QUEUE_ROUTES = {
     "push",
     "push batch",
@@ -39,6 +39,7 @@ QUEUE_ROUTES = {
     "removeSchema",
     "setConcurrency",
     "removeConcurrency",
+    "retryFailed",
 }
 UNSCOPED_ROUTES = {"listQueues", "me"}
 

@@ -5,9 +5,11 @@ admin (*: * and admin), stranger (other:* only), and no token at all."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from compliance.models import AuditEvent
 from queues.models import Job
@@ -27,6 +29,11 @@ def _lease(api: Api, job: dict[str, Any]) -> str:
             j["lease_id"] for j in pull(api, job["_setup"], queue="jobs:q") if j["id"] == job["id"]
         )
     )
+
+
+def _delayed(job: dict[str, Any]) -> str:
+    Job.objects.filter(id=job["id"]).update(run_at=timezone.now() + timedelta(hours=1))
+    return str(job["id"])
 
 
 # Who may push into jobs:q: the producer and the admin.
@@ -145,6 +152,26 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
     ),
     "removeConcurrency": (
         lambda api, job, t: api.request("DELETE", "/queues/jobs:q/concurrency", as_=t),
+        ADMIN_ONLY,
+    ),
+    "release": (
+        lambda api, job, t: api.post(
+            f"/jobs/{job['id']}/release", {"lease_id": _lease(api, job)}, as_=t
+        ),
+        WORKER_JOB_VERB,
+    ),
+    "snooze": (
+        lambda api, job, t: api.post(
+            f"/jobs/{job['id']}/snooze", {"lease_id": _lease(api, job), "delay_ms": 0}, as_=t
+        ),
+        WORKER_JOB_VERB,
+    ),
+    "promote": (
+        lambda api, job, t: api.post(f"/jobs/{_delayed(job)}/promote", as_=t),
+        {"producer": 403, "worker": 403, "admin": 200, "stranger": 404, "none": 401},
+    ),
+    "retryFailed": (
+        lambda api, job, t: api.post("/queues/jobs:q/retry-failed", {"limit": 10}, as_=t),
         ADMIN_ONLY,
     ),
 }

@@ -196,3 +196,20 @@ def test_documented_shapes_match_what_the_api_parses_and_returns(api: Api, full:
     assert set(serializers.ScheduleIn().fields) == TEMPLATE_FIELDS | SCHEDULE_FIELDS
     body = _put(api, full, NIGHTLY).body
     assert set(serializers.ScheduleOut().fields) == set(body)
+
+
+def test_a_reason_is_optional_kept_in_the_event_and_never_holds_a_card_number(
+    api: Api, full: str
+) -> None:
+    _put(api, full, NIGHTLY)
+    card = {"reason": "card 4111 1111 1111 1111"}
+    for action in ("pause", "resume", "trigger"):
+        refused = api.post(f"{URL}/nightly/{action}", card, as_=full)
+        assert refused.status == 422 and refused.body["errors"][0]["path"] == "/reason"
+    assert api.request("DELETE", f"{URL}/nightly", card, as_=full).status == 422
+    assert Schedule.objects.get().paused is False and not Job.objects.exists()
+    assert api.post(f"{URL}/nightly/pause", {"reason": 5}, as_=full).status == 400
+    assert api.post(f"{URL}/nightly/pause", {"why": "x"}, as_=full).status == 400
+    trail = str(list(AuditEvent.objects.values_list("details", flat=True)))
+    assert "1111 1111" not in trail and "4111111111111111" not in trail  # BIN and last 4 only
+    assert Schedule.objects.get().paused is False

@@ -16,6 +16,7 @@ from compliance.models import AuditEvent
 from queues import services
 from queues.models import Job, Queue, Schedule
 from queues.schedulespec import next_tick, parse_schedule_spec, ticks_between
+from security.encryption import generate_key
 
 from .support import SETUP
 
@@ -203,3 +204,17 @@ def test_a_template_that_stopped_fitting_is_recorded_and_does_not_wedge_the_engi
     assert failed.status == 422
     assert Schedule.objects.get(name="s").next_run_at == T0 + timedelta(minutes=2)
     assert Queue.objects.get(name="jobs:e").json_schema is not None
+
+
+def test_a_template_whose_key_left_the_keyring_does_not_wedge_the_engine(
+    settings: Any,
+) -> None:
+    settings.ENCRYPTION_KEYS = f"k1:{generate_key()}"
+    _save("lost", every_ms=60_000)
+    settings.ENCRYPTION_KEYS = f"k2:{generate_key()}"  # k1, which sealed it, is gone
+    _save("kept", every_ms=60_000)
+    assert _fire(T0 + timedelta(minutes=1)) == 1
+    assert _keys() == ["schedule:kept:2026-01-05T12:01:00Z"]
+    failed = AuditEvent.objects.get(action="schedule.fire", outcome="error")
+    assert failed.details["name"] == "lost" and failed.details["code"] == "payload_unreadable"
+    assert Schedule.objects.get(name="lost").next_run_at == T0 + timedelta(minutes=2)

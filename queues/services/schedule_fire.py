@@ -26,6 +26,7 @@ from compliance.audit import Action, Actor, audit_event, audit_insert, audit_ins
 from compliance.audit.models import AuditEvent
 from kernel.problems import FlashqError
 from security.cards import find_cards, find_cards_in_text
+from security.encryption import DecryptionFailed
 
 from ..jobspec import JobSpec, encoded_size
 from ..models import CatchUp, Schedule
@@ -119,45 +120,40 @@ def _fire_one(schedule: Schedule, now: datetime, actor: Actor) -> int:
     )
     pushed: list[Pushed] = []
     if ticks:
-        specs = [template_spec(schedule, key=tick_key(schedule.name, tick)) for tick in ticks]
         try:
+            specs = [template_spec(schedule, key=tick_key(schedule.name, t)) for t in ticks]
             with transaction.atomic():
                 pushed = push_ticks(schedule, specs, now, event)
-        except FlashqError as error:
+        except (FlashqError, DecryptionFailed) as error:
             # The template no longer fits the queue (its schema, allow-list or size cap
-            # changed): recorded, and the schedule moves on rather than wedge the engine.
+            # changed) or cannot be opened (its key left the keyring): recorded, and the
+            # schedule moves on to its next tick rather than wedge the engine.
+            code = error.code if isinstance(error, FlashqError) else "payload_unreadable"
+            status = error.status if isinstance(error, FlashqError) else 500
             logger.error(
-                "schedule %s of queue %s could not fire: %s (%s)",
-                schedule.name,
-                schedule.queue.name,
-                error.code,
-                error.detail,
+                "schedule %s of queue %s could not fire: %s", schedule.name, event.queue, code
             )
-            _write(_failure(event, error, actor))
+            _write(_failure(event, code, status, actor))
         else:
             schedule.last_run_at = ticks[-1]
             schedule.last_job_id = pushed[-1].job.id
     else:
         _write(event)
-    schedule.next_run_at = next_tick(schedule, max(now, schedule.next_run_at or now))
+    schedule.next_run_at = next_tick(schedule, now)  # next_run_at <= now: only forward
     schedule.save(update_fields=["next_run_at", "last_run_at", "last_job_id"])
     return sum(p.created for p in pushed)
 
 
-def _failure(event: AuditEvent, error: FlashqError, actor: Actor) -> AuditEvent:
+def _failure(event: AuditEvent, code: str, status: int, actor: Actor) -> AuditEvent:
     """The fire's event as a failure: outcome ``error`` (the engine could not do its
-    work) with the status and code of what refused the push, and the failing paths."""
+    work) with the status and code of what refused the push. No field paths: under
+    ``/data`` they are the client's key names."""
     failed = audit_event(
         actor=actor,
         action=Action.SCHEDULE_FIRE,
-        status=error.status,
+        status=status,
         queue=event.queue,
-        details={
-            **event.details,
-            "fired": 0,
-            "code": error.code,
-            "paths": [field.path for field in error.errors][:20],
-        },
+        details={**event.details, "fired": 0, "code": code},
     )
     failed.outcome = AuditEvent.Outcome.ERROR
     return failed

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from kernel import limits
-from kernel.problems import FieldError, pointer_segment
+from kernel.problems import FieldError, InvalidInput, pointer_segment
 
 from .jobspec import JobSpec, Problems, parse_job_spec
 from .models import CatchUp
@@ -139,11 +139,11 @@ def _catch_up(raw: dict[str, Any], problems: Problems) -> tuple[str, int]:
 def parse_schedule_spec(raw: object) -> ScheduleSpec:
     """A ScheduleSpec from a PUT body, or InvalidInput (400) naming every bad field;
     the template is checked by the push's own rules (queues.jobspec)."""
-    problems = Problems()
     if not isinstance(raw, dict):
-        problems.invalid.append(FieldError("/", "must be a JSON object"))
-        problems.raise_any()
-        raise AssertionError  # raise_any raised
+        raise InvalidInput(
+            "The request has invalid fields.", errors=[FieldError("/", "must be a JSON object")]
+        )
+    problems = Problems()
     for name in sorted(set(raw) - TEMPLATE_FIELDS - SCHEDULE_FIELDS):
         problems.invalid.append(FieldError(f"/{pointer_segment(name)}", "is not a known field"))
     cron, every_ms = "", None

@@ -213,3 +213,9 @@ def test_a_reason_is_optional_kept_in_the_event_and_never_holds_a_card_number(
     trail = str(list(AuditEvent.objects.values_list("details", flat=True)))
     assert "1111 1111" not in trail and "4111111111111111" not in trail  # BIN and last 4 only
     assert Schedule.objects.get().paused is False
+
+
+def test_a_body_that_is_not_an_object_is_a_400(api: Api, full: str) -> None:
+    call = _put(api, full, ["cron", "* * * * *"])
+    assert call.status == 400 and call.body["errors"][0]["path"] == "/"
+    assert not Schedule.objects.exists()

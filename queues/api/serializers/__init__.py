@@ -5,6 +5,7 @@ validated as plain code (queues/jobspec.py, queues/api/batch.py).
 - ``fields``: the strict fields and the base serializer the bodies use;
 - ``jobs``, ``queues``: each one's bodies and response shapes;
 - ``flow``: update, release, snooze, promote and retry-failed bodies;
+- ``schedules``: a schedule's PUT body (documented), the reason body, the answer;
 - ``me``, ``problems``, ``erasure``: getMe's answer, the problem+json body, and the
   erasure request (compliance.api) with its answer.
 
@@ -76,6 +77,12 @@ from .queues import (
     RateLimitOut,
     SchemaIn,
 )
+from .schedules import (
+    ReasonIn,
+    ScheduleIn,
+    ScheduleListOut,
+    ScheduleOut,
+)
 
 __all__ = [
     "ERROR_CODE_PATTERN",
@@ -117,9 +124,13 @@ __all__ = [
     "QueueStatsOut",
     "RateLimitIn",
     "RateLimitOut",
+    "ReasonIn",
     "ReleaseIn",
     "RetryFailedIn",
     "RetryFailedOut",
+    "ScheduleIn",
+    "ScheduleListOut",
+    "ScheduleOut",
     "SchemaIn",
     "SnoozeIn",
     "StrictBooleanField",

@@ -11,6 +11,7 @@ from django.contrib.admin.views.main import IGNORED_PARAMS
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from compliance.audit.staff import staff_actor
 from kernel.problems import FlashqError
@@ -19,7 +20,7 @@ from .. import selectors, services, staffaccess, staffreads
 from ..models import Job
 from .confirm import ReasonForm, confirmation_page
 from .jobdetail import JOB_DETAIL, JobDetailAdmin
-from .joblist import BoundedCountPaginator, JobChangeList, TagFilter
+from .joblist import BoundedCountPaginator, JobChangeList, StateFilter, TagFilter
 
 
 @admin.register(Job)
@@ -33,9 +34,18 @@ class JobAdmin(JobDetailAdmin):
     hold) may reveal them once, for a reason. Opening a job, searching or filtering
     jobs and revealing are audited (queues.staffreads)."""
 
-    list_display = ["id", "queue", "state", "priority", "attempts", "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "queue",
+        "reported_state",
+        "priority",
+        "attempts",
+        "run_at",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = [
-        "state",
+        StateFilter,
         ("queue", admin.RelatedOnlyFieldListFilter),  # only queues of visible jobs
         ("created_at", admin.DateFieldListFilter),
         ("finished_at", admin.DateFieldListFilter),
@@ -57,6 +67,10 @@ class JobAdmin(JobDetailAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> Any:
         return JobChangeList
+
+    @admin.display(description="state", ordering="state")
+    def reported_state(self, job: Job) -> str:
+        return selectors.reported_state(job, timezone.now())
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         jobs = super().get_queryset(request).select_related("queue")

@@ -24,6 +24,15 @@ class QueueNotFound(FlashqError):
         super().__init__(detail)
 
 
+class ScheduleNotFound(FlashqError):
+    status = 404
+    code = "schedule_not_found"
+    title = "Schedule not found"
+
+    def __init__(self, detail: str = "No such schedule.") -> None:
+        super().__init__(detail)
+
+
 class LeaseConflict(FlashqError):
     status = 409
     code = "lease_conflict"

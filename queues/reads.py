@@ -13,7 +13,7 @@ from django.db import transaction
 from compliance.audit import Action, Actor, audit_record
 
 from . import selectors
-from .models import Job, Queue
+from .models import Job, Queue, Schedule
 
 
 def job_read(*, job_id: uuid.UUID, actor: Actor) -> Job:
@@ -51,3 +51,27 @@ def queue_stats_read(*, queue_name: str, actor: Actor) -> tuple[Queue, dict[str,
         stats = selectors.queue_stats(queue=queue)
         audit_record(actor=actor, action=Action.STATS, queue=queue_name)
     return queue, stats
+
+
+def schedule_read(*, queue_name: str, name: str, actor: Actor) -> Schedule:
+    with transaction.atomic():
+        schedule = selectors.schedule_get(queue_name=queue_name, name=name)
+        audit_record(
+            actor=actor, action=Action.GET_SCHEDULE, queue=queue_name, details={"name": name}
+        )
+    return schedule
+
+
+def schedules_read(*, queue_name: str, actor: Actor) -> list[Schedule]:
+    """A queue's schedules, by name; an unknown queue has none (not a 404: a schedule
+    PUT creates its queue, so the list of a queue not yet made is simply empty)."""
+    with transaction.atomic():
+        queue = selectors.queue_find(name=queue_name)
+        schedules = [] if queue is None else selectors.schedules_for_queue(queue=queue)
+        audit_record(
+            actor=actor,
+            action=Action.GET_SCHEDULES,
+            queue=queue_name,
+            details={"count": len(schedules)},
+        )
+    return schedules

@@ -17,8 +17,8 @@ from compliance.audit.models import AuditEvent
 from compliance.audit.selectors import audit_events_naming_job
 from kernel.problems import InvalidInput
 
-from .errors import JobNotFound, QueueNotFound
-from .models import Job, JobState, Queue
+from .errors import JobNotFound, QueueNotFound, ScheduleNotFound
+from .models import Job, JobState, Queue, Schedule
 
 # Reported states: the stored ones, plus "delayed" for a waiting job whose run_at is in
 # the future. A waiting job past its ttl is reported "expired" before the sweeper
@@ -153,6 +153,22 @@ def queue_stats(*, queue: Queue) -> dict[str, Any]:
         "counts": row,
         "oldest_waiting_age_seconds": (now - oldest).total_seconds() if oldest else None,
     }
+
+
+# -- schedules -------------------------------------------------------------------------
+
+
+def schedules_for_queue(*, queue: Queue) -> list[Schedule]:
+    return list(Schedule.objects.filter(queue=queue).select_related("queue").order_by("name"))
+
+
+def schedule_get(*, queue_name: str, name: str) -> Schedule:
+    schedule: Schedule | None = (
+        Schedule.objects.select_related("queue").filter(queue__name=queue_name, name=name).first()
+    )
+    if schedule is None:
+        raise ScheduleNotFound()
+    return schedule
 
 
 # -- the job admin's reads -------------------------------------------------------------

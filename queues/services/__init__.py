@@ -8,6 +8,7 @@ keyword-only arguments.
 - ``keys``: re-sealing payloads under the primary key;
 - ``grants``: staff rights on one queue;
 - ``clean``: deleting finished jobs (the API's clean, and retention's batches);
+- ``schedules``, ``schedule_fire``: repeatable jobs, and the tick engine firing them;
 - ``common``: the job lookup and the payload guards the others share.
 
 Every service that changes state takes the ``actor`` who asked and records its audit
@@ -52,6 +53,14 @@ from .reports import (
     record_failure,
     release_lease,
 )
+from .schedule_fire import ON_TIME_GRACE, earliest_due, schedules_fire
+from .schedules import (
+    schedule_delete,
+    schedule_pause,
+    schedule_resume,
+    schedule_save,
+    schedule_trigger,
+)
 
 __all__ = [
     "FAILURE_FIELDS",
@@ -59,6 +68,7 @@ __all__ = [
     "KEYED_PUSH_TRIES",
     "LEASE_FIELDS",
     "MAX_CLEAN",
+    "ON_TIME_GRACE",
     "QUEUE_ROLES",
     "SEALED_FIELDS",
     "STALE_LEASE",
@@ -69,6 +79,7 @@ __all__ = [
     "Resealed",
     "check_acks",
     "complete_acked",
+    "earliest_due",
     "finished_before",
     "job_ack",
     "job_cancel",
@@ -93,4 +104,10 @@ __all__ = [
     "queue_update",
     "record_failure",
     "release_lease",
+    "schedule_delete",
+    "schedule_pause",
+    "schedule_resume",
+    "schedule_save",
+    "schedule_trigger",
+    "schedules_fire",
 ]

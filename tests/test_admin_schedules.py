@@ -82,6 +82,11 @@ def test_the_list_shows_each_queue_s_schedules_with_their_runs(
     text = root.get(SCHEDULES).content.decode()
     assert f'href="/admin/queues/job/{job.id}/change/"' in text
     assert 'href="/admin/queues/schedule/add/"' not in text
+    mail = Queue.objects.get(name="mail")
+    queue_page = root.get(f"/admin/queues/queue/{mail.pk}/change/").content.decode()
+    link = f'href="/admin/queues/schedule/?queue__id__exact={mail.pk}"'
+    assert link in queue_page
+    assert _listed(root.get(SCHEDULES, {"queue__id__exact": mail.pk})) == {"nightly", "hourly"}
 
 
 def test_the_detail_is_read_only_and_masks_the_template(schedules: dict[str, Schedule]) -> None:

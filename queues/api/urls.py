@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import job_views, me_views, queue_settings_views, queue_views
+from . import job_views, me_views, queue_settings_views, queue_views, schedule_views
 
 urlpatterns = [
     path("me", me_views.MeApi.as_view(), name="me"),
@@ -30,6 +30,31 @@ urlpatterns = [
         "queues/<str:queue>/concurrency",
         queue_settings_views.QueueConcurrencyApi.as_view(),
         name="queue-concurrency",
+    ),
+    path(
+        "queues/<str:queue>/schedules",
+        schedule_views.ScheduleListApi.as_view(),
+        name="schedule-list",
+    ),
+    path(
+        "queues/<str:queue>/schedules/<str:name>",
+        schedule_views.ScheduleApi.as_view(),
+        name="schedule",
+    ),
+    path(
+        "queues/<str:queue>/schedules/<str:name>/pause",
+        schedule_views.SchedulePauseApi.as_view(),
+        name="schedule-pause",
+    ),
+    path(
+        "queues/<str:queue>/schedules/<str:name>/resume",
+        schedule_views.ScheduleResumeApi.as_view(),
+        name="schedule-resume",
+    ),
+    path(
+        "queues/<str:queue>/schedules/<str:name>/trigger",
+        schedule_views.ScheduleTriggerApi.as_view(),
+        name="schedule-trigger",
     ),
     path("queues/<str:queue>/jobs", queue_views.QueueJobsApi.as_view(), name="queue-jobs"),
     path(

@@ -4,6 +4,7 @@ validated as plain code (queues/jobspec.py, queues/api/batch.py).
 
 - ``fields``: the strict fields and the base serializer the bodies use;
 - ``jobs``, ``queues``: each one's bodies and response shapes;
+- ``schedules``: a schedule's PUT body (documented), the reason body, the answer;
 - ``me``, ``problems``, ``erasure``: getMe's answer, the problem+json body, and the
   erasure request (compliance.api) with its answer.
 
@@ -68,6 +69,12 @@ from .queues import (
     RateLimitOut,
     SchemaIn,
 )
+from .schedules import (
+    ReasonIn,
+    ScheduleIn,
+    ScheduleListOut,
+    ScheduleOut,
+)
 
 __all__ = [
     "ERROR_CODE_PATTERN",
@@ -108,6 +115,10 @@ __all__ = [
     "QueueStatsOut",
     "RateLimitIn",
     "RateLimitOut",
+    "ReasonIn",
+    "ScheduleIn",
+    "ScheduleListOut",
+    "ScheduleOut",
     "SchemaIn",
     "StrictBooleanField",
     "StrictCharField",

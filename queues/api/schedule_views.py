@@ -1,0 +1,237 @@
+"""A queue's schedules (repeatable jobs): put (create or replace), get, list, delete,
+pause, resume and trigger, each needing the ``schedule`` verb on the queue. One view
+per route; each reads parse -> authorize -> service -> render. The template's data is
+shown as getJob shows a job's: the queue's sensitive fields masked without ``reveal``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from kernel.limits import QUEUE_NAME_RE, QUEUE_NAME_RULE
+from kernel.problems import InvalidInput
+from security.access import Principal, Verb
+from security.cards import card_problem, find_cards_in_text
+from security.masking import masked
+
+from .. import reads, services
+from ..models import Schedule
+from ..schedulespec import parse_schedule_spec
+from . import serializers
+from .base import FlashqApiView
+from .docs import operation_schema, problems
+from .operations import Operation
+from .representations import iso, job_summary
+
+
+def schedule_detail(schedule: Schedule, principal: Principal) -> dict[str, Any]:
+    queue = schedule.queue
+    reveal = principal.allows(Verb.REVEAL, queue.name)
+    return {
+        "name": schedule.name,
+        "queue": queue.name,
+        "cron": schedule.cron or None,
+        "every_ms": schedule.every_ms,
+        "timezone": schedule.time_zone,
+        "data": masked(schedule.data, () if reveal else (queue.sensitive_fields or ())),
+        "priority": schedule.priority,
+        "max_attempts": schedule.max_attempts,
+        "backoff": schedule.backoff,
+        "timeout": schedule.timeout_ms,
+        "tags": schedule.tags,
+        "subject": schedule.subject,
+        "start_at": iso(schedule.start_at),
+        "end_at": iso(schedule.end_at),
+        "catch_up": schedule.catch_up,
+        "max_catch_up": schedule.max_catch_up,
+        "paused": schedule.paused,
+        "next_run_at": iso(schedule.next_run_at),
+        "last_run_at": iso(schedule.last_run_at),
+        "last_job_id": None if schedule.last_job_id is None else str(schedule.last_job_id),
+        "created_at": iso(schedule.created_at),
+        "updated_at": iso(schedule.updated_at),
+    }
+
+
+class _ScheduleView(FlashqApiView):
+    def schedule_name(self) -> str:
+        name = str(self.kwargs["name"])
+        if not QUEUE_NAME_RE.fullmatch(name):
+            raise InvalidInput(f"Invalid schedule name: {QUEUE_NAME_RULE}.")
+        refused = card_problem(find_cards_in_text(name, "/name"))
+        if refused is not None:
+            raise refused
+        return name
+
+    def reason(self) -> str:
+        params = serializers.ReasonIn(data=self.request.data or {})
+        params.is_valid(raise_exception=True)
+        return str(params.validated_data["reason"])
+
+    def render(self, schedule: Schedule, status: int = 200) -> Response:
+        return Response(schedule_detail(schedule, self.principal), status=status)
+
+
+_one: dict[Any, Any] = {200: serializers.ScheduleOut, **problems(404)}
+
+
+@extend_schema_view(
+    get=operation_schema(
+        Operation.LIST_SCHEDULES,
+        responses={200: serializers.ScheduleListOut, **problems()},
+        description="The queue's schedules by name (none for a queue not yet made). "
+        "Needs `schedule`.",
+    )
+)
+class ScheduleListApi(_ScheduleView):
+    operations = {"get": Operation.LIST_SCHEDULES}
+
+    def get(self, request: Request, queue: str) -> Response:
+        name = self.queue_name()
+        self.authorize(name)
+        schedules = reads.schedules_read(queue_name=name, actor=self.actor())
+        return Response({"schedules": [schedule_detail(s, self.principal) for s in schedules]})
+
+
+@extend_schema_view(
+    put=operation_schema(
+        Operation.PUT_SCHEDULE,
+        request=serializers.ScheduleIn,
+        responses={
+            201: serializers.ScheduleOut,
+            200: serializers.ScheduleOut,
+            **problems(413, 415),
+        },
+        description="Create (201) or replace (200) a repeatable job: `cron` (5 fields, or 6 "
+        "with seconds first, read in `timezone`) or `every_ms`, and the template of the "
+        "job each tick pushes. Each tick makes exactly one job, keyed "
+        "`schedule:<name>:<tick in UTC>`, pushed as this token's. A replace never fires "
+        "a tick already fired. An invalid cron, time zone or template field is a 400 "
+        "naming it; data failing the queue's schema or holding a card number is a 422; "
+        "nothing is changed. Creates the queue if needed. Needs `schedule`.",
+    ),
+    get=operation_schema(
+        Operation.GET_SCHEDULE,
+        responses=_one,
+        description="Read a schedule, with its `next_run_at`, `last_run_at` and "
+        "`last_job_id`. Needs `schedule`.",
+    ),
+    delete=operation_schema(
+        Operation.DELETE_SCHEDULE,
+        request=serializers.ReasonIn,
+        responses={204: None, **problems(404, 415)},
+        description="Delete a schedule (its jobs stay). Optional `reason`, kept in the "
+        "audit event. Needs `schedule`.",
+    ),
+)
+class ScheduleApi(_ScheduleView):
+    operations = {
+        "put": Operation.PUT_SCHEDULE,
+        "get": Operation.GET_SCHEDULE,
+        "delete": Operation.DELETE_SCHEDULE,
+    }
+
+    def put(self, request: Request, queue: str, name: str) -> Response:
+        queue_name = self.queue_name()
+        schedule_name = self.schedule_name()
+        self.authorize(queue_name)
+        spec = parse_schedule_spec(request.data)
+        schedule, created = services.schedule_save(
+            queue_name=queue_name,
+            name=schedule_name,
+            spec=spec,
+            owner=self.principal.key,
+            actor=self.actor(),
+        )
+        return self.render(schedule, 201 if created else 200)
+
+    def get(self, request: Request, queue: str, name: str) -> Response:
+        queue_name = self.queue_name()
+        schedule_name = self.schedule_name()
+        self.authorize(queue_name)
+        return self.render(
+            reads.schedule_read(queue_name=queue_name, name=schedule_name, actor=self.actor())
+        )
+
+    def delete(self, request: Request, queue: str, name: str) -> Response:
+        queue_name = self.queue_name()
+        schedule_name = self.schedule_name()
+        self.authorize(queue_name)
+        services.schedule_delete(
+            queue_name=queue_name, name=schedule_name, actor=self.actor(), reason=self.reason()
+        )
+        return Response(status=204)
+
+
+class _ScheduleActionApi(_ScheduleView):
+    def post(self, request: Request, queue: str, name: str) -> Response:
+        queue_name = self.queue_name()
+        schedule_name = self.schedule_name()
+        self.authorize(queue_name)
+        return self.act(queue_name, schedule_name, self.reason())
+
+    def act(self, queue_name: str, name: str, reason: str) -> Response:
+        raise NotImplementedError
+
+
+@extend_schema_view(
+    post=operation_schema(
+        Operation.PAUSE_SCHEDULE,
+        request=serializers.ReasonIn,
+        responses={**_one, **problems(404, 415)},
+        description="Stop firing the schedule. Optional `reason`. Needs `schedule`.",
+    )
+)
+class SchedulePauseApi(_ScheduleActionApi):
+    operations = {"post": Operation.PAUSE_SCHEDULE}
+
+    def act(self, queue_name: str, name: str, reason: str) -> Response:
+        return self.render(
+            services.schedule_pause(
+                queue_name=queue_name, name=name, actor=self.actor(), reason=reason
+            )
+        )
+
+
+@extend_schema_view(
+    post=operation_schema(
+        Operation.RESUME_SCHEDULE,
+        request=serializers.ReasonIn,
+        responses={**_one, **problems(404, 415)},
+        description="Fire the schedule again from its first tick after now; ticks that fell "
+        "due while it was paused are not fired. Optional `reason`. Needs `schedule`.",
+    )
+)
+class ScheduleResumeApi(_ScheduleActionApi):
+    operations = {"post": Operation.RESUME_SCHEDULE}
+
+    def act(self, queue_name: str, name: str, reason: str) -> Response:
+        return self.render(
+            services.schedule_resume(
+                queue_name=queue_name, name=name, actor=self.actor(), reason=reason
+            )
+        )
+
+
+@extend_schema_view(
+    post=operation_schema(
+        Operation.TRIGGER_SCHEDULE,
+        request=serializers.ReasonIn,
+        responses={201: serializers.JobSummaryOut, **problems(404, 413, 415)},
+        description="Push one job from the template now (even when paused); `next_run_at` "
+        "does not move. A template that no longer fits the queue's schema is a 422. "
+        "Optional `reason`. Needs `schedule`.",
+    )
+)
+class ScheduleTriggerApi(_ScheduleActionApi):
+    operations = {"post": Operation.TRIGGER_SCHEDULE}
+
+    def act(self, queue_name: str, name: str, reason: str) -> Response:
+        job = services.schedule_trigger(
+            queue_name=queue_name, name=name, actor=self.actor(), reason=reason
+        )
+        return Response(job_summary(job, queue_name, timezone.now()), status=201)

@@ -5,6 +5,7 @@ validated as plain code (queues/jobspec.py, queues/api/batch.py).
 - ``fields``: the strict fields and the base serializer the bodies use;
 - ``jobs``, ``queues``: each one's bodies and response shapes;
 - ``schedules``: a schedule's PUT body (documented), the reason body, the answer;
+- ``flow``: update, release, snooze, promote and retry-failed bodies;
 - ``me``, ``problems``, ``erasure``: getMe's answer, the problem+json body, and the
   erasure request (compliance.api) with its answer.
 
@@ -27,6 +28,14 @@ from .fields import (
     StrictIntegerField,
     StrictSerializer,
 )
+from .flow import (
+    PromoteIn,
+    ReleaseIn,
+    RetryFailedIn,
+    RetryFailedOut,
+    SnoozeIn,
+    UpdateIn,
+)
 from .jobs import (
     MASKED_TEXT,
     AckBatchIn,
@@ -48,7 +57,6 @@ from .jobs import (
     PushBatchOut,
     PushedOut,
     PushIn,
-    UpdateIn,
 )
 from .me import (
     MeOut,
@@ -104,6 +112,7 @@ __all__ = [
     "PermissionOut",
     "ProblemOut",
     "ProgressIn",
+    "PromoteIn",
     "PullIn",
     "PullOut",
     "PushBatchIn",
@@ -116,10 +125,14 @@ __all__ = [
     "RateLimitIn",
     "RateLimitOut",
     "ReasonIn",
+    "ReleaseIn",
+    "RetryFailedIn",
+    "RetryFailedOut",
     "ScheduleIn",
     "ScheduleListOut",
     "ScheduleOut",
     "SchemaIn",
+    "SnoozeIn",
     "StrictBooleanField",
     "StrictCharField",
     "StrictFloatField",

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from compliance.models import AuditEvent
 from queues.models import Job
 
 from .personas import logged_in, make_auditor, make_operator
@@ -51,3 +53,42 @@ def test_the_state_filter_lists_exactly_the_delayed_jobs(jobs: dict[str, str]) -
     page = op.get(JOBS).content.decode()
     assert "?state__exact=delayed" in page  # offered by the filter
     assert "Run at" in page and page.count(">delayed</td>") == 1
+
+
+def _promote(client: Client, ids: list[str], **extra: str) -> Any:
+    return client.post(JOBS, {"action": "promote_jobs", "_selected_action": ids, **extra})
+
+
+def test_promote_asks_a_reason_runs_the_job_now_and_is_audited(jobs: dict[str, str]) -> None:
+    op = _operator()
+    page = op.get(f"{JOBS}{jobs['delayed']}/change/").content.decode()
+    assert 'id="promote-form"' in page and "Run at" in page
+    assert 'id="promote-form"' not in op.get(f"{JOBS}{jobs['ready']}/change/").content.decode()
+    ask = _promote(op, [jobs["delayed"]])
+    assert ask.status_code == 200 and "Promote 1 job(s)?" in ask.content.decode()
+    assert Job.objects.get(id=jobs["delayed"]).run_at > timezone.now()
+    blank = _promote(op, [jobs["delayed"]], confirm="yes", reason="")
+    assert "This field is required" in blank.content.decode()
+    done = _promote(op, [jobs["delayed"], jobs["ready"]], confirm="yes", reason="VIP customer")
+    assert done.status_code == 302
+    assert Job.objects.get(id=jobs["delayed"]).run_at <= timezone.now()
+    [event] = AuditEvent.objects.filter(action="promote")
+    assert event.actor == "user:olga" and event.details["reason"] == "VIP customer"
+    assert event.job_ids == [jobs["delayed"]]  # the ready one was refused by the service
+    assert "Only a delayed job can be promoted" in op.get(JOBS).content.decode()  # the message
+    assert _listed(op.get(JOBS, {"state__exact": "delayed"})) == set()
+
+
+def test_promote_is_refused_outside_the_queues_granted_and_to_auditors(
+    jobs: dict[str, str],
+) -> None:
+    op = _operator()
+    assert op.get(f"{JOBS}{jobs['other']}/change/").status_code in (302, 403, 404)
+    _promote(op, [jobs["other"]], confirm="yes", reason="r")
+    auditor = logged_in(make_auditor())
+    page = auditor.get(f"{JOBS}{jobs['delayed']}/change/").content.decode()
+    assert 'id="promote-form"' not in page
+    assert _promote(auditor, [jobs["delayed"]], confirm="yes", reason="r").status_code == 403
+    assert Job.objects.get(id=jobs["other"]).run_at > timezone.now()
+    assert Job.objects.get(id=jobs["delayed"]).run_at > timezone.now()
+    assert not AuditEvent.objects.filter(action="promote").exists()

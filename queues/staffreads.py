@@ -86,7 +86,7 @@ def schedule_view_record(*, schedule: Schedule, actor: Actor) -> None:
             actor=actor,
             action=Action.GET_SCHEDULE,
             queue=schedule.queue.name,
-            details={"schedule": schedule.name, "via": "admin"},
+            details={"name": schedule.name, "via": "admin"},
         )
 
 

@@ -99,7 +99,7 @@ def test_the_detail_is_read_only_and_masks_the_template(schedules: dict[str, Sch
     assert root.get(f"{SCHEDULES}{schedules['nightly'].pk}/delete/").status_code == 403
     assert root.get(f"{SCHEDULES}add/").status_code == 403
     [view] = _events("getSchedule")
-    assert view.actor == "user:root" and view.details["schedule"] == "nightly"
+    assert view.actor == "user:root" and view.details["name"] == "nightly"
 
 
 def test_pause_resume_and_trigger_ask_a_reason_and_are_audited(

@@ -23,6 +23,13 @@ from .jobdetail import JOB_DETAIL, JobDetailAdmin
 from .joblist import BoundedCountPaginator, JobChangeList, StateFilter, TagFilter
 
 
+@admin.display(description="state", ordering="state")
+def state(job: Job) -> str:
+    """The reported state (``delayed`` for a waiting job whose run_at is to come). A
+    function named ``state``, so the column keeps its ``field-state`` class."""
+    return selectors.reported_state(job, timezone.now())
+
+
 @admin.register(Job)
 class JobAdmin(JobDetailAdmin):
     """Jobs for operators. Retry, cancel, delete and promote (a delayed job, run now)
@@ -37,7 +44,7 @@ class JobAdmin(JobDetailAdmin):
     list_display = [
         "id",
         "queue",
-        "reported_state",
+        state,
         "priority",
         "attempts",
         "run_at",
@@ -67,10 +74,6 @@ class JobAdmin(JobDetailAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> Any:
         return JobChangeList
-
-    @admin.display(description="state", ordering="state")
-    def reported_state(self, job: Job) -> str:
-        return selectors.reported_state(job, timezone.now())
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         jobs = super().get_queryset(request).select_related("queue")

@@ -65,6 +65,8 @@ def run() -> None:
     # The scheduler (audit sealing, lease sweeping, retention) beside the web server.
     print("Starting the scheduler (manage.py qcluster) ...", flush=True)
     scheduler = subprocess.Popen([*manage, "qcluster"], env=env)
+    # Repeatable jobs (queue schedules), fired within the second.
+    repeater = subprocess.Popen([*manage, "run_scheduler"], env=env)
     # A SIGTERM (not only Ctrl-C) stops the web server and then the scheduler too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -73,11 +75,13 @@ def run() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        scheduler.terminate()
-        try:
-            scheduler.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            scheduler.kill()
+        for process in (repeater, scheduler):
+            process.terminate()
+        for process in (repeater, scheduler):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def test(args: list[str]) -> None:

@@ -1,5 +1,6 @@
 """Starting and stopping the real servers some tests run (gunicorn, nginx, qcluster):
-``serve`` does it for every one of them; and the production environment they run in."""
+``serve`` does it for every one of them (``running`` for a process with no port, such as
+the scheduler); and the production environment they run in."""
 
 from __future__ import annotations
 
@@ -181,5 +182,20 @@ def serve(
     try:
         wait_until_ready(process, port, shown_log or log, host=host, health=health)
         yield Served(process, host, port, log)
+    finally:
+        stop(process)
+
+
+@contextmanager
+def running(argv: Sequence[str], *, env: Mapping[str, str], log: Path) -> Iterator[Served]:
+    """Start ``argv`` (a process that serves nothing, e.g. ``manage.py run_scheduler``)
+    from the project's folder, its output appended to ``log``; stop it on the way out.
+    The Served it yields has no port (0)."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            list(argv), env=dict(env), cwd=BASE_DIR, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        yield Served(process, "", 0, log)
     finally:
         stop(process)

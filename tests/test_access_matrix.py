@@ -39,6 +39,13 @@ QUEUE_ROUTES = {
     "removeSchema",
     "setConcurrency",
     "removeConcurrency",
+    "putSchedule",
+    "getSchedule",
+    "listSchedules",
+    "pauseSchedule",
+    "resumeSchedule",
+    "triggerSchedule",
+    "deleteSchedule",
 }
 UNSCOPED_ROUTES = {"listQueues", "me"}
 
@@ -123,7 +130,8 @@ def _expected(persona: str, route: str) -> int:
     # is not.
     if route in LEASE_ROUTES:
         return 409
-    return {"retry": 409}.get(route, 201 if route in ("push", "push batch") else 200)
+    answers = {"retry": 409, "triggerSchedule": 201, "deleteSchedule": 204}
+    return answers.get(route, 201 if route in ("push", "push batch") else 200)
 
 
 CASES = [(route, persona) for route in ROUTES for persona in PERSONAS]

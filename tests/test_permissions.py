@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from compliance.models import AuditEvent
+from queues import services
 from queues.models import Job
+from queues.schedulespec import parse_schedule_spec
 
 from .personas import Personas
-from .support import Api, Call, make_token, pull, push
+from .support import SETUP, Api, Call, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -40,6 +42,16 @@ WORKER_JOB_VERB = {"producer": 403, "worker": 200, "admin": 200, "stranger": 404
 
 # Only the admin persona (getJobs, stats, pause, resume).
 ADMIN_ONLY = {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "none": 401}
+
+_EVERY_MINUTE = {"every_ms": 60_000, "data": {}}
+
+
+def _scheduled() -> str:
+    """The schedule "s" of jobs:q, saved through the service; its routes' prefix."""
+    spec = parse_schedule_spec(_EVERY_MINUTE)
+    services.schedule_save(queue_name="jobs:q", name="s", spec=spec, owner="fam:t", actor=SETUP)
+    return "/queues/jobs:q/schedules"
+
 
 # route -> (call, expectations per persona). The job lives in queue jobs:q.
 ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[str, Any]]] = {
@@ -146,6 +158,26 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
     "removeConcurrency": (
         lambda api, job, t: api.request("DELETE", "/queues/jobs:q/concurrency", as_=t),
         ADMIN_ONLY,
+    ),
+    # Schedules (the schedule verb): the schedule "s" of jobs:q exists beforehand.
+    "putSchedule": (
+        lambda api, job, t: api.request("PUT", f"{_scheduled()}/s", _EVERY_MINUTE, as_=t),
+        ADMIN_ONLY,
+    ),
+    "getSchedule": (lambda api, job, t: api.get(f"{_scheduled()}/s", as_=t), ADMIN_ONLY),
+    "listSchedules": (lambda api, job, t: api.get(_scheduled(), as_=t), ADMIN_ONLY),
+    "pauseSchedule": (lambda api, job, t: api.post(f"{_scheduled()}/s/pause", as_=t), ADMIN_ONLY),
+    "resumeSchedule": (
+        lambda api, job, t: api.post(f"{_scheduled()}/s/resume", as_=t),
+        ADMIN_ONLY,
+    ),
+    "triggerSchedule": (
+        lambda api, job, t: api.post(f"{_scheduled()}/s/trigger", as_=t),
+        {**ADMIN_ONLY, "admin": 201},
+    ),
+    "deleteSchedule": (
+        lambda api, job, t: api.request("DELETE", f"{_scheduled()}/s", as_=t),
+        {**ADMIN_ONLY, "admin": 204},
     ),
 }
 

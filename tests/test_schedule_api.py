@@ -11,7 +11,9 @@ import pytest
 from django.db import connection
 
 from compliance.models import AuditEvent
+from queues.api import serializers
 from queues.models import Job, Queue, Schedule
+from queues.schedulespec import SCHEDULE_FIELDS, TEMPLATE_FIELDS
 
 from .support import Api, make_token
 
@@ -188,3 +190,9 @@ def test_the_schedule_verb_governs_every_route(api: Api, full: str) -> None:
     assert denied.count() == 2 * len(calls)
     for method, path, body in calls:
         assert api.request(method, path, body, as_=scheduler).status < 300, (method, path)
+
+
+def test_documented_shapes_match_what_the_api_parses_and_returns(api: Api, full: str) -> None:
+    assert set(serializers.ScheduleIn().fields) == TEMPLATE_FIELDS | SCHEDULE_FIELDS
+    body = _put(api, full, NIGHTLY).body
+    assert set(serializers.ScheduleOut().fields) == set(body)

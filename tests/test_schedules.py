@@ -14,6 +14,7 @@ from django_q.tasks import async_task
 
 from compliance.models import AuditEvent
 from queues.models import Job, JobState
+from queues.models import Schedule as RepeatingJob
 
 from .personas import make_full_token
 from .support import Api, pull, push
@@ -30,6 +31,7 @@ def test_setup_schedules_is_idempotent_and_carries_no_arguments() -> None:
     assert set(schedules) == {
         "flashq: seal audit events",
         "flashq: sweep expired leases",
+        "flashq: fire due schedules",
         "flashq: retention",
     }
     assert schedules["flashq: seal audit events"].schedule_type == Schedule.MINUTES
@@ -49,14 +51,19 @@ def test_each_scheduled_function_does_its_work_and_its_task_row_holds_no_payload
     leased = push(api, token, queue="jobs:s", data={"note": MARK})["id"]
     [job] = pull(api, token, queue="jobs:s", lease=1)
     Job.objects.filter(id=job["id"]).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    repeat = {"every_ms": 3_600_000, "data": {"note": MARK}}
+    put = api.request("PUT", "/queues/jobs:s/schedules/hourly", repeat, as_=token)
+    assert put.status == 201
+    RepeatingJob.objects.update(next_run_at=timezone.now() - timedelta(seconds=5))
     schedules = {s.func: s for s in Schedule.objects.all()}
     for func in schedules:
         async_task(func, sync=True)
     assert Job.objects.get(id=leased).state == JobState.WAITING  # lease recovered
     assert not Job.objects.filter(id=old).exists()  # retention ran
     assert AuditEvent.objects.filter(seq__isnull=False).exists()  # sealing ran
+    assert Job.objects.filter(key__startswith="schedule:hourly:").count() == 1  # fired
     tasks = list(Task.objects.all())
-    assert len(tasks) == 3 and all(task.success for task in tasks), [t.result for t in tasks]
+    assert len(tasks) == 4 and all(task.success for task in tasks), [t.result for t in tasks]
     assert all(MARK not in repr((task.args, task.kwargs, task.result)) for task in tasks)
 
 

@@ -52,6 +52,13 @@ ROUTES = {
     ("/api/v1/queues/{queue}/retry-failed", "post"),
     ("/api/v1/queues/{queue}/clean", "post"),
     ("/api/v1/compliance/erasures", "post"),
+    ("/api/v1/queues/{queue}/schedules", "get"),
+    ("/api/v1/queues/{queue}/schedules/{name}", "put"),
+    ("/api/v1/queues/{queue}/schedules/{name}", "get"),
+    ("/api/v1/queues/{queue}/schedules/{name}", "delete"),
+    ("/api/v1/queues/{queue}/schedules/{name}/pause", "post"),
+    ("/api/v1/queues/{queue}/schedules/{name}/resume", "post"),
+    ("/api/v1/queues/{queue}/schedules/{name}/trigger", "post"),
 }
 
 
@@ -88,6 +95,15 @@ def test_the_schema_describes_every_route_with_its_error_responses(schema: dict[
     [queue_param] = schema["paths"]["/api/v1/queues/{queue}/pull"]["post"]["parameters"]
     assert re.fullmatch(queue_param["schema"]["pattern"], "jobs:email")
     assert not re.fullmatch(queue_param["schema"]["pattern"], "-bad")
+    schedule = schema["paths"]["/api/v1/queues/{queue}/schedules/{name}"]["put"]
+    assert {"200", "201", "400", "422"} <= set(schedule["responses"])
+    [name_param] = [p for p in schedule["parameters"] if p["name"] == "name"]
+    assert re.fullmatch(name_param["schema"]["pattern"], "nightly-report")
+    assert not re.fullmatch(name_param["schema"]["pattern"], "-bad")
+    assert components["ScheduleInRequest"]["additionalProperties"] is False
+    assert {"next_run_at", "last_run_at", "last_job_id", "paused"} <= set(
+        components["ScheduleOut"]["properties"]
+    )
     [pattern_param] = schema["paths"]["/api/v1/queues/{queue}/clean"]["post"]["parameters"]
     assert re.fullmatch(pattern_param["schema"]["pattern"], "jobs:*")
 

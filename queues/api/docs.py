@@ -188,18 +188,27 @@ def strict_schema_hook(
         for operation in operations.values():
             _document_retries(operation)
             for parameter in operation.get("parameters", []):
-                if parameter.get("in") == "path" and parameter["name"] == "queue":
-                    if path.endswith("/clean"):  # a pattern: * is any run of characters
-                        parameter["schema"] = {"type": "string", "pattern": QUEUE_PATTERN}
-                        parameter["description"] = "A queue name, or a pattern with *"
-                        continue
-                    parameter["schema"] = {"type": "string", "pattern": QUEUE_NAME_PATTERN}
-                    parameter["description"] = QUEUE_NAME_RULE
-                elif parameter.get("in") == "path" and parameter["name"] == "job_id":
-                    parameter["schema"] = {"type": "string", "format": "uuid"}
-                elif parameter.get("in") == "query" and parameter["name"] == "cursor":
-                    parameter["schema"] = {"type": "string", "pattern": CURSOR_PATTERN}
+                _document_parameter(path, parameter)
     return result
+
+
+def _document_parameter(path: str, parameter: dict[str, Any]) -> None:
+    """A path or query parameter's rule, as the server checks it."""
+    if parameter.get("in") == "path" and parameter["name"] == "queue":
+        if path.endswith("/clean"):  # a pattern: * is any run of characters
+            parameter["schema"] = {"type": "string", "pattern": QUEUE_PATTERN}
+            parameter["description"] = "A queue name, or a pattern with *"
+            return
+        parameter["schema"] = {"type": "string", "pattern": QUEUE_NAME_PATTERN}
+        parameter["description"] = QUEUE_NAME_RULE
+    elif parameter.get("in") == "path" and parameter["name"] == "job_id":
+        parameter["schema"] = {"type": "string", "format": "uuid"}
+    elif parameter.get("in") == "path" and "/schedules/{name}" in path:
+        # A schedule's name follows the queue name's rule (Schedule.name).
+        parameter["schema"] = {"type": "string", "pattern": QUEUE_NAME_PATTERN}
+        parameter["description"] = "The schedule's name: " + QUEUE_NAME_RULE
+    elif parameter.get("in") == "query" and parameter["name"] == "cursor":
+        parameter["schema"] = {"type": "string", "pattern": CURSOR_PATTERN}
 
 
 def _document_retries(operation: dict[str, Any]) -> None:

@@ -140,6 +140,7 @@ def schedule_delete(*, queue_name: str, name: str, actor: Actor, reason: str = "
         audit_record(
             actor=actor,
             action=Action.SCHEDULE_DELETE,
+            status=204,
             queue=queue_name,
             details={"name": name, **_reason(reason)},
         )

@@ -16,7 +16,8 @@ from compliance.audit import Actor
 from compliance.erasure import subject_erase
 from compliance.models import AuditEvent, ErasureRequest
 from queues import services
-from queues.models import Queue, Schedule
+from queues.models import Schedule
+from queues.schedulespec import parse_schedule_spec
 
 from .support import SETUP
 
@@ -28,10 +29,10 @@ SUBJECT = "u-4711"
 def _schedule(
     queue: str, name: str, *, data: dict[str, object], subject: str | None = None
 ) -> None:
-    """A schedule row as the API's PUT stores it (the template data sealed)."""
-    owner, _ = Queue.objects.get_or_create(name=queue)
-    Schedule.objects.create(
-        queue=owner, name=name, every_ms=60_000, data=data, subject=subject, created_by="test"
+    """A schedule saved as the API's PUT saves it (the template data sealed)."""
+    raw = {"every_ms": 60_000, "data": data, **({"subject": subject} if subject else {})}
+    services.schedule_save(
+        queue_name=queue, name=name, spec=parse_schedule_spec(raw), owner="test", actor=SETUP
     )
 
 
@@ -40,10 +41,8 @@ def schedules() -> None:
     _schedule("mail", "by-path", data={"userId": SUBJECT, "email": "anna@example.com"})
     _schedule("mail", "by-subject", data={"n": 1}, subject=SUBJECT)
     _schedule("mail", "someone-else", data={"userId": "u-1"})
+    services.queue_create(name="crm", subject_path="user.id", actor=SETUP)
     _schedule("crm", "nested", data={"user": {"id": SUBJECT}})
-    crm = Queue.objects.get(name="crm")
-    crm.subject_path = "user.id"
-    crm.save(update_fields=["subject_path"])
     _schedule("billing", "held", data={"userId": SUBJECT})
     services.queue_set_legal_hold(name="billing", hold=True, reason="case 9", actor=SETUP)
 
@@ -105,3 +104,17 @@ def test_the_command_reports_the_schedules(schedules: None) -> None:
     assert "Nothing found" not in report
     call_command("gdpr_erase", SUBJECT, "--execute", "--reason", "DSR 9", stdout=StringIO())
     assert _names() == {"someone-else", "held"}
+
+
+def test_a_failure_after_the_deletion_keeps_every_schedule(
+    schedules: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the receipt could not be written")
+
+    monkeypatch.setattr("compliance.erasure._receipt_write", broken)
+    with pytest.raises(RuntimeError):
+        subject_erase(
+            subject=SUBJECT, mode="delete", reason="DSR 10", execute=True, actor=Actor.command("t")
+        )
+    assert _names() == ALL and not ErasureRequest.objects.exists()

@@ -160,3 +160,22 @@ def test_an_auditor_only_looks_and_staff_without_rights_see_nothing(
     assert "/admin/queues/schedule/" not in nobody.get("/admin/").content.decode()
     assert not Job.objects.exists() and not Schedule.objects.filter(paused=True).exists()
     assert not AuditEvent.objects.filter(action="schedule.trigger").exists()
+
+
+def test_a_viewer_of_the_queue_sees_its_schedules_and_cannot_act(
+    schedules: dict[str, Schedule],
+) -> None:
+    vera = make_staff("vera")
+    services.queue_grant(queue_name="mail", role="viewer", grantee=vera, actor=SETUP)
+    viewer = logged_in(vera)
+    page = viewer.get(SCHEDULES)
+    assert _listed(page) == {"nightly", "hourly"}
+    assert 'name="action"' not in page.content.decode()
+    for action in ("pause_schedules", "trigger_schedules", "delete_schedules"):
+        answer = _act(viewer, action, [schedules["hourly"]], confirm="yes", reason="x")
+        assert answer.status_code in (302, 403)
+    assert Schedule.objects.filter(pk=schedules["hourly"].pk, paused=False).exists()
+    assert not Job.objects.exists()
+    assert not AuditEvent.objects.filter(
+        action__in=["schedule.pause", "schedule.trigger", "schedule.delete"]
+    ).exists()

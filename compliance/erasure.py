@@ -10,7 +10,9 @@ clears error texts and code, history and progress message (they may quote
 personal data), drops tags and an idempotency key that contain the identifier, and
 cancels the job if it has not finished, so nothing runs on the subject's data any more
 and a worker holding its lease can no longer ack or fail it. Delete mode removes the
-jobs. Queues under legal hold are skipped and reported.
+jobs. Queues under legal hold are skipped and reported. Schedules whose job template is
+about the subject are deleted in either mode (compliance.erasure_schedules) and counted
+under ``schedules`` in their queue's counts.
 
 One service, ``subject_erase``, serves ``manage.py gdpr_erase``, the admin's erasure page
 and ``POST /api/v1/compliance/erasures``: one transaction, one audit event, and for an
@@ -18,7 +20,7 @@ executed run an ``ErasureRequest`` receipt. Neither holds the subject, only its 
 pseudonym. The API decides per queue (verb ``erase``): queues its token may not erase
 are skipped unread.
 
-Erasure changes job rows only. The audit trail, django-auditlog history and django-q2's
+Erasure changes job and schedule rows only. The audit trail, django-auditlog history and django-q2's
 rows are never rewritten: they never receive a payload or a subject in the first place
 (tests/test_erasure_stores.py drives every path a job takes and scans them), so there is
 nothing of the subject's there to erase, and an erasure cannot be turned into a tool
@@ -36,6 +38,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
+from compliance.erasure_schedules import (
+    SCHEDULES,
+    schedules_count,
+    schedules_delete,
+    schedules_to_erase,
+)
 from compliance.models import ErasureRequest
 from kernel import limits
 from kernel.problems import CardNumberDetected
@@ -156,7 +164,14 @@ class Erasure:
 
     @property
     def total(self) -> int:
-        return sum(sum(states.values()) for states in self.counts.values())
+        """Jobs found (``counts`` also holds each queue's schedules, under SCHEDULES)."""
+        return sum(
+            n for states in self.counts.values() for k, n in states.items() if k != SCHEDULES
+        )
+
+    @property
+    def schedules(self) -> int:
+        return sum(states.get(SCHEDULES, 0) for states in self.counts.values())
 
 
 def subject_erase(
@@ -172,17 +187,21 @@ def subject_erase(
     queues ``may_erase`` allows (None: every queue, for the command and the admin, whose
     callers are already entitled to all of them). Other queues are skipped unread:
     neither counted nor touched, and nothing of their jobs reaches the outcome, the
-    receipt or the audit event. Only job rows change."""
+    receipt or the audit event. Only job and schedule rows change."""
     _check_request(subject=subject, mode=mode, reason=reason, execute=execute)
     outcome = Erasure(executed=execute, mode=mode)
     with transaction.atomic():
         queues, outcome.skipped = _queues_in_reach(may_erase)
         jobs, outcome.held = _jobs_to_erase(subject, queues, every_queue=may_erase is None)
+        schedules, held = schedules_to_erase(subject, queues, lock=execute)
+        outcome.held = sorted({*outcome.held, *held})
         if execute:
             jobs = _locked(jobs)
         _count_and_redact(outcome, jobs, queues, subject)
+        schedules_count(outcome.counts, schedules, queues)
         if execute:
             _write(jobs, mode)
+            schedules_delete(schedules)
             outcome.receipt = _receipt_write(outcome, subject=subject, reason=reason, actor=actor)
         _erasure_record(outcome, jobs, subject=subject, reason=reason, actor=actor)
     return outcome

@@ -86,6 +86,12 @@ def _state_filter(state: str, now: datetime) -> Q:
     return Q(state=state)
 
 
+def jobs_in_state(*, jobs: QuerySet[Job], state: str) -> QuerySet[Job]:
+    """``jobs`` in one reported state: "delayed" and "waiting" apart, "expired" with
+    the waiting jobs past their ttl (the admin's state filter)."""
+    return jobs.filter(_state_filter(state, timezone.now()))
+
+
 def queue_find(*, name: str) -> Queue | None:
     return Queue.objects.filter(name=name).first()
 

@@ -6,8 +6,10 @@ granted the queues they run). Jobs follow their queue:
 
 - ``view_queue``: see the queue and its jobs;
 - ``change_queue``: its settings, pause and resume;
-- ``operate_queue``: retry, cancel and delete its jobs (globally also ``retry_job``,
-  ``cancel_job`` and ``delete_job``);
+- ``operate_queue``: retry, cancel, delete and promote its jobs (globally also
+  ``retry_job``, ``cancel_job``, ``delete_job`` and ``change_job``), pause, resume and
+  trigger its schedules (globally ``change_schedule``) and delete them
+  (``delete_schedule``);
 - ``reveal_queue``: its jobs' sensitive fields unmasked (globally ``reveal_job``).
 """
 
@@ -25,6 +27,9 @@ GLOBAL_EQUIVALENT = {
     "operate_queue:retry": "queues.retry_job",
     "operate_queue:cancel": "queues.cancel_job",
     "operate_queue:delete": "queues.delete_job",
+    "operate_queue:promote": "queues.change_job",
+    "operate_queue:schedule": "queues.change_schedule",
+    "operate_queue:schedule_delete": "queues.delete_schedule",
     "reveal_queue": "queues.reveal_job",
     "view_queue": "queues.view_queue",
     "change_queue": "queues.change_queue",

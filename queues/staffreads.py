@@ -25,7 +25,7 @@ from django.db import transaction
 from compliance.audit import Action, Actor, audit_record, audit_refusal
 from security.masking import MASKED, masked, masked_text, pseudonym
 
-from .models import Job
+from .models import Job, Schedule
 
 # Filters whose values are the platform's own vocabulary (states, queue ids, dates):
 # recorded as given. Any other value (a tag, a search term) may name a person.
@@ -76,6 +76,17 @@ def job_view_record(*, job: Job, actor: Actor) -> None:
     with transaction.atomic():
         audit_record(
             actor=actor, action=Action.ADMIN_JOB_VIEW, queue=job.queue.name, job_ids=[job.id]
+        )
+
+
+def schedule_view_record(*, schedule: Schedule, actor: Actor) -> None:
+    """A staff user opened ``schedule``'s page (its template data masked)."""
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action=Action.GET_SCHEDULE,
+            queue=schedule.queue.name,
+            details={"name": schedule.name, "via": "admin"},
         )
 
 

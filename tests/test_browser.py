@@ -5,7 +5,8 @@ An operator logs in, watches the dashboard refresh itself, finds a failed job by
 searching its error text, retries it (confirming with a reason) and sees its state
 change. A revealer opens a masked job, reveals it with a reason, sees the values once
 and masked again after a reload. An auditor logs in, exports the audit trail and finds
-no destructive control anywhere it looks.
+no destructive control anywhere it looks. An operator goes from a queue's page to its
+schedules and pauses one, with a reason.
 
 Runs with: apt-get install -y chromium && python3 dev.py test -m browser
 """
@@ -17,7 +18,8 @@ from typing import Any
 from compliance.models import AuditEvent
 from queues import pulling, services
 from queues.jobspec import JobSpec
-from queues.models import Job, JobState
+from queues.models import Job, JobState, Queue, Schedule
+from queues.schedulespec import parse_schedule_spec
 
 from .browsers import BROWSER_MARKS, SETUP, log_in
 from .personas import make_auditor, make_operator
@@ -78,6 +80,30 @@ def test_an_operator_finds_a_failed_job_by_its_error_and_retries_it(
     assert state.lower() == "waiting"
 
 
+def test_an_operator_pauses_a_schedule_from_its_queue_s_page(
+    live_server: Any, browser: Any
+) -> None:
+    spec = parse_schedule_spec({"every_ms": 3_600_000, "data": {"kind": "digest"}})
+    services.schedule_save(queue_name="mail", name="digest", spec=spec, owner="t", actor=SETUP)
+    olga = make_operator("olga", "mail")
+    page = log_in(browser, live_server.url, olga)
+    mail = Queue.objects.get(name="mail")
+    page.goto(f"{live_server.url}/admin/queues/queue/{mail.pk}/change/")
+    page.click("#schedules-link")
+    row = page.locator("tr:has-text('digest')")
+    assert row.locator("td.field-timing").inner_text() == "every 3600000 ms"
+    row.locator("input.action-select").check()
+    page.select_option("select[name=action]", "pause_schedules")
+    page.click("button[name=index]")
+    page.wait_for_selector("#confirm-form")
+    page.fill("#id_reason", "INC-77 digest storm")
+    page.click("#confirm-form input[type=submit]")
+    page.wait_for_selector("text=Pause: 1 schedule(s).")
+    assert Schedule.objects.get(name="digest").paused
+    [event] = AuditEvent.objects.filter(action="schedule.pause")
+    assert (event.actor, event.details["reason"]) == ("user:olga", "INC-77 digest storm")
+
+
 def test_a_revealer_sees_a_job_in_clear_once_for_a_reason(live_server: Any, browser: Any) -> None:
     job_id = _failed_job("login refused: password=hunter2", {"to": "a@x.example", "apiKey": "ak-7"})
     rita = make_operator("rita", "mail")
@@ -119,6 +145,7 @@ def test_an_auditor_exports_the_trail_and_meets_no_destructive_control(
         "/admin/queues/job/",
         f"/admin/queues/job/{job_id}/change/",
         "/admin/queues/queue/",
+        "/admin/queues/schedule/",
         "/admin/compliance/retentionpolicy/",
     ):
         page.goto(live_server.url + path)

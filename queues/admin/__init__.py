@@ -10,6 +10,8 @@ without a global right sees and acts on only the queues granted to them
 - ``joblist``: the list for a big table (bounded count, no payloads, the tag filter);
 - ``jobdetail``: a job's page, payloads and free texts masked for every role and
   revealed once on request with a reason (queues.staffreads), and its audit events;
+- ``schedules``: schedules per queue, read-only, with pause, resume, trigger and delete
+  actions that ask for a reason, per schedule the user may operate;
 - ``confirm``: the confirmation page with a reason that every action shows first.
 
 What a staff user sees is read through queues.selectors and queues.staffreads.
@@ -18,6 +20,6 @@ their ModelAdmins."""
 
 from __future__ import annotations
 
-from . import jobs, queues
+from . import jobs, queues, schedules
 
-__all__ = ["jobs", "queues"]
+__all__ = ["jobs", "queues", "schedules"]

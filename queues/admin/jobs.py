@@ -11,6 +11,7 @@ from django.contrib.admin.views.main import IGNORED_PARAMS
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from compliance.audit.staff import staff_actor
 from kernel.problems import FlashqError
@@ -19,23 +20,39 @@ from .. import selectors, services, staffaccess, staffreads
 from ..models import Job
 from .confirm import ReasonForm, confirmation_page
 from .jobdetail import JOB_DETAIL, JobDetailAdmin
-from .joblist import BoundedCountPaginator, JobChangeList, TagFilter
+from .joblist import BoundedCountPaginator, JobChangeList, StateFilter, TagFilter
+
+
+@admin.display(description="state", ordering="state")
+def state(job: Job) -> str:
+    """The reported state (``delayed`` for a waiting job whose run_at is to come). A
+    function named ``state``, so the column keeps its ``field-state`` class."""
+    return selectors.reported_state(job, timezone.now())
 
 
 @admin.register(Job)
 class JobAdmin(JobDetailAdmin):
-    """Jobs for operators. Retry, cancel and delete are actions on one job or the
-    selection: each declares its permission, asks for confirmation and a reason, and
-    calls the same service as the API, audited with the staff user as actor. Payloads
-    are shown decrypted with the queue's sensitive fields and the worker's free texts
-    masked for every role, superusers included; a user with the reveal right on the
-    job's queue (``reveal_queue``, or ``queues.reveal_job`` globally, which superusers
-    hold) may reveal them once, for a reason. Opening a job, searching or filtering
-    jobs and revealing are audited (queues.staffreads)."""
+    """Jobs for operators. Retry, cancel, delete and promote (a delayed job, run now)
+    are actions on one job or the selection: each declares its permission, asks for
+    confirmation and a reason, and calls the same service as the API, audited with the
+    staff user as actor. Payloads are shown decrypted with the queue's sensitive fields
+    and the worker's free texts masked for every role, superusers included; a user with
+    the reveal right on the job's queue (``reveal_queue``, or ``queues.reveal_job``
+    globally, which superusers hold) may reveal them once, for a reason. Opening a job,
+    searching or filtering jobs and revealing are audited (queues.staffreads)."""
 
-    list_display = ["id", "queue", "state", "priority", "attempts", "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "queue",
+        state,
+        "priority",
+        "attempts",
+        "run_at",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = [
-        "state",
+        StateFilter,
         ("queue", admin.RelatedOnlyFieldListFilter),  # only queues of visible jobs
         ("created_at", admin.DateFieldListFilter),
         ("finished_at", admin.DateFieldListFilter),
@@ -52,7 +69,7 @@ class JobAdmin(JobDetailAdmin):
     )
     fields = tuple(JOB_DETAIL)
     readonly_fields = tuple(JOB_DETAIL)
-    actions = ["retry_jobs", "cancel_jobs", "delete_jobs"]
+    actions = ["retry_jobs", "cancel_jobs", "delete_jobs", "promote_jobs"]
     change_form_template = "admin/queues/job/change_form.html"
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> Any:
@@ -115,6 +132,9 @@ class JobAdmin(JobDetailAdmin):
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return staffaccess.may_on_some(request.user, "operate_queue:cancel")
 
+    def has_promote_permission(self, request: HttpRequest) -> bool:
+        return staffaccess.may_on_some(request.user, "operate_queue:promote")
+
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         # Deleting goes through the action (confirmation, reason, service, audit).
         raise PermissionDenied("Delete jobs with the 'Delete the selected jobs' action.")
@@ -138,6 +158,9 @@ class JobAdmin(JobDetailAdmin):
         if obj is not None:
             staffreads.job_view_record(job=obj, actor=staff_actor(request))
             context["may_reveal"] = staffaccess.may_on(request.user, "reveal_queue", obj.queue)
+            delayed = selectors.reported_state(obj, timezone.now()) == selectors.DELAYED
+            may = staffaccess.may_on(request.user, "operate_queue:promote", obj.queue)
+            context["may_promote"] = delayed and may
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
@@ -224,4 +247,16 @@ class JobAdmin(JobDetailAdmin):
             queryset,
             verb="delete",
             act=lambda job, why: services.jobs_delete(job_ids=[job.id], reason=why, actor=actor),
+        )
+
+    @admin.action(
+        permissions=["promote"], description="Promote the selected delayed jobs (run now)"
+    )
+    def promote_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="promote",
+            act=lambda job, why: services.job_promote(job_id=job.id, actor=actor, reason=why),
         )

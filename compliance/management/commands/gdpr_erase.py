@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from compliance.audit import Actor
 from compliance.erasure import ErasureRefused, subject_erase
+from compliance.erasure_schedules import SCHEDULES
 
 
 class Command(BaseCommand):
@@ -41,16 +42,20 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         verb = {"redact": "redacted", "delete": "deleted"}[outcome.mode]
         verb = verb if outcome.executed else f"would be {verb}"
+        deleted = "deleted" if outcome.executed else "would be deleted"  # schedules, any mode
         for queue, states in sorted(outcome.counts.items()):
             for state, count in sorted(states.items()):
-                self.stdout.write(f"{queue} [{state}]: {count} job(s) {verb}")
+                noun = f"schedule(s) {deleted}" if state == SCHEDULES else f"job(s) {verb}"
+                self.stdout.write(f"{queue} [{state}]: {count} {noun}")
             if outcome.mode == "redact":
                 fields = ", ".join(outcome.fields.get(queue, [])) or "none found"
                 self.stdout.write(f"{queue}: fields {fields}; the subject identifier removed")
         for queue in outcome.held:
             self.stdout.write(f"{queue}: under legal hold, skipped")
         self.stdout.write(f"other stores: {outcome.other_stores}")
-        if not outcome.total:
+        if outcome.schedules:
+            self.stdout.write(f"{outcome.schedules} schedule(s) {deleted}.")
+        if not outcome.total and not outcome.schedules:
             self.stdout.write("Nothing found about this subject.")
         elif outcome.executed and outcome.receipt is not None:
             self.stdout.write(f"{outcome.total} job(s) {verb}; receipt {outcome.receipt.pk}.")

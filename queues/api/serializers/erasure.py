@@ -35,7 +35,10 @@ class ErasureOut(serializers.Serializer):
     total = serializers.IntegerField(help_text="Jobs found in the queues this token may erase")
     counts = serializers.DictField(
         child=serializers.DictField(child=serializers.IntegerField()),
-        help_text="queue -> state -> jobs (queues this token may erase only)",
+        help_text=(
+            "queue -> state -> jobs (queues this token may erase only); the key "
+            "`schedules` counts the queue's schedules about the subject, deleted in any mode"
+        ),
     )
     redacted_fields = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),

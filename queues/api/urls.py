@@ -2,7 +2,14 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import flow_views, job_views, me_views, queue_settings_views, queue_views, schedule_views
+from . import (
+    job_views,
+    lifecycle_views,
+    me_views,
+    queue_settings_views,
+    queue_views,
+    schedule_views,
+)
 
 urlpatterns = [
     path("me", me_views.MeApi.as_view(), name="me"),
@@ -71,12 +78,12 @@ urlpatterns = [
     path("jobs/<str:job_id>/progress", job_views.JobProgressApi.as_view(), name="job-progress"),
     path("jobs/<str:job_id>/cancel", job_views.JobCancelApi.as_view(), name="job-cancel"),
     path("jobs/<str:job_id>/retry", job_views.JobRetryApi.as_view(), name="job-retry"),
-    path("jobs/<str:job_id>/release", flow_views.JobReleaseApi.as_view(), name="job-release"),
-    path("jobs/<str:job_id>/snooze", flow_views.JobSnoozeApi.as_view(), name="job-snooze"),
-    path("jobs/<str:job_id>/promote", flow_views.JobPromoteApi.as_view(), name="job-promote"),
+    path("jobs/<str:job_id>/release", lifecycle_views.JobReleaseApi.as_view(), name="job-release"),
+    path("jobs/<str:job_id>/snooze", lifecycle_views.JobSnoozeApi.as_view(), name="job-snooze"),
+    path("jobs/<str:job_id>/promote", lifecycle_views.JobPromoteApi.as_view(), name="job-promote"),
     path(
         "queues/<str:queue>/retry-failed",
-        flow_views.QueueRetryFailedApi.as_view(),
+        lifecycle_views.QueueRetryFailedApi.as_view(),
         name="queue-retry-failed",
     ),
 ]

@@ -4,7 +4,7 @@ validated as plain code (queues/jobspec.py, queues/api/batch.py).
 
 - ``fields``: the strict fields and the base serializer the bodies use;
 - ``jobs``, ``queues``: each one's bodies and response shapes;
-- ``flow``: update, release, snooze, promote and retry-failed bodies;
+- ``lifecycle``: update, release, snooze, promote and retry-failed bodies;
 - ``schedules``: a schedule's PUT body (documented), the reason body, the answer;
 - ``me``, ``problems``, ``erasure``: getMe's answer, the problem+json body, and the
   erasure request (compliance.api) with its answer.
@@ -28,14 +28,6 @@ from .fields import (
     StrictIntegerField,
     StrictSerializer,
 )
-from .flow import (
-    PromoteIn,
-    ReleaseIn,
-    RetryFailedIn,
-    RetryFailedOut,
-    SnoozeIn,
-    UpdateIn,
-)
 from .jobs import (
     MASKED_TEXT,
     AckBatchIn,
@@ -57,6 +49,14 @@ from .jobs import (
     PushBatchOut,
     PushedOut,
     PushIn,
+)
+from .lifecycle import (
+    PromoteIn,
+    ReleaseIn,
+    RetryFailedIn,
+    RetryFailedOut,
+    SnoozeIn,
+    UpdateIn,
 )
 from .me import (
     MeOut,

@@ -238,6 +238,9 @@ class JobSummaryOut(serializers.Serializer):
     attempts = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
     key = serializers.CharField(allow_null=True)
+    group = serializers.CharField(
+        allow_null=True, help_text="The job's group (`group` on push), or null."
+    )
     run_at = serializers.DateTimeField()
     created_at = serializers.DateTimeField()
 
@@ -259,6 +262,9 @@ class LeasedJobOut(serializers.Serializer):
     max_attempts = serializers.IntegerField()
     progress = serializers.IntegerField()
     tags = serializers.ListField(child=serializers.CharField())
+    group = serializers.CharField(
+        allow_null=True, help_text="The job's group (`group` on push), or null."
+    )
     lease_id = serializers.UUIDField()
     lease_expires_at = serializers.DateTimeField()
     created_at = serializers.DateTimeField()

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from compliance.models import AuditEvent
 from queues import services
 from queues.models import Job, JobState, Queue
 
-from .support import SETUP, Api, pull, push
+from .support import SETUP, Api, clear_audit, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -164,3 +165,48 @@ def test_delete_frees_the_slot(api: Api, full: str) -> None:
     job, second = _one_active(api, full)
     services.jobs_delete(job_ids=[uuid.UUID(job["id"])], reason="test", actor=SETUP)
     _next_is(api, full, second)
+
+
+def test_set_and_remove_group_concurrency(api: Api, full: str) -> None:
+    clear_audit()
+    call = api.request("PUT", f"/queues/{Q}/group-concurrency", {"max": 3}, as_=full)
+    assert call.status == 200
+    assert call.body["group_concurrency"] == 3
+    assert Queue.objects.get(name=Q).group_concurrency == 3
+    assert api.get(f"/queues/{Q}", as_=full).body["group_concurrency"] == 3
+    call = api.request("DELETE", f"/queues/{Q}/group-concurrency", None, as_=full)
+    assert (call.status, call.body["group_concurrency"]) == (200, 1)
+    events = AuditEvent.objects.filter(queue=Q, action__contains="GroupConcurrency").order_by("id")
+    assert [(e.action, e.details["from"], e.details["to"]) for e in events] == [
+        ("setGroupConcurrency", 1, 3),
+        ("removeGroupConcurrency", 3, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"max": 0}, {}, {"max": "2"}, {"max": 1001}, {"max": 2, "per": "group"}],
+)
+def test_bad_group_concurrency_is_400_and_changes_nothing(
+    api: Api, full: str, body: dict[str, Any]
+) -> None:
+    _push(api, full, 1, group="a")
+    call = api.request("PUT", f"/queues/{Q}/group-concurrency", body, as_=full)
+    assert call.status == 400
+    assert call.body["errors"][0]["path"] in ("/max", "/per")
+    assert Queue.objects.get(name=Q).group_concurrency == 1
+
+
+def test_lowering_group_concurrency_holds_new_claims(api: Api, full: str) -> None:
+    for n in range(4):
+        _push(api, full, n, group="a")
+    api.request("PUT", f"/queues/{Q}/group-concurrency", {"max": 3}, as_=full)
+    jobs = pull(api, full, queue=Q, count=10)
+    assert len(jobs) == 3
+    api.request("PUT", f"/queues/{Q}/group-concurrency", {"max": 1}, as_=full)
+    for job in jobs[:2]:
+        api.post(f"/jobs/{job['id']}/ack", {"lease_id": job["lease_id"]}, as_=full)
+    # One still active, the limit is one: nothing more until it is done.
+    assert pull(api, full, queue=Q, count=10) == []
+    api.post(f"/jobs/{jobs[2]['id']}/ack", {"lease_id": jobs[2]["lease_id"]}, as_=full)
+    assert _names(pull(api, full, queue=Q, count=10)) == [3]

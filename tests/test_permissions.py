@@ -147,6 +147,16 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
         lambda api, job, t: api.request("DELETE", "/queues/jobs:q/concurrency", as_=t),
         ADMIN_ONLY,
     ),
+    "setGroupConcurrency": (
+        lambda api, job, t: api.request(
+            "PUT", "/queues/jobs:q/group-concurrency", {"max": 3}, as_=t
+        ),
+        ADMIN_ONLY,
+    ),
+    "removeGroupConcurrency": (
+        lambda api, job, t: api.request("DELETE", "/queues/jobs:q/group-concurrency", as_=t),
+        ADMIN_ONLY,
+    ),
 }
 
 CASES = [

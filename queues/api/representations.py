@@ -104,6 +104,7 @@ def queue_summary(queue: Queue) -> dict[str, Any]:
         "paused": queue.paused,
         "rate_limit": rate,
         "concurrency": queue.concurrency_max,
+        "group_concurrency": queue.group_concurrency,
         "schema": queue.json_schema,
         "created_at": iso(queue.created_at),
     }

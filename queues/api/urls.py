@@ -31,6 +31,11 @@ urlpatterns = [
         queue_settings_views.QueueConcurrencyApi.as_view(),
         name="queue-concurrency",
     ),
+    path(
+        "queues/<str:queue>/group-concurrency",
+        queue_settings_views.QueueGroupConcurrencyApi.as_view(),
+        name="queue-group-concurrency",
+    ),
     path("queues/<str:queue>/jobs", queue_views.QueueJobsApi.as_view(), name="queue-jobs"),
     path(
         "queues/<str:queue>/jobs/batch",

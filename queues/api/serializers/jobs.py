@@ -308,6 +308,9 @@ class JobDetailOut(serializers.Serializer):
     progress = serializers.IntegerField()
     progress_message = serializers.CharField(help_text=MASKED_TEXT)
     key = serializers.CharField(allow_null=True)
+    group = serializers.CharField(
+        allow_null=True, help_text="The job's group (`group` on push), or null."
+    )
     subject = serializers.CharField(allow_null=True)
     tags = serializers.ListField(child=serializers.CharField())
     run_at = serializers.DateTimeField()

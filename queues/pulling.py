@@ -25,6 +25,7 @@ from kernel.ratelimit import Rate, rate_available, rate_charge
 from security.fields import bulk_update_sealed
 
 from . import claim, selectors
+from .backoff import retry_delay_ms
 from .errors import LeaseConflict
 from .models import Job, JobState, Queue
 from .services import (
@@ -40,20 +41,23 @@ from .wakeup import Waiter
 
 LEASE_EXPIRED = "lease expired"
 LEASE_EXPIRED_CODE = "lease_expired"
+TIMEOUT_CODE = "timeout"
 LEASE_RECOVERY = "lease-recovery"
 
 
 def leases_requeue_expired(*, actor: Actor, queue_id: int | None = None, limit: int = 500) -> int:
     """Return up to ``limit`` jobs whose lease ran out to waiting, each as a failed
-    attempt ("lease expired"), or to failed when that was the last attempt. No backoff:
-    the lease itself was the wait."""
+    attempt, or to failed when that was the last attempt. A job past its deadline (its
+    ``timeout``) failed with code ``timeout`` and is retried after its backoff; any other
+    expired lease ("lease expired") is retried at once: the lease itself was the wait."""
     with transaction.atomic():
         return _requeue_expired(actor=actor, queue_id=queue_id, limit=limit)
 
 
 # Constant SQL, run by every pull: the ORM compiled this on each call. job_lease_idx
 # holds active jobs by lease expiry; SQLite has no row locks (its transaction holds the
-# write lock).
+# write lock). The claim and heartbeats cap a lease at the job's deadline, so a job past
+# its deadline is always among the expired leases.
 _EXPIRED_SQL = (
     "SELECT * FROM queues_job WHERE state = 'active' AND lease_expires_at <= %s {queue} "
     "ORDER BY lease_expires_at LIMIT %s {lock}"
@@ -61,7 +65,9 @@ _EXPIRED_SQL = (
 
 
 def _requeue_expired(*, actor: Actor, queue_id: int | None, limit: int) -> int:
-    """leases_requeue_expired inside the caller's transaction."""
+    """leases_requeue_expired inside the caller's transaction: one event per kind of
+    recovery in the batch (TIMEOUT for jobs past their deadline, LEASE_RECOVER for the
+    others), each listing its job ids."""
     now = timezone.now()
     params: list[Any] = [connection.ops.adapt_datetimefield_value(now)]
     if queue_id is not None:
@@ -73,18 +79,34 @@ def _requeue_expired(*, actor: Actor, queue_id: int | None, limit: int) -> int:
     jobs = list(Job.objects.raw(sql, [*params, limit]))
     if not jobs:
         return 0
+    timed_out: list[Job] = []
+    expired: list[Job] = []
     for job in jobs:
+        past_deadline = job.deadline_at is not None and job.deadline_at <= now
+        (timed_out if past_deadline else expired).append(job)
+    for job in timed_out:
+        message = f"timed out after {job.timeout_ms} ms"
+        delay = retry_delay_ms(job.backoff, job.attempts)
+        record_failure(job, message, now=now, retry=True, delay_ms=delay, code=TIMEOUT_CODE)
+    for job in expired:
         record_failure(job, LEASE_EXPIRED, now=now, retry=True, delay_ms=0, code=LEASE_EXPIRED_CODE)
     bulk_update_sealed(Job, jobs, FAILURE_FIELDS)
+    _record_recovery(actor, Action.TIMEOUT, timed_out)
+    _record_recovery(actor, Action.LEASE_RECOVER, expired)
+    return len(jobs)
+
+
+def _record_recovery(actor: Actor, action: Action, jobs: list[Job]) -> None:
+    if not jobs:
+        return
     failed = sum(job.state == JobState.FAILED for job in jobs)
     audit_record(
         actor=actor,
-        action=Action.LEASE_RECOVER,
+        action=action,
         queue=_single_queue_name(jobs),
         job_ids=[job.id for job in jobs],
         details={"count": len(jobs), "waiting": len(jobs) - failed, "failed": failed},
     )
-    return len(jobs)
 
 
 def jobs_expire_ttl(*, actor: Actor, limit: int = 5000) -> int:

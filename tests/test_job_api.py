@@ -73,7 +73,7 @@ def test_update_of_a_started_job_is_409(api: Api, full: str) -> None:
     assert Job.objects.get(id=job["id"]).data == {"v": 1}
 
 
-@pytest.mark.parametrize("body", [{"data": [1]}, {}, {"data": {}, "priority": 1}])
+@pytest.mark.parametrize("body", [{"data": [1]}, {}, {"data": {}, "lease": 1}])
 def test_bad_update_bodies_are_400(api: Api, full: str, body: dict[str, object]) -> None:
     job = push(api, full, data={"v": 1})
     assert api.patch(f"/jobs/{job['id']}", body, as_=full).status == 400

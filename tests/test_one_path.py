@@ -144,6 +144,7 @@ def test_only_services_write_audit_events() -> None:
         "queues/services/actions.py",
         "queues/services/clean.py",
         "queues/services/grants.py",
+        "queues/services/handback.py",
         "queues/services/keys.py",
         "queues/services/queue_settings.py",
         "queues/services/reports.py",

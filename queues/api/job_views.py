@@ -48,12 +48,14 @@ class _JobView(FlashqApiView):
         Operation.UPDATE,
         request=serializers.UpdateIn,
         responses={200: serializers.JobDetailOut, **problems(404, 409, 413, 415)},
-        description="Replace `data` of a job that has not started yet (else 409). A card "
-        "number in it (outside the queue's allow-list) is a 422.",
+        description="Change a waiting or delayed job (else 409): its `priority`, its "
+        "`run_at` (a past time makes it ready now; `POST .../promote` does that too), and "
+        "its `data` if it has not started yet. At least one of the three. A card number "
+        "in `data` (outside the queue's allow-list) is a 422.",
     ),
 )
 class JobApi(_JobView):
-    """``GET`` reads a job; ``PATCH`` replaces the data of a job not yet started."""
+    """``GET`` reads a job; ``PATCH`` changes a waiting job's data, priority or run_at."""
 
     operations = {"get": Operation.GET_JOB, "patch": Operation.UPDATE}
 
@@ -66,7 +68,13 @@ class JobApi(_JobView):
         job_uuid = self.job_id()
         self.authorize_job(job_uuid)
         params = _valid(serializers.UpdateIn, request.data)
-        job = services.job_update(job_id=job_uuid, data=params["data"], actor=self.actor())
+        job = services.job_update(
+            job_id=job_uuid,
+            data=params.get("data"),
+            priority=params.get("priority"),
+            run_at=params.get("run_at"),
+            actor=self.actor(),
+        )
         return self.render_job(job)
 
 
@@ -137,7 +145,8 @@ class JobFailApi(_JobView):
         Operation.PROGRESS,
         request=serializers.ProgressIn,
         responses=_leased_responses,
-        description="Report progress (0-100); also extends the lease by its length. The "
+        description="Report progress (0-100); also extends the lease by its length, but "
+        "never past the job's `deadline_at` (its `timeout`): from then on it is a 409. The "
         "`message` is shown as `[MASKED]` without `reveal`; a card number in it is a 422 "
         "naming `/message`, and nothing is recorded.",
     )

@@ -48,6 +48,8 @@ def job_leased(job: Job, queue_name: str) -> dict[str, Any]:
         "group": job.group_key,
         "lease_id": str(job.lease_id),
         "lease_expires_at": iso(job.lease_expires_at),
+        "timeout": job.timeout_ms,
+        "deadline_at": iso(job.deadline_at),
         "created_at": iso(job.created_at),
     }
 
@@ -89,6 +91,8 @@ def job_detail(job: Job, principal: Principal, now: datetime) -> dict[str, Any]:
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "lease_expires_at": iso(job.lease_expires_at),
+        "timeout": job.timeout_ms,
+        "deadline_at": iso(job.deadline_at),
     }
     if job.lease_id is not None and job.lease_owner == principal.key:
         body["lease_id"] = str(job.lease_id)

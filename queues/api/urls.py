@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import job_views, me_views, queue_settings_views, queue_views
+from . import flow_views, job_views, me_views, queue_settings_views, queue_views
 
 urlpatterns = [
     path("me", me_views.MeApi.as_view(), name="me"),
@@ -51,4 +51,12 @@ urlpatterns = [
     path("jobs/<str:job_id>/progress", job_views.JobProgressApi.as_view(), name="job-progress"),
     path("jobs/<str:job_id>/cancel", job_views.JobCancelApi.as_view(), name="job-cancel"),
     path("jobs/<str:job_id>/retry", job_views.JobRetryApi.as_view(), name="job-retry"),
+    path("jobs/<str:job_id>/release", flow_views.JobReleaseApi.as_view(), name="job-release"),
+    path("jobs/<str:job_id>/snooze", flow_views.JobSnoozeApi.as_view(), name="job-snooze"),
+    path("jobs/<str:job_id>/promote", flow_views.JobPromoteApi.as_view(), name="job-promote"),
+    path(
+        "queues/<str:queue>/retry-failed",
+        flow_views.QueueRetryFailedApi.as_view(),
+        name="queue-retry-failed",
+    ),
 ]

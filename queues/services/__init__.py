@@ -3,7 +3,9 @@ keyword-only arguments.
 
 - ``push``: new jobs, one or a batch;
 - ``reports``: what workers report (ack, fail, progress), checked against the lease;
-- ``actions``: what producers and operators do to a job (cancel, update, retry, delete);
+- ``actions``: what producers and operators do to a job (cancel, update, promote,
+  retry, retry the failed of a queue, delete);
+- ``handback``: a worker giving back a job it holds (release, snooze), uncounted;
 - ``queue_settings``: a queue's settings (create, update, pause, limits, schema, hold);
 - ``keys``: re-sealing payloads under the primary key;
 - ``grants``: staff rights on one queue;
@@ -23,9 +25,17 @@ Callers import from here (``from queues import services``); the modules are the 
 
 from __future__ import annotations
 
-from .actions import job_cancel, job_retry, job_update, jobs_delete
+from .actions import (
+    job_cancel,
+    job_promote,
+    job_retry,
+    job_update,
+    jobs_delete,
+    jobs_retry_failed,
+)
 from .clean import FINISHED, MAX_CLEAN, Cleaned, finished_before, jobs_clean
 from .grants import QUEUE_ROLES, queue_grant
+from .handback import job_release, job_snooze
 from .keys import SEALED_FIELDS, Resealed, jobs_reseal
 from .push import KEYED_PUSH_TRIES, Pushed, Recorder, job_push, jobs_push
 from .queue_settings import (
@@ -75,14 +85,18 @@ __all__ = [
     "job_cancel",
     "job_fail",
     "job_progress",
+    "job_promote",
     "job_push",
+    "job_release",
     "job_retry",
+    "job_snooze",
     "job_update",
     "jobs_ack",
     "jobs_clean",
     "jobs_delete",
     "jobs_push",
     "jobs_reseal",
+    "jobs_retry_failed",
     "queue_create",
     "queue_for_update",
     "queue_grant",

@@ -1,21 +1,24 @@
-"""What producers and operators do to a job: cancel, update, retry and delete."""
+"""What producers and operators do to a job: cancel, update, promote, retry and delete."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
+from kernel import limits
+from kernel.problems import InvalidInput
 from security.cards import find_cards
 
 from .. import wakeup
-from ..errors import StateConflict
+from ..errors import QueueNotFound, StateConflict
 from ..jobspec import encoded_size, subject_from
-from ..models import UNFINISHED, Job, JobState
+from ..models import UNFINISHED, Job, JobState, Queue
 from .common import (
     job_for_update,
     refuse_cards_in_data,
@@ -77,49 +80,119 @@ def job_cancel(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
     return job
 
 
-def job_update(*, job_id: uuid.UUID, data: dict[str, Any], actor: Actor) -> Job:
-    """Replace the data of a job that has not started yet (and the subject taken from
-    it)."""
+def _refuse_bad_data(job: Job, data: dict[str, Any]) -> None:
+    refuse_oversize([(encoded_size(data), "/data")], job.queue)
+    refuse_off_schema([(data, "/data")], job.queue)
+    refuse_cards_in_data([(find_cards(data, "/data"), "/data")], job.queue.card_allowlist)
+
+
+def _replace_data(job: Job, data: dict[str, Any]) -> None:
+    path = job.queue.subject_path
+    if job.subject == subject_from(job.data, path):
+        # The subject came from the data (not given at push): follow the new data, so
+        # erasure finds the job under the subject it is now about.
+        refuse_cards_in_subjects([(data, "/data")], job.queue)
+        job.subject = subject_from(data, path)
+    job.data = data
+
+
+def job_update(
+    *,
+    job_id: uuid.UUID,
+    actor: Actor,
+    data: dict[str, Any] | None = None,
+    priority: int | None = None,
+    run_at: datetime | None = None,
+) -> Job:
+    """Change a waiting (or delayed) job: its ``priority``, its ``run_at`` (a past time
+    makes it ready now), and its ``data`` (with the subject taken from it) if it has not
+    started yet. One event lists the fields changed, never their values."""
+    if data is None and priority is None and run_at is None:
+        raise InvalidInput("Give at least one of data, priority and run_at.")
     with transaction.atomic():
         job = job_for_update(job_id)
-        if job.state != JobState.WAITING or job.started_at is not None:
-            raise StateConflict("Only a job that has not started yet can be updated.")
-        refuse_oversize([(encoded_size(data), "/data")], job.queue)
-        refuse_off_schema([(data, "/data")], job.queue)
-        refuse_cards_in_data([(find_cards(data, "/data"), "/data")], job.queue.card_allowlist)
-        path = job.queue.subject_path
-        if job.subject == subject_from(job.data, path):
-            # The subject came from the data (not given at push): follow the new data,
-            # so erasure finds the job under the subject it is now about.
-            refuse_cards_in_subjects([(data, "/data")], job.queue)
-            job.subject = subject_from(data, path)
-        job.data = data
-        job.save(update_fields=["data", "subject"])
-        audit_record(actor=actor, action=Action.UPDATE, queue=job.queue.name, job_ids=[job_id])
+        if job.state != JobState.WAITING:
+            raise StateConflict(f"A {job.state} job cannot be updated; only a waiting one.")
+        if data is not None and job.started_at is not None:
+            raise StateConflict("The data of a job that has started cannot be replaced.")
+        fields: list[str] = []
+        if data is not None:
+            _refuse_bad_data(job, data)
+            _replace_data(job, data)
+            fields += ["data", "subject"]
+        if priority is not None:
+            job.priority = priority
+            fields.append("priority")
+        if run_at is not None:
+            job.run_at = run_at
+            fields.append("run_at")
+        job.save(update_fields=fields)
+        if run_at is not None and run_at <= timezone.now():
+            wakeup.notify_ready(job.queue.name)
+        audit_record(
+            actor=actor,
+            action=Action.UPDATE,
+            queue=job.queue.name,
+            job_ids=[job_id],
+            details={"fields": [field for field in fields if field != "subject"]},
+        )
     return job
+
+
+def job_promote(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
+    """Make a delayed job (waiting, ``run_at`` in the future) ready now."""
+    with transaction.atomic():
+        job = job_for_update(job_id)
+        now = timezone.now()
+        live = job.expires_at is None or job.expires_at > now
+        if job.state != JobState.WAITING or job.run_at <= now or not live:
+            raise StateConflict("Only a delayed job can be promoted.")
+        was = job.run_at
+        job.run_at = now
+        job.save(update_fields=["run_at"])
+        wakeup.notify_ready(job.queue.name)
+        audit_record(
+            actor=actor,
+            action=Action.PROMOTE,
+            queue=job.queue.name,
+            job_ids=[job_id],
+            details={"run_at_was": was.isoformat(), **_reason(reason)},
+        )
+    return job
+
+
+RETRYABLE = (JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
+
+
+def _retried(now: datetime) -> dict[str, Any]:
+    """What a retry sets, one job or a batch: waiting, ready now, fresh attempts."""
+    return {
+        "state": JobState.WAITING,
+        "attempts": 0,
+        "run_at": now,
+        "finished_at": None,
+        "expires_at": None,
+    }
+
+
+KEY_HELD = "An unfinished job of this queue has the same key; finish or cancel it first."
 
 
 def job_retry(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
     """Send a failed, cancelled or expired job back to waiting with fresh attempts."""
-    retryable = (JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
     with transaction.atomic():
         job = job_for_update(job_id)
-        if job.state not in retryable:
+        if job.state not in RETRYABLE:
             raise StateConflict(f"A {job.state} job cannot be retried.")
         was = str(job.state)
-        now = timezone.now()
-        job.state = JobState.WAITING
-        job.attempts = 0
-        job.run_at = now
-        job.finished_at = None
-        job.expires_at = None
+        retried = _retried(timezone.now())
+        for field, value in retried.items():
+            setattr(job, field, value)
         try:
             with transaction.atomic():
-                job.save(update_fields=["state", "attempts", "run_at", "finished_at", "expires_at"])
+                job.save(update_fields=list(retried))
         except IntegrityError as exc:  # job_key_unfinished_uniq
-            raise StateConflict(
-                "An unfinished job of this queue has the same key; finish or cancel it first."
-            ) from exc
+            raise StateConflict(KEY_HELD) from exc
         wakeup.notify_ready(job.queue.name)
         audit_record(
             actor=actor,
@@ -129,3 +202,82 @@ def job_retry(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
             details={"was": was, **_reason(reason)},
         )
     return job
+
+
+def _failed_between(
+    queue: Queue, since: datetime | None, until: datetime | None, limit: int
+) -> list[tuple[uuid.UUID, str | None]]:
+    """(id, key) of up to ``limit`` failed jobs of ``queue`` that finished in [since,
+    until), oldest first, locked (job_queue_state_idx narrows to the queue's failed)."""
+    failed = Job.objects.filter(queue=queue, state=JobState.FAILED)
+    if since is not None:
+        failed = failed.filter(finished_at__gte=since)
+    if until is not None:
+        failed = failed.filter(finished_at__lt=until)
+    return list(
+        failed.order_by("finished_at", "id")
+        .select_for_update(skip_locked=True)
+        .values_list("id", "key")[:limit]
+    )
+
+
+def _key_free(queue: Queue, rows: list[tuple[uuid.UUID, str | None]]) -> list[uuid.UUID]:
+    """The ids of ``rows`` a retry may wake: not one whose key an unfinished job holds
+    (job_key_unfinished_uniq), and of several sharing a key only the oldest."""
+    keys = {key for _, key in rows if key is not None}
+    taken = set(
+        Job.objects.filter(queue=queue, state__in=UNFINISHED, key__in=keys).values_list(
+            "key", flat=True
+        )
+    )
+    free: list[uuid.UUID] = []
+    for job_id, key in rows:
+        if key is None or key not in taken:
+            free.append(job_id)
+            if key is not None:
+                taken.add(key)
+    return free
+
+
+def jobs_retry_failed(
+    *,
+    queue_name: str,
+    actor: Actor,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int,
+) -> int:
+    """Redrive the dead letters: up to ``limit`` failed jobs of a queue that finished in
+    [``since``, ``until``), oldest first, back to waiting with fresh attempts (as
+    ``job_retry``), in one transaction with one event listing them. A job whose key an
+    unfinished job holds stays failed (listed in the event). Returns how many."""
+    if not 1 <= limit <= limits.MAX_CLEAN_LIMIT:
+        raise ValueError(f"limit must be 1 to {limits.MAX_CLEAN_LIMIT}")
+    with transaction.atomic():
+        queue = Queue.objects.filter(name=queue_name).first()
+        if queue is None:
+            raise QueueNotFound()
+        rows = _failed_between(queue, since, until, limit)
+        ids = _key_free(queue, rows)
+        if ids:
+            try:
+                with transaction.atomic():
+                    Job.objects.filter(id__in=ids).update(**_retried(timezone.now()))
+            except IntegrityError as exc:  # a push took one of the keys meanwhile
+                raise StateConflict(KEY_HELD) from exc
+            wakeup.notify_ready(queue.name)
+        woken = set(ids)
+        left = [job_id for job_id, _ in rows if job_id not in woken]
+        audit_record(
+            actor=actor,
+            action=Action.RETRY_FAILED,
+            queue=queue.name,
+            job_ids=ids,
+            details={
+                "count": len(ids),
+                "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None,
+                **({"key_held": [str(job_id) for job_id in left]} if left else {}),
+            },
+        )
+    return len(ids)

@@ -43,9 +43,10 @@ def release_lease(job: Job) -> None:
     job.lease_id = None
     job.lease_owner = ""
     job.lease_expires_at = None
+    job.deadline_at = None
 
 
-LEASE_FIELDS = ["lease_id", "lease_owner", "lease_expires_at"]
+LEASE_FIELDS = ["lease_id", "lease_owner", "lease_expires_at", "deadline_at"]
 FAILURE_FIELDS = ["errors", "error", "error_code", "state", "run_at", "finished_at", *LEASE_FIELDS]
 
 
@@ -75,6 +76,7 @@ def _completion(now: datetime) -> dict[str, Any]:
         "lease_id": None,
         "lease_owner": "",
         "lease_expires_at": None,
+        "deadline_at": None,
     }
 
 
@@ -234,15 +236,20 @@ def job_progress(
     message: str = "",
     actor: Actor,
 ) -> Job:
-    """Report progress; also a heartbeat that extends the lease by its length. The
-    message is kept in clear (and masked without reveal): no card number in it."""
+    """Report progress; also a heartbeat that extends the lease by its length, but never
+    past the job's deadline (its ``timeout`` from the claim): at the deadline the lease
+    has run out, so the heartbeat is refused like any stale lease. The message is kept
+    in clear (and masked without reveal): no card number in it."""
     refuse_cards([("/message", message)])
     now = timezone.now()
     with transaction.atomic():
         job = _leased_for_update(job_id, lease_id, owner, now)
         job.progress = progress
         job.progress_message = message[: limits.MAX_PROGRESS_MESSAGE]
-        job.lease_expires_at = now + timedelta(seconds=job.lease_seconds)
+        extended = now + timedelta(seconds=job.lease_seconds)
+        if job.deadline_at is not None:
+            extended = min(extended, job.deadline_at)
+        job.lease_expires_at = extended
         job.save(update_fields=["progress", "progress_message", "lease_expires_at"])
         audit_record(
             actor=actor,

@@ -7,10 +7,11 @@ plain dict (typed with the TypedDicts below) or raises a ``FlashqError`` subclas
 Retries (at most ``max_retries``, jittered exponential backoff from 0.2 s to 10 s, or
 the server's ``Retry-After`` when it gives one):
 
-- requests that are safe to repeat (GET, PUT, DELETE, PATCH of a job's data, pause,
+- requests that are safe to repeat (GET, PUT, DELETE, PATCH of a job, pause,
   resume, and every push, which always carries an idempotency key) on a connection
   failure of any kind and on 429, 502, 503 and 504;
-- the others (pull, ack, fail, progress, cancel, retry, clean, an executed erasure)
+- the others (pull, ack, fail, progress, release, snooze, cancel, promote, retry,
+  retry_failed, clean, an executed erasure)
   only when the request cannot have been acted on: the connection was never made
   (``httpx.ConnectError``, ``ConnectTimeout``, ``PoolTimeout``), or the answer was 429
   or 503 with ``Retry-After`` (flashQ sends that only after rolling the request back).
@@ -105,6 +106,9 @@ class LeasedJob(TypedDict):
     tags: list[str]
     lease_id: str
     lease_expires_at: str
+    #: The job's timeout (ms) and this attempt's deadline (the lease never outlives it).
+    timeout: int | None
+    deadline_at: str | None
     created_at: str
 
 
@@ -142,6 +146,8 @@ class Job(JobSummary):
     started_at: str | None
     finished_at: str | None
     lease_expires_at: str | None
+    timeout: int | None
+    deadline_at: str | None
     #: Only to the token family that holds the current lease.
     lease_id: NotRequired[str]
 
@@ -518,12 +524,17 @@ class Client:
         key: str | None = None,
         subject: str | None = None,
         tags: Sequence[str] | None = None,
+        timeout_ms: int | None = None,
+        group: str | None = None,
     ) -> PushedJob:
         """Push one job. Without ``key`` the client makes one (a uuid4), so a retry finds
         the job its first attempt made while that job is unfinished (the server matches
         keys against unfinished jobs only: one that finished before the retry landed is
         not found, and the retry makes a second). ``created`` is false when the server
-        answered with an existing job, the first attempt's included."""
+        answered with an existing job, the first attempt's included. ``timeout_ms``: the
+        processing deadline from each claim (past it the attempt fails with code
+        ``timeout``); ``group``: at most the queue's group concurrency of the group's jobs
+        run at once."""
         body: dict[str, Any] = {"data": dict(data), "key": key or uuid.uuid4().hex}
         options: dict[str, Any] = {
             "priority": priority,
@@ -533,6 +544,8 @@ class Client:
             "ttl": ttl_ms,
             "subject": subject,
             "tags": None if tags is None else list(tags),
+            "timeout": timeout_ms,
+            "group": group,
         }
         body.update({name: value for name, value in options.items() if value is not None})
         response = self._request("POST", f"queues/{_queue(queue)}/jobs", body=body, idempotent=True)
@@ -543,7 +556,8 @@ class Client:
     def push_batch(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[PushedJob]:
         """Push up to 1000 jobs, all or nothing; the answer lists them in input order.
         Each job is a push body in the API's field names (``data``, ``priority``,
-        ``delay``, ``max_attempts``, ``backoff``, ``ttl``, ``key``, ``subject``, ``tags``);
+        ``delay``, ``max_attempts``, ``backoff``, ``ttl``, ``key``, ``subject``, ``tags``,
+        ``timeout``, ``group``);
         one without a ``key`` gets its own."""
         if not jobs:
             return []
@@ -621,7 +635,8 @@ class Client:
         )
 
     def progress(self, job_id: JobId, lease_id: str, progress: int, message: str = "") -> Job:
-        """Report progress (0-100); also extends the lease by its length."""
+        """Report progress (0-100); also extends the lease by its length, never past the
+        job's deadline (its timeout): from then on a ``Conflict``."""
         body = {"lease_id": str(lease_id), "progress": progress, "message": message}
         return cast(
             Job,
@@ -656,14 +671,76 @@ class Client:
         """Cancel a waiting or active job (409 ``state_conflict`` otherwise)."""
         return cast(Job, self._json("POST", f"jobs/{_segment(job_id)}/cancel", idempotent=False))
 
-    def update(self, job_id: JobId, data: Mapping[str, Any]) -> Job:
-        """Replace the data of a job that has not started (409 otherwise)."""
+    def update(
+        self,
+        job_id: JobId,
+        data: Mapping[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        run_at: datetime | str | None = None,
+    ) -> Job:
+        """Change a waiting or delayed job (409 otherwise): its ``priority``, its
+        ``run_at`` (an aware datetime or ISO 8601 text; a past time makes it ready now),
+        and its ``data`` if it has not started. At least one of the three."""
+        body: dict[str, Any] = {}
+        if data is not None:
+            body["data"] = dict(data)
+        if priority is not None:
+            body["priority"] = priority
+        if run_at is not None:
+            body["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
+        if not body:
+            raise ValueError("give at least one of data, priority and run_at")
         return cast(
             Job,
-            self._json(
-                "PATCH", f"jobs/{_segment(job_id)}", body={"data": dict(data)}, idempotent=True
-            ),
+            # Absolute values: safe to repeat.
+            self._json("PATCH", f"jobs/{_segment(job_id)}", body=body, idempotent=True),
         )
+
+    def release(self, job_id: JobId, lease_id: str) -> Job:
+        """Give a job you hold back at once, the attempt not counted (a worker shutting
+        down); a stale lease is a ``Conflict``."""
+        body = {"lease_id": str(lease_id)}
+        return cast(
+            Job,
+            self._json("POST", f"jobs/{_segment(job_id)}/release", body=body, idempotent=False),
+        )
+
+    def snooze(self, job_id: JobId, lease_id: str, delay_ms: int) -> Job:
+        """Give a job you hold back to run again after ``delay_ms``, the attempt not
+        counted; a stale lease is a ``Conflict``."""
+        body = {"lease_id": str(lease_id), "delay_ms": delay_ms}
+        return cast(
+            Job,
+            self._json("POST", f"jobs/{_segment(job_id)}/snooze", body=body, idempotent=False),
+        )
+
+    def promote(self, job_id: JobId, reason: str | None = None) -> Job:
+        """Run a delayed job now (a ``Conflict`` if it is not delayed)."""
+        body = {"reason": reason} if reason else {}
+        return cast(
+            Job,
+            self._json("POST", f"jobs/{_segment(job_id)}/promote", body=body, idempotent=False),
+        )
+
+    def retry_failed(
+        self,
+        queue: str,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int = 1000,
+    ) -> int:
+        """Send up to ``limit`` failed jobs of ``queue`` that failed in [``since``,
+        ``until``) back to waiting, oldest first, in one call; how many."""
+        body: dict[str, Any] = {"limit": limit}
+        for name, moment in (("since", since), ("until", until)):
+            if moment is not None:
+                body[name] = moment.isoformat() if isinstance(moment, datetime) else moment
+        answer = self._json(
+            "POST", f"queues/{_queue(queue)}/retry-failed", body=body, idempotent=False
+        )
+        return int(answer["retried"])
 
     def retry(self, job_id: JobId) -> Job:
         """Send a failed, cancelled or expired job back to waiting."""

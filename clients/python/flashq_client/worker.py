@@ -22,9 +22,11 @@ How it works:
   (the job was cancelled, or its lease was lost) means its result will be dropped.
 - SIGTERM or SIGINT (handled when ``run()`` is called in the main thread) stops the
   pulling; running handlers get ``grace`` seconds from the signal to finish, finished
-  jobs are acked, and every job not finished is failed with ``"worker shutting down"``
-  (code ``worker_shutdown``, ``retry=True``), so it is waiting again at once (after its
-  backoff) instead of after its lease. A second signal ends the grace at once. A pull
+  jobs are acked, and every job not finished is released: waiting again at once, the
+  attempt not counted (so a job on its last attempt is not failed by a shutdown),
+  instead of after its lease. A server without ``release`` gets the old goodbye, a failed
+  attempt ``"worker shutting down"`` (code ``worker_shutdown``) with no delay. A second
+  signal ends the grace at once. A pull
   already long-polling when the signal comes is let finish (at most ``wait`` seconds);
   jobs it brings are given back the same way. Handler threads are daemons: one still
   running after the grace does not keep the process alive, and whatever it returns is
@@ -381,7 +383,23 @@ class Worker:
             )
 
     def _give_back(self, job: LeasedJob) -> None:
-        # Back at once.
+        """Back at once, the attempt not counted (release), so a shutdown never fails a
+        job on its last attempt. A server without release (404 or 405 on the route) gets
+        the old goodbye: a failed attempt with delay 0."""
+        try:
+            self.client.release(job["id"], job["lease_id"])
+            return
+        except Conflict:
+            logger.warning("job %s: its lease is gone; not given back", job["id"])
+            return
+        except FlashqError as exc:
+            if exc.status not in (404, 405):
+                logger.warning(
+                    "job %s: could not be given back (%s); it returns after its lease",
+                    job["id"],
+                    exc,
+                )
+                return
         self._fail(job["id"], job["lease_id"], SHUTDOWN_ERROR, code=SHUTDOWN_CODE, delay_ms=0)
 
     # -- acks

@@ -265,8 +265,26 @@ def test_sigterm_gives_back_a_job_that_outlives_the_grace(
     assert process.returncode == 0, output
     assert time.monotonic() - signalled < 10  # the grace, not the 60 s lease or handler
     back = client.get_job(job["id"])
-    # Waiting again at once (given back with delay 0, not after the job's backoff).
-    assert back["state"] == "waiting"
-    assert (back["error"], back["error_code"]) == ("worker shutting down", "worker_shutdown")
+    # Released: waiting again at once, the attempt not counted, no failure recorded.
+    assert (back["state"], back["attempts"], back["errors"]) == ("waiting", 0, [])
     assert back["lease_expires_at"] is None
     assert "giving it back" in output
+
+
+def test_stop_releases_a_job_on_its_last_attempt(client: Client, queue: str) -> None:
+    """A shutdown used to fail the job (the attempt counted): on its last attempt, that
+    was the end of it. Now the job is released, waiting again with attempts 0."""
+    job = client.push(queue, {"n": 1}, max_attempts=1)
+    started = threading.Event()
+
+    def handler(job: dict[str, Any]) -> str:
+        started.set()
+        time.sleep(30)
+        return "too late"
+
+    worker = Worker(client, queue, handler, lease=30, wait=0.5, grace=0.2)
+    with running(worker):
+        assert started.wait(15)
+    back = client.get_job(job["id"])
+    assert (back["state"], back["attempts"], back["errors"]) == ("waiting", 0, [])
+    assert worker.failed == 0

@@ -4,6 +4,7 @@ validated as plain code (queues/jobspec.py, queues/api/batch.py).
 
 - ``fields``: the strict fields and the base serializer the bodies use;
 - ``jobs``, ``queues``: each one's bodies and response shapes;
+- ``flow``: update, release, snooze, promote and retry-failed bodies;
 - ``me``, ``problems``, ``erasure``: getMe's answer, the problem+json body, and the
   erasure request (compliance.api) with its answer.
 
@@ -26,6 +27,14 @@ from .fields import (
     StrictIntegerField,
     StrictSerializer,
 )
+from .flow import (
+    PromoteIn,
+    ReleaseIn,
+    RetryFailedIn,
+    RetryFailedOut,
+    SnoozeIn,
+    UpdateIn,
+)
 from .jobs import (
     MASKED_TEXT,
     AckBatchIn,
@@ -47,7 +56,6 @@ from .jobs import (
     PushBatchOut,
     PushedOut,
     PushIn,
-    UpdateIn,
 )
 from .me import (
     MeOut,
@@ -99,6 +107,7 @@ __all__ = [
     "PermissionOut",
     "ProblemOut",
     "ProgressIn",
+    "PromoteIn",
     "PullIn",
     "PullOut",
     "PushBatchIn",
@@ -110,7 +119,11 @@ __all__ = [
     "QueueStatsOut",
     "RateLimitIn",
     "RateLimitOut",
+    "ReleaseIn",
+    "RetryFailedIn",
+    "RetryFailedOut",
     "SchemaIn",
+    "SnoozeIn",
     "StrictBooleanField",
     "StrictCharField",
     "StrictFloatField",

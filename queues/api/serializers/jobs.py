@@ -1,4 +1,4 @@
-"""Jobs' request bodies (push, pull, ack, fail, progress, update, the jobs query) and
+"""Jobs' request bodies (push, pull, ack, fail, progress, the jobs query) and
 the shapes of jobs in responses."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from kernel import limits
 from ...selectors import REPORTED_STATES
 from .fields import (
     ErrorCodeField,
-    JobDataField,
     StrictFloatField,
     StrictIntegerField,
     StrictSerializer,
@@ -213,10 +212,6 @@ class ProgressIn(StrictSerializer):
     )
 
 
-class UpdateIn(StrictSerializer):
-    data = JobDataField()  # type: ignore[assignment]
-
-
 class JobsQuery(StrictSerializer):
     state = serializers.ChoiceField(choices=list(REPORTED_STATES), required=False)
     limit = serializers.IntegerField(
@@ -253,6 +248,13 @@ class PushBatchOut(serializers.Serializer):
     jobs = PushedOut(many=True)
 
 
+TIMEOUT_TEXT = "ms: the job's processing deadline from each claim (push's `timeout`), or null."
+DEADLINE_TEXT = (
+    "While active with a timeout: when this attempt fails with code `timeout`. Heartbeats "
+    "never extend the lease past it. Null otherwise."
+)
+
+
 class LeasedJobOut(serializers.Serializer):
     id = serializers.UUIDField()
     queue = serializers.CharField()
@@ -267,6 +269,8 @@ class LeasedJobOut(serializers.Serializer):
     )
     lease_id = serializers.UUIDField()
     lease_expires_at = serializers.DateTimeField()
+    timeout = serializers.IntegerField(allow_null=True, help_text=TIMEOUT_TEXT)
+    deadline_at = serializers.DateTimeField(allow_null=True, help_text=DEADLINE_TEXT)
     created_at = serializers.DateTimeField()
 
 
@@ -284,7 +288,8 @@ class ErrorEntryOut(serializers.Serializer):
     attempt = serializers.IntegerField()
     error = serializers.CharField(help_text=MASKED_TEXT)
     code = serializers.CharField(
-        help_text="The attempt's code (`fail`'s `code`, or the server's: `lease_expired`); "
+        help_text="The attempt's code (`fail`'s `code`, or the server's: `lease_expired`, "
+        "`timeout`); "
         "empty when none was given. Never masked."
     )
     at = serializers.DateTimeField()
@@ -319,6 +324,8 @@ class JobDetailOut(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     lease_expires_at = serializers.DateTimeField(allow_null=True)
+    timeout = serializers.IntegerField(allow_null=True, help_text=TIMEOUT_TEXT)
+    deadline_at = serializers.DateTimeField(allow_null=True, help_text=DEADLINE_TEXT)
     lease_id = serializers.UUIDField(
         required=False, help_text="Only to the token that holds the current lease."
     )

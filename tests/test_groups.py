@@ -210,3 +210,34 @@ def test_lowering_group_concurrency_holds_new_claims(api: Api, full: str) -> Non
     assert pull(api, full, queue=Q, count=10) == []
     api.post(f"/jobs/{jobs[2]['id']}/ack", {"lease_id": jobs[2]["lease_id"]}, as_=full)
     assert _names(pull(api, full, queue=Q, count=10)) == [3]
+
+
+def test_timeout_frees_the_slot(api: Api, full: str) -> None:
+    _push(api, full, 1, group="a", timeout=60_000, backoff={"type": "fixed", "delay": 60_000})
+    second = _push(api, full, 2, group="a")
+    [job] = pull(api, full, queue=Q, count=10)
+    assert pull(api, full, queue=Q, count=10) == []
+    past = timezone.now() - timedelta(seconds=1)
+    Job.objects.filter(id=job["id"]).update(deadline_at=past, lease_expires_at=past)
+    # The next pull finds the job past its deadline (a failed attempt, code timeout,
+    # retried after its backoff) and hands out the next job of the group in its slot.
+    _next_is(api, full, second)
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.state, stored.error_code) == (JobState.WAITING, "timeout")
+
+
+def test_snooze_frees_the_slot(api: Api, full: str) -> None:
+    job, second = _one_active(api, full)
+    body = {"lease_id": job["lease_id"], "delay_ms": 60_000}
+    assert api.post(f"/jobs/{job['id']}/snooze", body, as_=full).status == 200
+    _next_is(api, full, second)
+
+
+def test_release_frees_the_slot(api: Api, full: str) -> None:
+    job, second = _one_active(api, full)
+    assert (
+        api.post(f"/jobs/{job['id']}/release", {"lease_id": job["lease_id"]}, as_=full).status
+        == 200
+    )
+    # Released jobs run again now (run_at = now), so behind the job that waited.
+    _next_is(api, full, second)

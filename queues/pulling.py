@@ -166,8 +166,11 @@ def _within_limits(queue: Queue, count: int) -> int:
 
 # What a pull needs of its queue (queues.selectors.queue_by_name).
 _PULL_QUEUE_FIELDS = frozenset(
-    {"id", "name", "paused", "rate_limit_max", "rate_limit_duration_ms", "concurrency_max"}
-)
+    {
+        "id", "name", "paused", "rate_limit_max", "rate_limit_duration_ms", "concurrency_max",
+        "grouped", "group_concurrency",
+    }
+)  # fmt: skip
 
 
 def _claim_round(
@@ -201,6 +204,7 @@ def _claim_round(
                     lease_seconds=lease_seconds,
                     owner=owner,
                     now=timezone.now(),
+                    group_concurrency=queue.group_concurrency if queue.grouped else None,
                 )
             if jobs and queue.rate_limit_max is not None:
                 rate_charge(key=_rate_key(queue), rate=_queue_rate(queue), cost=len(jobs))

@@ -38,6 +38,8 @@ QUEUE_ROUTES = {
     "setSchema",
     "removeSchema",
     "setConcurrency",
+    "setGroupConcurrency",
+    "removeGroupConcurrency",
     "removeConcurrency",
     "retryFailed",
     "putSchedule",

@@ -417,6 +417,7 @@ def test_queue_limits_are_set_in_the_admin_through_the_services(
         "rate_limit_max": "10",
         "rate_limit_duration_ms": "1000",
         "concurrency_max": "3",
+        "group_concurrency": "4",
         "_save": "Save",
     }
     assert root.post(f"{QUEUES}{queue.pk}/change/", form).status_code == 302
@@ -426,9 +427,11 @@ def test_queue_limits_are_set_in_the_admin_through_the_services(
         1000,
         3,
     )
+    assert queue.group_concurrency == 4
     assert {e.action for e in AuditEvent.objects.filter(actor="user:root")} >= {
         "setRateLimit",
         "setConcurrency",
+        "setGroupConcurrency",
     }
     half = {**form, "rate_limit_duration_ms": ""}
     assert root.post(f"{QUEUES}{queue.pk}/change/", half).status_code == 200  # both or none

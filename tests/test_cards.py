@@ -308,6 +308,7 @@ def test_a_card_number_in_a_failure_code_is_refused_and_not_kept(api: Api, full:
         ("POST", "/jobs/batch", {"jobs": [{"data": {}}]}),
         ("PUT", "/rate-limit", {"max": 5, "duration_ms": 1000}),
         ("PUT", "/concurrency", {"max": 2}),
+        ("PUT", "/group-concurrency", {"max": 2}),
         ("GET", "/jobs", None),
         ("POST", "/clean", {"grace_ms": 0}),
     ],

@@ -206,6 +206,16 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
         lambda api, job, t: api.request("DELETE", f"{_scheduled()}/s", as_=t),
         {**ADMIN_ONLY, "admin": 204},
     ),
+    "setGroupConcurrency": (
+        lambda api, job, t: api.request(
+            "PUT", "/queues/jobs:q/group-concurrency", {"max": 3}, as_=t
+        ),
+        ADMIN_ONLY,
+    ),
+    "removeGroupConcurrency": (
+        lambda api, job, t: api.request("DELETE", "/queues/jobs:q/group-concurrency", as_=t),
+        ADMIN_ONLY,
+    ),
 }
 
 CASES = [

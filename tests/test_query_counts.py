@@ -23,6 +23,9 @@ PUSH = 5 if ON_POSTGRES else 6
 BATCH_PUSH = 5 if ON_POSTGRES else 6
 # token+rules, savepoint, queue, expired leases, claim, audit, release
 PULL = 7
+# A grouped queue's claim is one statement too; on PostgreSQL it runs in a savepoint of
+# its own (SAVEPOINT, RELEASE), so a slot taken by a concurrent claim can be retried.
+GROUPED_PULL = PULL + 2 if ON_POSTGRES else PULL
 # token+rules, job's queue, savepoint, conditional update, job, audit, release
 ACK = 7
 # token+rules, jobs' queues, savepoint, leases for update, update, audit, release
@@ -79,6 +82,18 @@ def test_pull_ack_and_batch_ack(api: Api, full: str, django_assert_num_queries: 
         django_assert_num_queries,
         BATCH_ACK + 1,
         lambda: api.post("/jobs/ack", acks, as_=full),
+        200,
+    )
+
+
+def test_pull_of_a_grouped_queue(api: Api, full: str, django_assert_num_queries: Any) -> None:
+    for n in range(11):
+        push(api, full, queue="g", group=f"g{n % 3}")
+    push(api, full, queue="g")
+    _queries(
+        django_assert_num_queries,
+        GROUPED_PULL,
+        lambda: api.post("/queues/g/pull", {"count": 10}, as_=full),
         200,
     )
 

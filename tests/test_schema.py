@@ -34,6 +34,8 @@ ROUTES = {
     ("/api/v1/queues/{queue}/schema", "delete"),
     ("/api/v1/queues/{queue}/concurrency", "put"),
     ("/api/v1/queues/{queue}/concurrency", "delete"),
+    ("/api/v1/queues/{queue}/group-concurrency", "put"),
+    ("/api/v1/queues/{queue}/group-concurrency", "delete"),
     ("/api/v1/queues/{queue}/jobs", "post"),
     ("/api/v1/queues/{queue}/jobs", "get"),
     ("/api/v1/queues/{queue}/jobs/batch", "post"),

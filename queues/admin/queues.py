@@ -20,6 +20,7 @@ from django.http import HttpRequest
 from guardian.admin import GuardedModelAdminMixin
 
 from compliance.audit.staff import ServiceModelAdmin, staff_actor
+from kernel import limits
 
 from .. import services, staffaccess
 from ..models import Queue
@@ -27,6 +28,14 @@ from .confirm import ReasonForm, confirmation_page
 
 
 class QueueForm(forms.ModelForm):
+    # Left blank: unchanged.
+    group_concurrency = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=limits.MAX_GROUP_CONCURRENCY,
+        help_text="At most this many active jobs per group (a job's `group`).",
+    )
+
     class Meta:
         model = Queue
         fields = [  # the editable ones; QueueAdmin decides which it shows read-only
@@ -38,6 +47,7 @@ class QueueForm(forms.ModelForm):
             "rate_limit_max",
             "rate_limit_duration_ms",
             "concurrency_max",
+            "group_concurrency",
             "max_job_bytes",
             "card_allowlist",
         ]
@@ -69,6 +79,7 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         "rate_limit_max",
         "rate_limit_duration_ms",
         "concurrency_max",
+        "group_concurrency",
         "max_job_bytes",
         "card_allowlist",
         "paused",
@@ -151,7 +162,8 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
             obj.pk = created.pk
 
     def _save_limits(self, obj: Queue, form: ModelForm, actor: Any) -> None:
-        """setRateLimit / setConcurrency, as the API's admin routes do, when changed."""
+        """setRateLimit / setConcurrency / setGroupConcurrency, as the API's admin routes
+        do, when changed."""
         stored = Queue.objects.get(pk=obj.pk)
         data = form.cleaned_data
         rate = (data.get("rate_limit_max"), data.get("rate_limit_duration_ms"))
@@ -163,6 +175,9 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
             services.queue_set_concurrency(
                 name=obj.name, max_active=data.get("concurrency_max"), actor=actor
             )
+        group = data.get("group_concurrency")
+        if group is not None and group != stored.group_concurrency:
+            services.queue_set_group_concurrency(name=obj.name, max_active=group, actor=actor)
 
     def _changeable(self, request: HttpRequest, queryset: QuerySet[Queue]) -> list[str]:
         allowed = staffaccess.queues_for(request.user, "change_queue")

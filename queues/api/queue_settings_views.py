@@ -1,6 +1,6 @@
-"""A queue's settings: pause and resume, setRateLimit, setConcurrency and setSchema with
-their removals (each needs ``admin`` on the queue). One view per route; each reads
-parse -> authorize -> service -> render."""
+"""A queue's settings: pause and resume, setRateLimit, setConcurrency,
+setGroupConcurrency and setSchema with their removals (each needs ``admin`` on the
+queue). One view per route; each reads parse -> authorize -> service -> render."""
 
 from __future__ import annotations
 
@@ -125,6 +125,48 @@ class QueueConcurrencyApi(FlashqApiView):
         name = self.queue_name()
         self.authorize(name)
         queue_obj = services.queue_set_concurrency(name=name, max_active=None, actor=self.actor())
+        return Response(queue_summary(queue_obj))
+
+
+@extend_schema_view(
+    put=operation_schema(
+        Operation.SET_GROUP_CONCURRENCY,
+        request=serializers.GroupConcurrencyIn,
+        responses={200: serializers.QueueOut, **problems(415)},
+        description="At most `max` jobs of each group (`group` on push) active at once "
+        "(default 1), FIFO within a group by priority then run time; other groups' jobs "
+        "are handed out meanwhile. Jobs already active stay so when it is lowered. "
+        "Creates the queue if needed. Needs `admin`.",
+    ),
+    delete=operation_schema(
+        Operation.REMOVE_GROUP_CONCURRENCY,
+        request=None,
+        responses={200: serializers.QueueOut, **problems()},
+        description="Put the queue's group concurrency back to 1. Needs `admin`.",
+    ),
+)
+class QueueGroupConcurrencyApi(FlashqApiView):
+    operations = {
+        "put": Operation.SET_GROUP_CONCURRENCY,
+        "delete": Operation.REMOVE_GROUP_CONCURRENCY,
+    }
+
+    def put(self, request: Request, queue: str) -> Response:
+        name = self.queue_name()
+        self.authorize(name)
+        params = serializers.GroupConcurrencyIn(data=request.data)
+        params.is_valid(raise_exception=True)
+        queue_obj = services.queue_set_group_concurrency(
+            name=name, max_active=params.validated_data["max"], actor=self.actor()
+        )
+        return Response(queue_summary(queue_obj))
+
+    def delete(self, request: Request, queue: str) -> Response:
+        name = self.queue_name()
+        self.authorize(name)
+        queue_obj = services.queue_set_group_concurrency(
+            name=name, max_active=None, actor=self.actor()
+        )
         return Response(queue_summary(queue_obj))
 
 

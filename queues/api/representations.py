@@ -29,6 +29,7 @@ def job_summary(job: Job, queue_name: str, now: datetime) -> dict[str, Any]:
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "key": job.key,
+        "group": job.group_key,
         "run_at": iso(job.run_at),
         "created_at": iso(job.created_at),
     }
@@ -44,6 +45,7 @@ def job_leased(job: Job, queue_name: str) -> dict[str, Any]:
         "max_attempts": job.max_attempts,
         "progress": job.progress,
         "tags": job.tags,
+        "group": job.group_key,
         "lease_id": str(job.lease_id),
         "lease_expires_at": iso(job.lease_expires_at),
         "timeout": job.timeout_ms,
@@ -106,6 +108,7 @@ def queue_summary(queue: Queue) -> dict[str, Any]:
         "paused": queue.paused,
         "rate_limit": rate,
         "concurrency": queue.concurrency_max,
+        "group_concurrency": queue.group_concurrency,
         "schema": queue.json_schema,
         "created_at": iso(queue.created_at),
     }

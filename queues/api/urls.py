@@ -63,6 +63,11 @@ urlpatterns = [
         schedule_views.ScheduleTriggerApi.as_view(),
         name="schedule-trigger",
     ),
+    path(
+        "queues/<str:queue>/group-concurrency",
+        queue_settings_views.QueueGroupConcurrencyApi.as_view(),
+        name="queue-group-concurrency",
+    ),
     path("queues/<str:queue>/jobs", queue_views.QueueJobsApi.as_view(), name="queue-jobs"),
     path(
         "queues/<str:queue>/jobs/batch",

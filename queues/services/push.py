@@ -37,7 +37,7 @@ class Pushed:
 
 # What a push needs of its queue.
 _PUSH_QUEUE_FIELDS = frozenset(
-    {"id", "name", "subject_path", "card_allowlist", "max_job_bytes", "json_schema"}
+    {"id", "name", "subject_path", "card_allowlist", "max_job_bytes", "json_schema", "grouped"}
 )
 
 
@@ -124,6 +124,18 @@ def _push_into(
     refuse_cards_in_subjects(
         [(spec.data, spec.data_path) for spec in specs if not spec.subject], queue
     )
+    if queue.grouped or all(spec.group is None for spec in specs):
+        return _push_checked(queue, specs, now, owner, record)
+    # The queue's first grouped jobs: from now on its pulls use the grouped claim.
+    with transaction.atomic():
+        Queue.objects.filter(pk=queue.pk, grouped=False).update(grouped=True)
+        queue.grouped = True
+        return _push_checked(queue, specs, now, owner, record)
+
+
+def _push_checked(
+    queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str, record: Recorder
+) -> list[Pushed]:
     if not any(spec.key is not None for spec in specs):
         return _push_once(queue, specs, now, owner, record)
     for _ in range(KEYED_PUSH_TRIES):

@@ -165,6 +165,29 @@ def queue_set_concurrency(*, name: str, max_active: int | None, actor: Actor) ->
     return queue
 
 
+def queue_set_group_concurrency(*, name: str, max_active: int | None, actor: Actor) -> Queue:
+    """At most ``max_active`` active jobs per group (a job's ``group``); None puts back
+    the default, 1. Lowering it leaves jobs already active alone: no new job of a group
+    is handed out until fewer than the new limit are active."""
+    value = 1 if max_active is None else max_active
+    with transaction.atomic():
+        queue, created = _queue_for_limits(name)
+        before = queue.group_concurrency
+        queue.group_concurrency = value
+        queue.save(update_fields=["group_concurrency"])
+        audit_record(
+            actor=actor,
+            action=(
+                Action.SET_GROUP_CONCURRENCY
+                if max_active is not None
+                else Action.REMOVE_GROUP_CONCURRENCY
+            ),
+            queue=name,
+            details={"from": before, "to": value, **({"queue_created": True} if created else {})},
+        )
+    return queue
+
+
 def queue_set_schema(*, name: str, schema: dict[str, Any] | None, actor: Actor) -> Queue:
     """Set (or, with None, remove) the JSON Schema every job's data must satisfy. An
     invalid schema, or one that refers outside itself, is refused (400)."""

@@ -85,6 +85,7 @@ class JobSummary(TypedDict):
     attempts: int
     max_attempts: int
     key: str | None
+    group: str | None
     run_at: str
     created_at: str
 
@@ -104,6 +105,7 @@ class LeasedJob(TypedDict):
     max_attempts: int
     progress: int
     tags: list[str]
+    group: str | None
     lease_id: str
     lease_expires_at: str
     #: The job's timeout (ms) and this attempt's deadline (the lease never outlives it).
@@ -168,6 +170,8 @@ class QueueInfo(TypedDict):
     paused: bool
     rate_limit: RateLimit | None
     concurrency: int | None
+    #: At most this many active jobs per group (``group`` on push); 1 by default.
+    group_concurrency: int
     schema: dict[str, Any] | None
     created_at: str
 
@@ -801,6 +805,25 @@ class Client:
         return cast(
             QueueInfo,
             self._json("DELETE", f"queues/{_queue(queue)}/concurrency", idempotent=True),
+        )
+
+    def set_group_concurrency(self, queue: str, max: int) -> QueueInfo:
+        """At most ``max`` active jobs per group (``group`` on push) in the queue."""
+        return cast(
+            QueueInfo,
+            self._json(
+                "PUT",
+                f"queues/{_queue(queue)}/group-concurrency",
+                body={"max": max},
+                idempotent=True,
+            ),
+        )
+
+    def remove_group_concurrency(self, queue: str) -> QueueInfo:
+        """Back to one active job per group."""
+        return cast(
+            QueueInfo,
+            self._json("DELETE", f"queues/{_queue(queue)}/group-concurrency", idempotent=True),
         )
 
     def set_schema(self, queue: str, schema: Mapping[str, Any]) -> QueueInfo:

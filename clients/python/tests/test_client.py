@@ -131,6 +131,8 @@ def test_queue_settings_stats_and_me(client: Client, queue: str) -> None:
     assert client.remove_rate_limit(queue)["rate_limit"] is None
     assert client.set_concurrency(queue, 5)["concurrency"] == 5
     assert client.remove_concurrency(queue)["concurrency"] is None
+    assert client.set_group_concurrency(queue, 3)["group_concurrency"] == 3
+    assert client.remove_group_concurrency(queue)["group_concurrency"] == 1
     assert client.pause(queue)["paused"] is True
     client.push(queue, {"n": 1})
     assert client.pull(queue) == []  # paused: nothing handed out

@@ -233,6 +233,9 @@ class JobSummaryOut(serializers.Serializer):
     attempts = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
     key = serializers.CharField(allow_null=True)
+    group = serializers.CharField(
+        allow_null=True, help_text="The job's group (`group` on push), or null."
+    )
     run_at = serializers.DateTimeField()
     created_at = serializers.DateTimeField()
 
@@ -261,6 +264,9 @@ class LeasedJobOut(serializers.Serializer):
     max_attempts = serializers.IntegerField()
     progress = serializers.IntegerField()
     tags = serializers.ListField(child=serializers.CharField())
+    group = serializers.CharField(
+        allow_null=True, help_text="The job's group (`group` on push), or null."
+    )
     lease_id = serializers.UUIDField()
     lease_expires_at = serializers.DateTimeField()
     timeout = serializers.IntegerField(allow_null=True, help_text=TIMEOUT_TEXT)
@@ -307,6 +313,9 @@ class JobDetailOut(serializers.Serializer):
     progress = serializers.IntegerField()
     progress_message = serializers.CharField(help_text=MASKED_TEXT)
     key = serializers.CharField(allow_null=True)
+    group = serializers.CharField(
+        allow_null=True, help_text="The job's group (`group` on push), or null."
+    )
     subject = serializers.CharField(allow_null=True)
     tags = serializers.ListField(child=serializers.CharField())
     run_at = serializers.DateTimeField()

@@ -50,6 +50,10 @@ class ConcurrencyIn(StrictSerializer):
     max = StrictIntegerField(min_value=1, max_value=limits.MAX_CONCURRENCY)
 
 
+class GroupConcurrencyIn(StrictSerializer):
+    max = StrictIntegerField(min_value=1, max_value=limits.MAX_GROUP_CONCURRENCY)
+
+
 class RateLimitOut(serializers.Serializer):
     max = serializers.IntegerField()
     duration_ms = serializers.IntegerField()
@@ -60,6 +64,9 @@ class QueueOut(serializers.Serializer):
     paused = serializers.BooleanField()
     rate_limit = RateLimitOut(allow_null=True, help_text="jobs handed out per duration")
     concurrency = serializers.IntegerField(allow_null=True, help_text="most jobs active at once")
+    group_concurrency = serializers.IntegerField(
+        help_text="most jobs of one group (`group` on push) active at once"
+    )
     schema = JsonObjectField(allow_null=True, help_text="JSON Schema of job data")
     created_at = serializers.DateTimeField()
 

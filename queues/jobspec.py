@@ -29,6 +29,9 @@ FIELDS = frozenset(
         "group",
     }
 )
+# Ticks' job keys (queues.schedulespec.tick_key) start with it; a push may not, or a
+# client could take a tick's key and the tick would make no job of its own.
+SCHEDULE_KEY_PREFIX = "schedule:"
 BACKOFF_FIELDS = frozenset({"type", "delay", "max", "jitter"})
 
 
@@ -215,6 +218,9 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
         None if timeout is None else collector.integer(raw, "timeout", 0, 1, limits.MAX_TIMEOUT_MS)
     )
     key = collector.text(raw, "key", limits.MAX_KEY_LENGTH)
+    if key is not None and key.startswith(SCHEDULE_KEY_PREFIX):
+        collector.add("key", f"may not start with {SCHEDULE_KEY_PREFIX!r}: kept for schedules")
+        key = None
     subject = collector.text(raw, "subject", limits.MAX_SUBJECT_LENGTH)
     tags = _tags(raw.get("tags"), collector)
     group = collector.text(raw, "group", limits.MAX_GROUP_LENGTH)

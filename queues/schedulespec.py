@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 from kernel import limits
 from kernel.problems import FieldError, InvalidInput, pointer_segment
 
-from .jobspec import JobSpec, Problems, parse_job_spec
+from .jobspec import SCHEDULE_KEY_PREFIX, JobSpec, Problems, parse_job_spec
 from .models import CatchUp
 
 TEMPLATE_FIELDS = frozenset(
@@ -256,4 +256,4 @@ def ticks_between(
 def tick_key(name: str, tick: datetime) -> str:
     """A tick's job key: the schedule's name and the tick in UTC, e.g.
     ``schedule:nightly:2026-03-29T01:00:00Z``."""
-    return f"schedule:{name}:{tick.astimezone(UTC).isoformat().replace('+00:00', 'Z')}"
+    return f"{SCHEDULE_KEY_PREFIX}{name}:{tick.astimezone(UTC).isoformat().replace('+00:00', 'Z')}"

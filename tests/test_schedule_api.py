@@ -219,3 +219,25 @@ def test_a_body_that_is_not_an_object_is_a_400(api: Api, full: str) -> None:
     call = _put(api, full, ["cron", "* * * * *"])
     assert call.status == 400 and call.body["errors"][0]["path"] == "/"
     assert not Schedule.objects.exists()
+
+
+def test_a_push_may_not_take_a_ticks_key(api: Api, full: str) -> None:
+    """A tick's job is keyed schedule:<name>:<tick>: a client holding that key (and so
+    the tick's job) would make the tick push nothing, so the prefix is refused."""
+    key = "schedule:nightly:2026-12-07T01:30:00Z"
+    single = api.post("/queues/jobs:s/jobs", {"data": {}, "key": key}, as_=full)
+    assert single.status == 400
+    assert [error["path"] for error in single.body["errors"]] == ["/key"]
+    batch = api.post(
+        "/queues/jobs:s/jobs/batch",
+        {"jobs": [{"data": {}}, {"data": {}, "key": key}]},
+        as_=full,
+    )
+    assert batch.status == 400
+    assert [error["path"] for error in batch.body["errors"]] == ["/jobs/1/key"]
+    assert not Job.objects.exists()
+    # Another key mentioning schedules is an ordinary key.
+    assert (
+        api.post("/queues/jobs:s/jobs", {"data": {}, "key": "my-schedule:1"}, as_=full).status
+        == 201
+    )

@@ -18,25 +18,28 @@ from .reports import LEASE_FIELDS, _leased_for_update, release_lease
 
 
 def _hand_back(
-    *, job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, run_at: datetime, now: datetime
+    *, job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, run_at: datetime | None, now: datetime
 ) -> Job:
-    """In the caller's transaction: the leased job back to waiting from ``run_at``, its
+    """In the caller's transaction: the leased job back to waiting from ``run_at`` (None:
+    its own run_at, so it is back in its place, ahead of its group's later jobs), its
     attempt uncounted (the claim counted it)."""
     job = _leased_for_update(job_id, lease_id, owner, now)
     job.state = JobState.WAITING
     job.attempts = max(job.attempts - 1, 0)
-    job.run_at = run_at
+    if run_at is not None:
+        job.run_at = run_at
     release_lease(job)
     job.save(update_fields=["state", "attempts", "run_at", *LEASE_FIELDS])
     return job
 
 
 def job_release(*, job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, actor: Actor) -> Job:
-    """Give a held job back at once (a worker shutting down): waiting and ready, the
-    attempt not counted, waiting pulls woken."""
+    """Give a held job back at once (a worker shutting down): waiting and ready in its
+    place (its run_at is kept, so a group's order survives a shutdown), the attempt not
+    counted, waiting pulls woken."""
     now = timezone.now()
     with transaction.atomic():
-        job = _hand_back(job_id=job_id, lease_id=lease_id, owner=owner, run_at=now, now=now)
+        job = _hand_back(job_id=job_id, lease_id=lease_id, owner=owner, run_at=None, now=now)
         wakeup.notify_ready(job.queue.name)
         audit_record(
             actor=actor,

@@ -69,6 +69,10 @@ def test_promote_asks_a_reason_runs_the_job_now_and_is_audited(jobs: dict[str, s
     assert Job.objects.get(id=jobs["delayed"]).run_at > timezone.now()
     blank = _promote(op, [jobs["delayed"]], confirm="yes", reason="")
     assert "This field is required" in blank.content.decode()
+    # The trail is never erased: a card number in the reason is refused by the form.
+    card = _promote(op, [jobs["delayed"]], confirm="yes", reason="card 4111 1111 1111 1111")
+    assert "May not hold a payment card number" in card.content.decode()
+    assert Job.objects.get(id=jobs["delayed"]).run_at > timezone.now()
     done = _promote(op, [jobs["delayed"], jobs["ready"]], confirm="yes", reason="VIP customer")
     assert done.status_code == 302
     assert Job.objects.get(id=jobs["delayed"]).run_at <= timezone.now()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from compliance.audit.models import AuditEvent
@@ -143,3 +146,16 @@ def test_release_and_snooze_are_audited(api: Api, full: str) -> None:
     assert release.job_ids == snooze.job_ids == [job["id"]]
     assert release.queue == snooze.queue == "jobs:q"
     assert snooze.details["delay_ms"] == 5000
+
+
+@pytest.mark.parametrize("verb", ["release", "snooze"])
+def test_a_job_handed_back_after_its_ttl_is_not_expired(api: Api, full: str, verb: str) -> None:
+    """ttl limits starting: a job that started and was handed back (a worker's shutdown)
+    runs again, even when its ttl passed while it was held."""
+    push(api, full, ttl=60_000)
+    [job] = pull(api, full)
+    Job.objects.filter(id=job["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    body = {"lease_id": job["lease_id"], **({"delay_ms": 0} if verb == "snooze" else {})}
+    assert api.post(f"/jobs/{job['id']}/{verb}", body, as_=full).status == 200
+    call_command("sweep_leases", stdout=StringIO())
+    assert [again["id"] for again in pull(api, full)] == [job["id"]]

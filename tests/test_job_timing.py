@@ -149,7 +149,8 @@ def test_a_delayed_high_priority_job_never_blocks_ready_lower_priority_ones(
 ) -> None:
     push(api, full, priority=100, delay=60_000)
     ready = push(api, full, priority=0)
-    assert [job["id"] for job in pull(api, full, count=5)] == [ready["id"]]
+    # count=1: a claim that took the top one and then dropped delayed jobs would fail.
+    assert [job["id"] for job in pull(api, full, count=1)] == [ready["id"]]
 
 
 def test_getjobs_filters_delayed_and_waiting_apart(api: Api, full: str) -> None:
@@ -176,3 +177,26 @@ def test_run_at_without_an_offset_is_taken_as_utc(api: Api, full: str) -> None:
     naive = (datetime.now(UTC) + timedelta(hours=2)).replace(tzinfo=None, microsecond=0)
     assert api.patch(f"/jobs/{job['id']}", {"run_at": naive.isoformat()}, as_=full).status == 200
     assert Job.objects.get(id=job["id"]).run_at == naive.replace(tzinfo=UTC)
+
+
+def test_a_past_run_at_is_ready_now_and_jumps_no_one(api: Api, full: str) -> None:
+    """Backdating run_at must not put a job ahead of the jobs that were ready before it."""
+    first = push(api, full)
+    later = push(api, full, delay=60_000)
+    body = {"run_at": "2020-01-01T00:00:00Z"}
+    assert api.request("PATCH", f"/jobs/{later['id']}", body, as_=full).status == 200
+    assert Job.objects.get(id=later["id"]).run_at > Job.objects.get(id=first["id"]).run_at
+    assert [job["id"] for job in pull(api, full, count=2)] == [first["id"], later["id"]]
+
+
+def test_a_card_number_in_a_promote_reason_is_422_and_changes_nothing(api: Api, full: str) -> None:
+    job = push(api, full, delay=60_000)
+    call = api.post(f"/jobs/{job['id']}/promote", {"reason": "card 4111 1111 1111 1111"}, as_=full)
+    assert call.status == 422
+    assert [error["path"] for error in call.body["errors"]] == ["/reason"]
+    assert Job.objects.get(id=job["id"]).run_at > timezone.now()
+    # Only the refusal is recorded, without the reason.
+    [refusal] = AuditEvent.objects.filter(action="promote")
+    assert refusal.outcome != "ok"
+    trail = str(list(AuditEvent.objects.values_list("details", flat=True)))
+    assert "4111 1111 1111 1111" not in trail and "4111111111111111" not in trail

@@ -137,15 +137,20 @@ def test_a_job_without_timeout_keeps_the_lease_expired_path(api: Api, full: str)
     assert not AuditEvent.objects.filter(action="timeout").exists()
 
 
-def test_a_heartbeating_job_with_a_timeout_is_not_recovered_before_its_deadline(
-    api: Api, full: str
+@pytest.mark.parametrize("timeout", [3_600_000, None])
+def test_a_heartbeating_job_outlives_many_lease_lengths(
+    api: Api, full: str, timeout: int | None
 ) -> None:
-    push(api, full, timeout=3_600_000)
+    """A 1 s lease, kept alive for 2.4 s by heartbeats 0.6 s apart: never recovered,
+    with or without a (far) deadline. Without the heartbeats the second pull takes it."""
+    push(api, full, timeout=timeout)  # None: no timeout
     [job] = pull(api, full, lease=1)
-    for _ in range(3):
+    for _ in range(4):
+        time.sleep(0.6)
         assert _heartbeat(api, full, job) == 200
         assert pull(api, full) == []
-    assert Job.objects.get(id=job["id"]).state == "active"
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.state, stored.attempts, stored.error_code) == ("active", 1, "")
 
 
 def test_ack_and_fail_clear_the_deadline(api: Api, full: str) -> None:

@@ -13,10 +13,15 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from ..models import validate_no_card_number
+
 
 class ReasonForm(forms.Form):
+    # The trail is never erased: no card number in it.
     reason = forms.CharField(
-        max_length=500, help_text="Why (kept in the audit trail), e.g. a ticket reference."
+        max_length=500,
+        validators=[validate_no_card_number],
+        help_text="Why (kept in the audit trail), e.g. a ticket reference.",
     )
 
 

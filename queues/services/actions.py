@@ -21,17 +21,13 @@ from ..jobspec import encoded_size, subject_from
 from ..models import UNFINISHED, Job, JobState, Queue
 from .common import (
     job_for_update,
+    reason_details,
     refuse_cards_in_data,
     refuse_cards_in_subjects,
     refuse_off_schema,
     refuse_oversize,
 )
 from .reports import LEASE_FIELDS, release_lease
-
-
-def _reason(reason: str) -> dict[str, str]:
-    """An operator's reason for the audit event (the admin asks for one)."""
-    return {"reason": reason[:500]} if reason else {}
 
 
 def jobs_delete(*, job_ids: Sequence[uuid.UUID], reason: str, actor: Actor) -> int:
@@ -54,7 +50,7 @@ def jobs_delete(*, job_ids: Sequence[uuid.UUID], reason: str, actor: Actor) -> i
             action=Action.DELETE,
             queue=next(iter(queues)) if len(queues) == 1 else "",
             job_ids=[job_id for job_id, _, _ in rows],
-            details={"count": len(rows), "states": states, **_reason(reason)},
+            details={"count": len(rows), "states": states, **reason_details(reason)},
         )
     return len(rows)
 
@@ -75,7 +71,7 @@ def job_cancel(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
             action=Action.CANCEL,
             queue=job.queue.name,
             job_ids=[job_id],
-            details={"was": was, **_reason(reason)},
+            details={"was": was, **reason_details(reason)},
         )
     return job
 
@@ -105,8 +101,9 @@ def job_update(
     run_at: datetime | None = None,
 ) -> Job:
     """Change a waiting (or delayed) job: its ``priority``, its ``run_at`` (a past time
-    makes it ready now), and its ``data`` (with the subject taken from it) if it has not
-    started yet. One event lists the fields changed, never their values."""
+    makes it ready now: stored as now, so backdating never jumps the jobs, or a group's
+    jobs, that were ready before it), and its ``data`` (with the subject taken from it)
+    if it has not started yet. One event lists the fields changed, never their values."""
     if data is None and priority is None and run_at is None:
         raise InvalidInput("Give at least one of data, priority and run_at.")
     with transaction.atomic():
@@ -123,11 +120,12 @@ def job_update(
         if priority is not None:
             job.priority = priority
             fields.append("priority")
+        now = timezone.now()
         if run_at is not None:
-            job.run_at = run_at
+            job.run_at = max(run_at, now)
             fields.append("run_at")
         job.save(update_fields=fields)
-        if run_at is not None and run_at <= timezone.now():
+        if run_at is not None and run_at <= now:
             wakeup.notify_ready(job.queue.name)
         audit_record(
             actor=actor,
@@ -156,7 +154,7 @@ def job_promote(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
             action=Action.PROMOTE,
             queue=job.queue.name,
             job_ids=[job_id],
-            details={"run_at_was": was.isoformat(), **_reason(reason)},
+            details={"run_at_was": was.isoformat(), **reason_details(reason)},
         )
     return job
 
@@ -199,7 +197,7 @@ def job_retry(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
             action=Action.RETRY,
             queue=job.queue.name,
             job_ids=[job_id],
-            details={"was": was, **_reason(reason)},
+            details={"was": was, **reason_details(reason)},
         )
     return job
 

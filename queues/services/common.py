@@ -95,6 +95,16 @@ def refuse_cards(values: Sequence[tuple[str, Any]]) -> None:
         raise refused
 
 
+def reason_details(reason: str) -> dict[str, str]:
+    """An operator's reason as audit details (nothing when none was given). The trail is
+    never erased, so a card number in it is refused (422 naming ``/reason``), whichever
+    door the reason came in by."""
+    refused = card_problem(find_cards_in_text(reason, "/reason"))
+    if refused is not None:
+        raise refused
+    return {"reason": reason[:500]} if reason else {}
+
+
 def job_get(job_id: uuid.UUID) -> Job:
     job: Job | None = Job.objects.select_related("queue").filter(id=job_id).first()
     if job is None:

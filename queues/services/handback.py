@@ -28,8 +28,10 @@ def _hand_back(
     job.attempts = max(job.attempts - 1, 0)
     if run_at is not None:
         job.run_at = run_at
+    # A ttl is a limit on starting: this job started, so a hand-back never expires it.
+    job.expires_at = None
     release_lease(job)
-    job.save(update_fields=["state", "attempts", "run_at", *LEASE_FIELDS])
+    job.save(update_fields=["state", "attempts", "run_at", "expires_at", *LEASE_FIELDS])
     return job
 
 

@@ -169,7 +169,7 @@ def test_the_template_data_is_sealed_at_rest_and_masked_without_reveal(api: Api,
 def test_the_schedule_verb_governs_every_route(api: Api, full: str) -> None:
     _put(api, full, NIGHTLY)
     pusher = make_token("pusher", "jobs:*=push,getJob,getJobs,pull,admin")
-    scheduler = make_token("scheduler", "jobs:*=schedule")
+    scheduler = make_token("scheduler", "jobs:*=schedule,push")
     calls = [
         ("PUT", f"{URL}/nightly", NIGHTLY),
         ("GET", f"{URL}/nightly", None),
@@ -190,6 +190,36 @@ def test_the_schedule_verb_governs_every_route(api: Api, full: str) -> None:
     assert denied.count() == 2 * len(calls)
     for method, path, body in calls:
         assert api.request(method, path, body, as_=scheduler).status < 300, (method, path)
+
+
+def test_put_and_trigger_need_push_as_well_as_schedule(api: Api, full: str) -> None:
+    """``schedule`` alone must not make jobs where push is not allowed: a token with
+    only ``schedule`` (or whose deny rule covers push) is refused PUT and trigger, and
+    nothing is made or changed; the routes that make no job stay open to it."""
+    _put(api, full, NIGHTLY)
+    before = Schedule.objects.get()
+    only = make_token("only-schedule", "jobs:*=schedule")
+    denied = make_token("push-denied", "jobs:*=*", deny=("jobs:s=push",))
+    replace = {"every_ms": 1000, "data": {"x": 1}}
+    for token in (only, denied):
+        for method, path, body in (
+            ("PUT", f"{URL}/nightly", replace),
+            ("PUT", f"{URL}/new", replace),
+            ("POST", f"{URL}/nightly/trigger", None),
+        ):
+            call = api.request(method, path, body, as_=token)
+            assert call.status == 403, (method, path, call.body)
+            assert call.headers["Content-Type"] == "application/problem+json"
+            assert "push" in call.body["detail"]
+        assert api.get(f"{URL}/nightly", as_=token).status == 200
+        assert api.post(f"{URL}/nightly/pause", as_=token).status == 200
+        assert api.post(f"{URL}/nightly/resume", as_=token).status == 200
+    after = Schedule.objects.get()
+    assert (after.every_ms, after.cron, after.data) == (None, before.cron, before.data)
+    assert not Job.objects.exists()
+    refusals = AuditEvent.objects.filter(outcome="denied", status=403)
+    assert refusals.count() == 6
+    assert {e.action for e in refusals} == {"schedule.save", "schedule.trigger"}
 
 
 def test_documented_shapes_match_what_the_api_parses_and_returns(api: Api, full: str) -> None:

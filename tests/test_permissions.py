@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from compliance.models import AuditEvent
 from queues import services
-from queues.models import Job
+from queues.models import Job, Schedule
 from queues.schedulespec import parse_schedule_spec
 
 from .personas import Personas
@@ -258,3 +258,26 @@ def test_list_queues_for_a_stranger_does_not_include_jobs_queues(
 ) -> None:
     push(api, personas.producer, queue="jobs:q")
     assert api.get("/queues", as_=personas.stranger).body == {"queues": []}
+
+
+def test_the_schedule_verb_alone_may_not_put_or_trigger(api: Api) -> None:
+    """PUT and trigger make jobs: ``schedule`` without ``push`` gets 403 on both (one
+    denied event each, nothing made), while the routes that make no job let it in."""
+    only = make_token("only-schedule", "jobs:*=schedule")
+    prefix = _scheduled()
+    before = Job.objects.count()
+    for method, path in (
+        ("PUT", f"{prefix}/s"),
+        ("PUT", f"{prefix}/t"),
+        ("POST", f"{prefix}/s/trigger"),
+    ):
+        call = api.request(method, path, _EVERY_MINUTE if method == "PUT" else None, as_=only)
+        assert call.status == 403, (method, path, call.body)
+        [event] = AuditEvent.objects.filter(request_id=call.headers["X-Request-ID"])
+        assert (event.outcome, event.status) == ("denied", 403)
+    assert Job.objects.count() == before
+    assert [s.name for s in Schedule.objects.all()] == ["s"]
+    assert api.get(f"{prefix}/s", as_=only).status == 200
+    with_push = make_token("schedule-and-push", "jobs:*=schedule,push")
+    assert api.request("PUT", f"{prefix}/s", _EVERY_MINUTE, as_=with_push).status == 200
+    assert api.post(f"{prefix}/s/trigger", as_=with_push).status == 201

@@ -14,8 +14,9 @@ from compliance.models import AuditEvent
 from queues.api import serializers
 from queues.models import Job, Queue, Schedule
 from queues.schedulespec import SCHEDULE_FIELDS, TEMPLATE_FIELDS
+from security.services import token_revoke
 
-from .support import Api, make_token
+from .support import SETUP, Api, make_token
 
 pytestmark = pytest.mark.django_db
 
@@ -271,3 +272,16 @@ def test_a_push_may_not_take_a_ticks_key(api: Api, full: str) -> None:
         api.post("/queues/jobs:s/jobs", {"data": {}, "key": "my-schedule:1"}, as_=full).status
         == 201
     )
+
+
+def test_trigger_of_a_schedule_whose_owner_was_revoked_is_refused(api: Api, full: str) -> None:
+    """Trigger pushes as the schedule's owner: with no live token left in that family it
+    is a 403 ``owner_revoked`` and makes nothing; a PUT by a live token takes it over."""
+    owner = make_token("owner", "jobs:*=schedule,push")
+    assert _put(api, owner, NIGHTLY).status == 201
+    token_revoke(name="owner", actor=SETUP)
+    refused = api.post(f"{URL}/nightly/trigger", as_=full)
+    assert (refused.status, refused.body["code"]) == (403, "owner_revoked")
+    assert not Job.objects.exists()
+    assert _put(api, full, NIGHTLY).status == 200
+    assert api.post(f"{URL}/nightly/trigger", as_=full).status == 201

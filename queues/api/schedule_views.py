@@ -245,7 +245,9 @@ class ScheduleResumeApi(_ScheduleActionApi):
         request=serializers.ReasonIn,
         responses={201: serializers.JobSummaryOut, **problems(404, 413, 415)},
         description="Push one job from the template now (even when paused); `next_run_at` "
-        "does not move. A template that no longer fits the queue's schema is a 422. "
+        "does not move, and the job is the schedule's owner's: 403 `owner_revoked` when no "
+        "live token is left in that family (a PUT by a live token takes it over). A "
+        "template that no longer fits the queue's schema is a 422. "
         "Optional `reason`. Needs `schedule` and `push` (403 otherwise).",
     )
 )

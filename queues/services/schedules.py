@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_event, audit_record
 from kernel.problems import FieldError, InvalidInput
+from security.selectors import owner_live
 
-from ..errors import ScheduleNotFound
+from ..errors import OwnerRevoked, ScheduleNotFound
 from ..models import Job, Queue, Schedule
 from ..schedulespec import ScheduleSpec, next_tick
 from .common import (
@@ -209,10 +210,14 @@ def schedule_resume(*, queue_name: str, name: str, actor: Actor, reason: str = "
 
 def schedule_trigger(*, queue_name: str, name: str, actor: Actor, reason: str = "") -> Job:
     """Push one job from the template now (paused or not), without a tick key; the
-    schedule's next_run_at does not move."""
+    schedule's next_run_at does not move. The job is the schedule's owner's, so an
+    owner with no live token left is refused (OwnerRevoked, 403) as a tick would be:
+    a PUT by a live token makes the schedule that token's."""
     now = timezone.now()
     with transaction.atomic():
         schedule = _locked(queue_name, name)
+        if not owner_live(schedule.created_by, now=now):
+            raise OwnerRevoked()
         event = audit_event(
             actor=actor,
             action=Action.SCHEDULE_TRIGGER,

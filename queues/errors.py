@@ -57,3 +57,15 @@ class KeyConflict(FlashqError):
         super().__init__(
             "An unfinished job of this queue, pushed by another token, holds this key."
         )
+
+
+class OwnerRevoked(FlashqError):
+    """A schedule's tick, when no token of the family that saved it is live any more
+    (revoked, expired or deleted): its jobs would be pushed as nobody's."""
+
+    status = 403
+    code = "owner_revoked"
+    title = "Owner revoked"
+
+    def __init__(self) -> None:
+        super().__init__("No live token is left in the family that saved this schedule.")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from django.conf import settings
+
 from .access import Principal, Rule, split_verbs
 from .models import ApiToken, QueuePermission
 
@@ -41,3 +43,22 @@ def token_state(token: ApiToken, *, now: datetime) -> TokenState:
     if token.expires_at is not None:
         expires = min(expires, token.expires_at)
     return TokenState.EXPIRED if now >= expires else TokenState.ACTIVE
+
+
+def owner_live(key: str, *, now: datetime) -> bool:
+    """Whether the principal whose ``Principal.key`` is ``key`` still has a token that
+    authentication would let in: a family (``family:<id>``) any unrevoked, unexpired
+    member; a lone token (``token:<pk>``) that token; a bootstrap token
+    (``bootstrap:bootstrap-<n>``) an n-th entry still in AUTH_TOKENS. Anything else (no
+    token stands for it) is not live."""
+    kind, _, ident = key.partition(":")
+    if kind == "bootstrap":
+        number = ident.removeprefix("bootstrap-")
+        return number.isdigit() and 1 <= int(number) <= len(settings.AUTH_TOKENS)
+    if kind == "family" and ident:
+        tokens = ApiToken.objects.filter(family=ident, revoked_at__isnull=True)
+    elif kind == "token" and ident.isdigit():
+        tokens = ApiToken.objects.filter(pk=int(ident), revoked_at__isnull=True)
+    else:
+        return False
+    return any(token_state(token, now=now) is TokenState.ACTIVE for token in tokens)

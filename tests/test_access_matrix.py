@@ -117,7 +117,16 @@ PERSONAS: dict[str, tuple[Callable[[str], str], dict[str, str], int | None, str 
         None,
     ),
     "another family with the lease id": (_created, {}, None, None),
+    # Every verb but push on jobs:q: schedule alone must not make jobs there.
+    "push denied by a deny rule": (
+        lambda name: make_token(name, FULL, deny=("jobs:q=push",)),
+        {},
+        None,
+        None,
+    ),
 }
+#: The routes that make jobs: push itself, and a schedule's PUT and trigger.
+PUSHING_ROUTES = {"push", "push batch", "putSchedule", "triggerSchedule"}
 
 
 def _expected(persona: str, route: str) -> int:
@@ -129,8 +138,10 @@ def _expected(persona: str, route: str) -> int:
     if persona == "denied by a deny rule":
         # The deny covers every verb on jobs:q, so it cannot even see the job there.
         return 403 if route in QUEUE_ROUTES else 404
-    # Another family: everything but a lease is theirs to use (full rights); the lease
-    # is not.
+    if persona == "push denied by a deny rule" and route in PUSHING_ROUTES:
+        return 403
+    # Another family (or one denied push only): everything but a lease is theirs to
+    # use; the lease is not.
     if route in LEASE_ROUTES:
         return 409
     answers = {"retry": 409, "triggerSchedule": 201, "deleteSchedule": 204}

@@ -13,8 +13,10 @@ from django.utils import timezone
 
 from compliance.models import AuditEvent
 from queues import services
-from queues.models import Job
+from queues.models import Job, Schedule
 from queues.schedulespec import parse_schedule_spec
+from security.models import ApiToken
+from security.services import token_create
 
 from .personas import Personas
 from .support import SETUP, Api, Call, make_token, pull, push
@@ -56,7 +58,12 @@ _EVERY_MINUTE = {"every_ms": 60_000, "data": {}}
 def _scheduled() -> str:
     """The schedule "s" of jobs:q, saved through the service; its routes' prefix."""
     spec = parse_schedule_spec(_EVERY_MINUTE)
-    services.schedule_save(queue_name="jobs:q", name="s", spec=spec, owner="fam:t", actor=SETUP)
+    owner = ApiToken.objects.filter(name="schedule-owner").first()
+    if owner is None:  # a live token's family: a trigger pushes as the owner
+        owner, _ = token_create(name="schedule-owner", rules=[], actor=SETUP)
+    services.schedule_save(
+        queue_name="jobs:q", name="s", spec=spec, owner=f"family:{owner.family}", actor=SETUP
+    )
     return "/queues/jobs:q/schedules"
 
 
@@ -258,3 +265,26 @@ def test_list_queues_for_a_stranger_does_not_include_jobs_queues(
 ) -> None:
     push(api, personas.producer, queue="jobs:q")
     assert api.get("/queues", as_=personas.stranger).body == {"queues": []}
+
+
+def test_the_schedule_verb_alone_may_not_put_or_trigger(api: Api) -> None:
+    """PUT and trigger make jobs: ``schedule`` without ``push`` gets 403 on both (one
+    denied event each, nothing made), while the routes that make no job let it in."""
+    only = make_token("only-schedule", "jobs:*=schedule")
+    prefix = _scheduled()
+    before = Job.objects.count()
+    for method, path in (
+        ("PUT", f"{prefix}/s"),
+        ("PUT", f"{prefix}/t"),
+        ("POST", f"{prefix}/s/trigger"),
+    ):
+        call = api.request(method, path, _EVERY_MINUTE if method == "PUT" else None, as_=only)
+        assert call.status == 403, (method, path, call.body)
+        [event] = AuditEvent.objects.filter(request_id=call.headers["X-Request-ID"])
+        assert (event.outcome, event.status) == ("denied", 403)
+    assert Job.objects.count() == before
+    assert [s.name for s in Schedule.objects.all()] == ["s"]
+    assert api.get(f"{prefix}/s", as_=only).status == 200
+    with_push = make_token("schedule-and-push", "jobs:*=schedule,push")
+    assert api.request("PUT", f"{prefix}/s", _EVERY_MINUTE, as_=with_push).status == 200
+    assert api.post(f"{prefix}/s/trigger", as_=with_push).status == 201

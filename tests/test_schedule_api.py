@@ -14,8 +14,9 @@ from compliance.models import AuditEvent
 from queues.api import serializers
 from queues.models import Job, Queue, Schedule
 from queues.schedulespec import SCHEDULE_FIELDS, TEMPLATE_FIELDS
+from security.services import token_revoke
 
-from .support import Api, make_token
+from .support import SETUP, Api, make_token
 
 pytestmark = pytest.mark.django_db
 
@@ -169,7 +170,7 @@ def test_the_template_data_is_sealed_at_rest_and_masked_without_reveal(api: Api,
 def test_the_schedule_verb_governs_every_route(api: Api, full: str) -> None:
     _put(api, full, NIGHTLY)
     pusher = make_token("pusher", "jobs:*=push,getJob,getJobs,pull,admin")
-    scheduler = make_token("scheduler", "jobs:*=schedule")
+    scheduler = make_token("scheduler", "jobs:*=schedule,push")
     calls = [
         ("PUT", f"{URL}/nightly", NIGHTLY),
         ("GET", f"{URL}/nightly", None),
@@ -190,6 +191,36 @@ def test_the_schedule_verb_governs_every_route(api: Api, full: str) -> None:
     assert denied.count() == 2 * len(calls)
     for method, path, body in calls:
         assert api.request(method, path, body, as_=scheduler).status < 300, (method, path)
+
+
+def test_put_and_trigger_need_push_as_well_as_schedule(api: Api, full: str) -> None:
+    """``schedule`` alone must not make jobs where push is not allowed: a token with
+    only ``schedule`` (or whose deny rule covers push) is refused PUT and trigger, and
+    nothing is made or changed; the routes that make no job stay open to it."""
+    _put(api, full, NIGHTLY)
+    before = Schedule.objects.get()
+    only = make_token("only-schedule", "jobs:*=schedule")
+    denied = make_token("push-denied", "jobs:*=*", deny=("jobs:s=push",))
+    replace = {"every_ms": 1000, "data": {"x": 1}}
+    for token in (only, denied):
+        for method, path, body in (
+            ("PUT", f"{URL}/nightly", replace),
+            ("PUT", f"{URL}/new", replace),
+            ("POST", f"{URL}/nightly/trigger", None),
+        ):
+            call = api.request(method, path, body, as_=token)
+            assert call.status == 403, (method, path, call.body)
+            assert call.headers["Content-Type"] == "application/problem+json"
+            assert "push" in call.body["detail"]
+        assert api.get(f"{URL}/nightly", as_=token).status == 200
+        assert api.post(f"{URL}/nightly/pause", as_=token).status == 200
+        assert api.post(f"{URL}/nightly/resume", as_=token).status == 200
+    after = Schedule.objects.get()
+    assert (after.every_ms, after.cron, after.data) == (None, before.cron, before.data)
+    assert not Job.objects.exists()
+    refusals = AuditEvent.objects.filter(outcome="denied", status=403)
+    assert refusals.count() == 6
+    assert {e.action for e in refusals} == {"schedule.save", "schedule.trigger"}
 
 
 def test_documented_shapes_match_what_the_api_parses_and_returns(api: Api, full: str) -> None:
@@ -241,3 +272,16 @@ def test_a_push_may_not_take_a_ticks_key(api: Api, full: str) -> None:
         api.post("/queues/jobs:s/jobs", {"data": {}, "key": "my-schedule:1"}, as_=full).status
         == 201
     )
+
+
+def test_trigger_of_a_schedule_whose_owner_was_revoked_is_refused(api: Api, full: str) -> None:
+    """Trigger pushes as the schedule's owner: with no live token left in that family it
+    is a 403 ``owner_revoked`` and makes nothing; a PUT by a live token takes it over."""
+    owner = make_token("owner", "jobs:*=schedule,push")
+    assert _put(api, owner, NIGHTLY).status == 201
+    token_revoke(name="owner", actor=SETUP)
+    refused = api.post(f"{URL}/nightly/trigger", as_=full)
+    assert (refused.status, refused.body["code"]) == (403, "owner_revoked")
+    assert not Job.objects.exists()
+    assert _put(api, full, NIGHTLY).status == 200
+    assert api.post(f"{URL}/nightly/trigger", as_=full).status == 201

@@ -1,5 +1,6 @@
 """A queue's schedules (repeatable jobs): put (create or replace), get, list, delete,
-pause, resume and trigger, each needing the ``schedule`` verb on the queue. One view
+pause, resume and trigger, each needing the ``schedule`` verb on the queue (put and
+trigger make jobs, so they need ``push`` too). One view
 per route; each reads parse -> authorize -> service -> render. The template's data is
 shown as getJob shows a job's: the queue's sensitive fields masked without ``reveal``."""
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_view
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -67,6 +69,13 @@ class _ScheduleView(FlashqApiView):
             raise refused
         return name
 
+    def authorize_push(self, queue_name: str) -> None:
+        """PUT and trigger make jobs: they need ``push`` on the queue as well as
+        ``schedule``, so ``schedule`` alone cannot push where push is denied."""
+        self.authorize(queue_name)
+        if not self.principal.allows(Verb.PUSH, queue_name):
+            raise PermissionDenied("This token may not push on this queue.")
+
     def reason(self) -> str:
         """The optional reason, kept in the audit event: no card number in it."""
         params = serializers.ReasonIn(data=self.request.data or {})
@@ -114,10 +123,14 @@ class ScheduleListApi(_ScheduleView):
         description="Create (201) or replace (200) a repeatable job: `cron` (5 fields, or 6 "
         "with seconds first, read in `timezone`) or `every_ms`, and the template of the "
         "job each tick pushes. Each tick makes exactly one job, keyed "
-        "`schedule:<name>:<tick in UTC>`, pushed as this token's. A replace never fires "
-        "a tick already fired. An invalid cron, time zone or template field is a 400 "
-        "naming it; data failing the queue's schema or holding a card number is a 422; "
-        "nothing is changed. Creates the queue if needed. Needs `schedule`.",
+        "`schedule:<name>:<tick in UTC>`, pushed as this token's family's; a tick that "
+        "finds no live token left in that family pushes nothing and pauses the "
+        "schedule (`owner_revoked`), as does a template that stopped fitting its queue. "
+        "A replace never fires a tick already fired, and keeps a due tick not yet fired. "
+        "An invalid cron, time zone (at most 64 characters) or template field, or an "
+        "unknown field, is a 400 naming it; data failing the queue's schema or holding a "
+        "card number is a 422; nothing is changed. Creates the queue if needed. Needs "
+        "`schedule` and `push` (403 otherwise).",
     ),
     get=operation_schema(
         Operation.GET_SCHEDULE,
@@ -143,7 +156,7 @@ class ScheduleApi(_ScheduleView):
     def put(self, request: Request, queue: str, name: str) -> Response:
         queue_name = self.queue_name()
         schedule_name = self.schedule_name()
-        self.authorize(queue_name)
+        self.authorize_push(queue_name)
         spec = parse_schedule_spec(request.data)
         schedule, created = services.schedule_save(
             queue_name=queue_name,
@@ -176,7 +189,10 @@ class _ScheduleActionApi(_ScheduleView):
     def post(self, request: Request, queue: str, name: str) -> Response:
         queue_name = self.queue_name()
         schedule_name = self.schedule_name()
-        self.authorize(queue_name)
+        if self.operation is Operation.TRIGGER_SCHEDULE:
+            self.authorize_push(queue_name)
+        else:
+            self.authorize(queue_name)
         return self.act(queue_name, schedule_name, self.reason())
 
     def act(self, queue_name: str, name: str, reason: str) -> Response:
@@ -207,8 +223,9 @@ class SchedulePauseApi(_ScheduleActionApi):
         Operation.RESUME_SCHEDULE,
         request=serializers.ReasonIn,
         responses={**_one, **problems(404, 415)},
-        description="Fire the schedule again from its first tick after now; ticks that fell "
-        "due while it was paused are not fired. Optional `reason`. Needs `schedule`.",
+        description="Fire a paused schedule again from its first tick after now; ticks that "
+        "fell due while it was paused are not fired. Resuming a schedule that is not "
+        "paused changes nothing (still 200). Optional `reason`. Needs `schedule`.",
     )
 )
 class ScheduleResumeApi(_ScheduleActionApi):
@@ -228,8 +245,10 @@ class ScheduleResumeApi(_ScheduleActionApi):
         request=serializers.ReasonIn,
         responses={201: serializers.JobSummaryOut, **problems(404, 413, 415)},
         description="Push one job from the template now (even when paused); `next_run_at` "
-        "does not move. A template that no longer fits the queue's schema is a 422. "
-        "Optional `reason`. Needs `schedule`.",
+        "does not move, and the job is the schedule's owner's: 403 `owner_revoked` when no "
+        "live token is left in that family (a PUT by a live token takes it over). A "
+        "template that no longer fits the queue's schema is a 422. "
+        "Optional `reason`. Needs `schedule` and `push` (403 otherwise).",
     )
 )
 class ScheduleTriggerApi(_ScheduleActionApi):

@@ -37,7 +37,7 @@ from .actions import (
 from .clean import FINISHED, MAX_CLEAN, Cleaned, finished_before, jobs_clean
 from .grants import QUEUE_ROLES, queue_grant
 from .handback import job_release, job_snooze
-from .keys import SEALED_FIELDS, Resealed, jobs_reseal
+from .keys import SEALED_FIELDS, Resealed, ResealedSchedules, jobs_reseal, schedules_reseal
 from .push import KEYED_PUSH_TRIES, Pushed, Recorder, job_push, jobs_push
 from .queue_settings import (
     queue_create,
@@ -88,6 +88,7 @@ __all__ = [
     "Pushed",
     "Recorder",
     "Resealed",
+    "ResealedSchedules",
     "check_acks",
     "complete_acked",
     "earliest_due",
@@ -126,4 +127,5 @@ __all__ = [
     "schedule_save",
     "schedule_trigger",
     "schedules_fire",
+    "schedules_reseal",
 ]

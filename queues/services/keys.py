@@ -1,4 +1,5 @@
-"""Re-sealing job payloads under the primary encryption key (``rotate_encryption_keys``)."""
+"""Re-sealing job payloads and schedule templates under the primary encryption key
+(``rotate_encryption_keys``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from compliance.audit import Action, Actor, audit_record
 from security.encryption import keyring
 from security.fields import Stored, bulk_update_sealed
 
-from ..models import Job
+from ..models import Job, Schedule
 
 SEALED_FIELDS = ("data", "result", "error", "errors")
 
@@ -84,5 +85,57 @@ def jobs_reseal(*, after: uuid.UUID | None, limit: int, actor: Actor) -> Reseale
         jobs_scanned=len(jobs),
         jobs_changed=len(changed),
         values_changed=values_changed,
+        found=found,
+    )
+
+
+@dataclass(frozen=True)
+class ResealedSchedules:
+    """One batch of key rotation over schedule templates (their ``data``), as Resealed."""
+
+    last_id: uuid.UUID | None
+    scanned: int
+    changed: int
+    found: dict[str, int]
+
+
+def schedules_reseal(*, after: uuid.UUID | None, limit: int, actor: Actor) -> ResealedSchedules:
+    """Re-seal under the primary key the template of each of the next ``limit``
+    schedules (in id order, after ``after``) that another key sealed, rows locked, as
+    jobs_reseal does for jobs: a template still under an old key would stop firing
+    once that key is retired. A template whose key is gone raises DecryptionFailed."""
+    primary = keyring().primary
+    with transaction.atomic():
+        rows = Schedule.objects.order_by("id").only("id", "queue_id", "name", "data")
+        if after is not None:
+            rows = rows.filter(id__gt=after)
+        schedules = list(rows.select_for_update(no_key=True)[:limit])
+        found: dict[str, int] = {}
+        changed: list[Schedule] = []
+        for schedule in schedules:
+            stored = schedule.__dict__["data"]
+            if not isinstance(stored, Stored):
+                continue
+            found[stored.key_id] = found.get(stored.key_id, 0) + 1
+            if stored.key_id != primary:
+                getattr(schedule, "data")  # noqa: B009 - opened with its old key
+                changed.append(schedule)
+        if changed:
+            bulk_update_sealed(Schedule, changed, ["data"])
+            audit_record(
+                actor=actor,
+                action=Action.KEYS_ROTATE,
+                details={
+                    "schedules": len(changed),
+                    "values": len(changed),
+                    "to_key": primary,
+                    "from_keys": sorted(key for key in found if key != primary),
+                    "names": sorted(schedule.name for schedule in changed)[:100],
+                },
+            )
+    return ResealedSchedules(
+        last_id=schedules[-1].id if len(schedules) == limit else None,
+        scanned=len(schedules),
+        changed=len(changed),
         found=found,
     )

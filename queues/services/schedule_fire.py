@@ -27,7 +27,9 @@ from compliance.audit.models import AuditEvent
 from kernel.problems import FlashqError
 from security.cards import find_cards, find_cards_in_text
 from security.encryption import DecryptionFailed
+from security.selectors import owner_live
 
+from ..errors import OwnerRevoked
 from ..jobspec import JobSpec, encoded_size
 from ..models import CatchUp, Schedule
 from ..schedulespec import next_tick, tick_key, ticks_between
@@ -121,39 +123,48 @@ def _fire_one(schedule: Schedule, now: datetime, actor: Actor) -> int:
     pushed: list[Pushed] = []
     if ticks:
         try:
+            if not owner_live(schedule.created_by, now=now):
+                raise OwnerRevoked()
             specs = [template_spec(schedule, key=tick_key(schedule.name, t)) for t in ticks]
             with transaction.atomic():
                 pushed = push_ticks(schedule, specs, now, event)
         except (FlashqError, DecryptionFailed) as error:
             # The template no longer fits the queue (its schema, allow-list or size cap
-            # changed) or cannot be opened (its key left the keyring): recorded, and the
-            # schedule moves on to its next tick rather than wedge the engine.
+            # changed), cannot be opened (its key left the keyring), or its owner has no
+            # live token left: recorded, and the schedule is paused (in this
+            # transaction) rather than refused again at every tick; an operator fixes
+            # it and resumes it.
             code = error.code if isinstance(error, FlashqError) else "payload_unreadable"
             status = error.status if isinstance(error, FlashqError) else 500
             logger.error(
-                "schedule %s of queue %s could not fire: %s", schedule.name, event.queue, code
+                "schedule %s of queue %s could not fire (%s): paused",
+                schedule.name,
+                event.queue,
+                code,
             )
             _write(_failure(event, code, status, actor))
+            schedule.paused = True
         else:
             schedule.last_run_at = ticks[-1]
             schedule.last_job_id = pushed[-1].job.id
     else:
         _write(event)
     schedule.next_run_at = next_tick(schedule, now)  # next_run_at <= now: only forward
-    schedule.save(update_fields=["next_run_at", "last_run_at", "last_job_id"])
+    schedule.save(update_fields=["next_run_at", "last_run_at", "last_job_id", "paused"])
     return sum(p.created for p in pushed)
 
 
 def _failure(event: AuditEvent, code: str, status: int, actor: Actor) -> AuditEvent:
     """The fire's event as a failure: outcome ``error`` (the engine could not do its
-    work) with the status and code of what refused the push. No field paths: under
+    work) with the status and code of what refused the push, and ``paused``: the
+    schedule is paused by it. No field paths: under
     ``/data`` they are the client's key names."""
     failed = audit_event(
         actor=actor,
         action=Action.SCHEDULE_FIRE,
         status=status,
         queue=event.queue,
-        details={**event.details, "fired": 0, "code": code},
+        details={**event.details, "fired": 0, "code": code, "paused": True},
     )
     failed.outcome = AuditEvent.Outcome.ERROR
     return failed

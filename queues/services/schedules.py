@@ -8,7 +8,7 @@ and its timing, never its data."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_event, audit_record
 from kernel.problems import FieldError, InvalidInput
+from security.selectors import owner_live
 
-from ..errors import ScheduleNotFound
+from ..errors import OwnerRevoked, ScheduleNotFound
 from ..models import Job, Queue, Schedule
 from ..schedulespec import ScheduleSpec, next_tick
 from .common import (
@@ -27,6 +28,8 @@ from .common import (
     refuse_oversize,
 )
 from .schedule_fire import push_ticks, template_spec
+
+_STEP = timedelta(microseconds=1)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -86,13 +89,27 @@ def _full_clean(schedule: Schedule) -> None:
         ) from error
 
 
+def _after(schedule: Schedule, now: datetime, pending: datetime | None) -> datetime:
+    """Where a saved schedule's next run is looked for: after now, but never before
+    its last fired tick (a replace never refires a tick); and a live schedule's due,
+    not yet fired tick (``pending`` <= now) is kept: the next run is then the new
+    spec's first tick from it, and the engine fires what fell due under ``catch_up``."""
+    after = now
+    if pending is not None and pending <= now:
+        after = pending - _STEP  # pending is itself the first unfired tick
+    if schedule.last_run_at is not None:
+        after = max(after, schedule.last_run_at)
+    return after
+
+
 def schedule_save(
     *, queue_name: str, name: str, spec: ScheduleSpec, owner: str, actor: Actor
 ) -> tuple[Schedule, bool]:
     """Create or replace the schedule ``name`` of a queue (created if missing, as a push
     does); whether it was created. Its jobs are ``owner``'s (their pushed_by). The next
-    run is the first tick after both now and the last tick fired, so a replace never
-    fires a tick twice; a paused schedule stays paused."""
+    run is the first tick after now and after the last tick fired, so a replace never
+    fires a tick twice; a live schedule's due tick not yet fired is kept (an identical
+    PUT drops nothing); a paused schedule stays paused."""
     now = timezone.now()
     with transaction.atomic():
         queue, queue_created = Queue.objects.get_or_create(name=queue_name)
@@ -103,12 +120,12 @@ def schedule_save(
         created = schedule is None
         if schedule is None:
             schedule = Schedule(queue=queue, name=name, created_at=now)
+        pending = None if schedule.paused else schedule.next_run_at
         _apply(schedule, spec)
         schedule.created_by = owner
         schedule.updated_at = now
         _full_clean(schedule)
-        after = max(now, schedule.last_run_at) if schedule.last_run_at else now
-        schedule.next_run_at = next_tick(schedule, after)
+        schedule.next_run_at = next_tick(schedule, _after(schedule, now, pending))
         schedule.save(force_insert=created)
         audit_record(
             actor=actor,
@@ -164,17 +181,19 @@ def schedule_pause(*, queue_name: str, name: str, actor: Actor, reason: str = ""
 
 
 def schedule_resume(*, queue_name: str, name: str, actor: Actor, reason: str = "") -> Schedule:
-    """Fire the schedule again from its first tick after now: the ticks that fell due
-    while it was paused are not fired."""
+    """Fire a paused schedule again from its first tick after now: the ticks that fell
+    due while it was paused are not fired. A schedule that is not paused is left as it
+    is (recorded with ``changed: false``)."""
     now = timezone.now()
     with transaction.atomic():
         schedule = _locked(queue_name, name)
         changed = schedule.paused
-        schedule.paused = False
-        after = max(now, schedule.last_run_at) if schedule.last_run_at else now
-        schedule.next_run_at = next_tick(schedule, after)
-        schedule.updated_at = now
-        schedule.save(update_fields=["paused", "next_run_at", "updated_at"])
+        if changed:  # resuming a live schedule changes nothing (its due tick stays)
+            schedule.paused = False
+            after = max(now, schedule.last_run_at) if schedule.last_run_at else now
+            schedule.next_run_at = next_tick(schedule, after)
+            schedule.updated_at = now
+            schedule.save(update_fields=["paused", "next_run_at", "updated_at"])
         audit_record(
             actor=actor,
             action=Action.SCHEDULE_RESUME,
@@ -191,10 +210,14 @@ def schedule_resume(*, queue_name: str, name: str, actor: Actor, reason: str = "
 
 def schedule_trigger(*, queue_name: str, name: str, actor: Actor, reason: str = "") -> Job:
     """Push one job from the template now (paused or not), without a tick key; the
-    schedule's next_run_at does not move."""
+    schedule's next_run_at does not move. The job is the schedule's owner's, so an
+    owner with no live token left is refused (OwnerRevoked, 403) as a tick would be:
+    a PUT by a live token makes the schedule that token's."""
     now = timezone.now()
     with transaction.atomic():
         schedule = _locked(queue_name, name)
+        if not owner_live(schedule.created_by, now=now):
+            raise OwnerRevoked()
         event = audit_event(
             actor=actor,
             action=Action.SCHEDULE_TRIGGER,

@@ -883,7 +883,7 @@ class Client:
         priority: int | None = None,
         max_attempts: int | None = None,
         backoff: Backoff | Mapping[str, Any] | None = None,
-        timeout: int | None = None,
+        timeout_ms: int | None = None,
         tags: Sequence[str] | None = None,
         subject: str | None = None,
         start_at: datetime | str | None = None,
@@ -893,7 +893,7 @@ class Client:
     ) -> dict[str, Any]:
         """Create or replace the schedule ``name`` of a queue: ``cron`` (5 fields, or 6
         with seconds first, read in ``timezone``) or ``every_ms``, and the template of
-        the job each tick pushes (``timeout`` in ms). Datetimes need an offset. The
+        the job each tick pushes (``timeout_ms``, as push's). Datetimes need an offset. The
         answer is the schedule with its ``next_run_at``; a replace never fires a tick
         already fired, so repeating the call is safe."""
         body: dict[str, Any] = {"timezone": timezone, "data": dict(data)}
@@ -903,7 +903,7 @@ class Client:
             "priority": priority,
             "max_attempts": max_attempts,
             "backoff": None if backoff is None else dict(backoff),
-            "timeout": timeout,
+            "timeout": timeout_ms,
             "tags": None if tags is None else list(tags),
             "subject": subject,
             "start_at": start_at.isoformat() if isinstance(start_at, datetime) else start_at,

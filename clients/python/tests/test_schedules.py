@@ -21,7 +21,7 @@ def test_put_get_list_pause_resume_trigger_and_delete(client: Client, queue: str
         priority=3,
         max_attempts=2,
         backoff={"type": "fixed", "delay": 10},
-        timeout=60_000,
+        timeout_ms=60_000,
         tags=["digest"],
         subject="u1",
         start_at=start,

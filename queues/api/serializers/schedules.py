@@ -6,14 +6,21 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from kernel import limits
-from queues.schedulespec import DEFAULT_MAX_CATCH_UP, MAX_CATCH_UP, MAX_EVERY_MS, MIN_EVERY_MS
+from queues.schedulespec import (
+    DEFAULT_MAX_CATCH_UP,
+    MAX_CATCH_UP,
+    MAX_EVERY_MS,
+    MAX_TIME_ZONE_LENGTH,
+    MIN_EVERY_MS,
+)
 
 from .fields import StrictCharField, StrictSerializer
 from .jobs import BackoffDoc
 
 
 class ScheduleIn(serializers.Serializer):
-    """Documentation of a schedule PUT body; validated by queues.schedulespec."""
+    """Documentation of a schedule PUT body; validated by queues.schedulespec. A field
+    not listed here is a 400 naming it."""
 
     cron = serializers.CharField(
         required=False,
@@ -28,7 +35,10 @@ class ScheduleIn(serializers.Serializer):
         help_text="An interval in ms; ticks are start_at (or the creation second) + k x every_ms.",
     )
     timezone = serializers.CharField(
-        required=False, default="UTC", help_text="IANA time zone the cron is read in"
+        required=False,
+        default="UTC",
+        max_length=MAX_TIME_ZONE_LENGTH,
+        help_text="IANA time zone the cron is read in",
     )
     data = serializers.DictField(  # type: ignore[assignment]
         help_text="The job template's data: a JSON object, checked against the queue's "

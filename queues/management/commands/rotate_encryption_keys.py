@@ -1,5 +1,5 @@
-"""``manage.py rotate_encryption_keys``: re-seal every job payload under the primary
-(first) key of ENCRYPTION_KEYS.
+"""``manage.py rotate_encryption_keys``: re-seal every job payload and every schedule's
+template under the primary (first) key of ENCRYPTION_KEYS.
 
 To rotate: put the new key first in ENCRYPTION_KEYS, keep the old ones after it, deploy,
 run this command, and remove an old key only once the report shows no value under it.
@@ -14,19 +14,22 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from compliance.audit import Actor
-from queues.services import jobs_reseal
+from queues.services import jobs_reseal, schedules_reseal
 from security.encryption import DecryptionFailed, keyring
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every job's data, result and errors under the first key of "
-        "ENCRYPTION_KEYS, in batches; safe to interrupt and run again."
+        "Re-encrypt every job's data, result and errors, and every schedule's template, "
+        "under the first key of ENCRYPTION_KEYS, in batches; safe to interrupt and run again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--batch-size", type=int, default=500, help="jobs per transaction (default 500)"
+            "--batch-size",
+            type=int,
+            default=500,
+            help="jobs (or schedules) per transaction (default 500)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -35,31 +38,51 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be 1 to 10000")
         actor = Actor.command("rotate_encryption_keys")
         primary = keyring().primary
-        scanned = jobs = values = 0
+        scanned = jobs = values = schedules_scanned = schedules = 0
         before: dict[str, int] = {}
         after = None
-        while True:
-            try:
+        try:
+            while True:
                 batch = jobs_reseal(after=after, limit=size, actor=actor)
-            except DecryptionFailed as exc:
-                raise CommandError(
-                    f"{exc}. Nothing in this batch was changed; add the key back to "
-                    f"ENCRYPTION_KEYS (after the primary) and run again."
-                ) from None
-            scanned += batch.jobs_scanned
-            jobs += batch.jobs_changed
-            values += batch.values_changed
-            for key_id, count in batch.found.items():
-                before[key_id] = before.get(key_id, 0) + count
-            if options["verbosity"] > 1 and batch.jobs_changed:
-                self.stdout.write(f"  re-encrypted {batch.jobs_changed} job(s) up to {after}")
-            if batch.last_id is None:
-                break
-            after = batch.last_id
+                scanned += batch.jobs_scanned
+                jobs += batch.jobs_changed
+                values += batch.values_changed
+                _add(before, batch.found)
+                if options["verbosity"] > 1 and batch.jobs_changed:
+                    self.stdout.write(f"  re-encrypted {batch.jobs_changed} job(s) up to {after}")
+                if batch.last_id is None:
+                    break
+                after = batch.last_id
+            after = None
+            while True:
+                templates = schedules_reseal(after=after, limit=size, actor=actor)
+                schedules_scanned += templates.scanned
+                schedules += templates.changed
+                values += templates.changed
+                _add(before, templates.found)
+                if templates.last_id is None:
+                    break
+                after = templates.last_id
+        except DecryptionFailed as exc:
+            raise CommandError(
+                f"{exc}. Nothing in this batch was changed; add the key back to "
+                f"ENCRYPTION_KEYS (after the primary) and run again."
+            ) from None
         found = ", ".join(f"{key}: {count}" for key, count in sorted(before.items())) or "none"
-        self.stdout.write(f"Scanned {scanned} job(s); values by key before: {found}.")
-        self.stdout.write(f"Re-encrypted {values} value(s) in {jobs} job(s) under key {primary!r}.")
+        self.stdout.write(
+            f"Scanned {scanned} job(s) and {schedules_scanned} schedule(s); "
+            f"values by key before: {found}."
+        )
+        self.stdout.write(
+            f"Re-encrypted {values} value(s) in {jobs} job(s) and {schedules} schedule(s) "
+            f"under key {primary!r}."
+        )
         self.stdout.write(
             "Before removing an old key, make sure every app server runs with this keyring "
             "and run this command again: it must report values under the new key only."
         )
+
+
+def _add(total: dict[str, int], found: dict[str, int]) -> None:
+    for key_id, count in found.items():
+        total[key_id] = total.get(key_id, 0) + count

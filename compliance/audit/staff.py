@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from .actors import request_actor
@@ -35,3 +36,25 @@ class ServiceModelAdmin(admin.ModelAdmin):
 
     def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
         return None
+
+
+class DeletedByActionAdmin(admin.ModelAdmin):
+    """Rows are deleted only by the admin's own delete action, which asks a reason and
+    calls the service: no bulk ``delete_selected``, no delete page, no Delete link."""
+
+    #: The label of the action that deletes, named in the refusal of the delete page.
+    delete_action_label = ""
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        raise PermissionDenied(f"Delete with the {self.delete_action_label!r} action.")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        extra = {**(extra_context or {}), "show_delete": False}
+        return super().change_view(request, object_id, form_url, extra)

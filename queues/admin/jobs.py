@@ -8,12 +8,11 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import IGNORED_PARAMS
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from compliance.audit.staff import staff_actor
+from compliance.audit.staff import DeletedByActionAdmin, staff_actor
 from kernel.problems import FlashqError
 
 from .. import selectors, services, staffaccess, staffreads
@@ -31,7 +30,7 @@ def state(job: Job) -> str:
 
 
 @admin.register(Job)
-class JobAdmin(JobDetailAdmin):
+class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
     """Jobs for operators. Retry, cancel, delete and promote (a delayed job, run now)
     are actions on one job or the selection: each declares its permission, asks for
     confirmation and a reason, and calls the same service as the API, audited with the
@@ -40,6 +39,8 @@ class JobAdmin(JobDetailAdmin):
     the reveal right on the job's queue (``reveal_queue``, or ``queues.reveal_job``
     globally, which superusers hold) may reveal them once, for a reason. Opening a job,
     searching or filtering jobs and revealing are audited (queues.staffreads)."""
+
+    delete_action_label = "Delete the selected jobs"
 
     list_display = [
         "id",
@@ -112,11 +113,6 @@ class JobAdmin(JobDetailAdmin):
             return found, duplicates
         return (found | queryset.filter(id__in=matching)), duplicates
 
-    def get_actions(self, request: HttpRequest) -> Any:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # delete_jobs goes through the service
-        return actions
-
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -134,16 +130,6 @@ class JobAdmin(JobDetailAdmin):
 
     def has_promote_permission(self, request: HttpRequest) -> bool:
         return staffaccess.may_on_some(request.user, "operate_queue:promote")
-
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
-        # Deleting goes through the action (confirmation, reason, service, audit).
-        raise PermissionDenied("Delete jobs with the 'Delete the selected jobs' action.")
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> Any:
-        extra = {**(extra_context or {}), "show_delete": False}
-        return super().change_view(request, object_id, form_url, extra)
 
     def render_change_form(
         self,

@@ -14,13 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from compliance.audit.staff import ServiceModelAdmin, staff_actor
+from compliance.audit.staff import DeletedByActionAdmin, ServiceModelAdmin, staff_actor
 from kernel.problems import FlashqError
 from security.masking import masked
 
@@ -56,7 +55,8 @@ SCHEDULE_DETAIL = [
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(ServiceModelAdmin):
+class ScheduleAdmin(DeletedByActionAdmin, ServiceModelAdmin):
+    delete_action_label = "Delete the selected schedules"
     list_display = [
         "name",
         "queue",
@@ -102,20 +102,6 @@ class ScheduleAdmin(ServiceModelAdmin):
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return staffaccess.may_on_some(request.user, "operate_queue:schedule")
-
-    def get_actions(self, request: HttpRequest) -> Any:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # delete_schedules goes through the service
-        return actions
-
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
-        raise PermissionDenied("Delete schedules with the 'Delete the selected schedules' action.")
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> Any:
-        extra = {**(extra_context or {}), "show_delete": False}
-        return super().change_view(request, object_id, form_url, extra)
 
     def render_change_form(
         self,

@@ -29,6 +29,10 @@ MAX_CONTAINERS = 100_000
 # Batches and pages.
 MAX_BATCH = 1000  # jobs per batch push, acks per batch ack
 MAX_PULL_COUNT = 1000
+MAX_FLOW_JOBS = 1000  # jobs in one flow, the parent included
+MAX_FLOW_DEPTH = 10  # levels of a flow, the parent's included
+MAX_DEPENDS_ON = 100  # ids in one job's depends_on
+MAX_JOB_WAIT_MS = 30_000  # GET /jobs/{id}/wait
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 

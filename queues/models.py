@@ -9,46 +9,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from kernel.limits import QUEUE_NAME_RE, QUEUE_NAME_RULE
-from security.cards import has_card_number, validate_pointer_list
 from security.fields import SealedJSONField
-from security.jobschema import schema_problem
-from security.masking import DEFAULT_SENSITIVE_FIELDS
 
-
-def validate_allowlist(value: object) -> None:
-    if value is None:
-        return
-    try:
-        validate_pointer_list(value)
-    except ValueError as exc:
-        raise ValidationError(str(exc), code="invalid_allowlist") from exc
-
-
-def validate_no_card_number(value: str) -> None:
-    # A queue's name is shown to everyone who may see the queue and kept in the trail.
-    if has_card_number(value):
-        raise ValidationError("May not hold a payment card number.", code="card_number")
-
-
-def default_sensitive_fields() -> list[str]:
-    return list(DEFAULT_SENSITIVE_FIELDS)
-
-
-def default_pii_fields() -> list[str]:
-    return ["email", "name", "personalData"]
-
-
-def validate_field_names(value: object) -> None:
-    if not isinstance(value, list) or not all(
-        isinstance(name, str) and 0 < len(name) <= 200 for name in value
-    ):
-        raise ValidationError('A list of field names, e.g. ["ssn", "password"].')
-
-
-def validate_job_schema(value: object) -> None:
-    problem = None if value is None else schema_problem(value)
-    if problem:
-        raise ValidationError(problem, code="invalid_schema")
+from .validators import (
+    default_pii_fields,
+    default_sensitive_fields,
+    validate_allowlist,
+    validate_field_names,
+    validate_job_schema,
+    validate_no_card_number,
+)
 
 
 class Queue(models.Model):
@@ -153,6 +123,10 @@ class Queue(models.Model):
 
 class JobState(models.TextChoices):
     WAITING = "waiting"
+    # Held back until the jobs it waits for (its children in a flow, its depends_on)
+    # have finished (queues.dependents): never handed out, since the claim takes only
+    # ``waiting``.
+    WAITING_CHILDREN = "waiting-children"
     ACTIVE = "active"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -160,7 +134,19 @@ class JobState(models.TextChoices):
     EXPIRED = "expired"
 
 
-UNFINISHED = (JobState.WAITING, JobState.ACTIVE)
+UNFINISHED = (JobState.WAITING, JobState.WAITING_CHILDREN, JobState.ACTIVE)
+FINISHED = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
+# What a waiting job counts as a failure of a job it waits for.
+FAILED_FOR_GOOD = (JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
+
+
+class OnChildFailure(models.TextChoices):
+    """What a parent does when one of its children fails for good (failed, cancelled or
+    expired): set per flow, kept on each parent."""
+
+    FAIL = "fail"  # the parent fails with code child_failed; unfinished children cancelled
+    IGNORE = "ignore"  # the parent runs when the rest have finished
+    CONTINUE = "continue"  # the same, and the parent is meant to look at the failure
 
 
 class Job(models.Model):
@@ -207,6 +193,14 @@ class Job(models.Model):
     # ``active`` frees its slot, since the index only holds active jobs.
     group_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     group_slot = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # Flows and dependencies (queues.dependents). ``watched``: something waits for this
+    # job to finish, a job that depends on it (a JobDependency row) or a client's wait,
+    # so whatever finishes it settles its dependents and wakes the waiters. Read in the
+    # statements that finish a job anyway: a job nobody watches costs nothing more.
+    watched = models.BooleanField(default=False, editable=False)
+    on_child_failure = models.CharField(
+        max_length=8, choices=OnChildFailure.choices, default=OnChildFailure.FAIL
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -270,6 +264,37 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return str(self.id)
+
+
+class DependencyKind(models.TextChoices):
+    CHILD = "child"  # the job is a child of the waiting job in a flow
+    DEPENDENCY = "dependency"  # the waiting job was pushed with depends_on it
+
+
+class JobDependency(models.Model):
+    """``job`` waits for ``depends_on`` to finish: a parent for its child, or a job for
+    one of its ``depends_on``. Deleting either job deletes the row; whatever deletes an
+    unfinished job that is waited for settles its dependents first."""
+
+    id = models.BigAutoField(primary_key=True)
+    # No index of its own: jobdep_job_target_uniq starts with it.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="waits_for", db_index=False)
+    depends_on = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="waited_by", db_index=False
+    )
+    kind = models.CharField(max_length=10, choices=DependencyKind.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "depends_on"], name="jobdep_job_target_uniq")
+        ]
+        indexes = [
+            # A finishing job's dependents; retention's "is it waited for?".
+            models.Index(fields=["depends_on", "job"], name="jobdep_target_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} waits for {self.depends_on_id} ({self.kind})"
 
 
 class CatchUp(models.TextChoices):

@@ -66,6 +66,13 @@ class Action(StrEnum):
     SCHEDULE_TRIGGER = "schedule.trigger"
     #: The scheduler pushed a tick's job (system actor); details name the tick.
     SCHEDULE_FIRE = "schedule.fire"
+    #: A flow: a parent job and its tree of children, pushed in one transaction.
+    FLOW_PUSH = "flow.push"
+    #: A flow cancelled as a whole (its root and every unfinished job under it).
+    FLOW_CANCEL = "flow.cancel"
+    GET_JOB_CHILDREN = "getJobChildren"
+    #: A client waited for a job to finish (GET /jobs/{id}/wait).
+    WAIT_JOB = "waitJob"
     #: A job's processing deadline passed: a failed attempt with code ``timeout``.
     TIMEOUT = "timeout"
     UNKNOWN_ROUTE = "unknownRoute"

@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from ..models import validate_no_card_number
+from ..validators import validate_no_card_number
 
 
 class ReasonForm(forms.Form):

@@ -53,6 +53,9 @@ class Operation(Enum):
     PAUSE_SCHEDULE = ("pauseSchedule", Action.SCHEDULE_PAUSE, Verb.SCHEDULE)
     RESUME_SCHEDULE = ("resumeSchedule", Action.SCHEDULE_RESUME, Verb.SCHEDULE)
     TRIGGER_SCHEDULE = ("triggerSchedule", Action.SCHEDULE_TRIGGER, Verb.SCHEDULE)
+    PUSH_FLOW = ("pushFlow", Action.FLOW_PUSH, Verb.PUSH)
+    GET_JOB_CHILDREN = ("getJobChildren", Action.GET_JOB_CHILDREN, Verb.GET_JOB)
+    WAIT_JOB = ("waitJob", Action.WAIT_JOB, Verb.GET_JOB)
     ERASE = ("createErasure", Action.GDPR_ERASE, Verb.ERASE)
 
     def __init__(self, operation_id: str, action: Action, verb: Verb | None) -> None:

@@ -26,6 +26,7 @@ Callers import from here (``from queues import services``); the modules are the 
 
 from __future__ import annotations
 
+from ..models import FINISHED
 from .actions import (
     job_cancel,
     job_promote,
@@ -34,7 +35,7 @@ from .actions import (
     jobs_delete,
     jobs_retry_failed,
 )
-from .clean import FINISHED, MAX_CLEAN, Cleaned, finished_before, jobs_clean
+from .clean import MAX_CLEAN, Cleaned, finished_before, jobs_clean
 from .grants import QUEUE_ROLES, queue_grant
 from .handback import job_release, job_snooze
 from .keys import SEALED_FIELDS, Resealed, ResealedSchedules, jobs_reseal, schedules_reseal

@@ -15,9 +15,8 @@ from django.db.models import Q, QuerySet
 from compliance.audit import Action, Actor, audit_record
 from kernel import limits
 
-from ..models import Job, JobState, Queue
+from ..models import FINISHED, Job, Queue
 
-FINISHED = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
 MAX_CLEAN = limits.MAX_CLEAN_LIMIT
 
 

@@ -1,0 +1,101 @@
+"""Jobs that wait for other jobs: a flow's parent for its children, a job for its
+``depends_on``. One rule for both, kept in one place.
+
+The data: a ``JobDependency`` row says that ``job`` waits for ``depends_on`` (kind
+``child`` or ``dependency``). A waiting job is in state ``waiting-children`` and is never
+handed out. Every job that is waited for, by a job or by a client's ``wait``, has
+``watched`` set.
+
+The rule (``verdict``), given the states of what a job waits for and its
+``on_child_failure``:
+
+- a dependency that failed, was cancelled, expired or is gone: the job fails with code
+  ``dependency_failed`` (it never waits for ever);
+- a child that failed for good, under ``fail``: the job fails with code
+  ``child_failed``, and its unfinished children are cancelled;
+- under ``ignore`` or ``continue`` a failed child counts as finished;
+- anything still unfinished: the job keeps waiting;
+- otherwise it becomes ready (``waiting``) in its own queue.
+
+The engine: whatever takes a watched job to a finished state (ack, fail, lease recovery,
+timeout, cancel, ttl, delete, erasure) calls ``jobs_finished`` in the same transaction,
+so a child finishing and its parent becoming ready commit together. It locks the
+waiting jobs (in id order) before it reads what they wait for, with a fresh statement:
+of several children finishing at once on different app servers, the last to take the
+parent's lock sees them all, so the parent becomes ready exactly once.
+
+A push with ``depends_on`` marks its targets watched with an UPDATE that returns their
+states (``watch_targets``): either a finishing transaction saw the mark, or the push saw
+the finished state; nothing falls between them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .models import FAILED_FOR_GOOD, UNFINISHED, DependencyKind, OnChildFailure
+
+CHILD_FAILED = "child_failed"
+DEPENDENCY_FAILED = "dependency_failed"
+# The PostgreSQL channel a finishing watched job NOTIFYs (payload: the job id), which a
+# client's GET /jobs/{id}/wait LISTENs on.
+DONE_CHANNEL = "flashq_done"
+
+
+class Verdict(StrEnum):
+    WAIT = "wait"
+    READY = "ready"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    code: str = ""  # CHILD_FAILED or DEPENDENCY_FAILED when the verdict is FAIL
+
+
+def verdict(waits_for: Iterable[tuple[str, str | None]], on_child_failure: str) -> Outcome:
+    """What a job that waits should do now. ``waits_for``: (kind, state) of each job it
+    waits for, state None for one that no longer exists (deleted: counts as failed)."""
+    pending = False
+    for kind, state in waits_for:
+        failed = state is None or state in FAILED_FOR_GOOD
+        if failed and kind == DependencyKind.DEPENDENCY:
+            return Outcome(Verdict.FAIL, DEPENDENCY_FAILED)
+        if failed and kind == DependencyKind.CHILD and on_child_failure == OnChildFailure.FAIL:
+            return Outcome(Verdict.FAIL, CHILD_FAILED)
+        if state in UNFINISHED:
+            pending = True
+    return Outcome(Verdict.WAIT) if pending else Outcome(Verdict.READY)
+
+
+@dataclass
+class Settled:
+    """What settling changed, for the caller's audit event: jobs made ready, failed
+    (child_failed or dependency_failed) and cancelled (children of a failed parent)."""
+
+    ready: list[uuid.UUID] = field(default_factory=list)
+    failed: list[uuid.UUID] = field(default_factory=list)
+    cancelled: list[uuid.UUID] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.ready or self.failed or self.cancelled)
+
+    @property
+    def job_ids(self) -> list[uuid.UUID]:
+        return [*self.ready, *self.failed, *self.cancelled]
+
+    def details(self) -> dict[str, int]:
+        """Counts for an audit event's details (the ids go in its job_ids)."""
+        return {
+            name: len(ids)
+            for name, ids in (
+                ("ready", self.ready),
+                ("failed", self.failed),
+                ("cancelled", self.cancelled),
+            )
+            if ids
+        }

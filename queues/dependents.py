@@ -34,7 +34,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+
+from django.db import connection
 
 from .models import FAILED_FOR_GOOD, UNFINISHED, DependencyKind, OnChildFailure
 
@@ -99,3 +102,30 @@ class Settled:
             )
             if ids
         }
+
+
+def notify_done(job_ids: Iterable[uuid.UUID]) -> None:
+    """Wake clients waiting for these jobs (GET /jobs/{id}/wait): one NOTIFY each on
+    ``DONE_CHANNEL``, sent at commit. PostgreSQL only; SQLite's waiters poll."""
+    ids = [str(job_id) for job_id in job_ids]
+    if ids and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_notify(%s, x) FROM unnest(%s::text[]) AS x", [DONE_CHANNEL, ids]
+            )
+
+
+def jobs_finished(finished: Iterable[uuid.UUID], *, now: datetime) -> Settled:
+    """Call inside the transaction that took these *watched* jobs to a finished state
+    (the caller reads ``watched`` in a statement it runs anyway, and passes only those):
+    wakes their waiting clients and settles the jobs that wait for them (see the module
+    docstring). Returns what settling changed, for the caller's audit event."""
+    ids = list(finished)
+    settled = Settled()
+    if not ids:
+        return settled
+    notify_done(ids)
+    # TODO(i20-engine): settle the waiting jobs (lock, verdict, ready/fail/cancel,
+    # cascade), and notify_done what that finishes in turn.
+    del now
+    return settled

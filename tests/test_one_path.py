@@ -143,6 +143,7 @@ def test_only_services_write_audit_events() -> None:
         "queues/bulkinsert.py",  # the push services' writer
         "queues/services/actions.py",
         "queues/services/clean.py",
+        "queues/services/flow_cancel.py",
         "queues/services/grants.py",
         "queues/services/handback.py",
         "queues/services/keys.py",

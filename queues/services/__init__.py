@@ -1,7 +1,8 @@
 """Writes of the queue engine, one module per sub-domain. Plain functions,
 keyword-only arguments.
 
-- ``push``: new jobs, one or a batch;
+- ``push``: new jobs, one or a batch (with ``depends_on``);
+- ``flows``: a parent job and its tree of children, in one transaction;
 - ``reports``: what workers report (ack, fail, progress), checked against the lease;
 - ``actions``: what producers and operators do to a job (cancel, update, promote,
   retry, retry the failed of a queue, delete);
@@ -36,6 +37,7 @@ from .actions import (
     jobs_retry_failed,
 )
 from .clean import MAX_CLEAN, Cleaned, finished_before, jobs_clean
+from .flows import FlowJob, FlowPushed, flow_push, flow_tree
 from .grants import QUEUE_ROLES, queue_grant
 from .handback import job_release, job_snooze
 from .keys import SEALED_FIELDS, Resealed, ResealedSchedules, jobs_reseal, schedules_reseal
@@ -86,6 +88,8 @@ __all__ = [
     "STALE_LEASE",
     "AckSpec",
     "Cleaned",
+    "FlowJob",
+    "FlowPushed",
     "Pushed",
     "Recorder",
     "Resealed",
@@ -94,6 +98,8 @@ __all__ = [
     "complete_acked",
     "earliest_due",
     "finished_before",
+    "flow_push",
+    "flow_tree",
     "job_ack",
     "job_cancel",
     "job_fail",

@@ -5,7 +5,9 @@ keyword-only arguments.
 - ``flows``: a parent job and its tree of children, in one transaction;
 - ``reports``: what workers report (ack, fail, progress), checked against the lease;
 - ``actions``: what producers and operators do to a job (cancel, update, promote,
-  retry, retry the failed of a queue, delete);
+  retry, retry the failed of a queue, delete); cancelling, deleting and retrying reach
+  a flow's children (queues.dependents, queues.flowretry);
+- ``flow_cancel``: cancelling a whole flow, from any job in it;
 - ``handback``: a worker giving back a job it holds (release, snooze), uncounted;
 - ``queue_settings``: a queue's settings (create, update, pause, limits, schema, hold);
 - ``keys``: re-sealing payloads under the primary key;
@@ -27,6 +29,7 @@ Callers import from here (``from queues import services``); the modules are the 
 
 from __future__ import annotations
 
+from ..failures import FAILURE_FIELDS, LEASE_FIELDS, record_failure, release_lease
 from ..models import FINISHED
 from .actions import (
     job_cancel,
@@ -37,6 +40,8 @@ from .actions import (
     jobs_retry_failed,
 )
 from .clean import MAX_CLEAN, Cleaned, finished_before, jobs_clean
+from .common import DEADLOCK, deadlock_retried
+from .flow_cancel import flow_cancel, flow_root
 from .flows import FlowJob, FlowPushed, flow_push, flow_tree
 from .grants import QUEUE_ROLES, queue_grant
 from .handback import job_release, job_snooze
@@ -54,9 +59,8 @@ from .queue_settings import (
     queue_update,
 )
 from .reports import (
-    FAILURE_FIELDS,
-    LEASE_FIELDS,
     STALE_LEASE,
+    Acked,
     AckSpec,
     check_acks,
     complete_acked,
@@ -64,8 +68,6 @@ from .reports import (
     job_fail,
     job_progress,
     jobs_ack,
-    record_failure,
-    release_lease,
 )
 from .schedule_fire import ON_TIME_GRACE, earliest_due, schedules_fire
 from .schedules import (
@@ -77,6 +79,7 @@ from .schedules import (
 )
 
 __all__ = [
+    "DEADLOCK",
     "FAILURE_FIELDS",
     "FINISHED",
     "KEYED_PUSH_TRIES",
@@ -87,6 +90,7 @@ __all__ = [
     "SEALED_FIELDS",
     "STALE_LEASE",
     "AckSpec",
+    "Acked",
     "Cleaned",
     "FlowJob",
     "FlowPushed",
@@ -96,9 +100,12 @@ __all__ = [
     "ResealedSchedules",
     "check_acks",
     "complete_acked",
+    "deadlock_retried",
     "earliest_due",
     "finished_before",
+    "flow_cancel",
     "flow_push",
+    "flow_root",
     "flow_tree",
     "job_ack",
     "job_cancel",

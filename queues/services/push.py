@@ -21,6 +21,7 @@ from .. import selectors
 from ..bulkinsert import insert_jobs as bulk_insert_jobs
 from ..dependents import Verdict, verdict, watch_targets
 from ..errors import KeyConflict, UnknownDependency
+from ..failures import record_failure
 from ..jobspec import JobSpec, subject_from
 from ..models import UNFINISHED, DependencyKind, Job, JobDependency, JobState, Queue
 from .common import (
@@ -78,6 +79,8 @@ def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
     return job
 
 
+# States of a job depended on that do not fail the job depending on it.
+DONE_OR_WAITING = (JobState.COMPLETED, *UNFINISHED)
 # The push's audit event, given what was pushed.
 Recorder = Callable[[list[Pushed]], AuditEvent]
 # Whether the caller may read (getJob) jobs of the queue so named: the jobs its
@@ -123,7 +126,10 @@ def _wait_for_dependencies(
         if outcome.verdict == Verdict.WAIT:
             job.state = JobState.WAITING_CHILDREN
         elif outcome.verdict == Verdict.FAIL:
-            job.state, job.error_code, job.finished_at = JobState.FAILED, outcome.code, now
+            # As settling fails a waiting job: code, text and history entry, no attempt.
+            target = next(t for t in spec.depends_on if states.get(t) not in DONE_OR_WAITING)
+            text = f"a job it depends on failed: {target} ({states.get(target, 'deleted')})"
+            record_failure(job, text, now=now, retry=False, delay_ms=0, code=outcome.code)
         rows += [
             JobDependency(job_id=job.id, depends_on_id=target, kind=DependencyKind.DEPENDENCY)
             for target in spec.depends_on

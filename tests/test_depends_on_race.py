@@ -51,11 +51,12 @@ def test_a_dependency_finishing_during_the_push_still_settles_the_new_job(first:
     [leased] = pulling.jobs_pull(
         queue_name="race:a", count=1, lease_seconds=60, owner=OWNER, actor=ACTOR
     )
-    assert leased.lease_id is not None
+    lease = leased.lease_id
+    assert lease is not None
     pushed: list[uuid.UUID] = []
 
     def ack() -> None:
-        services.job_ack(job_id=target.id, lease_id=leased.lease_id, owner=OWNER, actor=ACTOR)
+        services.job_ack(job_id=target.id, lease_id=lease, owner=OWNER, actor=ACTOR)
 
     def push() -> None:
         spec = JobSpec(data={}, depends_on=(target.id,))

@@ -288,3 +288,33 @@ def _completed_pulled(api: Api, token: str, queue: str) -> None:
         api.post(f"/jobs/{leased['id']}/ack", {"lease_id": leased["lease_id"]}, as_=token).status
         == 200
     )
+
+
+def test_many_targets_are_looked_up_and_marked_in_chunks(
+    api: Api, full: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch may name 100,000 ids; they go in chunks (here of 2) within SQLite's limit
+    on parameters, and every one is checked and marked."""
+    from queues.services import push as push_module
+
+    monkeypatch.setattr(push_module, "DEPENDS_CHUNK", 2)
+    done = _completed(api, full)
+    running = [push(api, full, queue="jobs:a")["id"] for _ in range(4)]
+    jobs = [
+        {"data": {}, "depends_on": [done]},
+        {"data": {}, "depends_on": running[:3]},
+        {"data": {}, "depends_on": [running[3], done]},
+    ]
+    call = api.post("/queues/jobs:b/jobs/batch", {"jobs": jobs}, as_=full)
+    assert [job["state"] for job in call.body["jobs"]] == [
+        "waiting",
+        "waiting-children",
+        "waiting-children",
+    ]
+    assert Job.objects.filter(watched=True).count() == 5
+    unknown = api.post(
+        "/queues/jobs:b/jobs/batch",
+        {"jobs": [{"data": {}, "depends_on": [*running, str(uuid.uuid4())]}]},
+        as_=full,
+    )
+    assert [e["path"] for e in unknown.body["errors"]] == ["/jobs/0/depends_on/4"]

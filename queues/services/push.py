@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,6 +80,7 @@ def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
     return job
 
 
+DEPENDS_CHUNK = 1000
 # States of a job depended on that do not fail the job depending on it.
 DONE_OR_WAITING = (JobState.COMPLETED, *UNFINISHED)
 # The push's audit event, given what was pushed.
@@ -101,7 +103,12 @@ def _wait_for_dependencies(
     if not waiting:
         return []
     targets = list(dict.fromkeys(target for _, spec in waiting for target in spec.depends_on))
-    queues = selectors.jobs_queue_names(job_ids=targets)
+    # A batch may name up to MAX_BATCH x MAX_DEPENDS_ON ids: looked up and marked in
+    # chunks, within SQLite's limit on a statement's parameters.
+    chunks = [targets[at : at + DEPENDS_CHUNK] for at in range(0, len(targets), DEPENDS_CHUNK)]
+    queues: dict[uuid.UUID, str] = {}
+    for chunk in chunks:
+        queues.update(selectors.jobs_queue_names(job_ids=chunk))
     unknown = [
         FieldError(
             f"{spec.data_path.removesuffix('/data')}/depends_on/{index}",
@@ -116,7 +123,9 @@ def _wait_for_dependencies(
             "depends_on names jobs that do not exist or that this token may not read.",
             errors=unknown,
         )
-    states = watch_targets(targets)
+    states: dict[uuid.UUID, str] = {}
+    for chunk in chunks:
+        states.update(watch_targets(chunk))
     rows: list[JobDependency] = []
     for job, spec in waiting:
         outcome = verdict(

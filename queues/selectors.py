@@ -22,11 +22,13 @@ from .models import Job, JobState, Queue, Schedule
 
 # Reported states: the stored ones, plus "delayed" for a waiting job whose run_at is in
 # the future. A waiting job past its ttl is reported "expired" before the sweeper
-# records it as such.
+# records it as such. "waiting-children": held back until the jobs it waits for (its
+# children, its depends_on) have finished.
 DELAYED = "delayed"
 REPORTED_STATES = (
     JobState.WAITING,
     DELAYED,
+    JobState.WAITING_CHILDREN,
     JobState.ACTIVE,
     JobState.COMPLETED,
     JobState.FAILED,

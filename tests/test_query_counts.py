@@ -30,8 +30,8 @@ GROUPED_PULL = PULL + 2 if ON_POSTGRES else PULL
 ACK = 7
 # token+rules, jobs' queues, savepoint, leases for update, update, audit, release
 BATCH_ACK = 7
-# token+rules, job's queue, savepoint, job, audit, release
-GET_JOB = 6
+# token+rules, job's queue, savepoint, job, audit, release, its links (parent, depends_on)
+GET_JOB = 7
 
 
 def _queries(

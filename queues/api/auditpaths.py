@@ -24,7 +24,7 @@ _STRUCTURED = (
 # Fields whose content the client chose: a path stops at them.
 _PAYLOAD = frozenset({"data", "result"})
 # Fields holding lists, whose positions are the API's own.
-_LISTS = frozenset({"jobs", "tags"})
+_LISTS = frozenset({"jobs", "tags", "depends_on"})
 MAX_PATHS = 20
 # ASCII digits only (str.isdigit accepts any script's), at most the longest batch index.
 _POSITION = re.compile(r"[0-9]{1,4}")

@@ -16,43 +16,46 @@ from django.test import Client
 from compliance.models import AuditEvent
 from queues import relations, services
 from queues.jobspec import JobSpec
-from queues.models import DependencyKind, Job, JobDependency, JobState
+from queues.models import Job, JobState
 
 from .personas import logged_in, make_auditor, make_operator, make_staff, superuser_client
-from .support import SETUP
+from .support import SETUP, Api, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
 JOBS = "/admin/queues/job/"
 
 
-def _job(queue: str, state: str = JobState.WAITING) -> str:
+def _job(queue: str) -> str:
     spec = JobSpec(data={"to": "a@example.com"})
     job = services.job_push(queue_name=queue, spec=spec, owner="family:t", actor=SETUP).job
-    if state != JobState.WAITING:
-        Job.objects.filter(id=job.id).update(state=state)
     return str(job.id)
 
 
-def _waits(job: str, on: list[str], kind: str = DependencyKind.CHILD) -> None:
-    """``job`` waits for ``on`` (its children, or its depends_on), as a flow push or a
-    push with depends_on leaves them."""
-    Job.objects.filter(id=job).update(state=JobState.WAITING_CHILDREN)
-    Job.objects.filter(id__in=on).update(watched=True)
-    JobDependency.objects.bulk_create(
-        JobDependency(job_id=job, depends_on_id=target, kind=kind) for target in on
-    )
-
-
 @pytest.fixture
-def flow() -> dict[str, Any]:
-    """A parent in mail with children in mail (one waiting, one completed) and in
-    billing, and a job in mail that depends on the parent."""
-    parent = _job("mail")
-    kids = [_job("mail"), _job("mail", JobState.COMPLETED), _job("billing")]
-    _waits(parent, kids)
-    dependent = _job("mail")
-    _waits(dependent, [parent], DependencyKind.DEPENDENCY)
-    return {"parent": parent, "kids": kids, "dependent": dependent}
+def flow(api: Api) -> dict[str, Any]:
+    """A flow pushed over the API: a parent in mail with children in mail (one then
+    completed, one waiting) and in billing; and a job in mail pushed with depends_on
+    the parent."""
+    token = make_token("svc", "*=*,admin")
+    child = {"queue": "mail", "job": {"data": {"n": 1}}}
+    body = {
+        "job": {"data": {"n": 0}},
+        "children": [child, child, {"queue": "billing", "job": {"data": {"n": 2}}}],
+    }
+    pushed = api.post("/queues/mail/flows", body, as_=token)
+    assert pushed.status == 201, pushed.body
+    kids = [node["id"] for node in pushed.body["children"]]
+    [first] = pull(api, token, queue="mail", count=1)
+    ack = api.post(f"/jobs/{first['id']}/ack", {"lease_id": first["lease_id"]}, as_=token)
+    assert ack.status == 200
+    completed = first["id"]
+    waiting = next(kid for kid in kids[:2] if kid != completed)
+    dependent = push(api, token, queue="mail", depends_on=[pushed.body["id"]])["id"]
+    return {
+        "parent": pushed.body["id"],
+        "kids": [waiting, completed, kids[2]],
+        "dependent": dependent,
+    }
 
 
 def _page(client: Client, job: str) -> str:

@@ -3,12 +3,17 @@ the raw-SQL ceiling for the same work (psycopg, no HTTP, no Django). The figure 
 matters is the ratio HTTP / ceiling.
 
     .venv/bin/python bench/run.py [--quick]
+    .venv/bin/python bench/run.py --flows [--flow-count N]
 
 It recreates a scratch database (``BENCH_DATABASE_URL``, default
 ``postgres://postgres@127.0.0.1:5432/flashq_bench``), migrates it, creates a token,
 serves the app with gunicorn on a free local port, measures single push, batch push and
 pull + batch ack through HTTP and then their raw-SQL ceilings, prints a table and writes
 the figures to ``bench/results/<timestamp>.json`` (gunicorn's log goes beside it).
+
+``--flows`` measures flows instead, end to end on the same stack: flows of 1 parent and
+100 children pushed over the API, the children pulled and acked by workers, then each
+parent (ready once its children have finished) pulled and acked, in flows per second.
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ class Config:
     schema: bool = False
     groups: int = 0
     group_concurrency: int = 1
+    flows: int = 0  # --flows: how many flows to run (0: the usual measures instead)
+    flow_threads: int = 2
 
 
 def parse_config(argv: list[str] | None = None) -> Config:
@@ -114,7 +121,20 @@ def parse_config(argv: list[str] | None = None) -> Config:
         default=1,
         help="the pull queue's group_concurrency when --groups is given",
     )
+    parser.add_argument(
+        "--flows",
+        action="store_true",
+        help="measure flows (1 parent + 100 children) end to end, instead of the rest",
+    )
+    parser.add_argument(
+        "--flow-count",
+        type=int,
+        default=0,
+        help="flows to run with --flows (default 100, --quick 20)",
+    )
+    parser.add_argument("--flow-threads", type=int, default=2, help="client threads pushing flows")
     args = parser.parse_args(argv)
+    flows = (args.flow_count or (20 if args.quick else 100)) if args.flows else 0
     return Config(
         warmup_requests=200,
         single_requests=1000 if args.quick else 5000,
@@ -132,6 +152,8 @@ def parse_config(argv: list[str] | None = None) -> Config:
         schema=args.schema,
         groups=args.groups,
         group_concurrency=args.group_concurrency,
+        flows=flows,
+        flow_threads=args.flow_threads,
     )
 
 
@@ -459,7 +481,7 @@ def set_schemas(env: dict[str, str]) -> None:
     code = (
         "from compliance.audit import Actor; from queues.services import queue_set_schema; "
         f"[queue_set_schema(name=q, schema={BENCH_SCHEMA!r}, actor=Actor.command('bench')) "
-        f"for q in {sorted([*QUEUES.values(), OPEN_QUEUE])!r}]"
+        f"for q in {sorted([*QUEUES.values(), OPEN_QUEUE, FLOW_QUEUE, FLOW_CHILD_QUEUE])!r}]"
     )
     manage(env, "shell", "-c", code)
 
@@ -603,6 +625,162 @@ def http_pull_ack(server: Server, cfg: Config) -> Figure:
                     return
 
     return measure("jobs/s", cfg.pull_threads, cfg.time_limit, work)
+
+
+FLOWS = "flows"
+FLOW_QUEUE, FLOW_CHILD_QUEUE = "bench-flow", "bench-flow-child"
+FLOW_CHILDREN = 100
+# An idle worker's pause before it pulls again (pulls do not wait: a bench token's long
+# polls would run into its family's cap).
+IDLE_PAUSE = 0.01
+
+
+def flow_body(n: int) -> dict[str, Any]:
+    """Flow ``n``: a parent in FLOW_QUEUE, FLOW_CHILDREN children in FLOW_CHILD_QUEUE."""
+    children = [
+        {"queue": FLOW_CHILD_QUEUE, "job": job_body(n * FLOW_CHILDREN + i)}
+        for i in range(FLOW_CHILDREN)
+    ]
+    return {"job": job_body(n), "children": children}
+
+
+@dataclass
+class FlowProgress:
+    """What the flow threads share: flows pushed (and when), children and parents acked."""
+
+    pushing: int  # producers still at work
+    pushed_at: dict[str, float] = field(default_factory=dict)  # parent id -> push sent
+    numbers: Iterator[int] = field(default_factory=itertools.count)  # flows to push
+    children_acked: int = 0
+    parents_acked: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def acked(self, acks: list[dict[str, str]], *, parents: bool) -> list[float]:
+        """Count acks that went through; for parents, when their flows were pushed."""
+        with self.lock:
+            if not parents:
+                self.children_acked += len(acks)
+                return []
+            self.parents_acked += len(acks)
+            # A parent acked before its producer read the push's answer (which 100
+            # children's pulls and acks would have to overtake) counts no latency.
+            now = time.perf_counter()
+            return [self.pushed_at.get(ack["id"], now) for ack in acks]
+
+    def children_done(self) -> bool:
+        with self.lock:
+            return not self.pushing and self.children_acked >= len(self.pushed_at) * FLOW_CHILDREN
+
+    def parents_done(self) -> bool:
+        with self.lock:
+            return not self.pushing and self.parents_acked >= len(self.pushed_at)
+
+
+def _push_flows(tally: Tally, client: Client, cfg: Config, progress: FlowProgress) -> None:
+    """A producer: push flows until ``cfg.flows`` have been (its share of them)."""
+    path = f"/api/v1/queues/{FLOW_QUEUE}/flows"
+    try:
+        while tally.open() and (n := next(progress.numbers)) < cfg.flows:
+            sent = time.perf_counter()
+            raw, _ = http_call(tally, client, path, flow_body(n), 201)
+            if raw is not None:
+                with progress.lock:
+                    progress.pushed_at[json.loads(raw)["id"]] = sent
+    finally:
+        with progress.lock:
+            progress.pushing -= 1
+
+
+def _work_flows(
+    tally: Tally, client: Client, cfg: Config, progress: FlowProgress, *, parents: bool
+) -> None:
+    """A worker on the parents' queue or the children's: pull with the previous batch's
+    acks until every job of its kind is acked. A parent's ack finishes its flow."""
+    path = f"/api/v1/queues/{FLOW_QUEUE if parents else FLOW_CHILD_QUEUE}/pull"
+    done = progress.parents_done if parents else progress.children_done
+    acks: list[dict[str, str]] = []
+    while tally.open() and not done():
+        body = {"count": cfg.pull_count, "lease": 60, "ack": acks}
+        raw, _ = http_call(tally, client, path, body, 200)
+        if raw is None:
+            return
+        finished = progress.acked(acks, parents=parents)
+        now = time.perf_counter()
+        for sent in finished:
+            tally.add(done=1, seconds=now - sent)
+        jobs = json.loads(raw)["jobs"]
+        acks = [{"id": job["id"], "lease_id": job["lease_id"]} for job in jobs]
+        if not jobs:
+            time.sleep(IDLE_PAUSE)
+
+
+def http_flows(server: Server, cfg: Config) -> Figure:
+    """Flows end to end: ``flow_threads`` producers push ``cfg.flows`` flows
+    (``POST /queues/bench-flow/flows``, 201); ``pull_threads - 1`` workers pull and ack
+    the children (piggy-backed acks, as pull + ack does); one worker pulls and acks the
+    parents as they become ready. A flow is done when its parent is acked: the figure
+    counts those, and its latencies are each flow's, from its push to its parent's ack.
+    The clock stops when the last parent is acked."""
+    progress = FlowProgress(pushing=cfg.flow_threads)
+    roles = itertools.count()
+    child_workers = max(1, cfg.pull_threads - 1)
+
+    def work(tally: Tally) -> None:
+        role = next(roles)
+        with server.client() as client:
+            tally.start()
+            if role < cfg.flow_threads:
+                _push_flows(tally, client, cfg, progress)
+            else:
+                parents = role >= cfg.flow_threads + child_workers
+                _work_flows(tally, client, cfg, progress, parents=parents)
+
+    return measure("flows/s", cfg.flow_threads + child_workers + 1, cfg.time_limit, work)
+
+
+def render_flows(figure: Figure, states: dict[str, dict[str, int]]) -> str:
+    jobs_per_s = figure.rate * (1 + FLOW_CHILDREN)
+    note = " (stopped early)" if figure.truncated else ""
+    lines = [
+        f"{FLOWS} (1 parent + {FLOW_CHILDREN} children)  HTTP  {figure.done} flows in "
+        f"{figure.seconds:.2f} s = {figure.rate:.1f} flows/s ({jobs_per_s:.0f} jobs/s), "
+        f"{figure.errors} failed{note}",
+        f"flow latency (push to parent acked)  p50 {figure.p50_ms:.0f} ms"
+        f"  p99 {figure.p99_ms:.0f} ms",
+        *(f"    {sample}" for sample in figure.error_samples),
+        f"app jobs by queue and state: {json.dumps(states)}",
+    ]
+    return "\n".join(lines)
+
+
+def run_flows(env: dict[str, str], url: str, cfg: Config, token: str, stamp: str) -> None:
+    """The --flows run: warm-up, the flows, the report (no raw ceiling: SQL alone has no
+    flows to compare with)."""
+    log = RESULTS / f"{stamp}-gunicorn.log"
+    with gunicorn(env, cfg, token, log) as server:
+        warmup = http_single_push(server, cfg, WARMUP_QUEUE, cfg.warmup_requests)
+        if warmup.errors:
+            sys.exit(f"warm-up failed: {warmup.error_samples}")
+        print(
+            f"{FLOWS}: {cfg.flows} x (1 + {FLOW_CHILDREN}) jobs, {cfg.flow_threads} producers, "
+            f"{max(1, cfg.pull_threads - 1)} child workers, 1 parent worker",
+            flush=True,
+        )
+        figure = http_flows(server, cfg)
+    states = app_job_states(url)
+    print()
+    print(render_flows(figure, states))
+    report = {
+        "time": stamp,
+        "commit": git_commit(),
+        "config": asdict(cfg),
+        "results": {FLOWS: {**asdict(figure), "rate": round(figure.rate, 2)}},
+        "app_job_states": states,
+        "gunicorn_log": str(log.relative_to(ROOT)),
+    }
+    out = RESULTS / f"{stamp}-flows.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nfigures: {out.relative_to(ROOT)}  gunicorn log: {log.relative_to(ROOT)}")
 
 
 # -- the raw-SQL ceiling ----------------------------------------------------------------
@@ -989,6 +1167,9 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.groups:
         print(f"{PULL}: {cfg.groups} groups, group_concurrency {cfg.group_concurrency}", flush=True)
         set_group_concurrency(env, cfg)
+    if cfg.flows:
+        run_flows(env, url, cfg, token, stamp)
+        return
     create_raw_table(url)
     log = RESULTS / f"{stamp}-gunicorn.log"
     with gunicorn(env, cfg, token, log) as server:

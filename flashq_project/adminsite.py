@@ -115,13 +115,14 @@ class FlashqAdminSite(admin.AdminSite):
         return JsonResponse({"queues": queue_overview(queues=visible)})
 
     def index(self, request: HttpRequest, extra_context: Any = None) -> Any:
-        from queues.dashboard import queue_overview
+        from queues.dashboard import STATES, queue_overview
         from queues.staffaccess import may_on_some, queues_for
 
         extra = dict(extra_context or {})
         extra["may_review_access"] = request.user.has_perm(REVIEW_ACCESS)
         if may_on_some(request.user, "view_queue"):
             extra["dashboard"] = queue_overview(queues=queues_for(request.user, "view_queue"))
+            extra["dashboard_states"] = STATES
         return super().index(request, extra)
 
 

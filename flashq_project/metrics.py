@@ -13,10 +13,10 @@ Two kinds, kept apart on purpose:
   (``sum by (queue)``). What the scheduler changes (ttl expiry and lease recovery by the
   sweeper, retention) is counted in its own processes and served by the scheduler on
   ``SCHEDULER_METRICS_PORT`` (``serve_scheduler_metrics``): scrape both.
-- Gauges read from the database at scrape time (jobs waiting, delayed and active and
-  the oldest ready job's age per queue; unsealed audit events and the oldest one's age;
-  the last retention run): the same figure from every app server (``max``, not
-  ``sum``, across them).
+- Gauges read from the database at scrape time (jobs waiting, delayed, waiting for
+  children or dependencies, and active, and the oldest ready job's age per queue;
+  unsealed audit events and the oldest one's age; the last retention run): the same
+  figure from every app server (``max``, not ``sum``, across them).
 
 Labels are queue names, operation names, status classes and refusal reasons: never
 payloads, token names or data subjects. A scrape is allowed from ``METRICS_ALLOWED_CIDRS``
@@ -63,10 +63,11 @@ _QUEUE_GAUGES = """
     SELECT q.name,
            count(*) FILTER (WHERE j.state = 'waiting' AND j.run_at <= %(now)s),
            count(*) FILTER (WHERE j.state = 'waiting' AND j.run_at > %(now)s),
+           count(*) FILTER (WHERE j.state = 'waiting-children'),
            count(*) FILTER (WHERE j.state = 'active'),
            min(j.run_at) FILTER (WHERE j.state = 'waiting' AND j.run_at <= %(now)s)
     FROM queues_queue q LEFT JOIN queues_job j
-      ON j.queue_id = q.id AND j.state IN ('waiting', 'active')
+      ON j.queue_id = q.id AND j.state IN ('waiting', 'waiting-children', 'active')
      AND (j.expires_at IS NULL OR j.expires_at > %(now)s)
     GROUP BY q.name
 """
@@ -111,6 +112,11 @@ class DatabaseCollector(Collector):
         delayed = GaugeMetricFamily(
             "flashq_jobs_delayed", "Waiting jobs not due yet", labels=["queue"]
         )
+        held = GaugeMetricFamily(
+            "flashq_jobs_waiting_children",
+            "Jobs held back until the jobs they wait for (children, depends_on) finish",
+            labels=["queue"],
+        )
         active = GaugeMetricFamily("flashq_jobs_active", "Jobs under a lease", labels=["queue"])
         oldest = GaugeMetricFamily(
             "flashq_oldest_waiting_seconds",
@@ -131,12 +137,13 @@ class DatabaseCollector(Collector):
             yield GaugeMetricFamily(_UP, _UP_HELP, value=0)
             return
         yield GaugeMetricFamily(_UP, _UP_HELP, value=1)
-        for name, ready, later, leased, first in rows:
+        for name, ready, later, holding, leased, first in rows:
             waiting.add_metric([name], ready)
             delayed.add_metric([name], later)
+            held.add_metric([name], holding)
             active.add_metric([name], leased)
             oldest.add_metric([name], _age(now, first))
-        yield from (waiting, delayed, active, oldest)
+        yield from (waiting, delayed, held, active, oldest)
         yield GaugeMetricFamily(
             "flashq_audit_unsealed_events", "Audit events not yet sealed", value=unsealed
         )

@@ -11,6 +11,10 @@ from django.utils import timezone
 
 from .models import Job, JobState, Queue
 
+# The columns of counts by state, in this order (the page's header and each row's
+# ``states``, which keeps it).
+STATES: tuple[str, ...] = tuple(JobState.values)
+
 
 def queue_overview(
     *, queues: QuerySet[Queue] | None = None, now: datetime | None = None
@@ -31,7 +35,7 @@ def queue_overview(
                 else ""
             ),
             "concurrency": queue.concurrency_max or "",
-            "states": {state: 0 for state in JobState.values},
+            "states": {state: 0 for state in STATES},
             "oldest_waiting_s": None,
             "completed_1h": 0,
             "failed_1h": 0,

@@ -22,7 +22,8 @@ from .models import DependencyKind, Job, JobDependency, JobState, Queue, Schedul
 
 # Reported states: the stored ones, plus "delayed" for a waiting job whose run_at is in
 # the future. A waiting job past its ttl is reported "expired" before the sweeper
-# records it as such.
+# records it as such. "waiting-children": held back until the jobs it waits for (its
+# children, its depends_on) have finished.
 DELAYED = "delayed"
 REPORTED_STATES = (
     JobState.WAITING,

@@ -27,9 +27,10 @@ from security.masking import MASKED, masked, masked_text, pseudonym
 
 from .models import Job, Schedule
 
-# Filters whose values are the platform's own vocabulary (states, queue ids, dates):
-# recorded as given. Any other value (a tag, a search term) may name a person.
-_PLAIN_FILTERS = frozenset({"state", "queue", "created_at", "finished_at"})
+# Filters whose values are the platform's own vocabulary (states, queue ids, dates, a
+# relation to a job id): recorded as given. Any other value (a tag, a search term) may
+# name a person.
+_PLAIN_FILTERS = frozenset({"state", "queue", "created_at", "finished_at", "related"})
 # Keys of an error-history entry that a worker does not write as free text.
 _HISTORY_PLAIN = frozenset({"attempt", "at", "code"})
 

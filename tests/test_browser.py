@@ -6,7 +6,9 @@ searching its error text, retries it (confirming with a reason) and sees its sta
 change. A revealer opens a masked job, reveals it with a reason, sees the values once
 and masked again after a reload. An auditor logs in, exports the audit trail and finds
 no destructive control anywhere it looks. An operator goes from a queue's page to its
-schedules and pauses one, with a reason.
+schedules and pauses one, with a reason. An operator opens a flow's parent job, sees its
+children with their states, follows one and back, and cancels the whole flow with a
+reason.
 
 Runs with: apt-get install -y chromium && python3 dev.py test -m browser
 """
@@ -15,8 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from compliance.models import AuditEvent
 from queues import pulling, services
+from queues.flowspec import parse_flow
 from queues.jobspec import JobSpec
 from queues.models import Job, JobState, Queue, Schedule
 from queues.schedulespec import parse_schedule_spec
@@ -180,3 +185,36 @@ def test_the_dashboard_stops_refreshing_while_the_tab_is_hidden(
     )
     page.wait_for_timeout(500)
     assert len(polls) > hidden_at  # back at once when shown again
+
+
+def test_an_operator_opens_a_parent_sees_its_children_and_cancels_the_flow(
+    live_server: Any, browser: Any
+) -> None:
+    body = {
+        "job": {"data": {"report": "q3"}},
+        "children": [{"queue": "mail", "job": {"data": {"part": n}}} for n in range(3)],
+    }
+    root = parse_flow(body, queue_name="mail", max_bytes=settings.MAX_JOB_BYTES)
+    flow = services.flow_push(root=root, owner="family:t", actor=SETUP).root
+    parent, kids = str(flow.job.id), [str(child.job.id) for child in flow.children]
+    olga = make_operator("olga", "mail")
+    page = log_in(browser, live_server.url, olga)
+    page.goto(f"{live_server.url}/admin/queues/job/{parent}/change/")
+    children = page.locator("#relation-children li")
+    assert children.count() == 3
+    assert all(
+        f"{kid} (mail) waiting" in children.nth(i).inner_text() for i, kid in enumerate(kids)
+    )
+    page.click(f"#relation-children a:has-text('{kids[0]}')")  # a child, and back up
+    page.click(f"#relation-parent a:has-text('{parent}')")
+    assert parent in page.url and "Waiting Children" in page.locator("div.field-state").inner_text()
+    page.click("#cancel-flow-form button")
+    page.wait_for_selector("#confirm-form")
+    page.fill("#id_reason", "INC-20 wrong quarter")
+    page.click("#confirm-form input[type=submit]")
+    page.wait_for_selector("text=Cancel flow: 1 job(s).")
+    assert {job.state for job in Job.objects.filter(id__in=[parent, *kids])} == {JobState.CANCELLED}
+    [event] = AuditEvent.objects.filter(action="flow.cancel")
+    assert (event.actor, event.details["reason"]) == ("user:olga", "INC-20 wrong quarter")
+    page.goto(f"{live_server.url}/admin/queues/job/{parent}/change/")
+    assert page.locator("#relation-children li:has-text('cancelled')").count() == 3

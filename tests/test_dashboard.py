@@ -30,11 +30,13 @@ def test_the_figures_come_from_the_database(api: Api) -> None:
     _finish(ids[2], JobState.COMPLETED, timedelta(hours=3))
     _finish(ids[3], JobState.FAILED, timedelta(minutes=30))
     _finish(ids[4], JobState.COMPLETED, timedelta(days=2))  # outside 24 h
+    Job.objects.filter(id=ids[5]).update(state=JobState.WAITING_CHILDREN)
     services.queue_set_paused(name="mail", paused=True, actor=SETUP)
     services.queue_set_concurrency(name="mail", max_active=4, actor=SETUP)
     body = superuser_client().get("/admin/dashboard.json").json()
     [mail] = body["queues"]
-    assert mail["states"]["waiting"] == 2 and mail["states"]["completed"] == 3
+    assert mail["states"]["waiting"] == 1 and mail["states"]["completed"] == 3
+    assert mail["states"]["waiting-children"] == 1
     assert (mail["completed_1h"], mail["completed_24h"]) == (1, 2)
     assert (mail["failed_1h"], mail["failed_24h"]) == (1, 1)
     assert mail["failure_rate_24h"] == pytest.approx(1 / 3, abs=1e-3)
@@ -47,6 +49,8 @@ def test_the_home_page_shows_it_to_whoever_may_view_queues(api: Api) -> None:
     page = superuser_client().get("/admin/").content.decode()
     assert 'id="dashboard"' in page and 'data-queue="mail"' in page
     assert 'id="refresh-interval"' in page and "visibilitychange" in page
+    for state in JobState.values:  # a column for each, the new waiting-children too
+        assert f"<th>{state}</th>" in page and f'<td class="{state}">' in page
     auditor, nobody = make_auditor("a"), make_staff("n")
     for user, shown in ((auditor, True), (nobody, False)):
         client = logged_in(user)

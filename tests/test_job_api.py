@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from queues.models import Job
+from queues.models import Job, JobState
 
 from .support import Api, make_token, pull, push
 
@@ -145,6 +145,8 @@ def test_queue_stats_count_states_and_the_oldest_ready_job(api: Api, full: str) 
     for _ in range(3):
         push(api, full)
     push(api, full, delay=60_000)
+    held = push(api, full)["id"]
+    Job.objects.filter(id=held).update(state=JobState.WAITING_CHILDREN)
     pull(api, full)
     call = api.get("/queues/jobs:q", as_=full)
     assert call.status == 200
@@ -155,7 +157,10 @@ def test_queue_stats_count_states_and_the_oldest_ready_job(api: Api, full: str) 
         1,
         0,
     )
+    assert counts["waiting-children"] == 1
     assert call.body["oldest_waiting_age_seconds"] >= 0
+    listed = api.get("/queues/jobs:q/jobs?state=waiting-children", as_=full).body["jobs"]
+    assert [(job["id"], job["state"]) for job in listed] == [(held, "waiting-children")]
 
 
 def test_stats_and_pause_of_an_unknown_queue_are_404(api: Api, full: str) -> None:

@@ -9,6 +9,7 @@ from django.test import Client, override_settings
 from prometheus_client import REGISTRY
 
 from compliance.models import AuditEvent
+from queues.models import Job, JobState
 
 from .personas import make_full_token
 from .support import Api, make_token, pull, push
@@ -132,10 +133,13 @@ def test_queue_gauges_come_from_the_database(api: Api, full: str) -> None:
     push(api, full, queue="g:q", data={"n": 1})
     push(api, full, queue="g:q", data={"n": 2})
     push(api, full, queue="g:q", data={"n": 3}, delay=3_600_000)
+    held = push(api, full, queue="g:q", data={"n": 4})["id"]
+    Job.objects.filter(id=held).update(state=JobState.WAITING_CHILDREN)
     pull(api, full, queue="g:q", count=1)
     text = _scrape(make_token("prom", "*=metrics")).content.decode()
     assert _line(text, "flashq_jobs_waiting", queue="g:q") == 1
     assert _line(text, "flashq_jobs_delayed", queue="g:q") == 1
+    assert _line(text, "flashq_jobs_waiting_children", queue="g:q") == 1
     assert _line(text, "flashq_jobs_active", queue="g:q") == 1
     assert (_line(text, "flashq_oldest_waiting_seconds", queue="g:q") or 0) >= 0
     assert (_line(text, "flashq_audit_unsealed_events") or 0) >= 4  # nothing sealed yet

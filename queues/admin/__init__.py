@@ -5,11 +5,14 @@ without a global right sees and acts on only the queues granted to them
 
 - ``queues``: queues created and their settings changed; pausing, resuming and legal
   holds are actions that ask for a reason, never fields;
-- ``jobs``: jobs are never edited; retry, cancel and delete are actions that ask for a
-  reason, per job the user may operate; searches and filters are audited;
-- ``joblist``: the list for a big table (bounded count, no payloads, the tag filter);
+- ``jobs``: jobs are never edited; retry, cancel, delete, promote and cancel flow are
+  actions that ask for a reason, per job the user may operate; searches and filters
+  are audited;
+- ``joblist``: the list for a big table (bounded count, no payloads, the tag filter,
+  the filter on a job's relations);
 - ``jobdetail``: a job's page, payloads and free texts masked for every role and
-  revealed once on request with a reason (queues.staffreads), and its audit events;
+  revealed once on request with a reason (queues.staffreads), its relations (parent,
+  children, dependencies, dependents) and its audit events;
 - ``schedules``: schedules per queue, read-only, with pause, resume, trigger and delete
   actions that ask for a reason, per schedule the user may operate;
 - ``confirm``: the confirmation page with a reason that every action shows first.

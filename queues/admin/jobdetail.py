@@ -1,7 +1,8 @@
 """A job's page as a staff user reads it: its payloads and the worker's free texts
 masked for every role (queues.staffreads), the values in clear once, on request with a
-reason, for a user with the reveal right on its queue (the reveal page, audited), and
-the audit events naming it."""
+reason, for a user with the reveal right on its queue (the reveal page, audited), its
+relations (parent, children, dependencies, dependents: queues.relations) and the audit
+events naming it."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.html import format_html_join
+from django.utils.http import urlencode
 
 from compliance.audit.staff import staff_actor
 
 from .. import selectors, staffaccess, staffreads
 from ..models import Job
+from ..relations import Relation, job_relations
 
 
 def _pretty(value: Any) -> str:
@@ -35,6 +39,13 @@ class RevealForm(forms.Form):
         help_text="Why you need the values in clear (kept in the audit trail), e.g. a ticket.",
     )
 
+
+RELATION_TITLES = {
+    Relation.PARENT: "parent",
+    Relation.CHILDREN: "children",
+    Relation.DEPENDENCIES: "depends on",
+    Relation.DEPENDENTS: "depended on by",
+}
 
 # The fields of a job's page, all read-only: the masked_* ones and audit_trail are
 # JobDetailAdmin's.
@@ -145,6 +156,33 @@ class JobDetailAdmin(admin.ModelAdmin):
         # Values in clear must not outlive this response (admin_view adds this too).
         response["Cache-Control"] = "no-store, private"
         return response
+
+    def relations_context(self, request: HttpRequest, job: Job) -> dict[str, Any]:
+        """The page's relations block: per relation, the related jobs this user may see
+        (link and state), how many more, and how many are in queues they cannot see;
+        ``in_flow`` when the job has a parent or children."""
+        relations = job_relations(job=job, visible=self.get_queryset(request))
+        now = timezone.now()
+        changelist = reverse("admin:queues_job_changelist")
+        return {
+            "relations": [
+                {
+                    "relation": str(related.relation),
+                    "title": RELATION_TITLES[related.relation],
+                    "jobs": [
+                        (other, selectors.reported_state(other, now)) for other in related.jobs
+                    ],
+                    "more": related.more,
+                    "hidden": related.hidden,
+                    "list_url": f"{changelist}?"
+                    + urlencode({"related": f"{related.relation}:{job.pk}"}),
+                }
+                for related in relations
+            ],
+            "in_flow": any(
+                related.relation in (Relation.PARENT, Relation.CHILDREN) for related in relations
+            ),
+        }
 
     def _reading(self, job: Job) -> staffreads.JobReading:
         reading: staffreads.JobReading | None = getattr(job, "_admin_reading", None)

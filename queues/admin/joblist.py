@@ -1,13 +1,16 @@
 """The job list, built for a big table: a count that stops at a cap, payload columns
 never loaded, a state filter by reported state (``delayed`` apart from ``waiting``),
-and a tag filter offering only the tags of jobs the user may see."""
+a tag filter offering only the tags of jobs the user may see, and the filter a job
+page's relations link to (its children, dependencies or dependents)."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import QuerySet, TextField
@@ -17,6 +20,7 @@ from django.utils.functional import cached_property
 
 from .. import selectors
 from ..models import Job
+from ..relations import Relation, jobs_related
 
 PAYLOAD_COLUMNS = ("data", "result", "error", "errors")
 
@@ -55,6 +59,36 @@ class TagFilter(admin.SimpleListFilter):
         return queryset.annotate(tags_text=as_text).filter(
             tags_text__contains=json.dumps(self.value())
         )
+
+
+class RelatedFilter(admin.SimpleListFilter):
+    """``?related=children:<job id>`` (or parent, dependencies, dependents): the jobs so
+    related to that job, among those the user may see. Offered only while in use: a job
+    page's "and N more" links to it."""
+
+    title = "related to a job"
+    parameter_name = "related"
+
+    def _parsed(self) -> tuple[Relation, uuid.UUID] | None:
+        relation, _, job_id = str(self.value() or "").partition(":")
+        try:
+            return Relation(relation), uuid.UUID(job_id)
+        except ValueError:
+            return None
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # Offered while in use, even malformed, so queryset() runs and refuses it.
+        value = self.value()
+        return [] if value is None else [(str(value), str(value).replace(":", " of ", 1))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if self.value() is None:
+            return queryset
+        parsed = self._parsed()
+        if parsed is None:
+            raise IncorrectLookupParameters("related: <relation>:<job id>")
+        relation, job_id = parsed
+        return jobs_related(jobs=queryset, relation=relation, job_id=job_id)
 
 
 class BoundedCountPaginator(Paginator):

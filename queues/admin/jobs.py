@@ -1,5 +1,5 @@
-"""Jobs in the admin: the list, its search and filters (audited), and the retry, cancel
-and delete actions. JobAdmin's docstring says who may do what."""
+"""Jobs in the admin: the list, its search and filters (audited), and the retry, cancel,
+delete, promote and cancel-flow actions. JobAdmin's docstring says who may do what."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .. import selectors, services, staffaccess, staffreads
 from ..models import Job
 from .confirm import ReasonForm, confirmation_page
 from .jobdetail import JOB_DETAIL, JobDetailAdmin
-from .joblist import BoundedCountPaginator, JobChangeList, StateFilter, TagFilter
+from .joblist import BoundedCountPaginator, JobChangeList, RelatedFilter, StateFilter, TagFilter
 
 
 @admin.display(description="state", ordering="state")
@@ -31,10 +31,11 @@ def state(job: Job) -> str:
 
 @admin.register(Job)
 class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
-    """Jobs for operators. Retry, cancel, delete and promote (a delayed job, run now)
-    are actions on one job or the selection: each declares its permission, asks for
-    confirmation and a reason, and calls the same service as the API, audited with the
-    staff user as actor. Payloads are shown decrypted with the queue's sensitive fields
+    """Jobs for operators. Retry, cancel, delete, promote (a delayed job, run now) and
+    cancel flow (the whole flow a job belongs to, with the cancel right on that job's
+    queue) are actions on one job or the selection: each declares its permission, asks
+    for confirmation and a reason, and calls the same service as the API, audited with
+    the staff user as actor. Payloads are shown decrypted with the queue's sensitive fields
     and the worker's free texts masked for every role, superusers included; a user with
     the reveal right on the job's queue (``reveal_queue``, or ``queues.reveal_job``
     globally, which superusers hold) may reveal them once, for a reason. Opening a job,
@@ -58,6 +59,7 @@ class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
         ("created_at", admin.DateFieldListFilter),
         ("finished_at", admin.DateFieldListFilter),
         TagFilter,
+        RelatedFilter,
     ]
     list_select_related = ["queue"]
     show_full_result_count = False
@@ -70,7 +72,7 @@ class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
     )
     fields = tuple(JOB_DETAIL)
     readonly_fields = tuple(JOB_DETAIL)
-    actions = ["retry_jobs", "cancel_jobs", "delete_jobs", "promote_jobs"]
+    actions = ["retry_jobs", "cancel_jobs", "delete_jobs", "promote_jobs", "cancel_flows"]
     change_form_template = "admin/queues/job/change_form.html"
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> Any:
@@ -147,6 +149,9 @@ class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
             delayed = selectors.reported_state(obj, timezone.now()) == selectors.DELAYED
             may = staffaccess.may_on(request.user, "operate_queue:promote", obj.queue)
             context["may_promote"] = delayed and may
+            context.update(self.relations_context(request, obj))
+            may = staffaccess.may_on(request.user, "operate_queue:cancel", obj.queue)
+            context["may_cancel_flow"] = context["in_flow"] and may
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
@@ -176,13 +181,18 @@ class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
         *,
         verb: str,
         act: Callable[[Job, str], object],
+        right: str = "",
+        question: str = "{verb} {count} job(s)?",
     ) -> Any:
+        """``right``: the operating right asked on each job's queue (default ``verb``);
+        ``question``: what the confirmation page asks ({verb} and {count} filled in)."""
+        right = right or verb
         form = ReasonForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
             done, refused = 0, []
             for job in queryset.order_by("id"):
-                if not staffaccess.may_on(request.user, f"operate_queue:{verb}", job.queue):
-                    refused.append(f"{job.id}: you may not {verb} jobs of {job.queue.name}")
+                if not staffaccess.may_on(request.user, f"operate_queue:{right}", job.queue):
+                    refused.append(f"{job.id}: you may not {right} jobs of {job.queue.name}")
                     continue
                 try:
                     act(job, form.cleaned_data["reason"])
@@ -198,7 +208,7 @@ class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
         return confirmation_page(
             self,
             request,
-            question=f"{verb.capitalize()} {count} job(s)?",
+            question=question.format(verb=verb.capitalize(), count=count),
             verb=verb,
             items=(f"{job.id} ({job.queue.name}, {job.state})" for job in first),
             count=count,
@@ -245,4 +255,16 @@ class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
             queryset,
             verb="promote",
             act=lambda job, why: services.job_promote(job_id=job.id, actor=actor, reason=why),
+        )
+
+    @admin.action(permissions=["cancel"], description="Cancel the flows of the selected jobs")
+    def cancel_flows(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        actor = staff_actor(request)
+        return self._confirmed(
+            request,
+            queryset,
+            verb="cancel flow",
+            right="cancel",
+            question="Cancel the whole flow of each of these {count} job(s)?",
+            act=lambda job, why: services.flow_cancel(job_id=job.id, actor=actor, reason=why),
         )

@@ -47,6 +47,7 @@ P = ParamSpec("P")
 _STATUS = {
     "waiting": TaskResultStatus.READY,
     "delayed": TaskResultStatus.READY,
+    "waiting-children": TaskResultStatus.READY,
     "active": TaskResultStatus.RUNNING,
     "completed": TaskResultStatus.SUCCESSFUL,
     "failed": TaskResultStatus.FAILED,

@@ -2,7 +2,7 @@
 dependencies and dependents, each a link with its state, for the queues the staff user
 may see (the others only counted, never named), at most SHOWN per relation with a link
 to the job list filtered on the rest; "Cancel flow" asks a reason, calls the service
-(one flow.cancel event) and needs the cancel right on the job's queue; and
+(one flow.cancel event) and needs the cancel right on the flow's root's queue; and
 ``waiting-children`` is a state the job list filters on."""
 
 from __future__ import annotations
@@ -176,6 +176,12 @@ def test_cancel_flow_needs_the_cancel_right_on_the_job_s_queue(flow: dict[str, A
     assert 'id="relations"' in page and 'id="cancel-flow-form"' not in page
     _cancel_flow(op, [flow["parent"]], confirm="yes", reason="r")
     assert "you may not cancel jobs of mail" in op.get(JOBS).content.decode()
+    # Her own queue's child is in the flow, but cancelling the flow cancels the root in
+    # mail and everything under it: that takes the right on the root's queue.
+    billing_kid = flow["kids"][2]
+    assert 'id="cancel-flow-form"' not in _page(op, billing_kid)
+    _cancel_flow(op, [billing_kid], confirm="yes", reason="r")
+    assert "where the flow&#x27;s root is" in op.get(JOBS).content.decode()
     for viewer in (make_auditor(), make_staff("vera")):
         if viewer.username == "vera":
             services.queue_grant(queue_name="mail", role="viewer", grantee=viewer, actor=SETUP)

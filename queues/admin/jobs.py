@@ -22,6 +22,26 @@ from .jobdetail import JOB_DETAIL, JobDetailAdmin
 from .joblist import BoundedCountPaginator, JobChangeList, RelatedFilter, StateFilter, TagFilter
 
 
+def _root_queue(job: Job) -> Any:
+    root = services.flow_root(job.id)
+    return job.queue if root == job.id else selectors.job_get(job_id=root).queue
+
+
+def _may_cancel_flow(request: HttpRequest, job: Job) -> bool:
+    """Cancelling a flow cancels its root, and through it every job under it: it takes
+    the cancel right on the root's queue, whichever job of the flow it is asked from (a
+    child's operator may not cancel the parent's work in a queue they do not run)."""
+    return staffaccess.may_on(request.user, "operate_queue:cancel", _root_queue(job))
+
+
+def _flow_cancel(request: HttpRequest, job: Job, why: str, actor: Any) -> object:
+    if not _may_cancel_flow(request, job):
+        raise FlashqError(
+            f"you may not cancel jobs of {_root_queue(job).name}, where the flow's root is"
+        )
+    return services.flow_cancel(job_id=job.id, actor=actor, reason=why)
+
+
 @admin.display(description="state", ordering="state")
 def state(job: Job) -> str:
     """The reported state (``delayed`` for a waiting job whose run_at is to come). A
@@ -150,8 +170,7 @@ class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
             may = staffaccess.may_on(request.user, "operate_queue:promote", obj.queue)
             context["may_promote"] = delayed and may
             context.update(self.relations_context(request, obj))
-            may = staffaccess.may_on(request.user, "operate_queue:cancel", obj.queue)
-            context["may_cancel_flow"] = context["in_flow"] and may
+            context["may_cancel_flow"] = context["in_flow"] and _may_cancel_flow(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
@@ -266,5 +285,5 @@ class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
             verb="cancel flow",
             right="cancel",
             question="Cancel the whole flow of each of these {count} job(s)?",
-            act=lambda job, why: services.flow_cancel(job_id=job.id, actor=actor, reason=why),
+            act=lambda job, why: _flow_cancel(request, job, why, actor),
         )

@@ -174,6 +174,11 @@ def test_a_thousand_jobs_are_a_flow_and_one_more_is_refused(api: Api, full: str)
          "/on_child_failure"),
         ({"job": {"data": {}}, "children": [{**_leaf("flow:a"), "on_child_failure": 1}]},
          "/children/0/on_child_failure"),
+        # Not a string at all (a list or an object cannot even be looked up): a 400 too.
+        ({"job": {"data": {}}, "children": [_leaf("flow:a")], "on_child_failure": ["fail"]},
+         "/on_child_failure"),
+        ({"job": {"data": {}}, "children": [{**_leaf("flow:a"), "on_child_failure": {}}]},
+         "/children/0/on_child_failure"),
         ({"job": {"data": {}}, "children": [_leaf("flow:a", priority="high")]},
          "/children/0/job/priority"),
         ({"job": {"data": {}, "depends_on": [str(uuid.uuid4())]}, "children": [_leaf("a")]},

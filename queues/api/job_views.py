@@ -40,10 +40,12 @@ class _JobView(FlashqApiView):
         Operation.GET_JOB,
         responses={200: serializers.JobReadOut, **problems(404)},
         description="Read a job, with its links: `parent` (the flow job whose child it is) "
-        "and `depends_on` (ids only). Without an explicit `reveal` grant on its queue, the "
-        "queue's sensitive fields in `data` and `result`, and the free texts `error`, "
-        "`errors[].error` and `progress_message`, are `[MASKED]` (an empty text stays "
-        "empty); `error_code` and `errors[].code` are always shown.",
+        "and `depends_on` (ids only, of jobs in queues where this token has `getJob`: a "
+        "link to any other job is left out, as its id would name it). Without an explicit "
+        "`reveal` grant on its queue, the queue's sensitive fields in `data` and `result`, "
+        "and the free texts `error`, `errors[].error` and `progress_message`, are "
+        "`[MASKED]` (an empty text stays empty); `error_code` and `errors[].code` are "
+        "always shown.",
     ),
     patch=operation_schema(
         Operation.UPDATE,
@@ -64,7 +66,7 @@ class JobApi(_JobView):
         job_uuid = self.job_id()
         self.authorize_job(job_uuid)
         job = reads.job_read(job_id=job_uuid, actor=self.actor())
-        parent, depends_on = selectors.job_links(job_id=job_uuid)
+        parent, depends_on = selectors.job_links(job_id=job_uuid, readable=self.readable)
         return Response(
             job_read(job, self.principal, timezone.now(), parent=parent, depends_on=depends_on)
         )

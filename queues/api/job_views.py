@@ -201,7 +201,13 @@ class JobCancelApi(_JobView):
         Operation.RETRY,
         request=None,
         responses=_state_responses,
-        description="Send a failed, cancelled or expired job back to waiting.",
+        description="Send a failed, cancelled or expired job back to waiting with fresh "
+        "attempts. A flow job's failed, cancelled or expired children are retried with it, "
+        "every level down (the completed ones are kept, not run again), and it waits in "
+        "`waiting-children` while any is unfinished. 409 for a job in any other state, for "
+        "one whose dependency has not completed (retry that first), and for a flow child "
+        "whose parent is already ready or running (it no longer waits for its children: "
+        "retry the parent once it has finished).",
     )
 )
 class JobRetryApi(_JobView):

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from compliance.audit import Actor
 from compliance.models import AuditEvent
-from queues import services
+from queues import flowretry, services
 from queues.errors import LeaseConflict, StateConflict
 from queues.models import Job, JobState
 
@@ -241,3 +241,53 @@ def test_a_child_retried_while_its_sibling_is_acked_never_leaves_the_parent_behi
     else:
         assert isinstance(result, Job), result
         assert states == (JobState.WAITING_CHILDREN, JobState.WAITING)
+
+
+def test_a_parent_and_its_child_retried_at_once_end_consistent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Retrying a parent locks it, then its failed children; retrying a child locks it,
+    then its parent. Made to cross (each holds its first lock when the other asks), one
+    loses the deadlock and runs again: no error but a 409 for a job already retried."""
+    child = job_in("race:c", state=JobState.FAILED, finished_at=timezone.now())
+    parent = waits_for(job_in("race:p"), child)
+    Job.objects.filter(id=parent.id).update(state=JobState.FAILED, error_code="child_failed")
+    parent_locked, child_locked = threading.Event(), threading.Event()
+    flows_retry, parents_started = flowretry.flows_retry, flowretry.parents_started
+
+    def parent_side(roots: Any, **kwargs: Any) -> Any:  # in the parent's retry
+        parent_locked.set()
+        child_locked.wait(5)
+        return flows_retry(roots, **kwargs)
+
+    def child_side(children: Any) -> Any:  # in the child's retry
+        if threading.current_thread().name == "child":
+            child_locked.set()
+            parent_locked.wait(5)
+        return parents_started(children)
+
+    monkeypatch.setattr("queues.services.actions.flows_retry", parent_side)
+    monkeypatch.setattr("queues.services.actions.parents_started", child_side)
+    outcome: dict[str, Any] = {}
+
+    def retry(job: Job, name: str) -> None:
+        try:
+            outcome[name] = services.job_retry(job_id=job.id, actor=WORKER)
+        except Exception as error:  # reported to the test
+            outcome[name] = error
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=retry, args=(job, name), name=name)
+        for job, name in ((parent, "parent"), (child, "child"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    errors = [r for r in outcome.values() if isinstance(r, Exception)]
+    assert all(isinstance(error, StateConflict) for error in errors), errors
+    assert len(errors) <= 1
+    assert Job.objects.get(id=parent.id).state == JobState.WAITING_CHILDREN
+    assert Job.objects.get(id=child.id).state == JobState.WAITING

@@ -204,6 +204,7 @@ def _flows_retry(roots: list[uuid.UUID], now: datetime) -> FlowsRetried:
     return retried
 
 
+@deadlock_retried
 def job_retry(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
     """Send a failed, cancelled or expired job back to waiting with fresh attempts, with
     its failed, cancelled or expired children (never the completed ones); it waits in
@@ -279,6 +280,7 @@ def _key_free(queue: Queue, rows: list[tuple[uuid.UUID, str | None]]) -> list[uu
     return free
 
 
+@deadlock_retried
 def jobs_retry_failed(
     *,
     queue_name: str,

@@ -1,4 +1,4 @@
-"""Jobs' request bodies (push, pull, ack, fail, progress, the jobs query) and
+"""Jobs' request bodies (push, pull, ack, fail, progress, the jobs and wait queries) and
 the shapes of jobs in responses."""
 
 from __future__ import annotations
@@ -222,6 +222,15 @@ class JobsQuery(StrictSerializer):
     )
 
 
+class JobWaitQuery(StrictSerializer):
+    timeout_ms = serializers.IntegerField(
+        min_value=0,
+        max_value=limits.MAX_JOB_WAIT_MS,
+        default=limits.DEFAULT_JOB_WAIT_MS,
+        help_text="How long to wait for the job to finish, in ms (0: answer at once).",
+    )
+
+
 # -- responses (documentation) -------------------------------------------------------
 
 
@@ -334,3 +343,10 @@ class JobDetailOut(serializers.Serializer):
 class JobPageOut(serializers.Serializer):
     jobs = JobDetailOut(many=True)
     next_cursor = serializers.CharField(allow_null=True)
+
+
+class JobWaitOut(JobDetailOut):
+    finished = serializers.BooleanField(
+        help_text="true when the job has finished (completed, failed, cancelled or "
+        "expired); false when the wait ended first."
+    )

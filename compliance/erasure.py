@@ -10,9 +10,12 @@ clears error texts and code, history and progress message (they may quote
 personal data), drops tags and an idempotency key that contain the identifier, and
 cancels the job if it has not finished, so nothing runs on the subject's data any more
 and a worker holding its lease can no longer ack or fail it. Delete mode removes the
-jobs. Queues under legal hold are skipped and reported. Schedules whose job template is
-about the subject are deleted in either mode (compliance.erasure_schedules) and counted
-under ``schedules`` in their queue's counts.
+jobs, cancelling an unfinished one first. Either way a flow stays consistent: an
+unfinished job's unfinished children are cancelled, and what waits for it settles
+(queues.dependents: a parent fails or runs, it does not wait for ever). Queues under
+legal hold are skipped and reported. Schedules whose job template is about the subject
+are deleted in either mode (compliance.erasure_schedules) and counted under
+``schedules`` in their queue's counts.
 
 One service, ``subject_erase``, serves ``manage.py gdpr_erase``, the admin's erasure page
 and ``POST /api/v1/compliance/erasures``: one transaction, one audit event, and for an
@@ -47,9 +50,10 @@ from compliance.erasure_schedules import (
 from compliance.models import ErasureRequest
 from kernel import limits
 from kernel.problems import CardNumberDetected
+from queues.dependents import Settled, jobs_withdrawn
 from queues.jobspec import subject_from
 from queues.models import UNFINISHED, Job, JobState, Queue
-from queues.services import LEASE_FIELDS, release_lease
+from queues.services import LEASE_FIELDS, deadlock_retried, release_lease
 from security.cards import card_problem, find_cards_in_text
 from security.fields import bulk_update_sealed
 from security.masking import pseudonym
@@ -174,6 +178,7 @@ class Erasure:
         return sum(states.get(SCHEDULES, 0) for states in self.counts.values())
 
 
+@deadlock_retried
 def subject_erase(
     *,
     subject: str,
@@ -197,13 +202,15 @@ def subject_erase(
         outcome.held = sorted({*outcome.held, *held})
         if execute:
             jobs = _locked(jobs)
+        unfinished = [job for job in jobs if job.state in UNFINISHED]
         _count_and_redact(outcome, jobs, queues, subject)
         schedules_count(outcome.counts, schedules, queues)
+        settled = Settled()
         if execute:
-            _write(jobs, mode)
+            settled = _write(jobs, unfinished, mode)
             schedules_delete(schedules)
             outcome.receipt = _receipt_write(outcome, subject=subject, reason=reason, actor=actor)
-        _erasure_record(outcome, jobs, subject=subject, reason=reason, actor=actor)
+        _erasure_record(outcome, jobs, settled, subject=subject, reason=reason, actor=actor)
     return outcome
 
 
@@ -288,14 +295,23 @@ def _redaction(job: Job, queue: Queue, subject: str) -> tuple[Any, Any, set[str]
     return data, result, seen
 
 
-def _write(jobs: list[Job], mode: str) -> None:
-    """Delete the jobs, or save their redaction."""
-    if not jobs:
-        return
+def _write(jobs: list[Job], unfinished: list[Job], mode: str) -> Settled:
+    """Delete the jobs, or save their redaction; the ``unfinished`` among them stop
+    (cancelled, before a delete) and what waits for them settles."""
+    now = timezone.now()
+    stopped = [job.id for job in unfinished]
+    watched = [job.id for job in unfinished if job.watched]
+    settled = Settled()
     if mode == ErasureRequest.Mode.DELETE:
+        Job.objects.filter(id__in=watched).update(state=JobState.CANCELLED, finished_at=now)
+        if stopped:
+            settled = jobs_withdrawn(stopped, watched=watched, now=now)
         Job.objects.filter(id__in=[job.id for job in jobs]).delete()
-    else:
+    elif jobs:
         bulk_update_sealed(Job, jobs, REDACTION_FIELDS)
+        if stopped:
+            settled = jobs_withdrawn(stopped, watched=watched, now=now)
+    return settled
 
 
 def _receipt_write(outcome: Erasure, *, subject: str, reason: str, actor: Actor) -> ErasureRequest:
@@ -314,7 +330,13 @@ def _receipt_write(outcome: Erasure, *, subject: str, reason: str, actor: Actor)
 
 
 def _erasure_record(
-    outcome: Erasure, jobs: list[Job], *, subject: str, reason: str, actor: Actor
+    outcome: Erasure,
+    jobs: list[Job],
+    settled: Settled,
+    *,
+    subject: str,
+    reason: str,
+    actor: Actor,
 ) -> None:
     """The erasure's audit event (a preview's, for a dry run), with the subject's
     pseudonym; the reason and the receipt only for an executed run."""
@@ -326,6 +348,7 @@ def _erasure_record(
         "held": outcome.held,
         "skipped": outcome.skipped,
         "total": outcome.total,
+        **settled.audit(),
     }
     if outcome.receipt is not None:
         details["receipt_id"] = outcome.receipt.pk
@@ -333,7 +356,7 @@ def _erasure_record(
     audit_record(
         actor=actor,
         action=Action.GDPR_ERASE if outcome.executed else Action.GDPR_ERASE_PREVIEW,
-        job_ids=[job.id for job in jobs],
+        job_ids=[*(job.id for job in jobs), *settled.job_ids],
         details=details,
     )
 

@@ -36,10 +36,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from django.db import connection
 
-from .models import FAILED_FOR_GOOD, UNFINISHED, DependencyKind, OnChildFailure
+from security.fields import bulk_update_sealed
+
+from . import wakeup
+from .failures import FAILURE_FIELDS, record_failure
+from .models import (
+    FAILED_FOR_GOOD,
+    UNFINISHED,
+    DependencyKind,
+    Job,
+    JobDependency,
+    JobState,
+    OnChildFailure,
+)
 
 CHILD_FAILED = "child_failed"
 DEPENDENCY_FAILED = "dependency_failed"
@@ -78,18 +91,20 @@ def verdict(waits_for: Iterable[tuple[str, str | None]], on_child_failure: str) 
 @dataclass
 class Settled:
     """What settling changed, for the caller's audit event: jobs made ready, failed
-    (child_failed or dependency_failed) and cancelled (children of a failed parent)."""
+    (child_failed or dependency_failed), cancelled (the unfinished children of a failed
+    or cancelled parent, every level down) and expired (ready past their ttl)."""
 
     ready: list[uuid.UUID] = field(default_factory=list)
     failed: list[uuid.UUID] = field(default_factory=list)
     cancelled: list[uuid.UUID] = field(default_factory=list)
+    expired: list[uuid.UUID] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.ready or self.failed or self.cancelled)
+        return bool(self.ready or self.failed or self.cancelled or self.expired)
 
     @property
     def job_ids(self) -> list[uuid.UUID]:
-        return [*self.ready, *self.failed, *self.cancelled]
+        return [*self.ready, *self.failed, *self.cancelled, *self.expired]
 
     def details(self) -> dict[str, int]:
         """Counts for an audit event's details (the ids go in its job_ids)."""
@@ -99,9 +114,21 @@ class Settled:
                 ("ready", self.ready),
                 ("failed", self.failed),
                 ("cancelled", self.cancelled),
+                ("expired", self.expired),
             )
             if ids
         }
+
+    def audit(self) -> dict[str, Any]:
+        """``{"settled": details()}`` for the caller's event details, or nothing."""
+        return {"settled": self.details()} if self else {}
+
+    def merge(self, other: Settled) -> Settled:
+        self.ready += other.ready
+        self.failed += other.failed
+        self.cancelled += other.cancelled
+        self.expired += other.expired
+        return self
 
 
 def notify_done(job_ids: Iterable[uuid.UUID]) -> None:
@@ -120,12 +147,151 @@ def jobs_finished(finished: Iterable[uuid.UUID], *, now: datetime) -> Settled:
     (the caller reads ``watched`` in a statement it runs anyway, and passes only those):
     wakes their waiting clients and settles the jobs that wait for them (see the module
     docstring). Returns what settling changed, for the caller's audit event."""
-    ids = list(finished)
     settled = Settled()
-    if not ids:
-        return settled
-    notify_done(ids)
-    # TODO(i20-engine): settle the waiting jobs (lock, verdict, ready/fail/cancel,
-    # cascade), and notify_done what that finishes in turn.
-    del now
+    _settle(list(finished), now=now, settled=settled)
     return settled
+
+
+def jobs_withdrawn(
+    withdrawn: Iterable[uuid.UUID], *, watched: Iterable[uuid.UUID], now: datetime
+) -> Settled:
+    """Call inside the transaction that took these jobs out unfinished (cancelled,
+    expired, or cancelled just before a delete): their unfinished children are
+    cancelled, every level down, and whatever waits for the watched ones (``watched``,
+    those of ``withdrawn`` that are) or for those children settles."""
+    settled = Settled()
+    cancelled, cancelled_watched = _cancel_below(list(withdrawn), now=now)
+    settled.cancelled += cancelled
+    _settle([*watched, *cancelled_watched], now=now, settled=settled)
+    return settled
+
+
+def _settle(finished: list[uuid.UUID], *, now: datetime, settled: Settled) -> None:
+    """Settle round by round: what one round finishes (failed waiting jobs, cancelled
+    children) and is watched is the next round's, up a flow and along dependencies."""
+    while finished:
+        notify_done(finished)
+        finished = _settle_round(finished, now=now, settled=settled)
+
+
+# (waiting job, what it waits for, kind, that job's state)
+_Edge = tuple[uuid.UUID, uuid.UUID, str, str]
+
+
+def _settle_round(finished: list[uuid.UUID], *, now: datetime, settled: Settled) -> list[uuid.UUID]:
+    """The jobs waiting for ``finished``, settled; returns the watched jobs this
+    finished in turn. Locks first (in id order: every finishing path locks the finished
+    job, then the jobs waiting for it), then reads what each waits for in a statement of
+    its own: on PostgreSQL (READ COMMITTED) it sees every transaction that committed
+    before the lock was granted, so of several children finishing at once the last to
+    lock their parent sees them all finished, and the parent is made ready once."""
+    # jobdep_target_idx finds the waiting jobs; state re-checked once each lock is held.
+    waiting = list(
+        Job.objects.select_for_update(of=("self",))
+        .filter(
+            state=JobState.WAITING_CHILDREN,
+            id__in=JobDependency.objects.filter(depends_on__in=finished).values("job_id"),
+        )
+        .order_by("id")
+        .values_list("id", "on_child_failure", "expires_at", "watched", "queue__name")
+    )
+    if not waiting:
+        return []
+    edges: dict[uuid.UUID, list[_Edge]] = {}
+    # jobdep_job_target_uniq: what each waits for, with its state as committed now.
+    for edge in JobDependency.objects.filter(job_id__in=[row[0] for row in waiting]).values_list(
+        "job_id", "depends_on_id", "kind", "depends_on__state"
+    ):
+        edges.setdefault(edge[0], []).append(edge)
+    ready: dict[uuid.UUID, str] = {}
+    expired: list[tuple[uuid.UUID, bool]] = []
+    failing: dict[uuid.UUID, tuple[str, str]] = {}
+    for job_id, policy, expires_at, watched, queue in waiting:
+        waits = edges.get(job_id, [])
+        outcome = verdict(((kind, state) for _, _, kind, state in waits), policy)
+        if outcome.verdict == Verdict.READY and expires_at is not None and expires_at <= now:
+            expired.append((job_id, watched))  # its ttl ran out while it waited
+        elif outcome.verdict == Verdict.READY:
+            ready[job_id] = queue
+        elif outcome.verdict == Verdict.FAIL:
+            failing[job_id] = (outcome.code, _failure_text(outcome.code, waits))
+    finished_now: list[uuid.UUID] = []
+    if ready:
+        Job.objects.filter(id__in=list(ready)).update(state=JobState.WAITING)
+        for queue in sorted(set(ready.values())):
+            wakeup.notify_ready(queue)
+        settled.ready += ready
+    if expired:
+        ids = [job_id for job_id, _ in expired]
+        Job.objects.filter(id__in=ids).update(state=JobState.EXPIRED, finished_at=now)
+        settled.expired += ids
+        finished_now += [job_id for job_id, watched in expired if watched]
+    if failing:
+        finished_now += _fail(failing, now=now)
+        settled.failed += failing
+        parents = [job_id for job_id, (code, _) in failing.items() if code == CHILD_FAILED]
+        cancelled, cancelled_watched = _cancel_below(parents, now=now)
+        settled.cancelled += cancelled
+        finished_now += cancelled_watched
+    return finished_now
+
+
+def _failure_text(code: str, waits: list[_Edge]) -> str:
+    """Names the job that failed and its state (never anything of its payload)."""
+    kind = DependencyKind.CHILD if code == CHILD_FAILED else DependencyKind.DEPENDENCY
+    target, state = next(
+        (target, state)
+        for _, target, edge_kind, state in waits
+        if edge_kind == kind and state in FAILED_FOR_GOOD
+    )
+    what = "a child job" if kind == DependencyKind.CHILD else "a job it depends on"
+    return f"{what} failed: {target} ({state})"
+
+
+def _fail(failing: dict[uuid.UUID, tuple[str, str]], *, now: datetime) -> list[uuid.UUID]:
+    """Fail the (locked) waiting jobs with their code and text, in their error history
+    like any failure; returns the watched ones."""
+    jobs = list(Job.objects.filter(id__in=list(failing)).order_by("id"))
+    for job in jobs:
+        code, text = failing[job.id]
+        record_failure(job, text, now=now, retry=False, delay_ms=0, code=code)
+    bulk_update_sealed(Job, jobs, FAILURE_FIELDS)
+    return [job.id for job in jobs if job.watched]
+
+
+def _cancel_below(
+    parents: list[uuid.UUID], *, now: datetime
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """Cancel the unfinished children of ``parents``, and theirs, every level down (an
+    active one's lease is void from then on: its worker's ack is a 409). Each level is
+    locked in id order. Returns (cancelled, the watched among them)."""
+    cancelled: list[uuid.UUID] = []
+    watched: list[uuid.UUID] = []
+    seen = set(parents)
+    level = parents
+    while level:
+        below = JobDependency.objects.filter(
+            job_id__in=level, kind=DependencyKind.CHILD, depends_on__state__in=UNFINISHED
+        ).values_list("depends_on_id", flat=True)
+        children = [child for child in below if child not in seen]
+        if not children:
+            break
+        seen.update(children)
+        rows = list(
+            Job.objects.select_for_update(of=("self",))
+            .filter(id__in=children, state__in=UNFINISHED)
+            .order_by("id")
+            .values_list("id", "watched")
+        )
+        level = [job_id for job_id, _ in rows]
+        Job.objects.filter(id__in=level).update(
+            state=JobState.CANCELLED,
+            finished_at=now,
+            lease_id=None,
+            lease_owner="",
+            lease_expires_at=None,
+            deadline_at=None,
+        )
+        cancelled += level
+        watched += [job_id for job_id, is_watched in rows if is_watched]
+    return cancelled, watched

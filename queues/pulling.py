@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from security.fields import bulk_update_sealed
 
 from . import claim, selectors
 from .backoff import retry_delay_ms
+from .dependents import Settled, jobs_finished
 from .errors import LeaseConflict
 from .models import Job, JobState, Queue
 from .services import (
@@ -35,6 +37,7 @@ from .services import (
     AckSpec,
     check_acks,
     complete_acked,
+    deadlock_retried,
     record_failure,
 )
 from .waitslots import wait_slot
@@ -46,6 +49,7 @@ TIMEOUT_CODE = "timeout"
 LEASE_RECOVERY = "lease-recovery"
 
 
+@deadlock_retried
 def leases_requeue_expired(*, actor: Actor, queue_id: int | None = None, limit: int = 500) -> int:
     """Return up to ``limit`` jobs whose lease ran out to waiting, each as a failed
     attempt, or to failed when that was the last attempt. A job past its deadline (its
@@ -92,39 +96,54 @@ def _requeue_expired(*, actor: Actor, queue_id: int | None, limit: int) -> int:
     for job in expired:
         record_failure(job, LEASE_EXPIRED, now=now, retry=True, delay_ms=0, code=LEASE_EXPIRED_CODE)
     bulk_update_sealed(Job, jobs, FAILURE_FIELDS)
-    _record_recovery(actor, Action.TIMEOUT, timed_out)
-    _record_recovery(actor, Action.LEASE_RECOVER, expired)
+    _record_recovery(actor, Action.TIMEOUT, timed_out, now=now)
+    _record_recovery(actor, Action.LEASE_RECOVER, expired, now=now)
     return len(jobs)
 
 
-def _record_recovery(actor: Actor, action: Action, jobs: list[Job]) -> None:
+def _record_recovery(actor: Actor, action: Action, jobs: list[Job], *, now: datetime) -> None:
+    """The batch's event, after settling what waits for the watched jobs it failed."""
     if not jobs:
         return
-    failed = sum(job.state == JobState.FAILED for job in jobs)
+    failed = [job for job in jobs if job.state == JobState.FAILED]
+    settled = jobs_finished([job.id for job in failed if job.watched], now=now)
     audit_record(
         actor=actor,
         action=action,
         queue=_single_queue_name(jobs),
-        job_ids=[job.id for job in jobs],
-        details={"count": len(jobs), "waiting": len(jobs) - failed, "failed": failed},
+        job_ids=[*(job.id for job in jobs), *settled.job_ids],
+        details={
+            "count": len(jobs),
+            "waiting": len(jobs) - len(failed),
+            "failed": len(failed),
+            **settled.audit(),
+        },
     )
 
 
+@deadlock_retried
 def jobs_expire_ttl(*, actor: Actor, limit: int = 5000) -> int:
     """Mark up to ``limit`` waiting jobs whose ttl ran out as expired (pull already
-    skips them)."""
+    skips them); what waits for the watched ones settles. (A job in waiting-children
+    is not swept: it cannot start before its children finish, and when they do and its
+    ttl has run out, settling expires it instead of making it ready.)"""
     now = timezone.now()
     with transaction.atomic():
-        ids = list(
+        rows = list(
             Job.objects.filter(state=JobState.WAITING, expires_at__lte=now)
             .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[:limit]
+            .values_list("id", "watched")[:limit]
         )
-        if not ids:
+        if not rows:
             return 0
+        ids = [job_id for job_id, _ in rows]
         Job.objects.filter(id__in=ids).update(state=JobState.EXPIRED, finished_at=now)
+        settled = jobs_finished([job_id for job_id, watched in rows if watched], now=now)
         audit_record(
-            actor=actor, action=Action.TTL_EXPIRE, job_ids=ids, details={"count": len(ids)}
+            actor=actor,
+            action=Action.TTL_EXPIRE,
+            job_ids=[*ids, *settled.job_ids],
+            details={"count": len(ids), **settled.audit()},
         )
     return len(ids)
 
@@ -173,6 +192,7 @@ _PULL_QUEUE_FIELDS = frozenset(
 )  # fmt: skip
 
 
+@deadlock_retried
 def _claim_round(
     *,
     queue_name: str,
@@ -189,10 +209,13 @@ def _claim_round(
     with transaction.atomic():
         queue = selectors.queue_by_name(queue_name, _PULL_QUEUE_FIELDS)
         jobs: list[Job] = []
+        settled = Settled()
         if acks:
             if queue is None:
                 raise LeaseConflict(STALE_LEASE, errors=_stale(acks))
-            complete_acked(acks, owner=owner, now=timezone.now(), queue_id=queue.pk, root=ACKS)
+            settled = complete_acked(
+                acks, owner=owner, now=timezone.now(), queue_id=queue.pk, root=ACKS
+            ).settled
         if queue is not None and not queue.paused:
             recovery = Actor.system(LEASE_RECOVERY, request_id=actor.request_id)
             _requeue_expired(actor=recovery, queue_id=queue.pk, limit=500)
@@ -210,13 +233,18 @@ def _claim_round(
                 rate_charge(key=_rate_key(queue), rate=_queue_rate(queue), cost=len(jobs))
         if not jobs and not last and not acks:
             return None
-        # Acked jobs first, then the leased ones; details say how many were acked.
+        # Acked jobs first, then the leased ones, then what the acks settled; details
+        # say how many were acked.
         audit_record(
             actor=actor,
             action=Action.PULL,
             queue=queue_name,
-            job_ids=[*(ack.job_id for ack in acks), *(job.id for job in jobs)],
-            details={"acked": len(acks)} if acks else None,
+            job_ids=[
+                *(ack.job_id for ack in acks),
+                *(job.id for job in jobs),
+                *settled.job_ids,
+            ],
+            details={"acked": len(acks), **settled.audit()} if acks else None,
         )
     return jobs if jobs or last else None
 

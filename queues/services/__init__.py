@@ -4,7 +4,9 @@ keyword-only arguments.
 - ``push``: new jobs, one or a batch;
 - ``reports``: what workers report (ack, fail, progress), checked against the lease;
 - ``actions``: what producers and operators do to a job (cancel, update, promote,
-  retry, retry the failed of a queue, delete);
+  retry, retry the failed of a queue, delete); cancelling, deleting and retrying reach
+  a flow's children (queues.dependents, queues.flowretry);
+- ``flow_cancel``: cancelling a whole flow, from any job in it;
 - ``handback``: a worker giving back a job it holds (release, snooze), uncounted;
 - ``queue_settings``: a queue's settings (create, update, pause, limits, schema, hold);
 - ``keys``: re-sealing payloads under the primary key;
@@ -26,6 +28,7 @@ Callers import from here (``from queues import services``); the modules are the 
 
 from __future__ import annotations
 
+from ..failures import FAILURE_FIELDS, LEASE_FIELDS, record_failure, release_lease
 from ..models import FINISHED
 from .actions import (
     job_cancel,
@@ -36,6 +39,8 @@ from .actions import (
     jobs_retry_failed,
 )
 from .clean import MAX_CLEAN, Cleaned, finished_before, jobs_clean
+from .common import DEADLOCK, deadlock_retried
+from .flow_cancel import flow_cancel, flow_root
 from .grants import QUEUE_ROLES, queue_grant
 from .handback import job_release, job_snooze
 from .keys import SEALED_FIELDS, Resealed, ResealedSchedules, jobs_reseal, schedules_reseal
@@ -52,9 +57,8 @@ from .queue_settings import (
     queue_update,
 )
 from .reports import (
-    FAILURE_FIELDS,
-    LEASE_FIELDS,
     STALE_LEASE,
+    Acked,
     AckSpec,
     check_acks,
     complete_acked,
@@ -62,8 +66,6 @@ from .reports import (
     job_fail,
     job_progress,
     jobs_ack,
-    record_failure,
-    release_lease,
 )
 from .schedule_fire import ON_TIME_GRACE, earliest_due, schedules_fire
 from .schedules import (
@@ -75,6 +77,7 @@ from .schedules import (
 )
 
 __all__ = [
+    "DEADLOCK",
     "FAILURE_FIELDS",
     "FINISHED",
     "KEYED_PUSH_TRIES",
@@ -85,6 +88,7 @@ __all__ = [
     "SEALED_FIELDS",
     "STALE_LEASE",
     "AckSpec",
+    "Acked",
     "Cleaned",
     "Pushed",
     "Recorder",
@@ -92,8 +96,11 @@ __all__ = [
     "ResealedSchedules",
     "check_acks",
     "complete_acked",
+    "deadlock_retried",
     "earliest_due",
     "finished_before",
+    "flow_cancel",
+    "flow_root",
     "job_ack",
     "job_cancel",
     "job_fail",

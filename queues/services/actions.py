@@ -1,4 +1,7 @@
-"""What producers and operators do to a job: cancel, update, promote, retry and delete."""
+"""What producers and operators do to a job: cancel, update, promote, retry and delete.
+Cancelling or deleting an unfinished job cancels its unfinished children, every level
+down, and settles what waits for it (queues.dependents); retrying a job retries its
+failed children with it (queues.flowretry)."""
 
 from __future__ import annotations
 
@@ -16,10 +19,14 @@ from kernel.problems import InvalidInput
 from security.cards import find_cards
 
 from .. import wakeup
+from ..dependents import Settled, jobs_withdrawn
 from ..errors import QueueNotFound, StateConflict
+from ..failures import LEASE_FIELDS, release_lease
+from ..flowretry import FlowsRetried, flows_retry, retried_fields
 from ..jobspec import encoded_size, subject_from
-from ..models import UNFINISHED, Job, JobState, Queue
+from ..models import FAILED_FOR_GOOD, UNFINISHED, Job, JobDependency, JobState, Queue
 from .common import (
+    deadlock_retried,
     job_for_update,
     reason_details,
     refuse_cards_in_data,
@@ -27,51 +34,67 @@ from .common import (
     refuse_off_schema,
     refuse_oversize,
 )
-from .reports import LEASE_FIELDS, release_lease
 
 
+@deadlock_retried
 def jobs_delete(*, job_ids: Sequence[uuid.UUID], reason: str, actor: Actor) -> int:
     """Delete jobs in any state, in one transaction and one event (an active job's
-    worker then gets 404 on ack). Returns how many were deleted."""
+    worker then gets 404 on ack). An unfinished one is cancelled first, so what waits
+    for it fails instead of waiting for ever, and its unfinished children are cancelled.
+    Returns how many were deleted."""
     with transaction.atomic():
         rows = list(
             Job.objects.select_for_update(of=("self",))
             .filter(id__in=list(job_ids))
-            .values_list("id", "state", "queue__name")
+            .values_list("id", "state", "queue__name", "watched")
         )
+        details = {"count": len(rows), **reason_details(reason)}
+        unfinished = [
+            (job_id, watched) for job_id, state, _, watched in rows if state in UNFINISHED
+        ]
+        settled = Settled()
+        if unfinished:
+            now = timezone.now()
+            watched = [job_id for job_id, is_watched in unfinished if is_watched]
+            Job.objects.filter(id__in=watched).update(state=JobState.CANCELLED, finished_at=now)
+            settled = jobs_withdrawn([job_id for job_id, _ in unfinished], watched=watched, now=now)
         if rows:
-            Job.objects.filter(id__in=[job_id for job_id, _, _ in rows]).delete()
-        queues = {queue for _, _, queue in rows}
+            Job.objects.filter(id__in=[row[0] for row in rows]).delete()
+        queues = {row[2] for row in rows}
         states: dict[str, int] = {}
-        for _, state, _ in rows:
+        for _, state, _, _ in rows:
             states[state] = states.get(state, 0) + 1
         audit_record(
             actor=actor,
             action=Action.DELETE,
             queue=next(iter(queues)) if len(queues) == 1 else "",
-            job_ids=[job_id for job_id, _, _ in rows],
-            details={"count": len(rows), "states": states, **reason_details(reason)},
+            job_ids=[*(row[0] for row in rows), *settled.job_ids],
+            details={**details, "states": states, **settled.audit()},
         )
     return len(rows)
 
 
+@deadlock_retried
 def job_cancel(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
-    """Cancel a waiting or active job (an active job's lease is void from then on)."""
+    """Cancel a waiting, waiting-children or active job (an active job's lease is void
+    from then on), and its unfinished children, every level down."""
     with transaction.atomic():
         job = job_for_update(job_id)
         if job.state not in UNFINISHED:
             raise StateConflict(f"A {job.state} job cannot be cancelled.")
-        was = str(job.state)
+        details = {"was": str(job.state), **reason_details(reason)}
+        now = timezone.now()
         job.state = JobState.CANCELLED
-        job.finished_at = timezone.now()
+        job.finished_at = now
         release_lease(job)
         job.save(update_fields=["state", "finished_at", *LEASE_FIELDS])
+        settled = jobs_withdrawn([job_id], watched=[job_id] if job.watched else [], now=now)
         audit_record(
             actor=actor,
             action=Action.CANCEL,
             queue=job.queue.name,
-            job_ids=[job_id],
-            details={"was": was, **reason_details(reason)},
+            job_ids=[job_id, *settled.job_ids],
+            details={**details, **settled.audit()},
         )
     return job
 
@@ -159,45 +182,51 @@ def job_promote(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
     return job
 
 
-RETRYABLE = (JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
-
-
-def _retried(now: datetime) -> dict[str, Any]:
-    """What a retry sets, one job or a batch: waiting, ready now, fresh attempts."""
-    return {
-        "state": JobState.WAITING,
-        "attempts": 0,
-        "run_at": now,
-        "finished_at": None,
-        "expires_at": None,
-    }
-
-
+RETRYABLE = FAILED_FOR_GOOD
 KEY_HELD = "An unfinished job of this queue has the same key; finish or cancel it first."
 
 
+def _flows_retry(roots: list[uuid.UUID], now: datetime) -> FlowsRetried:
+    """flows_retry, its key conflict a StateConflict, waiting pulls woken."""
+    try:
+        with transaction.atomic():
+            retried = flows_retry(roots, now=now)
+    except IntegrityError as exc:  # job_key_unfinished_uniq
+        raise StateConflict(KEY_HELD) from exc
+    for queue in sorted(retried.queues):
+        wakeup.notify_ready(queue)
+    return retried
+
+
 def job_retry(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
-    """Send a failed, cancelled or expired job back to waiting with fresh attempts."""
+    """Send a failed, cancelled or expired job back to waiting with fresh attempts, with
+    its failed, cancelled or expired children (never the completed ones); it waits in
+    waiting-children while any is unfinished. A job whose dependency failed is a
+    conflict: retry the dependency first."""
     with transaction.atomic():
         job = job_for_update(job_id)
         if job.state not in RETRYABLE:
             raise StateConflict(f"A {job.state} job cannot be retried.")
-        was = str(job.state)
-        retried = _retried(timezone.now())
-        for field, value in retried.items():
+        details: dict[str, Any] = {"was": str(job.state), **reason_details(reason)}
+        now = timezone.now()
+        retried = _flows_retry([job_id], now)
+        if job_id in retried.blocked:
+            raise StateConflict(
+                f"Job {retried.blocked[job_id]}, which this flow depends on, has not "
+                "completed; retry it first."
+            )
+        for field, value in retried_fields(now).items():
             setattr(job, field, value)
-        try:
-            with transaction.atomic():
-                job.save(update_fields=list(retried))
-        except IntegrityError as exc:  # job_key_unfinished_uniq
-            raise StateConflict(KEY_HELD) from exc
-        wakeup.notify_ready(job.queue.name)
+        if job_id in retried.waiting_children:
+            job.state = JobState.WAITING_CHILDREN
+        if retried.children:
+            details["children"] = len(retried.children)
         audit_record(
             actor=actor,
             action=Action.RETRY,
             queue=job.queue.name,
-            job_ids=[job_id],
-            details={"was": was, **reason_details(reason)},
+            job_ids=[job_id, *retried.children],
+            details=details,
         )
     return job
 
@@ -257,26 +286,42 @@ def jobs_retry_failed(
             raise QueueNotFound()
         rows = _failed_between(queue, since, until, limit)
         ids = _key_free(queue, rows)
-        if ids:
+        now = timezone.now()
+        # Jobs that wait for others (jobdep_job_target_uniq) go through flows_retry.
+        waits = set(JobDependency.objects.filter(job_id__in=ids).values_list("job_id", flat=True))
+        plain = [job_id for job_id in ids if job_id not in waits]
+        if plain:
             try:
                 with transaction.atomic():
-                    Job.objects.filter(id__in=ids).update(**_retried(timezone.now()))
+                    Job.objects.filter(id__in=plain).update(**retried_fields(now))
             except IntegrityError as exc:  # a push took one of the keys meanwhile
                 raise StateConflict(KEY_HELD) from exc
             wakeup.notify_ready(queue.name)
+        retried = (
+            _flows_retry([job_id for job_id in ids if job_id in waits], now)
+            if waits
+            else FlowsRetried()
+        )
+        ids = [job_id for job_id in ids if job_id not in retried.blocked]
         woken = set(ids)
-        left = [job_id for job_id, _ in rows if job_id not in woken]
+        left = [job_id for job_id, _ in rows if job_id not in woken and job_id not in waits]
         audit_record(
             actor=actor,
             action=Action.RETRY_FAILED,
             queue=queue.name,
-            job_ids=ids,
+            job_ids=[*ids, *retried.children],
             details={
                 "count": len(ids),
                 "limit": limit,
                 "since": since.isoformat() if since else None,
                 "until": until.isoformat() if until else None,
                 **({"key_held": [str(job_id) for job_id in left]} if left else {}),
+                **({"children": len(retried.children)} if retried.children else {}),
+                **(
+                    {"dependency_failed": [str(job_id) for job_id in retried.blocked]}
+                    if retried.blocked
+                    else {}
+                ),
             },
         )
     return len(ids)

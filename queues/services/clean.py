@@ -1,7 +1,8 @@
 """Clean: delete finished jobs of some queues that finished before a time, in one
 transaction with one audit event (``POST /queues/{pattern}/clean``, and each batch of a
 retention run, compliance.retention). Queues under legal hold are never touched, only
-reported."""
+reported. A finished job that an unfinished job still waits for (a flow's completed child
+whose parent has not run yet, a dependency) is never deleted."""
 
 from __future__ import annotations
 
@@ -10,20 +11,25 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from compliance.audit import Action, Actor, audit_record
 from kernel import limits
 
-from ..models import FINISHED, Job, Queue
+from ..models import FINISHED, UNFINISHED, Job, JobDependency, Queue
 
 MAX_CLEAN = limits.MAX_CLEAN_LIMIT
 
 
 def finished_before(queue: Queue, state: str, cutoff: datetime) -> QuerySet[Job]:
-    """Jobs of ``queue`` in the finished ``state`` that finished before ``cutoff``."""
-    return Job.objects.filter(queue=queue, state=state).filter(
-        Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
+    """Jobs of ``queue`` in the finished ``state`` that finished before ``cutoff``,
+    but none an unfinished job waits for (only a watched job can be one, so only those
+    pay for the check: jobdep_target_idx)."""
+    waited_for = JobDependency.objects.filter(depends_on=OuterRef("pk"), job__state__in=UNFINISHED)
+    return (
+        Job.objects.filter(queue=queue, state=state)
+        .filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
+        .filter(Q(watched=False) | ~Exists(waited_for))
     )
 
 

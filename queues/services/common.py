@@ -1,11 +1,15 @@
-"""What several services share: finding a job (or JobNotFound), and the guards every
-write of client data applies alike (size caps, the queue's schema, the card guard)."""
+"""What several services share: finding a job (or JobNotFound), the guards every write
+of client data applies alike (size caps, the queue's schema, the card guard), and the
+retry of a transaction PostgreSQL aborted as a deadlock's victim."""
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+from django.db import OperationalError, connection
 
 from kernel.problems import (
     CardNumberDetected,
@@ -122,3 +126,34 @@ def job_for_update(job_id: uuid.UUID) -> Job:
     if job is None:  # deleted since the caller looked it up
         raise JobNotFound()
     return job
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+DEADLOCK = "40P01"
+DEADLOCK_TRIES = 3
+
+
+def deadlock_retried(service: Callable[P, R]) -> Callable[P, R]:
+    """Run ``service`` again (DEADLOCK_TRIES in all) when PostgreSQL aborted its
+    transaction to break a deadlock. Settling locks a finished job and then the jobs
+    waiting for it, while cancelling a flow locks a parent and then its children: the
+    two orders can meet (a child acked as its parent is cancelled), and PostgreSQL
+    aborts one with SQLSTATE 40P01. Only as the outermost transaction: inside a
+    caller's (the admin's, a test's) the whole transaction is void, so it is the
+    caller's to retry."""
+
+    @functools.wraps(service)
+    def retried(*args: P.args, **kwargs: P.kwargs) -> R:
+        tries = 1
+        while True:
+            outermost = not connection.in_atomic_block
+            try:
+                return service(*args, **kwargs)
+            except OperationalError as error:
+                deadlock = getattr(error.__cause__, "sqlstate", None) == DEADLOCK
+                if not (deadlock and outermost) or tries >= DEADLOCK_TRIES:
+                    raise
+                tries += 1
+
+    return retried

@@ -13,8 +13,9 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_record
 
 from .. import wakeup
+from ..failures import LEASE_FIELDS, release_lease
 from ..models import Job, JobState
-from .reports import LEASE_FIELDS, _leased_for_update, release_lease
+from .reports import _leased_for_update
 
 
 def _hand_back(

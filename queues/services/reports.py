@@ -1,6 +1,7 @@
 """What workers report on the jobs they hold: ack (one or a batch), fail and progress,
-each checked against the live lease. Pull and lease recovery (queues.pulling) use
-``record_failure``, ``check_acks`` and ``complete_acked`` from here."""
+each checked against the live lease. Pull (queues.pulling) uses ``check_acks`` and
+``complete_acked`` from here. A watched job that finishes settles what waits for it
+(queues.dependents) in the same transaction, listed in the same event."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ from kernel.problems import (
 from security.fields import Sealed, bulk_update_sealed
 
 from ..backoff import retry_delay_ms
+from ..dependents import Settled, jobs_finished
 from ..errors import LeaseConflict
+from ..failures import FAILURE_FIELDS, record_failure
 from ..jobspec import encoded_size, payload_shape
 from ..models import Job, JobState
-from .common import job_get, refuse_cards
+from .common import deadlock_retried, job_get, refuse_cards
 
 STALE_LEASE = "The lease is not the job's current lease, it has expired, or another token holds it."
 
@@ -37,36 +40,6 @@ class AckSpec:
     job_id: uuid.UUID
     lease_id: uuid.UUID
     result: Any = None
-
-
-def release_lease(job: Job) -> None:
-    job.lease_id = None
-    job.lease_owner = ""
-    job.lease_expires_at = None
-    job.deadline_at = None
-
-
-LEASE_FIELDS = ["lease_id", "lease_owner", "lease_expires_at", "deadline_at"]
-FAILURE_FIELDS = ["errors", "error", "error_code", "state", "run_at", "finished_at", *LEASE_FIELDS]
-
-
-def record_failure(
-    job: Job, message: str, *, now: datetime, retry: bool, delay_ms: int, code: str = ""
-) -> None:
-    """Count a failed attempt: history entry (with its code), then back to waiting or to
-    failed."""
-    message = message[: limits.MAX_ERROR_LENGTH]
-    entry = {"attempt": job.attempts, "error": message, "code": code, "at": now.isoformat()}
-    job.errors = [*job.errors, entry][-limits.MAX_ERROR_HISTORY :]
-    job.error = message
-    job.error_code = code
-    release_lease(job)
-    if retry and job.attempts < job.max_attempts:
-        job.state = JobState.WAITING
-        job.run_at = now + timedelta(milliseconds=delay_ms)
-    else:
-        job.state = JobState.FAILED
-        job.finished_at = now
 
 
 def _completion(now: datetime) -> dict[str, Any]:
@@ -105,6 +78,7 @@ def _check_result_sizes(results: Sequence[tuple[str, Any]]) -> None:
         raise PayloadTooLarge("A result is larger than MAX_JOB_BYTES.", errors=errors)
 
 
+@deadlock_retried
 def job_ack(
     *, job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, result: Any = None, actor: Actor
 ) -> Job:
@@ -118,7 +92,15 @@ def job_ack(
         if not live.update(result=sealed, **_completion(now)):
             raise LeaseConflict(STALE_LEASE)
         job = job_get(job_id)
-        audit_record(actor=actor, action=Action.ACK, queue=job.queue.name, job_ids=[job_id])
+        # ``watched`` comes with the row just read: an unwatched job costs nothing more.
+        settled = jobs_finished([job_id], now=now) if job.watched else Settled()
+        audit_record(
+            actor=actor,
+            action=Action.ACK,
+            queue=job.queue.name,
+            job_ids=[job_id, *settled.job_ids],
+            details=settled.audit() or None,
+        )
     return job
 
 
@@ -129,6 +111,12 @@ def check_acks(acks: Sequence[AckSpec], *, root: str = "/jobs") -> None:
     refuse_cards(results)
 
 
+@dataclass(frozen=True)
+class Acked:
+    queues: set[str]  # the names of the acked jobs' queues
+    settled: Settled  # what settling the watched ones changed
+
+
 def complete_acked(
     acks: Sequence[AckSpec],
     *,
@@ -136,19 +124,19 @@ def complete_acked(
     now: datetime,
     queue_id: int | None = None,
     root: str = "/jobs",
-) -> set[str]:
+) -> Acked:
     """Complete ``acks`` in the caller's transaction, all or nothing (a pull with
     piggy-backed acks calls this too, limited to its queue): one stale or foreign lease
-    and none is acked, and the LeaseConflict names each offending item. Returns the
-    names of the jobs' queues."""
+    and none is acked, and the LeaseConflict names each offending item. The watched
+    ones settle what waits for them."""
     ids = [ack.job_id for ack in acks]
     leased = Job.objects.select_for_update(of=("self",)).filter(
         id__in=ids, state=JobState.ACTIVE, lease_owner=owner, lease_expires_at__gt=now
     )
     if queue_id is not None:
         leased = leased.filter(queue_id=queue_id)
-    rows = leased.order_by("id").values_list("id", "lease_id", "queue__name")
-    leases = {job_id: (lease, queue) for job_id, lease, queue in rows}
+    rows = list(leased.order_by("id").values_list("id", "lease_id", "queue__name", "watched"))
+    leases = {job_id: (lease, queue) for job_id, lease, queue, _ in rows}
     stale = [
         FieldError(f"{root}/{index}/lease_id", "is not the job's current lease")
         for index, ack in enumerate(acks)
@@ -160,22 +148,25 @@ def complete_acked(
     with_result = [Job(id=ack.job_id, result=ack.result) for ack in acks if ack.result is not None]
     if with_result:
         bulk_update_sealed(Job, with_result, ["result"])
-    return {queue for _, queue in leases.values()}
+    settled = jobs_finished([job_id for job_id, _, _, watched in rows if watched], now=now)
+    return Acked({queue for _, queue in leases.values()}, settled)
 
 
+@deadlock_retried
 def jobs_ack(*, acks: Sequence[AckSpec], owner: str, actor: Actor) -> None:
     """Complete many jobs, all or nothing: one stale or foreign lease and none is
     acked, and the error names each offending item."""
     check_acks(acks)
     now = timezone.now()
     with transaction.atomic():
-        queues = complete_acked(acks, owner=owner, now=now)
+        acked = complete_acked(acks, owner=owner, now=now)
+        queues = acked.queues
         audit_record(
             actor=actor,
             action=Action.ACK,
             queue=next(iter(queues)) if len(queues) == 1 else "",
-            job_ids=[ack.job_id for ack in acks],
-            details={"count": len(acks)},
+            job_ids=[*(ack.job_id for ack in acks), *acked.settled.job_ids],
+            details={"count": len(acks), **acked.settled.audit()},
         )
 
 
@@ -191,6 +182,7 @@ def _leased_for_update(job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, now: 
     return job
 
 
+@deadlock_retried
 def job_fail(
     *,
     job_id: uuid.UUID,
@@ -217,12 +209,14 @@ def job_fail(
         )
         record_failure(job, error, now=now, retry=retry, delay_ms=delay, code=code)
         job.save(update_fields=FAILURE_FIELDS)
+        failed = job.state == JobState.FAILED and job.watched
+        settled = jobs_finished([job_id], now=now) if failed else Settled()
         audit_record(
             actor=actor,
             action=Action.FAIL,
             queue=job.queue.name,
-            job_ids=[job_id],
-            details={"state": str(job.state), "attempt": job.attempts},
+            job_ids=[job_id, *settled.job_ids],
+            details={"state": str(job.state), "attempt": job.attempts, **settled.audit()},
         )
     return job
 

@@ -88,6 +88,27 @@ def verdict(waits_for: Iterable[tuple[str, str | None]], on_child_failure: str) 
     return Outcome(Verdict.WAIT) if pending else Outcome(Verdict.READY)
 
 
+def watch_targets(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Mark the jobs a new job will depend on as watched, and return their states (a
+    job that no longer exists is missing), in one ``UPDATE ... RETURNING``: it waits for
+    a transaction finishing one of them, then sees its finished state; a transaction
+    finishing one after it sees ``watched`` (and, once this commits, the new job's
+    JobDependency rows). So a dependency either settles the new job or is seen finished
+    by it; nothing falls between them. (On SQLite the write lock serialises the two.)"""
+    targets = list(ids)
+    if not targets:
+        return {}
+    pk = Job._meta.pk
+    assert pk is not None
+    table = connection.ops.quote_name(Job._meta.db_table)
+    marks = ", ".join(["%s"] * len(targets))
+    sql = f"UPDATE {table} SET watched = %s WHERE id IN ({marks}) RETURNING id, state"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [True, *(pk.get_db_prep_value(t, connection) for t in targets)])
+        rows = cursor.fetchall()
+    return {pk.to_python(job_id): str(state) for job_id, state in rows}
+
+
 @dataclass
 class Settled:
     """What settling changed, for the caller's audit event: jobs made ready, failed

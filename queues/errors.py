@@ -69,3 +69,13 @@ class OwnerRevoked(FlashqError):
 
     def __init__(self) -> None:
         super().__init__("No live token is left in the family that saved this schedule.")
+
+
+class UnknownDependency(FlashqError):
+    """A ``depends_on`` id names no job the caller may read: unknown, or in a queue where
+    it lacks ``getJob``. One answer for both, so a push cannot probe for other tenants'
+    job ids."""
+
+    status = 422
+    code = "unknown_dependency"
+    title = "Unknown dependency"

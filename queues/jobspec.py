@@ -5,6 +5,7 @@ collected with JSON Pointer paths so a client sees every problem at once."""
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ FIELDS = frozenset(
         "subject",
         "tags",
         "group",
+        "depends_on",
     }
 )
 # Ticks' job keys (queues.schedulespec.tick_key) start with it; a push may not, or a
@@ -48,6 +50,8 @@ class JobSpec:
     subject: str | None = None
     tags: tuple[str, ...] = ()
     group: str | None = None
+    # Jobs this one waits for (queues.dependents): distinct ids, at most MAX_DEPENDS_ON.
+    depends_on: tuple[uuid.UUID, ...] = ()
     # Card numbers found at parse time, in data and in the strings stored in clear
     # (key, subject, tags); the push decides, knowing the queue's allow-list, which
     # covers only paths under data_path (queues.services).
@@ -175,6 +179,33 @@ def _tags(raw: object, collector: _Collector) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _depends_on(raw: object, collector: _Collector) -> tuple[uuid.UUID, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > limits.MAX_DEPENDS_ON:
+        collector.add("depends_on", f"must be a list of at most {limits.MAX_DEPENDS_ON} job ids")
+        return ()
+    found: list[uuid.UUID] = []
+    for index, item in enumerate(raw):
+        job_id = _job_id(item)
+        if job_id is None:
+            collector.add(f"depends_on/{index}", "must be a job id (a UUID)")
+        elif job_id in found:
+            collector.add(f"depends_on/{index}", "is repeated")
+        else:
+            found.append(job_id)
+    return tuple(found)
+
+
+def _job_id(value: object) -> uuid.UUID | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
 def _cards_in_texts(
     key: str | None, subject: str | None, tags: tuple[str, ...], path: str, group: str | None
 ) -> list[CardFinding]:
@@ -224,6 +255,7 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
     subject = collector.text(raw, "subject", limits.MAX_SUBJECT_LENGTH)
     tags = _tags(raw.get("tags"), collector)
     group = collector.text(raw, "group", limits.MAX_GROUP_LENGTH)
+    depends_on = _depends_on(raw.get("depends_on"), collector)
     spec = JobSpec(
         data=raw.get("data", {}),
         priority=priority,
@@ -236,6 +268,7 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
         subject=subject,
         tags=tags,
         group=group,
+        depends_on=depends_on,
         card_findings=(
             *find_cards(raw.get("data"), f"{path}/data"),
             *_cards_in_texts(key, subject, tags, path, group),

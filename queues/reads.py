@@ -42,6 +42,25 @@ def job_wait_read(*, job_id: uuid.UUID, actor: Actor) -> tuple[Job, datetime]:
     return job, now
 
 
+def job_children_read(
+    *, job_id: uuid.UUID, queue_name: str, readable: Callable[[str], bool], actor: Actor
+) -> list[Job]:
+    """A flow parent's children (of ``queue_name``), in the order pushed: those in queues
+    ``readable`` accepts, the others left out without a trace in the answer."""
+    with transaction.atomic():
+        shown = [
+            child for child in selectors.job_children(job_id=job_id) if readable(child.queue.name)
+        ]
+        audit_record(
+            actor=actor,
+            action=Action.GET_JOB_CHILDREN,
+            queue=queue_name,
+            job_ids=[job_id, *(child.id for child in shown)],
+            details={"count": len(shown)},
+        )
+    return shown
+
+
 def jobs_page_read(
     *, queue_name: str, state: str | None, after: uuid.UUID | None, limit: int, actor: Actor
 ) -> tuple[list[Job], bool]:

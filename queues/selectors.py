@@ -18,7 +18,7 @@ from compliance.audit.selectors import audit_events_naming_job
 from kernel.problems import InvalidInput
 
 from .errors import JobNotFound, QueueNotFound, ScheduleNotFound
-from .models import FINISHED, Job, JobState, Queue, Schedule
+from .models import FINISHED, DependencyKind, Job, JobDependency, JobState, Queue, Schedule
 
 # Reported states: the stored ones, plus "delayed" for a waiting job whose run_at is in
 # the future. A waiting job past its ttl is reported "expired" before the sweeper
@@ -27,6 +27,7 @@ DELAYED = "delayed"
 REPORTED_STATES = (
     JobState.WAITING,
     DELAYED,
+    JobState.WAITING_CHILDREN,
     JobState.ACTIVE,
     JobState.COMPLETED,
     JobState.FAILED,
@@ -129,6 +130,38 @@ def job_queue_name(*, job_id: uuid.UUID) -> str:
 
 def jobs_queue_names(*, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
     return dict(Job.objects.filter(id__in=list(job_ids)).values_list("id", "queue__name"))
+
+
+def job_children(*, job_id: uuid.UUID) -> list[Job]:
+    """A flow parent's children (kind ``child``), in the order they were pushed (the
+    rows' ids); jobdep_job_target_uniq starts with the parent."""
+    rows = (
+        JobDependency.objects.filter(job_id=job_id, kind=DependencyKind.CHILD)
+        .select_related("depends_on__queue")
+        .order_by("id")
+    )
+    return [row.depends_on for row in rows]
+
+
+def job_links(*, job_id: uuid.UUID) -> tuple[uuid.UUID | None, list[uuid.UUID]]:
+    """The job's parent in a flow (None outside one) and the ids of its ``depends_on``,
+    in one query (jobdep_job_target_uniq and jobdep_target_idx)."""
+    rows = (
+        JobDependency.objects.filter(
+            Q(job_id=job_id, kind=DependencyKind.DEPENDENCY)
+            | Q(depends_on_id=job_id, kind=DependencyKind.CHILD)
+        )
+        .order_by("id")
+        .values_list("job_id", "depends_on_id", "kind")
+    )
+    parent: uuid.UUID | None = None
+    depends_on: list[uuid.UUID] = []
+    for waiter, target, kind in rows:
+        if kind == DependencyKind.CHILD:
+            parent = waiter
+        else:
+            depends_on.append(target)
+    return parent, depends_on
 
 
 def jobs_for_queue(

@@ -49,6 +49,7 @@ QUEUE_ROUTES = {
     "resumeSchedule",
     "triggerSchedule",
     "deleteSchedule",
+    "pushFlow",
 }
 UNSCOPED_ROUTES = {"listQueues", "me"}
 
@@ -125,8 +126,8 @@ PERSONAS: dict[str, tuple[Callable[[str], str], dict[str, str], int | None, str 
         None,
     ),
 }
-#: The routes that make jobs: push itself, and a schedule's PUT and trigger.
-PUSHING_ROUTES = {"push", "push batch", "putSchedule", "triggerSchedule"}
+#: The routes that make jobs: push itself, a flow, and a schedule's PUT and trigger.
+PUSHING_ROUTES = {"push", "push batch", "putSchedule", "triggerSchedule", "pushFlow"}
 
 
 def _expected(persona: str, route: str) -> int:
@@ -145,7 +146,7 @@ def _expected(persona: str, route: str) -> int:
     if route in LEASE_ROUTES:
         return 409
     answers = {"retry": 409, "triggerSchedule": 201, "deleteSchedule": 204}
-    return answers.get(route, 201 if route in ("push", "push batch") else 200)
+    return answers.get(route, 201 if route in ("push", "push batch", "pushFlow") else 200)
 
 
 CASES = [(route, persona) for route in ROUTES for persona in PERSONAS]

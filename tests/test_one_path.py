@@ -24,6 +24,7 @@ from compliance.models import AuditEvent
 from queues import pulling, services
 from queues.api.auditpaths import audit_path
 from queues.api.operations import Operation
+from queues.flowspec import FlowNode
 from queues.jobspec import JobSpec
 from queues.models import Job, JobState
 from security.models import ApiToken
@@ -88,6 +89,9 @@ CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any, Actor], Any], str]] = {
     "retry": (_finished, lambda s, a: services.job_retry(job_id=s, actor=a), "retry"),
     "pause": (_pushed, lambda _, a: services.queue_set_paused(name="q", paused=True, actor=a),
               "pause"),
+    "flow push": (lambda: None, lambda _, a: services.flow_push(
+        root=FlowNode("q", JobSpec(data={}), children=(FlowNode("q2", JobSpec(data={})),)),
+        owner=OWNER, actor=a), "flow.push"),
 }  # fmt: skip
 
 
@@ -143,6 +147,7 @@ def test_only_services_write_audit_events() -> None:
         "queues/bulkinsert.py",  # the push services' writer
         "queues/services/actions.py",
         "queues/services/clean.py",
+        "queues/services/flows.py",  # a keyed flow's retry answered with the existing tree
         "queues/services/grants.py",
         "queues/services/handback.py",
         "queues/services/keys.py",
@@ -308,6 +313,11 @@ def test_a_misspelt_verb_fails_loudly_instead_of_denying() -> None:
         ("/jobs/alice@example.com", "/jobs"),
         ("/jobs/3/alice@example.com", "/jobs/3"),
         ("/tags/1", "/tags/1"),
+        ("/depends_on/99", "/depends_on/99"),
+        ("/children/2/children/0/job/data/ssn", "/children/2/children/0/job/data"),
+        ("/children/2/alice@example.com", "/children/2"),
+        ("/children/bob/job", "/children"),
+        ("/children/0/queue", "/children/0/queue"),
         ("/\x00", "/"),
         ("/", "/"),
     ],

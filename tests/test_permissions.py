@@ -224,6 +224,19 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
         ),
         ADMIN_ONLY,
     ),
+    # A flow whose jobs all go to jobs:q (push needed there), and the job's children.
+    "pushFlow": (
+        lambda api, job, t: api.post(
+            "/queues/jobs:q/flows",
+            {"job": {"data": {}}, "children": [{"queue": "jobs:q", "job": {"data": {}}}]},
+            as_=t,
+        ),
+        PUSHERS,
+    ),
+    "getJobChildren": (
+        lambda api, job, t: api.get(f"/jobs/{job['id']}/children", as_=t),
+        PRODUCER_JOB_VERB,
+    ),
     "removeGroupConcurrency": (
         lambda api, job, t: api.request("DELETE", "/queues/jobs:q/group-concurrency", as_=t),
         ADMIN_ONLY,
@@ -261,7 +274,7 @@ def test_permission_matrix(
     )
     if status >= 400:
         assert call.headers["Content-Type"] == "application/problem+json"
-        if route in ("push", "push batch"):
+        if route in ("push", "push batch", "pushFlow"):
             assert Job.objects.count() == before
 
 

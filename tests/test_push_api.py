@@ -198,11 +198,13 @@ def test_a_key_taken_between_lookup_and_insert_returns_the_winner(
     real = services.push._push_once
     calls: list[int] = []
 
-    def lookup_missed_the_winner(queue: Any, specs: Any, now: Any, owner: str, record: Any) -> Any:
+    def lookup_missed_the_winner(
+        queue: Any, specs: Any, now: Any, owner: str, record: Any, readable: Any
+    ) -> Any:
         calls.append(1)
         if len(calls) == 1:  # as if our lookup ran before the winner committed
             Job.objects.bulk_create([services.push._new_job(queue, specs[0], now, owner)])
-        return real(queue, specs, now, owner, record)
+        return real(queue, specs, now, owner, record, readable)
 
     monkeypatch.setattr(services.push, "_push_once", lookup_missed_the_winner)
     jobs = [{"data": {}, "key": "k"}] + [{"data": {"n": n}} for n in range(batch - 1)]

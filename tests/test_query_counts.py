@@ -30,8 +30,12 @@ GROUPED_PULL = PULL + 2 if ON_POSTGRES else PULL
 ACK = 7
 # token+rules, jobs' queues, savepoint, leases for update, update, audit, release
 BATCH_ACK = 7
-# token+rules, job's queue, savepoint, job, audit, release
-GET_JOB = 6
+# A push with depends_on (only then): PUSH, and the targets' queues, their watched mark,
+# the JobDependency rows, and a savepoint around the job's insert (it runs inside the
+# push's transaction).
+PUSH_DEPENDING = PUSH + 5
+# token+rules, job's queue, savepoint, job, audit, release, its links (parent, depends_on)
+GET_JOB = 7
 
 
 def _queries(
@@ -55,6 +59,17 @@ def test_push_and_batch_push(api: Api, full: str, django_assert_num_queries: Any
         django_assert_num_queries,
         BATCH_PUSH,
         lambda: api.post("/queues/q/jobs/batch", batch, as_=full),
+        201,
+    )
+
+
+def test_push_with_depends_on(api: Api, full: str, django_assert_num_queries: Any) -> None:
+    targets = [push(api, full, queue="q")["id"] for _ in range(3)]
+    body = {"data": {"n": 1}, "depends_on": targets}
+    _queries(
+        django_assert_num_queries,
+        PUSH_DEPENDING,
+        lambda: api.post("/queues/q/jobs", body, as_=full),
         201,
     )
 

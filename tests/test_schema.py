@@ -12,7 +12,7 @@ from jsonschema import (
 )
 
 from kernel import limits
-from queues import jobspec
+from queues import flowspec, jobspec, services
 from queues.api import queue_views, representations, serializers
 from queues.models import Job, Queue
 from security.access import Principal
@@ -62,6 +62,8 @@ ROUTES = {
     ("/api/v1/queues/{queue}/schedules/{name}/pause", "post"),
     ("/api/v1/queues/{queue}/schedules/{name}/resume", "post"),
     ("/api/v1/queues/{queue}/schedules/{name}/trigger", "post"),
+    ("/api/v1/queues/{queue}/flows", "post"),
+    ("/api/v1/jobs/{job_id}/children", "get"),
 }
 
 
@@ -188,6 +190,35 @@ def test_batch_ack_says_each_id_appears_once(schema: dict[str, Any]) -> None:
     assert not pull.is_valid({"ack": [item, item]})
 
 
+def test_the_flow_body_and_answer_are_documented_as_trees(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    flow, child = components["FlowInRequest"], components["FlowChildInRequest"]
+    assert set(flow["properties"]) == set(flowspec.ROOT_FIELDS)
+    assert set(child["properties"]) == set(flowspec.CHILD_FIELDS)
+    assert flow["additionalProperties"] is child["additionalProperties"] is False
+    assert child["properties"]["children"]["items"] == {
+        "$ref": "#/components/schemas/FlowChildInRequest"
+    }
+    assert components["FlowNodeOut"]["properties"]["children"]["items"] == {
+        "$ref": "#/components/schemas/FlowNodeOut"
+    }
+    push = schema["paths"]["/api/v1/queues/{queue}/flows"]["post"]
+    assert {"200", "201", "403", "409", "413", "422"} <= set(push["responses"])
+    body = _component(schema, "FlowInRequest", Draft4Validator)
+    leaf = {"queue": "q2", "job": {"data": {}}}
+    assert body.is_valid({"job": {"data": {}}, "children": [{**leaf, "children": [leaf]}]})
+    assert not body.is_valid({"job": {"data": {}}, "children": []})
+    assert not body.is_valid({"job": {"data": {}}, "children": [{**leaf, "other": 1}]})
+    assert not body.is_valid({"job": {"data": {}}, "children": [leaf], "on_child_failure": "x"})
+    children = schema["paths"]["/api/v1/jobs/{job_id}/children"]["get"]
+    assert children["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/JobChildrenOut"
+    }
+    read = components["JobReadOut"]["properties"]
+    assert {"parent", "depends_on"} <= set(read)
+    assert "waiting-children" in str(components["FlowNodeOut"]["properties"]["state"])
+
+
 def test_a_queue_schema_is_documented_as_the_object_it_must_be(schema: dict[str, Any]) -> None:
     """Found by schemathesis: an array was schema-valid and refused with 400."""
     components = schema["components"]["schemas"]
@@ -233,6 +264,11 @@ def test_documented_shapes_match_what_the_api_returns() -> None:
         representations.job_detail(job, holder, now)
     )
     assert set(serializers.QueueOut().fields) == set(representations.queue_summary(job.queue))
+    assert set(serializers.JobReadOut().fields) == set(
+        representations.job_read(job, holder, now, parent=None, depends_on=[])
+    )
+    node = services.FlowJob(job, "q")
+    assert set(serializers.FlowNodeOut().fields) == set(representations.flow_tree(node, now))
 
 
 # -- 429 (and 503) with Retry-After, wherever they can answer -----------------------------

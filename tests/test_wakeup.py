@@ -15,6 +15,7 @@ from django.db import connection, transaction
 
 from compliance.audit import Actor
 from queues import services, wakeup
+from queues.flowspec import FlowNode
 from queues.jobspec import JobSpec
 
 from .support import ON_POSTGRES, Api, make_token
@@ -77,6 +78,35 @@ def test_a_push_notifies_while_a_pull_waits_on_its_queue_only(
     other_session.execute("SELECT flashq_wait_end('busy')")
     _push("busy")
     assert _pushed_notifications(other_session, "busy") == []
+
+
+def test_a_flow_wakes_its_leaves_queues_only(other_session: psycopg.Connection) -> None:
+    """A flow's parents are held back (waiting-children): only the queues its ready
+    leaves went to are woken; so is nothing for a push held back by depends_on."""
+    other_session.execute("LISTEN flashq_jobs")
+    for queue in ("parents", "leaves", "held"):
+        other_session.execute("SELECT flashq_wait_begin(%s)", [queue])
+    leaf = FlowNode("leaves", JobSpec(data={}))
+    middle = FlowNode("parents", JobSpec(data={}), children=(leaf,))
+    services.flow_push(
+        root=FlowNode("parents", JobSpec(data={}), children=(middle, leaf)),
+        owner="o",
+        actor=Actor.command("test"),
+    )
+    assert _pushed_notifications(other_session, "leaves") == ["leaves"]
+    assert _pushed_notifications(other_session, "parents") == []
+    target = services.job_push(
+        queue_name="elsewhere", spec=JobSpec(data={}), owner="o", actor=Actor.command("test")
+    ).job
+    services.job_push(
+        queue_name="held",
+        spec=JobSpec(data={}, depends_on=(target.id,)),
+        owner="o",
+        actor=Actor.command("test"),
+    )
+    assert _pushed_notifications(other_session, "held") == []
+    for queue in ("parents", "leaves", "held"):
+        other_session.execute("SELECT flashq_wait_end(%s)", [queue])
 
 
 def _slow_push(queue: str, hold: float, checked: threading.Event, done: threading.Event) -> None:

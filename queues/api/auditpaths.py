@@ -18,13 +18,15 @@ _STRUCTURED = (
     | BACKOFF_FIELDS
     | {"jobs", "id", "lease_id", "error", "code", "retry", "progress", "message"}
     | {"count", "wait", "lease", "state", "limit", "cursor"}
+    # A flow's tree (queues.flowspec): /children/2/children/0/job/data.
+    | {"children", "job", "on_child_failure"}
     # Not in a body: the route's queue, and the request id header.
     | {"queue", "headers", "X-Request-ID"}
 )
 # Fields whose content the client chose: a path stops at them.
 _PAYLOAD = frozenset({"data", "result"})
 # Fields holding lists, whose positions are the API's own.
-_LISTS = frozenset({"jobs", "tags"})
+_LISTS = frozenset({"jobs", "tags", "depends_on", "children"})
 MAX_PATHS = 20
 # ASCII digits only (str.isdigit accepts any script's), at most the longest batch index.
 _POSITION = re.compile(r"[0-9]{1,4}")

@@ -36,7 +36,7 @@ from kernel.problems import (
     ServiceUnavailable,
 )
 from kernel.ratelimit import Decision, count_auth_failure, rate_take
-from security.access import Principal
+from security.access import Principal, Verb
 from security.authentication import AuthThrottled, TokenRefused, record_last_use
 from security.cards import card_problem, find_cards_in_text, has_card_number
 from security.encryption import DecryptionFailed
@@ -273,6 +273,11 @@ class FlashqApiView(APIView):
         verb = self.operation.verb
         if verb is None or not self.principal.allows(verb, queue):
             raise PermissionDenied(f"This token may not {verb} on this queue.")
+
+    def readable(self, queue: str) -> bool:
+        """Whether the caller may read (getJob) jobs of ``queue``: the jobs a push's
+        ``depends_on`` may name, the children a listing shows."""
+        return self.principal.allows(Verb.GET_JOB, queue)
 
     def job_id(self) -> uuid.UUID:
         raw = str(self.kwargs["job_id"])

@@ -31,7 +31,8 @@ _MEANING = {
     415: "Body is not application/json",
     422: "A payment card number or card secret where the server would store it (a body "
     "field, the `/queue` in the path, or `/headers/X-Request-ID`; each named in `errors`, "
-    "nothing stored), or job data that fails the queue's JSON Schema",
+    "nothing stored), job data that fails the queue's JSON Schema, or a `depends_on` id "
+    "that names no job this token may read (`unknown_dependency`)",
     503: "The database is unavailable (down, restarting or out of connections); nothing "
     "was done and the request may be retried after `Retry-After` seconds",
 }

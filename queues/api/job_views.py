@@ -22,7 +22,7 @@ from . import batch, serializers
 from .base import FlashqApiView
 from .docs import operation_schema, problems
 from .operations import Operation
-from .representations import job_detail
+from .representations import job_detail, job_read
 
 
 def _valid(serializer_class: type[serializers.StrictSerializer], data: Any) -> dict[str, Any]:
@@ -39,8 +39,9 @@ class _JobView(FlashqApiView):
 @extend_schema_view(
     get=operation_schema(
         Operation.GET_JOB,
-        responses={200: serializers.JobDetailOut, **problems(404)},
-        description="Read a job. Without an explicit `reveal` grant on its queue, the "
+        responses={200: serializers.JobReadOut, **problems(404)},
+        description="Read a job, with its links: `parent` (the flow job whose child it is) "
+        "and `depends_on` (ids only). Without an explicit `reveal` grant on its queue, the "
         "queue's sensitive fields in `data` and `result`, and the free texts `error`, "
         "`errors[].error` and `progress_message`, are `[MASKED]` (an empty text stays "
         "empty); `error_code` and `errors[].code` are always shown.",
@@ -63,7 +64,11 @@ class JobApi(_JobView):
     def get(self, request: Request, job_id: str) -> Response:
         job_uuid = self.job_id()
         self.authorize_job(job_uuid)
-        return self.render_job(reads.job_read(job_id=job_uuid, actor=self.actor()))
+        job = reads.job_read(job_id=job_uuid, actor=self.actor())
+        parent, depends_on = selectors.job_links(job_id=job_uuid)
+        return Response(
+            job_read(job, self.principal, timezone.now(), parent=parent, depends_on=depends_on)
+        )
 
     def patch(self, request: Request, job_id: str) -> Response:
         job_uuid = self.job_id()

@@ -77,7 +77,11 @@ class QueueJobsApi(FlashqApiView):
         self.authorize(name)
         spec = batch.parse_push(request.data)
         pushed = services.job_push(
-            queue_name=name, spec=spec, owner=self.principal.key, actor=self.actor()
+            queue_name=name,
+            spec=spec,
+            owner=self.principal.key,
+            actor=self.actor(),
+            readable=self.readable,
         )
         return Response(
             job_summary(pushed.job, name, timezone.now()), status=201 if pushed.created else 200
@@ -124,7 +128,11 @@ class QueueJobsBatchApi(FlashqApiView):
         self.authorize(name)
         specs = batch.parse_push_batch(request.data)
         results = services.jobs_push(
-            queue_name=name, specs=specs, owner=self.principal.key, actor=self.actor()
+            queue_name=name,
+            specs=specs,
+            owner=self.principal.key,
+            actor=self.actor(),
+            readable=self.readable,
         )
         now = timezone.now()
         body = [

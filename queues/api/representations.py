@@ -4,6 +4,7 @@ declared in the serializers package for the schema; tests check the two agree.""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from security.masking import masked, masked_text
 
 from ..models import Job, Queue
 from ..selectors import reported_state
+from ..services import FlowJob
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -97,6 +99,32 @@ def job_detail(job: Job, principal: Principal, now: datetime) -> dict[str, Any]:
     if job.lease_id is not None and job.lease_owner == principal.key:
         body["lease_id"] = str(job.lease_id)
     return body
+
+
+def job_read(
+    job: Job,
+    principal: Principal,
+    now: datetime,
+    *,
+    parent: uuid.UUID | None,
+    depends_on: list[uuid.UUID],
+) -> dict[str, Any]:
+    """getJob's answer: the job as job_detail shows it, and its links (ids only)."""
+    return {
+        **job_detail(job, principal, now),
+        "parent": None if parent is None else str(parent),
+        "depends_on": [str(job_id) for job_id in depends_on],
+    }
+
+
+def flow_tree(node: FlowJob, now: datetime) -> dict[str, Any]:
+    """A flow's jobs as a tree of ids, queues and states."""
+    return {
+        "id": str(node.job.id),
+        "queue": node.queue,
+        "state": reported_state(node.job, now),
+        "children": [flow_tree(child, now) for child in node.children],
+    }
 
 
 def queue_summary(queue: Queue) -> dict[str, Any]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from . import (
+    flow_views,
     job_views,
     lifecycle_views,
     me_views,
@@ -74,12 +75,14 @@ urlpatterns = [
         queue_views.QueueJobsBatchApi.as_view(),
         name="queue-jobs-batch",
     ),
+    path("queues/<str:queue>/flows", flow_views.QueueFlowsApi.as_view(), name="queue-flows"),
     path("queues/<str:queue>/pull", queue_views.QueuePullApi.as_view(), name="queue-pull"),
     path("queues/<str:queue>/clean", queue_views.QueueCleanApi.as_view(), name="queue-clean"),
     path("jobs/ack", job_views.JobAckBatchApi.as_view(), name="jobs-ack"),
     path("jobs/<str:job_id>", job_views.JobApi.as_view(), name="job"),
     path("jobs/<str:job_id>/wait", job_views.JobWaitApi.as_view(), name="job-wait"),
     path("jobs/<str:job_id>/ack", job_views.JobAckApi.as_view(), name="job-ack"),
+    path("jobs/<str:job_id>/children", flow_views.JobChildrenApi.as_view(), name="job-children"),
     path("jobs/<str:job_id>/fail", job_views.JobFailApi.as_view(), name="job-fail"),
     path("jobs/<str:job_id>/progress", job_views.JobProgressApi.as_view(), name="job-progress"),
     path("jobs/<str:job_id>/cancel", job_views.JobCancelApi.as_view(), name="job-cancel"),

@@ -1,7 +1,8 @@
 """Writes of the queue engine, one module per sub-domain. Plain functions,
 keyword-only arguments.
 
-- ``push``: new jobs, one or a batch;
+- ``push``: new jobs, one or a batch (with ``depends_on``);
+- ``flows``: a parent job and its tree of children, in one transaction;
 - ``reports``: what workers report (ack, fail, progress), checked against the lease;
 - ``actions``: what producers and operators do to a job (cancel, update, promote,
   retry, retry the failed of a queue, delete); cancelling, deleting and retrying reach
@@ -41,6 +42,7 @@ from .actions import (
 from .clean import MAX_CLEAN, Cleaned, finished_before, jobs_clean
 from .common import DEADLOCK, deadlock_retried
 from .flow_cancel import flow_cancel, flow_root
+from .flows import FlowJob, FlowPushed, flow_push, flow_tree
 from .grants import QUEUE_ROLES, queue_grant
 from .handback import job_release, job_snooze
 from .keys import SEALED_FIELDS, Resealed, ResealedSchedules, jobs_reseal, schedules_reseal
@@ -90,6 +92,8 @@ __all__ = [
     "AckSpec",
     "Acked",
     "Cleaned",
+    "FlowJob",
+    "FlowPushed",
     "Pushed",
     "Recorder",
     "Resealed",
@@ -100,7 +104,9 @@ __all__ = [
     "earliest_due",
     "finished_before",
     "flow_cancel",
+    "flow_push",
     "flow_root",
+    "flow_tree",
     "job_ack",
     "job_cancel",
     "job_fail",

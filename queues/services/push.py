@@ -13,14 +13,16 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_event
 from compliance.audit.models import AuditEvent
 from kernel.problems import (
+    FieldError,
     ServiceUnavailable,
 )
 
 from .. import selectors
 from ..bulkinsert import insert_jobs as bulk_insert_jobs
-from ..errors import KeyConflict
+from ..dependents import Verdict, verdict, watch_targets
+from ..errors import KeyConflict, UnknownDependency
 from ..jobspec import JobSpec, subject_from
-from ..models import UNFINISHED, Job, Queue
+from ..models import UNFINISHED, DependencyKind, Job, JobDependency, JobState, Queue
 from .common import (
     refuse_cards_in_data,
     refuse_cards_in_subjects,
@@ -78,10 +80,64 @@ def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
 
 # The push's audit event, given what was pushed.
 Recorder = Callable[[list[Pushed]], AuditEvent]
+# Whether the caller may read (getJob) jobs of the queue so named: the jobs its
+# depends_on may name. None: any queue (a caller that is not a token).
+Readable = Callable[[str], bool] | None
+
+
+def _wait_for_dependencies(
+    new: Sequence[tuple[Job, JobSpec]], now: datetime, readable: Readable
+) -> list[JobDependency]:
+    """New jobs pushed with ``depends_on``: each id must name a job the caller may read
+    (else UnknownDependency naming the item: unknown and unreadable alike). Marks the
+    targets watched and gives each new job its state by the waiting rule: ``waiting``
+    when all completed, ``failed`` with code dependency_failed at once when one failed,
+    was cancelled or expired, ``waiting-children`` otherwise. Returns the rows to
+    insert once the jobs are."""
+    waiting = [(job, spec) for job, spec in new if spec.depends_on]
+    if not waiting:
+        return []
+    targets = list(dict.fromkeys(target for _, spec in waiting for target in spec.depends_on))
+    queues = selectors.jobs_queue_names(job_ids=targets)
+    unknown = [
+        FieldError(
+            f"{spec.data_path.removesuffix('/data')}/depends_on/{index}",
+            "names no job this token may read",
+        )
+        for _, spec in waiting
+        for index, target in enumerate(spec.depends_on)
+        if target not in queues or (readable is not None and not readable(queues[target]))
+    ]
+    if unknown:
+        raise UnknownDependency(
+            "depends_on names jobs that do not exist or that this token may not read.",
+            errors=unknown,
+        )
+    states = watch_targets(targets)
+    rows: list[JobDependency] = []
+    for job, spec in waiting:
+        outcome = verdict(
+            ((DependencyKind.DEPENDENCY, states.get(target)) for target in spec.depends_on),
+            job.on_child_failure,
+        )
+        if outcome.verdict == Verdict.WAIT:
+            job.state = JobState.WAITING_CHILDREN
+        elif outcome.verdict == Verdict.FAIL:
+            job.state, job.error_code, job.finished_at = JobState.FAILED, outcome.code, now
+        rows += [
+            JobDependency(job_id=job.id, depends_on_id=target, kind=DependencyKind.DEPENDENCY)
+            for target in spec.depends_on
+        ]
+    return rows
 
 
 def _push_once(
-    queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str, record: Recorder
+    queue: Queue,
+    specs: Sequence[JobSpec],
+    now: datetime,
+    owner: str,
+    record: Recorder,
+    readable: Readable,
 ) -> list[Pushed]:
     keys = {spec.key for spec in specs if spec.key is not None}
     by_key: dict[str, Job] = {}
@@ -92,7 +148,7 @@ def _push_once(
             if job.key is not None
         }
     results: list[Pushed] = []
-    new_jobs: list[Job] = []
+    new: list[tuple[Job, JobSpec]] = []
     for spec in specs:
         existing = by_key.get(spec.key) if spec.key is not None else None
         if existing is not None:
@@ -103,10 +159,14 @@ def _push_once(
         job = _new_job(queue, spec, now, owner)
         if spec.key is not None:
             by_key[spec.key] = job
-        new_jobs.append(job)
+        new.append((job, spec))
         results.append(Pushed(job, created=True))
-    ready = any(job.run_at <= now for job in new_jobs)
+    dependencies = _wait_for_dependencies(new, now, readable)
+    new_jobs = [job for job, _ in new]
+    ready = any(job.state == JobState.WAITING and job.run_at <= now for job in new_jobs)
     bulk_insert_jobs(new_jobs, event=record(results), wake=queue.name if ready else None)
+    if dependencies:
+        JobDependency.objects.bulk_create(dependencies)
     return results
 
 
@@ -114,7 +174,12 @@ KEYED_PUSH_TRIES = 3
 
 
 def _push_into(
-    queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str, record: Recorder
+    queue: Queue,
+    specs: Sequence[JobSpec],
+    now: datetime,
+    owner: str,
+    record: Recorder,
+    readable: Readable = None,
 ) -> list[Pushed]:
     refuse_oversize([(spec.data_bytes, spec.data_path) for spec in specs], queue)
     refuse_off_schema([(spec.data, spec.data_path) for spec in specs], queue)
@@ -125,23 +190,32 @@ def _push_into(
         [(spec.data, spec.data_path) for spec in specs if not spec.subject], queue
     )
     if queue.grouped or all(spec.group is None for spec in specs):
-        return _push_checked(queue, specs, now, owner, record)
+        return _push_checked(queue, specs, now, owner, record, readable)
     # The queue's first grouped jobs: from now on its pulls use the grouped claim.
     with transaction.atomic():
         Queue.objects.filter(pk=queue.pk, grouped=False).update(grouped=True)
         queue.grouped = True
-        return _push_checked(queue, specs, now, owner, record)
+        return _push_checked(queue, specs, now, owner, record, readable)
 
 
 def _push_checked(
-    queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str, record: Recorder
+    queue: Queue,
+    specs: Sequence[JobSpec],
+    now: datetime,
+    owner: str,
+    record: Recorder,
+    readable: Readable,
 ) -> list[Pushed]:
     if not any(spec.key is not None for spec in specs):
-        return _push_once(queue, specs, now, owner, record)
+        if not any(spec.depends_on for spec in specs):
+            return _push_once(queue, specs, now, owner, record, readable)
+        # The targets' watched mark, the jobs and their JobDependency rows: all or none.
+        with transaction.atomic():
+            return _push_once(queue, specs, now, owner, record, readable)
     for _ in range(KEYED_PUSH_TRIES):
         try:
             with transaction.atomic():
-                return _push_once(queue, specs, now, owner, record)
+                return _push_once(queue, specs, now, owner, record, readable)
         except IntegrityError:
             # A concurrent push took one of our keys between lookup and insert; the
             # next look finds it.
@@ -154,6 +228,7 @@ def _push(
     specs: Sequence[JobSpec],
     owner: str,
     record: Callable[[list[Pushed], dict[str, Any]], AuditEvent],
+    readable: Readable,
 ) -> list[Pushed]:
     """Push into a queue, created on first push. Into an existing queue without keys,
     the jobs and their event are one statement (queues.bulkinsert); a new queue is
@@ -162,22 +237,42 @@ def _push(
     now = timezone.now()
     queue = _existing_queue(queue_name)
     if queue is not None:
-        return _push_into(queue, specs, now, owner, lambda results: record(results, {}))
+        return _push_into(queue, specs, now, owner, lambda results: record(results, {}), readable)
     with transaction.atomic():
         queue, created = Queue.objects.get_or_create(name=queue_name)
         about = {"queue_created": True} if created else {}
-        return _push_into(queue, specs, now, owner, lambda results: record(results, about))
+        return _push_into(
+            queue, specs, now, owner, lambda results: record(results, about), readable
+        )
+
+
+def _held_back(results: list[Pushed]) -> dict[str, int]:
+    """Audit details: new jobs that wait for their depends_on, or failed at once since
+    one of them had failed (nothing when there are none)."""
+    states = [p.job.state for p in results if p.created]
+    counts = {
+        "waiting_children": states.count(JobState.WAITING_CHILDREN),
+        "dependency_failed": states.count(JobState.FAILED),
+    }
+    return {name: count for name, count in counts.items() if count}
 
 
 def jobs_push(
-    *, queue_name: str, specs: Sequence[JobSpec], owner: str, actor: Actor
+    *,
+    queue_name: str,
+    specs: Sequence[JobSpec],
+    owner: str,
+    actor: Actor,
+    readable: Readable = None,
 ) -> list[Pushed]:
     """Add jobs to a queue (created on first push), all or nothing, in input order.
 
     A spec whose ``key`` names an unfinished job of the queue that ``owner`` pushed
-    returns that job instead (``created=False``); so does a repeat of a key earlier in
-    the same batch. A key held by someone else's unfinished job is a KeyConflict. One
-    audit event lists every job, written with them."""
+    returns that job instead (``created=False``, its ``depends_on`` ignored); so does a
+    repeat of a key earlier in the same batch. A key held by someone else's unfinished
+    job is a KeyConflict. A new job's ``depends_on`` must name jobs in queues
+    ``readable`` accepts (see _wait_for_dependencies). One audit event lists every job,
+    written with them."""
 
     def record(results: list[Pushed], about_queue: dict[str, Any]) -> AuditEvent:
         return audit_event(
@@ -189,16 +284,19 @@ def jobs_push(
             details={
                 "count": len(results),
                 "created": sum(p.created for p in results),
+                **_held_back(results),
                 **about_queue,
             },
         )
 
-    return _push(queue_name, specs, owner, record)
+    return _push(queue_name, specs, owner, record, readable)
 
 
-def job_push(*, queue_name: str, spec: JobSpec, owner: str, actor: Actor) -> Pushed:
+def job_push(
+    *, queue_name: str, spec: JobSpec, owner: str, actor: Actor, readable: Readable = None
+) -> Pushed:
     """Push one job: 201 when created, 200 with the unfinished job of ``owner`` that has
-    its key (a KeyConflict if someone else's holds it)."""
+    its key (a KeyConflict if someone else's holds it; its depends_on is then ignored)."""
 
     def record(results: list[Pushed], about_queue: dict[str, Any]) -> AuditEvent:
         [pushed] = results
@@ -208,8 +306,8 @@ def job_push(*, queue_name: str, spec: JobSpec, owner: str, actor: Actor) -> Pus
             status=201 if pushed.created else 200,
             queue=queue_name,
             job_ids=[pushed.job.id],
-            details={"created": pushed.created, **about_queue},
+            details={"created": pushed.created, **_held_back(results), **about_queue},
         )
 
-    [pushed] = _push(queue_name, [spec], owner, record)
+    [pushed] = _push(queue_name, [spec], owner, record, readable)
     return pushed

@@ -4,6 +4,7 @@ validated as plain code (queues/jobspec.py, queues/api/batch.py).
 
 - ``fields``: the strict fields and the base serializer the bodies use;
 - ``jobs``, ``queues``: each one's bodies and response shapes;
+- ``flows``: a flow's body and answer, a job's children, getJob's parent and depends_on;
 - ``lifecycle``: update, release, snooze, promote and retry-failed bodies;
 - ``schedules``: a schedule's PUT body (documented), the reason body, the answer;
 - ``me``, ``problems``, ``erasure``: getMe's answer, the problem+json body, and the
@@ -27,6 +28,13 @@ from .fields import (
     StrictFloatField,
     StrictIntegerField,
     StrictSerializer,
+)
+from .flows import (
+    FlowChildIn,
+    FlowIn,
+    FlowNodeOut,
+    JobChildrenOut,
+    JobReadOut,
 )
 from .jobs import (
     MASKED_TEXT,
@@ -104,10 +112,15 @@ __all__ = [
     "ErrorEntryOut",
     "FailIn",
     "FieldErrorOut",
+    "FlowChildIn",
+    "FlowIn",
+    "FlowNodeOut",
     "GroupConcurrencyIn",
+    "JobChildrenOut",
     "JobDataField",
     "JobDetailOut",
     "JobPageOut",
+    "JobReadOut",
     "JobSummaryOut",
     "JobWaitOut",
     "JobWaitQuery",

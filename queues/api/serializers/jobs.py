@@ -104,6 +104,20 @@ class PushIn(serializers.Serializer):
         "time; other groups' jobs are handed out meanwhile. Stored in clear: a card number "
         "in it is a 422 naming `/group`.",
     )
+    depends_on = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        allow_null=True,
+        max_length=limits.MAX_DEPENDS_ON,
+        help_text=f"Up to {limits.MAX_DEPENDS_ON} ids (no repeats) of existing jobs this one "
+        "waits for: it is `waiting-children` (never handed out) until all have completed, "
+        "then `waiting`. Created `waiting` when all have completed already, and `failed` "
+        "with `error_code` `dependency_failed` when one has failed, was cancelled or "
+        "expired (then or later). An id that names no job, or a job in a queue where this "
+        "token lacks `getJob`, is a 422 `unknown_dependency` naming the item "
+        "(`/depends_on/0`; the same answer for both). Ignored when `key` returns an "
+        "existing job.",
+    )
 
 
 class PushBatchIn(serializers.Serializer):

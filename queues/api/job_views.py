@@ -125,7 +125,10 @@ class JobWaitApi(FlashqApiView):
             owner=self.principal.key,
             actor=self.actor(),
         )
-        body = job_detail(waited.job, self.principal, waited.now)
+        parent, depends_on = selectors.job_links(job_id=job_uuid)
+        body = job_read(
+            waited.job, self.principal, waited.now, parent=parent, depends_on=depends_on
+        )
         response = Response({**body, "finished": waited.finished})
         if waited.retry_after_s is not None:
             response["Retry-After"] = str(waited.retry_after_s)

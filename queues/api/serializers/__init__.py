@@ -35,6 +35,7 @@ from .flows import (
     FlowNodeOut,
     JobChildrenOut,
     JobReadOut,
+    JobWaitOut,
 )
 from .jobs import (
     MASKED_TEXT,
@@ -49,7 +50,6 @@ from .jobs import (
     JobPageOut,
     JobsQuery,
     JobSummaryOut,
-    JobWaitOut,
     JobWaitQuery,
     LeasedJobOut,
     ProgressIn,

@@ -357,10 +357,3 @@ class JobDetailOut(serializers.Serializer):
 class JobPageOut(serializers.Serializer):
     jobs = JobDetailOut(many=True)
     next_cursor = serializers.CharField(allow_null=True)
-
-
-class JobWaitOut(JobDetailOut):
-    finished = serializers.BooleanField(
-        help_text="true when the job has finished (completed, failed, cancelled or "
-        "expired); false when the wait ended first."
-    )

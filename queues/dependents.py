@@ -163,36 +163,66 @@ def notify_done(job_ids: Iterable[uuid.UUID]) -> None:
             )
 
 
-def jobs_finished(finished: Iterable[uuid.UUID], *, now: datetime) -> Settled:
+def jobs_finished(
+    finished: Iterable[uuid.UUID], *, now: datetime, completed: bool = False
+) -> Settled:
     """Call inside the transaction that took these *watched* jobs to a finished state
     (the caller reads ``watched`` in a statement it runs anyway, and passes only those):
     wakes their waiting clients and settles the jobs that wait for them (see the module
-    docstring). Returns what settling changed, for the caller's audit event."""
+    docstring). ``completed``: every one of them completed (an ack), so none can fail a
+    parent, and settling skips locking ahead for that. Returns what settling changed,
+    for the caller's audit event."""
     settled = Settled()
-    _settle(list(finished), now=now, settled=settled)
+    _settle(list(finished), now=now, settled=settled, completed=completed)
     return settled
 
 
 def jobs_withdrawn(
-    withdrawn: Iterable[uuid.UUID], *, watched: Iterable[uuid.UUID], now: datetime
+    withdrawn: Iterable[uuid.UUID],
+    *,
+    watched: Iterable[uuid.UUID],
+    now: datetime,
+    below: Below | None = None,
 ) -> Settled:
     """Call inside the transaction that took these jobs out unfinished (cancelled,
     expired, or cancelled just before a delete): their unfinished children are
     cancelled, every level down, and whatever waits for the watched ones (``watched``,
-    those of ``withdrawn`` that are) or for those children settles."""
+    those of ``withdrawn`` that are) or for those children settles. ``below``: those
+    children, if the caller locked them (``lock_below``) before the withdrawn jobs."""
     settled = Settled()
-    cancelled, cancelled_watched = _cancel_below(list(withdrawn), now=now)
+    if below is None:
+        below = lock_below(withdrawn)
+    cancelled, cancelled_watched = _cancel(below, now=now)
     settled.cancelled += cancelled
     _settle([*watched, *cancelled_watched], now=now, settled=settled)
     return settled
 
 
-def _settle(finished: list[uuid.UUID], *, now: datetime, settled: Settled) -> None:
+def _settle(
+    finished: list[uuid.UUID], *, now: datetime, settled: Settled, completed: bool = False
+) -> None:
     """Settle round by round: what one round finishes (failed waiting jobs, cancelled
     children) and is watched is the next round's, up a flow and along dependencies."""
     while finished:
         notify_done(finished)
+        if not completed:
+            _lock_ahead(finished)
         finished = _settle_round(finished, now=now, settled=settled)
+        completed = False  # what a round finishes failed, expired or was cancelled
+
+
+def _lock_ahead(finished: list[uuid.UUID]) -> None:
+    """A child that failed for good fails its waiting parent under ``fail``, which then
+    cancels its other children. Lock those first, before the parent, as every finishing
+    path does (a child, then the jobs waiting for it): a sibling acked meanwhile then
+    waits for this transaction instead of deadlocking with it."""
+    parents = JobDependency.objects.filter(
+        depends_on__in=finished,
+        kind=DependencyKind.CHILD,
+        job__state=JobState.WAITING_CHILDREN,
+        job__on_child_failure=OnChildFailure.FAIL,
+    ).values_list("job_id", flat=True)
+    lock_below(dict.fromkeys(parents))
 
 
 # (waiting job, what it waits for, kind, that job's state)
@@ -251,7 +281,8 @@ def _settle_round(finished: list[uuid.UUID], *, now: datetime, settled: Settled)
         finished_now += _fail(failing, now=now)
         settled.failed += failing
         parents = [job_id for job_id, (code, _) in failing.items() if code == CHILD_FAILED]
-        cancelled, cancelled_watched = _cancel_below(parents, now=now)
+        # Locked ahead (_lock_ahead) but for children a concurrent retry woke since.
+        cancelled, cancelled_watched = _cancel(lock_below(parents), now=now)
         settled.cancelled += cancelled
         finished_now += cancelled_watched
     return finished_now
@@ -280,32 +311,44 @@ def _fail(failing: dict[uuid.UUID, tuple[str, str]], *, now: datetime) -> list[u
     return [job.id for job in jobs if job.watched]
 
 
-def _cancel_below(
-    parents: list[uuid.UUID], *, now: datetime
-) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
-    """Cancel the unfinished children of ``parents``, and theirs, every level down (an
-    active one's lease is void from then on: its worker's ack is a 409). Each level is
-    locked in id order. Returns (cancelled, the watched among them)."""
-    cancelled: list[uuid.UUID] = []
-    watched: list[uuid.UUID] = []
+# (id, watched) of an unfinished job under a parent, locked (lock_below).
+Below = list[tuple[uuid.UUID, bool]]
+
+
+def lock_below(parents: Iterable[uuid.UUID]) -> Below:
+    """The unfinished jobs under ``parents``, every level down (child edges), locked
+    deepest level first and in id order within a level: the order every finishing path
+    takes its locks in (a child, then the jobs waiting for it). A cancel that locks
+    these before the parent itself cannot deadlock with an ack coming up the tree."""
+    levels: list[list[uuid.UUID]] = []
     seen = set(parents)
-    level = parents
+    level = list(seen)
     while level:
+        # jobdep_job_target_uniq: a parent's children.
         below = JobDependency.objects.filter(
             job_id__in=level, kind=DependencyKind.CHILD, depends_on__state__in=UNFINISHED
         ).values_list("depends_on_id", flat=True)
-        children = [child for child in below if child not in seen]
-        if not children:
-            break
-        seen.update(children)
-        rows = list(
+        level = [child for child in dict.fromkeys(below) if child not in seen]
+        seen.update(level)
+        if level:
+            levels.append(level)
+    locked: Below = []
+    for ids in reversed(levels):
+        locked += (
             Job.objects.select_for_update(of=("self",))
-            .filter(id__in=children, state__in=UNFINISHED)
+            .filter(id__in=ids, state__in=UNFINISHED)
             .order_by("id")
             .values_list("id", "watched")
         )
-        level = [job_id for job_id, _ in rows]
-        Job.objects.filter(id__in=level).update(
+    return locked
+
+
+def _cancel(below: Below, *, now: datetime) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """Cancel ``below`` (an active one's lease is void from then on: its worker's ack is
+    a 409). Returns (cancelled, the watched among them)."""
+    ids = [job_id for job_id, _ in below]
+    if ids:
+        Job.objects.filter(id__in=ids).update(
             state=JobState.CANCELLED,
             finished_at=now,
             lease_id=None,
@@ -313,6 +356,4 @@ def _cancel_below(
             lease_expires_at=None,
             deadline_at=None,
         )
-        cancelled += level
-        watched += [job_id for job_id, is_watched in rows if is_watched]
-    return cancelled, watched
+    return ids, [job_id for job_id, watched in below if watched]

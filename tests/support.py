@@ -14,6 +14,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from compliance.audit import Actor
+from queues.models import Job, JobDependency, JobState, Queue
 from security.services import parse_rule, token_create
 
 #: The actor of what tests set up through services.
@@ -103,3 +104,24 @@ def clear_audit() -> None:
         cursor.execute("DELETE FROM compliance_auditevent")
         if ON_POSTGRES:
             cursor.execute("SET LOCAL session_replication_role = origin")
+
+
+def job_in(queue: str, **fields: Any) -> Job:
+    """A job made with the ORM (queue created if need be), for engine tests that build
+    flows without the flows API."""
+    fields.setdefault("data", {"n": 1})
+    return Job.objects.create(queue=Queue.objects.get_or_create(name=queue)[0], **fields)
+
+
+def waits_for(job: Job, *targets: Job, kind: str = "child", **fields: Any) -> Job:
+    """Make ``job`` wait for ``targets`` as a flow's parent does for its children (or,
+    with kind="dependency", as a push with depends_on): JobDependency rows, targets
+    watched, ``job`` in waiting-children (``fields``: more of its columns). Returns
+    ``job`` as stored."""
+    JobDependency.objects.bulk_create(
+        [JobDependency(job=job, depends_on=target, kind=kind) for target in targets]
+    )
+    Job.objects.filter(id__in=[target.id for target in targets]).update(watched=True)
+    Job.objects.filter(id=job.id).update(state=JobState.WAITING_CHILDREN, **fields)
+    job.refresh_from_db()
+    return job

@@ -99,6 +99,10 @@ def test_a_job_depending_on_a_job_that_failed_for_good_is_created_failed(
     job = Job.objects.get(id=call.body["id"])
     assert (job.error_code, job.attempts) == ("dependency_failed", 0)
     assert job.finished_at is not None
+    # Failed as settling fails a waiting job: the text names the job, never its data.
+    state = Job.objects.get(id=bad).state
+    assert job.error == f"a job it depends on failed: {bad} ({state})"
+    assert [(e["code"], e["attempt"]) for e in job.errors] == [("dependency_failed", 0)]
     read = api.get(f"/jobs/{job.id}", as_=full).body
     assert (read["state"], read["error_code"]) == ("failed", "dependency_failed")
     assert JobDependency.objects.filter(job=job).count() == 2
@@ -251,3 +255,66 @@ def test_a_depends_on_of_null_or_empty_is_no_dependency(api: Api, full: str) -> 
         call = api.post("/queues/jobs:b/jobs", {"data": {}, "depends_on": value}, as_=full)
         assert (call.status, call.body["state"]) == (201, "waiting")
     assert not JobDependency.objects.exists()
+
+
+# -- end to end, with the engine settling the dependent ---------------------------------------
+
+
+def test_a_dependent_becomes_ready_when_its_dependencies_complete(api: Api, full: str) -> None:
+    first = push(api, full, queue="jobs:a")["id"]
+    second = push(api, full, queue="jobs:c")["id"]
+    job = _push(api, full, [first, second]).body["id"]
+    _completed_pulled(api, full, "jobs:a")
+    assert Job.objects.get(id=job).state == JobState.WAITING_CHILDREN
+    _completed_pulled(api, full, "jobs:c")
+    assert [j["id"] for j in pull(api, full, queue="jobs:b")] == [job]
+
+
+def test_a_dependent_fails_when_a_dependency_fails_later_never_waiting_for_ever(
+    api: Api, full: str
+) -> None:
+    target = push(api, full, queue="jobs:a")["id"]
+    job = _push(api, full, [target]).body["id"]
+    [leased] = pull(api, full, queue="jobs:a")
+    body = {"lease_id": leased["lease_id"], "retry": False}
+    assert api.post(f"/jobs/{target}/fail", body, as_=full).status == 200
+    read = api.get(f"/jobs/{job}", as_=full).body
+    assert (read["state"], read["error_code"]) == ("failed", "dependency_failed")
+
+
+def _completed_pulled(api: Api, token: str, queue: str) -> None:
+    [leased] = pull(api, token, queue=queue)
+    assert (
+        api.post(f"/jobs/{leased['id']}/ack", {"lease_id": leased["lease_id"]}, as_=token).status
+        == 200
+    )
+
+
+def test_many_targets_are_looked_up_and_marked_in_chunks(
+    api: Api, full: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch may name 100,000 ids; they go in chunks (here of 2) within SQLite's limit
+    on parameters, and every one is checked and marked."""
+    from queues.services import push as push_module
+
+    monkeypatch.setattr(push_module, "DEPENDS_CHUNK", 2)
+    done = _completed(api, full)
+    running = [push(api, full, queue="jobs:a")["id"] for _ in range(4)]
+    jobs = [
+        {"data": {}, "depends_on": [done]},
+        {"data": {}, "depends_on": running[:3]},
+        {"data": {}, "depends_on": [running[3], done]},
+    ]
+    call = api.post("/queues/jobs:b/jobs/batch", {"jobs": jobs}, as_=full)
+    assert [job["state"] for job in call.body["jobs"]] == [
+        "waiting",
+        "waiting-children",
+        "waiting-children",
+    ]
+    assert Job.objects.filter(watched=True).count() == 5
+    unknown = api.post(
+        "/queues/jobs:b/jobs/batch",
+        {"jobs": [{"data": {}, "depends_on": [*running, str(uuid.uuid4())]}]},
+        as_=full,
+    )
+    assert [e["path"] for e in unknown.body["errors"]] == ["/jobs/0/depends_on/4"]

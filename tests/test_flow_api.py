@@ -459,3 +459,63 @@ def test_getjobs_filters_and_stats_count_the_jobs_held_back(api: Api, full: str)
     assert api.get("/queues/flow:root/jobs?state=waiting", as_=full).body["jobs"] == []
     counts = api.get("/queues/flow:b", as_=full).body["counts"]
     assert (counts["waiting-children"], counts["waiting"]) == (1, 0)
+
+
+# -- end to end, with the engine settling parents -----------------------------------------
+
+
+def _ack(api: Api, token: str, queue: str, result: Any = None) -> list[str]:
+    """Pull and ack everything ready in ``queue``; the ids acked."""
+    jobs = pull(api, token, queue=queue, count=100)
+    for job in jobs:
+        body = {"lease_id": job["lease_id"], "result": result}
+        assert api.post(f"/jobs/{job['id']}/ack", body, as_=token).status == 200
+    return [job["id"] for job in jobs]
+
+
+def _state(job_id: str) -> str:
+    return str(Job.objects.get(id=job_id).state)
+
+
+def test_a_parent_runs_in_its_own_queue_once_its_children_complete(api: Api, full: str) -> None:
+    tree = _flow(api, full, TREE).body
+    middle = tree["children"][1]["id"]
+    assert len(_ack(api, full, "flow:a")) == 2
+    assert (_state(middle), _state(tree["id"])) == ("waiting-children", "waiting-children")
+    assert len(_ack(api, full, "flow:c", result={"rows": 3})) == 2
+    assert (_state(middle), _state(tree["id"])) == ("waiting", "waiting-children")
+    assert _ack(api, full, "flow:b") == [middle]
+    assert _state(tree["id"]) == "waiting"
+    [root] = pull(api, full, queue="flow:root")
+    assert root["id"] == tree["id"]
+    children = api.get(f"/jobs/{tree['id']}/children", as_=full).body["children"]
+    assert [c["state"] for c in children] == ["completed"] * 3
+    assert children[2]["result"] == {"rows": 3}
+
+
+def test_a_child_failing_for_good_fails_its_parent_and_cancels_the_rest(
+    api: Api, full: str
+) -> None:
+    body = {"job": {"data": {}}, "children": [_leaf("flow:a"), _leaf("flow:b")]}
+    tree = _flow(api, full, body).body
+    [a] = pull(api, full, queue="flow:a")
+    failed = {"lease_id": a["lease_id"], "retry": False}
+    assert api.post(f"/jobs/{a['id']}/fail", failed, as_=full).status == 200
+    root = api.get(f"/jobs/{tree['id']}", as_=full).body
+    assert (root["state"], root["error_code"]) == ("failed", "child_failed")
+    assert _state(tree["children"][1]["id"]) == "cancelled"
+
+
+def test_a_node_may_ignore_its_childrens_failures(api: Api, full: str) -> None:
+    body = {
+        "job": {"data": {}},
+        "children": [
+            {**_leaf("flow:b"), "on_child_failure": "ignore", "children": [_leaf("flow:a")]}
+        ],
+    }
+    tree = _flow(api, full, body).body
+    middle = tree["children"][0]["id"]
+    [a] = pull(api, full, queue="flow:a")
+    failed = {"lease_id": a["lease_id"], "retry": False}
+    assert api.post(f"/jobs/{a['id']}/fail", failed, as_=full).status == 200
+    assert (_state(middle), _state(tree["id"])) == ("waiting", "waiting-children")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .support import ON_POSTGRES, Api, Call, pull, push
+from .support import ON_POSTGRES, Api, Call, job_in, pull, push, waits_for
 
 pytestmark = pytest.mark.django_db
 
@@ -118,3 +118,23 @@ def test_get_job(api: Api, full: str, django_assert_num_queries: Any) -> None:
     _queries(
         django_assert_num_queries, GET_JOB, lambda: api.get(f"/jobs/{job['id']}", as_=full), 200
     )
+
+
+# A watched job (a flow's child, a dependency) pays for settling, and only it: the jobs
+# waiting for it locked, what they wait for read, and on PostgreSQL the NOTIFY that
+# wakes its waiting clients; making one ready is one update more (and on PostgreSQL
+# the wake-up check of its queue).
+SETTLE = 3 if ON_POSTGRES else 2
+READY = 2 if ON_POSTGRES else 1
+
+
+def test_ack_of_a_child_pays_for_settling_its_parent(
+    api: Api, full: str, django_assert_num_queries: Any
+) -> None:
+    first, last = job_in("q"), job_in("q")
+    waits_for(job_in("p"), first, last)
+    leased = {job["id"]: job for job in pull(api, full, queue="q", count=2)}
+    for job, extra in ((first, SETTLE), (last, SETTLE + READY)):
+        path, body = f"/jobs/{job.id}/ack", {"lease_id": leased[str(job.id)]["lease_id"]}
+        with django_assert_num_queries(ACK + extra):
+            assert api.post(path, body, as_=full).status == 200

@@ -19,7 +19,7 @@ from kernel.problems import InvalidInput
 from security.cards import find_cards
 
 from .. import wakeup
-from ..dependents import Settled, jobs_withdrawn
+from ..dependents import Settled, jobs_withdrawn, lock_below
 from ..errors import QueueNotFound, StateConflict
 from ..failures import LEASE_FIELDS, release_lease
 from ..flowretry import FlowsRetried, flows_retry, retried_fields
@@ -43,6 +43,7 @@ def jobs_delete(*, job_ids: Sequence[uuid.UUID], reason: str, actor: Actor) -> i
     for it fails instead of waiting for ever, and its unfinished children are cancelled.
     Returns how many were deleted."""
     with transaction.atomic():
+        below = lock_below(job_ids)  # children first, as acks lock them
         rows = list(
             Job.objects.select_for_update(of=("self",))
             .filter(id__in=list(job_ids))
@@ -53,11 +54,12 @@ def jobs_delete(*, job_ids: Sequence[uuid.UUID], reason: str, actor: Actor) -> i
             (job_id, watched) for job_id, state, _, watched in rows if state in UNFINISHED
         ]
         settled = Settled()
-        if unfinished:
+        if unfinished or below:
             now = timezone.now()
             watched = [job_id for job_id, is_watched in unfinished if is_watched]
             Job.objects.filter(id__in=watched).update(state=JobState.CANCELLED, finished_at=now)
-            settled = jobs_withdrawn([job_id for job_id, _ in unfinished], watched=watched, now=now)
+            withdrawn = [job_id for job_id, _ in unfinished]
+            settled = jobs_withdrawn(withdrawn, watched=watched, now=now, below=below)
         if rows:
             Job.objects.filter(id__in=[row[0] for row in rows]).delete()
         queues = {row[2] for row in rows}
@@ -79,6 +81,7 @@ def job_cancel(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
     """Cancel a waiting, waiting-children or active job (an active job's lease is void
     from then on), and its unfinished children, every level down."""
     with transaction.atomic():
+        below = lock_below([job_id])  # children first, as acks lock them
         job = job_for_update(job_id)
         if job.state not in UNFINISHED:
             raise StateConflict(f"A {job.state} job cannot be cancelled.")
@@ -88,7 +91,8 @@ def job_cancel(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
         job.finished_at = now
         release_lease(job)
         job.save(update_fields=["state", "finished_at", *LEASE_FIELDS])
-        settled = jobs_withdrawn([job_id], watched=[job_id] if job.watched else [], now=now)
+        watched = [job_id] if job.watched else []
+        settled = jobs_withdrawn([job_id], watched=watched, now=now, below=below)
         audit_record(
             actor=actor,
             action=Action.CANCEL,

@@ -131,17 +131,18 @@ def job_for_update(job_id: uuid.UUID) -> Job:
 P = ParamSpec("P")
 R = TypeVar("R")
 DEADLOCK = "40P01"
-DEADLOCK_TRIES = 3
+DEADLOCK_TRIES = 5
 
 
 def deadlock_retried(service: Callable[P, R]) -> Callable[P, R]:
     """Run ``service`` again (DEADLOCK_TRIES in all) when PostgreSQL aborted its
-    transaction to break a deadlock. Settling locks a finished job and then the jobs
-    waiting for it, while cancelling a flow locks a parent and then its children: the
-    two orders can meet (a child acked as its parent is cancelled), and PostgreSQL
-    aborts one with SQLSTATE 40P01. Only as the outermost transaction: inside a
-    caller's (the admin's, a test's) the whole transaction is void, so it is the
-    caller's to retry."""
+    transaction to break a deadlock (SQLSTATE 40P01). Every path locks a child before
+    the jobs waiting for it, and a cancel locks the children before the parent
+    (dependents.lock_below), but a parent failed by one child (child_failed) cancels
+    its other children while it holds the parent: a sibling acked at that moment
+    waits for the parent while holding itself. So can jobs tied across flows by
+    dependencies. Only as the outermost transaction: inside a caller's (the admin's, a
+    test's) the whole transaction is void, so it is the caller's to retry."""
 
     @functools.wraps(service)
     def retried(*args: P.args, **kwargs: P.kwargs) -> R:

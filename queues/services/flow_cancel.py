@@ -11,7 +11,7 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_record
 from kernel import limits
 
-from ..dependents import jobs_withdrawn
+from ..dependents import jobs_withdrawn, lock_below
 from ..errors import StateConflict
 from ..models import UNFINISHED, DependencyKind, Job, JobDependency, JobState
 from .common import deadlock_retried, job_get, reason_details
@@ -45,6 +45,7 @@ def flow_cancel(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> list[uu
         root = flow_root(job_id)
         details = {"root": str(root), **reason_details(reason)}
         now = timezone.now()
+        below = lock_below([root])  # children first, as acks lock them
         row = (
             Job.objects.select_for_update(of=("self",))
             .filter(id=root)
@@ -65,7 +66,8 @@ def flow_cancel(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> list[uu
                 deadline_at=None,
             )
             cancelled.append(root)
-        settled = jobs_withdrawn([root], watched=[root] if cancelled and watched else [], now=now)
+        watched_root = [root] if cancelled and watched else []
+        settled = jobs_withdrawn([root], watched=watched_root, now=now, below=below)
         cancelled += settled.cancelled
         if not cancelled:
             raise StateConflict("Nothing in this flow is unfinished.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from .. import selectors
 from ..bulkinsert import insert_jobs as bulk_insert_jobs
 from ..dependents import Verdict, verdict, watch_targets
 from ..errors import KeyConflict, UnknownDependency
+from ..failures import record_failure
 from ..jobspec import JobSpec, subject_from
 from ..models import UNFINISHED, DependencyKind, Job, JobDependency, JobState, Queue
 from .common import (
@@ -78,6 +80,9 @@ def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
     return job
 
 
+DEPENDS_CHUNK = 1000
+# States of a job depended on that do not fail the job depending on it.
+DONE_OR_WAITING = (JobState.COMPLETED, *UNFINISHED)
 # The push's audit event, given what was pushed.
 Recorder = Callable[[list[Pushed]], AuditEvent]
 # Whether the caller may read (getJob) jobs of the queue so named: the jobs its
@@ -98,7 +103,12 @@ def _wait_for_dependencies(
     if not waiting:
         return []
     targets = list(dict.fromkeys(target for _, spec in waiting for target in spec.depends_on))
-    queues = selectors.jobs_queue_names(job_ids=targets)
+    # A batch may name up to MAX_BATCH x MAX_DEPENDS_ON ids: looked up and marked in
+    # chunks, within SQLite's limit on a statement's parameters.
+    chunks = [targets[at : at + DEPENDS_CHUNK] for at in range(0, len(targets), DEPENDS_CHUNK)]
+    queues: dict[uuid.UUID, str] = {}
+    for chunk in chunks:
+        queues.update(selectors.jobs_queue_names(job_ids=chunk))
     unknown = [
         FieldError(
             f"{spec.data_path.removesuffix('/data')}/depends_on/{index}",
@@ -113,7 +123,9 @@ def _wait_for_dependencies(
             "depends_on names jobs that do not exist or that this token may not read.",
             errors=unknown,
         )
-    states = watch_targets(targets)
+    states: dict[uuid.UUID, str] = {}
+    for chunk in chunks:
+        states.update(watch_targets(chunk))
     rows: list[JobDependency] = []
     for job, spec in waiting:
         outcome = verdict(
@@ -123,7 +135,10 @@ def _wait_for_dependencies(
         if outcome.verdict == Verdict.WAIT:
             job.state = JobState.WAITING_CHILDREN
         elif outcome.verdict == Verdict.FAIL:
-            job.state, job.error_code, job.finished_at = JobState.FAILED, outcome.code, now
+            # As settling fails a waiting job: code, text and history entry, no attempt.
+            target = next(t for t in spec.depends_on if states.get(t) not in DONE_OR_WAITING)
+            text = f"a job it depends on failed: {target} ({states.get(target, 'deleted')})"
+            record_failure(job, text, now=now, retry=False, delay_ms=0, code=outcome.code)
         rows += [
             JobDependency(job_id=job.id, depends_on_id=target, kind=DependencyKind.DEPENDENCY)
             for target in spec.depends_on

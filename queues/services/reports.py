@@ -93,7 +93,8 @@ def job_ack(
             raise LeaseConflict(STALE_LEASE)
         job = job_get(job_id)
         # ``watched`` comes with the row just read: an unwatched job costs nothing more.
-        settled = jobs_finished([job_id], now=now) if job.watched else Settled()
+        watched = [job_id] if job.watched else []
+        settled = jobs_finished(watched, now=now, completed=True)
         audit_record(
             actor=actor,
             action=Action.ACK,
@@ -148,7 +149,8 @@ def complete_acked(
     with_result = [Job(id=ack.job_id, result=ack.result) for ack in acks if ack.result is not None]
     if with_result:
         bulk_update_sealed(Job, with_result, ["result"])
-    settled = jobs_finished([job_id for job_id, _, _, watched in rows if watched], now=now)
+    watched = [job_id for job_id, _, _, is_watched in rows if is_watched]
+    settled = jobs_finished(watched, now=now, completed=True)
     return Acked({queue for _, queue in leases.values()}, settled)
 
 

@@ -22,7 +22,17 @@ timeout, cancel, ttl, delete, erasure) calls ``jobs_finished`` in the same trans
 so a child finishing and its parent becoming ready commit together. It locks the
 waiting jobs (in id order) before it reads what they wait for, with a fresh statement:
 of several children finishing at once on different app servers, the last to take the
-parent's lock sees them all, so the parent becomes ready exactly once.
+parent's lock sees them all, so the parent becomes ready exactly once. What settling
+finishes in turn (a failed parent, its cancelled children) settles what waits for it,
+round after round (``Settled`` lists it all for the caller's one event).
+
+Locks go up a flow: a child, then the jobs waiting for it, each level in id order.
+Cancelling goes down (``jobs_withdrawn``: a cancelled, expired or deleted job's
+unfinished children, every level down), so ``lock_below`` takes those locks deepest
+level first, and a cancel takes them before the job itself; a child that fails for good
+locks its siblings ahead of the parent it fails (``_lock_ahead``). What is left (jobs
+tied across flows by dependencies) PostgreSQL breaks as a deadlock, and the services
+run the loser again (services.common.deadlock_retried).
 
 A push with ``depends_on`` marks its targets watched with an UPDATE that returns their
 states (``watch_targets``): either a finishing transaction saw the mark, or the push saw

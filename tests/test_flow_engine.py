@@ -160,20 +160,40 @@ def test_an_expired_child_counts_as_failed() -> None:
 def test_a_failed_dependency_fails_its_dependent_which_never_waits_for_ever(
     api: Api, full: str
 ) -> None:
-    """The dependency's last lease runs out (no worker ever acks or fails it): lease
-    recovery fails it, and the dependent fails with dependency_failed."""
-    dependency = job_in("jobs:d", max_attempts=1)
+    """Its leases run out (no worker ever acks or fails it): lease recovery retries it,
+    then fails it on its last attempt, and the dependent fails with dependency_failed."""
+    dependency = job_in("jobs:d", max_attempts=2)
     dependent = waits_for(job_in("jobs:p"), dependency, kind="dependency")
-    pull(api, full, queue="jobs:d", lease=60)
-    Job.objects.filter(id=dependency.id).update(lease_expires_at=timezone.now())
-    assert pulling.leases_requeue_expired(actor=SWEEPER) == 1
-    assert _state(dependency) == JobState.FAILED
+    for state in (JobState.WAITING, JobState.FAILED):
+        assert len(pull(api, full, queue="jobs:d", lease=60)) == 1
+        Job.objects.filter(id=dependency.id).update(lease_expires_at=timezone.now())
+        clear_audit()
+        assert pulling.leases_requeue_expired(actor=SWEEPER) == 1
+        assert _state(dependency) == state
+        if state == JobState.WAITING:
+            assert _state(dependent) == JobState.WAITING_CHILDREN
     stored = Job.objects.get(id=dependent.id)
     assert stored.state == JobState.FAILED and stored.error_code == DEPENDENCY_FAILED
     assert stored.error == f"a job it depends on failed: {dependency.id} (failed)"
     [event] = _events("lease.recover")
     assert event.job_ids == [str(dependency.id), str(dependent.id)]
     assert event.details["settled"] == {"failed": 1}
+
+
+def test_a_child_past_its_deadline_on_its_last_attempt_fails_its_parent(
+    api: Api, full: str
+) -> None:
+    child = job_in("jobs:c", max_attempts=1, timeout_ms=1000)
+    parent = waits_for(job_in("jobs:p"), child)
+    pull(api, full, queue="jobs:c")
+    past = timezone.now() - timedelta(seconds=1)
+    Job.objects.filter(id=child.id).update(lease_expires_at=past, deadline_at=past)
+    clear_audit()
+    assert pulling.leases_requeue_expired(actor=SWEEPER) == 1
+    assert Job.objects.get(id=child.id).error_code == "timeout"
+    assert Job.objects.get(id=parent.id).error_code == CHILD_FAILED
+    [event] = _events("timeout")
+    assert event.job_ids == [str(child.id), str(parent.id)]
 
 
 def test_a_dependency_that_fails_fails_its_dependent_whatever_the_policy(

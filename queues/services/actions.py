@@ -50,6 +50,8 @@ def jobs_delete(*, job_ids: Sequence[uuid.UUID], reason: str, actor: Actor) -> i
             .values_list("id", "state", "queue__name", "watched")
         )
         details = {"count": len(rows), **reason_details(reason)}
+        deleting = {row[0] for row in rows}
+        below = [(job_id, watched) for job_id, watched in below if job_id not in deleting]
         unfinished = [
             (job_id, watched) for job_id, state, _, watched in rows if state in UNFINISHED
         ]

@@ -360,6 +360,25 @@ def test_the_engine_notifies_the_wait_on_every_finish(finish: str, notified_only
     assert (answer.body["state"], answer.body["finished"]) == (expected, True)
 
 
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_wait_for_a_flow_wakes_when_a_failed_child_fails_its_parent(
+    notified_only: None,
+) -> None:
+    """The parent is finished by settling, not by a call of its own: the settling round
+    notifies it too, since the wait marked it watched."""
+    token = make_token("waiter", "*=*")
+    flow = {"job": {"data": {}}, "children": [{"queue": "jobs:child", "job": {"data": {}}}]}
+    tree = Api().post("/queues/jobs:q/flows", flow, as_=token).body
+    with _waiting(token, tree["id"]) as answers:
+        [child] = pull(Api(), token, queue="jobs:child")
+        body = {"lease_id": child["lease_id"], "error": "boom", "retry": False}
+        assert Api().post(f"/jobs/{child['id']}/fail", body, as_=token).status == 200
+    [answer] = answers
+    assert (answer.body["state"], answer.body["error_code"]) == ("failed", "child_failed")
+    assert answer.body["finished"] is True
+
+
 def _fail(token: str, job_id: str) -> None:
     [leased] = pull(Api(), token)
     body = {"lease_id": leased["lease_id"], "error": "boom"}

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from pytest_django.fixtures import SettingsWrapper
 
@@ -227,6 +227,20 @@ def test_a_wait_holds_a_slot_of_its_family_while_it_waits(settings: SettingsWrap
         assert Api().post(f"/jobs/{job['id']}/cancel", as_=token).status == 200
     [answer] = answers
     assert (answer.body["state"], answer.body["finished"]) == ("cancelled", True)
+    assert waitslots.SLOTS.held() == 0
+
+
+def test_a_slot_is_given_back_when_the_wait_fails(
+    api: Api, full: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = push(api, full)
+
+    def database_gone(self: object, seconds: float) -> None:
+        raise OperationalError("the database went away mid-wait")
+
+    monkeypatch.setattr(jobwait._DoneListener, "wait", database_gone)
+    call = _wait(api, full, job["id"], f"?timeout_ms={LONG_MS}")
+    assert call.status == 503 and "Retry-After" in call.headers
     assert waitslots.SLOTS.held() == 0
 
 

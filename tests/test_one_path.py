@@ -147,6 +147,7 @@ def test_only_services_write_audit_events() -> None:
         "queues/bulkinsert.py",  # the push services' writer
         "queues/services/actions.py",
         "queues/services/clean.py",
+        "queues/services/flow_cancel.py",
         "queues/services/flows.py",  # a keyed flow's retry answered with the existing tree
         "queues/services/grants.py",
         "queues/services/handback.py",

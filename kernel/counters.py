@@ -38,8 +38,9 @@ DENIALS = Counter("flashq_permission_denials", "API calls refused by permissions
 RATE_LIMITED = Counter("flashq_rate_limited", "API calls refused by a rate limit (429)")
 LONG_POLLS_OVER_CAP = Counter(
     "flashq_long_polls_over_cap",
-    "Pulls that would have waited but were answered at once (with Retry-After): the "
-    "process held as many long polls as it allows, in all or for the token family",
+    "Long polls (pulls, job waits) that would have waited but were answered at once "
+    "(with Retry-After): the process held as many as it allows, in all or for the token "
+    "family",
 )
 
 

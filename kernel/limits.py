@@ -33,6 +33,7 @@ MAX_FLOW_JOBS = 1000  # jobs in one flow, the parent included
 MAX_FLOW_DEPTH = 10  # levels of a flow, the parent's included
 MAX_DEPENDS_ON = 100  # ids in one job's depends_on
 MAX_JOB_WAIT_MS = 30_000  # GET /jobs/{id}/wait
+DEFAULT_JOB_WAIT_MS = 10_000  # its timeout_ms when none is given
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 

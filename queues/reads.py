@@ -1,14 +1,17 @@
-"""Reads that leave a trace. Looking at a job, a queue's jobs, the queue list or a
-queue's figures is recorded like any change, so these wrap the selectors with the
-caller's ``actor`` and write one audit event in the same transaction as the read."""
+"""Reads that leave a trace. Looking at a job (or waiting for it), a queue's jobs, the
+queue list or a queue's figures is recorded like any change, so these wrap the
+selectors with the caller's ``actor`` and write one audit event in the same transaction
+as the read."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
 
@@ -21,6 +24,22 @@ def job_read(*, job_id: uuid.UUID, actor: Actor) -> Job:
         job = selectors.job_get(job_id=job_id)
         audit_record(actor=actor, action=Action.GET_JOB, queue=job.queue.name, job_ids=[job_id])
     return job
+
+
+def job_wait_read(*, job_id: uuid.UUID, actor: Actor) -> tuple[Job, datetime]:
+    """The job at the end of a wait (queues.jobwait) and the moment it was read, for its
+    reported state; the event says whether it had finished by then."""
+    with transaction.atomic():
+        job = selectors.job_get(job_id=job_id)
+        now = timezone.now()
+        audit_record(
+            actor=actor,
+            action=Action.WAIT_JOB,
+            queue=job.queue.name,
+            job_ids=[job_id],
+            details={"finished": selectors.reported_finished(job, now)},
+        )
+    return job, now
 
 
 def job_children_read(

@@ -18,7 +18,7 @@ from compliance.audit.selectors import audit_events_naming_job
 from kernel.problems import InvalidInput
 
 from .errors import JobNotFound, QueueNotFound, ScheduleNotFound
-from .models import DependencyKind, Job, JobDependency, JobState, Queue, Schedule
+from .models import FINISHED, DependencyKind, Job, JobDependency, JobState, Queue, Schedule
 
 # Reported states: the stored ones, plus "delayed" for a waiting job whose run_at is in
 # the future. A waiting job past its ttl is reported "expired" before the sweeper
@@ -75,6 +75,12 @@ def reported_state(job: Job, now: datetime) -> str:
         if job.run_at > now:
             return DELAYED
     return str(job.state)
+
+
+def reported_finished(job: Job, now: datetime) -> bool:
+    """Whether the job has finished as reported at ``now``: completed, failed, cancelled
+    or expired (a waiting job past its ttl included)."""
+    return reported_state(job, now) in FINISHED
 
 
 def _state_filter(state: str, now: datetime) -> Q:

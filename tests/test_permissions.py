@@ -85,6 +85,11 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
         lambda api, job, t: api.get(f"/jobs/{job['id']}", as_=t),
         PRODUCER_JOB_VERB,
     ),
+    # getJob's verb; timeout 0: the answer at once, the job as it is.
+    "waitJob": (
+        lambda api, job, t: api.get(f"/jobs/{job['id']}/wait?timeout_ms=0", as_=t),
+        PRODUCER_JOB_VERB,
+    ),
     "getJobs": (
         lambda api, job, t: api.get("/queues/jobs:q/jobs", as_=t),
         ADMIN_ONLY,

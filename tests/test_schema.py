@@ -43,6 +43,7 @@ ROUTES = {
     ("/api/v1/jobs/ack", "post"),
     ("/api/v1/jobs/{job_id}", "get"),
     ("/api/v1/jobs/{job_id}", "patch"),
+    ("/api/v1/jobs/{job_id}/wait", "get"),
     ("/api/v1/jobs/{job_id}/ack", "post"),
     ("/api/v1/jobs/{job_id}/fail", "post"),
     ("/api/v1/jobs/{job_id}/progress", "post"),

@@ -1,5 +1,5 @@
-"""Job-scoped operations: getJob, update, ack (single and batch), fail, progress,
-cancel, retry. A job in a queue the token cannot see is a 404, never a 403."""
+"""Job-scoped operations: getJob, waitJob, update, ack (single and batch), fail,
+progress, cancel, retry. A job in a queue the token cannot see is a 404, never a 403."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from kernel import limits
 from kernel.limits import MAX_BATCH
 
-from .. import reads, selectors, services
+from .. import jobwait, reads, selectors, services
 from ..errors import JobNotFound
 from ..models import Job
 from . import batch, serializers
@@ -83,6 +84,57 @@ class JobApi(_JobView):
             actor=self.actor(),
         )
         return self.render_job(job)
+
+
+@extend_schema_view(
+    get=operation_schema(
+        Operation.WAIT_JOB,
+        parameters=[
+            serializers.JobWaitQuery,
+            OpenApiParameter(
+                "Retry-After",
+                int,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description="Set when the job has not finished and the wait was answered "
+                "at once because the server already holds as many long polls as it allows "
+                "(in all, or for this token's family): do not ask again before this many "
+                "seconds.",
+            ),
+        ],
+        responses={200: serializers.JobWaitOut, **problems(404)},
+        description="Wait for a job to finish: the answer comes as soon as it is "
+        "completed, failed, cancelled or expired, with `finished: true`, or when "
+        "`timeout_ms` has passed (default "
+        f"{limits.DEFAULT_JOB_WAIT_MS}, at most {limits.MAX_JOB_WAIT_MS}) with its current "
+        "state and `finished: false`. The job is shown and masked as getJob shows it; the "
+        "same verb is needed. A wait counts toward the server's long-poll caps, as a "
+        "pull's does: past them it answers at once, with `Retry-After` unless the job has "
+        "finished. Safe to repeat.",
+    )
+)
+class JobWaitApi(FlashqApiView):
+    operations = {"get": Operation.WAIT_JOB}
+
+    def get(self, request: Request, job_id: str) -> Response:
+        job_uuid = self.job_id()
+        self.authorize_job(job_uuid)
+        query = serializers.JobWaitQuery(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        waited = jobwait.job_wait(
+            job_id=job_uuid,
+            timeout_ms=query.validated_data["timeout_ms"],
+            owner=self.principal.key,
+            actor=self.actor(),
+        )
+        parent, depends_on = selectors.job_links(job_id=job_uuid)
+        body = job_read(
+            waited.job, self.principal, waited.now, parent=parent, depends_on=depends_on
+        )
+        response = Response({**body, "finished": waited.finished})
+        if waited.retry_after_s is not None:
+            response["Retry-After"] = str(waited.retry_after_s)
+        return response
 
 
 _leased_responses: dict[Any, Any] = {200: serializers.JobDetailOut, **problems(404, 409, 413, 415)}

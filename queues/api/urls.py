@@ -80,6 +80,7 @@ urlpatterns = [
     path("queues/<str:queue>/clean", queue_views.QueueCleanApi.as_view(), name="queue-clean"),
     path("jobs/ack", job_views.JobAckBatchApi.as_view(), name="jobs-ack"),
     path("jobs/<str:job_id>", job_views.JobApi.as_view(), name="job"),
+    path("jobs/<str:job_id>/wait", job_views.JobWaitApi.as_view(), name="job-wait"),
     path("jobs/<str:job_id>/ack", job_views.JobAckApi.as_view(), name="job-ack"),
     path("jobs/<str:job_id>/children", flow_views.JobChildrenApi.as_view(), name="job-children"),
     path("jobs/<str:job_id>/fail", job_views.JobFailApi.as_view(), name="job-fail"),

@@ -19,6 +19,7 @@ from .client import (
     Client,
     ErasureResult,
     ErrorEntry,
+    FlowNode,
     Job,
     JobSummary,
     LeasedJob,
@@ -29,6 +30,7 @@ from .client import (
     QueueInfo,
     QueueStats,
     RateLimit,
+    WaitedJob,
     __version__,
 )
 from .errors import (
@@ -45,7 +47,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .worker import Worker, WorkerJob
 
 
 def __getattr__(name: str) -> Any:
@@ -55,6 +57,10 @@ def __getattr__(name: str) -> Any:
         from .worker import Worker
 
         return Worker
+    if name == "WorkerJob":
+        from .worker import WorkerJob
+
+        return WorkerJob
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -69,6 +75,7 @@ __all__ = [
     "ErrorEntry",
     "FieldProblem",
     "FlashqError",
+    "FlowNode",
     "Forbidden",
     "InvalidInput",
     "Job",
@@ -85,6 +92,8 @@ __all__ = [
     "RateLimited",
     "Unauthorized",
     "Unavailable",
+    "WaitedJob",
     "Worker",
+    "WorkerJob",
     "__version__",
 ]

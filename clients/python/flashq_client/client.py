@@ -7,9 +7,9 @@ plain dict (typed with the TypedDicts below) or raises a ``FlashqError`` subclas
 Retries (at most ``max_retries``, jittered exponential backoff from 0.2 s to 10 s, or
 the server's ``Retry-After`` when it gives one):
 
-- requests that are safe to repeat (GET, PUT, DELETE, PATCH of a job, pause,
-  resume, and every push, which always carries an idempotency key) on a connection
-  failure of any kind and on 429, 502, 503 and 504;
+- requests that are safe to repeat (GET, a job's wait included, PUT, DELETE, PATCH of
+  a job, pause, resume, and every push and flow push, whose root always carries an
+  idempotency key) on a connection failure of any kind and on 429, 502, 503 and 504;
 - the others (pull, ack, fail, progress, release, snooze, cancel, promote, retry,
   retry_failed, clean, an executed erasure)
   only when the request cannot have been acted on: the connection was never made
@@ -31,7 +31,7 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast, overload
 
 import httpx
 
@@ -56,6 +56,9 @@ BACKOFF_CAP_SECONDS = 10.0
 MAX_RETRY_AFTER_SECONDS = 60.0
 #: Seconds the read timeout of a long poll exceeds its ``wait``.
 LONG_POLL_MARGIN_SECONDS = 15.0
+#: The longest wait the server takes in one call (``GET /jobs/{id}/wait``); ``wait``
+#: asks again for longer ones.
+MAX_JOB_WAIT_MS = 30_000
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 #: Transport errors raised before any byte of the request was sent.
 NEVER_SENT: tuple[type[httpx.TransportError], ...] = (
@@ -152,6 +155,32 @@ class Job(JobSummary):
     deadline_at: str | None
     #: Only to the token family that holds the current lease.
     lease_id: NotRequired[str]
+    #: getJob and wait: the flow job whose child this is (null outside a flow), and the
+    #: ids it was pushed with in ``depends_on``.
+    parent: NotRequired[str | None]
+    depends_on: NotRequired[list[str]]
+
+
+class WaitedJob(Job):
+    """A job at the end of ``wait`` (or ``push(..., wait=True)``)."""
+
+    #: True when it has finished (completed, failed, cancelled or expired); False when
+    #: the timeout ran out first.
+    finished: bool
+    #: ``push(..., wait=True)`` only: whether the push created the job.
+    created: NotRequired[bool]
+
+
+class FlowNode(TypedDict):
+    """A flow's answer: the tree of ids, queues and states, as pushed."""
+
+    id: str
+    queue: str
+    state: str
+    children: list[FlowNode]
+    #: The root only: True when this call created the flow (201); False when an
+    #: unfinished root of this token's family had the key (200, the existing tree).
+    created: NotRequired[bool]
 
 
 class AckItem(TypedDict):
@@ -338,6 +367,11 @@ def _problem(response: httpx.Response, retry_after: float | None) -> FlashqError
     return cls(detail, status=status, code=code, errors=errors, request_id=request_id, title=title)
 
 
+def _ms_until(deadline: float) -> int:
+    """Whole milliseconds from now to a ``time.monotonic()`` deadline, at least 0."""
+    return max(0, math.ceil((deadline - time.monotonic()) * 1000))
+
+
 def _ack_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """One ``{id, lease_id, result?}`` for a batch ack or a pull's ``ack``."""
     body: dict[str, Any] = {"id": str(item["id"]), "lease_id": str(item["lease_id"])}
@@ -346,18 +380,36 @@ def _ack_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _batch_item(job: Mapping[str, Any]) -> dict[str, Any]:
-    """One job of a batch push in the API's field names (``delay_ms`` and ``ttl_ms``
-    are taken for ``delay`` and ``ttl``), with an idempotency key."""
+def _api_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """A push body in the API's field names (``delay_ms`` and ``ttl_ms`` are taken for
+    ``delay`` and ``ttl``), ``depends_on`` ids as text."""
     item = dict(job)
     for ours, theirs in (("delay_ms", "delay"), ("ttl_ms", "ttl")):
         if ours in item:
             if theirs in item:
                 raise ValueError(f"a job gives both {ours} and {theirs}")
             item[theirs] = item.pop(ours)
+    if item.get("depends_on") is not None:
+        item["depends_on"] = [str(job_id) for job_id in item["depends_on"]]
+    return item
+
+
+def _batch_item(job: Mapping[str, Any]) -> dict[str, Any]:
+    """One job of a batch push (``_api_job``), with an idempotency key."""
+    item = _api_job(job)
     if item.get("key") is None:
         item["key"] = uuid.uuid4().hex
     return item
+
+
+def _flow_child(child: Mapping[str, Any]) -> dict[str, Any]:
+    """One child of a flow, its job and its own children in the API's field names."""
+    node = dict(child)
+    if "job" in node:
+        node["job"] = _api_job(node["job"])
+    if node.get("children") is not None:
+        node["children"] = [_flow_child(grandchild) for grandchild in node["children"]]
+    return node
 
 
 # -- the client --------------------------------------------------------------------------
@@ -515,6 +567,7 @@ class Client:
 
     # -- producing
 
+    @overload
     def push(
         self,
         queue: str,
@@ -530,7 +583,51 @@ class Client:
         tags: Sequence[str] | None = None,
         timeout_ms: int | None = None,
         group: str | None = None,
-    ) -> PushedJob:
+        depends_on: Sequence[JobId] | None = None,
+        wait: Literal[False] = False,
+        wait_timeout_ms: int | None = None,
+    ) -> PushedJob: ...
+
+    @overload
+    def push(
+        self,
+        queue: str,
+        data: Mapping[str, Any],
+        *,
+        priority: int | None = None,
+        delay_ms: int | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | Mapping[str, Any] | None = None,
+        ttl_ms: int | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+        tags: Sequence[str] | None = None,
+        timeout_ms: int | None = None,
+        group: str | None = None,
+        depends_on: Sequence[JobId] | None = None,
+        wait: Literal[True],
+        wait_timeout_ms: int | None = None,
+    ) -> WaitedJob: ...
+
+    def push(
+        self,
+        queue: str,
+        data: Mapping[str, Any],
+        *,
+        priority: int | None = None,
+        delay_ms: int | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | Mapping[str, Any] | None = None,
+        ttl_ms: int | None = None,
+        key: str | None = None,
+        subject: str | None = None,
+        tags: Sequence[str] | None = None,
+        timeout_ms: int | None = None,
+        group: str | None = None,
+        depends_on: Sequence[JobId] | None = None,
+        wait: bool = False,
+        wait_timeout_ms: int | None = None,
+    ) -> PushedJob | WaitedJob:
         """Push one job. Without ``key`` the client makes one (a uuid4), so a retry finds
         the job its first attempt made while that job is unfinished (the server matches
         keys against unfinished jobs only: one that finished before the retry landed is
@@ -538,7 +635,12 @@ class Client:
         answered with an existing job, the first attempt's included. ``timeout_ms``: the
         processing deadline from each claim (past it the attempt fails with code
         ``timeout``); ``group``: at most the queue's group concurrency of the group's jobs
-        run at once."""
+        run at once; ``depends_on``: up to 100 ids of jobs (the token needs ``getJob`` on
+        their queues) that must complete before this one runs.
+
+        With ``wait`` the call then waits for the job to finish (``wait``, up to
+        ``wait_timeout_ms``; None: until it finishes) and returns it as ``wait`` does,
+        with ``created`` too."""
         body: dict[str, Any] = {"data": dict(data), "key": key or uuid.uuid4().hex}
         options: dict[str, Any] = {
             "priority": priority,
@@ -550,18 +652,23 @@ class Client:
             "tags": None if tags is None else list(tags),
             "timeout": timeout_ms,
             "group": group,
+            "depends_on": None if depends_on is None else [str(each) for each in depends_on],
         }
         body.update({name: value for name, value in options.items() if value is not None})
         response = self._request("POST", f"queues/{_queue(queue)}/jobs", body=body, idempotent=True)
         job = cast(PushedJob, response.json())
         job["created"] = response.status_code == 201
-        return job
+        if not wait:
+            return job
+        waited = self.wait(job["id"], timeout_ms=wait_timeout_ms)
+        waited["created"] = job["created"]
+        return waited
 
     def push_batch(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[PushedJob]:
         """Push up to 1000 jobs, all or nothing; the answer lists them in input order.
         Each job is a push body in the API's field names (``data``, ``priority``,
         ``delay``, ``max_attempts``, ``backoff``, ``ttl``, ``key``, ``subject``, ``tags``,
-        ``timeout``, ``group``);
+        ``timeout``, ``group``, ``depends_on``);
         one without a ``key`` gets its own."""
         if not jobs:
             return []
@@ -570,6 +677,73 @@ class Client:
             "POST", f"queues/{_queue(queue)}/jobs/batch", body=body, idempotent=True
         )
         return cast(list[PushedJob], answer["jobs"])
+
+    def push_flow(
+        self,
+        queue: str,
+        job: Mapping[str, Any],
+        children: Sequence[Mapping[str, Any]],
+        *,
+        on_child_failure: Literal["fail", "ignore", "continue"] = "fail",
+    ) -> FlowNode:
+        """Push a flow in one transaction: ``job`` (a push body in the API's names, as
+        ``push_batch`` takes) in ``queue``, run once its ``children`` have finished, each
+        ``{"queue", "job", "children"?, "on_child_failure"?}`` in its own queue, up to 10
+        levels and 1,000 jobs. ``on_child_failure`` says what a parent does when a child
+        fails for good: ``fail`` (it fails with code ``child_failed`` and its unfinished
+        children are cancelled), ``ignore`` or ``continue`` (it runs when the rest have
+        finished); a node may set its own. Only the root may have a ``key``: without one
+        the client makes one, so a retry returns the tree its first attempt made while
+        the root is unfinished. The answer is the tree of ids and states, ``created`` on
+        the root (false: an unfinished root of this token's family had the key)."""
+        root = _api_job(job)
+        if root.get("key") is None:
+            root["key"] = uuid.uuid4().hex
+        body = {
+            "job": root,
+            "children": [_flow_child(child) for child in children],
+            "on_child_failure": on_child_failure,
+        }
+        response = self._request(
+            "POST", f"queues/{_queue(queue)}/flows", body=body, idempotent=True
+        )
+        tree = cast(FlowNode, response.json())
+        tree["created"] = response.status_code == 201
+        return tree
+
+    def children(self, job_id: JobId) -> list[Job]:
+        """A flow job's children, in the order pushed, each as ``get_job`` shows it
+        (state, ``result``, ``error_code``): only those in queues where the token has
+        ``getJob``. A job outside a flow has none."""
+        answer = self._json("GET", f"jobs/{_segment(job_id)}/children", idempotent=True)
+        return cast(list[Job], answer["children"])
+
+    def wait(self, job_id: JobId, *, timeout_ms: int | None = None) -> WaitedJob:
+        """Wait for a job to finish (completed, failed, cancelled or expired) and return
+        it as ``get_job`` shows it, with ``finished``: True, or False when ``timeout_ms``
+        ran out first (None: wait until it finishes). The server waits at most 30 s per
+        call, so a longer wait asks again; a server that holds too many waits answers at
+        once with ``Retry-After``, and the client pauses that long before asking again.
+        Safe to repeat, and retried as such."""
+        if timeout_ms is not None and timeout_ms < 0:
+            raise ValueError("timeout_ms cannot be negative")
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        while True:
+            left = MAX_JOB_WAIT_MS if deadline is None else _ms_until(deadline)
+            chunk = min(left, MAX_JOB_WAIT_MS)
+            response = self._request(
+                "GET",
+                f"jobs/{_segment(job_id)}/wait",
+                params={"timeout_ms": chunk},
+                idempotent=True,
+                read_timeout=max(self.timeout, chunk / 1000 + LONG_POLL_MARGIN_SECONDS),
+            )
+            job = cast(WaitedJob, response.json())
+            if job["finished"] or (deadline is not None and _ms_until(deadline) <= 0):
+                return job
+            pause = _retry_after(response)
+            if pause:
+                time.sleep(pause if deadline is None else min(pause, _ms_until(deadline) / 1000))
 
     # -- working
 

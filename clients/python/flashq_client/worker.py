@@ -51,13 +51,14 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Literal
 
-from .client import AckItem, Client, LeasedJob, backoff_delay
+from .client import AckItem, Client, Job, LeasedJob, backoff_delay
 from .errors import Conflict, FlashqError, Forbidden, InvalidInput, NotFound, Unauthorized
 
 logger = logging.getLogger("flashq_client.worker")
 
-#: Receives the leased job (``id``, ``data``, ``attempts``, ``lease_id``...); what it
-#: returns (JSON-serialisable) is the job's result.
+#: Receives the leased job (a ``WorkerJob``: ``id``, ``data``, ``attempts``,
+#: ``lease_id``..., and ``children()``); what it returns (JSON-serialisable) is the job's
+#: result.
 Handler = Callable[[Any], Any]
 
 SHUTDOWN_ERROR = "worker shutting down"
@@ -76,6 +77,23 @@ MAX_ACK_RESULT_BYTES = 1024 * 1024
 ACK_FLUSH_SECONDS = 1.0
 #: Errors after which pulling cannot succeed by waiting.
 FATAL = (Unauthorized, Forbidden, NotFound)
+
+
+class WorkerJob(dict[str, Any]):
+    """What a handler receives: the leased job as ``pull`` returns it (``job["data"]``,
+    ``job["attempts"]``...), and ``children()``."""
+
+    def __init__(self, job: LeasedJob, client: Client) -> None:
+        super().__init__(job)
+        self._client = client
+
+    def children(self) -> list[Job]:
+        """This job's children in its flow, each as ``get_job`` shows it (state,
+        ``result``, ``error_code``), asked with the worker's token: it needs ``getJob``
+        on this job's queue (else ``Forbidden``) and on the children's queues (children
+        elsewhere are left out). A parent under ``on_child_failure="continue"`` finds
+        its failed children here."""
+        return self._client.children(self["id"])
 
 
 @dataclass(eq=False)
@@ -315,7 +333,7 @@ class Worker:
     def _execute(self, job: LeasedJob) -> None:
         job_id, lease_id = job["id"], job["lease_id"]
         try:
-            result = self.handler(job)
+            result = self.handler(WorkerJob(job, self.client))
             size = len(json.dumps(result, allow_nan=False).encode())  # as the server will
         except BaseException as exc:  # a handler's SystemExit fails its job too
             logger.warning("job %s failed: %s", job_id, type(exc).__name__)

@@ -35,6 +35,7 @@ from .flows import (
     FlowNodeOut,
     JobChildrenOut,
     JobReadOut,
+    JobWaitOut,
 )
 from .jobs import (
     MASKED_TEXT,
@@ -49,6 +50,7 @@ from .jobs import (
     JobPageOut,
     JobsQuery,
     JobSummaryOut,
+    JobWaitQuery,
     LeasedJobOut,
     ProgressIn,
     PullIn,
@@ -120,6 +122,8 @@ __all__ = [
     "JobPageOut",
     "JobReadOut",
     "JobSummaryOut",
+    "JobWaitOut",
+    "JobWaitQuery",
     "JobsQuery",
     "JsonObjectField",
     "LeasedJobOut",

@@ -1,6 +1,7 @@
 """Flows and what a job waits for: the flow body and its answer (trees, so each level
-refers to its own component), a job's children, and getJob's links (parent,
-depends_on). Documentation only: flows are parsed by queues.flowspec."""
+refers to its own component), a job's children, getJob's links (parent, depends_on),
+and a client's wait for a job. Documentation only: flows are parsed by
+queues.flowspec."""
 
 from __future__ import annotations
 
@@ -103,4 +104,11 @@ class JobReadOut(JobDetailOut):
         child=serializers.UUIDField(),
         help_text="The ids this job was pushed with in `depends_on` (empty when none), "
         "but for those in queues where this token lacks `getJob`: they are left out.",
+    )
+
+
+class JobWaitOut(JobReadOut):
+    finished = serializers.BooleanField(
+        help_text="true when the job has finished (completed, failed, cancelled or "
+        "expired); false when the wait ended first."
     )

@@ -1,4 +1,4 @@
-"""Jobs' request bodies (push, pull, ack, fail, progress, the jobs query) and
+"""Jobs' request bodies (push, pull, ack, fail, progress, the jobs and wait queries) and
 the shapes of jobs in responses."""
 
 from __future__ import annotations
@@ -233,6 +233,15 @@ class JobsQuery(StrictSerializer):
     )
     cursor = serializers.CharField(
         required=False, max_length=22, help_text="next_cursor of the previous page"
+    )
+
+
+class JobWaitQuery(StrictSerializer):
+    timeout_ms = serializers.IntegerField(
+        min_value=0,
+        max_value=limits.MAX_JOB_WAIT_MS,
+        default=limits.DEFAULT_JOB_WAIT_MS,
+        help_text="How long to wait for the job to finish, in ms (0: answer at once).",
     )
 
 

@@ -127,7 +127,7 @@ class JobWaitApi(FlashqApiView):
             owner=self.principal.key,
             actor=self.actor(),
         )
-        parent, depends_on = selectors.job_links(job_id=job_uuid)
+        parent, depends_on = selectors.job_links(job_id=job_uuid, readable=self.readable)
         body = job_read(
             waited.job, self.principal, waited.now, parent=parent, depends_on=depends_on
         )

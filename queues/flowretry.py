@@ -3,7 +3,8 @@ its children that failed, were cancelled or expired are retried with it, every l
 down, and the completed ones are kept, not run again. Each retried job goes back to
 ``waiting-children`` while anything it waits for is unfinished, else to ``waiting``. A
 job whose dependency failed is not retried: it would only fail again at once (retry the
-dependency first); nor is the rest of its flow."""
+dependency first); nor is the rest of its flow. Nor is a child whose parent is already
+ready or running (``parents_started``): the parent would run without it."""
 
 from __future__ import annotations
 
@@ -85,6 +86,33 @@ def flows_retry(roots: Iterable[uuid.UUID], *, now: datetime) -> FlowsRetried:
     fields["state"] = JobState.WAITING_CHILDREN
     Job.objects.filter(id__in=outcome.waiting_children).update(**fields)
     return outcome
+
+
+# A parent that no longer waits for its children but has not finished: ready or running.
+STARTED = (JobState.WAITING, JobState.ACTIVE)
+
+
+def parents_started(children: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """Of ``children`` (locked by the caller), each whose flow parent is ready or
+    running, with that parent: retried, it would run beside or after a parent that no
+    longer waits for it (its ``ignore`` or ``continue`` counted the failure), so it is
+    not retried. The parents are locked, as settling locks them after a child: a parent
+    a sibling's ack makes ready meanwhile is seen ready here, and one still waiting goes
+    on waiting for the retried child."""
+    pairs = list(
+        JobDependency.objects.filter(
+            depends_on_id__in=list(children), kind=DependencyKind.CHILD
+        ).values_list("depends_on_id", "job_id")
+    )
+    if not pairs:
+        return {}
+    states = dict(
+        Job.objects.select_for_update(of=("self",))
+        .filter(id__in={parent for _, parent in pairs})
+        .order_by("id")
+        .values_list("id", "state")
+    )
+    return {child: parent for child, parent in pairs if states.get(parent) in STARTED}
 
 
 def _trees(roots: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:

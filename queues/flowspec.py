@@ -126,7 +126,7 @@ def _on_child_failure(raw: Any, path: str, problems: Problems, default: str) -> 
     value = raw.get("on_child_failure") if isinstance(raw, dict) else None
     if value is None:
         return default
-    if value not in _ON_CHILD_FAILURE:
+    if not isinstance(value, str) or value not in _ON_CHILD_FAILURE:
         choices = ", ".join(repr(choice) for choice in sorted(_ON_CHILD_FAILURE))
         problems.invalid.append(FieldError(f"{path}/on_child_failure", f"must be one of {choices}"))
         return default

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -144,23 +144,28 @@ def job_children(*, job_id: uuid.UUID) -> list[Job]:
     return [row.depends_on for row in rows]
 
 
-def job_links(*, job_id: uuid.UUID) -> tuple[uuid.UUID | None, list[uuid.UUID]]:
+def job_links(
+    *, job_id: uuid.UUID, readable: Callable[[str], bool]
+) -> tuple[uuid.UUID | None, list[uuid.UUID]]:
     """The job's parent in a flow (None outside one) and the ids of its ``depends_on``,
-    in one query (jobdep_job_target_uniq and jobdep_target_idx)."""
+    those in queues ``readable`` accepts only (a link to a job the caller may not read
+    would name it), in one query (jobdep_job_target_uniq and jobdep_target_idx)."""
     rows = (
         JobDependency.objects.filter(
             Q(job_id=job_id, kind=DependencyKind.DEPENDENCY)
             | Q(depends_on_id=job_id, kind=DependencyKind.CHILD)
         )
         .order_by("id")
-        .values_list("job_id", "depends_on_id", "kind")
+        .values_list(
+            "job_id", "depends_on_id", "kind", "job__queue__name", "depends_on__queue__name"
+        )
     )
     parent: uuid.UUID | None = None
     depends_on: list[uuid.UUID] = []
-    for waiter, target, kind in rows:
-        if kind == DependencyKind.CHILD:
+    for waiter, target, kind, waiter_queue, target_queue in rows:
+        if kind == DependencyKind.CHILD and readable(waiter_queue):
             parent = waiter
-        else:
+        elif kind == DependencyKind.DEPENDENCY and readable(target_queue):
             depends_on.append(target)
     return parent, depends_on
 

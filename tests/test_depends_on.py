@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from compliance.models import AuditEvent
+from queues import selectors
 from queues.models import DependencyKind, Job, JobDependency, JobState
 
 from .support import Api, make_token, pull, push
@@ -136,6 +137,33 @@ def test_unknown_and_unreadable_ids_get_the_same_422_and_nothing_changes(api: Ap
     assert not Job.objects.filter(watched=True).exists()
     [event] = AuditEvent.objects.filter(request_id=unreadable.headers["X-Request-ID"])
     assert (event.status, event.details["paths"]) == (422, ["/depends_on/1"])
+
+
+def test_a_target_deleted_between_lookup_and_mark_is_unknown_and_nothing_changes(
+    api: Api, full: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As when a delete commits while the push waits on the target's row (PostgreSQL:
+    test_depends_on_race): the mark finds no row, and the push is refused like any
+    unknown id instead of writing a row that points at nothing."""
+    gone, kept = push(api, full, queue="jobs:a")["id"], push(api, full, queue="jobs:a")["id"]
+    looked_up = selectors.jobs_queue_names
+
+    def then_deleted(**kwargs: Any) -> dict[uuid.UUID, str]:
+        found = looked_up(**kwargs)
+        Job.objects.filter(id=gone).delete()
+        return found
+
+    monkeypatch.setattr(selectors, "jobs_queue_names", then_deleted)
+    before = (Job.objects.count(), JobDependency.objects.count())
+    call = _push(api, full, [kept, gone])
+    assert call.status == 422, call.body
+    assert call.body["code"] == "unknown_dependency"
+    assert call.body["errors"] == [
+        {"path": "/depends_on/1", "message": "names no job this token may read"}
+    ]
+    # No job, no row, no mark (here the stand-in delete rolled back with the refusal).
+    assert (Job.objects.count(), JobDependency.objects.count()) == before
+    assert not Job.objects.get(id=kept).watched
 
 
 @pytest.mark.parametrize(

@@ -183,6 +183,45 @@ def test_retry_failed_never_wakes_a_parent_while_it_has_unfinished_children(
     assert event.details["children"] == 1 and str(child.id) in event.job_ids
 
 
+@pytest.mark.parametrize("policy", ["ignore", "continue"])
+@pytest.mark.parametrize("parent_state", [JobState.WAITING, JobState.ACTIVE])
+def test_a_child_is_not_retried_once_its_parent_is_ready_or_running(
+    api: Api, full: str, policy: str, parent_state: str
+) -> None:
+    """Under ignore or continue a failed child lets its parent become ready: retried
+    then, it would run beside (or after) a parent that no longer waits for it."""
+    failed, done = job_in("jobs:c"), job_in("jobs:c")
+    parent = waits_for(job_in("jobs:p"), failed, done, on_child_failure=policy)
+    _set(failed, JobState.FAILED, finished_at=timezone.now())
+    _set(done, JobState.COMPLETED, finished_at=timezone.now())
+    _set(parent, parent_state)
+    clear_audit()
+    call = api.post(f"/jobs/{failed.id}/retry", {}, as_=full)
+    assert call.status == 409 and str(parent.id) in call.body["detail"], call.body
+    assert _state(failed) == JobState.FAILED and _state(parent) == parent_state
+    redrive = api.post("/queues/jobs:c/retry-failed", {"limit": 10}, as_=full)
+    assert redrive.status == 200 and redrive.body == {"retried": 0}
+    assert _state(failed) == JobState.FAILED
+    [event] = AuditEvent.objects.filter(action="retryFailed")
+    assert event.details["parent_started"] == [str(failed.id)]
+    assert "key_held" not in event.details
+    # Once the parent has finished, its child may be retried on its own again.
+    _set(parent, JobState.COMPLETED, finished_at=timezone.now())
+    assert api.post(f"/jobs/{failed.id}/retry", {}, as_=full).status == 200
+
+
+def test_a_child_of_a_parent_still_waiting_is_retried_and_waited_for(api: Api, full: str) -> None:
+    failed, running = job_in("jobs:c"), job_in("jobs:c")
+    parent = waits_for(job_in("jobs:p"), failed, running, on_child_failure="ignore")
+    _set(failed, JobState.FAILED, finished_at=timezone.now())
+    assert api.post(f"/jobs/{failed.id}/retry", {}, as_=full).status == 200
+    first, second = pull(api, full, queue="jobs:c", count=2)
+    assert _ack(api, full, first) == 200
+    assert _state(parent) == JobState.WAITING_CHILDREN  # it waits for the retried one
+    assert _ack(api, full, second) == 200
+    assert _state(parent) == JobState.WAITING
+
+
 # -- retention -------------------------------------------------------------------------
 
 

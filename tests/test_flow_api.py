@@ -174,6 +174,11 @@ def test_a_thousand_jobs_are_a_flow_and_one_more_is_refused(api: Api, full: str)
          "/on_child_failure"),
         ({"job": {"data": {}}, "children": [{**_leaf("flow:a"), "on_child_failure": 1}]},
          "/children/0/on_child_failure"),
+        # Not a string at all (a list or an object cannot even be looked up): a 400 too.
+        ({"job": {"data": {}}, "children": [_leaf("flow:a")], "on_child_failure": ["fail"]},
+         "/on_child_failure"),
+        ({"job": {"data": {}}, "children": [{**_leaf("flow:a"), "on_child_failure": {}}]},
+         "/children/0/on_child_failure"),
         ({"job": {"data": {}}, "children": [_leaf("flow:a", priority="high")]},
          "/children/0/job/priority"),
         ({"job": {"data": {}, "depends_on": [str(uuid.uuid4())]}, "children": [_leaf("a")]},
@@ -433,6 +438,28 @@ def test_children_in_queues_without_getjob_are_left_out_and_the_rest_masked(api:
     # getJob on the parent's queue alone shows none of them.
     parent_only = make_token("parent-only", "flow:root=getJob")
     assert api.get(f"/jobs/{tree['id']}/children", as_=parent_only).body == {"children": []}
+
+
+def test_getjob_names_no_parent_or_dependency_the_token_may_not_read(api: Api) -> None:
+    """A token that reads a job in a shared queue is not told the ids of the jobs it is
+    tied to in queues it cannot read (an id names a job, and its time of creation)."""
+    owner = make_token("owner", "*=*")
+    body = {"job": {"data": {}}, "children": [_leaf("shared:a"), _leaf("flow:a")]}
+    tree = _flow(api, owner, body, queue="secret:p").body
+    child = tree["children"][0]["id"]
+    hidden = push(api, owner, queue="secret:d")["id"]
+    seen = push(api, owner, queue="shared:b")["id"]
+    dependent = push(api, owner, queue="shared:a", depends_on=[hidden, seen])["id"]
+    reader = make_token("reader", "shared:*=getJob")
+    for job_id in (child, dependent):
+        call = api.get(f"/jobs/{job_id}", as_=reader)
+        assert call.status == 200
+        assert tree["id"] not in str(call.body) and hidden not in str(call.body)
+    assert api.get(f"/jobs/{child}", as_=reader).body["parent"] is None
+    assert api.get(f"/jobs/{dependent}", as_=reader).body["depends_on"] == [seen]
+    # A token that may read them is shown them all.
+    assert api.get(f"/jobs/{child}", as_=owner).body["parent"] == tree["id"]
+    assert api.get(f"/jobs/{dependent}", as_=owner).body["depends_on"] == [hidden, seen]
 
 
 def test_children_need_getjob_on_the_parents_queue(api: Api, full: str) -> None:

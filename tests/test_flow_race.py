@@ -3,7 +3,8 @@ in its own transaction, acking the children of one parent at the same moment. Th
 parent becomes ready exactly once (one event says so, none is lost), whether the acks
 come one by one or in batches, and jobs waiting on the same children as dependencies
 settle the same way. A parent cancelled while its children are being acked ends
-consistent (a lost deadlock is retried), and so does the retry helper itself."""
+consistent (a lost deadlock is retried), and so does the retry helper itself; a child
+retried while its sibling is acked never leaves its parent running without it."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from django.utils import timezone
 
 from compliance.audit import Actor
 from compliance.models import AuditEvent
-from queues import services
-from queues.errors import LeaseConflict
+from queues import flowretry, services
+from queues.errors import LeaseConflict, StateConflict
 from queues.models import Job, JobState
 
 from .support import job_in, postgres_only, waits_for
@@ -187,3 +188,106 @@ def test_the_loser_of_a_deadlock_runs_again() -> None:
     results = _at_once([locking(one, two, "a"), locking(two, one, "b")])
     assert results == ["a", "b"]
     assert sorted(runs.values()) == [1, 2]  # one of them lost, and ran again
+
+
+def _held_open(work: Callable[[], Any], held: threading.Event, release: threading.Event) -> None:
+    """``work`` in a transaction kept open (its row locks held) until ``release``."""
+    try:
+        with transaction.atomic():
+            work()
+            held.set()
+            assert release.wait(30)
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("first", ["ack", "retry"])
+def test_a_child_retried_while_its_sibling_is_acked_never_leaves_the_parent_behind(
+    first: str,
+) -> None:
+    """Under ignore, the sibling's ack makes the parent ready unless the failed child is
+    retried first: whichever transaction takes the parent's lock first, the parent never
+    ends ready (or running) beside a retried child it no longer waits for."""
+    [(sibling, lease)] = _leased(1)
+    failed = job_in("race:c", state=JobState.FAILED, finished_at=timezone.now())
+    parent = waits_for(
+        job_in("race:p"), failed, Job.objects.get(id=sibling), on_child_failure="ignore"
+    )
+    outcome: list[Any] = []
+
+    def retry() -> None:
+        try:
+            outcome.append(services.job_retry(job_id=failed.id, actor=WORKER))
+        except Exception as error:  # reported to the test
+            outcome.append(error)
+
+    ack = _ack(sibling, lease)
+    holder, other = (ack, retry) if first == "ack" else (retry, ack)
+    held, release = threading.Event(), threading.Event()
+    holding = threading.Thread(target=_held_open, args=(holder, held, release))
+    holding.start()
+    assert held.wait(30)
+    waiting = threading.Thread(target=_at_once, args=([other],))
+    waiting.start()
+    waiting.join(0.5)  # it waits for the parent's lock (the outcome holds either way)
+    release.set()
+    holding.join(30)
+    waiting.join(30)
+    [result] = outcome
+    states = (Job.objects.get(id=parent.id).state, Job.objects.get(id=failed.id).state)
+    if first == "ack":
+        assert isinstance(result, StateConflict), result
+        assert states == (JobState.WAITING, JobState.FAILED)
+    else:
+        assert isinstance(result, Job), result
+        assert states == (JobState.WAITING_CHILDREN, JobState.WAITING)
+
+
+def test_a_parent_and_its_child_retried_at_once_end_consistent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Retrying a parent locks it, then its failed children; retrying a child locks it,
+    then its parent. Made to cross (each holds its first lock when the other asks), one
+    loses the deadlock and runs again: no error but a 409 for a job already retried."""
+    child = job_in("race:c", state=JobState.FAILED, finished_at=timezone.now())
+    parent = waits_for(job_in("race:p"), child)
+    Job.objects.filter(id=parent.id).update(state=JobState.FAILED, error_code="child_failed")
+    parent_locked, child_locked = threading.Event(), threading.Event()
+    flows_retry, parents_started = flowretry.flows_retry, flowretry.parents_started
+
+    def parent_side(roots: Any, **kwargs: Any) -> Any:  # in the parent's retry
+        parent_locked.set()
+        child_locked.wait(5)
+        return flows_retry(roots, **kwargs)
+
+    def child_side(children: Any) -> Any:  # in the child's retry
+        if threading.current_thread().name == "child":
+            child_locked.set()
+            parent_locked.wait(5)
+        return parents_started(children)
+
+    monkeypatch.setattr("queues.services.actions.flows_retry", parent_side)
+    monkeypatch.setattr("queues.services.actions.parents_started", child_side)
+    outcome: dict[str, Any] = {}
+
+    def retry(job: Job, name: str) -> None:
+        try:
+            outcome[name] = services.job_retry(job_id=job.id, actor=WORKER)
+        except Exception as error:  # reported to the test
+            outcome[name] = error
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=retry, args=(job, name), name=name)
+        for job, name in ((parent, "parent"), (child, "child"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    errors = [r for r in outcome.values() if isinstance(r, Exception)]
+    assert all(isinstance(error, StateConflict) for error in errors), errors
+    assert len(errors) <= 1
+    assert Job.objects.get(id=parent.id).state == JobState.WAITING_CHILDREN
+    assert Job.objects.get(id=child.id).state == JobState.WAITING

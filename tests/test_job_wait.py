@@ -168,6 +168,20 @@ def test_the_job_is_masked_as_getjob_masks_it(api: Api, full: str) -> None:
     assert "078-05-1120" not in trail
 
 
+def test_the_links_name_only_jobs_the_token_may_read_as_getjob_does(api: Api) -> None:
+    owner = make_token("owner", "*=*")
+    body = {"job": {"data": {}}, "children": [{"queue": "jobs:q", "job": {"data": {}}}]}
+    tree = api.post("/queues/secret:p/flows", body, as_=owner).body
+    child = tree["children"][0]["id"]
+    hidden, seen = push(api, owner, queue="secret:d")["id"], push(api, owner)["id"]
+    dependent = push(api, owner, depends_on=[hidden, seen])["id"]
+    reader = make_token("reader", "jobs:*=getJob")
+    waited = _wait(api, reader, child).body
+    assert waited["parent"] is None and tree["id"] not in str(waited)
+    assert _wait(api, reader, dependent).body["depends_on"] == [seen]
+    assert _wait(api, owner, child).body["parent"] == tree["id"]
+
+
 def test_each_call_records_one_waitjob_event_saying_whether_it_finished(
     api: Api, full: str
 ) -> None:

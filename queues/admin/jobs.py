@@ -53,13 +53,14 @@ def state(job: Job) -> str:
 class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
     """Jobs for operators. Retry, cancel, delete, promote (a delayed job, run now) and
     cancel flow (the whole flow a job belongs to, with the cancel right on that job's
-    queue) are actions on one job or the selection: each declares its permission, asks
-    for confirmation and a reason, and calls the same service as the API, audited with
-    the staff user as actor. Payloads are shown decrypted with the queue's sensitive fields
-    and the worker's free texts masked for every role, superusers included; a user with
-    the reveal right on the job's queue (``reveal_queue``, or ``queues.reveal_job``
-    globally, which superusers hold) may reveal them once, for a reason. Opening a job,
-    searching or filtering jobs and revealing are audited (queues.staffreads)."""
+    queue and on the flow root's) are actions on one job or the selection: each
+    declares its permission, asks for confirmation and a reason, and calls the same
+    service as the API, audited with the staff user as actor. Payloads are shown
+    decrypted with the queue's sensitive fields and the worker's free texts masked for
+    every role, superusers included; a user with the reveal right on the job's queue
+    (``reveal_queue``, or ``queues.reveal_job`` globally, which superusers hold) may
+    reveal them once, for a reason. Opening a job, searching or filtering jobs and
+    revealing are audited (queues.staffreads)."""
 
     delete_action_label = "Delete the selected jobs"
 

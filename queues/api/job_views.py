@@ -41,10 +41,12 @@ class _JobView(FlashqApiView):
         Operation.GET_JOB,
         responses={200: serializers.JobReadOut, **problems(404)},
         description="Read a job, with its links: `parent` (the flow job whose child it is) "
-        "and `depends_on` (ids only). Without an explicit `reveal` grant on its queue, the "
-        "queue's sensitive fields in `data` and `result`, and the free texts `error`, "
-        "`errors[].error` and `progress_message`, are `[MASKED]` (an empty text stays "
-        "empty); `error_code` and `errors[].code` are always shown.",
+        "and `depends_on` (ids only, of jobs in queues where this token has `getJob`: a "
+        "link to any other job is left out, as its id would name it). Without an explicit "
+        "`reveal` grant on its queue, the queue's sensitive fields in `data` and `result`, "
+        "and the free texts `error`, `errors[].error` and `progress_message`, are "
+        "`[MASKED]` (an empty text stays empty); `error_code` and `errors[].code` are "
+        "always shown.",
     ),
     patch=operation_schema(
         Operation.UPDATE,
@@ -65,7 +67,7 @@ class JobApi(_JobView):
         job_uuid = self.job_id()
         self.authorize_job(job_uuid)
         job = reads.job_read(job_id=job_uuid, actor=self.actor())
-        parent, depends_on = selectors.job_links(job_id=job_uuid)
+        parent, depends_on = selectors.job_links(job_id=job_uuid, readable=self.readable)
         return Response(
             job_read(job, self.principal, timezone.now(), parent=parent, depends_on=depends_on)
         )
@@ -125,7 +127,7 @@ class JobWaitApi(FlashqApiView):
             owner=self.principal.key,
             actor=self.actor(),
         )
-        parent, depends_on = selectors.job_links(job_id=job_uuid)
+        parent, depends_on = selectors.job_links(job_id=job_uuid, readable=self.readable)
         body = job_read(
             waited.job, self.principal, waited.now, parent=parent, depends_on=depends_on
         )
@@ -251,7 +253,13 @@ class JobCancelApi(_JobView):
         Operation.RETRY,
         request=None,
         responses=_state_responses,
-        description="Send a failed, cancelled or expired job back to waiting.",
+        description="Send a failed, cancelled or expired job back to waiting with fresh "
+        "attempts. A flow job's failed, cancelled or expired children are retried with it, "
+        "every level down (the completed ones are kept, not run again), and it waits in "
+        "`waiting-children` while any is unfinished. 409 for a job in any other state, for "
+        "one whose dependency has not completed (retry that first), and for a flow child "
+        "whose parent is already ready or running (it no longer waits for its children: "
+        "retry the parent once it has finished).",
     )
 )
 class JobRetryApi(_JobView):

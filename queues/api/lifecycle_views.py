@@ -100,8 +100,11 @@ class JobPromoteApi(_JobView):
         responses={200: serializers.RetryFailedOut, **problems(404, 409, 415)},
         description="Redrive the dead letters: up to `limit` failed jobs of the queue that "
         "failed in [`since`, `until`) (both optional), oldest first, back to `waiting` with "
-        "fresh attempts, in one transaction and one audit event listing them. A failed job "
-        "whose idempotency key an unfinished job holds stays failed. Needs `retry`.",
+        "fresh attempts, in one transaction and one audit event listing them. A flow job "
+        "is retried with its failed, cancelled or expired children, as a retry does. A "
+        "failed job stays failed when an unfinished job holds its idempotency key, when a "
+        "job it depends on has not completed, or when it is a flow child whose parent is "
+        "already ready or running (the event lists them). Needs `retry`.",
     )
 )
 class QueueRetryFailedApi(FlashqApiView):

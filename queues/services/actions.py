@@ -22,7 +22,7 @@ from .. import wakeup
 from ..dependents import Settled, jobs_withdrawn, lock_below
 from ..errors import QueueNotFound, StateConflict
 from ..failures import LEASE_FIELDS, release_lease
-from ..flowretry import FlowsRetried, flows_retry, retried_fields
+from ..flowretry import FlowsRetried, flows_retry, parents_started, retried_fields
 from ..jobspec import encoded_size, subject_from
 from ..models import FAILED_FOR_GOOD, UNFINISHED, Job, JobDependency, JobState, Queue
 from .common import (
@@ -204,16 +204,24 @@ def _flows_retry(roots: list[uuid.UUID], now: datetime) -> FlowsRetried:
     return retried
 
 
+@deadlock_retried
 def job_retry(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
     """Send a failed, cancelled or expired job back to waiting with fresh attempts, with
     its failed, cancelled or expired children (never the completed ones); it waits in
     waiting-children while any is unfinished. A job whose dependency failed is a
-    conflict: retry the dependency first."""
+    conflict: retry the dependency first; so is a child whose parent is ready or
+    running (flowretry.parents_started)."""
     with transaction.atomic():
         job = job_for_update(job_id)
         if job.state not in RETRYABLE:
             raise StateConflict(f"A {job.state} job cannot be retried.")
         details: dict[str, Any] = {"was": str(job.state), **reason_details(reason)}
+        started = parents_started([job_id])
+        if started:
+            raise StateConflict(
+                f"Job {started[job_id]}, this job's parent, no longer waits for it (it is "
+                "ready or running); retry the parent once it has finished."
+            )
         now = timezone.now()
         retried = _flows_retry([job_id], now)
         if job_id in retried.blocked:
@@ -272,6 +280,7 @@ def _key_free(queue: Queue, rows: list[tuple[uuid.UUID, str | None]]) -> list[uu
     return free
 
 
+@deadlock_retried
 def jobs_retry_failed(
     *,
     queue_name: str,
@@ -283,7 +292,8 @@ def jobs_retry_failed(
     """Redrive the dead letters: up to ``limit`` failed jobs of a queue that finished in
     [``since``, ``until``), oldest first, back to waiting with fresh attempts (as
     ``job_retry``), in one transaction with one event listing them. A job whose key an
-    unfinished job holds stays failed (listed in the event). Returns how many."""
+    unfinished job holds stays failed (listed in the event), and so does a child whose
+    parent is ready or running (``parent_started``). Returns how many."""
     if not 1 <= limit <= limits.MAX_CLEAN_LIMIT:
         raise ValueError(f"limit must be 1 to {limits.MAX_CLEAN_LIMIT}")
     with transaction.atomic():
@@ -291,7 +301,8 @@ def jobs_retry_failed(
         if queue is None:
             raise QueueNotFound()
         rows = _failed_between(queue, since, until, limit)
-        ids = _key_free(queue, rows)
+        started = parents_started([job_id for job_id, _ in rows])
+        ids = _key_free(queue, [row for row in rows if row[0] not in started])
         now = timezone.now()
         # Jobs that wait for others (jobdep_job_target_uniq) go through flows_retry.
         waits = set(JobDependency.objects.filter(job_id__in=ids).values_list("job_id", flat=True))
@@ -310,7 +321,11 @@ def jobs_retry_failed(
         )
         ids = [job_id for job_id in ids if job_id not in retried.blocked]
         woken = set(ids)
-        left = [job_id for job_id, _ in rows if job_id not in woken and job_id not in waits]
+        left = [
+            job_id
+            for job_id, _ in rows
+            if job_id not in woken and job_id not in waits and job_id not in started
+        ]
         audit_record(
             actor=actor,
             action=Action.RETRY_FAILED,
@@ -323,6 +338,7 @@ def jobs_retry_failed(
                 "until": until.isoformat() if until else None,
                 **({"key_held": [str(job_id) for job_id in left]} if left else {}),
                 **({"children": len(retried.children)} if retried.children else {}),
+                **({"parent_started": [str(job_id) for job_id in started]} if started else {}),
                 **(
                     {"dependency_failed": [str(job_id) for job_id in retried.blocked]}
                     if retried.blocked

@@ -141,8 +141,10 @@ def deadlock_retried(service: Callable[P, R]) -> Callable[P, R]:
     (dependents.lock_below), but a parent failed by one child (child_failed) cancels
     its other children while it holds the parent: a sibling acked at that moment
     waits for the parent while holding itself. So can jobs tied across flows by
-    dependencies. Only as the outermost transaction: inside a caller's (the admin's, a
-    test's) the whole transaction is void, so it is the caller's to retry."""
+    dependencies, and a retry of a parent (it, then its failed children) crossing one
+    of its child (it, then its parent: flowretry.parents_started). Only as the
+    outermost transaction: inside a caller's (the admin's, a test's) the whole
+    transaction is void, so it is the caller's to retry."""
 
     @functools.wraps(service)
     def retried(*args: P.args, **kwargs: P.kwargs) -> R:

@@ -90,6 +90,26 @@ Recorder = Callable[[list[Pushed]], AuditEvent]
 Readable = Callable[[str], bool] | None
 
 
+def _refuse_unknown(
+    waiting: Sequence[tuple[Job, JobSpec]], known: Callable[[uuid.UUID], bool]
+) -> None:
+    """UnknownDependency naming each depends_on item that ``known`` refuses."""
+    unknown = [
+        FieldError(
+            f"{spec.data_path.removesuffix('/data')}/depends_on/{index}",
+            "names no job this token may read",
+        )
+        for _, spec in waiting
+        for index, target in enumerate(spec.depends_on)
+        if not known(target)
+    ]
+    if unknown:
+        raise UnknownDependency(
+            "depends_on names jobs that do not exist or that this token may not read.",
+            errors=unknown,
+        )
+
+
 def _wait_for_dependencies(
     new: Sequence[tuple[Job, JobSpec]], now: datetime, readable: Readable
 ) -> list[JobDependency]:
@@ -109,35 +129,28 @@ def _wait_for_dependencies(
     queues: dict[uuid.UUID, str] = {}
     for chunk in chunks:
         queues.update(selectors.jobs_queue_names(job_ids=chunk))
-    unknown = [
-        FieldError(
-            f"{spec.data_path.removesuffix('/data')}/depends_on/{index}",
-            "names no job this token may read",
-        )
-        for _, spec in waiting
-        for index, target in enumerate(spec.depends_on)
-        if target not in queues or (readable is not None and not readable(queues[target]))
-    ]
-    if unknown:
-        raise UnknownDependency(
-            "depends_on names jobs that do not exist or that this token may not read.",
-            errors=unknown,
-        )
+    _refuse_unknown(
+        waiting,
+        lambda target: target in queues and (readable is None or readable(queues[target])),
+    )
     states: dict[uuid.UUID, str] = {}
     for chunk in chunks:
         states.update(watch_targets(chunk))
+    # A target deleted since the lookup (the mark waited for its delete to commit) names
+    # no job now: the same answer, rather than a row pointing at nothing.
+    _refuse_unknown(waiting, lambda target: target in states)
     rows: list[JobDependency] = []
     for job, spec in waiting:
         outcome = verdict(
-            ((DependencyKind.DEPENDENCY, states.get(target)) for target in spec.depends_on),
+            ((DependencyKind.DEPENDENCY, states[target]) for target in spec.depends_on),
             job.on_child_failure,
         )
         if outcome.verdict == Verdict.WAIT:
             job.state = JobState.WAITING_CHILDREN
         elif outcome.verdict == Verdict.FAIL:
             # As settling fails a waiting job: code, text and history entry, no attempt.
-            target = next(t for t in spec.depends_on if states.get(t) not in DONE_OR_WAITING)
-            text = f"a job it depends on failed: {target} ({states.get(target, 'deleted')})"
+            target = next(t for t in spec.depends_on if states[t] not in DONE_OR_WAITING)
+            text = f"a job it depends on failed: {target} ({states[target]})"
             record_failure(job, text, now=now, retry=False, delay_ms=0, code=outcome.code)
         rows += [
             JobDependency(job_id=job.id, depends_on_id=target, kind=DependencyKind.DEPENDENCY)

@@ -97,11 +97,13 @@ class JobChildrenOut(serializers.Serializer):
 class JobReadOut(JobDetailOut):
     parent = serializers.UUIDField(  # type: ignore[assignment]
         allow_null=True,
-        help_text="The id of the flow job whose child this is; null outside a flow.",
+        help_text="The id of the flow job whose child this is; null outside a flow, or "
+        "when that job is in a queue where this token lacks `getJob`.",
     )
     depends_on = serializers.ListField(
         child=serializers.UUIDField(),
-        help_text="The ids this job was pushed with in `depends_on` (empty when none).",
+        help_text="The ids this job was pushed with in `depends_on` (empty when none), "
+        "but for those in queues where this token lacks `getJob`: they are left out.",
     )
 
 

@@ -53,7 +53,7 @@ from django.db import connection
 from security.fields import bulk_update_sealed
 
 from . import wakeup
-from .failures import FAILURE_FIELDS, record_failure
+from .failures import FAILURE_FIELDS, cancellation, record_failure
 from .models import (
     FAILED_FOR_GOOD,
     UNFINISHED,
@@ -358,12 +358,5 @@ def _cancel(below: Below, *, now: datetime) -> tuple[list[uuid.UUID], list[uuid.
     a 409). Returns (cancelled, the watched among them)."""
     ids = [job_id for job_id, _ in below]
     if ids:
-        Job.objects.filter(id__in=ids).update(
-            state=JobState.CANCELLED,
-            finished_at=now,
-            lease_id=None,
-            lease_owner="",
-            lease_expires_at=None,
-            deadline_at=None,
-        )
+        Job.objects.filter(id__in=ids).update(**cancellation(now))
     return ids, [job_id for job_id, watched in below if watched]

@@ -5,6 +5,7 @@ jobs (queues.dependents), which sits below the services."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from kernel import limits
 
@@ -12,6 +13,17 @@ from .models import Job, JobState
 
 LEASE_FIELDS = ["lease_id", "lease_owner", "lease_expires_at", "deadline_at"]
 FAILURE_FIELDS = ["errors", "error", "error_code", "state", "run_at", "finished_at", *LEASE_FIELDS]
+
+
+def cancellation(now: datetime) -> dict[str, Any]:
+    """What cancelling sets, for a QuerySet.update(): an active job's lease is void from
+    then on (its worker's ack is a 409)."""
+    return {
+        "state": JobState.CANCELLED,
+        "finished_at": now,
+        **dict.fromkeys(["lease_id", "lease_expires_at", "deadline_at"]),
+        "lease_owner": "",
+    }
 
 
 def release_lease(job: Job) -> None:

@@ -13,7 +13,8 @@ from kernel import limits
 
 from ..dependents import jobs_withdrawn, lock_below
 from ..errors import StateConflict
-from ..models import UNFINISHED, DependencyKind, Job, JobDependency, JobState
+from ..failures import cancellation
+from ..models import UNFINISHED, DependencyKind, Job, JobDependency
 from .common import deadlock_retried, job_get, reason_details
 
 
@@ -57,14 +58,7 @@ def flow_cancel(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> list[uu
         state, watched, queue = row
         cancelled = []
         if state in UNFINISHED:
-            Job.objects.filter(id=root).update(
-                state=JobState.CANCELLED,
-                finished_at=now,
-                lease_id=None,
-                lease_owner="",
-                lease_expires_at=None,
-                deadline_at=None,
-            )
+            Job.objects.filter(id=root).update(**cancellation(now))
             cancelled.append(root)
         watched_root = [root] if cancelled and watched else []
         settled = jobs_withdrawn([root], watched=watched_root, now=now, below=below)

@@ -113,8 +113,8 @@ class Target(NamedTuple):
 def wait_depth(targets: Iterable[Target]) -> int:
     """The depth of a job that waits for ``targets`` (Job.depth): 1 + the deepest of
     them, counting only those not completed (a completed job is not waited on, now or
-    ever: nothing takes it back), so 0 when every one has completed. A flow's parent
-    has 1 + the deepest of its children."""
+    ever: nothing takes it back), so 0 when every one has completed. (A flow's parent
+    has 1 + its deepest child's: services.flows.)"""
     return max(
         (1 + target.depth for target in targets if target.state != JobState.COMPLETED), default=0
     )

@@ -790,11 +790,11 @@ RAW_TABLE = "bench_raw_job"
 RAW_COLUMNS = (
     "id, queue_id, state, priority, data, attempts, max_attempts, backoff, run_at, "
     "created_at, tags, progress, progress_message, error_code, lease_owner, lease_seconds, "
-    "subject, pushed_by"
+    "subject, pushed_by, watched, on_child_failure, depth"
 )
 RAW_ROW = (
     "(%s, %s, 'waiting', 0, %s, 0, 3, %s, now(), now(), '[]', 0, '', '', '', 30, %s, "
-    "'family:bench00000000')"
+    "'family:bench00000000', false, 'fail', 0)"
 )
 # The app stores data sealed (security.encryption): version, key id length, key id,
 # 12-byte nonce, JSON ciphertext, 16-byte tag. The ceiling stores as many random bytes:

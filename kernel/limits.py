@@ -32,6 +32,11 @@ MAX_PULL_COUNT = 1000
 MAX_FLOW_JOBS = 1000  # jobs in one flow, the parent included
 MAX_FLOW_DEPTH = 10  # levels of a flow, the parent's included
 MAX_DEPENDS_ON = 100  # ids in one job's depends_on
+# How deep jobs may wait on each other (Job.depth): a chain of jobs each waiting for the
+# next, through depends_on and flows alike. Whatever fails the last fails them all in
+# one transaction, a round of statements per level, so the chain must stay short. A
+# flow's MAX_FLOW_DEPTH levels fit inside it.
+MAX_WAIT_DEPTH = 32
 MAX_JOB_WAIT_MS = 30_000  # GET /jobs/{id}/wait
 DEFAULT_JOB_WAIT_MS = 10_000  # its timeout_ms when none is given
 MAX_PAGE = 500

@@ -37,6 +37,10 @@ run the loser again (services.common.deadlock_retried).
 A push with ``depends_on`` marks its targets watched with an UPDATE that returns their
 states (``watch_targets``): either a finishing transaction saw the mark, or the push saw
 the finished state; nothing falls between them.
+
+Settling takes a round per level in one transaction, so a push is refused past
+``MAX_WAIT_DEPTH``: a job's ``depth`` (``wait_depth``, from the depths that UPDATE
+returns) is counted at its push, and edges are never added later, so it bounds the rounds.
 """
 
 from __future__ import annotations
@@ -46,9 +50,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
+from django.db.models import Case, F, PositiveSmallIntegerField, When
 
 from security.fields import bulk_update_sealed
 
@@ -98,13 +103,30 @@ def verdict(waits_for: Iterable[tuple[str, str | None]], on_child_failure: str) 
     return Outcome(Verdict.WAIT) if pending else Outcome(Verdict.READY)
 
 
-def watch_targets(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Mark the jobs a new job will depend on as watched, and return their states (a
-    job that no longer exists is missing), in one ``UPDATE ... RETURNING``: it waits for
-    a transaction finishing one of them, then sees its finished state; a transaction
-    finishing one after it sees ``watched`` (and, once this commits, the new job's
-    JobDependency rows). So a dependency either settles the new job or is seen finished
-    by it; nothing falls between them. (On SQLite the write lock serialises the two.)"""
+class Target(NamedTuple):
+    """A job a new job will depend on, as ``watch_targets`` found it."""
+
+    state: str
+    depth: int
+
+
+def wait_depth(targets: Iterable[Target]) -> int:
+    """The depth of a job that waits for ``targets`` (Job.depth): 1 + the deepest of
+    them, counting only those not completed (a completed job is not waited on, now or
+    ever: nothing takes it back), so 0 when every one has completed. (A flow's parent
+    has 1 + its deepest child's: services.flows.)"""
+    return max(
+        (1 + target.depth for target in targets if target.state != JobState.COMPLETED), default=0
+    )
+
+
+def watch_targets(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Target]:
+    """Mark the jobs a new job will depend on as watched, and return their states and
+    depths (a job that no longer exists is missing), in one ``UPDATE ... RETURNING``:
+    it waits for a transaction finishing one of them, then sees its finished state; a
+    transaction finishing one after it sees ``watched`` (and, once this commits, the new
+    job's JobDependency rows). So a dependency either settles the new job or is seen
+    finished by it; nothing falls between them. (SQLite's write lock serialises them.)"""
     targets = list(ids)
     if not targets:
         return {}
@@ -112,11 +134,11 @@ def watch_targets(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
     assert pk is not None
     table = connection.ops.quote_name(Job._meta.db_table)
     marks = ", ".join(["%s"] * len(targets))
-    sql = f"UPDATE {table} SET watched = %s WHERE id IN ({marks}) RETURNING id, state"  # noqa: S608
+    sql = f"UPDATE {table} SET watched = %s WHERE id IN ({marks}) RETURNING id, state, depth"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, [True, *(pk.get_db_prep_value(t, connection) for t in targets)])
         rows = cursor.fetchall()
-    return {pk.to_python(job_id): str(state) for job_id, state in rows}
+    return {pk.to_python(job_id): Target(str(state), depth) for job_id, state, depth in rows}
 
 
 @dataclass
@@ -235,6 +257,7 @@ def _lock_ahead(finished: list[uuid.UUID]) -> None:
     lock_below(dict.fromkeys(parents))
 
 
+_DEPTH: PositiveSmallIntegerField[int, int] = PositiveSmallIntegerField()  # Job.depth
 # (waiting job, what it waits for, kind, that job's state)
 _Edge = tuple[uuid.UUID, uuid.UUID, str, str]
 
@@ -278,7 +301,13 @@ def _settle_round(finished: list[uuid.UUID], *, now: datetime, settled: Settled)
             failing[job_id] = (outcome.code, _failure_text(outcome.code, waits))
     finished_now: list[uuid.UUID] = []
     if ready:
-        Job.objects.filter(id__in=list(ready)).update(state=JobState.WAITING)
+        # A job with depends_on made ready waits for nothing, now or ever: depth 0. A
+        # flow's parent keeps its depth: a retry may make it wait for its children again.
+        flat = [j for j in ready if all(e[2] != DependencyKind.CHILD for e in edges.get(j, []))]
+        Job.objects.filter(id__in=list(ready)).update(
+            state=JobState.WAITING,
+            depth=Case(When(id__in=flat, then=0), default=F("depth"), output_field=_DEPTH),
+        )
         for queue in sorted(set(ready.values())):
             wakeup.notify_ready(queue)
         settled.ready += ready

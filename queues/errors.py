@@ -79,3 +79,13 @@ class UnknownDependency(FlashqError):
     status = 422
     code = "unknown_dependency"
     title = "Unknown dependency"
+
+
+class WaitTooDeep(FlashqError):
+    """A push whose job would wait on a chain of jobs deeper than MAX_WAIT_DEPTH (its
+    ``depends_on``, theirs, ...): whatever failed the chain's end would fail every job
+    of it in one transaction."""
+
+    status = 422
+    code = "wait_too_deep"
+    title = "Waits too deep"

@@ -201,6 +201,10 @@ class Job(models.Model):
     on_child_failure = models.CharField(
         max_length=8, choices=OnChildFailure.choices, default=OnChildFailure.FAIL
     )
+    # How deep this job waits on others (kernel.limits.MAX_WAIT_DEPTH): 0 when it waits
+    # for nothing, else 1 + the deepest of what it waits for, counted when it is pushed
+    # and kept as a bound (queues.dependents.wait_depth).
+    depth = models.PositiveSmallIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

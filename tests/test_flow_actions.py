@@ -20,7 +20,7 @@ from queues.dependents import CHILD_FAILED
 from queues.errors import StateConflict
 from queues.models import Job, JobState, Queue
 
-from .support import SETUP, Api, clear_audit, job_in, pull, waits_for
+from .support import SETUP, Api, clear_audit, job_in, make_token, pull, push, waits_for
 
 pytestmark = pytest.mark.django_db
 
@@ -242,32 +242,52 @@ def test_retention_keeps_a_completed_child_until_its_parent_has_finished() -> No
     assert Job.objects.filter(id=parent.id).exists()
 
 
-def test_clean_keeps_a_dependency_an_unfinished_job_waits_for_and_holds_still_hold() -> None:
+def test_clean_deletes_a_completed_dependency_a_job_waits_for_and_holds_still_hold() -> None:
+    """Only a flow's parent keeps its children: a completed dependency blocks nothing."""
     long_ago = timezone.now() - timedelta(days=400)
-    dependency, held = job_in("jobs:d"), job_in("jobs:held")
-    waits_for(job_in("jobs:p"), dependency, held, kind="dependency")
+    dependency, held, running = job_in("jobs:d"), job_in("jobs:held"), job_in("jobs:r")
+    waiting = waits_for(job_in("jobs:p"), dependency, held, running, kind="dependency")
     _set(dependency, JobState.COMPLETED, finished_at=long_ago)
     _set(held, JobState.COMPLETED, finished_at=long_ago)
     services.queue_set_legal_hold(name="jobs:held", hold=True, reason="case 1", actor=SETUP)
-    queues = list(Queue.objects.all())
     cleaned = services.jobs_clean(
-        queues=queues,
+        queues=list(Queue.objects.all()),
         states=[JobState.COMPLETED],
         finished_before_=timezone.now(),
         limit=100,
         actor=SETUP,
     )
-    assert cleaned.total == 0 and cleaned.held == ["jobs:held"]
-    Job.objects.filter(queue__name="jobs:p").update(state=JobState.CANCELLED)
-    cleaned = services.jobs_clean(
-        queues=queues,
-        states=[JobState.COMPLETED],
-        finished_before_=timezone.now(),
-        limit=100,
-        actor=SETUP,
-    )
-    assert cleaned.deleted == {"jobs:d": {"completed": 1}}
+    assert (cleaned.deleted, cleaned.held) == ({"jobs:d": {"completed": 1}}, ["jobs:held"])
     assert Job.objects.filter(id=held.id).exists()  # the hold still holds
+    assert _state(waiting) == JobState.WAITING_CHILDREN  # it waits for the rest
+
+
+@pytest.mark.parametrize("via", ["retention_cleanup", "clean"])
+def test_a_reader_cannot_keep_another_tenants_job_from_retention(api: Api, via: str) -> None:
+    """A token that may only read tenant A's jobs names A's completed job in depends_on,
+    beside a job of its own that never finishes: A's job still goes when due, and the
+    dependent still runs once its own dependency completes (a deleted dependency is not
+    a failed one)."""
+    owner = make_token("tenant-a", "tenant-a:*=*")
+    reader = make_token("tenant-b", "tenant-a:*=getJob", "tenant-b:*=push,pull,ack,getJob")
+    theirs = push(api, owner, queue="tenant-a:q")["id"]
+    [leased] = pull(api, owner, queue="tenant-a:q")
+    assert _ack(api, owner, leased) == 200
+    Job.objects.filter(id=theirs).update(finished_at=timezone.now() - timedelta(days=400))
+    own = push(api, reader, queue="tenant-b:slow")["id"]
+    body = {"data": {}, "depends_on": [theirs, own]}
+    dependent = api.post("/queues/tenant-b:q/jobs", body, as_=reader).body["id"]
+    if via == "clean":
+        grace = {"state": "completed", "grace_ms": 86_400_000}
+        cleaned = api.post("/queues/tenant-a:*/clean", grace, as_=owner)
+        assert cleaned.status == 200, cleaned.body
+    else:
+        call_command("retention_cleanup", stdout=StringIO())
+    assert not Job.objects.filter(id=theirs).exists()
+    assert Job.objects.get(id=dependent).state == JobState.WAITING_CHILDREN
+    [leased] = pull(api, reader, queue="tenant-b:slow")
+    assert leased["id"] == own and _ack(api, reader, leased) == 200
+    assert [job["id"] for job in pull(api, reader, queue="tenant-b:q")] == [dependent]
 
 
 # -- erasure ---------------------------------------------------------------------------

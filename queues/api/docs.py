@@ -31,8 +31,10 @@ _MEANING = {
     415: "Body is not application/json",
     422: "A payment card number or card secret where the server would store it (a body "
     "field, the `/queue` in the path, or `/headers/X-Request-ID`; each named in `errors`, "
-    "nothing stored), job data that fails the queue's JSON Schema, or a `depends_on` id "
-    "that names no job this token may read (`unknown_dependency`)",
+    "nothing stored), job data that fails the queue's JSON Schema, a `depends_on` id "
+    "that names no job this token may read (`unknown_dependency`), or a `depends_on` "
+    f"that would make jobs wait on each other more than {limits.MAX_WAIT_DEPTH} deep "
+    "(`wait_too_deep`)",
     503: "The database is unavailable (down, restarting or out of connections); nothing "
     "was done and the request may be retried after `Retry-After` seconds",
 }

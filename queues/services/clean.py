@@ -1,8 +1,12 @@
 """Clean: delete finished jobs of some queues that finished before a time, in one
 transaction with one audit event (``POST /queues/{pattern}/clean``, and each batch of a
 retention run, compliance.retention). Queues under legal hold are never touched, only
-reported. A finished job that an unfinished job still waits for (a flow's completed child
-whose parent has not run yet, a dependency) is never deleted."""
+reported. A flow's finished child whose parent is unfinished is never deleted: the parent
+reads its children's results when it runs. A finished dependency is not kept: completed,
+it blocks nothing (its JobDependency row goes with it, and the job that waited for it
+waits for the rest); failed, it has failed what waited for it. Nor could it be kept
+safely: anyone who may read a job can name it in depends_on, next to a job of their own
+that never finishes, and would so keep another tenant's job from retention for ever."""
 
 from __future__ import annotations
 
@@ -16,16 +20,18 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from compliance.audit import Action, Actor, audit_record
 from kernel import limits
 
-from ..models import FINISHED, UNFINISHED, Job, JobDependency, Queue
+from ..models import FINISHED, UNFINISHED, DependencyKind, Job, JobDependency, Queue
 
 MAX_CLEAN = limits.MAX_CLEAN_LIMIT
 
 
 def finished_before(queue: Queue, state: str, cutoff: datetime) -> QuerySet[Job]:
     """Jobs of ``queue`` in the finished ``state`` that finished before ``cutoff``,
-    but none an unfinished job waits for (only a watched job can be one, so only those
-    pay for the check: jobdep_target_idx)."""
-    waited_for = JobDependency.objects.filter(depends_on=OuterRef("pk"), job__state__in=UNFINISHED)
+    but no child of an unfinished flow parent (only a watched job can be one, so only
+    those pay for the check: jobdep_target_idx)."""
+    waited_for = JobDependency.objects.filter(
+        depends_on=OuterRef("pk"), kind=DependencyKind.CHILD, job__state__in=UNFINISHED
+    )
     return (
         Job.objects.filter(queue=queue, state=state)
         .filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))

@@ -169,8 +169,8 @@ def _refuse(root: FlowNode, queues: dict[str, Queue]) -> None:
 def _build(
     node: FlowNode, queues: dict[str, Queue], now: datetime, owner: str, *, watched: bool = False
 ) -> tuple[FlowJob, list[JobDependency]]:
-    """The new jobs of ``node``'s subtree and the rows by which each parent waits for
-    each of its children."""
+    """The new jobs of ``node``'s subtree (each parent's depth 1 + its deepest
+    child's) and the rows by which each parent waits for each of its children."""
     job = _new_job(queues[node.queue], node.spec, now, owner)
     job.watched = watched  # a child: its parent waits for it
     children: list[FlowJob] = []
@@ -185,6 +185,9 @@ def _build(
     if children:
         job.state = JobState.WAITING_CHILDREN
         job.on_child_failure = node.on_child_failure
+        # At most MAX_FLOW_DEPTH - 1 at the root, well within MAX_WAIT_DEPTH; a job
+        # pushed with depends_on the root counts it.
+        job.depth = 1 + max(child.job.depth for child in children)
     return FlowJob(job, node.queue, tuple(children)), rows
 
 

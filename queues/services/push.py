@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_event
 from compliance.audit.models import AuditEvent
+from kernel.limits import MAX_WAIT_DEPTH
 from kernel.problems import (
     FieldError,
     ServiceUnavailable,
@@ -20,8 +21,8 @@ from kernel.problems import (
 
 from .. import selectors
 from ..bulkinsert import insert_jobs as bulk_insert_jobs
-from ..dependents import Verdict, verdict, watch_targets
-from ..errors import KeyConflict, UnknownDependency
+from ..dependents import Target, Verdict, verdict, wait_depth, watch_targets
+from ..errors import KeyConflict, UnknownDependency, WaitTooDeep
 from ..failures import record_failure
 from ..jobspec import JobSpec, subject_from
 from ..models import UNFINISHED, DependencyKind, Job, JobDependency, JobState, Queue
@@ -96,7 +97,7 @@ def _refuse_unknown(
     """UnknownDependency naming each depends_on item that ``known`` refuses."""
     unknown = [
         FieldError(
-            f"{spec.data_path.removesuffix('/data')}/depends_on/{index}",
+            f"{_depends_on_path(spec)}/{index}",
             "names no job this token may read",
         )
         for _, spec in waiting
@@ -110,6 +111,33 @@ def _refuse_unknown(
         )
 
 
+def _depends_on_path(spec: JobSpec) -> str:
+    """``/depends_on``, or ``/jobs/5/depends_on`` for a batch's item."""
+    return f"{spec.data_path.removesuffix('/data')}/depends_on"
+
+
+def _refuse_too_deep(
+    waiting: Sequence[tuple[Job, JobSpec]], targets: dict[uuid.UUID, Target]
+) -> None:
+    """Give each job its depth; WaitTooDeep naming each item past MAX_WAIT_DEPTH."""
+    deep = []
+    for job, spec in waiting:
+        job.depth = wait_depth(targets[target] for target in spec.depends_on)
+        if job.depth > MAX_WAIT_DEPTH:
+            deep.append(
+                FieldError(
+                    _depends_on_path(spec),
+                    f"jobs would wait on each other {job.depth} deep; at most {MAX_WAIT_DEPTH}",
+                )
+            )
+    if deep:
+        raise WaitTooDeep(
+            f"depends_on would make jobs wait on each other more than {MAX_WAIT_DEPTH} deep "
+            "(each job waiting for the next): let the jobs it names finish first.",
+            errors=deep,
+        )
+
+
 def _wait_for_dependencies(
     new: Sequence[tuple[Job, JobSpec]], now: datetime, readable: Readable
 ) -> list[JobDependency]:
@@ -117,8 +145,9 @@ def _wait_for_dependencies(
     (else UnknownDependency naming the item: unknown and unreadable alike). Marks the
     targets watched and gives each new job its state by the waiting rule: ``waiting``
     when all completed, ``failed`` with code dependency_failed at once when one failed,
-    was cancelled or expired, ``waiting-children`` otherwise. Returns the rows to
-    insert once the jobs are."""
+    was cancelled or expired, ``waiting-children`` otherwise, and its depth (past
+    MAX_WAIT_DEPTH: WaitTooDeep naming the item). Returns the rows to insert once the
+    jobs are."""
     waiting = [(job, spec) for job, spec in new if spec.depends_on]
     if not waiting:
         return []
@@ -133,12 +162,15 @@ def _wait_for_dependencies(
         waiting,
         lambda target: target in queues and (readable is None or readable(queues[target])),
     )
-    states: dict[uuid.UUID, str] = {}
+    found: dict[uuid.UUID, Target] = {}
     for chunk in chunks:
-        states.update(watch_targets(chunk))
+        found.update(watch_targets(chunk))
     # A target deleted since the lookup (the mark waited for its delete to commit) names
     # no job now: the same answer, rather than a row pointing at nothing.
-    _refuse_unknown(waiting, lambda target: target in states)
+    _refuse_unknown(waiting, lambda target: target in found)
+    # The marks roll back with a refusal: the caller's transaction holds them.
+    _refuse_too_deep(waiting, found)
+    states = {target: found[target].state for target in targets}
     rows: list[JobDependency] = []
     for job, spec in waiting:
         outcome = verdict(

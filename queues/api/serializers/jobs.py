@@ -115,8 +115,12 @@ class PushIn(serializers.Serializer):
         "with `error_code` `dependency_failed` when one has failed, was cancelled or "
         "expired (then or later). An id that names no job, or a job in a queue where this "
         "token lacks `getJob`, is a 422 `unknown_dependency` naming the item "
-        "(`/depends_on/0`; the same answer for both). Ignored when `key` returns an "
-        "existing job.",
+        "(`/depends_on/0`; the same answer for both). Jobs wait on each other at most "
+        f"{limits.MAX_WAIT_DEPTH} deep: this job's depth is 1 + the deepest of the jobs "
+        "named that have not completed (0 for a job that waits for nothing; a flow's "
+        "parent is 1 + its deepest child's), and past the limit the push is a 422 "
+        "`wait_too_deep` naming `/depends_on`, nothing written. Ignored when `key` "
+        "returns an existing job.",
     )
 
 

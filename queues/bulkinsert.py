@@ -21,7 +21,7 @@ from django.db import connection, models, transaction
 
 from compliance.audit import audit_insert, audit_inserted
 from compliance.audit.models import AuditEvent
-from kernel.rows import insert_columns, insert_params
+from kernel.rows import insert_row
 from security.fields import SealedJSONField
 
 from .models import Job
@@ -69,9 +69,9 @@ def _write_event(event: AuditEvent, *, wake: str | None, job: Job | None = None)
     if connection.vendor == "postgresql":
         parts = [f"event AS ({sql})"]
         if job is not None:
-            _, job_sql = insert_columns(Job)
+            job_sql, job_params = insert_row(job)
             parts.insert(0, f"job AS ({job_sql})")
-            params = [*insert_params(job), *params]
+            params = [*job_params, *params]
         check = "false"
         if wake is not None:
             check = "flashq_wake(%s)"

@@ -159,29 +159,16 @@ class Settled:
     def job_ids(self) -> list[uuid.UUID]:
         return [*self.ready, *self.failed, *self.cancelled, *self.expired]
 
-    def details(self) -> dict[str, int]:
-        """Counts for an audit event's details (the ids go in its job_ids)."""
-        return {
-            name: len(ids)
-            for name, ids in (
-                ("ready", self.ready),
-                ("failed", self.failed),
-                ("cancelled", self.cancelled),
-                ("expired", self.expired),
-            )
-            if ids
-        }
-
     def audit(self) -> dict[str, Any]:
-        """``{"settled": details()}`` for the caller's event details, or nothing."""
-        return {"settled": self.details()} if self else {}
-
-    def merge(self, other: Settled) -> Settled:
-        self.ready += other.ready
-        self.failed += other.failed
-        self.cancelled += other.cancelled
-        self.expired += other.expired
-        return self
+        """``{"settled": {name: count}}`` for the caller's event details (the ids go in
+        its job_ids), or nothing when settling changed nothing."""
+        counts = {
+            "ready": len(self.ready),
+            "failed": len(self.failed),
+            "cancelled": len(self.cancelled),
+            "expired": len(self.expired),
+        }
+        return {"settled": {name: n for name, n in counts.items() if n}} if self else {}
 
 
 def notify_done(job_ids: Iterable[uuid.UUID]) -> None:

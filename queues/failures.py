@@ -21,7 +21,7 @@ def cancellation(now: datetime) -> dict[str, Any]:
     return {
         "state": JobState.CANCELLED,
         "finished_at": now,
-        **dict.fromkeys(["lease_id", "lease_expires_at", "deadline_at"]),
+        **dict.fromkeys(LEASE_FIELDS),
         "lease_owner": "",
     }
 

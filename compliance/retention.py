@@ -168,6 +168,7 @@ def _delete_due(due: Due, batch_size: int, actor: Actor, deleted: Deleted) -> No
             limit=min(batch_size, left),
             actor=actor,
             reason=f"retention policy: {due.max_age_days} days",
+            events=False,
         )
         if not cleaned.total:
             break  # none left: deleted meanwhile, or locked by another run

@@ -373,3 +373,9 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# The job event log lives in its own module (its models are the app's all the same).
+from .eventmodels import EventKind as EventKind  # noqa: E402
+from .eventmodels import EventLogMark as EventLogMark  # noqa: E402
+from .eventmodels import JobEvent as JobEvent  # noqa: E402

@@ -73,6 +73,16 @@ class Action(StrEnum):
     GET_JOB_CHILDREN = "getJobChildren"
     #: A client waited for a job to finish (GET /jobs/{id}/wait).
     WAIT_JOB = "waitJob"
+    #: A client opened an event stream (GET /queues/{pattern}/events).
+    SUBSCRIBE_EVENTS = "subscribeEvents"
+    GET_WEBHOOKS = "getWebhooks"
+    GET_WEBHOOK = "getWebhook"
+    #: A webhook created or replaced (its url and events in details, never its secret).
+    WEBHOOK_SAVE = "webhook.save"
+    WEBHOOK_DELETE = "webhook.delete"
+    WEBHOOK_ROTATE_SECRET = "webhook.rotateSecret"  # noqa: S105 (an action, not a secret)
+    #: A webhook switched off after too many failed deliveries in a row (system actor).
+    WEBHOOK_DISABLE = "webhook.disable"
     #: A job's processing deadline passed: a failed attempt with code ``timeout``.
     TIMEOUT = "timeout"
     UNKNOWN_ROUTE = "unknownRoute"

@@ -231,6 +231,12 @@ LONG_POLL_MAX_WAITERS_PER_FAMILY = env.int(
 )
 LONG_POLL_RETRY_AFTER_SECONDS = env.int("LONG_POLL_RETRY_AFTER_SECONDS", default=2)
 
+# The job event log (queues.events.log) behind the event streams and webhooks: kept for
+# this many seconds, and at most this many rows, then pruned by the scheduler. A
+# subscriber away for longer is told so with a ``reset`` event.
+EVENT_LOG_SECONDS = env.int("EVENT_LOG_SECONDS", default=600)
+EVENT_LOG_MAX_ROWS = env.int("EVENT_LOG_MAX_ROWS", default=1_000_000)
+
 # Client IP: the socket address, or X-Forwarded-For only when the socket peer is one of
 # these proxies (CIDRs).
 TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])

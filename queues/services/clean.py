@@ -20,6 +20,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from compliance.audit import Action, Actor, audit_record
 from kernel import limits
 
+from ..events.log import events_off
 from ..models import FINISHED, UNFINISHED, DependencyKind, Job, JobDependency, Queue
 
 MAX_CLEAN = limits.MAX_CLEAN_LIMIT
@@ -58,10 +59,13 @@ def jobs_clean(
     actor: Actor,
     skipped: Sequence[str] = (),
     reason: str = "",
+    events: bool = True,
 ) -> Cleaned:
     """Delete up to ``limit`` jobs of ``queues`` in the finished ``states`` that
     finished before ``finished_before_``, oldest first (by id: creation order), in one
-    transaction with one audit event. Queues under legal hold are skipped and reported."""
+    transaction with one audit event. Queues under legal hold are skipped and reported.
+    ``events=False`` (retention's housekeeping) writes no ``removed`` events to the job
+    event log on PostgreSQL (``queues.events.log``)."""
     if not 1 <= limit <= MAX_CLEAN:
         raise ValueError(f"limit must be 1 to {MAX_CLEAN}")
     if not set(states) <= set(FINISHED):
@@ -70,6 +74,8 @@ def jobs_clean(
     held = sorted(queue.name for queue in queues if queue.legal_hold)
     left = limit
     with transaction.atomic():
+        if not events:
+            events_off()
         for queue in sorted((q for q in queues if not q.legal_hold), key=lambda q: q.name):
             for state in states:
                 if left == 0:

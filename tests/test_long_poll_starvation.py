@@ -1,9 +1,9 @@
-"""The attack of issue 17, replayed on the production server: one token opens more
-waiting pulls than gunicorn has threads (deploy/gunicorn.conf.py, one worker with four
-threads, production settings, PostgreSQL). Another tenant's push and ``/readyz`` must
-still answer within a second, and the pulls past the long-poll cap must come back at
-once with Retry-After. Without the cap every thread waits out its 20 s long poll and
-the push waits behind them.
+"""The attack of issue 17, replayed on the production server (deploy/gunicorn.conf.py,
+one ASGI worker, production settings, PostgreSQL): one token opens 64 waiting pulls,
+eight times the eight threads a gthread worker had (issue 21: a wait holds no thread).
+Another tenant's push, pull and ack and ``/readyz`` must still answer within a second,
+the worker must not have grown a thread per wait, the pulls past the family's cap must
+come back at once with Retry-After, and the waiting ones must wake on a push.
 
 gunicorn runs against this test's own (transactional) database, so the tokens are made
 with manage.py in the server's environment, with its secrets."""
@@ -38,9 +38,10 @@ pytestmark = [
 ]
 
 ROOT = Path(settings.BASE_DIR)
-THREADS = 4
-#: More than the server has threads: on a server without a cap, every one of them waits.
-PULLS = 2 * THREADS
+#: Far more than the threads of the old gthread worker (8): each would have held one.
+PULLS = 64
+#: The family's cap on this server: the pulls past it come back at once.
+FAMILY_CAP = 48
 WAIT_SECONDS = 20
 #: What the issue asks of another tenant's call while one token long-polls.
 ANSWER_WITHIN_SECONDS = 1.0
@@ -61,6 +62,13 @@ class Reply:
 class Server:
     port: int
     env: dict[str, str]
+    master_pid: int
+
+    def worker_threads(self) -> int:
+        """How many threads the (one) worker process runs."""
+        children = Path(f"/proc/{self.master_pid}/task/{self.master_pid}/children")
+        [worker] = children.read_text().split()
+        return len(list(Path(f"/proc/{worker}/task").iterdir()))
 
     def call(
         self, method: str, path: str, token: str = "", body: Any = None, timeout: float = 5.0
@@ -106,19 +114,22 @@ def server(tmp_path: Path) -> Iterator[Server]:
         without=("GUNICORN_", "LONG_POLL_"),
         GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_WORKERS="1",
-        GUNICORN_THREADS=str(THREADS),
+        LONG_POLL_MAX_WAITERS_PER_FAMILY=str(FAMILY_CAP),
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
         TMPDIR=str(tmp_path),
     )
     # Stopped before pytest-django empties the database: it holds connections to it.
-    with serve(GUNICORN, env=env, port=port, log=tmp_path / "gunicorn.log"):
-        yield Server(port, env)
+    with serve(GUNICORN, env=env, port=port, log=tmp_path / "gunicorn.log") as served:
+        yield Server(port, env, served.process.pid)
 
 
-def test_one_tokens_long_polls_leave_threads_for_everyone_else(server: Server) -> None:
+def test_one_tokens_long_polls_hold_no_thread_and_leave_room_for_everyone_else(
+    server: Server,
+) -> None:
     greedy = server.create_token("greedy", "greedy:*=pull")
-    other = server.create_token("other", "other:*=push")
+    other = server.create_token("other", "other:*=push,pull,ack")
     waker = server.create_token("waker", "greedy:*=push")
+    threads_before = server.worker_threads()
 
     def long_poll(_: int) -> Reply:
         return server.call(
@@ -131,7 +142,8 @@ def test_one_tokens_long_polls_leave_threads_for_everyone_else(server: Server) -
 
     with ThreadPoolExecutor(max_workers=PULLS) as pool:
         polls = [pool.submit(long_poll, index) for index in range(PULLS)]
-        time.sleep(1)  # every pull has reached the server and is waiting, or answered
+        time.sleep(2)  # every pull has reached the server and is waiting, or answered
+        threads_waiting = server.worker_threads()
         pushed = server.call(
             "POST",
             "/api/v1/queues/other:q/jobs",
@@ -139,25 +151,39 @@ def test_one_tokens_long_polls_leave_threads_for_everyone_else(server: Server) -
             {"data": {"n": 1}},
             timeout=CLIENT_TIMEOUT_SECONDS,
         )
+        pulled = server.call(
+            "POST", "/api/v1/queues/other:q/pull", other, {}, timeout=CLIENT_TIMEOUT_SECONDS
+        )
+        [leased] = pulled.body["jobs"]
+        acked = server.call(
+            "POST",
+            f"/api/v1/jobs/{leased['id']}/ack",
+            other,
+            {"lease_id": leased["lease_id"]},
+            timeout=CLIENT_TIMEOUT_SECONDS,
+        )
         ready = server.call("GET", "/readyz", timeout=CLIENT_TIMEOUT_SECONDS)
         # The waiting ones are woken by work, so the test does not sit out their wait.
-        for _ in range(PULLS):
+        for _ in range(FAMILY_CAP):
             server.call("POST", "/api/v1/queues/greedy:q/jobs", waker, {"data": {"n": 2}})
         replies = [poll.result(timeout=WAIT_SECONDS + 15) for poll in polls]
 
-    assert pushed.status == 201, pushed.body
-    assert pushed.seconds < ANSWER_WITHIN_SECONDS, f"the push took {pushed.seconds:.1f} s"
-    assert ready.status == 200, ready.body
-    assert ready.seconds < ANSWER_WITHIN_SECONDS, f"/readyz took {ready.seconds:.1f} s"
+    for call in (pushed, pulled, acked, ready):
+        assert call.status in (200, 201), call
+        assert call.seconds < ANSWER_WITHIN_SECONDS, call
+    # No thread per wait: the worker's thread pool and its listener, not 48 more.
+    assert threads_waiting < threads_before + 16, (threads_before, threads_waiting)
 
-    # Four threads: at most two waiters in the process, one per family. The rest came
-    # back at once, empty, with Retry-After.
+    # At most FAMILY_CAP waiters of the family; the rest came back at once, empty, with
+    # Retry-After. Every waiter was woken by a push and got one job.
     over_cap = [reply for reply in replies if reply.retry_after is not None]
     waited = [reply for reply in replies if reply.retry_after is None]
-    assert len(waited) == 1, replies
-    assert len(over_cap) == PULLS - 1, replies
+    assert len(over_cap) == PULLS - FAMILY_CAP, replies
     for reply in over_cap:
         assert reply.status == 200 and reply.body == {"jobs": []}, reply
         assert int(reply.retry_after or 0) >= 1
         assert reply.seconds < ANSWER_WITHIN_SECONDS + 1, reply
-    assert waited[0].status == 200 and len(waited[0].body["jobs"]) == 1, waited
+    assert len(waited) == FAMILY_CAP
+    for reply in waited:
+        assert reply.status == 200 and len(reply.body["jobs"]) == 1, reply
+        assert reply.seconds < WAIT_SECONDS, reply

@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, transaction
 
 from compliance.audit import Actor
-from queues import services, wakeup
+from queues import notifier, services
 from queues.flowspec import FlowNode
 from queues.jobspec import JobSpec
 
@@ -142,7 +142,7 @@ def test_a_waiter_sees_a_push_that_checked_for_waiters_before_it_registered(
     """The push checks (nobody waits), then the pull registers and claims before the
     push commits. Without the drain in flashq_wait_begin the claim would miss the job
     and no NOTIFY would come: the pull would sleep out its whole wait."""
-    monkeypatch.setattr(wakeup, "SLICE_SECONDS", 60.0)  # no periodic re-claim to hide it
+    monkeypatch.setattr(notifier, "SWEEP_SECONDS", 60.0)  # no periodic re-claim to hide it
     jobs, elapsed = _long_poll_during_a_slow_push("race", hold=0.03)
     assert len(jobs) == 1
     assert elapsed < 10  # handed over at the push's commit, not at the end of the wait
@@ -151,7 +151,7 @@ def test_a_waiter_sees_a_push_that_checked_for_waiters_before_it_registered(
 def test_a_push_slower_than_the_drain_is_picked_up_at_the_next_slice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(wakeup, "SLICE_SECONDS", 0.5)
+    monkeypatch.setattr(notifier, "SWEEP_SECONDS", 0.5)
     jobs, elapsed = _long_poll_during_a_slow_push("slow", hold=1.0)
     assert len(jobs) == 1 and elapsed < 10
 

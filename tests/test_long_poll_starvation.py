@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+
+from compliance.models import AuditEvent
 
 from .processes import GUNICORN, database_url, free_port, production_env, serve
 from .support import ON_POSTGRES
@@ -187,3 +190,81 @@ def test_one_tokens_long_polls_hold_no_thread_and_leave_room_for_everyone_else(
     for reply in waited:
         assert reply.status == 200 and len(reply.body["jobs"]) == 1, reply
         assert reply.seconds < WAIT_SECONDS, reply
+
+
+def _hold_open_pull(server: Server, token: str, queue: str) -> socket.socket:
+    """A waiting pull on a raw connection of its own, whose answer is never read."""
+    body = json.dumps({"wait": WAIT_SECONDS}).encode()
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    raw.sendall(
+        f"POST /api/v1/queues/{queue}/pull HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    return raw
+
+
+def test_a_client_that_hangs_up_gives_its_slot_back_at_once(server: Server) -> None:
+    """Under ASGI the server sees the hang-up: the wait is cancelled, its slot and its
+    wake-up registration given back, and the call still gets its one pull event."""
+    greedy = server.create_token("greedy", "greedy:*=pull")
+    held = [_hold_open_pull(server, greedy, "greedy:q") for _ in range(FAMILY_CAP)]
+    try:
+        time.sleep(2)  # every one of them is waiting (a pull checking sooner could take
+        # a slot one of them then misses)
+        full = server.call("POST", "/api/v1/queues/greedy:q/pull", greedy, {"wait": 1})
+        assert full.retry_after is not None, full
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while True:
+            reply = server.call("POST", "/api/v1/queues/greedy:q/pull", greedy, {"wait": 0.5})
+            if reply.retry_after is None:
+                break  # the slot came back: this one waited its 0.5 s
+            assert time.monotonic() < deadline, "the hung-up pull kept its slot"
+            time.sleep(0.1)
+        assert reply.status == 200 and reply.body == {"jobs": []} and reply.seconds >= 0.5
+    finally:
+        for raw in held:
+            raw.close()
+    deadline = time.monotonic() + 10
+    while not AuditEvent.objects.filter(action="pull", details__client="disconnected").exists():
+        assert time.monotonic() < deadline, "the hung-up pull was not audited"
+        time.sleep(0.1)
+
+
+def test_a_waiting_pull_and_a_job_wait_wake_on_the_push_and_the_ack(server: Server) -> None:
+    worker = server.create_token("worker", "work:*=push,pull,ack,getJob")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        waiting = pool.submit(
+            server.call,
+            "POST",
+            "/api/v1/queues/work:q/pull",
+            worker,
+            {"wait": WAIT_SECONDS},
+            WAIT_SECONDS + 10,
+        )
+        time.sleep(0.5)
+        pushed = server.call("POST", "/api/v1/queues/work:q/jobs", worker, {"data": {"n": 1}})
+        woken = waiting.result(timeout=WAIT_SECONDS)
+        assert woken.status == 200 and [job["id"] for job in woken.body["jobs"]] == [
+            pushed.body["id"]
+        ]
+        assert woken.seconds < WAIT_SECONDS / 2, woken  # woken, not timed out
+        [leased] = woken.body["jobs"]
+        finished = pool.submit(
+            server.call,
+            "GET",
+            f"/api/v1/jobs/{leased['id']}/wait?timeout_ms={WAIT_SECONDS * 1000}",
+            worker,
+            None,
+            WAIT_SECONDS + 10,
+        )
+        time.sleep(0.5)
+        acked = server.call(
+            "POST", f"/api/v1/jobs/{leased['id']}/ack", worker, {"lease_id": leased["lease_id"]}
+        )
+        assert acked.status == 200, acked
+        answer = finished.result(timeout=WAIT_SECONDS)
+    assert answer.status == 200 and answer.body["finished"] is True, answer
+    assert answer.seconds < WAIT_SECONDS / 2, answer

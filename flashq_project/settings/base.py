@@ -189,7 +189,7 @@ else:
     # (kernel.blocking), so connections come from a pool per worker process (psycopg's,
     # through Django) instead of living with a thread. DB_POOL_MAX_SIZE=0 turns it off
     # (persistent per-thread connections, CONN_MAX_AGE, as under a threaded WSGI server).
-    DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=20)
+    DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
     if DB_POOL_MAX_SIZE:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env.int("DB_POOL_MIN_SIZE", default=2),

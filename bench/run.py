@@ -416,6 +416,7 @@ class Server:
     port: int
     token: str
     log: Path
+    pid: int = 0  # gunicorn's master
     clients: list[Client] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -469,7 +470,7 @@ def gunicorn(env: dict[str, str], cfg: Config, token: str, log: Path) -> Iterato
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
         try:
             wait_healthy(port, process, log)
-            yield Server(port=port, token=token, log=log)
+            yield Server(port=port, token=token, log=log, pid=process.pid)
         finally:
             process.terminate()
             try:

@@ -18,10 +18,12 @@ each."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -72,7 +74,6 @@ class Waiters:
             if time.monotonic() > deadline or len(self.errors) > 20:
                 raise SystemExit(f"waiters did not open: {self.open} open, {self.errors[:3]}")
             time.sleep(0.2)
-        time.sleep(2)  # every one has reached the server and registered its wait
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -121,11 +122,37 @@ def _pull_and_time(client: Client, path: str) -> tuple[tuple[int, bytes], float]
     return answer, time.perf_counter()
 
 
-def wake_latencies(server: Server, env: dict[str, str], probes: int) -> list[float]:
-    """ms from a push's answer to the answer of the pull waiting on its queue."""
+def settle(server: Server, limit: float = 120.0) -> float:
+    """Wait until the server's workers are idle again (the waiters admitted: each one's
+    first rounds done), at most ``limit`` seconds; how long that took."""
+    started = time.monotonic()
+    master = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    workers = master.read_text().split()
+    hertz = os.sysconf("SC_CLK_TCK")
+
+    def ticks() -> int:
+        total = 0
+        for pid in workers:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total
+
+    while time.monotonic() - started < limit:
+        before = ticks()
+        time.sleep(1)
+        if ticks() - before < 0.05 * hertz * len(workers):
+            break
+    return time.monotonic() - started
+
+
+def wake_latencies(
+    server: Server, env: dict[str, str], probes: int, refused: list[int]
+) -> list[float]:
+    """ms from a push's answer to the answer of the pull waiting on its queue; a probe
+    whose pull was refused a wait (its worker at its cap) goes to ``refused``."""
     token = manage(env, "create_token", "prober", "--allow", "wake-*=push,pull")
     token = token.strip().splitlines()[-1].strip()
-    latencies = []
+    latencies: list[float] = []
     with ThreadPoolExecutor(max_workers=1) as pool:
         pusher, puller = Client(server.port, token), Client(server.port, token)
         for probe in range(probes):
@@ -135,8 +162,11 @@ def wake_latencies(server: Server, env: dict[str, str], probes: int) -> list[flo
             status, _ = pusher.post(f"{path}/jobs", {"data": {"n": probe}})
             pushed = time.perf_counter()
             (pull_status, body), answered = waiting.result(timeout=15)
-            if status != 201 or pull_status != 200 or b'"id"' not in body:
+            if status != 201 or pull_status != 200:
                 raise SystemExit(f"wake probe {probe}: push {status}, pull {pull_status} {body!r}")
+            if b'"id"' not in body:
+                refused.append(probe)  # its worker was at its cap: answered at once, empty
+                continue
             latencies.append((answered - pushed) * 1000)
         pusher.close()
         puller.close()
@@ -148,15 +178,21 @@ def run_waiters(
 ) -> dict[str, Any]:
     print(f"waiters: {waiters.families} token families ...", flush=True)
     tokens = family_tokens(env, waiters.families)
+    http_single_push(server, cfg, "bench-warmup", cfg.warmup_requests)  # untimed
     print("single push, no waiters ...", flush=True)
     alone = http_single_push(server, cfg, "bench-alone", cfg.single_requests)
     print(f"opening {waiters.count} waiting pulls ...", flush=True)
     with Waiters(server.port, tokens, waiters.count) as held:
+        took = settle(server)
+        print(f"{held.open} waiting pulls admitted; server idle after {took:.1f} s", flush=True)
         print(f"single push beside {held.open} waiting pulls ...", flush=True)
         beside = http_single_push(server, cfg, "bench-beside", cfg.single_requests)
         print(f"wake latency: {waiters.probes} probes ...", flush=True)
-        wakes = wake_latencies(server, env, waiters.probes)
+        refused: list[int] = []
+        wakes = wake_latencies(server, env, waiters.probes, refused)
         answered, errors = held.answered, held.errors
+    if refused:
+        errors.append(f"{len(refused)} wake probes were refused a wait (worker at its cap)")
     return render(alone, beside, wakes, waiters, answered, errors)
 
 

@@ -30,6 +30,9 @@ graceful_timeout = 35
 max_requests = 10_000
 max_requests_jitter = 1_000
 accesslog = "-"
+# The ASGI worker's lines are written by flashq_project.asgiserver.AccessLog in this
+# format; gunicorn's own logger (a sync or gthread worker) would use it as it is.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%({x-request-id}o)s"'
 logger_class = "flashq_project.gunicornlog.CardMaskingLogger"
 # No peer's forwarded headers are believed by gunicorn itself (it would set the request's
 # scheme from X-Forwarded-Proto before the app looks): the app decides, trusting only

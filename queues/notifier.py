@@ -39,8 +39,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -306,42 +306,33 @@ def _on_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
-@asynccontextmanager
-async def queue_wakes(queue: str) -> AsyncIterator[Wake]:
+def queue_wakes(queue: str) -> AbstractAsyncContextManager[Wake]:
     """``async with queue_wakes(name) as wake``: woken when ``queue`` may have work."""
-    wake = Wake(postgresql=_on_postgresql(), slice_seconds=None)
-    if not wake.postgresql:
-        yield wake
-        return
-    listener = notifier()
-    async with _registered(listener.join_queue, listener.leave_queue, queue, wake):
-        yield wake
+    return _wakes(queue, by_job=False, slice_seconds=None)
 
 
-@asynccontextmanager
-async def job_wakes(job_id: str) -> AsyncIterator[Wake]:
+def job_wakes(job_id: str) -> AbstractAsyncContextManager[Wake]:
     """``async with job_wakes(id) as wake``: woken when the (watched) job may have
-    finished."""
-    wake = Wake(postgresql=_on_postgresql(), slice_seconds=SLICE_SECONDS)
+    finished, and at least every ``SLICE_SECONDS``."""
+    return _wakes(job_id, by_job=True, slice_seconds=SLICE_SECONDS)
+
+
+@asynccontextmanager
+async def _wakes(key: str, *, by_job: bool, slice_seconds: float | None) -> AsyncIterator[Wake]:
+    """Registered for the block, left however it ends: a request cancelled (its client
+    gone) while joining still leaves once the join is done, so no lock is left behind."""
+    wake = Wake(postgresql=_on_postgresql(), slice_seconds=slice_seconds)
     if not wake.postgresql:
         yield wake
         return
     listener = notifier()
-    async with _registered(listener.join_job, listener.leave_job, job_id, wake):
-        yield wake
-
-
-@asynccontextmanager
-async def _registered(
-    join: Callable[[str, Wake], None], leave: Callable[[str, Wake], None], key: str, wake: Wake
-) -> AsyncIterator[None]:
-    """Joined for the block, left however it ends: a request cancelled (its client gone)
-    while joining still leaves once the join is done, so no lock is left behind."""
+    join = listener.join_job if by_job else listener.join_queue
+    leave = listener.leave_job if by_job else listener.leave_queue
     loop = asyncio.get_running_loop()
     joining = loop.run_in_executor(None, join, key, wake)
     try:
         await asyncio.shield(joining)
-        yield
+        yield wake
     finally:
         if not joining.done():
             await asyncio.wait([joining])

@@ -189,19 +189,12 @@ _PULL_QUEUE_FIELDS = frozenset(
 
 
 @deadlock_retried
-def _claim_round(
-    *,
-    queue_name: str,
-    count: int,
-    lease_seconds: int,
-    owner: str,
-    actor: Actor,
-    last: bool,
-    acks: Sequence[AckSpec] = (),
-) -> list[Job] | None:
+def _claim_round(spec: PullSpec, *, last: bool, acks: Sequence[AckSpec] = ()) -> list[Job] | None:
     """One attempt, in one transaction: the leased jobs, or None when there were none
     and this is not the last round (so nothing is recorded yet, unless ``acks`` were
     completed: they are recorded with the round that completes them)."""
+    queue_name, count, owner, actor = spec.queue_name, spec.count, spec.owner, spec.actor
+    lease_seconds = spec.lease_seconds
     with transaction.atomic():
         queue = selectors.queue_by_name(queue_name, _PULL_QUEUE_FIELDS)
         jobs: list[Job] = []
@@ -276,15 +269,7 @@ class PullSpec:
     actor: Actor
 
     def claim(self, *, last: bool, acks: Sequence[AckSpec] = ()) -> list[Job] | None:
-        return _claim_round(
-            queue_name=self.queue_name,
-            count=self.count,
-            lease_seconds=self.lease_seconds,
-            owner=self.owner,
-            actor=self.actor,
-            last=last,
-            acks=acks,
-        )
+        return _claim_round(self, last=last, acks=acks)
 
     def begin(self, *, acks: Sequence[AckSpec] = (), then_wait: bool = False) -> Pulled | None:
         """The first round: up to ``count`` ready jobs of the queue leased to ``owner``

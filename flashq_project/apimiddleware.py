@@ -5,8 +5,10 @@ Django's middleware is async capable, but in async mode it runs each hook (and C
 own thread, which Django keeps until the request ends, so a waiting pull would hold an
 idle thread for its whole wait. For a call to ``/api/`` these hooks do no I/O (no
 session, no messages and no CSRF check is used there: the API authenticates tokens and
-its views are CSRF exempt), so they run inline on the event loop. Everything else (the
-admin, whose views are sync and use sessions) takes Django's own path, thread and all.
+its views are CSRF exempt), so they run inline on the event loop; so do the probes'
+and ``/metrics``' (each hook's hop to a thread costs more than the probe itself).
+Everything else (the admin, whose views are sync and use sessions) takes Django's own
+path, thread and all.
 Under WSGI and the test client nothing changes."""
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
 
-API_PREFIX = "/api/"
+#: The paths whose hooks run inline: the API, and the probes and metrics (token or
+#: address checks of their own, no session).
+INLINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics")
 
 
 class _InlineForApi:
@@ -40,7 +44,7 @@ class _InlineForApi:
             sync_hook = view_hook
 
             async def process_view(request: HttpRequest, *args: Any) -> Any:
-                if request.path.startswith(API_PREFIX):
+                if request.path.startswith(INLINE_PATHS):
                     return sync_hook(request, *args)
                 return await sync_to_async(sync_hook, thread_sensitive=True)(request, *args)
 
@@ -48,7 +52,7 @@ class _InlineForApi:
             self.__dict__["process_view"] = process_view
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        if not request.path.startswith(API_PREFIX):
+        if not request.path.startswith(INLINE_PATHS):
             response: HttpResponseBase = await super().__acall__(request)  # type: ignore[misc]
             return response
         answer: HttpResponseBase | None = None

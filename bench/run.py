@@ -88,6 +88,7 @@ class Config:
     waiters: int = 0  # --waiters: how many waiting pulls (0: the usual measures instead)
     waiter_families: int = 16
     wake_probes: int = 50
+    waiters_together: bool = False
 
 
 def parse_config(argv: list[str] | None = None) -> Config:
@@ -142,6 +143,11 @@ def parse_config(argv: list[str] | None = None) -> Config:
     parser.add_argument("--waiter-count", type=int, default=2000, help="waiting pulls")
     parser.add_argument("--waiter-families", type=int, default=16, help="their token families")
     parser.add_argument("--wake-probes", type=int, default=50, help="wake latency samples")
+    parser.add_argument(
+        "--waiters-together",
+        action="store_true",
+        help="open every waiting pull with a full 30 s wait (none comes back while measuring)",
+    )
     args = parser.parse_args(argv)
     flows = (args.flow_count or (20 if args.quick else 100)) if args.flows else 0
     return Config(
@@ -165,6 +171,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
         waiters=args.waiter_count if args.waiters else 0,
         waiter_families=args.waiter_families,
         wake_probes=args.wake_probes,
+        waiters_together=args.waiters_together,
     )
 
 
@@ -1167,7 +1174,7 @@ def run_waiters_bench(env: dict[str, str], cfg: Config, token: str, stamp: str) 
     from bench.waiters import WaitersConfig, run_waiters
 
     log = RESULTS / f"{stamp}-gunicorn.log"
-    waiters = WaitersConfig(cfg.waiters, cfg.waiter_families, cfg.wake_probes)
+    waiters = WaitersConfig(cfg.waiters, cfg.waiter_families, cfg.wake_probes, cfg.waiters_together)
     with gunicorn(env, cfg, token, log) as server:
         figures = run_waiters(server, env, cfg, waiters)
     out = RESULTS / f"{stamp}-waiters.json"

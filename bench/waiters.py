@@ -45,6 +45,7 @@ class WaitersConfig:
     count: int
     families: int
     probes: int
+    together: bool = False  # all first waits 30 s: none comes back while measuring
 
 
 def family_tokens(env: dict[str, str], families: int) -> list[str]:
@@ -59,7 +60,8 @@ def family_tokens(env: dict[str, str], families: int) -> list[str]:
 class Waiters:
     """``count`` pulls held open in a thread with its own event loop."""
 
-    def __init__(self, port: int, tokens: list[str], count: int) -> None:
+    def __init__(self, port: int, tokens: list[str], count: int, together: bool) -> None:
+        self.together = together
         self.port = port
         self.tokens = tokens
         self.count = count
@@ -104,7 +106,7 @@ class Waiters:
         first = True
         # The first wait is anything up to 30 s, so that the waits do not all end (and
         # come back) together: as workers' long polls, each starts when its last ended.
-        wait = random.uniform(1, WAIT_SECONDS)
+        wait = WAIT_SECONDS if self.together else random.uniform(1, WAIT_SECONDS)
         while True:
             request = client.post(path, json={"wait": wait}, headers=headers)
             wait = WAIT_SECONDS
@@ -192,7 +194,7 @@ def run_waiters(
     print("single push, no waiters ...", flush=True)
     alone = http_single_push(server, cfg, "bench-alone", cfg.single_requests)
     print(f"opening {waiters.count} waiting pulls ...", flush=True)
-    with Waiters(server.port, tokens, waiters.count) as held:
+    with Waiters(server.port, tokens, waiters.count, waiters.together) as held:
         took = settle(server)
         print(f"{held.open} waiting pulls admitted; server idle after {took:.1f} s", flush=True)
         print(f"single push beside {held.open} waiting pulls ...", flush=True)

@@ -54,6 +54,7 @@ logger = logging.getLogger("flashq.notifier")
 #: How long a registering waiter waits for the listener to (re)connect before a 503.
 READY_TIMEOUT_SECONDS = 5.0
 RECONNECT_DELAY_SECONDS = 0.5
+APPLICATION_NAME = "flashq-notifier"
 #: How often the listener looks for ready work its waiters were not told about.
 SWEEP_SECONDS = 1.0
 
@@ -96,6 +97,7 @@ def _connect_params() -> dict[str, Any]:
     params = dict(connection.get_connection_params())
     for key in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(key, None)
+    params["application_name"] = APPLICATION_NAME  # in pg_stat_activity, for operators
     return params
 
 

@@ -57,6 +57,7 @@ class Operation(Enum):
     GET_JOB_CHILDREN = ("getJobChildren", Action.GET_JOB_CHILDREN, Verb.GET_JOB)
     WAIT_JOB = ("waitJob", Action.WAIT_JOB, Verb.GET_JOB)
     ERASE = ("createErasure", Action.GDPR_ERASE, Verb.ERASE)
+    SUBSCRIBE_EVENTS = ("subscribeEvents", Action.SUBSCRIBE_EVENTS, Verb.GET_JOBS)
 
     def __init__(self, operation_id: str, action: Action, verb: Verb | None) -> None:
         self.operation_id = operation_id

@@ -26,7 +26,6 @@ from kernel.clientip import address_allowed, client_ip
 from security.authentication import AuthThrottled, TokenRefused, principal_for
 
 from ..errors import TooManyStreams
-from ..events.pump import PUMP
 from ..events.stream import Reaches, event_stream
 from ..events.subscribe import Reach, queue_names, subscription_open
 from ..waitslots import wait_slot
@@ -81,7 +80,7 @@ def _recheck(raw: str, ip: str | None, pattern: str) -> Reaches | None:
     if not address_allowed(ip, tuple(settings.ALLOWED_CIDRS), principal.networks):
         return None
     reach = Reach(pattern, principal)
-    return reach if reach.may_subscribe(PUMP.names.values()) else None
+    return reach if reach.may_subscribe() else None
 
 
 def _opened(view: Callable[..., HttpResponseBase], request: HttpRequest, **kwargs: Any) -> Any:
@@ -138,8 +137,7 @@ class QueueEventsApi(FlashqApiView):
     def get(self, request: Request, queue: str) -> HttpResponseBase:
         pattern = self.queue_pattern()
         reach = Reach(pattern, self.principal)
-        names = queue_names()
-        if not reach.may_subscribe(names):
+        if not reach.may_subscribe():
             raise PermissionDenied("This token may not getJobs on any queue this reaches.")
         slot = wait_slot(self.principal.key)
         if not slot.__enter__():
@@ -148,7 +146,7 @@ class QueueEventsApi(FlashqApiView):
         try:
             start = subscription_open(
                 reach=reach,
-                names=names,
+                names=queue_names(),
                 last_event_id=request.META.get("HTTP_LAST_EVENT_ID"),
                 actor=self.actor(),
             )

@@ -73,9 +73,22 @@ def test_the_body_cap_is_the_apps_default_request_limit() -> None:
 
 def test_the_upstream_read_timeout_outlasts_the_longest_long_poll() -> None:
     conf = SHIPPED_CONF.read_text()
-    timeout = re.fullmatch(r"(\d+)s?", _directive(conf, "proxy_read_timeout"))
+    [app, events] = re.findall(r"^\s*proxy_read_timeout\s+([^;]+);", conf, flags=re.MULTILINE)
+    timeout = re.fullmatch(r"(\d+)s?", app)
     assert timeout is not None
     assert int(timeout.group(1)) >= limits.MAX_WAIT_SECONDS + 10
+    assert events == "1h"
+
+
+def test_event_streams_pass_the_proxy_unbuffered() -> None:
+    conf = SHIPPED_CONF.read_text()
+    [block] = re.findall(r"location ~ (\S+) \{([^}]*)\}", conf)
+    pattern, body = block
+    for path in ("/api/v1/queues/jobs:*/events", "/admin/events/stream"):
+        assert re.search(pattern, path), path
+    assert not re.search(pattern, "/api/v1/queues/jobs:a/jobs")
+    assert re.search(r"^\s*proxy_buffering off;", body, flags=re.MULTILINE)
+    assert re.search(r"^\s*proxy_pass http://flashq_app;", body, flags=re.MULTILINE)
 
 
 def test_x_forwarded_for_is_overwritten_not_appended() -> None:

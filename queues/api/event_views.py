@@ -6,16 +6,19 @@ limit, the operation's verb, problem+json refusals, one audit event) is the same
 FlashqApiView run in a worker thread; it answers with a streaming response over an
 async iterator, so an open stream holds no thread and no database connection under
 ASGI, only its place in the process's event pump and a long-poll slot of its token
-family (queues.waitslots), given back when the stream ends."""
+family (queues.waitslots), given back when the stream ends. Under WSGI (gunicorn's
+sync workers, runserver) the same frames come from ``polled_stream``, one heartbeat
+long, and the client reconnects with its Last-Event-ID."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connection
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_view
@@ -26,7 +29,7 @@ from kernel.clientip import address_allowed, client_ip
 from security.authentication import AuthThrottled, TokenRefused, principal_for
 
 from ..errors import TooManyStreams
-from ..events.stream import Reaches, event_stream
+from ..events.stream import Reaches, event_stream, polled_stream
 from ..events.subscribe import Reach, queue_names, subscription_open
 from ..waitslots import wait_slot
 from .base import FlashqApiView
@@ -58,7 +61,9 @@ class EventStreamResponse(StreamingHttpResponse):
     """A ``text/event-stream`` answer that calls ``on_close`` once it is closed (its
     stream ended, the client went away, or it was never sent)."""
 
-    def __init__(self, stream: AsyncIterator[str], *, on_close: Callable[[], object]) -> None:
+    def __init__(
+        self, stream: AsyncIterator[str] | Iterator[str], *, on_close: Callable[[], object]
+    ) -> None:
         super().__init__(stream, content_type="text/event-stream; charset=utf-8")
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"
@@ -155,5 +160,9 @@ class QueueEventsApi(FlashqApiView):
             raise
         raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")[2].strip()
         recheck = partial(_recheck, raw, client_ip(request), pattern)
-        stream = event_stream(reaches=reach, start=start, recheck=recheck)
+        stream: AsyncIterator[str] | Iterator[str]
+        if isinstance(request._request, ASGIRequest):
+            stream = event_stream(reaches=reach, start=start, recheck=recheck)
+        else:
+            stream = polled_stream(reaches=reach, start=start)
         return EventStreamResponse(stream, on_close=partial(slot.__exit__, None, None, None))

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -25,6 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from ..eventmodels import EventKind, JobEvent
+from ..models import Queue
 from .log import Cursor, events_after, latest, pruned_through
 from .pump import BATCH, PUMP, Subscriber
 
@@ -162,3 +164,28 @@ async def _catch_up(
             yield event_frame(event, names.get(event.queue_id, "")), cursor
         if len(batch) < BATCH:
             return
+
+
+def polled_stream(*, reaches: Reaches, start: StreamStart) -> Iterator[str]:
+    """The same frames for a server without an event loop (WSGI: gunicorn's sync
+    workers, runserver): the log polled in this thread for one heartbeat's time, then
+    the answer ends and the client reconnects with its Last-Event-ID (``retry``), as
+    from a long poll. It holds its thread meanwhile, as a waiting pull does."""
+    yield f"retry: {settings.EVENT_STREAM_RETRY_MS}\n\n"
+    if start.reset is not None:
+        yield reset_frame(start.cursor, start.reset)
+    last = start.cursor
+    names: dict[int, str] = {}
+    deadline = time.monotonic() + settings.EVENT_STREAM_HEARTBEAT_SECONDS
+    while time.monotonic() < deadline:
+        batch = events_after(last, limit=BATCH)
+        if any(event.queue_id not in names for event in batch):
+            names = dict(Queue.objects.values_list("id", "name"))
+        for event in batch:
+            last = Cursor.of(event)
+            queue = names.get(event.queue_id)
+            if queue is not None and reaches(queue):
+                yield event_frame(event, queue)
+        if len(batch) < BATCH:
+            time.sleep(settings.EVENT_STREAM_POLL_MS / 1000)
+    yield HEARTBEAT

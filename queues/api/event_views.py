@@ -12,15 +12,12 @@ long, and the client reconnects with its Last-Event-ID."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIRequest
-from django.db import connection
-from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_view
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -28,10 +25,9 @@ from rest_framework.request import Request
 from kernel.clientip import address_allowed, client_ip
 from security.authentication import AuthThrottled, TokenRefused, principal_for
 
-from ..errors import TooManyStreams
-from ..events.stream import Reaches, event_stream, polled_stream
+from ..events.response import stream_response, stream_slot
+from ..events.stream import Reaches
 from ..events.subscribe import Reach, queue_names, subscription_open
-from ..waitslots import wait_slot
 from .base import FlashqApiView
 from .docs import operation_schema, problems
 from .operations import Operation
@@ -57,25 +53,6 @@ _DESCRIPTION = (
 )
 
 
-class EventStreamResponse(StreamingHttpResponse):
-    """A ``text/event-stream`` answer that calls ``on_close`` once it is closed (its
-    stream ended, the client went away, or it was never sent)."""
-
-    def __init__(
-        self, stream: AsyncIterator[str] | Iterator[str], *, on_close: Callable[[], object]
-    ) -> None:
-        super().__init__(stream, content_type="text/event-stream; charset=utf-8")
-        self["Cache-Control"] = "no-cache"
-        self["X-Accel-Buffering"] = "no"
-        self._on_close: Callable[[], object] | None = on_close
-
-    def close(self) -> None:
-        on_close, self._on_close = self._on_close, None
-        if on_close is not None:
-            on_close()
-        super().close()
-
-
 def _recheck(raw: str, ip: str | None, pattern: str) -> Reaches | None:
     """The stream's queues under the token as it is now; None once it may read none."""
     try:
@@ -86,15 +63,6 @@ def _recheck(raw: str, ip: str | None, pattern: str) -> Reaches | None:
         return None
     reach = Reach(pattern, principal)
     return reach if reach.may_subscribe() else None
-
-
-def _opened(view: Callable[..., HttpResponseBase], request: HttpRequest, **kwargs: Any) -> Any:
-    """The synchronous part, in a worker thread; the stream's connection is given back
-    before the stream starts (unless a test's transaction holds it)."""
-    response = view(request, **kwargs)
-    if response.streaming and not connection.in_atomic_block:
-        connection.close()
-    return response
 
 
 @extend_schema_view(
@@ -131,7 +99,7 @@ class QueueEventsApi(FlashqApiView):
         sync_view = super().as_view(**initkwargs)
 
         async def view(request: HttpRequest, **kwargs: Any) -> Any:
-            return await sync_to_async(_opened)(sync_view, request, **kwargs)
+            return await sync_to_async(sync_view)(request, **kwargs)
 
         view.view_class = cls  # type: ignore[attr-defined]
         view.cls = cls  # type: ignore[attr-defined]
@@ -144,25 +112,20 @@ class QueueEventsApi(FlashqApiView):
         reach = Reach(pattern, self.principal)
         if not reach.may_subscribe():
             raise PermissionDenied("This token may not getJobs on any queue this reaches.")
-        slot = wait_slot(self.principal.key)
-        if not slot.__enter__():
-            slot.__exit__(None, None, None)
-            raise TooManyStreams(settings.LONG_POLL_RETRY_AFTER_SECONDS)
+        release = stream_slot(self.principal.key)
         try:
             start = subscription_open(
-                reach=reach,
+                pattern=pattern,
+                reaches=reach,
                 names=queue_names(),
                 last_event_id=request.META.get("HTTP_LAST_EVENT_ID"),
                 actor=self.actor(),
             )
         except BaseException:
-            slot.__exit__(None, None, None)
+            release()
             raise
         raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")[2].strip()
         recheck = partial(_recheck, raw, client_ip(request), pattern)
-        stream: AsyncIterator[str] | Iterator[str]
-        if isinstance(request._request, ASGIRequest):
-            stream = event_stream(reaches=reach, start=start, recheck=recheck)
-        else:
-            stream = polled_stream(reaches=reach, start=start)
-        return EventStreamResponse(stream, on_close=partial(slot.__exit__, None, None, None))
+        return stream_response(
+            request._request, reaches=reach, start=start, recheck=recheck, release=release
+        )

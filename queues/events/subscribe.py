@@ -3,6 +3,7 @@ event of the call, written when the stream opens."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -62,21 +63,26 @@ def queue_names() -> list[str]:
 
 
 def subscription_open(
-    *, reach: Reach, names: list[str], last_event_id: str | None, actor: Actor
+    *,
+    pattern: str,
+    reaches: Callable[[str], bool],
+    names: list[str],
+    last_event_id: str | None,
+    actor: Actor,
 ) -> StreamStart:
     """Where the stream starts (``stream_start``), recorded: the pattern, whether it
     resumed and from where, whether it starts with a reset, how many queues match."""
     with transaction.atomic():
         start = stream_start(last_event_id)
         details: dict[str, object] = {
-            "pattern": reach.pattern,
+            "pattern": pattern,
             "resumed": start.resumed_from is not None and start.reset is None,
-            "queues": sum(1 for name in names if reach(name)),
+            "queues": sum(1 for name in names if reaches(name)),
         }
         if start.resumed_from is not None:
             details["from"] = start.resumed_from
         if start.reset is not None:
             details["reset"] = start.reset
-        queue = reach.pattern if QUEUE_NAME_RE.fullmatch(reach.pattern) else ""
+        queue = pattern if QUEUE_NAME_RE.fullmatch(pattern) else ""
         audit_record(actor=actor, action=Action.SUBSCRIBE_EVENTS, queue=queue, details=details)
     return start

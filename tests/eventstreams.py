@@ -5,7 +5,6 @@ the browser test."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -19,7 +18,7 @@ import httpx
 from django.conf import settings
 from django.db import connection
 
-from .processes import database_url, free_port, production_env, serve
+from .processes import database_url, free_port, manage, production_env, serve
 
 ROOT = Path(settings.BASE_DIR)
 UVICORN = [sys.executable, "-m", "uvicorn", "flashq_project.asgi:application", "--no-access-log"]
@@ -32,16 +31,7 @@ class AsgiServer:
 
     def manage(self, *args: str) -> str:
         """``manage.py`` in the server's environment (its pepper, its database)."""
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout.strip()
+        return manage(self.env, *args).strip()
 
     def token(self, name: str, *rules: str) -> str:
         allow = [f"--allow={rule}" for rule in rules]

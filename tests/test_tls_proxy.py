@@ -21,7 +21,6 @@ import socket
 import sqlite3
 import ssl
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -36,7 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kernel import limits
 
-from .processes import GUNICORN, free_port, production_env, serve, wait_until_ready
+from .processes import GUNICORN, free_port, manage, production_env, serve, wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "deploy" / "nginx" / "flashq.conf"
@@ -283,19 +282,6 @@ http {{
 """
 
 
-def _manage(env: Mapping[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        env=dict(env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stderr[-2000:]}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     nginx = shutil.which("nginx")
@@ -335,8 +321,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         PROMETHEUS_MULTIPROC_DIR=str(root / "metrics"),
         TMPDIR=str(root),
     )
-    _manage(env, "migrate", "-v", "0")
-    token = _manage(env, "create_token", "tls-proxy", "--allow", "*=*").strip().splitlines()[-1]
+    manage(env, "migrate", "-v", "0")
+    token = manage(env, "create_token", "tls-proxy", "--allow", "*=*").strip().splitlines()[-1]
 
     app_port, http_port, https_port = free_port(PROXY_IP), free_port(PROXY_IP), free_port(PROXY_IP)
     env["GUNICORN_BIND"] = f"{PROXY_IP}:{app_port}"

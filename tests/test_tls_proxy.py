@@ -316,6 +316,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         SECURE_SSL_REDIRECT="true",
         GUNICORN_WORKERS="1",
         GUNICORN_THREADS="4",
+        # An event stream under gunicorn's sync workers answers for one heartbeat.
+        EVENT_STREAM_HEARTBEAT_SECONDS="3",
         # deploy/gunicorn.conf.py would otherwise make one in /tmp and leave it there
         # (it calls mkdtemp even when this is set: TMPDIR keeps that one here too).
         PROMETHEUS_MULTIPROC_DIR=str(root / "metrics"),
@@ -651,3 +653,34 @@ def test_a_card_number_in_the_path_reaches_neither_access_log(stack: Stack) -> N
         for number in (*CARDS, "5500000000000004", "5500-0000-0000-0004", "378282246310005"):
             assert number not in log
         assert "4111 1111" not in log and "%34111" not in log
+
+
+def test_an_event_stream_passes_the_proxy_as_it_is_written(stack: Stack) -> None:
+    """Each frame reaches the client when the app writes it, not when the answer ends
+    (proxy_buffering off): the first line long before the stream's 3 s are over."""
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1",
+        stack.https_port,
+        context=_context(stack),
+        timeout=10,
+        source_address=(CLIENT_IP, 0),
+    )
+    started = time.monotonic()
+    try:
+        connection.request(
+            "GET",
+            "/api/v1/queues/*/events",
+            headers={"Authorization": f"Bearer {stack.token}", "Accept": "text/event-stream"},
+        )
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type", "").startswith("text/event-stream")
+        first = response.readline()
+        first_at = time.monotonic() - started
+        rest = response.read()
+    finally:
+        connection.close()
+    assert first.startswith(b"retry: ")
+    assert first_at < 1.5, first_at
+    assert time.monotonic() - started >= 2.5
+    assert b": heartbeat" in rest

@@ -6,6 +6,7 @@ getJobs; Last-Event-ID resumes with exactly the missed events; a pruned gap is a
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -182,3 +183,28 @@ def test_streams_count_toward_the_familys_waiter_cap(tmp_path: Path) -> None:
                     break
             time.sleep(0.25)
         assert third.status == 200
+
+
+def test_a_stream_resumed_while_jobs_pour_in_misses_none_and_repeats_none(
+    server: AsgiServer,
+) -> None:
+    token = server.token("pour", "jobs:*=*")
+    pushed: list[str] = []
+
+    def pour() -> None:
+        for _ in range(40):
+            pushed.append(server.call("POST", "/queues/jobs:p/jobs", token, {"data": {}})["id"])
+
+    with listening(server, "jobs:*", token) as whole:
+        pouring = threading.Thread(target=pour)
+        pouring.start()
+        early = whole.wait_for(lambda frames: len(frames) >= 5)
+        # Resumed from the fifth event while the pushes go on: catch-up, then live.
+        with listening(server, "jobs:*", token, last_event_id=early[4].id) as resumed:
+            pouring.join()
+            frames = resumed.wait_for(lambda frames: len(frames) >= len(pushed) - 5)
+            time.sleep(1)  # nothing more comes
+            frames = resumed.events()
+        everything = whole.wait_for(lambda frames: len(frames) >= len(pushed))
+    assert [frame.data["job_id"] for frame in everything] == pushed
+    assert [frame.data["job_id"] for frame in frames] == pushed[5:]

@@ -17,18 +17,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from ..eventmodels import EventKind, JobEvent
 from ..models import Queue
 from .log import Cursor, events_after, latest, pruned_through
 from .pump import BATCH, PUMP, Subscriber
+
+logger = logging.getLogger("flashq.events")
 
 Reaches = Callable[[str], bool]
 #: Who may read which queue now, asked at each heartbeat; None ends the stream.
@@ -142,6 +145,9 @@ async def event_stream(
             subscriber.forget(now_reaches)  # type: ignore[arg-type]
             yield HEARTBEAT
             next_beat = loop.time() + beat
+    except DatabaseError as exc:
+        # The answer ends; the client reconnects with its Last-Event-ID and resumes.
+        logger.warning("event stream: database unavailable: %s", type(exc).__name__)
     finally:
         PUMP.leave(subscriber)
 

@@ -17,7 +17,8 @@ from compliance.audit.staff import staff_actor
 
 from ..events.response import stream_response, stream_slot
 from ..events.stream import Reaches
-from ..events.subscribe import queue_names, subscription_open
+from ..events.subscribe import queue_names
+from ..reads import events_stream_read
 from ..staffaccess import may_on_some, queues_for
 
 VIEW = "view_queue"
@@ -41,7 +42,7 @@ def events_stream(request: HttpRequest) -> HttpResponseBase:
         raise PermissionDenied
     release = stream_slot(f"staff:{user.pk}")
     try:
-        start = subscription_open(
+        start = events_stream_read(
             pattern="*",
             reaches=reaches,
             names=queue_names(),

@@ -27,7 +27,8 @@ from security.authentication import AuthThrottled, TokenRefused, principal_for
 
 from ..events.response import stream_response, stream_slot
 from ..events.stream import Reaches
-from ..events.subscribe import Reach, queue_names, subscription_open
+from ..events.subscribe import Reach, queue_names
+from ..reads import events_stream_read
 from .base import FlashqApiView
 from .docs import operation_schema, problems
 from .operations import Operation
@@ -114,7 +115,7 @@ class QueueEventsApi(FlashqApiView):
             raise PermissionDenied("This token may not getJobs on any queue this reaches.")
         release = stream_slot(self.principal.key)
         try:
-            start = subscription_open(
+            start = events_stream_read(
                 pattern=pattern,
                 reaches=reach,
                 names=queue_names(),

@@ -184,9 +184,13 @@ def polled_stream(*, reaches: Reaches, start: StreamStart) -> Iterator[str]:
     names: dict[int, str] = {}
     deadline = time.monotonic() + settings.EVENT_STREAM_HEARTBEAT_SECONDS
     while time.monotonic() < deadline:
-        batch = events_after(last, limit=BATCH)
-        if any(event.queue_id not in names for event in batch):
-            names = dict(Queue.objects.values_list("id", "name"))
+        try:
+            batch = events_after(last, limit=BATCH)
+            if any(event.queue_id not in names for event in batch):
+                names = dict(Queue.objects.values_list("id", "name"))
+        except DatabaseError as exc:
+            logger.warning("event stream: database unavailable: %s", type(exc).__name__)
+            return
         for event in batch:
             last = Cursor.of(event)
             queue = names.get(event.queue_id)

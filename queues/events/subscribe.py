@@ -1,20 +1,14 @@
-"""Opening an event stream: which queues a token's pattern reaches, and the one audit
-event of the call, written when the stream opens."""
+"""Which queues an event stream of a token's pattern reaches: now, and once they exist.
+(Its opening is recorded by ``queues.reads.events_stream_read``.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from django.db import transaction
-
-from compliance.audit import Action, Actor, audit_record
-from kernel.limits import QUEUE_NAME_RE
 from security.access import Principal, Verb, pattern_matches
 
 from ..models import Queue
-from .stream import StreamStart, stream_start
 
 
 @dataclass(frozen=True)
@@ -60,29 +54,3 @@ def globs_overlap(first: str, second: str) -> bool:
 
 def queue_names() -> list[str]:
     return list(Queue.objects.values_list("name", flat=True))
-
-
-def subscription_open(
-    *,
-    pattern: str,
-    reaches: Callable[[str], bool],
-    names: list[str],
-    last_event_id: str | None,
-    actor: Actor,
-) -> StreamStart:
-    """Where the stream starts (``stream_start``), recorded: the pattern, whether it
-    resumed and from where, whether it starts with a reset, how many queues match."""
-    with transaction.atomic():
-        start = stream_start(last_event_id)
-        details: dict[str, object] = {
-            "pattern": pattern,
-            "resumed": start.resumed_from is not None and start.reset is None,
-            "queues": sum(1 for name in names if reaches(name)),
-        }
-        if start.resumed_from is not None:
-            details["from"] = start.resumed_from
-        if start.reset is not None:
-            details["reset"] = start.reset
-        queue = pattern if QUEUE_NAME_RE.fullmatch(pattern) else ""
-        audit_record(actor=actor, action=Action.SUBSCRIBE_EVENTS, queue=queue, details=details)
-    return start

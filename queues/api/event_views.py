@@ -12,10 +12,11 @@ long, and the client reconnects with its Last-Event-ID."""
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import AsyncToSync, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_view
@@ -66,6 +67,17 @@ def _recheck(raw: str, ip: str | None, pattern: str) -> Reaches | None:
     return reach if reach.may_subscribe() else None
 
 
+def _called_from_sync() -> bool:
+    """Whether a sync thread waits for this event loop (the test client, WSGI): the
+    checks then run in that thread, which holds the test's transaction. Under ASGI they
+    run in the loop's shared pool instead, not in a thread of the request's own that
+    Django would keep for as long as the stream lasts."""
+    return (
+        getattr(AsyncToSync.executors, "current", None) is not None
+        or asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
+    )
+
+
 @extend_schema_view(
     get=operation_schema(
         Operation.SUBSCRIBE_EVENTS,
@@ -100,7 +112,9 @@ class QueueEventsApi(FlashqApiView):
         sync_view = super().as_view(**initkwargs)
 
         async def view(request: HttpRequest, **kwargs: Any) -> Any:
-            return await sync_to_async(sync_view)(request, **kwargs)
+            return await sync_to_async(sync_view, thread_sensitive=_called_from_sync())(
+                request, **kwargs
+            )
 
         view.view_class = cls  # type: ignore[attr-defined]
         view.cls = cls  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from django.utils import timezone
 from compliance.models import AuditEvent
 from queues.events.log import prune
 from queues.models import JobEvent
+from security.models import ApiToken, QueuePermission
 
 from .eventstreams import AsgiServer, Frame, asgi_server, listening
 
@@ -208,3 +209,24 @@ def test_a_stream_resumed_while_jobs_pour_in_misses_none_and_repeats_none(
         everything = whole.wait_for(lambda frames: len(frames) >= len(pushed))
     assert [frame.data["job_id"] for frame in everything] == pushed
     assert [frame.data["job_id"] for frame in frames] == pushed[5:]
+
+
+def test_a_rule_taken_away_stops_that_queues_events_at_the_next_heartbeat(
+    server: AsgiServer,
+) -> None:
+    admin = server.token("admin", "*=*")
+    reader = server.token("narrowed", "jobs:*=getJobs")
+    with listening(server, "jobs:*", reader) as stream:
+        before = server.call("POST", "/queues/jobs:secret/jobs", admin, {"data": {}})
+        stream.wait_for(lambda frames: bool(_of(before["id"], frames)))
+        token = ApiToken.objects.get(name="narrowed")
+        QueuePermission.objects.create(
+            token=token, pattern="jobs:secret", verbs="getJobs", effect="deny"
+        )
+        # The next heartbeat reads the token again (the server remembers it for 1 s).
+        beats = stream.raw.count(": heartbeat")
+        stream.wait_for(lambda _: stream.raw.count(": heartbeat") >= beats + 3, timeout=10)
+        after = server.call("POST", "/queues/jobs:secret/jobs", admin, {"data": {}})
+        still = server.call("POST", "/queues/jobs:open/jobs", admin, {"data": {}})
+        frames = stream.wait_for(lambda frames: bool(_of(still["id"], frames)))
+    assert not _of(after["id"], frames)

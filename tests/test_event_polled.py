@@ -77,3 +77,11 @@ def test_an_id_the_log_does_not_cover_starts_with_a_reset(api: Api) -> None:
         frames = _frames(api, "jobs:*", admin, HTTP_LAST_EVENT_ID=last_event_id)
         assert frames[1]["event"] == "reset"
         assert json.loads(frames[1]["data"]) == {"reason": reason}
+
+
+def test_only_get_opens_a_stream(api: Api) -> None:
+    admin = make_token("admin", "*=*")
+    for method in ("HEAD", "POST"):
+        call = api.request(method, "/queues/jobs:*/events", as_=admin)
+        assert call.status == 405, method
+    assert not AuditEvent.objects.filter(action="subscribeEvents", status=200).exists()

@@ -101,6 +101,8 @@ def _called_from_sync() -> bool:
 )
 class QueueEventsApi(FlashqApiView):
     operations = {"get": Operation.SUBSCRIBE_EVENTS}
+    # Not HEAD: it would open a stream whose events nobody reads.
+    http_method_names = ["get"]
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # EventSource asks for text/event-stream, which no renderer offers: a refusal

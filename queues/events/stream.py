@@ -67,8 +67,10 @@ def stream_start(last_event_id: str | None) -> StreamStart:
     return StreamStart(cursor, None, resumed)
 
 
-def event_frame(event: JobEvent, queue: str) -> str:
-    data = {
+def event_data(event: JobEvent, queue: str) -> dict[str, object]:
+    """What a subscriber is told of an event: ids, state and counts, nothing a job
+    carries (its payload, result, error text, subject, progress message)."""
+    return {
         "job_id": str(event.job_id),
         "queue": queue,
         "state": event.state,
@@ -77,7 +79,10 @@ def event_frame(event: JobEvent, queue: str) -> str:
         "error_code": event.error_code or None,
         "at": event.at.isoformat(),
     }
-    body = json.dumps(data, separators=(",", ":"))
+
+
+def event_frame(event: JobEvent, queue: str) -> str:
+    body = json.dumps(event_data(event, queue), separators=(",", ":"))
     return f"id: {Cursor.of(event)}\nevent: {event.kind}\ndata: {body}\n\n"
 
 

@@ -156,6 +156,7 @@ def test_only_services_write_audit_events() -> None:
         "queues/services/reports.py",
         "queues/services/schedule_fire.py",  # a tick's failure, outcome error
         "queues/services/schedules.py",
+        "queues/services/webhooks.py",
         "queues/pulling.py",
         "queues/reads.py",
         "queues/staffreads.py",  # the admin's audited job reads and reveals

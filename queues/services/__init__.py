@@ -14,6 +14,8 @@ keyword-only arguments.
 - ``grants``: staff rights on one queue;
 - ``clean``: deleting finished jobs (the API's clean, and retention's batches);
 - ``schedules``, ``schedule_fire``: repeatable jobs, and the tick engine firing them;
+- ``webhooks``: a queue's webhooks, and the outcome of each delivery (queues.webhooks
+  queues and sends them);
 - ``common``: the job lookup and the payload guards the others share.
 
 Every service that changes state takes the ``actor`` who asked and records its audit
@@ -77,6 +79,13 @@ from .schedules import (
     schedule_save,
     schedule_trigger,
 )
+from .webhooks import (
+    delivery_key_prefix,
+    webhook_delete,
+    webhook_delivered,
+    webhook_rotate_secret,
+    webhook_save,
+)
 
 __all__ = [
     "DEADLOCK",
@@ -101,6 +110,7 @@ __all__ = [
     "check_acks",
     "complete_acked",
     "deadlock_retried",
+    "delivery_key_prefix",
     "earliest_due",
     "finished_before",
     "flow_cancel",
@@ -142,4 +152,8 @@ __all__ = [
     "schedule_trigger",
     "schedules_fire",
     "schedules_reseal",
+    "webhook_delete",
+    "webhook_delivered",
+    "webhook_rotate_secret",
+    "webhook_save",
 ]

@@ -55,13 +55,14 @@ ADMIN_ONLY = {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "no
 _EVERY_MINUTE = {"every_ms": 60_000, "data": {}}
 
 
-_HOOK = {"url": "https://hooks.example.com/flashq", "events": ["completed"]}
+_HOOK_URL = "https://hooks.example.com/flashq"
+_HOOK = {"url": _HOOK_URL, "events": ["completed"]}
 
 
 def _webhooked() -> str:
     """The webhook "h" of jobs:q, saved through the service; its routes' prefix."""
     services.webhook_save(
-        queue_name="jobs:q", name="h", url=_HOOK["url"], events=["completed"], actor=SETUP
+        queue_name="jobs:q", name="h", url=_HOOK_URL, events=["completed"], actor=SETUP
     )
     return "/queues/jobs:q/webhooks"
 

@@ -13,7 +13,7 @@ import pytest
 from compliance.models import AuditEvent
 from queues.models import Webhook
 
-from .support import Api, clear_audit, make_token
+from .support import Api, Call, clear_audit, make_token
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def admin() -> str:
     return make_token("hooks-admin", "jobs:*=admin")
 
 
-def _put(api: Api, token: str, body: object, name: str = "h") -> object:
+def _put(api: Api, token: str, body: object, name: str = "h") -> Call:
     return api.request("PUT", f"{PREFIX}/{name}", body, as_=token)
 
 

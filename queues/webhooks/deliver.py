@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from compliance.audit import Actor
 from kernel import safehttp
+from kernel.counters import WEBHOOK_DELIVERIES
 from kernel.limits import WEBHOOK_QUEUE
 from kernel.webhooksig import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
 
@@ -99,6 +100,13 @@ def _settle(job: Job, *, actor: Actor) -> bool:
         )
         return False
     outcome = send(webhook, dict(job.data.get("event") or {}))
+    WEBHOOK_DELIVERIES.labels(
+        outcome="delivered"
+        if outcome.ok
+        else outcome.code
+        if outcome.code == "refused"
+        else "failed"
+    ).inc()
     disabled = webhook_delivered(
         webhook_id=webhook.id, status=outcome.status, error=outcome.detail, actor=actor
     )

@@ -62,7 +62,8 @@ def test_a_put_creates_a_webhook_and_answers_its_secret_once(
         "webhook.save",
     ]
     assert secret not in json.dumps([details for _, details in events])
-    assert events[0][1]["url"] == GOOD["url"]
+    assert events[0][1]["host"] == "hooks.example.com"
+    assert "/flashq" not in json.dumps(events[0][1])
     assert secret not in caplog.text
 
 

@@ -5,7 +5,8 @@ internal queue (kernel.limits.WEBHOOK_QUEUE), queued and sent by queues.webhooks
 
 The secret is made here, sealed at rest, and returned to the caller only when it is
 made (a create, a rotation): audit events name the webhook, its URL and its events,
-never the secret."""
+never the secret (nor the URL's path and query, which may hold the receiver's own
+token: only its host)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -107,7 +109,8 @@ def webhook_save(
             queue=queue_name,
             details={
                 "name": name,
-                "url": url,
+                # The host only: a URL's path or query may hold a receiver's own token.
+                "host": httpx.URL(url).host,
                 "events": list(events),
                 "created": created,
                 **({"reenabled": True} if reenabled else {}),

@@ -47,7 +47,14 @@ from .flow_cancel import flow_cancel, flow_root
 from .flows import FlowJob, FlowPushed, flow_push, flow_tree
 from .grants import QUEUE_ROLES, queue_grant
 from .handback import job_release, job_snooze
-from .keys import SEALED_FIELDS, Resealed, ResealedSchedules, jobs_reseal, schedules_reseal
+from .keys import (
+    SEALED_FIELDS,
+    Resealed,
+    ResealedSchedules,
+    jobs_reseal,
+    schedules_reseal,
+    webhooks_reseal,
+)
 from .push import KEYED_PUSH_TRIES, Pushed, Recorder, job_push, jobs_push
 from .queue_settings import (
     queue_create,
@@ -156,4 +163,5 @@ __all__ = [
     "webhook_delivered",
     "webhook_rotate_secret",
     "webhook_save",
+    "webhooks_reseal",
 ]

@@ -153,3 +153,24 @@ def test_webhooks_need_the_admin_verb(api: Api) -> None:
     assert _put(api, everything_else, GOOD).status == 403
     assert api.get(PREFIX, as_=everything_else).status == 403
     assert not Webhook.objects.exists()
+
+
+def test_the_schema_shows_the_secret_only_where_it_is_answered(api: Api) -> None:
+    response = api.client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    schema = response.json()
+    components = schema["components"]["schemas"]
+
+    def shape(path: str, method: str, status: str) -> set[str]:
+        ref = schema["paths"][path][method]["responses"][status]["content"]["application/json"]
+        name = ref["schema"]["$ref"].rsplit("/", 1)[1]
+        return set(components[name]["properties"])
+
+    one = "/api/v1/queues/{queue}/webhooks/{name}"
+    assert "secret" in shape(one, "put", "201")
+    assert "secret" in shape(f"{one}/rotate-secret", "post", "200")
+    assert "secret" not in shape(one, "put", "200")
+    assert "secret" not in shape(one, "get", "200")
+    request = schema["paths"][one]["put"]["requestBody"]["content"]["application/json"]
+    body = components[request["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert set(body["properties"]) == {"url", "events"}
+    assert schema["paths"][one]["put"]["operationId"] == "putWebhook"

@@ -21,6 +21,21 @@ from .webhookreceiver import Receiver, serve
 BODY = b'{"kind":"pushed"}'
 
 
+LOOPBACK = Allowed.parse(["127.0.0.1/32"])
+
+
+def _post(receiver: Receiver, **overrides: Any) -> safehttp.Answer:
+    """POST to the receiver through the loopback allow-list, trusting its CA."""
+    url = overrides.pop("url", receiver.url())
+    options: dict[str, Any] = {
+        "body": BODY,
+        "headers": {},
+        "allowed": LOOPBACK,
+        "ca_bundle": str(receiver.ca_file),
+    }
+    return safehttp.post(url, **{**options, **overrides})
+
+
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[Receiver]:
     yield from serve(tmp_path)
@@ -133,14 +148,7 @@ def test_a_name_in_etc_hosts_for_loopback_is_refused(no_connections: list[Any]) 
 def test_the_allow_list_reaches_loopback_with_a_verified_certificate(
     receiver: Receiver,
 ) -> None:
-    allowed = Allowed.parse(["127.0.0.0/8"])
-    answer = safehttp.post(
-        receiver.url(),
-        body=BODY,
-        headers={"X-Test": "1"},
-        allowed=allowed,
-        ca_bundle=str(receiver.ca_file),
-    )
+    answer = _post(receiver, headers={"X-Test": "1"}, allowed=Allowed.parse(["127.0.0.0/8"]))
     assert (answer.status, answer.body, answer.truncated) == (200, b"xx", False)
     [request] = receiver.requests
     assert (request.path, request.body, request.headers["X-Test"]) == ("/hook", BODY, "1")
@@ -161,13 +169,7 @@ def test_the_name_is_resolved_once_and_the_vetted_address_is_connected(
     """DNS rebinding: the name is looked up once; the connection goes to that answer,
     and TLS checks the certificate against the name (SNI), with Host naming it."""
     looked_up = _resolving(monkeypatch, "127.0.0.1")
-    answer = safehttp.post(
-        receiver.url(host="hooks.test"),
-        body=BODY,
-        headers={},
-        allowed=Allowed.parse(["127.0.0.1/32"]),
-        ca_bundle=str(receiver.ca_file),
-    )
+    answer = _post(receiver, url=receiver.url(host="hooks.test"))
     assert answer.status == 200
     # The socket is opened on the address itself (a literal getaddrinfo answers locally).
     assert looked_up == ["hooks.test", "127.0.0.1"]
@@ -178,56 +180,30 @@ def test_a_certificate_for_another_name_or_an_untrusted_one_fails(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _resolving(monkeypatch, "127.0.0.1")
-    allowed = Allowed.parse(["127.0.0.1/32"])
     with pytest.raises(Unreachable):
-        safehttp.post(
-            receiver.url(host="other.test"),
-            body=BODY,
-            headers={},
-            allowed=allowed,
-            ca_bundle=str(receiver.ca_file),
-        )
+        _post(receiver, url=receiver.url(host="other.test"))
     with pytest.raises(Unreachable):
-        safehttp.post(receiver.url(), body=BODY, headers={}, allowed=allowed)
+        _post(receiver, ca_bundle="")
     assert receiver.requests == []
 
 
 def test_redirects_are_not_followed(receiver: Receiver) -> None:
     receiver.status, receiver.location = 307, "https://169.254.169.254/latest/meta-data/"
-    answer = safehttp.post(
-        receiver.url(),
-        body=BODY,
-        headers={},
-        allowed=Allowed.parse(["127.0.0.1/32"]),
-        ca_bundle=str(receiver.ca_file),
-    )
+    answer = _post(receiver)
     assert answer.status == 307
     assert len(receiver.requests) == 1
 
 
 def test_an_oversized_answer_is_cut_at_the_cap(receiver: Receiver) -> None:
     receiver.answer_bytes = 1024 * 1024
-    answer = safehttp.post(
-        receiver.url(),
-        body=BODY,
-        headers={},
-        allowed=Allowed.parse(["127.0.0.1/32"]),
-        ca_bundle=str(receiver.ca_file),
-    )
+    answer = _post(receiver)
     assert answer.truncated and len(answer.body) == safehttp.MAX_RESPONSE_BYTES
 
 
 def test_a_slow_receiver_times_out(receiver: Receiver) -> None:
     receiver.delay = 1.5
     with pytest.raises(Unreachable):
-        safehttp.post(
-            receiver.url(),
-            body=BODY,
-            headers={},
-            allowed=Allowed.parse(["127.0.0.1/32"]),
-            ca_bundle=str(receiver.ca_file),
-            timeout=0.5,
-        )
+        _post(receiver, timeout=0.5)
 
 
 def test_url_problems_are_named() -> None:

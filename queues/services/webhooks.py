@@ -16,22 +16,17 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
 from kernel.limits import WEBHOOK_QUEUE
-from kernel.problems import FieldError, InvalidInput
 from kernel.webhooksig import new_secret
 
 from ..errors import WebhookNotFound
 from ..models import Job, JobState, Queue, Webhook
-
-
-def _reason(reason: str) -> dict[str, str]:
-    return {"reason": reason[:500]} if reason else {}
+from .common import full_clean_or_invalid, reason_details
 
 
 def _locked(queue_name: str, name: str) -> Webhook:
@@ -62,19 +57,6 @@ def _drop_pending(webhook_id: uuid.UUID) -> int:
     return deleted
 
 
-def _full_clean(webhook: Webhook) -> None:
-    try:
-        webhook.full_clean(exclude=["queue", "secret"], validate_constraints=False)
-    except ValidationError as error:
-        raise InvalidInput(
-            "The webhook is invalid.",
-            errors=[
-                FieldError(f"/{field}", " ".join(messages))
-                for field, messages in error.message_dict.items()
-            ],
-        ) from error
-
-
 def webhook_save(
     *, queue_name: str, name: str, url: str, events: Sequence[str], actor: Actor, reason: str = ""
 ) -> tuple[Webhook, str | None]:
@@ -100,7 +82,7 @@ def webhook_save(
         webhook.consecutive_failures = 0
         webhook.disabled_at = None
         webhook.updated_at = now
-        _full_clean(webhook)
+        full_clean_or_invalid(webhook, exclude=["queue", "secret"], what="webhook")
         webhook.save(force_insert=created)
         audit_record(
             actor=actor,
@@ -115,7 +97,7 @@ def webhook_save(
                 "created": created,
                 **({"reenabled": True} if reenabled else {}),
                 **({"queue_created": True} if queue_created else {}),
-                **_reason(reason),
+                **reason_details(reason),
             },
         )
     return webhook, secret
@@ -132,7 +114,7 @@ def webhook_delete(*, queue_name: str, name: str, actor: Actor, reason: str = ""
             action=Action.WEBHOOK_DELETE,
             status=204,
             queue=queue_name,
-            details={"name": name, "dropped": dropped, **_reason(reason)},
+            details={"name": name, "dropped": dropped, **reason_details(reason)},
         )
 
 
@@ -151,7 +133,7 @@ def webhook_rotate_secret(
             actor=actor,
             action=Action.WEBHOOK_ROTATE_SECRET,
             queue=queue_name,
-            details={"name": name, **_reason(reason)},
+            details={"name": name, **reason_details(reason)},
         )
     return webhook, secret
 

@@ -181,3 +181,18 @@ def test_the_internal_queue_is_out_of_every_tokens_reach(
     assert _clean(api, full, "*").status == 200
     assert _clean(api, full, "_flashq.*").status in (200, 404)
     assert Job.objects.filter(id=delivery.id).exists()
+
+
+def test_an_idle_sender_adds_nothing_to_the_audit_trail(
+    api: Api, token: str, receiver: Receiver
+) -> None:
+    """Nothing due: no pull is made, so no pull event every half second."""
+    _hook(api, token, receiver, ["failed"])
+    push(api, token)  # an event no webhook wants
+    before = AuditEvent.objects.count()
+    for _ in range(3):
+        out = StringIO()
+        call_command("run_webhooks", "--once", stdout=out)
+        assert out.getvalue().strip() == "Queued 0, sent 0, delivered 0."
+    assert AuditEvent.objects.count() == before
+    assert receiver.requests == []

@@ -241,12 +241,16 @@ def post(
         trust_env=False,
     ) as client:
         for address in addresses:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             request = client.build_request(
                 "POST",
                 target.copy_with(host=str(address)),
                 content=body,
                 headers={**headers, "Host": host_header},
                 extensions={"sni_hostname": host},
+                timeout=httpx.Timeout(left),  # one deadline across the addresses tried
             )
             try:
                 response = client.send(request, stream=True)
@@ -261,4 +265,4 @@ def post(
                 raise Unreachable(f"{type(error).__name__}: {error}") from error
             finally:
                 response.close()
-    raise Unreachable(f"cannot connect to {host}: {failure}")
+    raise Unreachable(f"cannot connect to {host}: {failure or 'out of time'}")

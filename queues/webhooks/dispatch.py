@@ -35,7 +35,8 @@ BATCH = 500
 
 
 def event_body(event: JobEvent, queue_name: str, webhook: str) -> dict[str, Any]:
-    """What a webhook is sent about one event."""
+    """What a webhook is sent about one event: the event stream's fields, formatted
+    alike, with the event's id and kind (an SSE frame's ``id:`` and ``event:``)."""
     return {
         "id": str(Cursor.of(event)),
         "kind": event.kind,
@@ -44,8 +45,8 @@ def event_body(event: JobEvent, queue_name: str, webhook: str) -> dict[str, Any]
         "state": event.state,
         "attempts": event.attempts,
         "progress": event.progress,
-        "error_code": event.error_code,
-        "at": event.at.isoformat().replace("+00:00", "Z"),
+        "error_code": event.error_code or None,
+        "at": event.at.isoformat(),
         "webhook": webhook,
     }
 

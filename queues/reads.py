@@ -16,7 +16,7 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_record
 
 from . import selectors
-from .models import Job, Queue, Schedule
+from .models import Job, Queue, Schedule, Webhook
 
 
 def job_read(*, job_id: uuid.UUID, actor: Actor) -> Job:
@@ -113,3 +113,25 @@ def schedules_read(*, queue_name: str, actor: Actor) -> list[Schedule]:
             details={"count": len(schedules)},
         )
     return schedules
+
+
+def webhook_read(*, queue_name: str, name: str, actor: Actor) -> Webhook:
+    with transaction.atomic():
+        webhook = selectors.webhook_get(queue_name=queue_name, name=name)
+        audit_record(
+            actor=actor, action=Action.GET_WEBHOOK, queue=queue_name, details={"name": name}
+        )
+    return webhook
+
+
+def webhooks_read(*, queue_name: str, actor: Actor) -> list[Webhook]:
+    """A queue's webhooks, by name (none for a queue not yet made, as for schedules)."""
+    with transaction.atomic():
+        webhooks = selectors.webhooks_for_queue(queue_name=queue_name)
+        audit_record(
+            actor=actor,
+            action=Action.GET_WEBHOOKS,
+            queue=queue_name,
+            details={"count": len(webhooks)},
+        )
+    return webhooks

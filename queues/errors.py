@@ -24,6 +24,15 @@ class QueueNotFound(FlashqError):
         super().__init__(detail)
 
 
+class WebhookNotFound(FlashqError):
+    status = 404
+    code = "webhook_not_found"
+    title = "Webhook not found"
+
+    def __init__(self, detail: str = "No such webhook.") -> None:
+        super().__init__(detail)
+
+
 class ScheduleNotFound(FlashqError):
     status = 404
     code = "schedule_not_found"

@@ -18,7 +18,7 @@ from kernel.limits import QUEUE_NAME_RE
 
 from . import selectors
 from .events.stream import StreamStart, stream_start
-from .models import Job, Queue, Schedule
+from .models import Job, Queue, Schedule, Webhook
 
 
 def job_read(*, job_id: uuid.UUID, actor: Actor) -> Job:
@@ -142,3 +142,25 @@ def events_stream_read(
         queue = pattern if QUEUE_NAME_RE.fullmatch(pattern) else ""
         audit_record(actor=actor, action=Action.SUBSCRIBE_EVENTS, queue=queue, details=details)
     return start
+
+
+def webhook_read(*, queue_name: str, name: str, actor: Actor) -> Webhook:
+    with transaction.atomic():
+        webhook = selectors.webhook_get(queue_name=queue_name, name=name)
+        audit_record(
+            actor=actor, action=Action.GET_WEBHOOK, queue=queue_name, details={"name": name}
+        )
+    return webhook
+
+
+def webhooks_read(*, queue_name: str, actor: Actor) -> list[Webhook]:
+    """A queue's webhooks, by name (none for a queue not yet made, as for schedules)."""
+    with transaction.atomic():
+        webhooks = selectors.webhooks_for_queue(queue_name=queue_name)
+        audit_record(
+            actor=actor,
+            action=Action.GET_WEBHOOKS,
+            queue=queue_name,
+            details={"count": len(webhooks)},
+        )
+    return webhooks

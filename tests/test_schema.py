@@ -65,6 +65,11 @@ ROUTES = {
     ("/api/v1/queues/{queue}/flows", "post"),
     ("/api/v1/jobs/{job_id}/children", "get"),
     ("/api/v1/queues/{queue}/events", "get"),
+    ("/api/v1/queues/{queue}/webhooks", "get"),
+    ("/api/v1/queues/{queue}/webhooks/{name}", "put"),
+    ("/api/v1/queues/{queue}/webhooks/{name}", "get"),
+    ("/api/v1/queues/{queue}/webhooks/{name}", "delete"),
+    ("/api/v1/queues/{queue}/webhooks/{name}/rotate-secret", "post"),
 }
 
 

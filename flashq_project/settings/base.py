@@ -246,6 +246,18 @@ EVENT_STREAM_QUEUE_SECONDS = env.float("EVENT_STREAM_QUEUE_SECONDS", default=5.0
 EVENT_STREAM_MAX_BEHIND = env.int("EVENT_STREAM_MAX_BEHIND", default=1000)
 EVENT_STREAM_RETRY_MS = env.int("EVENT_STREAM_RETRY_MS", default=3000)
 
+# Webhooks (queues.webhooks, kernel.safehttp). Deliveries never reach loopback, private,
+# link-local, CGNAT or metadata addresses, except host names and CIDRs listed here.
+WEBHOOK_ALLOWED_HOSTS: list[str] = env.list("WEBHOOK_ALLOWED_HOSTS", default=[])
+# A PEM file of extra CAs trusted for deliveries (an internal CA), beside the system's.
+WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="")
+# A webhook is disabled after this many failed deliveries in a row.
+WEBHOOK_MAX_FAILURES = env.int("WEBHOOK_MAX_FAILURES", default=20)
+# Each delivery is tried this many times, waiting WEBHOOK_RETRY_DELAY_MS, doubled each
+# time (at most an hour), in between.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_RETRY_DELAY_MS = env.int("WEBHOOK_RETRY_DELAY_MS", default=5000)
+
 # Client IP: the socket address, or X-Forwarded-For only when the socket peer is one of
 # these proxies (CIDRs).
 TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])

@@ -11,6 +11,7 @@ from . import (
     queue_settings_views,
     queue_views,
     schedule_views,
+    webhook_views,
 )
 
 urlpatterns = [
@@ -64,6 +65,21 @@ urlpatterns = [
         "queues/<str:queue>/schedules/<str:name>/trigger",
         schedule_views.ScheduleTriggerApi.as_view(),
         name="schedule-trigger",
+    ),
+    path(
+        "queues/<str:queue>/webhooks",
+        webhook_views.WebhookListApi.as_view(),
+        name="webhook-list",
+    ),
+    path(
+        "queues/<str:queue>/webhooks/<str:name>",
+        webhook_views.WebhookApi.as_view(),
+        name="webhook",
+    ),
+    path(
+        "queues/<str:queue>/webhooks/<str:name>/rotate-secret",
+        webhook_views.WebhookRotateSecretApi.as_view(),
+        name="webhook-rotate-secret",
     ),
     path(
         "queues/<str:queue>/group-concurrency",

@@ -18,6 +18,9 @@ import httpx
 from django.conf import settings
 from django.db import connection
 
+from queues.events.log import START, events_after
+from queues.models import JobEvent
+
 from .processes import database_url, free_port, manage, production_env, serve
 
 ROOT = Path(settings.BASE_DIR)
@@ -47,6 +50,17 @@ class AsgiServer:
         )
         assert response.status_code < 300, (response.status_code, response.text)
         return response.json() if response.content else None
+
+
+def log_readable(timeout: float = 30) -> None:
+    """Until the event log's reader sees every event written so far. On PostgreSQL it
+    holds back while any older writing transaction runs anywhere on the server (other
+    test runs on a shared one): a test that reads the log at once waits for that first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(events_after(START, limit=100_000)) >= JobEvent.objects.count():
+            return
+        time.sleep(0.05)
 
 
 def _database_url() -> str:

@@ -15,6 +15,7 @@ from queues import services
 from queues.jobspec import JobSpec
 from queues.models import JobEvent
 
+from .eventstreams import log_readable
 from .personas import logged_in, make_auditor, make_operator, make_staff
 from .support import SETUP
 
@@ -34,6 +35,7 @@ def _push(queue: str) -> str:
 
 
 def _events(client: Any, last_event_id: str) -> list[dict[str, Any]]:
+    log_readable()  # the stream polls for a fraction of a second
     response = client.get(STREAM, HTTP_LAST_EVENT_ID=last_event_id)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/event-stream")

@@ -13,6 +13,7 @@ from django.test import override_settings
 from compliance.models import AuditEvent
 from queues.models import JobEvent
 
+from .eventstreams import log_readable
 from .support import Api, make_token, push
 
 # Transactional: on PostgreSQL a stream reads only transactions that have ended.
@@ -25,6 +26,7 @@ def _empty_log() -> None:
 
 
 def _frames(api: Api, pattern: str, token: str, **headers: Any) -> list[dict[str, Any]]:
+    log_readable()  # the stream polls for a fraction of a second
     response = api.client.get(
         f"/api/v1/queues/{pattern}/events", HTTP_AUTHORIZATION=f"Bearer {token}", **headers
     )

@@ -20,6 +20,8 @@ from queues.events.log import START, Cursor, events_after, prune, pruned_through
 from queues.events.stream import stream_start
 from queues.models import Job, JobEvent, Queue
 
+from .eventstreams import log_readable
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -32,6 +34,7 @@ def _jobs(count: int) -> list[JobEvent]:
     queue = Queue.objects.create(name="jobs:prune")
     for _ in range(count):
         Job.objects.create(queue=queue, data={})
+    log_readable()
     return events_after(START)
 
 

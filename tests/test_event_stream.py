@@ -25,6 +25,8 @@ from .eventstreams import AsgiServer, Frame, asgi_server, listening
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 SECRET = "Zx9-never-in-a-stream"
+#: What an event says, and all it says.
+FIELDS = {"job_id", "queue", "state", "attempts", "progress", "error_code", "at"}
 
 
 @pytest.fixture
@@ -77,15 +79,7 @@ def test_a_jobs_life_arrives_as_events_without_its_payload(server: AsgiServer) -
         2,
         50,
     )
-    assert set(completed) == {
-        "job_id",
-        "queue",
-        "state",
-        "attempts",
-        "progress",
-        "error_code",
-        "at",
-    }
+    assert set(completed) == FIELDS
     assert SECRET not in "\n".join(stream.raw)
     assert stream.raw[0].startswith("retry: ")
 

@@ -30,6 +30,7 @@ QUEUE_ROUTES = {
     "push batch",
     "pull",
     "getJobs",
+    "subscribeEvents",
     "stats",
     "pause",
     "resume",

@@ -16,6 +16,7 @@ Runs with: apt-get install -y chromium && python3 dev.py test -m browser
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
@@ -192,6 +193,9 @@ def test_the_dashboard_stops_refreshing_while_the_tab_is_hidden(
     _failed_job("x")  # the queue exists
     olga = make_operator("olga", "mail")
     page = log_in(browser, live_server.url, olga)
+    # The live stream is down (refused here): the dashboard polls as it always did.
+    page.route("**/admin/events/stream", lambda route: route.abort())
+    page.reload()
     polls: list[str] = []
     page.on(
         "request",
@@ -246,3 +250,30 @@ def test_an_operator_opens_a_parent_sees_its_children_and_cancels_the_flow(
     assert (event.actor, event.details["reason"]) == ("user:olga", "INC-20 wrong quarter")
     page.goto(f"{live_server.url}/admin/queues/job/{parent}/change/")
     assert page.locator("#relation-children li:has-text('cancelled')").count() == 3
+
+
+def test_the_dashboard_and_the_job_list_change_live_after_a_push(
+    live_server: Any, browser: Any
+) -> None:
+    _failed_job("x")  # the queue exists
+    page = log_in(browser, live_server.url, make_operator("olga", "mail"))
+    page.select_option("#refresh-interval", "60")  # polling alone would take a minute
+    page.wait_for_function("window.flashqLive && window.flashqLive.open", timeout=10_000)
+    waiting = "document.querySelector('#dashboard tr[data-queue=mail] td.waiting').textContent"
+    assert page.evaluate(waiting) == "0"
+    services.job_push(queue_name="mail", spec=JobSpec(data={}), owner="family:t", actor=SETUP)
+    page.wait_for_function(f"{waiting} === '1'", timeout=10_000)
+    assert page.evaluate("window.flashqLive.events") >= 1
+
+    page.goto(live_server.url + "/admin/queues/job/")
+    page.wait_for_function("window.flashqLive && window.flashqLive.open", timeout=10_000)
+    rows = page.locator("#result_list tbody tr")
+    before = rows.count()
+    services.job_push(queue_name="mail", spec=JobSpec(data={}), owner="family:t", actor=SETUP)
+    page.wait_for_function(
+        f"document.querySelectorAll('#result_list tbody tr').length === {before + 1}",
+        timeout=10_000,
+    )
+    assert "Updated" in page.locator("#joblist-updated").inner_text()
+    page.close()
+    time.sleep(settings.EVENT_STREAM_HEARTBEAT_SECONDS + 0.5)  # its last poll ends

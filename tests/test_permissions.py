@@ -106,6 +106,11 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
         lambda api, job, t: api.get("/queues/jobs:q/jobs", as_=t),
         ADMIN_ONLY,
     ),
+    # The stream opens (200) and is closed at once: its event is written on opening.
+    "subscribeEvents": (
+        lambda api, job, t: api.get("/queues/jobs:q/events", as_=t),
+        ADMIN_ONLY,
+    ),
     "cancel": (
         lambda api, job, t: api.post(f"/jobs/{job['id']}/cancel", as_=t),
         PRODUCER_JOB_VERB,

@@ -19,7 +19,6 @@ import socket
 import sqlite3
 import ssl
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -31,7 +30,7 @@ import pytest
 from kernel import limits
 
 from .certificates import make_certificates
-from .processes import GUNICORN, free_port, production_env, serve, wait_until_ready
+from .processes import GUNICORN, free_port, manage, production_env, serve, wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "deploy" / "nginx" / "flashq.conf"
@@ -68,9 +67,22 @@ def test_the_body_cap_is_the_apps_default_request_limit() -> None:
 
 def test_the_upstream_read_timeout_outlasts_the_longest_long_poll() -> None:
     conf = SHIPPED_CONF.read_text()
-    timeout = re.fullmatch(r"(\d+)s?", _directive(conf, "proxy_read_timeout"))
+    [app, events] = re.findall(r"^\s*proxy_read_timeout\s+([^;]+);", conf, flags=re.MULTILINE)
+    timeout = re.fullmatch(r"(\d+)s?", app)
     assert timeout is not None
     assert int(timeout.group(1)) >= limits.MAX_WAIT_SECONDS + 10
+    assert events == "1h"
+
+
+def test_event_streams_pass_the_proxy_unbuffered() -> None:
+    conf = SHIPPED_CONF.read_text()
+    [block] = re.findall(r"location ~ (\S+) \{([^}]*)\}", conf)
+    pattern, body = block
+    for path in ("/api/v1/queues/jobs:*/events", "/admin/events/stream"):
+        assert re.search(pattern, path), path
+    assert not re.search(pattern, "/api/v1/queues/jobs:a/jobs")
+    assert re.search(r"^\s*proxy_buffering off;", body, flags=re.MULTILINE)
+    assert re.search(r"^\s*proxy_pass http://flashq_app;", body, flags=re.MULTILINE)
 
 
 def test_x_forwarded_for_is_overwritten_not_appended() -> None:
@@ -185,19 +197,6 @@ http {{
 """
 
 
-def _manage(env: Mapping[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        env=dict(env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stderr[-2000:]}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     nginx = shutil.which("nginx")
@@ -236,9 +235,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # (it calls mkdtemp even when this is set: TMPDIR keeps that one here too).
         PROMETHEUS_MULTIPROC_DIR=str(root / "metrics"),
         TMPDIR=str(root),
+        # A heartbeat every 3 s (it ends the answer under gunicorn's sync workers).
+        EVENT_STREAM_HEARTBEAT_SECONDS="3",
     )
-    _manage(env, "migrate", "-v", "0")
-    token = _manage(env, "create_token", "tls-proxy", "--allow", "*=*").strip().splitlines()[-1]
+    manage(env, "migrate", "-v", "0")
+    token = manage(env, "create_token", "tls-proxy", "--allow", "*=*").strip().splitlines()[-1]
 
     app_port, http_port, https_port = free_port(PROXY_IP), free_port(PROXY_IP), free_port(PROXY_IP)
     env["GUNICORN_BIND"] = f"{PROXY_IP}:{app_port}"
@@ -567,3 +568,35 @@ def test_a_card_number_in_the_path_reaches_neither_access_log(stack: Stack) -> N
         for number in (*CARDS, "5500000000000004", "5500-0000-0000-0004", "378282246310005"):
             assert number not in log
         assert "4111 1111" not in log and "%34111" not in log
+
+
+def test_an_event_stream_passes_the_proxy_as_it_is_written(stack: Stack) -> None:
+    """Each frame reaches the client when the app writes it, not when a buffer fills or
+    the answer ends (proxy_buffering off): the first line at once, the heartbeat 3 s on."""
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1",
+        stack.https_port,
+        context=_context(stack),
+        timeout=10,
+        source_address=(CLIENT_IP, 0),
+    )
+    started = time.monotonic()
+    try:
+        connection.request(
+            "GET",
+            "/api/v1/queues/*/events",
+            headers={"Authorization": f"Bearer {stack.token}", "Accept": "text/event-stream"},
+        )
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type", "").startswith("text/event-stream")
+        first = response.readline()
+        first_at = time.monotonic() - started
+        while (line := response.readline()) and not line.startswith(b": heartbeat"):
+            pass
+        heartbeat_at = time.monotonic() - started
+    finally:
+        connection.close()
+    assert first.startswith(b"retry: ")
+    assert first_at < 1.5, first_at
+    assert line.startswith(b": heartbeat") and heartbeat_at >= 2.5, (line, heartbeat_at)

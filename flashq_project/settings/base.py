@@ -236,6 +236,15 @@ LONG_POLL_RETRY_AFTER_SECONDS = env.int("LONG_POLL_RETRY_AFTER_SECONDS", default
 # subscriber away for longer is told so with a ``reset`` event.
 EVENT_LOG_SECONDS = env.int("EVENT_LOG_SECONDS", default=600)
 EVENT_LOG_MAX_ROWS = env.int("EVENT_LOG_MAX_ROWS", default=1_000_000)
+# Event streams (GET /api/v1/queues/{pattern}/events, queues.events.pump): a comment
+# line every HEARTBEAT seconds (the token is checked again then), the log read every
+# POLL_MS while anyone listens, the queue list re-read every QUEUE_SECONDS, and a
+# subscriber more than MAX_BEHIND events behind is sent ``reset`` instead of a backlog.
+EVENT_STREAM_HEARTBEAT_SECONDS = env.float("EVENT_STREAM_HEARTBEAT_SECONDS", default=15.0)
+EVENT_STREAM_POLL_MS = env.int("EVENT_STREAM_POLL_MS", default=200)
+EVENT_STREAM_QUEUE_SECONDS = env.float("EVENT_STREAM_QUEUE_SECONDS", default=5.0)
+EVENT_STREAM_MAX_BEHIND = env.int("EVENT_STREAM_MAX_BEHIND", default=1000)
+EVENT_STREAM_RETRY_MS = env.int("EVENT_STREAM_RETRY_MS", default=3000)
 
 # Webhooks (queues.webhooks, kernel.safehttp). Deliveries never reach loopback, private,
 # link-local, CGNAT or metadata addresses, except host names and CIDRs listed here.

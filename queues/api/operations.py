@@ -57,6 +57,7 @@ class Operation(Enum):
     GET_JOB_CHILDREN = ("getJobChildren", Action.GET_JOB_CHILDREN, Verb.GET_JOB)
     WAIT_JOB = ("waitJob", Action.WAIT_JOB, Verb.GET_JOB)
     ERASE = ("createErasure", Action.GDPR_ERASE, Verb.ERASE)
+    SUBSCRIBE_EVENTS = ("subscribeEvents", Action.SUBSCRIBE_EVENTS, Verb.GET_JOBS)
     LIST_WEBHOOKS = ("listWebhooks", Action.GET_WEBHOOKS, Verb.ADMIN)
     GET_WEBHOOK = ("getWebhook", Action.GET_WEBHOOK, Verb.ADMIN)
     PUT_WEBHOOK = ("putWebhook", Action.WEBHOOK_SAVE, Verb.ADMIN)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from . import (
+    event_views,
     flow_views,
     job_views,
     lifecycle_views,
@@ -94,6 +95,7 @@ urlpatterns = [
     path("queues/<str:queue>/flows", flow_views.QueueFlowsApi.as_view(), name="queue-flows"),
     path("queues/<str:queue>/pull", queue_views.QueuePullApi.as_view(), name="queue-pull"),
     path("queues/<str:queue>/clean", queue_views.QueueCleanApi.as_view(), name="queue-clean"),
+    path("queues/<str:queue>/events", event_views.QueueEventsApi.as_view(), name="queue-events"),
     path("jobs/ack", job_views.JobAckBatchApi.as_view(), name="jobs-ack"),
     path("jobs/<str:job_id>", job_views.JobApi.as_view(), name="job"),
     path("jobs/<str:job_id>/wait", job_views.JobWaitApi.as_view(), name="job-wait"),

@@ -23,6 +23,7 @@ from kernel.limits import WEBHOOK_QUEUE
 
 from ..eventmodels import JobEvent
 from ..events.log import Cursor, events_after, latest, pruned_through
+from ..events.stream import event_data
 from ..jobspec import JobSpec
 from ..models import Webhook, WebhookCursor
 from ..services import delivery_key_prefix, jobs_push
@@ -40,13 +41,7 @@ def event_body(event: JobEvent, queue_name: str, webhook: str) -> dict[str, Any]
     return {
         "id": str(Cursor.of(event)),
         "kind": event.kind,
-        "job_id": str(event.job_id),
-        "queue": queue_name,
-        "state": event.state,
-        "attempts": event.attempts,
-        "progress": event.progress,
-        "error_code": event.error_code or None,
-        "at": event.at.isoformat(),
+        **event_data(event, queue_name),
         "webhook": webhook,
     }
 

@@ -18,7 +18,7 @@ from compliance import tasks
 from queues.events import log
 from queues.events.log import START, Cursor, events_after, prune, pruned_through
 from queues.events.stream import stream_start
-from queues.models import Job, JobEvent, Queue
+from queues.models import Job, JobEvent, Queue, Webhook, WebhookCursor
 
 from .eventstreams import log_readable
 
@@ -79,3 +79,25 @@ def test_a_batch_that_fails_leaves_the_mark_at_the_last_batch_done(
     assert stream_start(str(Cursor.of(events[2]))).reset == "pruned"
     assert stream_start(str(Cursor.of(events[3]))).reset == "pruned"
     assert stream_start(str(Cursor.of(events[4]))).reset is None
+
+
+@override_settings(EVENT_LOG_SECONDS=60, EVENT_LOG_MAX_ROWS=5)
+def test_the_window_waits_for_the_webhook_dispatcher_but_the_row_cap_does_not() -> None:
+    """A sender down longer than the window loses no delivery; the log stays bounded."""
+    events = _jobs(4)
+    queue = Queue.objects.get(name="jobs:prune")
+    Webhook.objects.create(
+        queue=queue, name="h", url="https://example.com/h", events=["pushed"], secret="s"
+    )
+    WebhookCursor.objects.create(id=1, txid=events[0].txid, event_id=events[0].id)
+    later = timezone.now() + timedelta(seconds=61)
+    assert prune(now=later) == 1  # only what the dispatcher has queued
+    assert pruned_through() == Cursor.of(events[0])
+    Webhook.objects.update(enabled=False)
+    assert prune(now=later) == 3
+    Webhook.objects.update(enabled=True)
+    for _ in range(7):
+        Job.objects.create(queue=queue, data={})
+    log_readable()
+    assert prune(now=later) == 2  # over the cap of 5, dispatched or not
+    assert JobEvent.objects.count() == 5

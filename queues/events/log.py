@@ -11,7 +11,8 @@ it) for as long as it stays open. On SQLite writers take turns, so ids are in co
 order and every ``txid`` is 0.
 
 The log keeps ``EVENT_LOG_SECONDS`` of events and at most ``EVENT_LOG_MAX_ROWS``;
-``prune`` (run by the scheduler) deletes the rest and remembers the newest event it
+``prune`` (run by the scheduler) deletes the rest (but not, within the row cap, what
+the webhook dispatcher has yet to read) and remembers the newest event it
 deleted (``EventLogMark``), so a cursor at or below it is known to have a gap."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..eventmodels import EventLogMark, JobEvent
+from ..webhookmodels import Webhook, WebhookCursor
 
 _CURSOR_RE = re.compile(r"(\d{1,19})-(\d{1,19})")
 
@@ -142,9 +144,18 @@ def _through(end: Cursor) -> QuerySet[JobEvent]:
 
 
 def _prune_end(now: datetime) -> Cursor | None:
-    """The newest event due to go: past the window, or past the row cap."""
+    """The newest event due to go: past the window, or past the row cap. While a
+    webhook is enabled, the window waits for the webhook dispatcher (events it has not
+    queued yet stay, however old: a sender down for a while loses nothing); the row
+    cap does not, so the log stays bounded."""
     cutoff = now - timedelta(seconds=settings.EVENT_LOG_SECONDS)
-    old = JobEvent.objects.filter(at__lt=cutoff).order_by("-txid", "-id").first()
+    old = JobEvent.objects.filter(at__lt=cutoff)
+    if Webhook.objects.filter(enabled=True).exists():
+        dispatched = WebhookCursor.objects.filter(id=1).first()
+        old = _through(
+            START if dispatched is None else Cursor(dispatched.txid, dispatched.event_id)
+        ).filter(at__lt=cutoff)
+    old = old.order_by("-txid", "-id").first()
     overflow = (
         JobEvent.objects.order_by("-txid", "-id")
         .only("txid", "id")[settings.EVENT_LOG_MAX_ROWS : settings.EVENT_LOG_MAX_ROWS + 1]

@@ -149,13 +149,12 @@ def _prune_end(now: datetime) -> Cursor | None:
     queued yet stay, however old: a sender down for a while loses nothing); the row
     cap does not, so the log stays bounded."""
     cutoff = now - timedelta(seconds=settings.EVENT_LOG_SECONDS)
-    old = JobEvent.objects.filter(at__lt=cutoff)
+    aged = JobEvent.objects.filter(at__lt=cutoff)
     if Webhook.objects.filter(enabled=True).exists():
         dispatched = WebhookCursor.objects.filter(id=1).first()
-        old = _through(
-            START if dispatched is None else Cursor(dispatched.txid, dispatched.event_id)
-        ).filter(at__lt=cutoff)
-    old = old.order_by("-txid", "-id").first()
+        unread = START if dispatched is None else Cursor(dispatched.txid, dispatched.event_id)
+        aged = aged & _through(unread)
+    old = aged.order_by("-txid", "-id").first()
     overflow = (
         JobEvent.objects.order_by("-txid", "-id")
         .only("txid", "id")[settings.EVENT_LOG_MAX_ROWS : settings.EVENT_LOG_MAX_ROWS + 1]

@@ -67,6 +67,8 @@ def run() -> None:
     scheduler = subprocess.Popen([*manage, "qcluster"], env=env)
     # Repeatable jobs (queue schedules), fired within the second.
     repeater = subprocess.Popen([*manage, "run_scheduler"], env=env)
+    # Webhook deliveries, queued from the job event log and sent.
+    webhooks = subprocess.Popen([*manage, "run_webhooks"], env=env)
     # A SIGTERM (not only Ctrl-C) stops the web server and then the scheduler too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -80,9 +82,9 @@ def run() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        for process in (repeater, scheduler):
+        for process in (webhooks, repeater, scheduler):
             process.terminate()
-        for process in (repeater, scheduler):
+        for process in (webhooks, repeater, scheduler):
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:

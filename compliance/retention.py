@@ -24,22 +24,31 @@ from compliance.audit.chain import seal_all
 from compliance.audit.services import audit_retire
 from compliance.models import AuditEvent, RetentionPolicy, RetentionTarget
 from kernel import limits
+from kernel.limits import INTERNAL_QUEUE_PREFIX
 from queues.models import Queue
 from queues.pulling import jobs_expire_ttl
 from queues.services import FINISHED, finished_before, jobs_clean
-from security.access import pattern_matches
+from security.access import WILDCARD, pattern_matches
 
 
 def policy_for(
     policies: Iterable[RetentionPolicy], queue: str, target: str
 ) -> RetentionPolicy | None:
-    """The most specific policy for ``target`` whose pattern matches ``queue``."""
+    """The most specific policy for ``target`` whose pattern matches ``queue``. The
+    engine's internal queues (webhook deliveries), which no pattern reaches, are kept by
+    the catch-all ``*`` policies."""
     matching = [
         policy
         for policy in policies
-        if policy.target == target and pattern_matches(policy.queue_pattern, queue)
+        if policy.target == target and _covers(policy.queue_pattern, queue)
     ]
     return max(matching, key=lambda policy: policy.specificity, default=None)
+
+
+def _covers(pattern: str, queue: str) -> bool:
+    if queue.startswith(INTERNAL_QUEUE_PREFIX):
+        return pattern == WILDCARD
+    return pattern_matches(pattern, queue)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from compliance.audit import Actor
 from compliance.audit.chain import seal_all
 from compliance.retention import retention_run
+from queues.events.log import prune
 from queues.pulling import sweep
 from queues.services import schedules_fire
 
@@ -38,3 +39,10 @@ def fire_schedules() -> str:
     """The safety net behind ``manage.py run_scheduler``: fire what is due (each tick
     still makes one job, whoever fires it)."""
     return f"fired {schedules_fire(actor=Actor.system('scheduled-fire'))} job(s)"
+
+
+def prune_events() -> str:
+    """Every minute: the job event log keeps EVENT_LOG_SECONDS and at most
+    EVENT_LOG_MAX_ROWS (it feeds event streams and webhooks; it is not an audit trail).
+    Deleted in batches, oldest first, each batch marking how far it went."""
+    return f"pruned {prune()} event(s)"

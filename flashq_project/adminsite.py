@@ -76,6 +76,7 @@ class FlashqAdminSite(admin.AdminSite):
 
         return [
             path("dashboard.json", self.admin_view(self.dashboard_data), name="dashboard"),
+            path("events/stream", self.admin_view(self.events_stream), name="events_stream"),
             path("access-review/", self.admin_view(self.access_review), name="access_review"),
             *super().get_urls(),
         ]
@@ -113,6 +114,12 @@ class FlashqAdminSite(admin.AdminSite):
             raise PermissionDenied
         visible = queues_for(request.user, "view_queue")
         return JsonResponse({"queues": queue_overview(queues=visible)})
+
+    def events_stream(self, request: HttpRequest) -> Any:
+        """The dashboard's and the job list's live feed (queues.admin.livestream)."""
+        from queues.admin.livestream import events_stream
+
+        return events_stream(request)
 
     def index(self, request: HttpRequest, extra_context: Any = None) -> Any:
         from queues.dashboard import STATES, queue_overview

@@ -13,9 +13,10 @@ class FlashqConfig(AppConfig):
     verbose_name = "flashQ"
 
     def ready(self) -> None:
-        # The scheduler's own counters (flashq_project.metrics), before qcluster forks.
+        # The scheduler's own counters (flashq_project.metrics), before qcluster forks;
+        # and the webhook sender's, run in a container of its own.
         port = os.environ.get("SCHEDULER_METRICS_PORT")
-        if port and sys.argv[1:2] == ["qcluster"]:
+        if port and sys.argv[1:2] in (["qcluster"], ["run_webhooks"]):
             from .metrics import serve_scheduler_metrics
 
             bind = os.environ.get("SCHEDULER_METRICS_BIND", "0.0.0.0")  # noqa: S104 (a pod)

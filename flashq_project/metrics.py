@@ -12,7 +12,9 @@ Two kinds, kept apart on purpose:
   up by deploy/gunicorn.conf.py); across app servers Prometheus adds them up
   (``sum by (queue)``). What the scheduler changes (ttl expiry and lease recovery by the
   sweeper, retention) is counted in its own processes and served by the scheduler on
-  ``SCHEDULER_METRICS_PORT`` (``serve_scheduler_metrics``): scrape both.
+  ``SCHEDULER_METRICS_PORT`` (``serve_scheduler_metrics``): scrape both. So are the
+  webhook sender's (``manage.py run_webhooks``: deliveries by outcome, webhooks
+  disabled), when it is started with that variable set.
 - Gauges read from the database at scrape time (jobs waiting, delayed, waiting for
   children or dependencies, and active, and the oldest ready job's age per queue;
   unsealed audit events and the oldest one's age; the last retention run): the same
@@ -81,6 +83,12 @@ _LAST_RETENTION = """
     WHERE func = 'compliance.tasks.run_retention' AND success
 """
 
+# Webhooks switched off after too many failed deliveries in a row (a PUT enables them).
+_DISABLED_WEBHOOKS = """
+    SELECT q.name, count(*) FROM queues_webhook w JOIN queues_queue q ON q.id = w.queue_id
+    WHERE NOT w.enabled GROUP BY q.name
+"""
+
 
 _UP = "flashq_metrics_database_up"
 _UP_HELP = "1 when this scrape could read the database gauges"
@@ -131,6 +139,8 @@ class DatabaseCollector(Collector):
                 unsealed, first_unsealed = cursor.fetchone()
                 cursor.execute(_LAST_RETENTION)
                 (last_retention,) = cursor.fetchone()
+                cursor.execute(_DISABLED_WEBHOOKS)
+                disabled_webhooks = cursor.fetchall()
         except DatabaseError:
             # The counters are still worth serving; the alerts see the database is down.
             logger.warning("metrics: the database gauges could not be read")
@@ -144,6 +154,14 @@ class DatabaseCollector(Collector):
             active.add_metric([name], leased)
             oldest.add_metric([name], _age(now, first))
         yield from (waiting, delayed, held, active, oldest)
+        disabled = GaugeMetricFamily(
+            "flashq_disabled_webhooks",
+            "Webhooks now disabled (after WEBHOOK_MAX_FAILURES failed deliveries in a row)",
+            labels=["queue"],
+        )
+        for name, count in disabled_webhooks:
+            disabled.add_metric([name], count)
+        yield disabled
         yield GaugeMetricFamily(
             "flashq_audit_unsealed_events", "Audit events not yet sealed", value=unsealed
         )

@@ -43,6 +43,18 @@ LONG_POLLS_OVER_CAP = Counter(
     "family",
 )
 
+WEBHOOK_DELIVERIES = Counter(
+    "flashq_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered (2xx), failed (another status, or "
+    "no answer), refused (the SSRF guard)",
+    ["outcome"],
+)
+WEBHOOKS_DISABLED = Counter(
+    "flashq_webhooks_disabled",
+    "Webhooks disabled after WEBHOOK_MAX_FAILURES failed deliveries in a row",
+    ["queue"],
+)
+
 
 def _count(counter: Counter, queue: str, amount: float) -> None:
     if amount > 0:
@@ -73,6 +85,8 @@ def count_event(
         _count(JOBS_RETRIED, queue, 1)
     elif action == "ttl.expire":
         _count(JOBS_EXPIRED, queue, int(details.get("count", 0)))
+    elif action == "webhook.disable":
+        _count(WEBHOOKS_DISABLED, queue, 1)
 
 
 def observe_request(*, operation: str, status: int, seconds: float, auth_reason: str) -> None:

@@ -90,5 +90,9 @@ QUEUE_NAME_RULE = (
     "starting with a letter or digit"
 )
 QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+# The engine's own queues (webhook deliveries): a name no client can give (a queue name
+# starts with a letter or digit) and no access rule or policy pattern ever matches.
+INTERNAL_QUEUE_PREFIX = "_flashq."
+WEBHOOK_QUEUE = INTERNAL_QUEUE_PREFIX + "webhooks"
 # A queue pattern in an access rule or a retention policy: a name with ``*`` wildcards.
 PATTERN_RE = re.compile(r"[A-Za-z0-9_.:*-]{1,128}")

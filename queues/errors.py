@@ -3,7 +3,7 @@ general ones (invalid input, too large, unavailable) live in kernel.problems."""
 
 from __future__ import annotations
 
-from kernel.problems import FlashqError
+from kernel.problems import FlashqError, ServiceUnavailable
 
 
 class JobNotFound(FlashqError):
@@ -21,6 +21,15 @@ class QueueNotFound(FlashqError):
     title = "Queue not found"
 
     def __init__(self, detail: str = "No such queue.") -> None:
+        super().__init__(detail)
+
+
+class WebhookNotFound(FlashqError):
+    status = 404
+    code = "webhook_not_found"
+    title = "Webhook not found"
+
+    def __init__(self, detail: str = "No such webhook.") -> None:
         super().__init__(detail)
 
 
@@ -89,3 +98,18 @@ class WaitTooDeep(FlashqError):
     status = 422
     code = "wait_too_deep"
     title = "Waits too deep"
+
+
+class TooManyStreams(ServiceUnavailable):
+    """This process, or this token family, already holds as many long-lived requests
+    (waiting pulls, job waits, event streams) as it may: 503 with Retry-After."""
+
+    code = "too_many_streams"
+    title = "Too many open streams"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            "This server already holds as many waiting requests as it allows, in all or "
+            "for this token; retry later."
+        )
+        self.retry_after_seconds = retry_after_seconds

@@ -379,3 +379,7 @@ class Schedule(models.Model):
 from .eventmodels import EventKind as EventKind  # noqa: E402
 from .eventmodels import EventLogMark as EventLogMark  # noqa: E402
 from .eventmodels import JobEvent as JobEvent  # noqa: E402
+
+# Webhooks live in their own module too.
+from .webhookmodels import Webhook as Webhook  # noqa: E402
+from .webhookmodels import WebhookCursor as WebhookCursor  # noqa: E402

@@ -14,9 +14,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
+from kernel.limits import QUEUE_NAME_RE
 
 from . import selectors
-from .models import Job, Queue, Schedule
+from .events.stream import StreamStart, stream_start
+from .models import Job, Queue, Schedule, Webhook
 
 
 def job_read(*, job_id: uuid.UUID, actor: Actor) -> Job:
@@ -113,3 +115,52 @@ def schedules_read(*, queue_name: str, actor: Actor) -> list[Schedule]:
             details={"count": len(schedules)},
         )
     return schedules
+
+
+def events_stream_read(
+    *,
+    pattern: str,
+    reaches: Callable[[str], bool],
+    names: list[str],
+    last_event_id: str | None,
+    actor: Actor,
+) -> StreamStart:
+    """Where an event stream starts (``queues.events.stream.stream_start``), recorded
+    when it opens: the pattern, whether it resumed and from where, whether it starts
+    with a reset, how many queues it reaches."""
+    with transaction.atomic():
+        start = stream_start(last_event_id)
+        details: dict[str, object] = {
+            "pattern": pattern,
+            "resumed": start.resumed_from is not None and start.reset is None,
+            "queues": sum(1 for name in names if reaches(name)),
+        }
+        if start.resumed_from is not None:
+            details["from"] = start.resumed_from
+        if start.reset is not None:
+            details["reset"] = start.reset
+        queue = pattern if QUEUE_NAME_RE.fullmatch(pattern) else ""
+        audit_record(actor=actor, action=Action.SUBSCRIBE_EVENTS, queue=queue, details=details)
+    return start
+
+
+def webhook_read(*, queue_name: str, name: str, actor: Actor) -> Webhook:
+    with transaction.atomic():
+        webhook = selectors.webhook_get(queue_name=queue_name, name=name)
+        audit_record(
+            actor=actor, action=Action.GET_WEBHOOK, queue=queue_name, details={"name": name}
+        )
+    return webhook
+
+
+def webhooks_read(*, queue_name: str, actor: Actor) -> list[Webhook]:
+    """A queue's webhooks, by name (none for a queue not yet made, as for schedules)."""
+    with transaction.atomic():
+        webhooks = selectors.webhooks_for_queue(queue_name=queue_name)
+        audit_record(
+            actor=actor,
+            action=Action.GET_WEBHOOKS,
+            queue=queue_name,
+            details={"count": len(webhooks)},
+        )
+    return webhooks

@@ -17,8 +17,17 @@ from compliance.audit.models import AuditEvent
 from compliance.audit.selectors import audit_events_naming_job
 from kernel.problems import InvalidInput
 
-from .errors import JobNotFound, QueueNotFound, ScheduleNotFound
-from .models import FINISHED, DependencyKind, Job, JobDependency, JobState, Queue, Schedule
+from .errors import JobNotFound, QueueNotFound, ScheduleNotFound, WebhookNotFound
+from .models import (
+    FINISHED,
+    DependencyKind,
+    Job,
+    JobDependency,
+    JobState,
+    Queue,
+    Schedule,
+    Webhook,
+)
 
 # Reported states: the stored ones, plus "delayed" for a waiting job whose run_at is in
 # the future. A waiting job past its ttl is reported "expired" before the sweeper
@@ -214,6 +223,21 @@ def schedule_get(*, queue_name: str, name: str) -> Schedule:
     if schedule is None:
         raise ScheduleNotFound()
     return schedule
+
+
+def webhooks_for_queue(*, queue_name: str) -> list[Webhook]:
+    return list(
+        Webhook.objects.filter(queue__name=queue_name).select_related("queue").order_by("name")
+    )
+
+
+def webhook_get(*, queue_name: str, name: str) -> Webhook:
+    webhook: Webhook | None = (
+        Webhook.objects.select_related("queue").filter(queue__name=queue_name, name=name).first()
+    )
+    if webhook is None:
+        raise WebhookNotFound()
+    return webhook
 
 
 # -- the job admin's reads -------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from kernel.limits import PATTERN_RE
+from kernel.limits import INTERNAL_QUEUE_PREFIX, PATTERN_RE
 from kernel.ratelimit import Rate
 
 
@@ -55,7 +55,11 @@ class InvalidRule(ValueError):
 def pattern_matches(pattern: str, queue: str) -> bool:
     """Glob match where ``*`` is any run of characters, by the two-pointer method: at
     most len(pattern) * len(queue) steps, never a regex's exponential backtracking on a
-    pattern like ``*a*a*a*a*b``."""
+    pattern like ``*a*a*a*a*b``. The engine's internal queues (``_flashq.``, webhook
+    deliveries) are matched by no pattern at all, ``*`` and ``_flashq.*`` included: no
+    token reaches them, whatever its rules."""
+    if queue.startswith(INTERNAL_QUEUE_PREFIX):
+        return False
     p = q = 0
     star = -1  # position in pattern after the last star seen
     resume = 0  # position in queue that star is currently absorbing up to

@@ -82,6 +82,21 @@ def database_url(name: str | None = None) -> str:
     return f"postgres://{credentials}@{db.get('HOST') or ''}{port}/{name or db['NAME']}"
 
 
+def manage(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
+    """``manage.py args`` run in a server's environment (its secrets, its database):
+    its output, or the test fails with the end of its errors."""
+    done = subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), *args],
+        env=dict(env),
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stderr[-2000:]}"
+    return done.stdout
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.core.signals import request_finished
+from django.db import close_old_connections, connection
 from rest_framework.test import APIClient
 
 from compliance.audit import Actor
@@ -56,6 +57,9 @@ class Api:
         response = self.client.generic(
             method, url, data or "", content_type=content_type, **headers
         )
+        if response.streaming:  # an event stream: opened, then closed unread
+            _close_unread(response)
+            return Call(response.status_code, None, response.headers)
         try:
             parsed = json.loads(response.content) if response.content else None
         except ValueError:
@@ -70,6 +74,16 @@ class Api:
 
     def patch(self, path: str, body: Any = None, *, as_: str | None) -> Call:
         return self.request("PATCH", path, body, as_=as_)
+
+
+def _close_unread(response: Any) -> None:
+    """Close a streaming answer as the test client closes one it streamed: without the
+    end-of-request handler that would close the test's database connection."""
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
 
 
 def make_token(name: str, *allow: str, deny: tuple[str, ...] = ()) -> str:

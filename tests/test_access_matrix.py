@@ -30,6 +30,7 @@ QUEUE_ROUTES = {
     "push batch",
     "pull",
     "getJobs",
+    "subscribeEvents",
     "stats",
     "pause",
     "resume",
@@ -50,6 +51,11 @@ QUEUE_ROUTES = {
     "triggerSchedule",
     "deleteSchedule",
     "pushFlow",
+    "putWebhook",
+    "getWebhook",
+    "listWebhooks",
+    "rotateWebhookSecret",
+    "deleteWebhook",
 }
 UNSCOPED_ROUTES = {"listQueues", "me"}
 
@@ -145,7 +151,12 @@ def _expected(persona: str, route: str) -> int:
     # use; the lease is not.
     if route in LEASE_ROUTES:
         return 409
-    answers = {"retry": 409, "triggerSchedule": 201, "deleteSchedule": 204}
+    answers = {
+        "retry": 409,
+        "triggerSchedule": 201,
+        "deleteSchedule": 204,
+        "deleteWebhook": 204,
+    }
     return answers.get(route, 201 if route in ("push", "push batch", "pushFlow") else 200)
 
 

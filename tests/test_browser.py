@@ -6,7 +6,8 @@ searching its error text, retries it (confirming with a reason) and sees its sta
 change. A revealer opens a masked job, reveals it with a reason, sees the values once
 and masked again after a reload. An auditor logs in, exports the audit trail and finds
 no destructive control anywhere it looks. An operator goes from a queue's page to its
-schedules and pauses one, with a reason. An operator opens a flow's parent job, sees its
+schedules and pauses one, with a reason; adds a webhook there and sees its secret once.
+An operator opens a flow's parent job, sees its
 children with their states, follows one and back, and cancels the whole flow with a
 reason.
 
@@ -15,6 +16,7 @@ Runs with: apt-get install -y chromium && python3 dev.py test -m browser
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +25,7 @@ from compliance.models import AuditEvent
 from queues import pulling, services
 from queues.flowspec import parse_flow
 from queues.jobspec import JobSpec
-from queues.models import Job, JobState, Queue, Schedule
+from queues.models import Job, JobState, Queue, Schedule, Webhook
 from queues.schedulespec import parse_schedule_spec
 
 from .browsers import BROWSER_MARKS, SETUP, log_in
@@ -109,6 +111,32 @@ def test_an_operator_pauses_a_schedule_from_its_queue_s_page(
     assert (event.actor, event.details["reason"]) == ("user:olga", "INC-77 digest storm")
 
 
+def test_an_operator_adds_a_webhook_and_sees_its_secret_once(
+    live_server: Any, browser: Any
+) -> None:
+    olga = make_operator("olga", "mail")
+    page = log_in(browser, live_server.url, olga)
+    mail = Queue.objects.get(name="mail")
+    page.goto(f"{live_server.url}/admin/queues/queue/{mail.pk}/change/")
+    page.click("#webhooks-link")
+    page.click(".addlink")
+    page.select_option("#id_queue", str(mail.pk))
+    page.fill("#id_name", "crm")
+    page.fill("#id_url", "https://crm.example.com/flashq")
+    page.check("input[name=events][value=completed]")
+    page.fill("#id_reason", "CHG-12 CRM sync")
+    page.click("input[name=_save]")
+    secret = page.locator("#webhook-secrets code.secret").inner_text()
+    assert secret.startswith("whsec_") and Webhook.objects.get().secret == secret
+    page.click("text=Back to the webhooks")
+    row = page.locator("tr:has-text('crm')")
+    assert "crm.example.com" in row.inner_text()
+    row.locator("th a").click()
+    assert secret not in page.content()
+    [event] = AuditEvent.objects.filter(action="webhook.save")
+    assert (event.actor, event.details["reason"]) == ("user:olga", "CHG-12 CRM sync")
+
+
 def test_a_revealer_sees_a_job_in_clear_once_for_a_reason(live_server: Any, browser: Any) -> None:
     job_id = _failed_job("login refused: password=hunter2", {"to": "a@x.example", "apiKey": "ak-7"})
     rita = make_operator("rita", "mail")
@@ -151,6 +179,7 @@ def test_an_auditor_exports_the_trail_and_meets_no_destructive_control(
         f"/admin/queues/job/{job_id}/change/",
         "/admin/queues/queue/",
         "/admin/queues/schedule/",
+        "/admin/queues/webhook/",
         "/admin/compliance/retentionpolicy/",
     ):
         page.goto(live_server.url + path)
@@ -164,6 +193,9 @@ def test_the_dashboard_stops_refreshing_while_the_tab_is_hidden(
     _failed_job("x")  # the queue exists
     olga = make_operator("olga", "mail")
     page = log_in(browser, live_server.url, olga)
+    # The live stream is down (refused here): the dashboard polls as it always did.
+    page.route("**/admin/events/stream", lambda route: route.abort())
+    page.reload()
     polls: list[str] = []
     page.on(
         "request",
@@ -218,3 +250,30 @@ def test_an_operator_opens_a_parent_sees_its_children_and_cancels_the_flow(
     assert (event.actor, event.details["reason"]) == ("user:olga", "INC-20 wrong quarter")
     page.goto(f"{live_server.url}/admin/queues/job/{parent}/change/")
     assert page.locator("#relation-children li:has-text('cancelled')").count() == 3
+
+
+def test_the_dashboard_and_the_job_list_change_live_after_a_push(
+    live_server: Any, browser: Any
+) -> None:
+    _failed_job("x")  # the queue exists
+    page = log_in(browser, live_server.url, make_operator("olga", "mail"))
+    page.select_option("#refresh-interval", "60")  # polling alone would take a minute
+    page.wait_for_function("window.flashqLive && window.flashqLive.open", timeout=10_000)
+    waiting = "document.querySelector('#dashboard tr[data-queue=mail] td.waiting').textContent"
+    assert page.evaluate(waiting) == "0"
+    services.job_push(queue_name="mail", spec=JobSpec(data={}), owner="family:t", actor=SETUP)
+    page.wait_for_function(f"{waiting} === '1'", timeout=10_000)
+    assert page.evaluate("window.flashqLive.events") >= 1
+
+    page.goto(live_server.url + "/admin/queues/job/")
+    page.wait_for_function("window.flashqLive && window.flashqLive.open", timeout=10_000)
+    rows = page.locator("#result_list tbody tr")
+    before = rows.count()
+    services.job_push(queue_name="mail", spec=JobSpec(data={}), owner="family:t", actor=SETUP)
+    page.wait_for_function(
+        f"document.querySelectorAll('#result_list tbody tr').length === {before + 1}",
+        timeout=10_000,
+    )
+    assert "Updated" in page.locator("#joblist-updated").inner_text()
+    page.close()
+    time.sleep(settings.EVENT_STREAM_HEARTBEAT_SECONDS + 0.5)  # its last poll ends

@@ -309,14 +309,23 @@ def test_rotation_reseals_everything_in_resumable_batches(
     call_command("rotate_encryption_keys", "--batch-size", "2", stdout=out)
     report = out.getvalue()
     # The job failed once and then acked carries data, result, error and errors: 4 values.
-    assert "Scanned 7 job(s) and 0 schedule(s); values by key before: k1: 4, k2: 6." in report
-    assert "Re-encrypted 4 value(s) in 4 job(s) and 0 schedule(s) under key 'k2'" in report
+    assert (
+        "Scanned 7 job(s), 0 schedule(s) and 0 webhook(s); values by key before: k1: 4, k2: 6."
+        in report
+    )
+    assert (
+        "Re-encrypted 4 value(s) in 4 job(s), 0 schedule(s) and 0 webhook secret(s) under key 'k2'"
+        in report
+    )
     assert _key_ids() == {"k2"}
     settings.ENCRYPTION_KEYS = K2  # the old key is gone: everything still opens
     assert _values() == before
     out = StringIO()
     call_command("rotate_encryption_keys", stdout=out)  # a rerun has nothing to do
-    assert "Re-encrypted 0 value(s) in 0 job(s) and 0 schedule(s)" in out.getvalue()
+    assert (
+        "Re-encrypted 0 value(s) in 0 job(s), 0 schedule(s) and 0 webhook secret(s)"
+        in out.getvalue()
+    )
     events = AuditEvent.objects.filter(action="keys.rotate").order_by("id")
     assert events[0].actor == "command:test-setup"
     assert {e.actor for e in events[1:]} == {"command:rotate_encryption_keys"}

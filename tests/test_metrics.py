@@ -9,10 +9,11 @@ from django.test import Client, override_settings
 from prometheus_client import REGISTRY
 
 from compliance.models import AuditEvent
-from queues.models import Job, JobState
+from queues import services
+from queues.models import Job, JobState, Webhook
 
 from .personas import make_full_token
-from .support import Api, make_token, pull, push
+from .support import SETUP, Api, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -145,6 +146,24 @@ def test_queue_gauges_come_from_the_database(api: Api, full: str) -> None:
     assert (_line(text, "flashq_audit_unsealed_events") or 0) >= 4  # nothing sealed yet
     assert _line(text, "flashq_audit_sealing_lag_seconds") is not None
     assert _line(text, "flashq_retention_last_run_timestamp_seconds") == 0  # never ran
+
+
+def test_disabled_webhooks_are_a_gauge_and_a_counter(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    url = "https://hooks.example.com/"
+    for name in ("a", "b"):
+        services.webhook_save(queue_name="g:w", name=name, url=url, events=["failed"], actor=SETUP)
+    before = _sample("flashq_webhooks_disabled_total", queue="g:w")
+    hook = Webhook.objects.get(name="a")
+    with (
+        override_settings(WEBHOOK_MAX_FAILURES=1),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        services.webhook_delivered(webhook_id=hook.id, status=500, actor=SETUP)
+    text = _scrape(make_token("prom", "*=metrics")).content.decode()
+    assert _line(text, "flashq_disabled_webhooks", queue="g:w") == 1
+    assert _sample("flashq_webhooks_disabled_total", queue="g:w") == before + 1
 
 
 def test_it_never_shows_payloads_token_names_or_subjects(api: Api) -> None:

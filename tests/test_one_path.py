@@ -67,6 +67,13 @@ def _finished() -> uuid.UUID:
     return job_id
 
 
+HOOK = "https://hooks.example.com/flashq"
+
+
+def _hooked() -> None:
+    services.webhook_save(queue_name="q", name="h", url=HOOK, events=["failed"], actor=OPERATOR)
+
+
 CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any, Actor], Any], str]] = {
     # name: (setup, the call, the action it records)
     "push": (lambda: None, lambda _, a: services.job_push(
@@ -92,6 +99,12 @@ CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any, Actor], Any], str]] = {
     "flow push": (lambda: None, lambda _, a: services.flow_push(
         root=FlowNode("q", JobSpec(data={}), children=(FlowNode("q2", JobSpec(data={})),)),
         owner=OWNER, actor=a), "flow.push"),
+    "webhook save": (lambda: None, lambda _, a: services.webhook_save(
+        queue_name="q", name="h", url=HOOK, events=["failed"], actor=a), "webhook.save"),
+    "webhook rotate": (_hooked, lambda _, a: services.webhook_rotate_secret(
+        queue_name="q", name="h", actor=a), "webhook.rotateSecret"),
+    "webhook delete": (_hooked, lambda _, a: services.webhook_delete(
+        queue_name="q", name="h", actor=a), "webhook.delete"),
 }  # fmt: skip
 
 
@@ -156,6 +169,7 @@ def test_only_services_write_audit_events() -> None:
         "queues/services/reports.py",
         "queues/services/schedule_fire.py",  # a tick's failure, outcome error
         "queues/services/schedules.py",
+        "queues/services/webhooks.py",
         "queues/pulling.py",
         "queues/reads.py",
         "queues/staffreads.py",  # the admin's audited job reads and reveals

@@ -55,6 +55,18 @@ ADMIN_ONLY = {"producer": 403, "worker": 403, "admin": 200, "stranger": 403, "no
 _EVERY_MINUTE = {"every_ms": 60_000, "data": {}}
 
 
+_HOOK_URL = "https://hooks.example.com/flashq"
+_HOOK = {"url": _HOOK_URL, "events": ["completed"]}
+
+
+def _webhooked() -> str:
+    """The webhook "h" of jobs:q, saved through the service; its routes' prefix."""
+    services.webhook_save(
+        queue_name="jobs:q", name="h", url=_HOOK_URL, events=["completed"], actor=SETUP
+    )
+    return "/queues/jobs:q/webhooks"
+
+
 def _scheduled() -> str:
     """The schedule "s" of jobs:q, saved through the service; its routes' prefix."""
     spec = parse_schedule_spec(_EVERY_MINUTE)
@@ -92,6 +104,11 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
     ),
     "getJobs": (
         lambda api, job, t: api.get("/queues/jobs:q/jobs", as_=t),
+        ADMIN_ONLY,
+    ),
+    # The stream opens (200) and is closed at once: its event is written on opening.
+    "subscribeEvents": (
+        lambda api, job, t: api.get("/queues/jobs:q/events", as_=t),
         ADMIN_ONLY,
     ),
     "cancel": (
@@ -240,6 +257,21 @@ ROUTES: dict[str, tuple[Callable[[Api, dict[str, Any], str | None], Call], dict[
     "removeGroupConcurrency": (
         lambda api, job, t: api.request("DELETE", "/queues/jobs:q/group-concurrency", as_=t),
         ADMIN_ONLY,
+    ),
+    # Webhooks (the admin verb): the webhook "h" of jobs:q exists beforehand.
+    "putWebhook": (
+        lambda api, job, t: api.request("PUT", f"{_webhooked()}/h", _HOOK, as_=t),
+        ADMIN_ONLY,
+    ),
+    "getWebhook": (lambda api, job, t: api.get(f"{_webhooked()}/h", as_=t), ADMIN_ONLY),
+    "listWebhooks": (lambda api, job, t: api.get(_webhooked(), as_=t), ADMIN_ONLY),
+    "rotateWebhookSecret": (
+        lambda api, job, t: api.post(f"{_webhooked()}/h/rotate-secret", as_=t),
+        ADMIN_ONLY,
+    ),
+    "deleteWebhook": (
+        lambda api, job, t: api.request("DELETE", f"{_webhooked()}/h", as_=t),
+        {**ADMIN_ONLY, "admin": 204},
     ),
 }
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from compliance import retention
 from compliance.audit import Actor
 from compliance.models import AuditEvent, RetentionPolicy
+from kernel.limits import WEBHOOK_QUEUE
 from queues import services
 from queues.models import Job, JobState, Queue
 
@@ -59,6 +60,11 @@ def test_the_most_specific_policy_wins() -> None:
     assert retention.policy_for(policies, "billing:eu", "completed").max_age_days == 400  # type: ignore[union-attr]
     assert retention.policy_for(policies, "billing:us", "completed").max_age_days == 7  # type: ignore[union-attr]
     assert retention.policy_for(policies, "email", "completed").max_age_days == 30  # type: ignore[union-attr]
+    # Webhook deliveries, out of every pattern's reach, are kept by the catch-all only.
+    RetentionPolicy.objects.create(queue_pattern="_flashq.*", target="completed", max_age_days=1)
+    policies = list(RetentionPolicy.objects.all())
+    internal = retention.policy_for(policies, WEBHOOK_QUEUE, "completed")
+    assert internal is not None and internal.queue_pattern == "*"
 
 
 def test_dry_run_lists_what_would_go_and_changes_nothing(api: Api, full: str) -> None:

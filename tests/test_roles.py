@@ -63,7 +63,8 @@ def test_setup_roles_is_idempotent() -> None:
 def test_an_auditor_reads_everything_it_may_and_can_change_nothing(
     world: Any, auditor: StaffClient
 ) -> None:
-    viewable = {"queues.job", "queues.queue", "queues.schedule", "compliance.auditevent"}
+    viewable = {"queues.job", "queues.queue", "queues.schedule", "queues.webhook"}
+    viewable |= {"compliance.auditevent"}
     viewable |= {"compliance.auditcheckpoint", "compliance.erasurerequest"}
     viewable |= {"compliance.retentionpolicy", "auditlog.logentry"}
     seen = set()

@@ -16,7 +16,7 @@ from django.db import connection
 
 from compliance.models import AuditEvent
 from queues import services
-from queues.models import Schedule
+from queues.models import Schedule, Webhook
 from queues.schedulespec import parse_schedule_spec
 from security.encryption import generate_key, key_id_of
 
@@ -55,8 +55,14 @@ def test_rotation_reseals_schedule_templates_and_reports_them(settings: Any) -> 
     call_command("rotate_encryption_keys", "--batch-size", "2", stdout=out)
     report = out.getvalue()
     # The operator sees the template still under k1 before the run.
-    assert "Scanned 0 job(s) and 4 schedule(s); values by key before: k1: 1, k2: 3." in report
-    assert "Re-encrypted 1 value(s) in 0 job(s) and 1 schedule(s) under key 'k2'" in report
+    assert (
+        "Scanned 0 job(s), 4 schedule(s) and 0 webhook(s); values by key before: k1: 1, k2: 3."
+        in report
+    )
+    assert (
+        "Re-encrypted 1 value(s) in 0 job(s), 1 schedule(s) and 0 webhook secret(s) under key 'k2'"
+        in report
+    )
     assert set(_key_ids().values()) == {"k2"}
     settings.ENCRYPTION_KEYS = K2  # k1 retired: every template still opens
     assert {s.name: s.data["name"] for s in Schedule.objects.all()} == {
@@ -80,3 +86,19 @@ def test_rotation_without_a_templates_old_key_stops_and_changes_nothing(settings
     assert MARK not in str(caught.value)
     assert _key_ids() == {"a": "k1"}
     assert not AuditEvent.objects.filter(action="keys.rotate").exists()
+
+
+def test_rotation_reseals_webhook_secrets(settings: Any) -> None:
+    """A webhook's secret under a retired key could no longer sign its deliveries."""
+    settings.ENCRYPTION_KEYS = K1
+    _, secret = services.webhook_save(
+        queue_name="jobs:keys", name="h", url="https://hooks.example.com/", events=["failed"],
+        actor=SETUP,
+    )  # fmt: skip
+    settings.ENCRYPTION_KEYS = f"{K2},{K1}"
+    out = StringIO()
+    call_command("rotate_encryption_keys", stdout=out)
+    assert "and 1 webhook(s); values by key before: k1: 1." in out.getvalue()
+    assert "1 webhook secret(s) under key 'k2'" in out.getvalue()
+    settings.ENCRYPTION_KEYS = K2  # k1 retired: the secret still opens
+    assert Webhook.objects.get().secret == secret

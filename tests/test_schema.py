@@ -64,6 +64,12 @@ ROUTES = {
     ("/api/v1/queues/{queue}/schedules/{name}/trigger", "post"),
     ("/api/v1/queues/{queue}/flows", "post"),
     ("/api/v1/jobs/{job_id}/children", "get"),
+    ("/api/v1/queues/{queue}/events", "get"),
+    ("/api/v1/queues/{queue}/webhooks", "get"),
+    ("/api/v1/queues/{queue}/webhooks/{name}", "put"),
+    ("/api/v1/queues/{queue}/webhooks/{name}", "get"),
+    ("/api/v1/queues/{queue}/webhooks/{name}", "delete"),
+    ("/api/v1/queues/{queue}/webhooks/{name}/rotate-secret", "post"),
 }
 
 
@@ -327,3 +333,12 @@ def test_a_token_over_its_rate_answers_the_documented_429(api: Api, schema: dict
     response = api.client.get("/api/v1/me", **auth)
     _assert_documented_429(schema, response, ("/api/v1/me", "get"))
     assert response["RateLimit-Remaining"] == "0"
+
+
+def test_the_event_stream_is_documented_as_server_sent_events(schema: dict[str, Any]) -> None:
+    events = schema["paths"]["/api/v1/queues/{queue}/events"]["get"]
+    assert events["operationId"] == "subscribeEvents"
+    assert set(events["responses"]["200"]["content"]) == {"text/event-stream"}
+    assert "Last-Event-ID" in {p["name"] for p in events["parameters"]}
+    for documented in ("reset", "heartbeat", "job_id", "error_code", "Retry-After"):
+        assert documented in events["description"]

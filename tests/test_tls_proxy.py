@@ -10,9 +10,7 @@ file agrees with the app's limits run everywhere."""
 
 from __future__ import annotations
 
-import datetime
 import http.client
-import ipaddress
 import json
 import os
 import re
@@ -21,7 +19,6 @@ import socket
 import sqlite3
 import ssl
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -29,14 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kernel import limits
 
-from .processes import GUNICORN, free_port, production_env, serve, wait_until_ready
+from .certificates import make_certificates
+from .processes import GUNICORN, free_port, manage, production_env, serve, wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = ROOT / "deploy" / "nginx" / "flashq.conf"
@@ -73,9 +67,22 @@ def test_the_body_cap_is_the_apps_default_request_limit() -> None:
 
 def test_the_upstream_read_timeout_outlasts_the_longest_long_poll() -> None:
     conf = SHIPPED_CONF.read_text()
-    timeout = re.fullmatch(r"(\d+)s?", _directive(conf, "proxy_read_timeout"))
+    [app, events] = re.findall(r"^\s*proxy_read_timeout\s+([^;]+);", conf, flags=re.MULTILINE)
+    timeout = re.fullmatch(r"(\d+)s?", app)
     assert timeout is not None
     assert int(timeout.group(1)) >= limits.MAX_WAIT_SECONDS + 10
+    assert events == "1h"
+
+
+def test_event_streams_pass_the_proxy_unbuffered() -> None:
+    conf = SHIPPED_CONF.read_text()
+    [block] = re.findall(r"location ~ (\S+) \{([^}]*)\}", conf)
+    pattern, body = block
+    for path in ("/api/v1/queues/jobs:*/events", "/admin/events/stream"):
+        assert re.search(pattern, path), path
+    assert not re.search(pattern, "/api/v1/queues/jobs:a/jobs")
+    assert re.search(r"^\s*proxy_buffering off;", body, flags=re.MULTILINE)
+    assert re.search(r"^\s*proxy_pass http://flashq_app;", body, flags=re.MULTILINE)
 
 
 def test_x_forwarded_for_is_overwritten_not_appended() -> None:
@@ -137,86 +144,6 @@ class Reply:
         return value
 
 
-def _make_certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for localhost and 127.0.0.1 signed by it:
-    (CA certificate, server certificate chain, server key)."""
-    now = datetime.datetime.now(datetime.UTC)
-    validity = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flashq test CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(validity[0])
-        .not_valid_after(validity[1])
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(validity[0])
-        .not_valid_after(validity[1])
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    ca_file = directory / "ca.pem"
-    chain_file = directory / "fullchain.pem"
-    key_file = directory / "privkey.pem"
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    chain_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
-    return ca_file, chain_file, key_file
-
-
 #: Placeholders the shipped file uses more than once (once per server block).
 REPEATED_PLACEHOLDERS = {"/var/log/nginx/access.log": 2}
 
@@ -270,26 +197,13 @@ http {{
 """
 
 
-def _manage(env: Mapping[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        env=dict(env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stderr[-2000:]}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     nginx = shutil.which("nginx")
     if nginx is None:
         pytest.skip("nginx is not on PATH (apt-get install nginx): the TLS proxy is not tested")
     root = tmp_path_factory.mktemp("tls-proxy")
-    ca_file, chain_file, key_file = _make_certificates(root)
+    ca_file, chain_file, key_file = make_certificates(root)
     nginx_static = root / "nginx-static"
     (nginx_static / STATIC_FILE).parent.mkdir(parents=True)
     (nginx_static / STATIC_FILE).write_text("body { color: #123456; }\n")
@@ -320,9 +234,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # (it calls mkdtemp even when this is set: TMPDIR keeps that one here too).
         PROMETHEUS_MULTIPROC_DIR=str(root / "metrics"),
         TMPDIR=str(root),
+        # A heartbeat every 3 s (it ends the answer under gunicorn's sync workers).
+        EVENT_STREAM_HEARTBEAT_SECONDS="3",
     )
-    _manage(env, "migrate", "-v", "0")
-    token = _manage(env, "create_token", "tls-proxy", "--allow", "*=*").strip().splitlines()[-1]
+    manage(env, "migrate", "-v", "0")
+    token = manage(env, "create_token", "tls-proxy", "--allow", "*=*").strip().splitlines()[-1]
 
     app_port, http_port, https_port = free_port(PROXY_IP), free_port(PROXY_IP), free_port(PROXY_IP)
     env["GUNICORN_BIND"] = f"{PROXY_IP}:{app_port}"
@@ -651,3 +567,35 @@ def test_a_card_number_in_the_path_reaches_neither_access_log(stack: Stack) -> N
         for number in (*CARDS, "5500000000000004", "5500-0000-0000-0004", "378282246310005"):
             assert number not in log
         assert "4111 1111" not in log and "%34111" not in log
+
+
+def test_an_event_stream_passes_the_proxy_as_it_is_written(stack: Stack) -> None:
+    """Each frame reaches the client when the app writes it, not when a buffer fills or
+    the answer ends (proxy_buffering off): the first line at once, the heartbeat 3 s on."""
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1",
+        stack.https_port,
+        context=_context(stack),
+        timeout=10,
+        source_address=(CLIENT_IP, 0),
+    )
+    started = time.monotonic()
+    try:
+        connection.request(
+            "GET",
+            "/api/v1/queues/*/events",
+            headers={"Authorization": f"Bearer {stack.token}", "Accept": "text/event-stream"},
+        )
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type", "").startswith("text/event-stream")
+        first = response.readline()
+        first_at = time.monotonic() - started
+        while (line := response.readline()) and not line.startswith(b": heartbeat"):
+            pass
+        heartbeat_at = time.monotonic() - started
+    finally:
+        connection.close()
+    assert first.startswith(b"retry: ")
+    assert first_at < 1.5, first_at
+    assert line.startswith(b": heartbeat") and heartbeat_at >= 2.5, (line, heartbeat_at)

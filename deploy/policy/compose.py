@@ -19,7 +19,7 @@ from deploy.policy.rules import (
 
 WHERE = "deploy/compose.yaml"
 #: The services that run the flashQ image (hardened alike).
-APP_SERVICES = ("app", "scheduler", "migrate")
+APP_SERVICES = ("app", "scheduler", "webhooks", "migrate")
 
 
 def _environment(service: dict[str, Any]) -> dict[str, str]:
@@ -163,7 +163,7 @@ def _wiring_findings(services: dict[str, dict[str, Any]]) -> list[Finding]:
 def _database_role_findings(services: dict[str, dict[str, Any]]) -> list[Finding]:
     """The owner's URL reaches the migration only, which also grants the runtime role."""
     findings: list[Finding] = []
-    for name in ("app", "scheduler"):
+    for name in ("app", "scheduler", "webhooks"):
         service = services.get(name, {})
         if OWNER_URL in _secrets(service) or any(
             OWNER_URL in v for v in _environment(service).values()
@@ -194,6 +194,33 @@ def _database_role_findings(services: dict[str, dict[str, Any]]) -> list[Finding
     return findings
 
 
+#: The services that may have a route out of the host: the app (for nginx's published
+#: ports) and the webhook sender (to the receivers' URLs). Every other one is on
+#: internal networks only.
+ROUTED = {"app": "public", "webhooks": "egress"}
+
+
+def _network_findings(doc: dict[str, Any], services: dict[str, dict[str, Any]]) -> list[Finding]:
+    networks: dict[str, Any] = doc.get("networks") or {}
+    internal = {name for name, spec in networks.items() if (spec or {}).get("internal")}
+    findings: list[Finding] = []
+    for name, service in services.items():
+        if "network_mode" in service:
+            continue  # nginx shares the app's namespace
+        joined = set(service.get("networks") or ["default"])
+        routed = joined - internal
+        allowed = {ROUTED[name]} if name in ROUTED else set()
+        if not routed <= allowed:
+            findings.append(
+                _finding(
+                    "networks",
+                    f"service {name} has a route out ({', '.join(sorted(routed))}); only the "
+                    "app and the webhook sender may",
+                )
+            )
+    return findings
+
+
 def compose_findings(doc: dict[str, Any]) -> list[Finding]:
     """The parsed compose file, checked."""
     services: dict[str, dict[str, Any]] = doc.get("services") or {}
@@ -206,4 +233,5 @@ def compose_findings(doc: dict[str, Any]) -> list[Finding]:
     findings += _hardening_findings(services)
     findings += _wiring_findings(services)
     findings += _database_role_findings(services)
+    findings += _network_findings(doc, services)
     return findings

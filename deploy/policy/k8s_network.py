@@ -1,6 +1,7 @@
 """deploy/k8s NetworkPolicies: a default deny; into flashQ only the app, on its port,
 from the named namespaces (and the scheduler's counters from monitoring); out only to
-PostgreSQL (5432) and DNS (53, in kube-system)."""
+PostgreSQL (5432) and DNS (53, in kube-system); and the webhook sender alone out to
+public addresses on the webhook ports."""
 
 from __future__ import annotations
 
@@ -86,6 +87,45 @@ def _egress(at: str, spec: dict[str, Any]) -> list[str]:
     return problems
 
 
+#: What the webhook sender's way out must leave out of its ``/0`` blocks.
+WEBHOOK_EXCEPTED = {
+    "0.0.0.0/0": {
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+    },
+    "::/0": {"::1/128", "::ffff:0:0/96", "fc00::/7", "fe80::/10"},
+}
+#: The ports a webhook URL may name (kernel.safehttp): 443 and 1024 up.
+WEBHOOK_PORTS = [
+    {"protocol": "TCP", "port": 443},
+    {"protocol": "TCP", "port": 1024, "endPort": 65535},
+]
+
+
+def _webhooks_egress(at: str, spec: dict[str, Any]) -> list[str]:
+    """The webhook sender's way out: public addresses only, on the webhook ports."""
+    problems: list[str] = []
+    for rule in spec.get("egress") or []:
+        peers = rule.get("to") or []
+        if not peers:
+            problems.append(f"{at}: an egress rule without `to` reaches everywhere")
+        if sorted(rule.get("ports") or [], key=str) != sorted(WEBHOOK_PORTS, key=str):
+            problems.append(f"{at}: the webhook sender's egress is TCP 443 and 1024-65535 only")
+        for peer in peers:
+            block = peer.get("ipBlock") or {}
+            needed = WEBHOOK_EXCEPTED.get(block.get("cidr", ""))
+            if set(peer) != {"ipBlock"} or needed is None:
+                problems.append(f"{at}: webhook egress only to 0.0.0.0/0 and ::/0 blocks: {peer}")
+            elif not needed <= set(block.get("except") or []):
+                missing = ", ".join(sorted(needed - set(block.get("except") or [])))
+                problems.append(f"{at}: webhook egress must leave out {missing}")
+    return problems
+
+
 def network_findings(docs: list[dict[str, Any]]) -> list[Finding]:
     """The NetworkPolicies among ``docs``, checked against the pods they select."""
     k8s = str(K8S_DIR)
@@ -124,7 +164,11 @@ def network_findings(docs: list[dict[str, Any]]) -> list[Finding]:
                 ingress.append(f"{at}: lets traffic into pods other than the app")
             ingress += _app_ingress(at, spec, sources)
         findings += [Finding("k8s.network-ingress", where(policy), m) for m in ingress]
-        if components != {"scheduler"} or not spec.get("ingress"):
+        if components == {"webhooks"} and spec.get("egress"):
+            findings += [
+                Finding("k8s.network-egress", where(policy), m) for m in _webhooks_egress(at, spec)
+            ]
+        elif components != {"scheduler"} or not spec.get("ingress"):
             findings += [Finding("k8s.network-egress", where(policy), m) for m in _egress(at, spec)]
     if sources != ALLOWED_SOURCES:
         findings.append(

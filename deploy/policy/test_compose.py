@@ -95,6 +95,18 @@ BROKEN_COMPOSE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _set("services.migrate.command", ["python", "manage.py", "migrate", "--noinput"]),
         "must run manage.py grant_runtime_role",
     ),
+    "a route out of the scheduler": (
+        _set("services.scheduler.networks", ["backend", "egress"]),
+        "service scheduler has a route out (egress)",
+    ),
+    "the webhook sender on the public network": (
+        _set("services.webhooks.networks", ["backend", "public"]),
+        "service webhooks has a route out (public)",
+    ),
+    "the owner's URL mounted in the webhook sender": (
+        _owner_url_for("webhooks"),
+        "service webhooks gets the owner's database URL",
+    ),
 }
 
 

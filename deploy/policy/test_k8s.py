@@ -59,6 +59,12 @@ def _egress_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rules
 
 
+def _webhook_blocks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    policy = _doc(docs, "NetworkPolicy", "flashq-webhooks-egress")
+    blocks: list[dict[str, Any]] = policy["spec"]["egress"][0]["to"]
+    return blocks
+
+
 def _env(container: dict[str, Any], name: str) -> dict[str, Any]:
     entry: dict[str, Any] = next(e for e in container["env"] if e["name"] == name)
     return entry
@@ -255,6 +261,23 @@ BROKEN_MANIFESTS: dict[str, tuple[K8sEdit, K8sCheck, str]] = {
         lambda d: _egress_rules(d)[1]["to"][0].pop("namespaceSelector"),
         network_findings,
         "DNS only to kube-system",
+    ),
+    "webhook egress to the metadata address": (
+        lambda d: _webhook_blocks(d)[0]["ipBlock"]["except"].remove("169.254.0.0/16"),
+        network_findings,
+        "webhook egress must leave out 169.254.0.0/16",
+    ),
+    "webhook egress to private IPv6": (
+        lambda d: _webhook_blocks(d)[1]["ipBlock"].pop("except"),
+        network_findings,
+        "webhook egress must leave out",
+    ),
+    "webhook egress on port 22": (
+        lambda d: _doc(d, "NetworkPolicy", "flashq-webhooks-egress")["spec"]["egress"][0][
+            "ports"
+        ].append({"protocol": "TCP", "port": 22}),
+        network_findings,
+        "TCP 443 and 1024-65535 only",
     ),
     "the app as the owner": (_app_as_owner, database_role_findings, "Deployment/flashq-app: gets"),
     "the owner's Secret mounted in the scheduler": (

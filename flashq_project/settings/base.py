@@ -250,6 +250,27 @@ LONG_POLL_RETRY_AFTER_SECONDS = env.int("LONG_POLL_RETRY_AFTER_SECONDS", default
 # subscriber away for longer is told so with a ``reset`` event.
 EVENT_LOG_SECONDS = env.int("EVENT_LOG_SECONDS", default=600)
 EVENT_LOG_MAX_ROWS = env.int("EVENT_LOG_MAX_ROWS", default=1_000_000)
+# Event streams (GET /api/v1/queues/{pattern}/events, queues.events.pump): a comment
+# line every HEARTBEAT seconds (the token is checked again then), the log read every
+# POLL_MS while anyone listens, the queue list re-read every QUEUE_SECONDS, and a
+# subscriber more than MAX_BEHIND events behind is sent ``reset`` instead of a backlog.
+EVENT_STREAM_HEARTBEAT_SECONDS = env.float("EVENT_STREAM_HEARTBEAT_SECONDS", default=15.0)
+EVENT_STREAM_POLL_MS = env.int("EVENT_STREAM_POLL_MS", default=200)
+EVENT_STREAM_QUEUE_SECONDS = env.float("EVENT_STREAM_QUEUE_SECONDS", default=5.0)
+EVENT_STREAM_MAX_BEHIND = env.int("EVENT_STREAM_MAX_BEHIND", default=1000)
+EVENT_STREAM_RETRY_MS = env.int("EVENT_STREAM_RETRY_MS", default=3000)
+
+# Webhooks (queues.webhooks, kernel.safehttp). Deliveries never reach loopback, private,
+# link-local, CGNAT or metadata addresses, except host names and CIDRs listed here.
+WEBHOOK_ALLOWED_HOSTS: list[str] = env.list("WEBHOOK_ALLOWED_HOSTS", default=[])
+# A PEM file of extra CAs trusted for deliveries (an internal CA), beside the system's.
+WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="")
+# A webhook is disabled after this many failed deliveries in a row.
+WEBHOOK_MAX_FAILURES = env.int("WEBHOOK_MAX_FAILURES", default=20)
+# Each delivery is tried this many times, waiting WEBHOOK_RETRY_DELAY_MS, doubled each
+# time (at most an hour), in between.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_RETRY_DELAY_MS = env.int("WEBHOOK_RETRY_DELAY_MS", default=5000)
 
 # Client IP: the socket address, or X-Forwarded-For only when the socket peer is one of
 # these proxies (CIDRs).

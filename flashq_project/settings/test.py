@@ -15,6 +15,9 @@ ENCRYPTION_KEYS = f"test1:{generate_key()}"
 AUDIT_CHAIN_KEY = f"chain1:{generate_key()}"
 # Tests change tokens behind the services' back; test_principal_cache turns it on.
 PRINCIPAL_CACHE_SECONDS = 0.0
+# Under the live server (WSGI) an event stream is a poll one heartbeat long: short, so
+# that none outlives the browser test that opened it.
+EVENT_STREAM_HEARTBEAT_SECONDS = 1.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # The test client builds its middleware per client: whitenoise would index every static
 # file each time. Pages are tested without their styles; test_production_server checks

@@ -15,6 +15,8 @@ without a global right sees and acts on only the queues granted to them
   children, dependencies, dependents) and its audit events;
 - ``schedules``: schedules per queue, read-only, with pause, resume, trigger and delete
   actions that ask for a reason, per schedule the user may operate;
+- ``webhooks``: webhooks per queue, added and changed through the service with a reason,
+  the signing secret shown once after an add or a rotation; rotate and delete actions;
 - ``confirm``: the confirmation page with a reason that every action shows first.
 
 What a staff user sees is read through queues.selectors and queues.staffreads.
@@ -23,6 +25,6 @@ their ModelAdmins."""
 
 from __future__ import annotations
 
-from . import jobs, queues, schedules
+from . import jobs, queues, schedules, webhooks
 
-__all__ = ["jobs", "queues", "schedules"]
+__all__ = ["jobs", "queues", "schedules", "webhooks"]

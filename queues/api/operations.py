@@ -57,6 +57,12 @@ class Operation(Enum):
     GET_JOB_CHILDREN = ("getJobChildren", Action.GET_JOB_CHILDREN, Verb.GET_JOB)
     WAIT_JOB = ("waitJob", Action.WAIT_JOB, Verb.GET_JOB)
     ERASE = ("createErasure", Action.GDPR_ERASE, Verb.ERASE)
+    SUBSCRIBE_EVENTS = ("subscribeEvents", Action.SUBSCRIBE_EVENTS, Verb.GET_JOBS)
+    LIST_WEBHOOKS = ("listWebhooks", Action.GET_WEBHOOKS, Verb.ADMIN)
+    GET_WEBHOOK = ("getWebhook", Action.GET_WEBHOOK, Verb.ADMIN)
+    PUT_WEBHOOK = ("putWebhook", Action.WEBHOOK_SAVE, Verb.ADMIN)
+    DELETE_WEBHOOK = ("deleteWebhook", Action.WEBHOOK_DELETE, Verb.ADMIN)
+    ROTATE_WEBHOOK_SECRET = ("rotateWebhookSecret", Action.WEBHOOK_ROTATE_SECRET, Verb.ADMIN)
 
     def __init__(self, operation_id: str, action: Action, verb: Verb | None) -> None:
         self.operation_id = operation_id

@@ -14,18 +14,15 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from kernel.limits import QUEUE_NAME_RE, QUEUE_NAME_RULE
-from kernel.problems import InvalidInput
 from security.access import Principal, Verb
-from security.cards import card_problem, find_cards_in_text
 from security.masking import masked
 
 from .. import reads, services
 from ..models import Schedule
 from ..schedulespec import parse_schedule_spec
 from . import serializers
-from .base import FlashqApiView
 from .docs import operation_schema, problems
+from .named import NamedItemView
 from .operations import Operation
 from .representations import iso, job_summary
 
@@ -59,15 +56,11 @@ def schedule_detail(schedule: Schedule, principal: Principal) -> dict[str, Any]:
     }
 
 
-class _ScheduleView(FlashqApiView):
+class _ScheduleView(NamedItemView):
+    item = "schedule"
+
     def schedule_name(self) -> str:
-        name = str(self.kwargs["name"])
-        if not QUEUE_NAME_RE.fullmatch(name):
-            raise InvalidInput(f"Invalid schedule name: {QUEUE_NAME_RULE}.")
-        refused = card_problem(find_cards_in_text(name, "/name"))
-        if refused is not None:
-            raise refused
-        return name
+        return self.item_name()
 
     def authorize_push(self, queue_name: str) -> None:
         """PUT and trigger make jobs: they need ``push`` on the queue as well as
@@ -75,16 +68,6 @@ class _ScheduleView(FlashqApiView):
         self.authorize(queue_name)
         if not self.principal.allows(Verb.PUSH, queue_name):
             raise PermissionDenied("This token may not push on this queue.")
-
-    def reason(self) -> str:
-        """The optional reason, kept in the audit event: no card number in it."""
-        params = serializers.ReasonIn(data=self.request.data or {})
-        params.is_valid(raise_exception=True)
-        reason = str(params.validated_data["reason"])
-        refused = card_problem(find_cards_in_text(reason, "/reason"))
-        if refused is not None:
-            raise refused
-        return reason
 
     def render(self, schedule: Schedule, status: int = 200) -> Response:
         return Response(schedule_detail(schedule, self.principal), status=status)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from . import (
+    event_views,
     flow_views,
     job_views,
     lifecycle_views,
@@ -10,6 +11,7 @@ from . import (
     queue_settings_views,
     queue_views,
     schedule_views,
+    webhook_views,
 )
 
 urlpatterns = [
@@ -65,6 +67,21 @@ urlpatterns = [
         name="schedule-trigger",
     ),
     path(
+        "queues/<str:queue>/webhooks",
+        webhook_views.WebhookListApi.as_view(),
+        name="webhook-list",
+    ),
+    path(
+        "queues/<str:queue>/webhooks/<str:name>",
+        webhook_views.WebhookApi.as_view(),
+        name="webhook",
+    ),
+    path(
+        "queues/<str:queue>/webhooks/<str:name>/rotate-secret",
+        webhook_views.WebhookRotateSecretApi.as_view(),
+        name="webhook-rotate-secret",
+    ),
+    path(
         "queues/<str:queue>/group-concurrency",
         queue_settings_views.QueueGroupConcurrencyApi.as_view(),
         name="queue-group-concurrency",
@@ -78,6 +95,7 @@ urlpatterns = [
     path("queues/<str:queue>/flows", flow_views.QueueFlowsApi.as_view(), name="queue-flows"),
     path("queues/<str:queue>/pull", queue_views.QueuePullApi.as_view(), name="queue-pull"),
     path("queues/<str:queue>/clean", queue_views.QueueCleanApi.as_view(), name="queue-clean"),
+    path("queues/<str:queue>/events", event_views.QueueEventsApi.as_view(), name="queue-events"),
     path("jobs/ack", job_views.JobAckBatchApi.as_view(), name="jobs-ack"),
     path("jobs/<str:job_id>", job_views.JobApi.as_view(), name="job"),
     path("jobs/<str:job_id>/wait", job_views.JobWaitApi.as_view(), name="job-wait"),

@@ -11,7 +11,8 @@ it) for as long as it stays open. On SQLite writers take turns, so ids are in co
 order and every ``txid`` is 0.
 
 The log keeps ``EVENT_LOG_SECONDS`` of events and at most ``EVENT_LOG_MAX_ROWS``;
-``prune`` (run by the scheduler) deletes the rest and remembers the newest event it
+``prune`` (run by the scheduler) deletes the rest (but not, within the row cap, what
+the webhook dispatcher has yet to read) and remembers the newest event it
 deleted (``EventLogMark``), so a cursor at or below it is known to have a gap."""
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..eventmodels import EventLogMark, JobEvent
+from ..webhookmodels import Webhook, WebhookCursor
 
 _CURSOR_RE = re.compile(r"(\d{1,19})-(\d{1,19})")
 
@@ -114,29 +117,54 @@ def events_off() -> None:
             cursor.execute("SELECT set_config('flashq.events', 'off', true)")
 
 
-def prune(*, now: datetime | None = None) -> int:
+def prune(*, now: datetime | None = None, batch: int = 10_000) -> int:
     """Delete events older than ``EVENT_LOG_SECONDS`` and any beyond the newest
-    ``EVENT_LOG_MAX_ROWS``; record the newest deleted. Returns how many went."""
+    ``EVENT_LOG_MAX_ROWS``, oldest first, at most ``batch`` per transaction, each
+    batch recording the newest it deleted. Returns how many went."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.EVENT_LOG_SECONDS)
-    with transaction.atomic():
-        old = JobEvent.objects.filter(at__lt=cutoff).order_by("-txid", "-id").first()
-        overflow = (
-            JobEvent.objects.order_by("-txid", "-id")
-            .only("txid", "id")[settings.EVENT_LOG_MAX_ROWS : settings.EVENT_LOG_MAX_ROWS + 1]
-            .first()
-        )
-        ends = [Cursor.of(event) for event in (old, overflow) if event is not None]
-        if not ends:
-            return 0
-        end = max(ends)
-        deleted, _ = (
-            JobEvent.objects.filter(txid__lte=end.txid)
-            .exclude(txid=end.txid, id__gt=end.event_id)
-            .delete()
-        )
-        mark, _ = EventLogMark.objects.select_for_update().get_or_create(id=1)
-        if end > Cursor(mark.txid, mark.event_id):
-            mark.txid, mark.event_id = end.txid, end.event_id
-            mark.save(update_fields=["txid", "event_id"])
+    end = _prune_end(now)
+    deleted = 0
+    while end is not None:
+        with transaction.atomic():
+            step = _batch_end(end, batch)
+            gone, _ = _through(step).delete()
+            mark, _ = EventLogMark.objects.select_for_update().get_or_create(id=1)
+            if step > Cursor(mark.txid, mark.event_id):
+                mark.txid, mark.event_id = step.txid, step.event_id
+                mark.save(update_fields=["txid", "event_id"])
+        deleted += gone
+        if step >= end:
+            break
     return deleted
+
+
+def _through(end: Cursor) -> QuerySet[JobEvent]:
+    """The events at or before ``end``."""
+    return JobEvent.objects.filter(txid__lte=end.txid).exclude(txid=end.txid, id__gt=end.event_id)
+
+
+def _prune_end(now: datetime) -> Cursor | None:
+    """The newest event due to go: past the window, or past the row cap. While a
+    webhook is enabled, the window waits for the webhook dispatcher (events it has not
+    queued yet stay, however old: a sender down for a while loses nothing); the row
+    cap does not, so the log stays bounded."""
+    cutoff = now - timedelta(seconds=settings.EVENT_LOG_SECONDS)
+    aged = JobEvent.objects.filter(at__lt=cutoff)
+    if Webhook.objects.filter(enabled=True).exists():
+        dispatched = WebhookCursor.objects.filter(id=1).first()
+        unread = START if dispatched is None else Cursor(dispatched.txid, dispatched.event_id)
+        aged = aged & _through(unread)
+    old = aged.order_by("-txid", "-id").first()
+    overflow = (
+        JobEvent.objects.order_by("-txid", "-id")
+        .only("txid", "id")[settings.EVENT_LOG_MAX_ROWS : settings.EVENT_LOG_MAX_ROWS + 1]
+        .first()
+    )
+    ends = [Cursor.of(event) for event in (old, overflow) if event is not None]
+    return max(ends) if ends else None
+
+
+def _batch_end(end: Cursor, batch: int) -> Cursor:
+    """The ``batch``-th oldest event, or ``end`` when fewer are left before it."""
+    nth = _through(end).order_by("txid", "id").only("txid", "id")[batch - 1 : batch].first()
+    return end if nth is None else min(Cursor.of(nth), end)

@@ -14,6 +14,8 @@ keyword-only arguments.
 - ``grants``: staff rights on one queue;
 - ``clean``: deleting finished jobs (the API's clean, and retention's batches);
 - ``schedules``, ``schedule_fire``: repeatable jobs, and the tick engine firing them;
+- ``webhooks``: a queue's webhooks, and the outcome of each delivery (queues.webhooks
+  queues and sends them);
 - ``common``: the job lookup and the payload guards the others share.
 
 Every service that changes state takes the ``actor`` who asked and records its audit
@@ -45,7 +47,14 @@ from .flow_cancel import flow_cancel, flow_root
 from .flows import FlowJob, FlowPushed, flow_push, flow_tree
 from .grants import QUEUE_ROLES, queue_grant
 from .handback import job_release, job_snooze
-from .keys import SEALED_FIELDS, Resealed, ResealedSchedules, jobs_reseal, schedules_reseal
+from .keys import (
+    SEALED_FIELDS,
+    Resealed,
+    ResealedSchedules,
+    jobs_reseal,
+    schedules_reseal,
+    webhooks_reseal,
+)
 from .push import KEYED_PUSH_TRIES, Pushed, Recorder, job_push, jobs_push
 from .queue_settings import (
     queue_create,
@@ -77,6 +86,13 @@ from .schedules import (
     schedule_save,
     schedule_trigger,
 )
+from .webhooks import (
+    delivery_key_prefix,
+    webhook_delete,
+    webhook_delivered,
+    webhook_rotate_secret,
+    webhook_save,
+)
 
 __all__ = [
     "DEADLOCK",
@@ -101,6 +117,7 @@ __all__ = [
     "check_acks",
     "complete_acked",
     "deadlock_retried",
+    "delivery_key_prefix",
     "earliest_due",
     "finished_before",
     "flow_cancel",
@@ -142,4 +159,9 @@ __all__ = [
     "schedule_trigger",
     "schedules_fire",
     "schedules_reseal",
+    "webhook_delete",
+    "webhook_delivered",
+    "webhook_rotate_secret",
+    "webhook_save",
+    "webhooks_reseal",
 ]

@@ -9,11 +9,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
+from django.core.exceptions import ValidationError
 from django.db import OperationalError, connection
+from django.db.models import Model
 
 from kernel.problems import (
     CardNumberDetected,
     FieldError,
+    InvalidInput,
     PayloadTooLarge,
     pointer_segment,
 )
@@ -97,6 +100,21 @@ def refuse_cards(values: Sequence[tuple[str, Any]]) -> None:
     refused = card_problem([found for path, value in values for found in find_cards(value, path)])
     if refused is not None:
         raise refused
+
+
+def full_clean_or_invalid(row: Model, *, exclude: list[str], what: str) -> None:
+    """``row.full_clean()`` (constraints left to the database), its errors as a 400
+    naming each field (``/url``), so a service refuses bad input before it saves."""
+    try:
+        row.full_clean(exclude=exclude, validate_constraints=False)
+    except ValidationError as error:
+        raise InvalidInput(
+            f"The {what} is invalid.",
+            errors=[
+                FieldError(f"/{field}", " ".join(messages))
+                for field, messages in error.message_dict.items()
+            ],
+        ) from error
 
 
 def reason_details(reason: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 
@@ -12,7 +13,7 @@ from compliance.audit import Action, Actor, audit_record
 from security.encryption import keyring
 from security.fields import Stored, bulk_update_sealed
 
-from ..models import Job, Schedule
+from ..models import Job, Schedule, Webhook
 
 SEALED_FIELDS = ("data", "result", "error", "errors")
 
@@ -99,43 +100,62 @@ class ResealedSchedules:
     found: dict[str, int]
 
 
-def schedules_reseal(*, after: uuid.UUID | None, limit: int, actor: Actor) -> ResealedSchedules:
-    """Re-seal under the primary key the template of each of the next ``limit``
-    schedules (in id order, after ``after``) that another key sealed, rows locked, as
-    jobs_reseal does for jobs: a template still under an old key would stop firing
-    once that key is retired. A template whose key is gone raises DecryptionFailed."""
+def _rows_reseal(
+    model: type[Schedule] | type[Webhook],
+    field: str,
+    label: str,
+    *,
+    after: uuid.UUID | None,
+    limit: int,
+    actor: Actor,
+) -> ResealedSchedules:
+    """Re-seal under the primary key ``field`` of each of the next ``limit`` rows of
+    ``model`` (in id order, after ``after``) that another key sealed, rows locked, as
+    jobs_reseal does for jobs. A value whose key is gone raises DecryptionFailed."""
     primary = keyring().primary
     with transaction.atomic():
-        rows = Schedule.objects.order_by("id").only("id", "queue_id", "name", "data")
+        rows = model.objects.order_by("id").only("id", "queue_id", "name", field)
         if after is not None:
             rows = rows.filter(id__gt=after)
-        schedules = list(rows.select_for_update(no_key=True)[:limit])
+        found_rows: list[Any] = list(rows.select_for_update(no_key=True)[:limit])
         found: dict[str, int] = {}
-        changed: list[Schedule] = []
-        for schedule in schedules:
-            stored = schedule.__dict__["data"]
+        changed: list[Any] = []
+        for row in found_rows:
+            stored = row.__dict__[field]
             if not isinstance(stored, Stored):
                 continue
             found[stored.key_id] = found.get(stored.key_id, 0) + 1
             if stored.key_id != primary:
-                getattr(schedule, "data")  # noqa: B009 - opened with its old key
-                changed.append(schedule)
+                getattr(row, field)  # opened with its old key
+                changed.append(row)
         if changed:
-            bulk_update_sealed(Schedule, changed, ["data"])
+            bulk_update_sealed(model, changed, [field])
             audit_record(
                 actor=actor,
                 action=Action.KEYS_ROTATE,
                 details={
-                    "schedules": len(changed),
+                    label: len(changed),
                     "values": len(changed),
                     "to_key": primary,
                     "from_keys": sorted(key for key in found if key != primary),
-                    "names": sorted(schedule.name for schedule in changed)[:100],
+                    "names": sorted(row.name for row in changed)[:100],
                 },
             )
     return ResealedSchedules(
-        last_id=schedules[-1].id if len(schedules) == limit else None,
-        scanned=len(schedules),
+        last_id=found_rows[-1].id if len(found_rows) == limit else None,
+        scanned=len(found_rows),
         changed=len(changed),
         found=found,
     )
+
+
+def schedules_reseal(*, after: uuid.UUID | None, limit: int, actor: Actor) -> ResealedSchedules:
+    """Re-seal schedule templates (``data``) under the primary key: a template still
+    under an old key would stop firing once that key is retired."""
+    return _rows_reseal(Schedule, "data", "schedules", after=after, limit=limit, actor=actor)
+
+
+def webhooks_reseal(*, after: uuid.UUID | None, limit: int, actor: Actor) -> ResealedSchedules:
+    """Re-seal webhook secrets under the primary key: a secret still under an old key
+    could no longer sign once that key is retired."""
+    return _rows_reseal(Webhook, "secret", "webhooks", after=after, limit=limit, actor=actor)

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_event, audit_record
-from kernel.problems import FieldError, InvalidInput
 from security.selectors import owner_live
 
 from ..errors import OwnerRevoked, ScheduleNotFound
 from ..models import Job, Queue, Schedule
 from ..schedulespec import ScheduleSpec, next_tick
 from .common import (
+    full_clean_or_invalid,
     refuse_cards_in_data,
     refuse_cards_in_subjects,
     refuse_off_schema,
@@ -76,19 +75,6 @@ def _apply(schedule: Schedule, spec: ScheduleSpec) -> None:
     schedule.max_catch_up = spec.max_catch_up
 
 
-def _full_clean(schedule: Schedule) -> None:
-    try:
-        schedule.full_clean(exclude=["queue", "data"], validate_constraints=False)
-    except ValidationError as error:
-        raise InvalidInput(
-            "The schedule is invalid.",
-            errors=[
-                FieldError(f"/{field}", " ".join(messages))
-                for field, messages in error.message_dict.items()
-            ],
-        ) from error
-
-
 def _after(schedule: Schedule, now: datetime, pending: datetime | None) -> datetime:
     """Where a saved schedule's next run is looked for: after now, but never before
     its last fired tick (a replace never refires a tick); and a live schedule's due,
@@ -124,7 +110,7 @@ def schedule_save(
         _apply(schedule, spec)
         schedule.created_by = owner
         schedule.updated_at = now
-        _full_clean(schedule)
+        full_clean_or_invalid(schedule, exclude=["queue", "data"], what="schedule")
         schedule.next_run_at = next_tick(schedule, _after(schedule, now, pending))
         schedule.save(force_insert=created)
         audit_record(

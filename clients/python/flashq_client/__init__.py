@@ -45,6 +45,7 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
+from .webhooks import SignatureError, verify_signature
 
 if TYPE_CHECKING:
     from .worker import Worker, WorkerJob
@@ -90,10 +91,12 @@ __all__ = [
     "QueueStats",
     "RateLimit",
     "RateLimited",
+    "SignatureError",
     "Unauthorized",
     "Unavailable",
     "WaitedJob",
     "Worker",
     "WorkerJob",
     "__version__",
+    "verify_signature",
 ]

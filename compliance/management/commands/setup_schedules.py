@@ -1,8 +1,9 @@
 """``manage.py setup_schedules``: create or update (idempotently) the django-q2
 schedules: audit sealing every AUDIT_SEAL_MINUTES, the lease sweeper every minute, the
 repeatable jobs' safety net every minute (``manage.py run_scheduler`` fires them within
-the second; this catches what it misses while it is down), and the retention run daily
-at 03:17 UTC. ``manage.py qcluster`` then runs them."""
+the second; this catches what it misses while it is down), the job event log's pruning
+every minute, and the retention run daily at 03:17 UTC. ``manage.py qcluster`` then
+runs them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ SCHEDULES = {
     "flashq: seal audit events": ("compliance.tasks.seal_audit", "AUDIT_SEAL_MINUTES"),
     "flashq: sweep expired leases": ("compliance.tasks.sweep_leases", 1),
     "flashq: fire due schedules": ("compliance.tasks.fire_schedules", 1),
+    "flashq: prune the job event log": ("compliance.tasks.prune_events", 1),
     "flashq: retention": ("compliance.tasks.run_retention", None),
 }
 

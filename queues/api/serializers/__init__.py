@@ -6,6 +6,7 @@ validated as plain code (queues/jobspec.py, queues/api/batch.py).
 - ``jobs``, ``queues``: each one's bodies and response shapes;
 - ``flows``: a flow's body and answer, a job's children, getJob's parent and depends_on;
 - ``lifecycle``: update, release, snooze, promote and retry-failed bodies;
+- ``webhooks``: a webhook's PUT body and the answers (the secret in two of them);
 - ``schedules``: a schedule's PUT body (documented), the reason body, the answer;
 - ``me``, ``problems``, ``erasure``: getMe's answer, the problem+json body, and the
   erasure request (compliance.api) with its answer.
@@ -94,6 +95,7 @@ from .schedules import (
     ScheduleListOut,
     ScheduleOut,
 )
+from .webhooks import WebhookCreatedOut, WebhookIn, WebhookListOut, WebhookOut
 
 __all__ = [
     "ERROR_CODE_PATTERN",
@@ -158,4 +160,8 @@ __all__ = [
     "StrictIntegerField",
     "StrictSerializer",
     "UpdateIn",
+    "WebhookCreatedOut",
+    "WebhookIn",
+    "WebhookListOut",
+    "WebhookOut",
 ]

@@ -1,5 +1,6 @@
-"""``manage.py rotate_encryption_keys``: re-seal every job payload and every schedule's
-template under the primary (first) key of ENCRYPTION_KEYS.
+"""``manage.py rotate_encryption_keys``: re-seal every job payload, every schedule's
+template and every webhook's signing secret under the primary (first) key of
+ENCRYPTION_KEYS.
 
 To rotate: put the new key first in ENCRYPTION_KEYS, keep the old ones after it, deploy,
 run this command, and remove an old key only once the report shows no value under it.
@@ -9,19 +10,21 @@ under the primary key are left alone."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from compliance.audit import Actor
-from queues.services import jobs_reseal, schedules_reseal
+from queues.services import ResealedSchedules, jobs_reseal, schedules_reseal, webhooks_reseal
 from security.encryption import DecryptionFailed, keyring
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every job's data, result and errors, and every schedule's template, "
-        "under the first key of ENCRYPTION_KEYS, in batches; safe to interrupt and run again."
+        "Re-encrypt every job's data, result and errors, every schedule's template and "
+        "every webhook's secret under the first key of ENCRYPTION_KEYS, in batches; safe "
+        "to interrupt and run again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,7 +41,7 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be 1 to 10000")
         actor = Actor.command("rotate_encryption_keys")
         primary = keyring().primary
-        scanned = jobs = values = schedules_scanned = schedules = 0
+        scanned = jobs = values = 0
         before: dict[str, int] = {}
         after = None
         try:
@@ -53,16 +56,9 @@ class Command(BaseCommand):
                 if batch.last_id is None:
                     break
                 after = batch.last_id
-            after = None
-            while True:
-                templates = schedules_reseal(after=after, limit=size, actor=actor)
-                schedules_scanned += templates.scanned
-                schedules += templates.changed
-                values += templates.changed
-                _add(before, templates.found)
-                if templates.last_id is None:
-                    break
-                after = templates.last_id
+            schedules_scanned, schedules = _each_batch(schedules_reseal, size, actor, before)
+            hooks_scanned, hooks = _each_batch(webhooks_reseal, size, actor, before)
+            values += schedules + hooks
         except DecryptionFailed as exc:
             raise CommandError(
                 f"{exc}. Nothing in this batch was changed; add the key back to "
@@ -70,17 +66,34 @@ class Command(BaseCommand):
             ) from None
         found = ", ".join(f"{key}: {count}" for key, count in sorted(before.items())) or "none"
         self.stdout.write(
-            f"Scanned {scanned} job(s) and {schedules_scanned} schedule(s); "
+            f"Scanned {scanned} job(s), {schedules_scanned} schedule(s) and "
+            f"{hooks_scanned} webhook(s); "
             f"values by key before: {found}."
         )
         self.stdout.write(
-            f"Re-encrypted {values} value(s) in {jobs} job(s) and {schedules} schedule(s) "
-            f"under key {primary!r}."
+            f"Re-encrypted {values} value(s) in {jobs} job(s), {schedules} schedule(s) and "
+            f"{hooks} webhook secret(s) under key {primary!r}."
         )
         self.stdout.write(
             "Before removing an old key, make sure every app server runs with this keyring "
             "and run this command again: it must report values under the new key only."
         )
+
+
+def _each_batch(
+    reseal: Callable[..., ResealedSchedules], size: int, actor: Actor, before: dict[str, int]
+) -> tuple[int, int]:
+    """Every batch of one kind of sealed row: (scanned, changed)."""
+    scanned = changed = 0
+    after = None
+    while True:
+        batch = reseal(after=after, limit=size, actor=actor)
+        scanned += batch.scanned
+        changed += batch.changed
+        _add(before, batch.found)
+        if batch.last_id is None:
+            return scanned, changed
+        after = batch.last_id
 
 
 def _add(total: dict[str, int], found: dict[str, int]) -> None:

@@ -1,0 +1,198 @@
+"""Webhook deliveries end to end: job events become delivery jobs of the internal queue
+(each queued once, with the dispatcher's cursor in the same transaction), which are
+POSTed, signed, to a real HTTPS receiver on loopback reached through the allow-list.
+A receiver that keeps failing gets retries, then its webhook is disabled (audit event,
+metric, pending deliveries dropped). No token, whatever its rules, reaches the
+internal queue."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+from flashq_client import verify_signature
+from prometheus_client import REGISTRY
+
+from compliance.models import AuditEvent
+from kernel.limits import WEBHOOK_QUEUE
+from queues.models import Job, JobEvent, JobState, Webhook, WebhookCursor
+from security.access import pattern_matches
+
+from .support import Api, make_token, pull, push
+from .webhookreceiver import Receiver, serve
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEADLINE_SECONDS = 30
+
+
+@pytest.fixture(autouse=True)
+def _empty_log() -> None:
+    """On SQLite the flush between transactional tests logs ``removed`` events."""
+    JobEvent.objects.all().delete()
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Receiver]:
+    for served in serve(tmp_path):
+        with override_settings(
+            WEBHOOK_ALLOWED_HOSTS=["127.0.0.1/32"], WEBHOOK_CA_BUNDLE=str(served.ca_file)
+        ):
+            yield served
+
+
+@pytest.fixture
+def token() -> str:
+    return make_token("hooks", "jobs:*=*,admin")
+
+
+def _hook(api: Api, token: str, receiver: Receiver, events: list[str]) -> str:
+    call = api.request(
+        "PUT", "/queues/jobs:q/webhooks/h", {"url": receiver.url(), "events": events}, as_=token
+    )
+    assert call.status == 201, call.body
+    return str(call.body["secret"])
+
+
+def _run_until(done: Callable[[], bool]) -> None:
+    """Passes of ``run_webhooks --once`` until ``done`` (PostgreSQL holds events back
+    while any older transaction in the cluster is still open, so allow some time)."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        call_command("run_webhooks", "--once", stdout=StringIO())
+        time.sleep(0.05)
+
+
+def test_push_and_ack_events_arrive_signed(api: Api, token: str, receiver: Receiver) -> None:
+    secret = _hook(api, token, receiver, ["pushed", "completed"])
+    Webhook.objects.update(consecutive_failures=2)
+    job = push(api, token, data={"card": "secret payload"})
+    [held] = pull(api, token)
+    acked = api.post(f"/jobs/{job['id']}/ack", {"lease_id": held["lease_id"]}, as_=token)
+    assert acked.status == 200
+    _run_until(lambda: len(receiver.requests) >= 2)
+    time.sleep(0.2)
+    call_command("run_webhooks", "--once", stdout=StringIO())
+    assert len(receiver.requests) == 2  # queued once each: no duplicates
+    bodies = []
+    for request in receiver.requests:
+        assert request.headers["Content-Type"] == "application/json"
+        verify_signature(secret, request.headers["X-Flashq-Signature"], request.body)
+        body = json.loads(request.body)
+        assert request.headers["X-Flashq-Event-Id"] == body["id"]
+        bodies.append(body)
+    assert [b["kind"] for b in bodies] == ["pushed", "completed"]
+    assert {b["job_id"] for b in bodies} == {job["id"]}
+    assert set(bodies[1]) == {
+        "id",
+        "kind",
+        "job_id",
+        "queue",
+        "state",
+        "attempts",
+        "progress",
+        "error_code",
+        "at",
+        "webhook",
+    }
+    assert (bodies[1]["queue"], bodies[1]["state"], bodies[1]["webhook"]) == (
+        "jobs:q",
+        "completed",
+        "h",
+    )
+    assert b"secret payload" not in b"".join(r.body for r in receiver.requests)
+    # A tampered body does not verify.
+    with pytest.raises(ValueError):
+        verify_signature(
+            secret, receiver.requests[0].headers["X-Flashq-Signature"], b'{"kind":"x"}'
+        )
+    deliveries = Job.objects.filter(queue__name=WEBHOOK_QUEUE)
+    assert sorted(deliveries.values_list("state", flat=True)) == ["completed", "completed"]
+    webhook = Webhook.objects.get()
+    assert (webhook.last_status, webhook.consecutive_failures) == (200, 0)  # reset
+    assert WebhookCursor.objects.get().event_id > 0
+
+
+def _disabled_count() -> float:
+    return REGISTRY.get_sample_value("flashq_webhooks_disabled_total", {"queue": "jobs:q"}) or 0
+
+
+@override_settings(WEBHOOK_MAX_FAILURES=3, WEBHOOK_RETRY_DELAY_MS=1)
+def test_a_failing_receiver_gets_retries_then_its_webhook_is_disabled(
+    api: Api, token: str, receiver: Receiver
+) -> None:
+    receiver.status = 500
+    secret = _hook(api, token, receiver, ["pushed"])
+    before = _disabled_count()
+    push(api, token)
+    push(api, token)
+    _run_until(lambda: not Webhook.objects.get().enabled)
+    assert len(receiver.requests) == 3
+    webhook = Webhook.objects.get()
+    assert webhook.disabled_at is not None and webhook.last_status == 500
+    [event] = AuditEvent.objects.filter(action="webhook.disable")
+    assert (event.actor, event.queue, event.details["failures"]) == (
+        "system:webhooks",
+        "jobs:q",
+        3,
+    )
+    assert secret not in json.dumps(event.details)
+    assert _disabled_count() == before + 1
+    # Its deliveries are settled or dropped: nothing waits to be sent.
+    assert not Job.objects.filter(queue__name=WEBHOOK_QUEUE, state=JobState.WAITING).exists()
+    call_command("run_webhooks", "--once", stdout=StringIO())
+    assert len(receiver.requests) == 3
+    # A PUT enables it again.
+    again = api.request(
+        "PUT", "/queues/jobs:q/webhooks/h", {"url": receiver.url(), "events": ["pushed"]}, as_=token
+    )
+    assert again.status == 200 and again.body["enabled"] is True
+
+
+def _clean(api: Api, token: str, pattern: str) -> Any:
+    return api.post(f"/queues/{pattern}/clean", {"grace_ms": 0, "state": "completed"}, as_=token)
+
+
+def test_the_internal_queue_is_out_of_every_tokens_reach(
+    api: Api, receiver: Receiver, token: str
+) -> None:
+    full = make_token("everything", "*=*,admin,reveal")
+    _hook(api, token, receiver, ["pushed"])
+    push(api, token)
+    _run_until(lambda: Job.objects.filter(queue__name=WEBHOOK_QUEUE).exists())
+    _run_until(lambda: len(receiver.requests) >= 1)
+    delivery = Job.objects.get(queue__name=WEBHOOK_QUEUE)
+    assert not pattern_matches("*", WEBHOOK_QUEUE)
+    assert not pattern_matches("_flashq.*", WEBHOOK_QUEUE)
+    assert not pattern_matches(WEBHOOK_QUEUE, WEBHOOK_QUEUE)
+    assert api.post(f"/queues/{WEBHOOK_QUEUE}/pull", {}, as_=full).status == 400
+    assert api.post(f"/queues/{WEBHOOK_QUEUE}/jobs", {"data": {}}, as_=full).status == 400
+    assert api.get(f"/jobs/{delivery.id}", as_=full).status == 404
+    assert api.post(f"/jobs/{delivery.id}/retry", as_=full).status == 404
+    assert WEBHOOK_QUEUE not in json.dumps(api.get("/queues", as_=full).body)
+    assert _clean(api, full, "*").status == 200
+    assert _clean(api, full, "_flashq.*").status in (200, 404)
+    assert Job.objects.filter(id=delivery.id).exists()
+
+
+def test_an_idle_sender_adds_nothing_to_the_audit_trail(
+    api: Api, token: str, receiver: Receiver
+) -> None:
+    """Nothing due: no pull is made, so no pull event every half second."""
+    _hook(api, token, receiver, ["failed"])
+    push(api, token)  # an event no webhook wants
+    before = AuditEvent.objects.count()
+    for _ in range(3):
+        out = StringIO()
+        call_command("run_webhooks", "--once", stdout=out)
+        assert out.getvalue().strip() == "Queued 0, sent 0, delivered 0."
+    assert AuditEvent.objects.count() == before
+    assert receiver.requests == []

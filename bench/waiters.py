@@ -133,10 +133,10 @@ def _pull_and_time(client: Client, path: str) -> tuple[tuple[int, bytes], float]
     return answer, time.perf_counter()
 
 
-def settle(server: Server, limit: float = 60.0) -> float:
+def settle(server: Server, busy: float, limit: float = 60.0) -> float:
     """Wait until the burst of admitting the waiters (each one's first rounds) is over:
-    the workers use less than a quarter of a core each (the waits coming back keep them
-    a little busy), at most ``limit`` seconds; how long that took."""
+    the workers use less than ``busy`` of a core each (waits coming back keep them a
+    little busy), at most ``limit`` seconds; how long that took."""
     started = time.monotonic()
     master = Path(f"/proc/{server.pid}/task/{server.pid}/children")
     workers = master.read_text().split()
@@ -152,7 +152,7 @@ def settle(server: Server, limit: float = 60.0) -> float:
     while time.monotonic() - started < limit:
         before = ticks()
         time.sleep(1)
-        if ticks() - before < 0.25 * hertz * len(workers):
+        if ticks() - before < busy * hertz * len(workers):
             break
     return time.monotonic() - started
 
@@ -195,7 +195,7 @@ def run_waiters(
     alone = http_single_push(server, cfg, "bench-alone", cfg.single_requests)
     print(f"opening {waiters.count} waiting pulls ...", flush=True)
     with Waiters(server.port, tokens, waiters.count, waiters.together) as held:
-        took = settle(server)
+        took = settle(server, busy=0.05 if waiters.together else 0.25)
         print(f"{held.open} waiting pulls admitted; server idle after {took:.1f} s", flush=True)
         print(f"single push beside {held.open} waiting pulls ...", flush=True)
         beside = http_single_push(server, cfg, "bench-beside", cfg.single_requests)

@@ -268,3 +268,25 @@ def test_a_waiting_pull_and_a_job_wait_wake_on_the_push_and_the_ack(server: Serv
         answer = finished.result(timeout=WAIT_SECONDS)
     assert answer.status == 200 and answer.body["finished"] is True, answer
     assert answer.seconds < WAIT_SECONDS / 2, answer
+
+
+def test_a_job_wait_whose_client_hangs_up_ends_at_once_with_its_event(server: Server) -> None:
+    """The wait is cancelled as soon as its client goes: its one waitJob event is
+    written then, not when its 20 s would have run out."""
+    token = server.create_token("waiter", "w:*=push,getJob")
+    pushed = server.call("POST", "/api/v1/queues/w:q/jobs", token, {"data": {"n": 1}})
+    job_id = pushed.body["id"]
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    raw.sendall(
+        f"GET /api/v1/jobs/{job_id}/wait?timeout_ms={WAIT_SECONDS * 1000} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    time.sleep(1)  # it waits
+    assert not AuditEvent.objects.filter(action="waitJob").exists()
+    raw.close()
+    hung_up = time.monotonic()
+    while not AuditEvent.objects.filter(action="waitJob").exists():
+        assert time.monotonic() - hung_up < WAIT_SECONDS / 2, "the hang-up was not seen"
+        time.sleep(0.1)
+    [event] = AuditEvent.objects.filter(action="waitJob")
+    assert event.details == {"finished": False}

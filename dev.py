@@ -72,8 +72,13 @@ def run() -> None:
     # A SIGTERM (not only Ctrl-C) stops the web server and then the scheduler too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        # Static files come from whitenoise, as in production (--nostatic: not runserver).
-        subprocess.run([*manage, "runserver", "--nostatic", address], env=env, check=False)
+        # ASGI, as in production (uvicorn, one process, reloading on code changes), so
+        # long polls, job waits and event streams hold no thread here either; static
+        # files come from whitenoise. No forwarded headers are believed but the app's.
+        host, _, port = address.rpartition(":")
+        server = ["-m", "uvicorn", "flashq_project.asgi:application", "--reload"]
+        where = ["--host", host, "--port", port, "--no-proxy-headers", "--no-server-header"]
+        subprocess.run([str(PYTHON), *server, *where], env=env, check=False, cwd=ROOT)
     except KeyboardInterrupt:
         pass
     finally:

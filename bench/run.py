@@ -78,7 +78,6 @@ class Config:
     pull_count: int
     pull_threads: int
     workers: int
-    worker_threads: int
     time_limit: float
     raw_repeats: int
     schema: bool = False
@@ -86,6 +85,10 @@ class Config:
     group_concurrency: int = 1
     flows: int = 0  # --flows: how many flows to run (0: the usual measures instead)
     flow_threads: int = 2
+    waiters: int = 0  # --waiters: how many waiting pulls (0: the usual measures instead)
+    waiter_families: int = 16
+    wake_probes: int = 50
+    waiters_together: bool = False
 
 
 def parse_config(argv: list[str] | None = None) -> Config:
@@ -97,7 +100,6 @@ def parse_config(argv: list[str] | None = None) -> Config:
     parser.add_argument("--batch-threads", type=int, default=2, help="client threads")
     parser.add_argument("--pull-threads", type=int, default=4, help="client threads")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    parser.add_argument("--worker-threads", type=int, default=4, help="threads per worker")
     parser.add_argument(
         "--time-limit", type=float, default=120.0, help="seconds per measure before it stops"
     )
@@ -133,6 +135,19 @@ def parse_config(argv: list[str] | None = None) -> Config:
         help="flows to run with --flows (default 100, --quick 20)",
     )
     parser.add_argument("--flow-threads", type=int, default=2, help="client threads pushing flows")
+    parser.add_argument(
+        "--waiters",
+        action="store_true",
+        help="single push alone and beside thousands of waiting pulls, and wake latency",
+    )
+    parser.add_argument("--waiter-count", type=int, default=2000, help="waiting pulls")
+    parser.add_argument("--waiter-families", type=int, default=16, help="their token families")
+    parser.add_argument("--wake-probes", type=int, default=50, help="wake latency samples")
+    parser.add_argument(
+        "--waiters-together",
+        action="store_true",
+        help="open every waiting pull with a full 30 s wait (none comes back while measuring)",
+    )
     args = parser.parse_args(argv)
     flows = (args.flow_count or (20 if args.quick else 100)) if args.flows else 0
     return Config(
@@ -146,7 +161,6 @@ def parse_config(argv: list[str] | None = None) -> Config:
         pull_count=100,
         pull_threads=args.pull_threads,
         workers=args.workers,
-        worker_threads=args.worker_threads,
         time_limit=args.time_limit,
         raw_repeats=args.raw_repeats,
         schema=args.schema,
@@ -154,6 +168,10 @@ def parse_config(argv: list[str] | None = None) -> Config:
         group_concurrency=args.group_concurrency,
         flows=flows,
         flow_threads=args.flow_threads,
+        waiters=args.waiter_count if args.waiters else 0,
+        waiter_families=args.waiter_families,
+        wake_probes=args.wake_probes,
+        waiters_together=args.waiters_together,
     )
 
 
@@ -405,6 +423,7 @@ class Server:
     port: int
     token: str
     log: Path
+    pid: int = 0  # gunicorn's master
     clients: list[Client] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -444,20 +463,21 @@ def wait_healthy(port: int, process: subprocess.Popen[bytes], log: Path) -> None
 @contextmanager
 def gunicorn(env: dict[str, str], cfg: Config, token: str, log: Path) -> Iterator[Server]:
     port = free_port()
+    # As deployed (ASGI workers, deploy/gunicorn.conf.py); the access log is formatted
+    # but thrown away. --waiters keeps the deploy's worker count too.
     command = [
         str(Path(sys.executable).parent / "gunicorn"),
-        "flashq_project.wsgi:application",
+        "-c",
+        str(ROOT / "deploy" / "gunicorn.conf.py"),
         f"--bind={HOST}:{port}",
-        f"--workers={cfg.workers}",
-        "--worker-class=gthread",
-        f"--threads={cfg.worker_threads}",
-        "--keep-alive=30",
+        "--access-logfile=/dev/null",
+        *([] if cfg.waiters else [f"--workers={cfg.workers}"]),
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
         try:
             wait_healthy(port, process, log)
-            yield Server(port=port, token=token, log=log)
+            yield Server(port=port, token=token, log=log, pid=process.pid)
         finally:
             process.terminate()
             try:
@@ -1150,6 +1170,19 @@ def git_commit() -> str:
     return done.stdout.strip()
 
 
+def run_waiters_bench(env: dict[str, str], cfg: Config, token: str, stamp: str) -> None:
+    from bench.waiters import WaitersConfig, run_waiters
+
+    log = RESULTS / f"{stamp}-gunicorn.log"
+    waiters = WaitersConfig(cfg.waiters, cfg.waiter_families, cfg.wake_probes, cfg.waiters_together)
+    with gunicorn(env, cfg, token, log) as server:
+        figures = run_waiters(server, env, cfg, waiters)
+    out = RESULTS / f"{stamp}-waiters.json"
+    report = {"time": stamp, "commit": git_commit(), "config": asdict(cfg), **figures}
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nfigures: {out.relative_to(ROOT)}  gunicorn log: {log.relative_to(ROOT)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -1169,6 +1202,9 @@ def main(argv: list[str] | None = None) -> None:
         set_group_concurrency(env, cfg)
     if cfg.flows:
         run_flows(env, url, cfg, token, stamp)
+        return
+    if cfg.waiters:
+        run_waiters_bench(env, cfg, token, stamp)
         return
     create_raw_table(url)
     log = RESULTS / f"{stamp}-gunicorn.log"
@@ -1211,4 +1247,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))  # bench.waiters, run as a script
     main()

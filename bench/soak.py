@@ -116,7 +116,6 @@ class SoakConfig:
     max_backlog: int
     every: float
     workers: int
-    worker_threads: int
     time_limit: float
     size_factor: float
     rss_growth_pct: float
@@ -165,7 +164,6 @@ def parse_config(argv: list[str] | None = None) -> SoakConfig:
         "step's cadence; the server's autovacuum_naptime is 60 s by default)",
     )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    parser.add_argument("--worker-threads", type=int, default=4, help="threads per worker")
     parser.add_argument(
         "--time-limit", type=float, default=3 * 3600.0, help="seconds before the soak stops"
     )
@@ -196,7 +194,6 @@ def parse_config(argv: list[str] | None = None) -> SoakConfig:
         max_backlog=args.max_backlog or min(MAX_BACKLOG, max(jobs // 10, 1000)),
         every=args.every or (2.0 if args.quick else 10.0),
         workers=args.workers,
-        worker_threads=args.worker_threads,
         time_limit=args.time_limit,
         size_factor=args.size_factor,
         rss_growth_pct=args.rss_growth_pct,
@@ -842,10 +839,8 @@ def main(argv: list[str] | None = None) -> None:
     set_retention(env)
     autovacuum = Autovacuum.read(url)
     print(vacuum_note(cfg, autovacuum), flush=True)
-    # bench.gunicorn takes run.py's whole Config but reads only the two server counts.
-    server_cfg = dataclasses.replace(
-        bench.parse_config([]), workers=cfg.workers, worker_threads=cfg.worker_threads
-    )
+    # bench.gunicorn takes run.py's whole Config but reads only the worker count.
+    server_cfg = dataclasses.replace(bench.parse_config([]), workers=cfg.workers)
     log = bench.RESULTS / f"{stamp}-soak-gunicorn.log"
     with bench.gunicorn(env, server_cfg, token, log) as server:
         soak = Soak(cfg, server, env, url, autovacuum)

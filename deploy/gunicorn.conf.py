@@ -1,11 +1,14 @@
 """gunicorn settings for production: ``gunicorn -c deploy/gunicorn.conf.py``.
 
-Threaded workers, because a long-polling pull holds its thread while it waits (up to
-30 s); the app lets at most half of a worker's threads wait (LONG_POLL_MAX_WAITERS), and
-a quarter per token family, so the rest always answer pushes, acks and probes. Access
-logs carry no query strings: nothing secret goes in a URL, and we keep it that way in
-the logs too; a card number a careless client put in the path anyway is written as its
-first 6 and last 4 digits, here and in the error log (flashq_project.gunicornlog). TLS
+ASGI workers (uvicorn's, flashq_project.asgiserver.Worker): a long-polling pull or a
+job wait (up to 30 s) awaits its wake-up on the worker's event loop and holds no thread
+(queues.waiting), so a worker serves any number of them beside pushes, acks and probes;
+LONG_POLL_MAX_WAITERS (1,000 per worker, a quarter per token family) only bounds them.
+The rest of the app runs as before, each request's blocking part in a short-lived
+thread, its connection from a pool (DB_POOL_MAX_SIZE per worker). Access logs carry no
+query strings: nothing secret goes in a URL, and we keep it that way in the logs too; a
+card number a careless client put in the path anyway is written as its first 6 and last
+4 digits, here and in the error log (flashq_project.asgiserver, gunicornlog). TLS
 terminates at the proxy in front (nginx or similar)."""
 
 from __future__ import annotations
@@ -17,17 +20,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-wsgi_app = "flashq_project.wsgi:application"
+wsgi_app = "flashq_project.asgi:application"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+worker_class = "flashq_project.asgiserver.Worker"
 keepalive = 30
 timeout = 60  # above the 30 s long-poll ceiling
 graceful_timeout = 35
 max_requests = 10_000
 max_requests_jitter = 1_000
 accesslog = "-"
+# The ASGI worker's lines are written by flashq_project.asgiserver.AccessLog in this
+# format; gunicorn's own logger (a sync or gthread worker) would use it as it is.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%({x-request-id}o)s"'
 logger_class = "flashq_project.gunicornlog.CardMaskingLogger"
 # No peer's forwarded headers are believed by gunicorn itself (it would set the request's
@@ -53,13 +57,6 @@ def on_starting(server: Any) -> None:
 def on_exit(server: Any) -> None:
     if _own_metrics_dir:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def pre_fork(server: Any, worker: Any) -> None:
-    # The long-poll caps (LONG_POLL_MAX_WAITERS*, queues.waitslots) default to shares of
-    # the thread pool: a worker must know the pool in force, --threads given on the
-    # command line included (it overrides this file).
-    os.environ["GUNICORN_THREADS"] = str(server.cfg.threads)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -5,11 +5,12 @@ outside TRUSTED_PROXIES before anything reads them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 
 from kernel.clientip import peer_is_trusted_proxy
+from kernel.middleware import EitherMiddleware
 
 FORWARDED = (
     "HTTP_X_FORWARDED_PROTO",
@@ -23,11 +24,8 @@ FORWARDED = (
 )
 
 
-class TrustedProxyHeadersMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+class TrustedProxyHeadersMiddleware(EitherMiddleware):
+    def __call__(self, request: HttpRequest) -> Any:
         if not peer_is_trusted_proxy(request):
             for name in FORWARDED:
                 request.META.pop(name, None)

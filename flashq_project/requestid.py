@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
+from kernel.middleware import EitherMiddleware
 from security.cards import card_numbers_in, mask
 
 _SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -31,11 +32,8 @@ def current_request_id() -> str | None:
     return _current.get()
 
 
-class RequestIdMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+class RequestIdMiddleware(EitherMiddleware):
+    def __call__(self, request: HttpRequest) -> Any:
         request_id = uuid.uuid4().hex
         supplied = request.META.get("HTTP_X_REQUEST_ID", "")
         request.META["FLASHQ_REQUEST_ID"] = request_id
@@ -45,9 +43,20 @@ class RequestIdMiddleware:
             request.META["FLASHQ_REQUEST_ID_CARDS"] = [mask(digits) for digits in cards]
             kept = ""
         request.META["FLASHQ_CLIENT_REQUEST_ID"] = kept
+        if self.is_async:
+            return self._answer_async(request, request_id)
         token = _current.set(request_id)
         try:
             response = self.get_response(request)
+        finally:
+            _current.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+    async def _answer_async(self, request: HttpRequest, request_id: str) -> HttpResponse:
+        token = _current.set(request_id)
+        try:
+            response: HttpResponse = await self.get_response(request)
         finally:
             _current.reset(token)
         response["X-Request-ID"] = request_id

@@ -1,27 +1,25 @@
 """Handing out work, and taking it back when a lease runs out.
 
-``jobs_pull`` leases ready jobs and, given ``wait``, long-polls for them: it waits on
-``wakeup.Waiter`` between rounds, holding no transaction while it waits. A paused queue
-hands out nothing, and a pause during a long poll stops it too (the queue is re-read
-each round). Only so many pulls may wait at once (``waitslots``): past the cap a pull
-takes what is ready and answers at once. Jobs whose lease expired or that ran past their
-deadline (``timeout``) are recovered by every pull (for its queue) and by the sweeper;
-nobody asked for that change, so it is recorded under a system actor, one event per
-batch and kind (``lease.recover``, ``timeout``) listing the job ids."""
+``PullSpec`` leases ready jobs, one round (one transaction) at a time; a pull given
+``wait`` that found nothing waits between rounds in queues.waiting, holding no
+transaction, thread or connection meanwhile. A paused queue hands out nothing, and a
+pause during a long poll stops it too (the queue is re-read each round). Jobs whose
+lease expired or that ran past their deadline (``timeout``) are recovered by every pull
+(for its queue) and by the sweeper; nobody asked for that change, so it is recorded
+under a system actor, one event per batch and kind (``lease.recover``, ``timeout``)
+listing the job ids."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
-from kernel.counters import LONG_POLLS_OVER_CAP
 from kernel.problems import FieldError
 from kernel.ratelimit import Rate, rate_available, rate_charge
 from security.fields import bulk_update_sealed
@@ -40,8 +38,6 @@ from .services import (
     deadlock_retried,
     record_failure,
 )
-from .waitslots import wait_slot
-from .wakeup import Waiter
 
 LEASE_EXPIRED = "lease expired"
 LEASE_EXPIRED_CODE = "lease_expired"
@@ -193,19 +189,12 @@ _PULL_QUEUE_FIELDS = frozenset(
 
 
 @deadlock_retried
-def _claim_round(
-    *,
-    queue_name: str,
-    count: int,
-    lease_seconds: int,
-    owner: str,
-    actor: Actor,
-    last: bool,
-    acks: Sequence[AckSpec] = (),
-) -> list[Job] | None:
+def _claim_round(spec: PullSpec, *, last: bool, acks: Sequence[AckSpec] = ()) -> list[Job] | None:
     """One attempt, in one transaction: the leased jobs, or None when there were none
     and this is not the last round (so nothing is recorded yet, unless ``acks`` were
     completed: they are recorded with the round that completes them)."""
+    queue_name, count, owner, actor = spec.queue_name, spec.count, spec.owner, spec.actor
+    lease_seconds = spec.lease_seconds
     with transaction.atomic():
         queue = selectors.queue_by_name(queue_name, _PULL_QUEUE_FIELDS)
         jobs: list[Job] = []
@@ -268,6 +257,45 @@ class Pulled(list[Job]):
     retry_after_s: int | None = None
 
 
+@dataclass(frozen=True)
+class PullSpec:
+    """What a pull asks for, round after round (a waiting pull's rounds are run by
+    queues.waiting.pull_wait)."""
+
+    queue_name: str
+    count: int
+    lease_seconds: int
+    owner: str
+    actor: Actor
+
+    def claim(self, *, last: bool, acks: Sequence[AckSpec] = ()) -> list[Job] | None:
+        return _claim_round(self, last=last, acks=acks)
+
+    def begin(self, *, acks: Sequence[AckSpec] = (), then_wait: bool = False) -> Pulled | None:
+        """The first round: up to ``count`` ready jobs of the queue leased to ``owner``
+        (highest priority first), and one pull event listing them. An unknown queue has
+        nothing to hand out yet. With ``then_wait``, None when nothing was ready: the
+        caller waits (queues.waiting.pull_wait), and the event comes with a later round.
+
+        ``acks`` (a worker's previous batch from this queue) are completed, all or
+        nothing, in the same transaction, and listed first in its event. If it finds
+        nothing and the pull goes on waiting, the acks commit with an event of their own
+        at once, and whatever a later round hands out gets a second event."""
+        check_acks(acks, root=ACKS)
+        jobs = self.claim(last=not then_wait, acks=acks)
+        return None if jobs is None else Pulled(jobs)
+
+    def abandon(self) -> None:
+        """The call's event when its client hung up while it waited: nothing handed
+        out (its next round would have leased jobs to nobody)."""
+        audit_record(
+            actor=self.actor,
+            action=Action.PULL,
+            queue=self.queue_name,
+            details={"client": "disconnected"},
+        )
+
+
 def jobs_pull(
     *,
     queue_name: str,
@@ -275,51 +303,13 @@ def jobs_pull(
     lease_seconds: int,
     owner: str,
     actor: Actor,
-    wait_seconds: float = 0,
     acks: Sequence[AckSpec] = (),
 ) -> Pulled:
-    """Lease up to ``count`` ready jobs of a queue to ``owner`` (highest priority first),
-    waiting up to ``wait_seconds`` for some to arrive. An unknown queue has nothing to
-    hand out yet. One pull event is recorded, listing what was handed out.
-
-    A pull that finds nothing and would wait takes a wait slot (``waitslots``) first;
-    over the cap it claims once more (work may have arrived meanwhile) and answers at
-    once instead of waiting, with ``retry_after_s`` set if it still has nothing.
-
-    ``acks`` (a worker's previous batch from this queue) are completed, all or nothing,
-    in the same transaction as the first claim, and listed first in its event. If that
-    claim finds nothing and the pull goes on waiting, the acks commit with an event of
-    their own at once, and whatever a later round hands out gets a second event."""
-    check_acks(acks, root=ACKS)
-    deadline = time.monotonic() + wait_seconds
-
-    def claim_round(*, last: bool, acks: Sequence[AckSpec] = ()) -> list[Job] | None:
-        return _claim_round(
-            queue_name=queue_name,
-            count=count,
-            lease_seconds=lease_seconds,
-            owner=owner,
-            actor=actor,
-            last=last,
-            acks=acks,
-        )
-
-    jobs = claim_round(last=wait_seconds <= 0, acks=acks)
-    if jobs is not None:
-        return Pulled(jobs)
-    with wait_slot(owner) as may_wait:
-        if not may_wait:
-            LONG_POLLS_OVER_CAP.inc()
-            pulled = Pulled(claim_round(last=True) or [])
-            if not pulled:
-                pulled.retry_after_s = settings.LONG_POLL_RETRY_AFTER_SECONDS
-            return pulled
-        with Waiter(queue_name) as waiter:
-            while True:
-                waiter.wait(deadline - time.monotonic())
-                jobs = claim_round(last=deadline - time.monotonic() <= 0)
-                if jobs is not None:
-                    return Pulled(jobs)
+    """A pull that does not wait (``PullSpec.begin``)."""
+    spec = PullSpec(queue_name, count, lease_seconds, owner, actor)
+    pulled = spec.begin(acks=acks)
+    assert pulled is not None  # the round was its last
+    return pulled
 
 
 def sweep(*, actor: Actor) -> tuple[int, int]:

@@ -21,14 +21,13 @@ a spare NOTIFY), in SQL functions created by migration 0014:
   kept coming), it claims again after ``UNDRAINED_SLICE_SECONDS`` instead of a whole
   slice, which picks up a push that was still in flight.
 
-A waiter needs a session of its own for LISTEN and its lock (see docs/scaling.md on
-PgBouncer). Waits are sliced (at most ``SLICE_SECONDS``) so a delayed job that becomes
-ready, which sends no notification, is still picked up promptly."""
+The waiters' side lives in queues.notifier: one listening session and one lock session
+per process, shared by every waiting request of that process (see docs/scaling.md on
+PgBouncer), which applies this argument per process. A job wait reads its job again
+every ``SLICE_SECONDS`` (a ttl that runs out sends nothing); SQLite waiters poll every
+``SQLITE_POLL_SECONDS``."""
 
 from __future__ import annotations
-
-import time
-from types import TracebackType
 
 from django.db import connection
 
@@ -47,63 +46,3 @@ def notify_ready(queue_name: str) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT flashq_wake(%s)", [queue_name])
-
-
-class Waiter:
-    """``with Waiter(name) as waiter: ... waiter.wait(seconds)``. The first ``wait``
-    only registers (LISTEN and the waiters' lock) and returns at once, so the caller
-    claims again before really waiting; the exit drops both, so a pooled connection is
-    left clean."""
-
-    def __init__(self, queue_name: str) -> None:
-        self.queue_name = queue_name
-        self.listening = False
-        self.drained = True
-        self.postgresql = connection.vendor == "postgresql" and not connection.in_atomic_block
-
-    def __enter__(self) -> Waiter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self.listening:
-            self.listening = False
-            raw = connection.connection
-            if raw is not None and not raw.closed:
-                with connection.cursor() as cursor:
-                    try:
-                        cursor.execute("SELECT flashq_wait_end(%s)", [self.queue_name])
-                    finally:
-                        cursor.execute(f"UNLISTEN {CHANNEL}")
-
-    def _register(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(f"LISTEN {CHANNEL}")
-            self.listening = True
-            cursor.execute("SELECT flashq_wait_begin(%s)", [self.queue_name])
-            [(self.drained,)] = cursor.fetchall()
-
-    def wait(self, seconds: float) -> None:
-        """Return after ``seconds`` or sooner when work may have arrived."""
-        if seconds <= 0:
-            return
-        if not self.postgresql:
-            time.sleep(min(seconds, SQLITE_POLL_SECONDS))
-            return
-        if not self.listening:
-            self._register()
-            return
-        slice_seconds = SLICE_SECONDS if self.drained else UNDRAINED_SLICE_SECONDS
-        self.drained = True
-        # psycopg keeps notifications that arrived while we were claiming in a backlog
-        # and yields those first, so a push between claim and wait is not missed. Its
-        # errors (the database went away mid-wait) are raised as Django's, like any
-        # query's: the API answers 503, and the connection is replaced.
-        with connection.wrap_database_errors:
-            for notify in connection.connection.notifies(timeout=min(seconds, slice_seconds)):
-                if notify.payload == self.queue_name:
-                    break

@@ -25,6 +25,16 @@ from .personas import (
 from .support import Api
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _notifier_closed_before_the_database_is_dropped(django_db_setup: None) -> Iterator[None]:
+    """Waits on PostgreSQL start this process's listener (queues.notifier), whose two
+    sessions would keep the test database from being dropped."""
+    yield
+    from queues.notifier import close_notifier
+
+    close_notifier()
+
+
 @pytest.fixture
 def api() -> Api:
     return Api()

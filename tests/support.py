@@ -5,8 +5,10 @@ tests/personas.py."""
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from django.conf import settings
@@ -17,6 +19,8 @@ from rest_framework.test import APIClient
 from compliance.audit import Actor
 from queues.models import Job, JobDependency, JobState, Queue
 from security.services import parse_rule, token_create
+
+T = TypeVar("T")
 
 #: The actor of what tests set up through services.
 SETUP = Actor.command("test-setup")
@@ -139,3 +143,22 @@ def waits_for(job: Job, *targets: Job, kind: str = "child", **fields: Any) -> Jo
     Job.objects.filter(id=job.id).update(state=JobState.WAITING_CHILDREN, **fields)
     job.refresh_from_db()
     return job
+
+
+def in_a_thread(work: Callable[[], T]) -> T:
+    """``work`` done by another client, in a thread of its own (its own connection,
+    closed after): for code that runs on an async view's event loop, where the
+    database may not be used, or that must not share the caller's transaction."""
+    done: list[T] = []
+
+    def run() -> None:
+        try:
+            done.append(work())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+    assert done, "the work in a thread failed or did not finish"
+    return done[0]

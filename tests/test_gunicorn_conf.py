@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import runpy
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 CONF = Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py"
 
@@ -19,8 +18,21 @@ def test_gunicorn_believes_no_forwarded_headers(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent-for-this-test")
     conf = runpy.run_path(str(CONF))
     assert conf["forwarded_allow_ips"] == ""
-    assert conf["worker_class"] == "gthread"
     assert conf["timeout"] > 30  # above the longest long poll
+
+
+def test_it_serves_the_asgi_app_with_the_worker_that_believes_no_forwarded_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn would rewrite the client address from X-Forwarded-For for its own list of
+    peers (127.0.0.1 by default) and log query strings: our worker does neither."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent-for-this-test")
+    conf = runpy.run_path(str(CONF))
+    assert conf["wsgi_app"] == "flashq_project.asgi:application"
+    assert conf["worker_class"] == "flashq_project.asgiserver.Worker"
+    worker = import_string(conf["worker_class"])
+    assert worker.CONFIG_KWARGS["proxy_headers"] is False
+    assert worker.CONFIG_KWARGS["access_log"] is False
 
 
 def test_a_given_metrics_directory_is_used_and_kept(
@@ -44,14 +56,3 @@ def test_its_own_metrics_directory_is_removed_on_exit(monkeypatch: pytest.Monkey
     assert made.is_dir()
     conf["on_exit"](None)
     assert not made.exists()
-
-
-def test_workers_are_told_the_thread_pool_in_force(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The long-poll caps default to shares of the pool (settings: LONG_POLL_MAX_WAITERS),
-    so a worker must see the value gunicorn runs with, --threads included."""
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent-for-this-test")
-    monkeypatch.setenv("GUNICORN_THREADS", "8")
-    conf = runpy.run_path(str(CONF))
-    server = SimpleNamespace(cfg=SimpleNamespace(threads=3))  # as if run with --threads 3
-    conf["pre_fork"](server, None)
-    assert os.environ["GUNICORN_THREADS"] == "3"

@@ -19,10 +19,10 @@ from django.utils import timezone
 from pytest_django.fixtures import SettingsWrapper
 
 from compliance.models import AuditEvent
-from queues import dependents, jobwait, waitslots
+from queues import dependents, notifier, waitslots
 from queues.models import Job, JobState
 
-from .support import Api, Call, clear_audit, make_token, postgres_only, pull, push
+from .support import Api, Call, clear_audit, in_a_thread, make_token, postgres_only, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -212,14 +212,19 @@ def test_past_the_cap_an_unfinished_job_is_answered_at_once_with_retry_after(
     assert event.details == {"finished": False}
 
 
+@pytest.mark.django_db(transaction=True)
 def test_past_the_cap_a_job_that_finished_meanwhile_is_answered_without_retry_after(
-    api: Api, full: str, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    full = make_token("waiter", "*=*")
+    api = Api()
     job = push(api, full)
 
     def finish_then_refuse(owner: str, *, total_cap: int, owner_cap: int) -> bool:
-        # Between the first read and the slot, the job is cancelled; every slot is taken.
-        assert api.post(f"/jobs/{job['id']}/cancel", as_=full).status == 200
+        # Between the first read and the slot, the job is cancelled (by another client:
+        # the slot is taken on the event loop); every slot is taken.
+        cancelled = in_a_thread(lambda: Api().post(f"/jobs/{job['id']}/cancel", as_=full))
+        assert cancelled.status == 200
         return False
 
     monkeypatch.setattr(waitslots.SLOTS, "take", finish_then_refuse)
@@ -249,10 +254,10 @@ def test_a_slot_is_given_back_when_the_wait_fails(
 ) -> None:
     job = push(api, full)
 
-    def database_gone(self: object, seconds: float) -> None:
+    async def database_gone(self: object, seconds: float) -> None:
         raise OperationalError("the database went away mid-wait")
 
-    monkeypatch.setattr(jobwait._DoneListener, "wait", database_gone)
+    monkeypatch.setattr(notifier.Wake, "wait", database_gone)
     call = _wait(api, full, job["id"], f"?timeout_ms={LONG_MS}")
     assert call.status == 503 and "Retry-After" in call.headers
     assert waitslots.SLOTS.held() == 0
@@ -289,7 +294,7 @@ def _waiting(token: str, job_id: str) -> Iterator[list[Call]]:
 @pytest.fixture
 def notified_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Slices longer than any wait: only a notification can end one early."""
-    monkeypatch.setattr(jobwait, "SLICE_SECONDS", 3600.0)
+    monkeypatch.setattr(notifier, "SLICE_SECONDS", 3600.0)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -23,10 +23,10 @@ from pytest_django.fixtures import SettingsWrapper
 
 from compliance.models import AuditEvent
 from queues import waitslots
-from queues.wakeup import Waiter
+from queues.notifier import Wake
 from security.services import token_rotate
 
-from .support import SETUP, Api, Call, make_token, push
+from .support import SETUP, Api, Call, in_a_thread, make_token, push
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -148,9 +148,10 @@ def test_past_the_cap_work_that_came_meanwhile_is_handed_out_without_retry_after
     pushed: list[dict[str, object]] = []
 
     def full_after_a_push(owner: str, *, total_cap: int, owner_cap: int) -> bool:
-        # Between the pull's first, empty, claim and its slot: a job arrives, and the
-        # family's slots are all taken.
-        pushed.append(push(Api(), worker, queue="jobs:q"))
+        # Between the pull's first, empty, claim and its slot: a job arrives (from
+        # another client: the slot is taken on the event loop), and the family's slots
+        # are all taken.
+        pushed.append(in_a_thread(lambda: push(Api(), worker, queue="jobs:q")))
         return False
 
     monkeypatch.setattr(waitslots.SLOTS, "take", full_after_a_push)
@@ -184,10 +185,10 @@ def test_a_slot_is_given_back_when_the_wait_fails(
     caps(4, 1)
     worker = make_token("worker", "jobs:*=pull")
 
-    def database_gone(self: Waiter, seconds: float) -> None:
+    async def database_gone(self: Wake, seconds: float) -> None:
         raise OperationalError("the database went away mid-wait")
 
-    monkeypatch.setattr(Waiter, "wait", database_gone)
+    monkeypatch.setattr(Wake, "wait", database_gone)
     call = _pull(worker, "jobs:q", wait=LONG_WAIT)
     assert call.status == 503
     assert waitslots.SLOTS.held() == 0
@@ -221,17 +222,21 @@ def test_concurrent_takers_get_exactly_the_cap() -> None:
 
 @pytest.mark.django_db(transaction=False)
 @pytest.mark.parametrize(
-    ("threads", "total", "per_family"), [("4", 2, 1), ("8", 4, 2), ("1", 1, 1), ("32", 16, 8)]
+    ("given", "total", "per_family"), [(None, 1000, 250), ("40", 40, 10), ("2", 2, 1)]
 )
-def test_the_caps_default_to_shares_of_the_thread_pool(
-    threads: str, total: int, per_family: int
+def test_the_caps_default_to_a_thousand_and_a_quarter_per_family(
+    given: str | None, total: int, per_family: int
 ) -> None:
+    """A wait holds no thread any more (queues.waiting): the caps no longer follow a
+    thread pool, and the family's share follows the total."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("GUNICORN_", "LONG_POLL_"))
     }
-    env["GUNICORN_THREADS"] = threads
+    if given is not None:
+        env["LONG_POLL_MAX_WAITERS"] = given
+    env["GUNICORN_THREADS"] = "4"  # no longer read
     env["DJANGO_SETTINGS_MODULE"] = "flashq_project.settings.base"
     shown = subprocess.run(
         [

@@ -63,7 +63,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def _get(url: str) -> tuple[int, dict[str, str], bytes]:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
-        return response.status, dict(response.headers), response.read()
+        # Header names are case-insensitive (uvicorn sends whitenoise's in lower case).
+        headers = {name.title(): value for name, value in response.headers.items()}
+        return response.status, headers, response.read()
 
 
 def test_the_admin_login_page_is_styled_by_collected_static_files(server: Server) -> None:
@@ -120,17 +122,17 @@ def test_a_card_number_in_the_path_stays_out_of_the_access_log(server: Server) -
         assert card not in server.log.read_text()
 
 
-def test_a_card_number_in_a_request_line_gunicorn_refuses_stays_out_of_its_logs(
+def test_a_card_number_in_a_request_line_the_server_refuses_stays_out_of_its_logs(
     server: Server,
 ) -> None:
-    """A request line without its HTTP version: gunicorn answers 400 itself and quotes
-    the line in its error log."""
+    """A request line without its HTTP version: answered 400 (by uvicorn's parser, or by
+    the app for the missing host), and nothing in the server's logs holds the number."""
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as raw:
         raw.sendall(b"GET /api/v1/queues/4111-1111-1111-1111/jobs\r\nHost: x\r\n\r\n")
         assert raw.recv(100).startswith(b"HTTP/1.1 400")
     deadline = time.monotonic() + 10
-    while "Invalid request from ip" not in server.log.read_text():
+    while not re.search(r"Invalid HTTP request received|/jobs\" 400 ", server.log.read_text()):
         assert time.monotonic() < deadline, server.log.read_text()[-2000:]
         time.sleep(0.1)
     text = server.log.read_text()

@@ -103,7 +103,7 @@ def test_each_client_address_has_a_bounded_number_of_requests_in_progress() -> N
     conf = SHIPPED_CONF.read_text()
     zone = _directive(conf, "limit_conn_zone")
     assert re.fullmatch(r"\$binary_remote_addr\s+zone=flashq_per_client:\d+[km]", zone), zone
-    # At most a small app server's threads (deploy/gunicorn.conf.py, 4 cores: 8 x 8).
+    # Bounded, well below what one ASGI worker serves at once.
     assert 1 <= _requests_per_client(conf) <= 64
     assert _directive(conf, "limit_conn_status") == "429"
     assert re.search(r"^\s*error_page\s+429\s+@flashq_too_many;", conf, flags=re.MULTILINE)
@@ -230,7 +230,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # API call would be redirected instead of answered.
         SECURE_SSL_REDIRECT="true",
         GUNICORN_WORKERS="1",
-        GUNICORN_THREADS="4",
         # deploy/gunicorn.conf.py would otherwise make one in /tmp and leave it there
         # (it calls mkdtemp even when this is set: TMPDIR keeps that one here too).
         PROMETHEUS_MULTIPROC_DIR=str(root / "metrics"),

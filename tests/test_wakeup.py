@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, transaction
 
 from compliance.audit import Actor
-from queues import services, wakeup
+from queues import notifier, services
 from queues.flowspec import FlowNode
 from queues.jobspec import JobSpec
 
@@ -142,7 +142,7 @@ def test_a_waiter_sees_a_push_that_checked_for_waiters_before_it_registered(
     """The push checks (nobody waits), then the pull registers and claims before the
     push commits. Without the drain in flashq_wait_begin the claim would miss the job
     and no NOTIFY would come: the pull would sleep out its whole wait."""
-    monkeypatch.setattr(wakeup, "SLICE_SECONDS", 60.0)  # no periodic re-claim to hide it
+    monkeypatch.setattr(notifier, "SWEEP_SECONDS", 60.0)  # no periodic re-claim to hide it
     jobs, elapsed = _long_poll_during_a_slow_push("race", hold=0.03)
     assert len(jobs) == 1
     assert elapsed < 10  # handed over at the push's commit, not at the end of the wait
@@ -151,7 +151,7 @@ def test_a_waiter_sees_a_push_that_checked_for_waiters_before_it_registered(
 def test_a_push_slower_than_the_drain_is_picked_up_at_the_next_slice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(wakeup, "SLICE_SECONDS", 0.5)
+    monkeypatch.setattr(notifier, "SWEEP_SECONDS", 0.5)
     jobs, elapsed = _long_poll_during_a_slow_push("slow", hold=1.0)
     assert len(jobs) == 1 and elapsed < 10
 
@@ -193,3 +193,46 @@ def test_a_finished_long_poll_leaves_its_session_clean() -> None:
         assert cursor.fetchone()[0] == 0
         cursor.execute("SELECT count(*) FROM pg_listening_channels()")
         assert cursor.fetchone()[0] == 0
+
+
+def test_a_waiting_pull_still_wakes_after_the_listener_lost_its_sessions() -> None:
+    """The database drops the process's listener (both sessions): it reconnects, takes
+    the queue's lock again and wakes its waiters, so a push after that still reaches
+    the pull long before its wait ends."""
+    token = make_token("lp", "*=*")
+    answers: list[Any] = []
+
+    def long_poll() -> None:
+        try:
+            answers.append(Api().post("/queues/reconn/pull", {"wait": 20}, as_=token))
+        finally:
+            connection.close()
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    with connection.cursor() as cursor:
+        deadline = time.monotonic() + 10
+        while True:  # the listener is up and holds the queue's lock
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE l.locktype = 'advisory' AND a.application_name = %s",
+                [notifier.APPLICATION_NAME],
+            )
+            if cursor.fetchone()[0]:
+                break
+            assert time.monotonic() < deadline, "the pull never started waiting"
+            time.sleep(0.05)
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            [notifier.APPLICATION_NAME],
+        )
+        assert cursor.fetchone()[0] == 2
+    time.sleep(1.5)  # reconnected (it waits 0.5 s first); the pull claimed again
+    started = time.monotonic()
+    _push("reconn")
+    poller.join(15)
+    assert not poller.is_alive(), "the pull was not woken"
+    [answer] = answers
+    assert answer.status == 200 and len(answer.body["jobs"]) == 1, answer.body
+    assert time.monotonic() - started < 10  # woken, not at the end of its 20 s wait

@@ -85,22 +85,25 @@ INSTALLED_APPS = [
     "flashq_project.apps.FlashqConfig",  # wiring that needs every app (last)
 ]
 
+# Every one sync and async capable, and none starting a thread for an API call under
+# ASGI (flashq_project.apimiddleware: Django's own, inline for /api/), so a waiting pull
+# holds no thread.
 MIDDLEWARE = [
     # First: forwarded headers from anyone but a trusted proxy are dropped before
     # SecurityMiddleware (https redirect) or anything else reads them.
     "flashq_project.proxyheaders.TrustedProxyHeadersMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    "flashq_project.apimiddleware.ApiSecurityMiddleware",
     # The admin's static files, served by the app server itself (gunicorn, DEBUG off).
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "flashq_project.staticfiles.StaticFilesMiddleware",
     "flashq_project.requestid.RequestIdMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "flashq_project.apimiddleware.ApiSessionMiddleware",
+    "flashq_project.apimiddleware.ApiCommonMiddleware",
+    "flashq_project.apimiddleware.ApiCsrfViewMiddleware",
+    "flashq_project.apimiddleware.ApiAuthenticationMiddleware",
     # django-auditlog: the staff user as actor of model changes made in the admin.
     "compliance.middleware.StaffAuditlogActorMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "flashq_project.apimiddleware.ApiMessageMiddleware",
+    "flashq_project.apimiddleware.ApiXFrameOptionsMiddleware",
     # Last, as django-axes asks: answers a locked-out admin login with 429.
     "axes.middleware.AxesMiddleware",
 ]
@@ -182,7 +185,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    # Under the ASGI server every request's blocking work runs in a thread of its own
+    # (kernel.blocking), so connections come from a pool per worker process (psycopg's,
+    # through Django) instead of living with a thread. DB_POOL_MAX_SIZE=0 turns it off
+    # (persistent per-thread connections, CONN_MAX_AGE, as under a threaded WSGI server).
+    DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
+    if DB_POOL_MAX_SIZE:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     # Django's health check costs every request a round trip. Without it each thread's
     # connection that died (a database restart) fails its next request with 503, safe
     # to retry (its transaction rolled back), and is then replaced.
@@ -218,16 +234,14 @@ MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=limits.DEFAULT_MAX_REQU
 MAX_JOB_BYTES = env.int("MAX_JOB_BYTES", default=limits.DEFAULT_MAX_JOB_BYTES)
 MAX_ACK_BATCH_BYTES = env.int("MAX_ACK_BATCH_BYTES", default=limits.DEFAULT_MAX_ACK_BATCH_BYTES)
 
-# Long polls (queues.waitslots): a waiting pull holds a thread of its worker process, so
-# at most half the threads may wait, leaving the rest for pushes, acks and probes, and
-# one token family at most a quarter, so it cannot take every waiting slot either.
-# GUNICORN_THREADS is the thread pool deploy/gunicorn.conf.py gives each worker (it sets
-# the variable to the value in force). Past a cap a pull answers at once with what is
+# Long polls (queues.waitslots): a waiting pull or job wait holds no thread (the API
+# serves them asynchronously, queues.waiting), but each is still bounded per worker
+# process: at most LONG_POLL_MAX_WAITERS in all, and a quarter of that per token family,
+# so one tenant cannot take every slot. Past a cap a pull answers at once with what is
 # ready; when that is nothing, with Retry-After: LONG_POLL_RETRY_AFTER_SECONDS.
-GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=8)
-LONG_POLL_MAX_WAITERS = env.int("LONG_POLL_MAX_WAITERS", default=max(1, GUNICORN_THREADS // 2))
+LONG_POLL_MAX_WAITERS = env.int("LONG_POLL_MAX_WAITERS", default=1000)
 LONG_POLL_MAX_WAITERS_PER_FAMILY = env.int(
-    "LONG_POLL_MAX_WAITERS_PER_FAMILY", default=max(1, GUNICORN_THREADS // 4)
+    "LONG_POLL_MAX_WAITERS_PER_FAMILY", default=max(1, LONG_POLL_MAX_WAITERS // 4)
 )
 LONG_POLL_RETRY_AFTER_SECONDS = env.int("LONG_POLL_RETRY_AFTER_SECONDS", default=2)
 

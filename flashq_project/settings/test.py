@@ -32,6 +32,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _test_dir.mkdir(mode=0o700, exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(_test_dir / "test.sqlite3")}
 else:
+    # The test client runs every request in the test's own thread and transaction: one
+    # connection, no pool (servers started by tests use the production settings').
+    DATABASES["default"]["OPTIONS"].pop("pool", None)
+    DATABASES["default"]["CONN_MAX_AGE"] = 60
     # Django's test flush empties every table with TRUNCATE; the audit tables refuse it
     # unless the session says so (compliance migration 0004). Only tests set this.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c flashq.allow_audit_truncate=on"

@@ -1,24 +1,23 @@
 """GET /queues/{pattern}/events: the job events of the queues a pattern reaches, as
 Server-Sent Events (queues.events.stream).
 
-The route is an async view. What every route does (address and token checks, rate
-limit, the operation's verb, problem+json refusals, one audit event) is the same
-FlashqApiView run in a worker thread; it answers with a streaming response over an
-async iterator, so an open stream holds no thread and no database connection under
-ASGI, only its place in the process's event pump and a long-poll slot of its token
-family (queues.waitslots), given back when the stream ends. Under WSGI (gunicorn's
-sync workers, runserver) the same frames come from ``polled_stream``, one heartbeat
-long, and the client reconnects with its Last-Event-ID."""
+The route is an async view (queues.api.waitingbase, as the waiting pull's). What every
+route does (address and token checks, rate limit, the operation's verb, problem+json
+refusals, one audit event) is the same FlashqApiView run in a short-lived thread; it
+answers with a streaming response over an async iterator, so an open stream holds no
+thread and no database connection under ASGI, only its place in the process's event
+pump and a long-poll slot of its token family (queues.waitslots), given back when the
+stream ends. Under WSGI (a sync or threaded server) the same frames come from
+``polled_stream``, one heartbeat long, and the client reconnects with its
+Last-Event-ID."""
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 from typing import Any
 
-from asgiref.sync import AsyncToSync, sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpResponseBase
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_view
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -30,9 +29,9 @@ from ..events.response import stream_response, stream_slot
 from ..events.stream import Reaches
 from ..events.subscribe import Reach, queue_names
 from ..reads import events_stream_read
-from .base import FlashqApiView
 from .docs import operation_schema, problems
 from .operations import Operation
+from .waitingbase import WaitingApiView
 
 EVENT_KINDS = (
     "pushed, waiting, active, progress, completed, failed, retried, cancelled, expired, removed"
@@ -67,17 +66,6 @@ def _recheck(raw: str, ip: str | None, pattern: str) -> Reaches | None:
     return reach if reach.may_subscribe() else None
 
 
-def _called_from_sync() -> bool:
-    """Whether a sync thread waits for this event loop (the test client, WSGI): the
-    checks then run in that thread, which holds the test's transaction. Under ASGI they
-    run in the loop's shared pool instead, not in a thread of the request's own that
-    Django would keep for as long as the stream lasts."""
-    return (
-        getattr(AsyncToSync.executors, "current", None) is not None
-        or asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
-    )
-
-
 @extend_schema_view(
     get=operation_schema(
         Operation.SUBSCRIBE_EVENTS,
@@ -99,7 +87,7 @@ def _called_from_sync() -> bool:
         description=_DESCRIPTION,
     )
 )
-class QueueEventsApi(FlashqApiView):
+class QueueEventsApi(WaitingApiView):
     operations = {"get": Operation.SUBSCRIBE_EVENTS}
     # Not HEAD: it would open a stream whose events nobody reads.
     http_method_names = ["get"]
@@ -108,21 +96,6 @@ class QueueEventsApi(FlashqApiView):
         # EventSource asks for text/event-stream, which no renderer offers: a refusal
         # still answers in problem+json.
         return super().perform_content_negotiation(request, force=True)
-
-    @classmethod
-    def as_view(cls, **initkwargs: Any) -> Any:
-        sync_view = super().as_view(**initkwargs)
-
-        async def view(request: HttpRequest, **kwargs: Any) -> Any:
-            return await sync_to_async(sync_view, thread_sensitive=_called_from_sync())(
-                request, **kwargs
-            )
-
-        view.view_class = cls  # type: ignore[attr-defined]
-        view.cls = cls  # type: ignore[attr-defined]
-        view.initkwargs = initkwargs  # type: ignore[attr-defined]
-        view.csrf_exempt = True  # type: ignore[attr-defined]
-        return view
 
     def get(self, request: Request, queue: str) -> HttpResponseBase:
         pattern = self.queue_pattern()

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from kernel import limits
 from kernel.limits import MAX_BATCH
 
-from .. import jobwait, reads, selectors, services
+from .. import jobwait, reads, selectors, services, waiting
 from ..errors import JobNotFound
 from ..models import Job
 from . import batch, serializers
@@ -23,6 +23,7 @@ from .base import FlashqApiView
 from .docs import operation_schema, problems
 from .operations import Operation
 from .representations import job_detail, job_read
+from .waitingbase import Parked, WaitingApiView
 
 
 def _valid(serializer_class: type[serializers.StrictSerializer], data: Any) -> dict[str, Any]:
@@ -113,28 +114,33 @@ class JobApi(_JobView):
         "finished. Safe to repeat.",
     )
 )
-class JobWaitApi(FlashqApiView):
+class JobWaitApi(WaitingApiView):
     operations = {"get": Operation.WAIT_JOB}
 
-    def get(self, request: Request, job_id: str) -> Response:
+    def get(self, request: Request, job_id: str) -> Parked[jobwait.Waited]:
         job_uuid = self.job_id()
         self.authorize_job(job_uuid)
         query = serializers.JobWaitQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        waited = jobwait.job_wait(
-            job_id=job_uuid,
-            timeout_ms=query.validated_data["timeout_ms"],
-            owner=self.principal.key,
-            actor=self.actor(),
+        principal, actor = self.principal, self.actor()
+
+        def render(waited: jobwait.Waited) -> Response:
+            parent, depends_on = selectors.job_links(job_id=job_uuid, readable=self.readable)
+            body = job_read(waited.job, principal, waited.now, parent=parent, depends_on=depends_on)
+            response = Response({**body, "finished": waited.finished})
+            if waited.retry_after_s is not None:
+                response["Retry-After"] = str(waited.retry_after_s)
+            return response
+
+        return Parked(
+            wait=lambda: waiting.job_wait(
+                job_id=job_uuid,
+                timeout_ms=query.validated_data["timeout_ms"],
+                owner=principal.key,
+                actor=actor,
+            ),
+            render=render,
         )
-        parent, depends_on = selectors.job_links(job_id=job_uuid, readable=self.readable)
-        body = job_read(
-            waited.job, self.principal, waited.now, parent=parent, depends_on=depends_on
-        )
-        response = Response({**body, "finished": waited.finished})
-        if waited.retry_after_s is not None:
-            response["Retry-After"] = str(waited.retry_after_s)
-        return response
 
 
 _leased_responses: dict[Any, Any] = {200: serializers.JobDetailOut, **problems(404, 409, 413, 415)}

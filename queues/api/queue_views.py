@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import uuid
 from datetime import timedelta
 
@@ -18,13 +19,14 @@ from rest_framework.response import Response
 from kernel.problems import FieldError, InvalidInput
 from security.access import Verb, pattern_matches
 
-from .. import pulling, reads, services
+from .. import pulling, reads, services, waiting
 from ..models import Queue
 from . import batch, serializers
 from .base import FlashqApiView
 from .docs import operation_schema, problems
 from .operations import Operation
 from .representations import job_detail, job_leased, job_summary, queue_summary
+from .waitingbase import Parked, WaitingApiView
 
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{22}")
 
@@ -168,10 +170,11 @@ class QueueJobsBatchApi(FlashqApiView):
         "is nothing.",
     )
 )
-class QueuePullApi(FlashqApiView):
+class QueuePullApi(WaitingApiView):
     operations = {"post": Operation.PULL}
 
-    def post(self, request: Request, queue: str) -> Response:
+    def post(self, request: Request, queue: str) -> Response | Parked[pulling.Pulled]:
+        deadline = time.monotonic()
         name = self.queue_name()
         self.authorize(name)
         body = request.data
@@ -187,15 +190,25 @@ class QueuePullApi(FlashqApiView):
         params_in = serializers.PullIn(data=body)
         params_in.is_valid(raise_exception=True)
         params = params_in.validated_data
-        jobs = pulling.jobs_pull(
+        spec = pulling.PullSpec(
             queue_name=name,
             count=params["count"],
             lease_seconds=params["lease"],
-            wait_seconds=params["wait"],
             owner=self.principal.key,
             actor=self.actor(),
-            acks=acks,
         )
+        wait_seconds = params["wait"]
+        jobs = spec.begin(acks=acks, then_wait=wait_seconds > 0)
+        if jobs is not None:
+            return self._render(name, jobs)
+        deadline += wait_seconds
+        return Parked(
+            wait=lambda: waiting.pull_wait(spec, deadline=deadline),
+            render=lambda pulled: self._render(name, pulled),
+        )
+
+    @staticmethod
+    def _render(name: str, jobs: pulling.Pulled) -> Response:
         response = Response({"jobs": [job_leased(job, name) for job in jobs]})
         if jobs.retry_after_s is not None:
             response["Retry-After"] = str(jobs.retry_after_s)

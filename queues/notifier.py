@@ -1,0 +1,342 @@
+"""One listener per process for every waiting request (a long-polling pull, a job wait),
+so that a wait holds neither a thread nor a database session of its own.
+
+On PostgreSQL a daemon thread owns two sessions: one LISTENs on ``wakeup.CHANNEL``
+(payload: a queue with new work) and ``dependents.DONE_CHANNEL`` (payload: a watched job
+that finished); the other holds the waiters' advisory lock of each queue this process
+has waiters on (``flashq_wait_begin`` for the first, ``flashq_wait_end`` when the last
+leaves), which is what makes a push NOTIFY at all (queues.wakeup). A waiter registers a
+``Wake`` (an asyncio event and its loop) by queue or by job id; the thread sets it with
+``loop.call_soon_threadsafe``.
+
+No wake-up is missed, by the argument of queues.wakeup, per process instead of per
+session: a waiter registers its ``Wake`` first, then has the queue's lock taken (and
+drained: every push that checked for waiters before the lock was taken has committed),
+then claims, then waits. A notification dispatched after the registration sets its
+event, however long the claim took (the event stays set, as psycopg's backlog did); one
+dispatched before it belongs to a push that committed before it, which the claim sees.
+A queue's lock is drained once: later waiters on a queue held and drained need nothing
+more, since every push that checked since then NOTIFYs. If the drain could not finish
+(pushes kept coming), later waiters try it again and the first slice is short
+(``wakeup.UNDRAINED_SLICE_SECONDS``).
+
+Some work comes with no NOTIFY: a delayed job whose ``run_at`` passes, a lease that
+runs out. Rather than have every waiting pull claim again each second (2,000 waiters
+would be 2,000 claims a second), the listener looks once every ``SWEEP_SECONDS`` for
+queues with waiters and ready work, in one statement, and wakes theirs. A job wait
+still reads its job every ``wakeup.SLICE_SECONDS`` (a ttl that runs out sends nothing).
+
+If a session drops, the thread reconnects, takes every held lock again and then wakes
+every waiter, who claims (or reads) again: whatever committed meanwhile is seen. A
+waiter that registers while the listener is down is refused with ``OperationalError``
+(the API's 503). SQLite has no NOTIFY: a ``Wake`` there simply sleeps a short poll."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import psycopg
+from django.db import OperationalError, connection
+
+from .dependents import DONE_CHANNEL
+from .wakeup import CHANNEL, SLICE_SECONDS, SQLITE_POLL_SECONDS, UNDRAINED_SLICE_SECONDS
+
+logger = logging.getLogger("flashq.notifier")
+
+#: How long a registering waiter waits for the listener to (re)connect before a 503.
+READY_TIMEOUT_SECONDS = 5.0
+RECONNECT_DELAY_SECONDS = 0.5
+APPLICATION_NAME = "flashq-notifier"
+#: How often the listener looks for ready work its waiters were not told about.
+SWEEP_SECONDS = 1.0
+
+
+class Wake:
+    """A waiter's event, set from the notifier's thread (or at once, by a reset)."""
+
+    def __init__(self, *, postgresql: bool, slice_seconds: float | None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+        self.postgresql = postgresql
+        self.slice_seconds = slice_seconds
+        self.drained = True
+
+    def set(self) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: its request is gone
+            self.loop.call_soon_threadsafe(self.event.set)
+
+    async def wait(self, seconds: float) -> None:
+        """Return after ``seconds`` (at most one slice) or sooner, when woken."""
+        if seconds <= 0:
+            return
+        if not self.postgresql:
+            await asyncio.sleep(min(seconds, SQLITE_POLL_SECONDS))
+            return
+        if not self.drained:
+            seconds = min(seconds, UNDRAINED_SLICE_SECONDS)
+        elif self.slice_seconds is not None:
+            seconds = min(seconds, self.slice_seconds)
+        self.drained = True
+        try:
+            async with asyncio.timeout(seconds):
+                await self.event.wait()
+        except TimeoutError:
+            pass
+        self.event.clear()
+
+
+def _connect_params() -> dict[str, Any]:
+    params = dict(connection.get_connection_params())
+    for key in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    params["application_name"] = APPLICATION_NAME  # in pg_stat_activity, for operators
+    return params
+
+
+class Notifier:
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.pid = os.getpid()
+        self._guard = threading.Lock()  # the registrations below
+        self._by_queue: dict[str, set[Wake]] = {}
+        self._by_job: dict[str, set[Wake]] = {}
+        self._locking = threading.Lock()  # the lock session and the two fields after it
+        self._lock_session: psycopg.Connection[Any] | None = None
+        self._held: dict[str, int] = {}  # queue -> waiters of this process on it
+        self._drained: set[str] = set()
+        self._ready = threading.Event()
+        self._broken = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flashq-notifier", daemon=True)
+        self._thread.start()
+
+    # -- the waiters' side (called in a worker thread: these block on the database) -------
+
+    def join_queue(self, queue: str, wake: Wake) -> None:
+        """Register ``wake`` for ``queue`` and make sure the queue's lock is held and
+        drained (``wake.drained`` says whether the drain finished)."""
+        with self._guard:
+            self._by_queue.setdefault(queue, set()).add(wake)
+        try:
+            self._await_ready()
+            with self._locking:
+                session = self._session()
+                held = self._held.get(queue, 0)
+                if not held or queue not in self._drained:
+                    # The first waiter takes the lock; a later one, while it is not
+                    # drained, takes it once more to drain and gives that back at once.
+                    drained = _begin(session, queue)
+                    if held:
+                        session.execute("SELECT flashq_wait_end(%s)", [queue])
+                    if drained:
+                        self._drained.add(queue)
+                self._held[queue] = held + 1
+                wake.drained = queue in self._drained
+        except psycopg.Error as exc:
+            self._forget(self._by_queue, queue, wake)
+            self._broken.set()
+            raise OperationalError(f"the wake-up listener failed: {exc}") from exc
+        except BaseException:
+            self._forget(self._by_queue, queue, wake)
+            raise
+
+    def leave_queue(self, queue: str, wake: Wake) -> None:
+        self._forget(self._by_queue, queue, wake)
+        with self._locking:
+            left = self._held.get(queue, 0) - 1
+            if left > 0:
+                self._held[queue] = left
+                return
+            self._held.pop(queue, None)
+            self._drained.discard(queue)
+            try:
+                if self._lock_session is not None:
+                    self._lock_session.execute("SELECT flashq_wait_end(%s)", [queue])
+            except psycopg.Error:
+                self._broken.set()  # the reset takes the locks still wanted again
+
+    def join_job(self, job_id: str, wake: Wake) -> None:
+        with self._guard:
+            self._by_job.setdefault(job_id, set()).add(wake)
+        try:
+            self._await_ready()
+        except BaseException:
+            self._forget(self._by_job, job_id, wake)
+            raise
+
+    def leave_job(self, job_id: str, wake: Wake) -> None:
+        self._forget(self._by_job, job_id, wake)
+
+    def _await_ready(self) -> None:
+        if not self._ready.wait(READY_TIMEOUT_SECONDS):
+            raise OperationalError("the wake-up listener is not connected")
+
+    def _forget(self, table: dict[str, set[Wake]], key: str, wake: Wake) -> None:
+        with self._guard:
+            wakes = table.get(key)
+            if wakes is not None:
+                wakes.discard(wake)
+                if not wakes:
+                    del table[key]
+
+    def _session(self) -> psycopg.Connection[Any]:
+        """The lock session (under ``_locking``), opened again with every lock still
+        wanted if it was lost."""
+        if self._lock_session is None or self._lock_session.closed:
+            self._drained.clear()
+            self._lock_session = psycopg.connect(**self.params, autocommit=True)
+            for queue in self._held:
+                if _begin(self._lock_session, queue):
+                    self._drained.add(queue)
+        return self._lock_session
+
+    # -- the listener thread ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop listening and close both sessions (the test run's end: the test
+        database cannot be dropped while they are open)."""
+        self._stopping.set()
+        self._broken.set()
+        self._thread.join(timeout=5)
+        with self._locking:
+            if self._lock_session is not None:
+                self._lock_session.close()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(**self.params, autocommit=True) as listener:
+                    listener.execute(f"LISTEN {CHANNEL}")
+                    listener.execute(f"LISTEN {DONE_CHANNEL}")
+                    with self._locking:
+                        if self._lock_session is not None:
+                            self._lock_session.close()
+                        self._session()
+                    self._broken.clear()
+                    self._ready.set()
+                    self._wake_everyone()
+                    swept = time.monotonic()
+                    while not self._broken.is_set():
+                        for notify in listener.notifies(timeout=0.5):
+                            self._dispatch(notify.channel, notify.payload)
+                        if time.monotonic() - swept >= SWEEP_SECONDS:
+                            swept = time.monotonic()
+                            self._sweep(listener)
+            except psycopg.Error as exc:
+                logger.warning("wake-up listener lost its database: %s", type(exc).__name__)
+            self._ready.clear()
+            self._wake_everyone()
+            if not self._stopping.is_set():
+                time.sleep(RECONNECT_DELAY_SECONDS)
+
+    def _sweep(self, listener: psycopg.Connection[Any]) -> None:
+        """Wake the waiters of every queue that has work ready nobody told them about:
+        a delayed job whose time came, a lease that ran out (no push, no NOTIFY)."""
+        with self._locking:
+            queues = list(self._held)
+        if not queues:
+            return
+        for (queue,) in listener.execute(_READY_SQL, [queues]).fetchall():
+            self._dispatch(CHANNEL, queue)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        table = self._by_queue if channel == CHANNEL else self._by_job
+        with self._guard:
+            wakes = list(table.get(payload, ()))
+        for wake in wakes:
+            wake.set()
+
+    def _wake_everyone(self) -> None:
+        with self._guard:
+            wakes = [
+                wake
+                for table in (self._by_queue, self._by_job)
+                for ws in table.values()
+                for wake in ws
+            ]
+        for wake in wakes:
+            wake.set()
+
+
+# job_ready_idx and job_lease_idx answer both EXISTS; one statement per sweep.
+_READY_SQL = """
+SELECT q.name FROM queues_queue q WHERE q.name = ANY(%s) AND NOT q.paused AND (
+    EXISTS (SELECT 1 FROM queues_job j WHERE j.queue_id = q.id AND j.state = 'waiting'
+        AND j.run_at <= now() AND (j.expires_at IS NULL OR j.expires_at > now()))
+    OR EXISTS (SELECT 1 FROM queues_job j WHERE j.queue_id = q.id AND j.state = 'active'
+        AND j.lease_expires_at <= now()))
+"""
+
+
+def _begin(session: psycopg.Connection[Any], queue: str) -> bool:
+    """Take the queue's waiters' lock (once more) and try to drain: whether it did."""
+    row = session.execute("SELECT flashq_wait_begin(%s)", [queue]).fetchone()
+    return bool(row and row[0])
+
+
+_notifier: Notifier | None = None
+_creating = threading.Lock()
+
+
+def notifier() -> Notifier:
+    """This process's notifier (a forked worker starts its own)."""
+    global _notifier
+    with _creating:
+        if _notifier is None or _notifier.pid != os.getpid():
+            _notifier = Notifier(_connect_params())
+        return _notifier
+
+
+def close_notifier() -> None:
+    """Close this process's notifier, if it has one."""
+    global _notifier
+    with _creating:
+        if _notifier is not None and _notifier.pid == os.getpid():
+            _notifier.close()
+        _notifier = None
+
+
+def _on_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def queue_wakes(queue: str) -> AbstractAsyncContextManager[Wake]:
+    """``async with queue_wakes(name) as wake``: woken when ``queue`` may have work."""
+    return _wakes(queue, by_job=False, slice_seconds=None)
+
+
+def job_wakes(job_id: str) -> AbstractAsyncContextManager[Wake]:
+    """``async with job_wakes(id) as wake``: woken when the (watched) job may have
+    finished, and at least every ``SLICE_SECONDS``."""
+    return _wakes(job_id, by_job=True, slice_seconds=SLICE_SECONDS)
+
+
+@asynccontextmanager
+async def _wakes(key: str, *, by_job: bool, slice_seconds: float | None) -> AsyncIterator[Wake]:
+    """Registered for the block, left however it ends: a request cancelled (its client
+    gone) while joining still leaves once the join is done, so no lock is left behind."""
+    wake = Wake(postgresql=_on_postgresql(), slice_seconds=slice_seconds)
+    if not wake.postgresql:
+        yield wake
+        return
+    listener = notifier()
+    join = listener.join_job if by_job else listener.join_queue
+    leave = listener.leave_job if by_job else listener.leave_queue
+    loop = asyncio.get_running_loop()
+    joining = loop.run_in_executor(None, join, key, wake)
+    try:
+        await asyncio.shield(joining)
+        yield wake
+    finally:
+        if not joining.done():
+            await asyncio.wait([joining])
+        if not joining.cancelled() and joining.exception() is None:
+            await asyncio.shield(loop.run_in_executor(None, leave, key, wake))

@@ -13,7 +13,7 @@ from django_q.models import Schedule, Task
 from django_q.tasks import async_task
 
 from compliance.models import AuditEvent
-from queues.models import Job, JobState
+from queues.models import Job, JobEvent, JobState
 from queues.models import Schedule as RepeatingJob
 
 from .personas import make_full_token
@@ -33,6 +33,7 @@ def test_setup_schedules_is_idempotent_and_carries_no_arguments() -> None:
         "flashq: sweep expired leases",
         "flashq: fire due schedules",
         "flashq: retention",
+        "flashq: prune the job event log",
     }
     assert schedules["flashq: seal audit events"].schedule_type == Schedule.MINUTES
     assert schedules["flashq: retention"].schedule_type == Schedule.DAILY
@@ -55,6 +56,8 @@ def test_each_scheduled_function_does_its_work_and_its_task_row_holds_no_payload
     put = api.request("PUT", "/queues/jobs:s/schedules/hourly", repeat, as_=token)
     assert put.status == 201
     RepeatingJob.objects.update(next_run_at=timezone.now() - timedelta(seconds=5))
+    JobEvent.objects.update(at=timezone.now() - timedelta(hours=1))
+    logged = JobEvent.objects.count()
     schedules = {s.func: s for s in Schedule.objects.all()}
     for func in schedules:
         async_task(func, sync=True)
@@ -63,7 +66,8 @@ def test_each_scheduled_function_does_its_work_and_its_task_row_holds_no_payload
     assert AuditEvent.objects.filter(seq__isnull=False).exists()  # sealing ran
     assert Job.objects.filter(key__startswith="schedule:hourly:").count() == 1  # fired
     tasks = list(Task.objects.all())
-    assert len(tasks) == 4 and all(task.success for task in tasks), [t.result for t in tasks]
+    assert len(tasks) == 5 and all(task.success for task in tasks), [t.result for t in tasks]
+    assert f"pruned {logged} event(s)" in [task.result for task in tasks]  # the event log
     assert all(MARK not in repr((task.args, task.kwargs, task.result)) for task in tasks)
 
 

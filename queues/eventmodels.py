@@ -21,7 +21,8 @@ class EventKind(models.TextChoices):
     COMPLETED = "completed"
     FAILED = "failed"
     #: Back to waiting after an attempt: a failure with attempts left, a lost lease, a
-    #: release or snooze, or an operator's retry of a finished job.
+    #: release or snooze, or an operator's retry of a finished job (a flow parent's
+    #: retry sends it back to waiting-children: migration 0023).
     RETRIED = "retried"
     CANCELLED = "cancelled"
     EXPIRED = "expired"

@@ -13,6 +13,7 @@ from django.db import connection, connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 
+from kernel.limits import INTERNAL_QUEUE_PREFIX
 from queues.events.log import START, Cursor, events_after, latest, prune, pruned_through
 from queues.models import Job, JobEvent, Queue
 from queues.services.clean import jobs_clean
@@ -143,3 +144,24 @@ def test_prune_keeps_the_window_and_the_cap_and_marks_what_went() -> None:
     assert [e.id for e in _all_events()] == [e.id for e in events[2:]]
     assert prune(now=timezone.now() + timedelta(seconds=61)) == 3
     assert pruned_through() == Cursor.of(events[-1]) == latest()
+
+
+def test_a_finished_parent_sent_back_to_wait_for_its_children_is_retried() -> None:
+    """A flow parent's retry puts it back to waiting-children: subscribers hear of it."""
+    queue = Queue.objects.create(name="jobs:flow")
+    parent = Job.objects.create(queue=queue, data={}, state="failed")
+    Job.objects.filter(id=parent.id).update(state="waiting-children")
+    assert _kinds(str(parent.id)) == ["pushed", "retried"]
+
+
+def test_the_engines_internal_queues_write_no_events() -> None:
+    """Webhook deliveries (``_flashq.`` queues) are no subscriber's business, and would
+    crowd the log: no event for their push, claim or delete."""
+    internal = Queue.objects.create(name=f"{INTERNAL_QUEUE_PREFIX}webhooks")
+    public = Queue.objects.create(name="jobs:public")
+    hidden = Job.objects.create(queue=internal, data={})
+    shown = Job.objects.create(queue=public, data={})
+    Job.objects.filter(id__in=[hidden.id, shown.id]).update(state="active")
+    Job.objects.filter(id__in=[hidden.id, shown.id]).delete()
+    assert {str(e.job_id) for e in _all_events()} == {str(shown.id)}
+    assert _kinds(str(shown.id)) == ["pushed", "active", "removed"]

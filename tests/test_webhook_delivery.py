@@ -8,8 +8,10 @@ internal queue."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,14 @@ from django.test import override_settings
 from flashq_client import verify_signature
 from prometheus_client import REGISTRY
 
+from compliance.audit import Actor
 from compliance.models import AuditEvent
 from kernel.limits import WEBHOOK_QUEUE
 from queues.models import Job, JobEvent, JobState, Webhook, WebhookCursor
+from queues.services import webhook_delivered, webhook_save
+from queues.webhooks import deliver as deliver_module
+from queues.webhooks.deliver import deliver
+from queues.webhooks.dispatch import dispatch
 from security.access import pattern_matches
 
 from .support import Api, make_token, pull, push
@@ -31,6 +38,7 @@ from .webhookreceiver import Receiver, serve
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DEADLINE_SECONDS = 30
+SENDER = Actor.system("webhooks")
 
 
 @pytest.fixture(autouse=True)
@@ -125,7 +133,9 @@ def _disabled_count() -> float:
     return REGISTRY.get_sample_value("flashq_webhooks_disabled_total", {"queue": "jobs:q"}) or 0
 
 
-@override_settings(WEBHOOK_MAX_FAILURES=3, WEBHOOK_RETRY_DELAY_MS=1)
+@override_settings(
+    WEBHOOK_MAX_FAILURES=3, WEBHOOK_DISABLE_AFTER_SECONDS=0, WEBHOOK_RETRY_DELAY_MS=1
+)
 def test_a_failing_receiver_gets_retries_then_its_webhook_is_disabled(
     api: Api, token: str, receiver: Receiver
 ) -> None:
@@ -196,3 +206,89 @@ def test_an_idle_sender_adds_nothing_to_the_audit_trail(
         assert out.getvalue().strip() == "Queued 0, sent 0, delivered 0."
     assert AuditEvent.objects.count() == before
     assert receiver.requests == []
+
+
+def _queued(api: Api, token: str, receiver: Receiver, jobs: int) -> None:
+    """A webhook for ``pushed``, ``jobs`` jobs pushed and their deliveries queued."""
+    _hook(api, token, receiver, ["pushed"])
+    for _ in range(jobs):
+        push(api, token)
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while Job.objects.filter(queue__name=WEBHOOK_QUEUE).count() < jobs:
+        assert time.monotonic() < deadline, "timed out"
+        dispatch(actor=SENDER)
+        time.sleep(0.05)
+
+
+def test_a_delivery_whose_lease_ran_out_mid_send_does_not_stop_the_sender(
+    api: Api, token: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ack meets LeaseConflict: logged, the pass goes on, and the delivery (still
+    leased to nobody alive) is sent again by a later pass."""
+    _queued(api, token, receiver, 1)
+    monkeypatch.setattr(deliver_module, "LEASE_SECONDS", 1)
+    receiver.delay = 1.6
+    assert deliver(actor=SENDER) == (1, 0)  # sent, but not settled
+    [delivery] = Job.objects.filter(queue__name=WEBHOOK_QUEUE)
+    assert delivery.state == JobState.ACTIVE
+    receiver.delay = 0
+    assert deliver(actor=SENDER) == (1, 1)
+    assert len(receiver.requests) == 2
+    assert Job.objects.get(id=delivery.id).state == JobState.COMPLETED
+
+
+def test_a_stop_during_a_pass_releases_the_deliveries_not_yet_sent(
+    api: Api, token: str, receiver: Receiver
+) -> None:
+    _queued(api, token, receiver, 3)
+    receiver.delay = 1.0
+    stop = threading.Event()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    started = time.monotonic()
+    assert deliver(actor=SENDER, stop=stop) == (1, 1)
+    assert time.monotonic() - started < 3
+    assert len(receiver.requests) == 1
+    left = Job.objects.filter(queue__name=WEBHOOK_QUEUE).exclude(state=JobState.COMPLETED)
+    assert sorted(left.values_list("state", "attempts", "lease_id")) == [
+        (JobState.WAITING, 0, None),
+        (JobState.WAITING, 0, None),
+    ]
+
+
+@override_settings(WEBHOOK_MAX_FAILURES=3, WEBHOOK_DISABLE_AFTER_SECONDS=3600)
+def test_a_short_outage_of_a_busy_webhook_does_not_disable_it() -> None:
+    """Failures in a row disable a webhook only once they span
+    WEBHOOK_DISABLE_AFTER_SECONDS: many deliveries failing within seconds do not."""
+    hook, _ = webhook_save(
+        queue_name="jobs:q",
+        name="h",
+        url="https://hooks.example.com/",
+        events=["pushed"],
+        actor=SENDER,
+    )
+    for _ in range(10):
+        assert webhook_delivered(webhook_id=hook.id, status=503, actor=SENDER) is False
+    hook.refresh_from_db()
+    assert (hook.enabled, hook.consecutive_failures) == (True, 10)
+    assert hook.failing_since is not None
+    first = hook.failing_since
+    # Failing for an hour: the next failure disables it.
+    Webhook.objects.update(failing_since=first - timedelta(seconds=3600))
+    assert webhook_delivered(webhook_id=hook.id, status=503, actor=SENDER) is True
+    hook.refresh_from_db()
+    assert hook.enabled is False
+    [event] = AuditEvent.objects.filter(action="webhook.disable")
+    assert event.details["failures"] == 11 and event.details["failing_seconds"] >= 3600
+    # A PUT enables it again, and a success ends a run of failures.
+    webhook_save(
+        queue_name="jobs:q",
+        name="h",
+        url="https://hooks.example.com/",
+        events=["pushed"],
+        actor=SENDER,
+    )
+    assert webhook_delivered(webhook_id=hook.id, status=503, actor=SENDER) is False
+    assert webhook_delivered(webhook_id=hook.id, status=204, actor=SENDER) is False
+    again = Webhook.objects.get(id=hook.id)
+    assert (again.enabled, again.consecutive_failures, again.failing_since) == (True, 0, None)

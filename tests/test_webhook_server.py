@@ -51,6 +51,7 @@ def deployment(tmp_path: Path, receiver: Receiver) -> Iterator[Deployment]:
         WEBHOOK_ALLOWED_HOSTS="127.0.0.1/32",
         WEBHOOK_CA_BUNDLE=str(receiver.ca_file),
         WEBHOOK_MAX_FAILURES="3",
+        WEBHOOK_DISABLE_AFTER_SECONDS="0",
         WEBHOOK_RETRY_DELAY_MS="1",
     )
     try:

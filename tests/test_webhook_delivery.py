@@ -8,6 +8,8 @@ internal queue."""
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -292,3 +294,31 @@ def test_a_short_outage_of_a_busy_webhook_does_not_disable_it() -> None:
     assert webhook_delivered(webhook_id=hook.id, status=204, actor=SENDER) is False
     again = Webhook.objects.get(id=hook.id)
     assert (again.enabled, again.consecutive_failures, again.failing_since) == (True, 0, None)
+
+
+def test_a_refused_address_is_logged_but_not_shown_to_the_queues_admins(
+    api: Api, token: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """last_error is read by any admin-verb token of the queue: it says why, not where
+    (which would map the inside of the network). Nothing is sent anywhere."""
+    call = api.request(
+        "PUT",
+        "/queues/jobs:q/webhooks/h",
+        {"url": "https://hooks.example.com/x", "events": ["pushed"]},
+        as_=token,
+    )
+    assert call.status == 201
+    push(api, token)
+
+    def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with caplog.at_level(logging.WARNING, logger="flashq.webhooks"):
+        _run_until(lambda: Webhook.objects.get().last_error != "")
+    webhook = Webhook.objects.get()
+    assert webhook.last_error == "hooks.example.com resolves to a private address"
+    shown = api.get("/queues/jobs:q/webhooks/h", as_=token)
+    assert shown.status == 200 and shown.body["last_error"] == webhook.last_error
+    assert "10.1.2.3" not in json.dumps(shown.body)
+    assert "10.1.2.3" in caplog.text

@@ -31,6 +31,10 @@ class Webhook(models.Model):
     events = models.JSONField(default=list)
     #: ``whsec_...``, sealed with the row's id; read only to sign a delivery.
     secret = SealedJSONField()
+    #: The secret before the last rotation, still signing (beside ``secret``) until
+    #: ``previous_secret_until`` (WEBHOOK_SECRET_OVERLAP_SECONDS after the rotation).
+    previous_secret = SealedJSONField(empty="")
+    previous_secret_until = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     #: Failed delivery attempts in a row; WEBHOOK_MAX_FAILURES of them disable it, once
     #: it has been failing WEBHOOK_DISABLE_AFTER_SECONDS.

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
-from flashq_client import verify_signature
+from django.utils import timezone
+from flashq_client import SignatureError, verify_signature
 from prometheus_client import REGISTRY
 
 from compliance.audit import Actor
@@ -322,3 +323,48 @@ def test_a_refused_address_is_logged_but_not_shown_to_the_queues_admins(
     assert shown.status == 200 and shown.body["last_error"] == webhook.last_error
     assert "10.1.2.3" not in json.dumps(shown.body)
     assert "10.1.2.3" in caplog.text
+
+
+def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(
+    api: Api, token: str, receiver: Receiver
+) -> None:
+    old = _hook(api, token, receiver, ["pushed"])
+    rotated = api.post("/queues/jobs:q/webhooks/h/rotate-secret", {}, as_=token)
+    assert rotated.status == 200
+    new = rotated.body["secret"]
+    shown = api.get("/queues/jobs:q/webhooks/h", as_=token).body
+    assert shown["rotation_overlap_until"] is not None
+    assert old not in json.dumps(shown) and new not in json.dumps(shown)
+    push(api, token)
+    _run_until(lambda: len(receiver.requests) >= 1)
+    first = receiver.requests[0]
+    header = first.headers["X-Flashq-Signature"]
+    assert header.count("v1=") == 2
+    # A receiver still on the old secret, and one already on the new, both accept it.
+    verify_signature(old, header, first.body)
+    verify_signature(new, header, first.body)
+    # The overlap is over: the new secret alone signs.
+    Webhook.objects.update(previous_secret_until=timezone.now())
+    push(api, token)
+    _run_until(lambda: len(receiver.requests) >= 2)
+    second = receiver.requests[1]
+    header = second.headers["X-Flashq-Signature"]
+    assert header.count("v1=") == 1
+    verify_signature(new, header, second.body)
+    with pytest.raises(SignatureError):
+        verify_signature(old, header, second.body)
+
+
+@override_settings(WEBHOOK_SECRET_OVERLAP_SECONDS=0)
+def test_without_an_overlap_a_rotation_is_immediate(
+    api: Api, token: str, receiver: Receiver
+) -> None:
+    old = _hook(api, token, receiver, ["pushed"])
+    new = api.post("/queues/jobs:q/webhooks/h/rotate-secret", {}, as_=token).body["secret"]
+    push(api, token)
+    _run_until(lambda: len(receiver.requests) >= 1)
+    [request] = receiver.requests
+    header = request.headers["X-Flashq-Signature"]
+    verify_signature(new, header, request.body)
+    with pytest.raises(SignatureError):
+        verify_signature(old, header, request.body)

@@ -37,6 +37,7 @@ STATUS = [
     "enabled",
     "consecutive_failures",
     "failing_since",
+    "previous_secret_until",
     "disabled_at",
     "last_delivery_at",
     "last_status",

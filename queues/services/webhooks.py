@@ -126,13 +126,21 @@ def webhook_rotate_secret(
     *, queue_name: str, name: str, actor: Actor, reason: str = ""
 ) -> tuple[Webhook, str]:
     """Replace the signing secret; the new one is returned, once. Deliveries sent from
-    now on (retries included) are signed with it."""
+    now on (retries included) are signed with it and, for
+    ``WEBHOOK_SECRET_OVERLAP_SECONDS``, with the one it replaces too (a second ``v1``),
+    so a receiver can switch over without refusing deliveries."""
+    now = timezone.now()
+    overlap = timedelta(seconds=settings.WEBHOOK_SECRET_OVERLAP_SECONDS)
     with transaction.atomic():
         webhook = _locked(queue_name, name)
         secret = new_secret()
+        webhook.previous_secret = str(webhook.secret) if overlap else ""
+        webhook.previous_secret_until = now + overlap if overlap else None
         webhook.secret = secret
-        webhook.updated_at = timezone.now()
-        webhook.save(update_fields=["secret", "updated_at"])
+        webhook.updated_at = now
+        webhook.save(
+            update_fields=["secret", "previous_secret", "previous_secret_until", "updated_at"]
+        )
         audit_record(
             actor=actor,
             action=Action.WEBHOOK_ROTATE_SECRET,

@@ -1,11 +1,12 @@
 """The delivery worker: leases delivery jobs of the internal queue through the engine's
 own services (a system actor), POSTs each event, signed with its webhook's current
-secret, through the SSRF guard (kernel.safehttp), and acks the job on a 2xx answer or
-fails it otherwise, so the engine retries it with backoff. Every attempt is recorded on
-the webhook (services.webhook_delivered), which disables it after too many failures in
-a row. A delivery whose webhook is gone or disabled is acked without being sent. A
-delivery the engine will not let the sender settle (its lease ran out mid-send and
-another sender took it) is logged and left to the engine: the pass goes on."""
+secret (and the one it replaced, while a rotation's overlap lasts), through the SSRF
+guard (kernel.safehttp), and acks the job on a 2xx answer or fails it otherwise, so
+the engine retries it with backoff. Every attempt is recorded on the webhook
+(services.webhook_delivered), which disables it after too many failures in a row. A
+delivery whose webhook is gone or disabled is acked without being sent. A delivery the
+engine will not let the sender settle (its lease ran out mid-send and another sender
+took it) is logged and left to the engine: the pass goes on."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from kernel.counters import WEBHOOK_DELIVERIES
 from kernel.limits import WEBHOOK_QUEUE
 from kernel.problems import CardNumberDetected, FlashqError
 from kernel.webhooksig import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
+from security.encryption import DecryptionFailed
 
 from ..models import Job, JobState, Webhook
 from ..pulling import jobs_pull
@@ -65,14 +67,28 @@ def _body(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
 
 
+def _older_secrets(webhook: Webhook) -> list[str]:
+    """The secret a rotation replaced, while its overlap lasts (and its key is kept)."""
+    until = webhook.previous_secret_until
+    if until is None or until <= timezone.now():
+        return []
+    try:
+        previous = str(webhook.previous_secret or "")
+    except DecryptionFailed:  # sealed under a key retired since: sign with the new one
+        logger.warning("webhook %s: the previous secret cannot be opened", webhook.id)
+        return []
+    return [previous] if previous else []
+
+
 def send(webhook: Webhook, event: dict[str, Any], *, now: float | None = None) -> Outcome:
     """POST one event to the webhook's URL; never raises for the exchange's failures."""
     body = _body(event)
     timestamp = int(now if now is not None else time.time())
+    signed = signature_header(str(webhook.secret), body, timestamp, *_older_secrets(webhook))
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        SIGNATURE_HEADER: signature_header(str(webhook.secret), body, timestamp),
+        SIGNATURE_HEADER: signed,
         EVENT_ID_HEADER: str(event.get("id", "")),
     }
     try:

@@ -59,6 +59,10 @@ class WebhookOut(serializers.Serializer):
     failing_since = serializers.DateTimeField(
         allow_null=True, help_text="When the first of the failures in a row was"
     )
+    rotation_overlap_until = serializers.DateTimeField(
+        allow_null=True,
+        help_text="After a rotation, deliveries are signed with the replaced secret too until then",
+    )
     disabled_at = serializers.DateTimeField(allow_null=True)
     last_delivery_at = serializers.DateTimeField(allow_null=True)
     last_status = serializers.IntegerField(

@@ -256,20 +256,20 @@ def _trickling(tmp_path: Path, sleep: float) -> Iterator[tuple[int, Path, list[f
         thread.join(timeout=5)
 
 
+def _post_to(port: int, ca_file: Path, **options: Any) -> safehttp.Answer:
+    url = f"https://127.0.0.1:{port}/hook"
+    return safehttp.post(
+        url, body=BODY, headers={}, allowed=LOOPBACK, ca_bundle=str(ca_file), **options
+    )
+
+
 def test_a_receiver_trickling_its_headers_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
     """httpx's timeouts are per read: one byte a second would trip none of them. The
     deadline is over the whole exchange."""
     for port, ca_file, ended in _trickling(tmp_path, sleep=0.5):
         started = time.monotonic()
         with pytest.raises(Unreachable, match="took longer than 2 s"):
-            safehttp.post(
-                f"https://127.0.0.1:{port}/hook",
-                body=BODY,
-                headers={},
-                allowed=LOOPBACK,
-                ca_bundle=str(ca_file),
-                timeout=2,
-            )
+            _post_to(port, ca_file, timeout=2)
         assert time.monotonic() - started < 3.5
         # The socket was shut down at the deadline: the receiver saw its end then too.
         deadline = time.monotonic() + 2
@@ -284,13 +284,7 @@ def test_the_default_deadline_is_five_seconds_however_slow_the_trickle(
     for port, ca_file, _ in _trickling(tmp_path, sleep=1.0):
         started = time.monotonic()
         with pytest.raises(Unreachable, match="took longer than 5 s"):
-            safehttp.post(
-                f"https://127.0.0.1:{port}/hook",
-                body=BODY,
-                headers={},
-                allowed=LOOPBACK,
-                ca_bundle=str(ca_file),
-            )
+            _post_to(port, ca_file)
         assert 4.5 < time.monotonic() - started < 6.5
 
 

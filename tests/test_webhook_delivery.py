@@ -325,6 +325,15 @@ def test_a_refused_address_is_logged_but_not_shown_to_the_queues_admins(
     assert "10.1.2.3" in caplog.text
 
 
+def _next_delivery(api: Api, token: str, receiver: Receiver) -> tuple[Any, str]:
+    """Push a job; its delivery as received, and its signature header."""
+    seen = len(receiver.requests)
+    push(api, token)
+    _run_until(lambda: len(receiver.requests) > seen)
+    request = receiver.requests[seen]
+    return request, request.headers["X-Flashq-Signature"]
+
+
 def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(
     api: Api, token: str, receiver: Receiver
 ) -> None:
@@ -335,20 +344,14 @@ def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(
     shown = api.get("/queues/jobs:q/webhooks/h", as_=token).body
     assert shown["rotation_overlap_until"] is not None
     assert old not in json.dumps(shown) and new not in json.dumps(shown)
-    push(api, token)
-    _run_until(lambda: len(receiver.requests) >= 1)
-    first = receiver.requests[0]
-    header = first.headers["X-Flashq-Signature"]
+    first, header = _next_delivery(api, token, receiver)
     assert header.count("v1=") == 2
     # A receiver still on the old secret, and one already on the new, both accept it.
     verify_signature(old, header, first.body)
     verify_signature(new, header, first.body)
     # The overlap is over: the new secret alone signs.
     Webhook.objects.update(previous_secret_until=timezone.now())
-    push(api, token)
-    _run_until(lambda: len(receiver.requests) >= 2)
-    second = receiver.requests[1]
-    header = second.headers["X-Flashq-Signature"]
+    second, header = _next_delivery(api, token, receiver)
     assert header.count("v1=") == 1
     verify_signature(new, header, second.body)
     with pytest.raises(SignatureError):
@@ -361,10 +364,7 @@ def test_without_an_overlap_a_rotation_is_immediate(
 ) -> None:
     old = _hook(api, token, receiver, ["pushed"])
     new = api.post("/queues/jobs:q/webhooks/h/rotate-secret", {}, as_=token).body["secret"]
-    push(api, token)
-    _run_until(lambda: len(receiver.requests) >= 1)
-    [request] = receiver.requests
-    header = request.headers["X-Flashq-Signature"]
+    request, header = _next_delivery(api, token, receiver)
     verify_signature(new, header, request.body)
     with pytest.raises(SignatureError):
         verify_signature(old, header, request.body)

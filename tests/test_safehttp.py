@@ -320,3 +320,35 @@ def test_url_problems_are_named() -> None:
     assert safehttp.url_problem("https://10.0.0.1/") == "may not name a private address"
     assert safehttp.url_problem("https://10.0.0.1/", Allowed.parse(["10.0.0.0/8"])) is None
     assert safehttp.url_problem("https://localhost/", Allowed.parse(["localhost"])) is None
+
+
+def test_a_receiver_trickling_its_tls_handshake_is_cut_off_at_the_deadline() -> None:
+    """A handshake that never ends (a TLS record header, then a byte every 0.3 s) is
+    cut off at the deadline too (a regression guard: the ssl module's own handshake
+    deadline and the watchdog, which knows the socket from its connect, both see it)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)  # the ClientHello
+            try:
+                conn.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB handshake record...
+                while not done.wait(0.3):
+                    conn.sendall(b"\x02")  # ...that never completes
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/hook"
+        with pytest.raises(Unreachable):
+            safehttp.post(url, body=BODY, headers={}, allowed=LOOPBACK, timeout=1.5)
+        assert time.monotonic() - started < 3
+    finally:
+        done.set()
+        listener.close()
+        thread.join(timeout=5)

@@ -29,11 +29,12 @@ from compliance.audit import Actor
 from compliance.models import AuditEvent
 from kernel.limits import WEBHOOK_QUEUE
 from queues.models import Job, JobEvent, JobState, Webhook, WebhookCursor
-from queues.services import webhook_delivered, webhook_save
+from queues.services import webhook_delivered, webhook_save, webhooks_reseal
 from queues.webhooks import deliver as deliver_module
 from queues.webhooks.deliver import deliver
 from queues.webhooks.dispatch import dispatch
 from security.access import pattern_matches
+from security.encryption import generate_key
 
 from .support import Api, make_token, pull, push
 from .webhookreceiver import Receiver, serve
@@ -368,3 +369,20 @@ def test_without_an_overlap_a_rotation_is_immediate(
     verify_signature(new, header, request.body)
     with pytest.raises(SignatureError):
         verify_signature(old, header, request.body)
+
+
+def test_a_previous_secret_whose_key_was_retired_is_skipped(
+    api: Api, token: str, receiver: Receiver, settings: Any
+) -> None:
+    """rotate_encryption_keys re-seals the current secret only: once the old key is
+    gone the replaced secret cannot be opened, and the new one alone signs."""
+    k1, k2 = f"k1:{generate_key()}", f"k2:{generate_key()}"
+    settings.ENCRYPTION_KEYS = k1
+    _hook(api, token, receiver, ["pushed"])
+    new = api.post("/queues/jobs:q/webhooks/h/rotate-secret", {}, as_=token).body["secret"]
+    settings.ENCRYPTION_KEYS = f"{k2},{k1}"
+    webhooks_reseal(after=None, limit=10, actor=SENDER)
+    settings.ENCRYPTION_KEYS = k2  # k1 retired, within the overlap
+    request, header = _next_delivery(api, token, receiver)
+    assert header.count("v1=") == 1
+    verify_signature(new, header, request.body)

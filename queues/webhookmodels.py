@@ -31,9 +31,16 @@ class Webhook(models.Model):
     events = models.JSONField(default=list)
     #: ``whsec_...``, sealed with the row's id; read only to sign a delivery.
     secret = SealedJSONField()
+    #: The secret before the last rotation, still signing (beside ``secret``) until
+    #: ``previous_secret_until`` (WEBHOOK_SECRET_OVERLAP_SECONDS after the rotation).
+    previous_secret = SealedJSONField(empty="")
+    previous_secret_until = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
-    #: Failed delivery attempts in a row; WEBHOOK_MAX_FAILURES of them disable it.
+    #: Failed delivery attempts in a row; WEBHOOK_MAX_FAILURES of them disable it, once
+    #: it has been failing WEBHOOK_DISABLE_AFTER_SECONDS.
     consecutive_failures = models.PositiveIntegerField(default=0)
+    #: When the first of those failures was (None: the last attempt succeeded).
+    failing_since = models.DateTimeField(null=True, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     last_delivery_at = models.DateTimeField(null=True, blank=True)
     #: The last answer's HTTP status (None: no answer, see last_error).

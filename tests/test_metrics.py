@@ -157,7 +157,7 @@ def test_disabled_webhooks_are_a_gauge_and_a_counter(
     before = _sample("flashq_webhooks_disabled_total", queue="g:w")
     hook = Webhook.objects.get(name="a")
     with (
-        override_settings(WEBHOOK_MAX_FAILURES=1),
+        override_settings(WEBHOOK_MAX_FAILURES=1, WEBHOOK_DISABLE_AFTER_SECONDS=0),
         django_capture_on_commit_callbacks(execute=True),
     ):
         services.webhook_delivered(webhook_id=hook.id, status=500, actor=SETUP)

@@ -6,7 +6,11 @@ followed, a deadline and a capped answer."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+import ssl
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ import pytest
 from kernel import safehttp
 from kernel.safehttp import Allowed, Refused, Unreachable
 
+from .certificates import make_certificates
 from .webhookreceiver import Receiver, serve
 
 BODY = b'{"kind":"pushed"}'
@@ -102,6 +107,14 @@ def _resolving(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> list[str]:
         "https://user:pw@example.com/",
         "https://example.com:25/",
         "https://localhost/",
+        # Ports wrap modulo 65536 below the URL parser: 70536 would be 5000, 65558 is 22.
+        "https://example.com:70536/",
+        "https://example.com:65558/",
+        "https://example.com:0/",
+        # Python 3.11 calls these global; they are not.
+        "https://[fec0::1]/",
+        "https://192.0.0.8/",
+        "https://[3fff::1]/",
     ],
 )
 def test_internal_or_unsafe_urls_are_refused_before_any_connection(
@@ -126,14 +139,20 @@ def test_internal_or_unsafe_urls_are_refused_before_any_connection(
         # One good record does not launder a bad one: every A/AAAA record is checked.
         ["93.184.215.14", "10.1.2.3"],
         ["2606:2800:21f:cb07:6820:80da:af6b:8b2c", "::ffff:10.0.0.1"],
+        ["fec0::1"],
+        ["192.0.0.8"],
+        ["3fff::1"],
     ],
 )
 def test_a_name_resolving_to_an_internal_address_is_refused_before_connecting(
     addresses: list[str], no_connections: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     looked_up = _resolving(monkeypatch, *addresses)
-    with pytest.raises(Refused, match="resolves to"):
+    with pytest.raises(Refused, match="resolves to") as refused:
         safehttp.post("https://hooks.example.com/x", body=BODY, headers={})
+    # The message (stored as the webhook's last_error, shown by GET) names no address.
+    assert not any(a in str(refused.value) for a in addresses)
+    assert refused.value.address in [ipaddress.ip_address(a) for a in addresses]
     assert looked_up == ["hooks.example.com"]
     assert no_connections == []
 
@@ -149,7 +168,7 @@ def test_the_allow_list_reaches_loopback_with_a_verified_certificate(
     receiver: Receiver,
 ) -> None:
     answer = _post(receiver, headers={"X-Test": "1"}, allowed=Allowed.parse(["127.0.0.0/8"]))
-    assert (answer.status, answer.body, answer.truncated) == (200, b"xx", False)
+    assert answer == safehttp.Answer(200)
     [request] = receiver.requests
     assert (request.path, request.body, request.headers["X-Test"]) == ("/hook", BODY, "1")
     assert request.headers["Host"] == f"127.0.0.1:{receiver.port}"
@@ -196,8 +215,92 @@ def test_redirects_are_not_followed(receiver: Receiver) -> None:
 
 def test_an_oversized_answer_is_cut_at_the_cap(receiver: Receiver) -> None:
     receiver.answer_bytes = 1024 * 1024
-    answer = _post(receiver)
-    assert answer.truncated and len(answer.body) == safehttp.MAX_RESPONSE_BYTES
+    started = time.monotonic()
+    assert _post(receiver) == safehttp.Answer(200)
+    assert time.monotonic() - started < 2
+
+
+def _trickling(tmp_path: Path, sleep: float) -> Iterator[tuple[int, Path, list[float]]]:
+    """A loopback TLS receiver that reads the request, then sends its answer's headers
+    one byte every ``sleep`` seconds: each read is quick, the whole is endless. Yields
+    its port, CA file and the times its connections ended."""
+    ca_file, cert_file, key_file = make_certificates(
+        tmp_path, names=("localhost",), addresses=("127.0.0.1",)
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    listener = socket.create_server(("127.0.0.1", 0))
+    ended: list[float] = []
+    done = threading.Event()
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(65536)
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"y" * 100:
+                    if done.wait(sleep):
+                        break
+                    tls.sendall(bytes([byte]))
+            except OSError:
+                pass
+        ended.append(time.monotonic())
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], ca_file, ended
+    finally:
+        done.set()
+        listener.close()
+        thread.join(timeout=5)
+
+
+def _post_to(port: int, ca_file: Path, **options: Any) -> safehttp.Answer:
+    url = f"https://127.0.0.1:{port}/hook"
+    return safehttp.post(
+        url, body=BODY, headers={}, allowed=LOOPBACK, ca_bundle=str(ca_file), **options
+    )
+
+
+def test_a_receiver_trickling_its_headers_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
+    """httpx's timeouts are per read: one byte a second would trip none of them. The
+    deadline is over the whole exchange."""
+    for port, ca_file, ended in _trickling(tmp_path, sleep=0.5):
+        started = time.monotonic()
+        with pytest.raises(Unreachable, match="took longer than 2 s"):
+            _post_to(port, ca_file, timeout=2)
+        assert time.monotonic() - started < 3.5
+        # The socket was shut down at the deadline: the receiver saw its end then too.
+        deadline = time.monotonic() + 2
+        while not ended and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ended and ended[0] - started < 3.5
+
+
+def test_the_default_deadline_is_five_seconds_however_slow_the_trickle(
+    tmp_path: Path,
+) -> None:
+    for port, ca_file, _ in _trickling(tmp_path, sleep=1.0):
+        started = time.monotonic()
+        with pytest.raises(Unreachable, match="took longer than 5 s"):
+            _post_to(port, ca_file)
+        assert 4.5 < time.monotonic() - started < 6.5
+
+
+def test_a_slow_name_lookup_counts_against_the_deadline(
+    monkeypatch: pytest.MonkeyPatch, no_connections: list[Any]
+) -> None:
+    def getaddrinfo(*args: Any, **kwargs: Any) -> list[Any]:
+        time.sleep(3)
+        return []
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    started = time.monotonic()
+    with pytest.raises(Unreachable, match=r"resolving hooks\.example\.com took longer"):
+        safehttp.post("https://hooks.example.com/x", body=BODY, headers={}, timeout=0.5)
+    assert time.monotonic() - started < 1.5
+    assert no_connections == []
 
 
 def test_a_slow_receiver_times_out(receiver: Receiver) -> None:
@@ -209,7 +312,43 @@ def test_a_slow_receiver_times_out(receiver: Receiver) -> None:
 def test_url_problems_are_named() -> None:
     assert safehttp.url_problem("https://hooks.example.com/x") is None
     assert safehttp.url_problem("https://hooks.example.com:8443/x") is None
+    assert safehttp.url_problem("https://hooks.example.com:65535/x") is None
+    for port in (0, 65536, 70536, 65558):
+        url = f"https://hooks.example.com:{port}/x"
+        assert safehttp.url_problem(url) == "has a port out of range"
     assert safehttp.url_problem("http://hooks.example.com/") == "must be an https:// URL"
     assert safehttp.url_problem("https://10.0.0.1/") == "may not name a private address"
     assert safehttp.url_problem("https://10.0.0.1/", Allowed.parse(["10.0.0.0/8"])) is None
     assert safehttp.url_problem("https://localhost/", Allowed.parse(["localhost"])) is None
+
+
+def test_a_receiver_trickling_its_tls_handshake_is_cut_off_at_the_deadline() -> None:
+    """A handshake that never ends (a TLS record header, then a byte every 0.3 s) is
+    cut off at the deadline too (a regression guard: the ssl module's own handshake
+    deadline and the watchdog, which knows the socket from its connect, both see it)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)  # the ClientHello
+            try:
+                conn.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB handshake record...
+                while not done.wait(0.3):
+                    conn.sendall(b"\x02")  # ...that never completes
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/hook"
+        with pytest.raises(Unreachable):
+            safehttp.post(url, body=BODY, headers={}, allowed=LOOPBACK, timeout=1.5)
+        assert time.monotonic() - started < 3
+    finally:
+        done.set()
+        listener.close()
+        thread.join(timeout=5)

@@ -96,6 +96,8 @@ BAD = [
     ({**GOOD, "url": "http://hooks.example.com/"}, "/url"),
     ({**GOOD, "url": "https://user:pw@hooks.example.com/"}, "/url"),
     ({**GOOD, "url": "https://hooks.example.com:22/"}, "/url"),
+    ({**GOOD, "url": "https://hooks.example.com:65558/"}, "/url"),  # 22, wrapped
+    ({**GOOD, "url": "https://hooks.example.com:0/"}, "/url"),
     ({**GOOD, "url": "https://127.0.0.1/"}, "/url"),
     ({**GOOD, "url": "https://[::1]/"}, "/url"),
     ({**GOOD, "url": "https://169.254.169.254/latest/meta-data"}, "/url"),

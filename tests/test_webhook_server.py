@@ -19,6 +19,8 @@ import pytest
 from django.conf import settings
 from flashq_client import verify_signature
 
+from kernel.limits import WEBHOOK_QUEUE
+
 from .processes import database_url, free_port, production_env, running, serve
 from .support import ON_POSTGRES
 from .test_scale_out import Deployment, Server, _admin_connection, _drop_database, call
@@ -51,6 +53,7 @@ def deployment(tmp_path: Path, receiver: Receiver) -> Iterator[Deployment]:
         WEBHOOK_ALLOWED_HOSTS="127.0.0.1/32",
         WEBHOOK_CA_BUNDLE=str(receiver.ca_file),
         WEBHOOK_MAX_FAILURES="3",
+        WEBHOOK_DISABLE_AFTER_SECONDS="0",
         WEBHOOK_RETRY_DELAY_MS="1",
     )
     try:
@@ -112,3 +115,41 @@ def test_deliveries_retries_disable_and_a_clean_stop(
         sender.process.send_signal(signal.SIGTERM)
         assert sender.process.wait(timeout=15) == 0
     assert "Stopped; delivered 2." in log.read_text()
+
+
+def _deliveries(deployment: Deployment) -> list[tuple[str, bool]]:
+    """(state, leased) of each delivery job of the internal queue."""
+    with psycopg.connect(deployment.env["DATABASE_URL"]) as conn:
+        rows = conn.execute(
+            "SELECT j.state, j.lease_id IS NOT NULL FROM queues_job j"
+            " JOIN queues_queue q ON q.id = j.queue_id WHERE q.name = %s ORDER BY j.state",
+            (WEBHOOK_QUEUE,),
+        ).fetchall()
+    return [(str(state), bool(leased)) for state, leased in rows]
+
+
+def test_sigterm_mid_pass_waits_for_one_delivery_and_releases_the_rest(
+    deployment: Deployment, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A pass leases up to ten deliveries: SIGTERM during the first stops the sender
+    after that one (a 2 s receiver here), the others given back at once, not sent."""
+    token = deployment.create_token("hooks", "jobs:*=*,admin")
+    hook = {"url": receiver.url(), "events": ["pushed"]}
+    assert call(deployment.a, "PUT", "/queues/jobs:q/webhooks/h", token, hook).status == 201
+    for n in range(4):
+        call(deployment.a, "POST", "/queues/jobs:q/jobs", token, {"data": {"n": n}})
+    receiver.delay = 2.0
+    log = tmp_path / "webhooks.log"
+    with running([*MANAGE, "run_webhooks"], env=deployment.env, log=log) as sender:
+        _wait(lambda: len(receiver.requests) >= 1)
+        stopped = time.monotonic()
+        sender.process.send_signal(signal.SIGTERM)
+        assert sender.process.wait(timeout=10) == 0
+        assert time.monotonic() - stopped < 4
+    assert len(receiver.requests) == 1
+    assert sorted(_deliveries(deployment)) == [
+        ("completed", False),
+        ("waiting", False),
+        ("waiting", False),
+        ("waiting", False),
+    ]

@@ -265,8 +265,13 @@ EVENT_STREAM_RETRY_MS = env.int("EVENT_STREAM_RETRY_MS", default=3000)
 WEBHOOK_ALLOWED_HOSTS: list[str] = env.list("WEBHOOK_ALLOWED_HOSTS", default=[])
 # A PEM file of extra CAs trusted for deliveries (an internal CA), beside the system's.
 WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="")
-# A webhook is disabled after this many failed deliveries in a row.
+# A webhook is disabled after this many failed deliveries in a row, once it has been
+# failing for at least WEBHOOK_DISABLE_AFTER_SECONDS (a short outage disables nothing).
 WEBHOOK_MAX_FAILURES = env.int("WEBHOOK_MAX_FAILURES", default=20)
+WEBHOOK_DISABLE_AFTER_SECONDS = env.int("WEBHOOK_DISABLE_AFTER_SECONDS", default=3600)
+# After a secret rotation, deliveries are signed with the old secret too for this long
+# (a second v1= in the signature header), while receivers switch over. 0: no overlap.
+WEBHOOK_SECRET_OVERLAP_SECONDS = env.int("WEBHOOK_SECRET_OVERLAP_SECONDS", default=86400)
 # Each delivery is tried this many times, waiting WEBHOOK_RETRY_DELAY_MS, doubled each
 # time (at most an hour), in between.
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)

@@ -36,6 +36,8 @@ SHOWN_ONCE = "admin/queues/webhook/secret_once.html"
 STATUS = [
     "enabled",
     "consecutive_failures",
+    "failing_since",
+    "previous_secret_until",
     "disabled_at",
     "last_delivery_at",
     "last_status",

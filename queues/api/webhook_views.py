@@ -28,6 +28,8 @@ def webhook_detail(webhook: Webhook) -> dict[str, Any]:
         "events": list(webhook.events),
         "enabled": webhook.enabled,
         "consecutive_failures": webhook.consecutive_failures,
+        "failing_since": iso(webhook.failing_since),
+        "rotation_overlap_until": iso(webhook.previous_secret_until),
         "disabled_at": iso(webhook.disabled_at),
         "last_delivery_at": iso(webhook.last_delivery_at),
         "last_status": webhook.last_status,

@@ -1,6 +1,7 @@
 """Webhooks: save (create or replace), delete and rotate the secret of a queue's
 webhooks, and the outcome of each delivery attempt, which disables a webhook after
-``WEBHOOK_MAX_FAILURES`` failures in a row. Deliveries themselves are jobs of the
+``WEBHOOK_MAX_FAILURES`` failures in a row over at least
+``WEBHOOK_DISABLE_AFTER_SECONDS``. Deliveries themselves are jobs of the
 internal queue (kernel.limits.WEBHOOK_QUEUE), queued and sent by queues.webhooks.
 
 The secret is made here, sealed at rest, and returned to the caller only when it is
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_record
@@ -80,6 +83,7 @@ def webhook_save(
         webhook.events = list(events)
         webhook.enabled = True
         webhook.consecutive_failures = 0
+        webhook.failing_since = None
         webhook.disabled_at = None
         webhook.updated_at = now
         full_clean_or_invalid(webhook, exclude=["queue", "secret"], what="webhook")
@@ -122,13 +126,21 @@ def webhook_rotate_secret(
     *, queue_name: str, name: str, actor: Actor, reason: str = ""
 ) -> tuple[Webhook, str]:
     """Replace the signing secret; the new one is returned, once. Deliveries sent from
-    now on (retries included) are signed with it."""
+    now on (retries included) are signed with it and, for
+    ``WEBHOOK_SECRET_OVERLAP_SECONDS``, with the one it replaces too (a second ``v1``),
+    so a receiver can switch over without refusing deliveries."""
+    now = timezone.now()
+    overlap = timedelta(seconds=settings.WEBHOOK_SECRET_OVERLAP_SECONDS)
     with transaction.atomic():
         webhook = _locked(queue_name, name)
         secret = new_secret()
+        webhook.previous_secret = str(webhook.secret) if overlap else ""
+        webhook.previous_secret_until = now + overlap if overlap else None
         webhook.secret = secret
-        webhook.updated_at = timezone.now()
-        webhook.save(update_fields=["secret", "updated_at"])
+        webhook.updated_at = now
+        webhook.save(
+            update_fields=["secret", "previous_secret", "previous_secret_until", "updated_at"]
+        )
         audit_record(
             actor=actor,
             action=Action.WEBHOOK_ROTATE_SECRET,
@@ -142,9 +154,12 @@ def webhook_delivered(
     *, webhook_id: uuid.UUID, status: int | None, error: str = "", actor: Actor
 ) -> bool:
     """Record one delivery attempt: a 2xx ``status`` resets the failure count; anything
-    else adds one, and the ``WEBHOOK_MAX_FAILURES``-th in a row disables the webhook,
-    drops its deliveries not yet started and records WEBHOOK_DISABLE (by ``actor``, the
-    system). Returns whether the webhook is disabled now (or gone)."""
+    else adds one (the first of a run starts ``failing_since``). Once there are
+    ``WEBHOOK_MAX_FAILURES`` in a row AND the first of them is at least
+    ``WEBHOOK_DISABLE_AFTER_SECONDS`` old, the webhook is disabled: its deliveries not
+    yet started are dropped and WEBHOOK_DISABLE is recorded (by ``actor``, the system).
+    A busy webhook is not disabled seconds into a short outage. Returns whether the
+    webhook is disabled now (or gone)."""
     now = timezone.now()
     ok = status is not None and 200 <= status < 300
     with transaction.atomic():
@@ -154,6 +169,7 @@ def webhook_delivered(
             "last_status": status,
             "last_error": error[:300],
             "consecutive_failures": 0 if ok else F("consecutive_failures") + 1,
+            "failing_since": None if ok else Coalesce(F("failing_since"), now),
         }
         if not found.update(**changes):
             return True
@@ -163,6 +179,9 @@ def webhook_delivered(
         if not webhook.enabled:
             return True
         if webhook.consecutive_failures < settings.WEBHOOK_MAX_FAILURES:
+            return False
+        failing_for = now - (webhook.failing_since or now)
+        if failing_for < timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER_SECONDS):
             return False
         webhook.enabled = False
         webhook.disabled_at = now
@@ -175,6 +194,7 @@ def webhook_delivered(
             details={
                 "name": webhook.name,
                 "failures": webhook.consecutive_failures,
+                "failing_seconds": int(failing_for.total_seconds()),
                 "last_status": status,
                 "dropped": dropped,
             },

@@ -68,7 +68,10 @@ def verify_signature(
     expected = hmac.new(
         secret.encode(), str(timestamp).encode() + b"." + raw, hashlib.sha256
     ).hexdigest()
-    if not any(hmac.compare_digest(expected, given) for given in signatures):
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str.
+    wanted = expected.encode()
+    given_bytes = [given.encode("utf-8", "surrogateescape") for given in signatures]
+    if not any(hmac.compare_digest(wanted, given) for given in given_bytes):
         raise SignatureError("the signature does not match")
     clock = time.time() if now is None else now
     if abs(clock - timestamp) > tolerance:

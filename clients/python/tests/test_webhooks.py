@@ -42,6 +42,9 @@ def test_a_good_signature_verifies_and_gives_its_time() -> None:
         ("v1=00", BODY, SECRET, NOW),
         ("garbage", BODY, SECRET, NOW),
         (_header(), BODY, "", NOW),
+        # A non-ASCII v1 value: SignatureError, not compare_digest's TypeError.
+        (f"t={NOW},v1=\u00e9\u00e9", BODY, SECRET, NOW),
+        (f"t={NOW},v1=\udcff", BODY, SECRET, NOW),
     ],
 )
 def test_a_bad_signature_is_refused(header: str | None, body: bytes, secret: str, now: int) -> None:

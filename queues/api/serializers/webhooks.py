@@ -52,10 +52,17 @@ class WebhookOut(serializers.Serializer):
     url = serializers.CharField()
     events = serializers.ListField(child=serializers.ChoiceField(choices=WEBHOOK_KINDS))
     enabled = serializers.BooleanField(
-        help_text="False once WEBHOOK_MAX_FAILURES deliveries in a row failed; a PUT "
-        "enables it again."
+        help_text="False once WEBHOOK_MAX_FAILURES deliveries in a row failed over at "
+        "least WEBHOOK_DISABLE_AFTER_SECONDS; a PUT enables it again."
     )
     consecutive_failures = serializers.IntegerField()
+    failing_since = serializers.DateTimeField(
+        allow_null=True, help_text="When the first of the failures in a row was"
+    )
+    rotation_overlap_until = serializers.DateTimeField(
+        allow_null=True,
+        help_text="After a rotation, deliveries are signed with the replaced secret too until then",
+    )
     disabled_at = serializers.DateTimeField(allow_null=True)
     last_delivery_at = serializers.DateTimeField(allow_null=True)
     last_status = serializers.IntegerField(

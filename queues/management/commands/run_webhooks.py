@@ -2,8 +2,9 @@
 deliveries of new job events (queues.webhooks.dispatch) and sends those that are due
 (queues.webhooks.deliver), then sleeps up to half a second when there was nothing to
 do. It stops cleanly on SIGTERM or SIGINT, after the delivery it is sending has been
-settled. Any number may run beside each other: the dispatcher's cursor is locked while
-it moves, and each delivery is leased to one sender. ``--once`` makes one pass."""
+settled (at most safehttp's 5 s deadline); the others it leased are released. Any
+number may run beside each other: the dispatcher's cursor is locked while it moves,
+and each delivery is leased to one sender. ``--once`` makes one pass."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class Command(BaseCommand):
     def _pass(self, stop: threading.Event) -> int:
         try:
             queued = dispatch(actor=ACTOR)
-            sent, delivered = deliver(actor=ACTOR)
+            sent, delivered = deliver(actor=ACTOR, stop=stop)
         except (OperationalError, InterfaceError) as error:
             # The database is down or restarting: the pass rolled back; try again soon.
             logger.warning("webhooks: database unavailable: %s", error)

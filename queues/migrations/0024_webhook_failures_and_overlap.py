@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('queues', '0022_webhooks'),
+        ('queues', '0023_job_events_internal_and_regrouped'),
     ]
 
     operations = [

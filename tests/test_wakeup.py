@@ -236,3 +236,53 @@ def test_a_waiting_pull_still_wakes_after_the_listener_lost_its_sessions() -> No
     [answer] = answers
     assert answer.status == 200 and len(answer.body["jobs"]) == 1, answer.body
     assert time.monotonic() - started < 10  # woken, not at the end of its 20 s wait
+
+
+def test_a_waiting_pull_still_wakes_after_only_the_lock_session_died(
+    other_session: psycopg.Connection,
+) -> None:
+    """The notifier's lock session alone is terminated (its listener lives on): its
+    queue's lock went with it, and pushes would no longer NOTIFY. The sweep notices,
+    reconnects and takes the lock again, so a later push NOTIFYs and wakes the pull."""
+    token = make_token("lp", "*=*")
+    answers: list[Any] = []
+
+    def long_poll() -> None:
+        try:
+            answers.append(Api().post("/queues/lockgone/pull", {"wait": 20}, as_=token))
+        finally:
+            connection.close()
+
+    def lock_holders() -> list[int]:
+        rows = other_session.execute(
+            "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = %s "
+            "AND a.datname = current_database()",
+            [notifier.APPLICATION_NAME],
+        ).fetchall()
+        return [pid for (pid,) in rows]
+
+    def until_held(what: str) -> list[int]:
+        deadline = time.monotonic() + 10
+        while not (holders := lock_holders()):
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+        return holders
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    [lock_session] = until_held("the pull never started waiting")
+    other_session.execute("SELECT pg_terminate_backend(%s)", [lock_session])
+    deadline = time.monotonic() + 10
+    while lock_session in lock_holders() or not lock_holders():
+        assert time.monotonic() < deadline, "the queue's lock was never taken again"
+        time.sleep(0.05)
+    other_session.execute("LISTEN flashq_jobs")
+    started = time.monotonic()
+    _push("lockgone")
+    assert _pushed_notifications(other_session, "lockgone") == ["lockgone"]
+    poller.join(15)
+    assert not poller.is_alive(), "the pull was not woken"
+    [answer] = answers
+    assert answer.status == 200 and len(answer.body["jobs"]) == 1, answer.body
+    assert time.monotonic() - started < 10  # woken, not at the end of its 20 s wait

@@ -52,9 +52,11 @@ def _failing_once(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> list
     return reads
 
 
-def _push() -> str:
+def _push_and_hear(subscriber: pump.Subscriber, what: str) -> None:
+    """Push a job; wait until ``subscriber`` has its event."""
     job = services.job_push(queue_name="jobs:a", spec=JobSpec(data={}), owner="t", actor=SETUP)
-    return str(job.job.id)
+    log_readable()
+    _until(lambda: any(event.job_id == job.job.id for event in subscriber.buffer), what)
 
 
 def _until(condition: Callable[[], bool], what: str) -> None:
@@ -80,12 +82,7 @@ def test_a_failed_read_is_logged_and_the_pump_reads_on(
     events.join(subscriber)
     try:
         _until(lambda: len(reads) > 1, "the pump did not read again")
-        job_id = _push()
-        log_readable()
-        _until(
-            lambda: any(str(event.job_id) == job_id for event in subscriber.buffer),
-            "the subscriber never heard of the push",
-        )
+        _push_and_hear(subscriber, "the subscriber never heard of the push")
     finally:
         events.leave(subscriber)
     assert "event pump: read failed" in caplog.text
@@ -104,12 +101,7 @@ def test_a_pump_thread_that_died_is_started_again_by_the_next_join(
     second = pump.Subscriber(loop, lambda name: True)
     events.join(second)
     try:
-        job_id = _push()
-        log_readable()
-        _until(
-            lambda: any(str(event.job_id) == job_id for event in second.buffer),
-            "the pump was not started again",
-        )
+        _push_and_hear(second, "the pump was not started again")
     finally:
         events.leave(first)
         events.leave(second)

@@ -195,21 +195,27 @@ def test_a_finished_long_poll_leaves_its_session_clean() -> None:
         assert cursor.fetchone()[0] == 0
 
 
-def test_a_waiting_pull_still_wakes_after_the_listener_lost_its_sessions() -> None:
-    """The database drops the process's listener (both sessions): it reconnects, takes
-    the queue's lock again and wakes its waiters, so a push after that still reaches
-    the pull long before its wait ends."""
+def _waiting_pull(queue: str) -> tuple[threading.Thread, list[Any]]:
+    """A pull waiting up to 20 s on ``queue`` in a thread, and where its answer goes."""
     token = make_token("lp", "*=*")
     answers: list[Any] = []
 
     def long_poll() -> None:
         try:
-            answers.append(Api().post("/queues/reconn/pull", {"wait": 20}, as_=token))
+            answers.append(Api().post(f"/queues/{queue}/pull", {"wait": 20}, as_=token))
         finally:
             connection.close()
 
     poller = threading.Thread(target=long_poll)
     poller.start()
+    return poller, answers
+
+
+def test_a_waiting_pull_still_wakes_after_the_listener_lost_its_sessions() -> None:
+    """The database drops the process's listener (both sessions): it reconnects, takes
+    the queue's lock again and wakes its waiters, so a push after that still reaches
+    the pull long before its wait ends."""
+    poller, answers = _waiting_pull("reconn")
     with connection.cursor() as cursor:
         deadline = time.monotonic() + 10
         while True:  # the listener is up and holds the queue's lock
@@ -244,14 +250,6 @@ def test_a_waiting_pull_still_wakes_after_only_the_lock_session_died(
     """The notifier's lock session alone is terminated (its listener lives on): its
     queue's lock went with it, and pushes would no longer NOTIFY. The sweep notices,
     reconnects and takes the lock again, so a later push NOTIFYs and wakes the pull."""
-    token = make_token("lp", "*=*")
-    answers: list[Any] = []
-
-    def long_poll() -> None:
-        try:
-            answers.append(Api().post("/queues/lockgone/pull", {"wait": 20}, as_=token))
-        finally:
-            connection.close()
 
     def lock_holders() -> list[int]:
         rows = other_session.execute(
@@ -269,8 +267,7 @@ def test_a_waiting_pull_still_wakes_after_only_the_lock_session_died(
             time.sleep(0.05)
         return holders
 
-    poller = threading.Thread(target=long_poll)
-    poller.start()
+    poller, answers = _waiting_pull("lockgone")
     [lock_session] = until_held("the pull never started waiting")
     other_session.execute("SELECT pg_terminate_backend(%s)", [lock_session])
     deadline = time.monotonic() + 10

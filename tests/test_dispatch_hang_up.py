@@ -15,7 +15,7 @@ import pytest
 from django.db import transaction
 
 from compliance.models import AuditEvent
-from queues import waitslots
+from queues import jobwait, waitslots
 from queues.api.event_views import QueueEventsApi
 from queues.api.job_views import JobWaitApi
 from queues.api.queue_views import QueuePullApi
@@ -29,9 +29,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class HeldDispatch:
-    """The route's handler, made to stop once it has answered until ``let_go``."""
+    """The route's handler (or any function the call runs in a thread), made to stop
+    once it has answered until ``let_go``."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, view: type, method: str) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, view: Any, method: str) -> None:
         self.answered = threading.Event()
         self.let_go = threading.Event()
         self.returned = threading.Event()
@@ -98,14 +99,19 @@ def test_a_pull_whose_client_left_before_it_waited_gets_its_one_event(
     assert waitslots.SLOTS.held() == 0
 
 
+@pytest.mark.parametrize(
+    ("held_in", "name"),
+    [(JobWaitApi, "get"), (jobwait, "job_settled")],
+    ids=["in-the-dispatch", "in-the-waits-first-read"],
+)
 def test_a_job_wait_whose_client_left_before_it_waited_gets_its_one_event(
-    monkeypatch: pytest.MonkeyPatch,
+    held_in: Any, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token = make_token("waiter", "jobs:*=push,getJob")
     job = push(Api(), token)
     with transaction.atomic():  # its SET LOCAL needs a transaction
         clear_audit()
-    held = HeldDispatch(monkeypatch, JobWaitApi, "get")
+    held = HeldDispatch(monkeypatch, held_in, name)
     _hang_up_during_dispatch(held, "GET", f"/api/v1/jobs/{job['id']}/wait?timeout_ms=5000", token)
     [event] = AuditEvent.objects.filter(action="waitJob")
     assert event.details == {"finished": False}

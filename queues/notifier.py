@@ -27,7 +27,9 @@ queues with waiters and ready work, in one statement, and wakes theirs. A job wa
 still reads its job every ``wakeup.SLICE_SECONDS`` (a ttl that runs out sends nothing).
 
 If a session drops, the thread reconnects, takes every held lock again and then wakes
-every waiter, who claims (or reads) again: whatever committed meanwhile is seen. A
+every waiter, who claims (or reads) again: whatever committed meanwhile is seen. The
+lock session, otherwise used only when a waiter comes or goes, is checked at every
+sweep, so its quiet death is noticed within a second too. A
 waiter that registers while the listener is down is refused with ``OperationalError``
 (the API's 503). SQLite has no NOTIFY: a ``Wake`` there simply sleeps a short poll."""
 
@@ -229,6 +231,7 @@ class Notifier:
                             self._dispatch(notify.channel, notify.payload)
                         if time.monotonic() - swept >= SWEEP_SECONDS:
                             swept = time.monotonic()
+                            self._check_lock_session()
                             self._sweep(listener)
             except psycopg.Error as exc:
                 logger.warning("wake-up listener lost its database: %s", type(exc).__name__)
@@ -236,6 +239,14 @@ class Notifier:
             self._wake_everyone()
             if not self._stopping.is_set():
                 time.sleep(RECONNECT_DELAY_SECONDS)
+
+    def _check_lock_session(self) -> None:
+        """Raise psycopg.Error if the lock session died quietly (terminated, its
+        connection cut): its locks went with it and pushes stopped NOTIFYing. The
+        reset that follows opens it again, takes the locks and wakes everyone."""
+        with self._locking:
+            if self._lock_session is not None:
+                self._lock_session.execute("SELECT 1")
 
     def _sweep(self, listener: psycopg.Connection[Any]) -> None:
         """Wake the waiters of every queue that has work ready nobody told them about:

@@ -72,7 +72,12 @@ async def job_wait(
     """Wait up to ``timeout_ms`` for the job to finish (queues.jobwait); ``owner`` is
     the caller's token family, whose long polls are capped."""
     deadline = time.monotonic() + timeout_ms / 1000
-    if timeout_ms <= 0 or await blocking(jobwait.job_settled, job_id):
+    try:
+        settled = timeout_ms <= 0 or await blocking(jobwait.job_settled, job_id)
+    except asyncio.CancelledError:  # gone before it waited: still its one event
+        await blocking(jobwait.job_answer, job_id, actor)
+        raise
+    if settled:
         return await blocking(jobwait.job_answer, job_id, actor)
     with wait_slot(owner) as may_wait:
         if not may_wait:

@@ -11,12 +11,13 @@ import pytest
 from django.test import Client, override_settings
 
 from compliance.models import AuditEvent
+from kernel.limits import WEBHOOK_QUEUE
 from queues import services
 from queues.jobspec import JobSpec
 from queues.models import JobEvent
 
 from .eventstreams import log_readable
-from .personas import logged_in, make_auditor, make_operator, make_staff
+from .personas import logged_in, make_auditor, make_operator, make_staff, make_superuser
 from .support import SETUP
 
 # Transactional: on PostgreSQL a stream reads only transactions that have ended.
@@ -68,6 +69,18 @@ def test_a_global_viewer_hears_every_queue() -> None:
     later = _push("billing")
     heard = _events(logged_in(make_auditor()), f"{first.txid}-{first.id}")
     assert [event["job_id"] for event in heard] == [later]
+
+
+@override_settings(EVENT_STREAM_HEARTBEAT_SECONDS=0.2)
+def test_a_global_viewer_never_hears_the_engines_internal_queues() -> None:
+    _push("mail")
+    first = JobEvent.objects.get()
+    _push(WEBHOOK_QUEUE)
+    later = _push("billing")
+    for viewer in (make_auditor(), make_superuser()):
+        heard = _events(logged_in(viewer), f"{first.txid}-{first.id}")
+        assert [event["job_id"] for event in heard] == [later], viewer
+        assert WEBHOOK_QUEUE not in str(heard)
 
 
 def test_staff_who_may_view_no_queue_and_strangers_get_no_stream() -> None:

@@ -195,21 +195,27 @@ def test_a_finished_long_poll_leaves_its_session_clean() -> None:
         assert cursor.fetchone()[0] == 0
 
 
-def test_a_waiting_pull_still_wakes_after_the_listener_lost_its_sessions() -> None:
-    """The database drops the process's listener (both sessions): it reconnects, takes
-    the queue's lock again and wakes its waiters, so a push after that still reaches
-    the pull long before its wait ends."""
+def _waiting_pull(queue: str) -> tuple[threading.Thread, list[Any]]:
+    """A pull waiting up to 20 s on ``queue`` in a thread, and where its answer goes."""
     token = make_token("lp", "*=*")
     answers: list[Any] = []
 
     def long_poll() -> None:
         try:
-            answers.append(Api().post("/queues/reconn/pull", {"wait": 20}, as_=token))
+            answers.append(Api().post(f"/queues/{queue}/pull", {"wait": 20}, as_=token))
         finally:
             connection.close()
 
     poller = threading.Thread(target=long_poll)
     poller.start()
+    return poller, answers
+
+
+def test_a_waiting_pull_still_wakes_after_the_listener_lost_its_sessions() -> None:
+    """The database drops the process's listener (both sessions): it reconnects, takes
+    the queue's lock again and wakes its waiters, so a push after that still reaches
+    the pull long before its wait ends."""
+    poller, answers = _waiting_pull("reconn")
     with connection.cursor() as cursor:
         deadline = time.monotonic() + 10
         while True:  # the listener is up and holds the queue's lock
@@ -231,6 +237,47 @@ def test_a_waiting_pull_still_wakes_after_the_listener_lost_its_sessions() -> No
     time.sleep(1.5)  # reconnected (it waits 0.5 s first); the pull claimed again
     started = time.monotonic()
     _push("reconn")
+    poller.join(15)
+    assert not poller.is_alive(), "the pull was not woken"
+    [answer] = answers
+    assert answer.status == 200 and len(answer.body["jobs"]) == 1, answer.body
+    assert time.monotonic() - started < 10  # woken, not at the end of its 20 s wait
+
+
+def test_a_waiting_pull_still_wakes_after_only_the_lock_session_died(
+    other_session: psycopg.Connection,
+) -> None:
+    """The notifier's lock session alone is terminated (its listener lives on): its
+    queue's lock went with it, and pushes would no longer NOTIFY. The sweep notices,
+    reconnects and takes the lock again, so a later push NOTIFYs and wakes the pull."""
+
+    def lock_holders() -> list[int]:
+        rows = other_session.execute(
+            "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = %s "
+            "AND a.datname = current_database()",
+            [notifier.APPLICATION_NAME],
+        ).fetchall()
+        return [pid for (pid,) in rows]
+
+    def until_held(what: str) -> list[int]:
+        deadline = time.monotonic() + 10
+        while not (holders := lock_holders()):
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+        return holders
+
+    poller, answers = _waiting_pull("lockgone")
+    [lock_session] = until_held("the pull never started waiting")
+    other_session.execute("SELECT pg_terminate_backend(%s)", [lock_session])
+    deadline = time.monotonic() + 10
+    while lock_session in lock_holders() or not lock_holders():
+        assert time.monotonic() < deadline, "the queue's lock was never taken again"
+        time.sleep(0.05)
+    other_session.execute("LISTEN flashq_jobs")
+    started = time.monotonic()
+    _push("lockgone")
+    assert _pushed_notifications(other_session, "lockgone") == ["lockgone"]
     poller.join(15)
     assert not poller.is_alive(), "the pull was not woken"
     [answer] = answers

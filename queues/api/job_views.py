@@ -140,6 +140,7 @@ class JobWaitApi(WaitingApiView):
                 actor=actor,
             ),
             render=render,
+            abandon=lambda: jobwait.job_answer(job_uuid, actor),
         )
 
 

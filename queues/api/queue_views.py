@@ -205,6 +205,7 @@ class QueuePullApi(WaitingApiView):
         return Parked(
             wait=lambda: waiting.pull_wait(spec, deadline=deadline),
             render=lambda pulled: self._render(name, pulled),
+            abandon=spec.abandon,
         )
 
     @staticmethod

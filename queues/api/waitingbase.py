@@ -9,10 +9,17 @@ turned into problems, the refusal's event), in a short-lived thread (kernel.bloc
 A handler that must wait returns ``Parked`` instead of a response: its ``wait`` is
 awaited on the event loop, and its ``render`` (or, if the wait raised, the usual
 exception handling) runs in another short thread and finishes the response exactly as
-the dispatch would have."""
+the dispatch would have.
+
+A client that hangs up while the dispatch runs cancels the view, but not the dispatch's
+thread: the view waits for it (shielded), then gives back what it made, since nobody
+else will. A response is closed (an event stream gives back its long-poll slot); a
+``Parked`` runs its ``abandon`` (the call's one audit event, as a wait cut short
+writes it)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -31,10 +38,12 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Parked(Generic[T]):
     """A handler's answer when it has to wait: ``wait()`` is awaited without a thread,
-    then ``render(result)`` makes the response."""
+    then ``render(result)`` makes the response. ``abandon()`` (in a thread) writes the
+    call's event when its client hung up before the wait began."""
 
     wait: Callable[[], Awaitable[T]]
     render: Callable[[T], Response]
+    abandon: Callable[[], object]
 
 
 class WaitingApiView(FlashqApiView):
@@ -45,7 +54,12 @@ class WaitingApiView(FlashqApiView):
         async def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             self = cls(**initkwargs)
             self.setup(request, *args, **kwargs)
-            answer = await blocking(self.dispatch, request, *args, **kwargs)
+            dispatching = asyncio.ensure_future(blocking(self.dispatch, request, *args, **kwargs))
+            try:
+                answer = await asyncio.shield(dispatching)
+            except asyncio.CancelledError:
+                await _given_back(dispatching)
+                raise
             if not isinstance(answer, Parked):
                 return answer
             try:
@@ -77,3 +91,16 @@ class WaitingApiView(FlashqApiView):
         if isinstance(response, Parked):
             return response  # finalized once the wait is over (_finish)
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+async def _given_back(dispatching: asyncio.Future[Any]) -> None:
+    """After the view was cancelled: wait for the dispatch's thread, then close its
+    response or abandon its wait."""
+    await asyncio.wait([dispatching])
+    if dispatching.cancelled() or dispatching.exception() is not None:
+        return
+    answer = dispatching.result()
+    if isinstance(answer, Parked):
+        await blocking(answer.abandon)
+    else:
+        await blocking(answer.close)

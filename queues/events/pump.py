@@ -35,6 +35,8 @@ from .log import Cursor, events_after, latest
 logger = logging.getLogger("flashq.events")
 
 BATCH = 500
+#: How long the pump waits after a failed read before it reads again.
+RETRY_SECONDS = 1.0
 
 
 class Subscriber:
@@ -120,7 +122,10 @@ class Pump:
             while self._round():
                 pass
         finally:
-            connection.close()
+            with self._lock:  # however it ended, the next join starts another
+                if self._thread is threading.current_thread():
+                    self._thread, self._cursor = None, None
+            _close_quietly()
 
     def _round(self) -> bool:
         """One read and fan-out; False once nobody listens (the thread then ends)."""
@@ -138,8 +143,13 @@ class Pump:
                 self._read_names()  # a queue made since the last read: name it first
         except DatabaseError as exc:
             logger.warning("event pump: database unavailable: %s", type(exc).__name__)
-            connection.close()
-            time.sleep(1.0)
+            _close_quietly()
+            time.sleep(RETRY_SECONDS)
+            return True
+        except Exception:  # InterfaceError (not a DatabaseError), a bug: read again
+            logger.exception("event pump: read failed")
+            _close_quietly()
+            time.sleep(RETRY_SECONDS)
             return True
         if events:
             # Under the lock: a subscriber joining now either is handed these events
@@ -148,10 +158,21 @@ class Pump:
                 self._cursor = Cursor.of(events[-1])
                 subscribers = list(self._subscribers)
             for subscriber in subscribers:
-                subscriber.offer(events, self._names)
+                try:
+                    subscriber.offer(events, self._names)
+                except Exception:  # its reaches failed: the others still hear
+                    logger.exception("event pump: a subscriber failed")
         if len(events) < BATCH:
             time.sleep(settings.EVENT_STREAM_POLL_MS / 1000)
         return True
+
+
+def _close_quietly() -> None:
+    """Close the pump thread's connection, broken or not."""
+    try:
+        connection.close()
+    except Exception:
+        logger.warning("event pump: closing its connection failed", exc_info=True)
 
 
 PUMP = Pump()

@@ -19,12 +19,13 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
+
+from kernel.blocking import blocking
 
 from ..eventmodels import EventKind, JobEvent
 from ..models import Queue
@@ -91,31 +92,16 @@ def reset_frame(cursor: Cursor, reason: str) -> str:
     return f"id: {cursor}\nevent: {EventKind.RESET}\ndata: {body}\n\n"
 
 
-def _released(function: Callable[..., object]) -> Callable[..., object]:
-    """``function`` for a worker thread, with its connection checked first (closed if
-    broken or past CONN_MAX_AGE)."""
-
-    def run(*args: object, **kwargs: object) -> object:
-        close_old_connections()
-        return function(*args, **kwargs)
-
-    return run
-
-
-async def _db(function: Callable[..., object], *args: object, **kwargs: object) -> object:
-    return await sync_to_async(_released(function), thread_sensitive=False)(*args, **kwargs)
-
-
 async def event_stream(
     *, reaches: Reaches, start: StreamStart, recheck: Recheck
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The stream's frames: ``retry`` once, an optional ``reset``, the catch-up, then
     the live feed with a heartbeat every EVENT_STREAM_HEARTBEAT_SECONDS."""
     loop = asyncio.get_running_loop()
     subscriber = Subscriber(loop, reaches)
     yield f"retry: {settings.EVENT_STREAM_RETRY_MS}\n\n"
     try:
-        joined = await _db(PUMP.join, subscriber)
+        joined = await blocking(PUMP.join, subscriber)
         assert isinstance(joined, Cursor)
         last = start.cursor
         if start.reset is not None:
@@ -144,10 +130,10 @@ async def event_stream(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(subscriber.wake.wait(), wait)
                 continue
-            now_reaches = await _db(recheck)
+            now_reaches = await blocking(recheck)
             if now_reaches is None:
                 return
-            subscriber.forget(now_reaches)  # type: ignore[arg-type]
+            subscriber.forget(now_reaches)
             yield HEARTBEAT
             next_beat = loop.time() + beat
     except DatabaseError as exc:
@@ -165,7 +151,7 @@ async def _catch_up(
     names = PUMP.names
     queue_ids = [queue_id for queue_id, name in names.items() if subscriber.wants(name)]
     while last < joined:
-        batch = await _db(events_after, last, queue_ids=queue_ids, limit=BATCH)
+        batch = await blocking(events_after, last, queue_ids=queue_ids, limit=BATCH)
         assert isinstance(batch, list)
         for event in batch:
             cursor = Cursor.of(event)

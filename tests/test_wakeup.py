@@ -230,7 +230,7 @@ def test_a_waiting_pull_still_wakes_after_the_listener_lost_its_sessions() -> No
             time.sleep(0.05)
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = %s",
+            "WHERE application_name = %s AND datname = current_database()",
             [notifier.APPLICATION_NAME],
         )
         assert cursor.fetchone()[0] == 2

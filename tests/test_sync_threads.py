@@ -27,25 +27,31 @@ ROOT = Path(settings.BASE_DIR)
 SYNC_THREADS = 4
 
 
-def _connection_id() -> int:
+def _connection_id() -> object:
+    """The thread's DB-API connection itself: held by the test, so that a new one cannot
+    take its place in memory and look the same."""
     connection.ensure_connection()
-    return id(connection.connection)
+    return connection.connection
 
 
-def _leave_outside_autocommit() -> int:
+def _leave_outside_autocommit() -> object:
     connection.set_autocommit(False)  # as a call that broke off mid-transaction would
-    return id(connection.connection)
+    return connection.connection
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_pool_thread_keeps_its_connection_and_gives_up_a_spoilt_one() -> None:
+def test_a_pool_thread_keeps_its_connection_and_gives_up_a_spoilt_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As on PostgreSQL in production (SQLite's settings leave it at 0: no reuse).
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 60)
     threads = SharedThreads(max_workers=1)
     try:
         first = threads.submit(_connection_id).result()
-        assert threads.submit(_connection_id).result() == first  # kept, not reopened
+        assert threads.submit(_connection_id).result() is first  # kept, not reopened
         spoilt = threads.submit(_leave_outside_autocommit).result()
-        assert spoilt == first
-        assert threads.submit(_connection_id).result() != spoilt  # closed after that call
+        assert spoilt is first
+        assert threads.submit(_connection_id).result() is not spoilt  # closed after that call
     finally:
         threads.submit(connections.close_all).result()
         threads.shutdown()

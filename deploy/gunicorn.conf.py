@@ -4,8 +4,9 @@ ASGI workers (uvicorn's, flashq_project.asgiserver.Worker): a long-polling pull 
 job wait (up to 30 s) awaits its wake-up on the worker's event loop and holds no thread
 (queues.waiting), so a worker serves any number of them beside pushes, acks and probes;
 LONG_POLL_MAX_WAITERS (1,000 per worker, a quarter per token family) only bounds them.
-The rest of the app runs as before, each request's blocking part in a short-lived
-thread, its connection from a pool (DB_POOL_MAX_SIZE per worker). Access logs carry no
+The rest of the app runs its sync part (views, the ORM) in the worker's SYNC_THREADS (8)
+shared threads, each keeping its connection, as gthread's 8 threads per worker did
+(flashq_project/asgi.py, kernel.blocking). Access logs carry no
 query strings: nothing secret goes in a URL, and we keep it that way in the logs too; a
 card number a careless client put in the path anyway is written as its first 6 and last
 4 digits, here and in the error log (flashq_project.asgiserver, gunicornlog). TLS

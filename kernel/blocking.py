@@ -1,10 +1,15 @@
-"""Blocking work (the ORM, a service) called from an async view, off the event loop:
+"""The worker process's threads for sync code under the ASGI server, and blocking work
+(the ORM, a service) called from an async view, off the event loop:
 ``await blocking(func, *args)``.
 
-Under the ASGI server the call runs in the loop's shared pool of threads (not the
-request's own thread, which Django would keep until the request ends) and gives back
-the database connections it opened (to the pool) before it returns, so a request that
-awaits something between calls holds neither a thread nor a connection meanwhile.
+``shared_threads()`` is a bounded pool (SYNC_THREADS, 8 like the threaded WSGI server
+had per worker): the ASGI handler (flashq_project.asgi) runs each request's sync views,
+hooks and ``response.close`` there, and ``blocking`` runs there too. A thread keeps its
+database connection from call to call (CONN_MAX_AGE, as under a threaded WSGI server;
+with a psycopg pool, CONN_MAX_AGE is 0 and the connection goes back to the pool), and
+after each call gives up one that is broken, past its age or left outside autocommit,
+as Django does at the end of a request. A request that awaits something between calls
+holds no thread meanwhile.
 
 Under the test client (and any WSGI caller), an async view runs inside
 ``async_to_sync`` and its calling thread waits for it: the call runs in that thread, as
@@ -14,14 +19,48 @@ left open."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import AsyncToSync, sync_to_async
+from django.conf import settings
 from django.db import connections
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+DEFAULT_SYNC_THREADS = 8
+
+
+class SharedThreads(ThreadPoolExecutor):
+    """Each call is followed by the end-of-request tidy of its thread's connections."""
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        return super().submit(_tidied, fn, *args, **kwargs)
+
+
+def _tidied(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        for conn in connections.all(initialized_only=True):
+            if not conn.in_atomic_block:
+                conn.close_if_unusable_or_obsolete()
+
+
+_threads: SharedThreads | None = None
+_creating = threading.Lock()
+
+
+def shared_threads() -> SharedThreads:
+    global _threads
+    with _creating:
+        if _threads is None:
+            size = getattr(settings, "SYNC_THREADS", DEFAULT_SYNC_THREADS)
+            _threads = SharedThreads(max_workers=size, thread_name_prefix="flashq-sync")
+        return _threads
 
 
 def _leaving_connections_as_found(func: Callable[P, R]) -> Callable[P, R]:
@@ -47,7 +86,8 @@ def _inside_async_to_sync() -> bool:
 
 
 async def blocking(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-    work = sync_to_async(
-        _leaving_connections_as_found(func), thread_sensitive=_inside_async_to_sync()
-    )
+    if _inside_async_to_sync():
+        work = sync_to_async(_leaving_connections_as_found(func), thread_sensitive=True)
+    else:
+        work = sync_to_async(func, thread_sensitive=False, executor=shared_threads())
     return await work(*args, **kwargs)

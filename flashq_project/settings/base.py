@@ -185,11 +185,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    # Under the ASGI server every request's blocking work runs in a thread of its own
-    # (kernel.blocking), so connections come from a pool per worker process (psycopg's,
-    # through Django) instead of living with a thread. DB_POOL_MAX_SIZE=0 turns it off
-    # (persistent per-thread connections, CONN_MAX_AGE, as under a threaded WSGI server).
-    DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
+    # Under the ASGI server a worker's sync code runs in its SYNC_THREADS shared threads
+    # (kernel.blocking), each keeping its connection (CONN_MAX_AGE), as a threaded WSGI
+    # server's threads did: SYNC_THREADS connections per worker, no pool. A pool per
+    # worker process (psycopg's, through Django) is there for DB_POOL_MAX_SIZE > 0: each
+    # call then takes a connection and gives it back (slower by a checkout per call).
+    DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
     if DB_POOL_MAX_SIZE:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
@@ -203,6 +204,10 @@ else:
     # connection that died (a database restart) fails its next request with 503, safe
     # to retry (its transaction rolled back), and is then replaced.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_HEALTH_CHECKS", default=False)
+
+# Under the ASGI server, a worker process runs its requests' sync code (views, the
+# ORM) in this many shared threads, each keeping its connection (kernel.blocking).
+SYNC_THREADS = env.int("SYNC_THREADS", default=8)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -34,7 +34,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     # The test client runs every request in the test's own thread and transaction: one
     # connection, no pool (servers started by tests use the production settings').
-    DATABASES["default"]["OPTIONS"].pop("pool", None)
+    DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
     DATABASES["default"]["CONN_MAX_AGE"] = 60
     # Django's test flush empties every table with TRUNCATE; the audit tables refuse it
     # unless the session says so (compliance migration 0004). Only tests set this.

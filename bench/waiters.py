@@ -14,22 +14,22 @@ workers, the long-poll caps). In the same run:
    pull's answer is taken, ``--wake-probes`` times.
 
 Targets (issue 21): push p99 under 50 ms and its rate within 10 % of run 1; wake p99
-under 50 ms. The waiters are asyncio + httpx in a thread of their own, one connection
-each."""
+under 50 ms. The waiters run in a process of their own (bare asyncio HTTP/1.1, one
+keep-alive connection each), so the measured client shares no GIL with them."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import multiprocessing
 import os
+import queue
 import random
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from bench.run import HOST, Client, Figure, Server, http_single_push, manage, percentile
 
@@ -58,74 +58,158 @@ def family_tokens(env: dict[str, str], families: int) -> list[str]:
 
 
 class Waiters:
-    """``count`` pulls held open in a thread with its own event loop."""
+    """``count`` pulls held open by a process of their own (so that they share no GIL
+    with the measured client), each on a keep-alive connection, as a worker's are."""
 
-    def __init__(self, port: int, tokens: list[str], count: int, together: bool) -> None:
-        self.together = together
-        self.port = port
-        self.tokens = tokens
+    def __init__(
+        self, port: int, tokens: list[str], count: int, together: bool, wait: float = WAIT_SECONDS
+    ) -> None:
         self.count = count
-        self.open = 0
-        self.answered = 0
+        context = multiprocessing.get_context("spawn")
+        self._open = context.Value("i", 0)
+        self._answered = context.Value("i", 0)
+        self._errors = context.Queue()
+        self._stop = context.Event()
+        self.process = context.Process(
+            target=hold_pulls,
+            args=(port, tokens, count, together, self._open, self._answered),
+            kwargs={"errors": self._errors, "stop": self._stop, "wait_seconds": wait},
+            daemon=True,
+        )
         self.errors: list[str] = []
-        self.loop = asyncio.new_event_loop()
-        self.stopping: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(),))
+
+    @property
+    def open(self) -> int:
+        return int(self._open.value)
+
+    @property
+    def answered(self) -> int:
+        return int(self._answered.value)
 
     def __enter__(self) -> Waiters:
-        self.thread.start()
+        self.process.start()
         deadline = time.monotonic() + 120
         while self.open < self.count:
-            if time.monotonic() > deadline or len(self.errors) > 20:
+            self._drain_errors()
+            if time.monotonic() > deadline or len(self.errors) > 20 or not self.process.is_alive():
                 raise SystemExit(f"waiters did not open: {self.open} open, {self.errors[:3]}")
             time.sleep(0.2)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self.stopping is not None
-        self.loop.call_soon_threadsafe(self.stopping.set)
-        self.thread.join(timeout=WAIT_SECONDS + 30)
+        self._stop.set()
+        self.process.join(timeout=WAIT_SECONDS + 30)
+        if self.process.is_alive():
+            self.process.kill()
+        self._drain_errors()
 
-    async def _run(self) -> None:
-        self.stopping = asyncio.Event()
-        limits = httpx.Limits(max_connections=self.count + 10, max_keepalive_connections=0)
-        timeout = httpx.Timeout(WAIT_SECONDS + 30)
-        async with httpx.AsyncClient(
-            base_url=f"http://{HOST}:{self.port}", limits=limits, timeout=timeout
-        ) as client:
-            tasks = [asyncio.create_task(self._hold(client, index)) for index in range(self.count)]
-            await self.stopping.wait()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    def _drain_errors(self) -> None:
+        while True:
+            try:
+                self.errors.append(self._errors.get_nowait())
+            except queue.Empty:
+                return
 
-    async def _hold(self, client: httpx.AsyncClient, index: int) -> None:
-        token = self.tokens[index % len(self.tokens)]
-        headers = {"Authorization": f"Bearer {token}"}
+
+def hold_pulls(
+    port: int,
+    tokens: list[str],
+    count: int,
+    together: bool,
+    opened: Any,
+    answered: Any,
+    *,
+    errors: Any,
+    stop: Any,
+    wait_seconds: float,
+) -> None:
+    """The waiters' process: ``count`` connections, each sending its pull again as
+    soon as the last one is answered, until ``stop`` is set."""
+
+    async def hold(index: int) -> None:
+        token = tokens[index % len(tokens)]
         path = f"/api/v1/queues/idle-{index % IDLE_QUEUES}/pull"
-        first = True
         # The first wait is anything up to 30 s, so that the waits do not all end (and
         # come back) together: as workers' long polls, each starts when its last ended.
-        wait = WAIT_SECONDS if self.together else random.uniform(1, WAIT_SECONDS)
+        wait = wait_seconds if together else random.uniform(1, wait_seconds)
+        first = True
+        connection: Connection | None = None
         while True:
-            request = client.post(path, json={"wait": wait}, headers=headers)
-            wait = WAIT_SECONDS
-            task = asyncio.ensure_future(request)
-            await asyncio.sleep(0.05)  # the request is on the wire (or failed)
-            if first:
-                self.open += 1
-                first = False
             try:
-                response = await task
-            except httpx.HTTPError as exc:
-                if self.stopping is not None and self.stopping.is_set():
-                    return
-                self.errors.append(repr(exc))
+                if connection is None:
+                    connection = await Connection.open(port)
+                await connection.send(path, token, {"wait": wait})
+                if first:
+                    with opened.get_lock():
+                        opened.value += 1
+                    first = False
+                wait = wait_seconds
+                status, headers, body = await connection.answer()
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                errors.put(repr(exc))
+                connection = None
                 await asyncio.sleep(1)
                 continue
-            self.answered += 1
-            if response.status_code != 200 or "Retry-After" in response.headers:
-                self.errors.append(f"{response.status_code} {response.headers} {response.text}")
+            with answered.get_lock():
+                answered.value += 1
+            if status != 200 or "retry-after" in headers:
+                errors.put(f"{status} {headers} {body[:200]!r}")
+            if headers.get("connection") == "close":
+                connection.close()
+                connection = None
+
+    async def run() -> None:
+        tasks = [asyncio.create_task(hold(index)) for index in range(count)]
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(run())
+
+
+class Connection:
+    """A bare HTTP/1.1 keep-alive client connection: a JSON POST and its answer. Far
+    cheaper than a general client for thousands of idle connections on the machine
+    that is being measured."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        return cls(reader, writer)
+
+    async def send(self, path: str, token: str, body: Any) -> None:
+        payload = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + payload)
+        await self.writer.drain()
+
+    async def answer(self) -> tuple[int, dict[str, str], bytes]:
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ValueError("the server closed the connection")
+        status = int(status_line.split()[1])
+        headers: dict[str, str] = {}
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while size := int((await self.reader.readline()).split(b";")[0], 16):
+                body += (await self.reader.readexactly(size + 2))[:-2]
+            await self.reader.readline()
+            return status, headers, body
+        return status, headers, await self.reader.readexactly(int(headers.get("content-length", 0)))
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _pull_and_time(client: Client, path: str) -> tuple[tuple[int, bytes], float]:

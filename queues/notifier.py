@@ -20,6 +20,18 @@ more, since every push that checked since then NOTIFYs. If the drain could not f
 (pushes kept coming), later waiters try it again and the first slice is short
 (``wakeup.UNDRAINED_SLICE_SECONDS``).
 
+A waiting pull's first round runs before it registers (in the request's dispatch, which
+must find out first whether there is work at all), so it takes a ``Mark`` of its queue
+just before that round. A push that commits after the round began finds the queue's
+lock held (a mark is only given while it is held and drained) and NOTIFYs; its
+dispatch, which comes after its commit, bumps the queue's mark. So if the mark is
+unchanged when the waiter registers, nothing was dispatched in between, and whatever
+comes later sets the waiter's event: the waiter is ``covered`` and need not claim
+again before it waits. A lock given back, a drain undone and a reset bump the marks too.
+Joining and leaving a queue whose lock this process already holds and has drained is
+bookkeeping alone, done on the event loop without a thread; only the first waiter and
+the last one talk to the database.
+
 Some work comes with no NOTIFY: a delayed job whose ``run_at`` passes, a lease that
 runs out. Rather than have every waiting pull claim again each second (2,000 waiters
 would be 2,000 claims a second), the listener looks once every ``SWEEP_SECONDS`` for
@@ -35,21 +47,18 @@ waiter that registers while the listener is down is refused with ``OperationalEr
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
 from django.db import OperationalError, connection
 
 from .dependents import DONE_CHANNEL
-from .wakeup import CHANNEL, SLICE_SECONDS, SQLITE_POLL_SECONDS, UNDRAINED_SLICE_SECONDS
+from .wakes import Mark, Wake
+from .wakeup import CHANNEL
 
 logger = logging.getLogger("flashq.notifier")
 
@@ -59,40 +68,6 @@ RECONNECT_DELAY_SECONDS = 0.5
 APPLICATION_NAME = "flashq-notifier"
 #: How often the listener looks for ready work its waiters were not told about.
 SWEEP_SECONDS = 1.0
-
-
-class Wake:
-    """A waiter's event, set from the notifier's thread (or at once, by a reset)."""
-
-    def __init__(self, *, postgresql: bool, slice_seconds: float | None) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.event = asyncio.Event()
-        self.postgresql = postgresql
-        self.slice_seconds = slice_seconds
-        self.drained = True
-
-    def set(self) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed loop: its request is gone
-            self.loop.call_soon_threadsafe(self.event.set)
-
-    async def wait(self, seconds: float) -> None:
-        """Return after ``seconds`` (at most one slice) or sooner, when woken."""
-        if seconds <= 0:
-            return
-        if not self.postgresql:
-            await asyncio.sleep(min(seconds, SQLITE_POLL_SECONDS))
-            return
-        if not self.drained:
-            seconds = min(seconds, UNDRAINED_SLICE_SECONDS)
-        elif self.slice_seconds is not None:
-            seconds = min(seconds, self.slice_seconds)
-        self.drained = True
-        try:
-            async with asyncio.timeout(seconds):
-                await self.event.wait()
-        except TimeoutError:
-            pass
-        self.event.clear()
 
 
 def _connect_params() -> dict[str, Any]:
@@ -107,41 +82,98 @@ class Notifier:
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
         self.pid = os.getpid()
-        self._guard = threading.Lock()  # the registrations below
+        # Never held across I/O: the registrations, which queues' locks are held and
+        # drained, and the marks. Taken on the event loop too.
+        self._guard = threading.Lock()
         self._by_queue: dict[str, set[Wake]] = {}
         self._by_job: dict[str, set[Wake]] = {}
-        self._locking = threading.Lock()  # the lock session and the two fields after it
-        self._lock_session: psycopg.Connection[Any] | None = None
         self._held: dict[str, int] = {}  # queue -> waiters of this process on it
         self._drained: set[str] = set()
+        self._epoch = 0  # bumped by every reset (a notification may have been lost)
+        self._bumps = 0  # the last value given to a queue's seq (never reused)
+        self._seq: dict[str, int] = {}  # held queue -> its seq, bumped by each dispatch
+        self._empty: dict[str, Mark] = {}  # held queue -> its mark when a claim found nothing
+        self._locking = threading.Lock()  # the lock session (its use is serialised)
+        self._lock_session: psycopg.Connection[Any] | None = None
         self._ready = threading.Event()
         self._broken = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flashq-notifier", daemon=True)
         self._thread.start()
 
-    # -- the waiters' side (called in a worker thread: these block on the database) -------
+    # -- the waiters' side --------------------------------------------------------------
+
+    def mark(self, queue: str) -> Mark | None:
+        """The queue's mark, if this process holds its lock drained (else None: a
+        waiter registering later cannot be covered)."""
+        with self._guard:
+            return self._mark(queue)
+
+    def saw_nothing(self, queue: str, mark: Mark | None) -> None:
+        """A claim that began at ``mark`` found nothing in ``queue`` to hand out."""
+        with self._guard:
+            if mark is not None and self._mark(queue) == mark:
+                self._empty[queue] = mark
+
+    def known_empty(self, queue: str, mark: Mark | None) -> bool:
+        """Whether a claim found nothing in ``queue`` at ``mark``, the current mark:
+        then nothing was dispatched for it since, and whatever comes next will be."""
+        with self._guard:
+            return mark is not None and self._empty.get(queue) == mark == self._mark(queue)
+
+    def _mark(self, queue: str) -> Mark | None:
+        if not self._ready.is_set() or not self._held.get(queue) or queue not in self._drained:
+            return None
+        return Mark(self._epoch, self._seq[queue])
+
+    def _bump(self, queue: str) -> None:
+        """Under ``_guard``: whatever was dispatched or changed for ``queue``."""
+        if queue in self._seq:
+            self._bumps += 1
+            self._seq[queue] = self._bumps
+
+    def try_join_queue(self, queue: str, wake: Wake, mark: Mark | None) -> bool:
+        """Register ``wake`` at once if this process holds the queue's lock drained
+        (no I/O: safe on the event loop); ``wake.covered`` if ``mark`` is unchanged.
+        False: ``join_queue`` must run, in a thread."""
+        with self._guard:
+            now = self._mark(queue)
+            if now is None:
+                return False
+            self._by_queue.setdefault(queue, set()).add(wake)
+            self._held[queue] += 1
+            wake.drained = True
+            wake.covered = mark is not None and mark == now
+            return True
 
     def join_queue(self, queue: str, wake: Wake) -> None:
         """Register ``wake`` for ``queue`` and make sure the queue's lock is held and
-        drained (``wake.drained`` says whether the drain finished)."""
+        drained (``wake.drained`` says whether the drain finished). Blocks on the
+        database: in a thread."""
         with self._guard:
             self._by_queue.setdefault(queue, set()).add(wake)
         try:
             self._await_ready()
             with self._locking:
                 session = self._session()
-                held = self._held.get(queue, 0)
-                if not held or queue not in self._drained:
+                with self._guard:
+                    held = self._held.get(queue, 0)
+                    was_drained = queue in self._drained
+                drained = was_drained
+                if not held or not was_drained:
                     # The first waiter takes the lock; a later one, while it is not
                     # drained, takes it once more to drain and gives that back at once.
                     drained = _begin(session, queue)
                     if held:
                         session.execute("SELECT flashq_wait_end(%s)", [queue])
+                with self._guard:
+                    self._held[queue] = self._held.get(queue, 0) + 1
+                    self._seq.setdefault(queue, 0)
                     if drained:
                         self._drained.add(queue)
-                self._held[queue] = held + 1
-                wake.drained = queue in self._drained
+                    if not was_drained:
+                        self._bump(queue)
+                    wake.drained = queue in self._drained
         except psycopg.Error as exc:
             self._forget(self._by_queue, queue, wake)
             self._broken.set()
@@ -150,20 +182,42 @@ class Notifier:
             self._forget(self._by_queue, queue, wake)
             raise
 
+    def try_leave_queue(self, queue: str, wake: Wake) -> bool:
+        """Unregister ``wake`` at once if other waiters of this process stay on the
+        queue (no I/O). False: ``leave_queue`` must run, in a thread."""
+        with self._guard:
+            if self._held.get(queue, 0) <= 1:
+                return False
+            self._held[queue] -= 1
+            self._forget_locked(self._by_queue, queue, wake)
+            return True
+
     def leave_queue(self, queue: str, wake: Wake) -> None:
-        self._forget(self._by_queue, queue, wake)
         with self._locking:
-            left = self._held.get(queue, 0) - 1
-            if left > 0:
-                self._held[queue] = left
-                return
-            self._held.pop(queue, None)
-            self._drained.discard(queue)
+            with self._guard:
+                self._forget_locked(self._by_queue, queue, wake)
+                left = self._held.get(queue, 0) - 1
+                if left > 0:
+                    self._held[queue] = left
+                    return
+                self._bump(queue)
+                self._held.pop(queue, None)
+                self._seq.pop(queue, None)
+                self._empty.pop(queue, None)
+                self._drained.discard(queue)
             try:
                 if self._lock_session is not None:
                     self._lock_session.execute("SELECT flashq_wait_end(%s)", [queue])
             except psycopg.Error:
                 self._broken.set()  # the reset takes the locks still wanted again
+
+    def try_join_job(self, job_id: str, wake: Wake) -> bool:
+        """Register ``wake`` for the job if the listener is up (no I/O)."""
+        with self._guard:
+            if not self._ready.is_set():
+                return False
+            self._by_job.setdefault(job_id, set()).add(wake)
+            return True
 
     def join_job(self, job_id: str, wake: Wake) -> None:
         with self._guard:
@@ -183,21 +237,29 @@ class Notifier:
 
     def _forget(self, table: dict[str, set[Wake]], key: str, wake: Wake) -> None:
         with self._guard:
-            wakes = table.get(key)
-            if wakes is not None:
-                wakes.discard(wake)
-                if not wakes:
-                    del table[key]
+            self._forget_locked(table, key, wake)
+
+    @staticmethod
+    def _forget_locked(table: dict[str, set[Wake]], key: str, wake: Wake) -> None:
+        wakes = table.get(key)
+        if wakes is not None:
+            wakes.discard(wake)
+            if not wakes:
+                del table[key]
 
     def _session(self) -> psycopg.Connection[Any]:
         """The lock session (under ``_locking``), opened again with every lock still
         wanted if it was lost."""
         if self._lock_session is None or self._lock_session.closed:
-            self._drained.clear()
+            with self._guard:
+                self._epoch += 1
+                self._drained.clear()
+                queues = list(self._held)
             self._lock_session = psycopg.connect(**self.params, autocommit=True)
-            for queue in self._held:
+            for queue in queues:
                 if _begin(self._lock_session, queue):
-                    self._drained.add(queue)
+                    with self._guard:
+                        self._drained.add(queue)
         return self._lock_session
 
     # -- the listener thread ---------------------------------------------------------------
@@ -251,7 +313,7 @@ class Notifier:
     def _sweep(self, listener: psycopg.Connection[Any]) -> None:
         """Wake the waiters of every queue that has work ready nobody told them about:
         a delayed job whose time came, a lease that ran out (no push, no NOTIFY)."""
-        with self._locking:
+        with self._guard:
             queues = list(self._held)
         if not queues:
             return
@@ -261,12 +323,15 @@ class Notifier:
     def _dispatch(self, channel: str, payload: str) -> None:
         table = self._by_queue if channel == CHANNEL else self._by_job
         with self._guard:
+            if channel == CHANNEL:
+                self._bump(payload)
             wakes = list(table.get(payload, ()))
         for wake in wakes:
             wake.set()
 
     def _wake_everyone(self) -> None:
         with self._guard:
+            self._epoch += 1
             wakes = [
                 wake
                 for table in (self._by_queue, self._by_job)
@@ -313,41 +378,3 @@ def close_notifier() -> None:
         if _notifier is not None and _notifier.pid == os.getpid():
             _notifier.close()
         _notifier = None
-
-
-def _on_postgresql() -> bool:
-    return connection.vendor == "postgresql"
-
-
-def queue_wakes(queue: str) -> AbstractAsyncContextManager[Wake]:
-    """``async with queue_wakes(name) as wake``: woken when ``queue`` may have work."""
-    return _wakes(queue, by_job=False, slice_seconds=None)
-
-
-def job_wakes(job_id: str) -> AbstractAsyncContextManager[Wake]:
-    """``async with job_wakes(id) as wake``: woken when the (watched) job may have
-    finished, and at least every ``SLICE_SECONDS``."""
-    return _wakes(job_id, by_job=True, slice_seconds=SLICE_SECONDS)
-
-
-@asynccontextmanager
-async def _wakes(key: str, *, by_job: bool, slice_seconds: float | None) -> AsyncIterator[Wake]:
-    """Registered for the block, left however it ends: a request cancelled (its client
-    gone) while joining still leaves once the join is done, so no lock is left behind."""
-    wake = Wake(postgresql=_on_postgresql(), slice_seconds=slice_seconds)
-    if not wake.postgresql:
-        yield wake
-        return
-    listener = notifier()
-    join = listener.join_job if by_job else listener.join_queue
-    leave = listener.leave_job if by_job else listener.leave_queue
-    loop = asyncio.get_running_loop()
-    joining = loop.run_in_executor(None, join, key, wake)
-    try:
-        await asyncio.shield(joining)
-        yield wake
-    finally:
-        if not joining.done():
-            await asyncio.wait([joining])
-        if not joining.cancelled() and joining.exception() is None:
-            await asyncio.shield(loop.run_in_executor(None, leave, key, wake))

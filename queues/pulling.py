@@ -260,7 +260,7 @@ class Pulled(list[Job]):
 @dataclass(frozen=True)
 class PullSpec:
     """What a pull asks for, round after round (a waiting pull's rounds are run by
-    queues.waiting.pull_wait)."""
+    queues.waiting.PullWait)."""
 
     queue_name: str
     count: int
@@ -275,7 +275,7 @@ class PullSpec:
         """The first round: up to ``count`` ready jobs of the queue leased to ``owner``
         (highest priority first), and one pull event listing them. An unknown queue has
         nothing to hand out yet. With ``then_wait``, None when nothing was ready: the
-        caller waits (queues.waiting.pull_wait), and the event comes with a later round.
+        caller waits (queues.waiting.PullWait), and the event comes with a later round.
 
         ``acks`` (a worker's previous batch from this queue) are completed, all or
         nothing, in the same transaction, and listed first in its event. If it finds
@@ -284,6 +284,13 @@ class PullSpec:
         check_acks(acks, root=ACKS)
         jobs = self.claim(last=not then_wait, acks=acks)
         return None if jobs is None else Pulled(jobs)
+
+    def nothing(self) -> Pulled:
+        """The call's event when its wait ended and nothing came: as the last round
+        records it when it leases nothing (no claim: a waiter not woken since its last
+        look knows there is nothing new, queues.notifier)."""
+        audit_record(actor=self.actor, action=Action.PULL, queue=self.queue_name, job_ids=[])
+        return Pulled()
 
     def abandon(self) -> None:
         """The call's event when its client hung up while it waited: nothing handed

@@ -19,8 +19,9 @@ from django.utils import timezone
 from pytest_django.fixtures import SettingsWrapper
 
 from compliance.models import AuditEvent
-from queues import dependents, notifier, waitslots
+from queues import dependents, waiting, waitslots
 from queues.models import Job, JobState
+from queues.wakes import Wake
 
 from .support import Api, Call, clear_audit, in_a_thread, make_token, postgres_only, pull, push
 
@@ -257,7 +258,7 @@ def test_a_slot_is_given_back_when_the_wait_fails(
     async def database_gone(self: object, seconds: float) -> None:
         raise OperationalError("the database went away mid-wait")
 
-    monkeypatch.setattr(notifier.Wake, "wait", database_gone)
+    monkeypatch.setattr(Wake, "wait", database_gone)
     call = _wait(api, full, job["id"], f"?timeout_ms={LONG_MS}")
     assert call.status == 503 and "Retry-After" in call.headers
     assert waitslots.SLOTS.held() == 0
@@ -294,7 +295,7 @@ def _waiting(token: str, job_id: str) -> Iterator[list[Call]]:
 @pytest.fixture
 def notified_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Slices longer than any wait: only a notification can end one early."""
-    monkeypatch.setattr(notifier, "SLICE_SECONDS", 3600.0)
+    monkeypatch.setattr(waiting, "SLICE_SECONDS", 3600.0)
 
 
 @pytest.mark.django_db(transaction=True)

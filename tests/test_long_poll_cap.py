@@ -23,7 +23,7 @@ from pytest_django.fixtures import SettingsWrapper
 
 from compliance.models import AuditEvent
 from queues import waitslots
-from queues.notifier import Wake
+from queues.wakes import Wake
 from security.services import token_rotate
 
 from .support import SETUP, Api, Call, in_a_thread, make_token, push

@@ -173,7 +173,9 @@ class QueueJobsBatchApi(FlashqApiView):
 class QueuePullApi(WaitingApiView):
     operations = {"post": Operation.PULL}
 
-    def post(self, request: Request, queue: str) -> Response | Parked[pulling.Pulled]:
+    def post(
+        self, request: Request, queue: str
+    ) -> Response | Parked[pulling.Pulled | waiting.LastRound]:
         deadline = time.monotonic()
         name = self.queue_name()
         self.authorize(name)
@@ -198,13 +200,14 @@ class QueuePullApi(WaitingApiView):
             actor=self.actor(),
         )
         wait_seconds = params["wait"]
-        jobs = spec.begin(acks=acks, then_wait=wait_seconds > 0)
+        waiter = waiting.PullWait(spec, deadline=deadline + wait_seconds) if wait_seconds else None
+        jobs = waiter.begin(acks=acks) if waiter else spec.begin(acks=acks)
         if jobs is not None:
             return self._render(name, jobs)
-        deadline += wait_seconds
+        assert waiter is not None  # only a pull that may wait finds nothing yet
         return Parked(
-            wait=lambda: waiting.pull_wait(spec, deadline=deadline),
-            render=lambda pulled: self._render(name, pulled),
+            wait=waiter.wait,
+            render=lambda ended: self._render(name, waiter.finish(ended)),
             abandon=spec.abandon,
         )
 

@@ -87,7 +87,14 @@ class ApiAuthenticationMiddleware(_InlineForApi, AuthenticationMiddleware):
 
 
 class ApiMessageMiddleware(_InlineForApi, MessageMiddleware):
-    pass
+    """No message storage for an API call: nothing there adds or reads a message, and
+    setting up the storage (a cookie signer and a session store) costs every call."""
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path.startswith(INLINE_PATHS):
+            response: HttpResponseBase = await self.get_response(request)
+            return response
+        return await super().__acall__(request)
 
 
 class ApiXFrameOptionsMiddleware(_InlineForApi, XFrameOptionsMiddleware):

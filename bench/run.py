@@ -89,6 +89,7 @@ class Config:
     waiter_families: int = 16
     wake_probes: int = 50
     waiters_together: bool = False
+    waiter_events: bool = False
 
 
 def parse_config(argv: list[str] | None = None) -> Config:
@@ -148,6 +149,11 @@ def parse_config(argv: list[str] | None = None) -> Config:
         action="store_true",
         help="open every waiting pull with a full 30 s wait (none comes back while measuring)",
     )
+    parser.add_argument(
+        "--waiter-events",
+        action="store_true",
+        help="hold event streams (GET .../events) instead of waiting pulls",
+    )
     args = parser.parse_args(argv)
     flows = (args.flow_count or (20 if args.quick else 100)) if args.flows else 0
     return Config(
@@ -172,6 +178,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
         waiter_families=args.waiter_families,
         wake_probes=args.wake_probes,
         waiters_together=args.waiters_together,
+        waiter_events=args.waiter_events,
     )
 
 
@@ -1174,7 +1181,9 @@ def run_waiters_bench(env: dict[str, str], cfg: Config, token: str, stamp: str) 
     from bench.waiters import WaitersConfig, run_waiters
 
     log = RESULTS / f"{stamp}-gunicorn.log"
-    waiters = WaitersConfig(cfg.waiters, cfg.waiter_families, cfg.wake_probes, cfg.waiters_together)
+    waiters = WaitersConfig(
+        cfg.waiters, cfg.waiter_families, cfg.wake_probes, cfg.waiters_together, cfg.waiter_events
+    )
     with gunicorn(env, cfg, token, log) as server:
         figures = run_waiters(server, env, cfg, waiters)
     out = RESULTS / f"{stamp}-waiters.json"

@@ -54,6 +54,37 @@ def test_a_subscriber_gets_only_the_queues_it_reaches(loop: asyncio.AbstractEven
     assert subscriber.wake.is_set()
 
 
+def test_interleaved_queues_keep_the_log_order(loop: asyncio.AbstractEventLoop) -> None:
+    subscriber = Subscriber(loop, lambda name: name in ("jobs:a", "jobs:b"))
+    events = [*_events(1, queue_id=1), *_events(1, queue_id=2, start=2)]
+    events += [*_events(1, queue_id=1, start=3), *_events(1, queue_id=99, start=4)]
+    subscriber.offer(events, NAMES)
+    assert [event.id for event in subscriber.buffer] == [1, 2, 3]
+
+
+def test_a_round_costs_each_subscriber_a_look_per_queue_not_per_event(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,000 idle subscribers beside 400 pushes a second asked once per event was most
+    of what the pump cost (tens of thousands of looks a round)."""
+    looks: list[str | None] = []
+    asked = Subscriber.wants
+
+    def counted(self: Subscriber, queue_name: str | None) -> bool:
+        looks.append(queue_name)
+        return asked(self, queue_name)
+
+    monkeypatch.setattr(Subscriber, "wants", counted)
+    busy = [*_events(300, queue_id=2), *_events(200, queue_id=1, start=400)]
+    elsewhere = Subscriber(loop, lambda name: name == "jobs:c")
+    elsewhere.offer(busy, NAMES)
+    assert sorted(looks, key=str) == ["jobs:a", "jobs:b"] and not elsewhere.buffer
+    looks.clear()
+    follower = Subscriber(loop, lambda name: True)
+    follower.offer(busy, NAMES)
+    assert len(looks) == 2 and len(follower.buffer) == 500
+
+
 def test_its_answer_changes_with_the_token(loop: asyncio.AbstractEventLoop) -> None:
     subscriber = Subscriber(loop, lambda name: True)
     subscriber.offer(_events(1, queue_id=2), NAMES)

@@ -64,11 +64,20 @@ class Subscriber:
             decided = self._decided[queue_name] = self._reaches(queue_name)
         return decided
 
-    def offer(self, events: list[JobEvent], names: dict[int, str]) -> None:
-        """In the pump thread: keep the events it may hear about, then wake it."""
-        mine = [event for event in events if self.wants(names.get(event.queue_id))]
-        if not mine:
+    def offer(
+        self, events: list[JobEvent], names: dict[int, str], queues: set[int] | None = None
+    ) -> None:
+        """In the pump thread: keep the events it may hear about (``queues``: the ids
+        of the queues they are on, shared by every subscriber of a round; each queue is
+        asked about once, not each event), then wake it. A round's events mostly come
+        from a few busy queues that most subscribers do not follow: those cost one look
+        each, whatever the number of events."""
+        if queues is None:
+            queues = {event.queue_id for event in events}
+        wanted = {queue_id for queue_id in queues if self.wants(names.get(queue_id))}
+        if not wanted:
             return
+        mine = events if wanted == queues else [e for e in events if e.queue_id in wanted]
         self.buffer.extend(mine)
         if len(self.buffer) > settings.EVENT_STREAM_MAX_BEHIND:
             self.behind_through = Cursor.of(self.buffer[-1])
@@ -157,9 +166,10 @@ class Pump:
             with self._lock:
                 self._cursor = Cursor.of(events[-1])
                 subscribers = list(self._subscribers)
+            queues = {event.queue_id for event in events}
             for subscriber in subscribers:
                 try:
-                    subscriber.offer(events, self._names)
+                    subscriber.offer(events, self._names, queues)
                 except Exception:  # its reaches failed: the others still hear
                     logger.exception("event pump: a subscriber failed")
         if len(events) < BATCH:

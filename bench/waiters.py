@@ -327,8 +327,8 @@ def run_waiters(
         quiet = waiters.together or waiters.events  # none comes back while measuring
         took = settle(server, busy=0.05 if quiet else 0.25)
         print(f"{held.open} {what} admitted; server idle after {took:.1f} s", flush=True)
-        print(f"what they cost with nothing else going on ({IDLE_SECONDS:g} s) ...", flush=True)
-        idle = idle_cost(server, held, IDLE_SECONDS)
+        # (Not with --waiters-together: its 30 s waits must not end while measuring.)
+        idle = {} if waiters.together else idle_cost(server, held, IDLE_SECONDS)
         print(f"single push beside {held.open} {what} ...", flush=True)
         beside = http_single_push(server, cfg, "bench-beside", cfg.single_requests)
         print(f"wake latency: {waiters.probes} probes ...", flush=True)
@@ -371,11 +371,13 @@ def render(
             f"{figure.errors:>8}"
         )
     print(f"rate beside the waiters / mean of the two alone: {ratio:.3f}")
-    share = sum(idle.values()) / (os.cpu_count() or 1)
-    print(
-        f"the waiters alone: server {idle['server']:.3f}, PostgreSQL {idle['postgres']:.3f}, "
-        f"their own process {idle['waiters']:.3f} cores ({share:.1%} of this machine)"
-    )
+    if idle:
+        share = sum(idle.values()) / (os.cpu_count() or 1)
+        print(
+            f"the waiters alone ({IDLE_SECONDS:g} s): server {idle['server']:.3f}, PostgreSQL "
+            f"{idle['postgres']:.3f}, their own process {idle['waiters']:.3f} cores "
+            f"({share:.1%} of this machine)"
+        )
     print(f"wake latency ({len(wakes)} probes): p50 {wake_p50:.1f} ms, p99 {wake_p99:.1f} ms")
     ended = "streams ended and were opened" if waiters.events else "waits ended and were sent"
     print(f"{waiters.kind}: {answered} {ended} again, {len(errors)} errors")

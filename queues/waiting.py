@@ -40,8 +40,9 @@ class PullWait:
     (in the dispatch's thread), ``wait`` (on the event loop) and ``finish`` (in the
     thread that renders the answer). A wait that ends with no work owes the call's
     event, and perhaps a last claim: ``finish`` does that, in the thread the answer
-    needs anyway, so a waiting pull that comes back empty costs two hops to a thread
-    and two transactions (its first round, and its event)."""
+    needs anyway. A pull that comes back to an idle queue this process already waits
+    on, and ends its wait unwoken, costs two hops to a thread and one transaction (its
+    event): no claim at all (queues.notifier's marks)."""
 
     def __init__(self, spec: PullSpec, *, deadline: float) -> None:
         self.spec = spec

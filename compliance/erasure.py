@@ -177,6 +177,13 @@ class Erasure:
     def schedules(self) -> int:
         return sum(states.get(SCHEDULES, 0) for states in self.counts.values())
 
+    @property
+    def done_to_jobs(self) -> str:
+        """What the mode does to a job, in words: "redacted" or "deleted"."""
+        return {ErasureRequest.Mode.REDACT: "redacted", ErasureRequest.Mode.DELETE: "deleted"}[
+            ErasureRequest.Mode(self.mode)
+        ]
+
 
 @deadlock_retried
 def subject_erase(

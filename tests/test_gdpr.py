@@ -283,6 +283,17 @@ def test_erasure_from_the_admin_dry_run_then_execute(api: Api, full: str) -> Non
     assert again.status_code == 400 and ErasureRequest.objects.count() == 1
 
 
+def test_the_admin_says_deleted_for_a_delete(api: Api, full: str) -> None:
+    """It said "deleteed" (the mode's name with "ed" on the end)."""
+    from .personas import superuser_client
+
+    _world(api, full)
+    url = "/admin/compliance/erasurerequest/erase/"
+    dry = superuser_client().post(url, {"subject": SUBJECT, "mode": "delete", "dry_run": "1"})
+    page = dry.content.decode()
+    assert "Dry run: 4 job(s) would be deleted" in page and "deleteed" not in page
+
+
 def test_the_identifier_is_removed_from_every_value_and_from_the_result(
     api: Api, full: str
 ) -> None:

@@ -40,8 +40,7 @@ class Command(BaseCommand):
             )
         except ErasureRefused as exc:
             raise CommandError(str(exc)) from None
-        verb = {"redact": "redacted", "delete": "deleted"}[outcome.mode]
-        verb = verb if outcome.executed else f"would be {verb}"
+        verb = outcome.done_to_jobs if outcome.executed else f"would be {outcome.done_to_jobs}"
         deleted = "deleted" if outcome.executed else "would be deleted"  # schedules, any mode
         for queue, states in sorted(outcome.counts.items()):
             for state, count in sorted(states.items()):

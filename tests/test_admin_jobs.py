@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
 from django.core.management import call_command
 from django.test import Client
 
@@ -100,6 +101,24 @@ def test_retry_asks_for_confirmation_and_a_reason_then_calls_the_service(
     assert Job.objects.get(id=jobs["failed"]).state == JobState.WAITING
     event = AuditEvent.objects.get(action="retry")
     assert event.actor == "user:olga" and event.details["reason"] == "INC-7 fixed"
+
+
+def _said(response: Any) -> list[tuple[str, str]]:
+    return [(message.level_tag, str(message)) for message in get_messages(response.wsgi_request)]
+
+
+def test_a_bulk_action_that_did_none_of_its_jobs_does_not_report_success(
+    jobs: dict[str, str],
+) -> None:
+    """A waiting job cannot be retried: the action used to say "Retry: 0 job(s)." as a
+    success."""
+    op = _operator()
+    none = _act(op, "retry_jobs", [jobs["waiting"]], confirm="yes", reason="r")
+    [(level, summary), (_, why)] = _said(none)
+    assert level == "error" and summary == "Retry: 0 of 1 job(s); refused:"
+    assert why.startswith(jobs["waiting"])
+    some = _act(op, "cancel_jobs", [jobs["failed"], jobs["waiting"]], confirm="yes", reason="r")
+    assert ("warning", "Cancel: 1 of 2 job(s); refused:") in _said(some)
 
 
 def test_cancel_and_delete_report_refusals_and_audit_each_job(jobs: dict[str, str]) -> None:

@@ -219,7 +219,12 @@ class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
                     done += 1
                 except FlashqError as exc:
                     refused.append(f"{job.id}: {exc.detail}")
-            self.message_user(request, f"{verb.capitalize()}: {done} job(s).", messages.SUCCESS)
+            if not refused:
+                self.message_user(request, f"{verb.capitalize()}: {done} job(s).", messages.SUCCESS)
+            else:  # not a success: say how many of the selected jobs it did
+                level = messages.WARNING if done else messages.ERROR
+                summary = f"{verb.capitalize()}: {done} of {done + len(refused)} job(s); refused:"
+                self.message_user(request, summary, level)
             for line in refused[:20]:
                 self.message_user(request, line, messages.WARNING)
             return None

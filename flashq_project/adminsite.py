@@ -48,6 +48,8 @@ class FlashqAdminSite(admin.AdminSite):
     site_header = "flashQ administration"
     site_title = "flashQ admin"
     index_title = "Operations"
+    #: No "View site" link: flashQ has no site beyond its API and this admin.
+    site_url = None
 
     def admin_view(self, view: Any, cacheable: bool = False) -> Any:
         inner = super().admin_view(view, cacheable)

@@ -437,3 +437,10 @@ def test_queue_limits_are_set_in_the_admin_through_the_services(
     assert root.post(f"{QUEUES}{queue.pk}/change/", half).status_code == 200  # both or none
     queue.refresh_from_db()
     assert queue.rate_limit_duration_ms == 1000
+
+
+def test_the_admin_has_no_view_site_link(root: Client) -> None:
+    """It led to / (nothing there): flashQ's only site is its API and this admin."""
+    for page in ("/admin/", "/admin/queues/job/"):
+        answer = root.get(page)
+        assert answer.status_code == 200 and "View site" not in answer.content.decode()

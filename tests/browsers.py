@@ -5,7 +5,9 @@ marks every browser test carries and the login as a persona (tests/personas.py).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,24 @@ BROWSER_MARKS = [
 # between browser steps are still plain synchronous code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 SETUP = Actor.command("browser-test")
+#: Where browser tests leave their screenshots (kept by CI as artefacts); override with
+#: FLASHQ_TEST_ARTIFACTS.
+ARTIFACTS = Path(
+    os.environ.get("FLASHQ_TEST_ARTIFACTS")
+    or Path(__file__).resolve().parent.parent / "test-artifacts"
+)
+
+
+def screenshot(page: Any, name: str, *, width: int | None = None) -> Path:
+    """Save a full-page screenshot of ``page`` as ``<ARTIFACTS>/screenshots/<name>.png``
+    (at ``width`` px wide if given, keeping the page's height) and return its path."""
+    if width is not None:
+        page.set_viewport_size({"width": width, "height": page.viewport_size["height"]})
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (re.sub(r"[^A-Za-z0-9_.-]+", "-", name) + ".png")
+    page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 def log_in(browser: Any, base: str, user: Any) -> Any:

@@ -25,7 +25,7 @@ REVIEW_ACCESS = "security.review_access"
 
 def may_change_anything(user: Any) -> bool:
     """A model permission, or a per-object one (django-guardian, e.g. an operator's
-    queues), that changes or acts."""
+    queues) or one on a queue pattern, that changes or acts."""
     if user.is_superuser:
         return True
     if any(
@@ -33,13 +33,19 @@ def may_change_anything(user: Any) -> bool:
         for codename in user.get_all_permissions()
     ):
         return True
+    from django.db.models import Q
     from guardian.models import GroupObjectPermission, UserObjectPermission
+
+    from security.models import StaffQueueGrant
 
     acting = r"^(add|change|delete|operate|reveal)_"
     return (
         UserObjectPermission.objects.filter(user=user, permission__codename__regex=acting).exists()
         or GroupObjectPermission.objects.filter(
             group__in=user.groups.all(), permission__codename__regex=acting
+        ).exists()
+        or StaffQueueGrant.objects.filter(
+            Q(user=user) | Q(group__in=user.groups.all()), permission__regex=acting
         ).exists()
     )
 

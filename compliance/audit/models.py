@@ -58,21 +58,29 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     action = models.CharField(max_length=64)
     queue = models.CharField(max_length=128, blank=True, default="")
-    job_ids = models.JSONField(default=list, blank=True)
+    job_ids = models.JSONField("job IDs", default=list, blank=True)
     # Ids, not foreign keys: the trail outlives the tokens and users it names.
-    token_id = models.BigIntegerField(null=True, blank=True)
-    user_id = models.BigIntegerField(null=True, blank=True)
+    token_id = models.BigIntegerField("token ID", null=True, blank=True)
+    user_id = models.BigIntegerField("user ID", null=True, blank=True)
     actor = models.CharField(
         max_length=150, blank=True, default="", help_text="kind:name, e.g. token:billing-worker"
     )
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    client_ip = models.GenericIPAddressField("client IP", null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     status = models.PositiveSmallIntegerField(null=True, blank=True)
     request_id = models.CharField(
-        max_length=64, blank=True, default="", help_text="server-generated, unique per request"
+        "request ID",
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="server-generated, unique per request",
     )
     client_request_id = models.CharField(
-        max_length=64, blank=True, default="", help_text="the caller's X-Request-ID, if safe"
+        "client request ID",
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="the caller's X-Request-ID, if safe",
     )
     details = models.JSONField(default=dict, blank=True)
     # The hash chain, set once by the sealer (NULL until then).
@@ -176,7 +184,7 @@ class RetentionPolicy(models.Model):
         max_length=128, default="*", validators=[validate_queue_pattern]
     )
     target = models.CharField(max_length=16, choices=RetentionTarget.choices)
-    max_age_days = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    max_age_days = models.PositiveIntegerField("max age (days)", validators=[MinValueValidator(1)])
 
     class Meta:
         ordering = ["target", "queue_pattern"]

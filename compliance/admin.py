@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.forms import ModelForm
 from django.http import (
     HttpRequest,
@@ -24,6 +24,7 @@ from django.urls import path, reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from compliance.audit.chain import verify
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
 from compliance.audit.models import AuditCheckpoint, AuditEvent
 from compliance.audit.selectors import audit_events_naming_job
 from compliance.audit.services import EXPORT_FORMATS, ExportFilter, audit_export
@@ -320,7 +321,7 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
 
 
 @admin.register(RetentionPolicy)
-class RetentionPolicyAdmin(ServiceModelAdmin):
+class RetentionPolicyAdmin(AuditHistoryAdmin, ServiceModelAdmin):
     """Saves and deletes go through compliance.retention (audited, staff user as actor)."""
 
     list_display = ["target", "queue_pattern", "max_age_days"]
@@ -331,6 +332,12 @@ class RetentionPolicyAdmin(ServiceModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # it would bypass the service
         return actions
+
+    def audit_history(self, obj: RetentionPolicy) -> AuditHistory:
+        # The policy's id is a number in the events' details: no list filter reads it.
+        return AuditHistory(
+            where=Q(action__startswith="retention.policy", details__policy_id=obj.pk)
+        )
 
     def save_model(
         self, request: HttpRequest, obj: RetentionPolicy, form: ModelForm, change: bool

@@ -86,8 +86,20 @@ class FlashqAdminSite(admin.AdminSite):
             path("dashboard.json", self.admin_view(self.dashboard_data), name="dashboard"),
             path("events/stream", self.admin_view(self.events_stream), name="events_stream"),
             path("access-review/", self.admin_view(self.access_review), name="access_review"),
+            path("internals/", self.admin_view(self.internals_index), name="internals"),
             *super().get_urls(),
         ]
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
+        """Django's, with the internal apps grouped for superusers (adminindex)."""
+        from .adminindex import grouped_app_list
+
+        return grouped_app_list(request, super().get_app_list(request, app_label))
+
+    def internals_index(self, request: HttpRequest) -> HttpResponse:
+        from .adminindex import internals_index
+
+        return internals_index(self, request)
 
     def access_review(self, request: HttpRequest) -> HttpResponse:
         from django.template.response import TemplateResponse

@@ -23,6 +23,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
 from compliance.audit.staff import ServiceModelAdmin, staff_actor
 
 from .access import split_verbs
@@ -68,7 +69,7 @@ def _rules(formset: BaseInlineFormSet) -> list[RuleSpec]:
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(ServiceModelAdmin):
+class ApiTokenAdmin(AuditHistoryAdmin, ServiceModelAdmin):
     list_display = ["name", "public_id", "state", "created_at", "expires_at", "last_used_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "public_id"]
@@ -89,6 +90,9 @@ class ApiTokenAdmin(ServiceModelAdmin):
     # A new token's secret is shown once, on the page after saving: never stored, never
     # put in a message (messages live in the session), never cached.
     shown_once_template = "admin/security/apitoken/secret_once.html"
+
+    def audit_history(self, obj: ApiToken) -> AuditHistory:
+        return AuditHistory.matching(action__startswith="token.", details__token_name=obj.name)
 
     @admin.display(description="state", ordering="revoked_at")
     def state(self, token: ApiToken) -> str:

@@ -4,14 +4,17 @@ delete, promote and cancel-flow actions. JobAdmin's docstring says who may do wh
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import IGNORED_PARAMS
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
+from compliance.audit.selectors import audit_events_naming_job
 from compliance.audit.staff import DeletedByActionAdmin, staff_actor
 from kernel.problems import FlashqError
 
@@ -50,7 +53,7 @@ def state(job: Job) -> str:
 
 
 @admin.register(Job)
-class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
+class JobAdmin(DeletedByActionAdmin, AuditHistoryAdmin, JobDetailAdmin):
     """Jobs for operators. Retry, cancel, delete, promote (a delayed job, run now) and
     cancel flow (the whole flow a job belongs to, with the cancel right on that job's
     queue and on the flow root's) are actions on one job or the selection: each
@@ -95,6 +98,12 @@ class JobAdmin(DeletedByActionAdmin, JobDetailAdmin):
     readonly_fields = tuple(JOB_DETAIL)
     actions = ["retry_jobs", "cancel_jobs", "delete_jobs", "promote_jobs", "cancel_flows"]
     change_form_template = "admin/queues/job/change_form.html"
+
+    def audit_history(self, obj: Job) -> AuditHistory:
+        # As the job page's own list (selectors.job_audit_events): none is older.
+        since = obj.created_at - timedelta(minutes=1)
+        naming = audit_events_naming_job(job_id=str(obj.id))
+        return AuditHistory(where=naming & Q(created_at__gte=since), trail={"q": str(obj.id)})
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> Any:
         return JobChangeList

@@ -14,11 +14,13 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 from guardian.admin import GuardedModelAdminMixin
 
+from compliance.audit import Action
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
 from compliance.audit.staff import ServiceModelAdmin, staff_actor
 from kernel import limits
 
@@ -62,8 +64,30 @@ class QueueForm(forms.ModelForm):
         return data
 
 
+# What a queue's History lists: what was done to the queue itself, not its jobs.
+QUEUE_HISTORY = (
+    Action.QUEUE_CREATE,
+    Action.QUEUE_UPDATE,
+    Action.PAUSE,
+    Action.RESUME,
+    Action.LEGAL_HOLD,
+    Action.SET_RATE_LIMIT,
+    Action.REMOVE_RATE_LIMIT,
+    Action.SET_SCHEMA,
+    Action.REMOVE_SCHEMA,
+    Action.SET_CONCURRENCY,
+    Action.REMOVE_CONCURRENCY,
+    Action.SET_GROUP_CONCURRENCY,
+    Action.REMOVE_GROUP_CONCURRENCY,
+    Action.QUEUE_GRANT,
+    Action.QUEUE_REVOKE,
+    Action.CLEAN,
+    Action.RETRY_FAILED,
+)
+
+
 @admin.register(Queue)
-class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
+class QueueAdmin(GuardedModelAdminMixin, AuditHistoryAdmin, ServiceModelAdmin):
     form = QueueForm
     # Django's change form; ours adds the "Object permissions" link for superusers only.
     change_form_template = "admin/queues/queue/change_form.html"  # type: ignore[misc]
@@ -129,6 +153,16 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
     def _superuser_only(request: HttpRequest) -> None:
         if not request.user.is_superuser:
             raise PermissionDenied("Only superusers grant per-queue rights.")
+
+    def audit_history(self, obj: Queue) -> AuditHistory:
+        history = AuditHistory.matching(queue=obj.name, action__in=",".join(QUEUE_HISTORY))
+        # Grants on the queue's "Object permissions" page name it in their details.
+        granted = Q(
+            action__in=[Action.STAFF_GRANT, Action.STAFF_GRANT_REMOVE],
+            details__object_type="queues.queue",
+            details__object_pk=str(obj.pk),
+        )
+        return AuditHistory(where=history.where | granted, trail=history.trail)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # A queue's name is what permissions match: fixed once it exists. What is masked

@@ -19,6 +19,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
 from compliance.audit.staff import DeletedByActionAdmin, ServiceModelAdmin, staff_actor
 from kernel.problems import FlashqError
 from security.masking import masked
@@ -55,7 +56,7 @@ SCHEDULE_DETAIL = [
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(DeletedByActionAdmin, ServiceModelAdmin):
+class ScheduleAdmin(DeletedByActionAdmin, AuditHistoryAdmin, ServiceModelAdmin):
     delete_action_label = "Delete the selected schedules"
     list_display = [
         "name",
@@ -73,6 +74,11 @@ class ScheduleAdmin(DeletedByActionAdmin, ServiceModelAdmin):
     fields = tuple(SCHEDULE_DETAIL)
     readonly_fields = tuple(SCHEDULE_DETAIL)
     actions = ["pause_schedules", "resume_schedules", "trigger_schedules", "delete_schedules"]
+
+    def audit_history(self, obj: Schedule) -> AuditHistory:
+        return AuditHistory.matching(
+            queue=obj.queue.name, action__startswith="schedule.", details__name=obj.name
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
         schedules = super().get_queryset(request).select_related("queue")

@@ -19,6 +19,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
 from compliance.audit.staff import DeletedByActionAdmin, ServiceModelAdmin, staff_actor
 from kernel import safehttp
 from kernel.limits import INTERNAL_QUEUE_PREFIX
@@ -68,7 +69,7 @@ class WebhookForm(forms.ModelForm):
 
 
 @admin.register(Webhook)
-class WebhookAdmin(DeletedByActionAdmin, ServiceModelAdmin):
+class WebhookAdmin(DeletedByActionAdmin, AuditHistoryAdmin, ServiceModelAdmin):
     delete_action_label = "Delete the selected webhooks"
     form = WebhookForm
     list_display = ["name", "queue", "url", "enabled", "last_delivery_at", "last_status"]
@@ -80,6 +81,11 @@ class WebhookAdmin(DeletedByActionAdmin, ServiceModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         editing = ["queue", "name", "url", "events", "reason"]
         return editing if obj is None else [*editing, *STATUS]
+
+    def audit_history(self, obj: Webhook) -> AuditHistory:
+        return AuditHistory.matching(
+            queue=obj.queue.name, action__startswith="webhook.", details__name=obj.name
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:

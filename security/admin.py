@@ -24,7 +24,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from compliance.audit.history import AuditHistory, AuditHistoryAdmin
-from compliance.audit.staff import ServiceModelAdmin, staff_actor
+from compliance.audit.staff import ServiceModelAdmin, report_outcome, staff_actor
 
 from .access import split_verbs
 from .models import ApiToken, QueuePermission
@@ -206,25 +206,19 @@ class ApiTokenAdmin(AuditHistoryAdmin, ServiceModelAdmin):
     )
     def rotate_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> Any:
         actor = staff_actor(request)
-        created = []
-        for name in list(queryset.filter(revoked_at__isnull=True).values_list("name", flat=True)):
+        created, refused = [], []
+        for name, revoked_at in queryset.order_by("name").values_list("name", "revoked_at"):
+            if revoked_at is not None:
+                refused.append(f"{name}: a revoked token cannot be rotated")
+                continue
             try:
                 token, raw = token_rotate(
                     name=name, overlap_hours=ROTATION_OVERLAP_HOURS, actor=actor
                 )
-            except ValidationError as refused:  # expired: the service says why
-                self.message_user(
-                    request,
-                    f"Token {name} was not rotated: {' '.join(refused.messages)}",
-                    messages.ERROR,
-                )
+            except ValidationError as why:  # expired: the service says why
+                refused.append(f"{name}: {' '.join(why.messages)}")
                 continue
             created.append((token.name, raw))
-        if not created:
-            self.message_user(
-                request,
-                "No token rotated (revoked and expired tokens cannot be).",
-                messages.WARNING,
-            )
-            return None
-        return self._show_once(request, created)
+        done = len(created)
+        report_outcome(self, request, verb="rotate", noun="token", done=done, refused=refused)
+        return self._show_once(request, created) if created else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
@@ -58,3 +58,27 @@ class DeletedByActionAdmin(admin.ModelAdmin):
     ) -> Any:
         extra = {**(extra_context or {}), "show_delete": False}
         return super().change_view(request, object_id, form_url, extra)
+
+
+def report_outcome(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    *,
+    verb: str,
+    noun: str,
+    done: int,
+    refused: list[str],
+) -> None:
+    """What a bulk action did, in the admin's messages: a success only when it did every
+    selected row; otherwise how many of them, as a warning (some) or an error (none),
+    followed by each refusal (the first 20)."""
+    if not refused:
+        model_admin.message_user(
+            request, f"{verb.capitalize()}: {done} {noun}(s).", messages.SUCCESS
+        )
+    else:
+        level = messages.WARNING if done else messages.ERROR
+        summary = f"{verb.capitalize()}: {done} of {done + len(refused)} {noun}(s); refused:"
+        model_admin.message_user(request, summary, level)
+    for line in refused[:20]:
+        model_admin.message_user(request, line, messages.WARNING)

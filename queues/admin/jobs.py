@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.views.main import IGNORED_PARAMS
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from compliance.audit.history import AuditHistory, AuditHistoryAdmin
 from compliance.audit.selectors import audit_events_naming_job
-from compliance.audit.staff import DeletedByActionAdmin, staff_actor
+from compliance.audit.staff import DeletedByActionAdmin, report_outcome, staff_actor
 from kernel.problems import FlashqError
 
 from .. import selectors, services, staffaccess, staffreads
@@ -228,14 +228,7 @@ class JobAdmin(DeletedByActionAdmin, AuditHistoryAdmin, JobDetailAdmin):
                     done += 1
                 except FlashqError as exc:
                     refused.append(f"{job.id}: {exc.detail}")
-            if not refused:
-                self.message_user(request, f"{verb.capitalize()}: {done} job(s).", messages.SUCCESS)
-            else:  # not a success: say how many of the selected jobs it did
-                level = messages.WARNING if done else messages.ERROR
-                summary = f"{verb.capitalize()}: {done} of {done + len(refused)} job(s); refused:"
-                self.message_user(request, summary, level)
-            for line in refused[:20]:
-                self.message_user(request, line, messages.WARNING)
+            report_outcome(self, request, verb=verb, noun="job", done=done, refused=refused)
             return None
         count = queryset.count()
         first = queryset.order_by("id")[:100]

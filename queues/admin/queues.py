@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.forms import ModelForm
@@ -21,8 +21,9 @@ from guardian.admin import GuardedModelAdminMixin
 
 from compliance.audit import Action
 from compliance.audit.history import AuditHistory, AuditHistoryAdmin
-from compliance.audit.staff import ServiceModelAdmin, staff_actor
+from compliance.audit.staff import ServiceModelAdmin, report_outcome, staff_actor
 from kernel import limits
+from kernel.problems import FlashqError
 
 from .. import services, staffaccess
 from ..models import Queue
@@ -228,7 +229,6 @@ class QueueAdmin(GuardedModelAdminMixin, AuditHistoryAdmin, ServiceModelAdmin):
         *,
         verb: str,
         question: str,
-        done: str,
         act: Callable[[str, str], object],
     ) -> Any:
         """Ask for a reason, then ``act(name, reason)`` on each selected queue the user
@@ -236,9 +236,17 @@ class QueueAdmin(GuardedModelAdminMixin, AuditHistoryAdmin, ServiceModelAdmin):
         names = self._changeable(request, queryset)
         form = ReasonForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
-            for name in names:
-                act(name, form.cleaned_data["reason"])
-            self.message_user(request, f"{done} {len(names)} queue(s).", messages.SUCCESS)
+            acted, refused = 0, []
+            for name in queryset.order_by("name").values_list("name", flat=True):
+                if name not in names:
+                    refused.append(f"{name}: you may not change this queue")
+                    continue
+                try:
+                    act(name, form.cleaned_data["reason"])
+                    acted += 1
+                except FlashqError as exc:
+                    refused.append(f"{name}: {exc.detail}")
+            report_outcome(self, request, verb=verb, noun="queue", done=acted, refused=refused)
             return None
         return confirmation_page(
             self,
@@ -258,7 +266,6 @@ class QueueAdmin(GuardedModelAdminMixin, AuditHistoryAdmin, ServiceModelAdmin):
             queryset,
             verb="pause",
             question="Pause these {count} queue(s)?",
-            done="Paused",
             act=lambda name, why: services.queue_set_paused(
                 name=name, paused=True, reason=why, actor=actor
             ),
@@ -272,7 +279,6 @@ class QueueAdmin(GuardedModelAdminMixin, AuditHistoryAdmin, ServiceModelAdmin):
             queryset,
             verb="resume",
             question="Resume these {count} queue(s)?",
-            done="Resumed",
             act=lambda name, why: services.queue_set_paused(
                 name=name, paused=False, reason=why, actor=actor
             ),
@@ -286,7 +292,6 @@ class QueueAdmin(GuardedModelAdminMixin, AuditHistoryAdmin, ServiceModelAdmin):
             queryset,
             verb="place under legal hold",
             question="Place these {count} queue(s) under legal hold?",
-            done="Placed a legal hold on",
             act=lambda name, why: services.queue_set_legal_hold(
                 name=name, hold=True, reason=why, actor=actor
             ),
@@ -302,7 +307,6 @@ class QueueAdmin(GuardedModelAdminMixin, AuditHistoryAdmin, ServiceModelAdmin):
             queryset,
             verb="release the legal hold",
             question="Release the legal hold of these {count} queue(s)?",
-            done="Released the legal hold of",
             act=lambda name, why: services.queue_set_legal_hold(
                 name=name, hold=False, reason=why, actor=actor
             ),

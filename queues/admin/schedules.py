@@ -13,14 +13,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
 from compliance.audit.history import AuditHistory, AuditHistoryAdmin
-from compliance.audit.staff import DeletedByActionAdmin, ServiceModelAdmin, staff_actor
+from compliance.audit.staff import (
+    DeletedByActionAdmin,
+    ServiceModelAdmin,
+    report_outcome,
+    staff_actor,
+)
 from kernel.problems import FlashqError
 from security.masking import masked
 
@@ -164,11 +169,7 @@ class ScheduleAdmin(DeletedByActionAdmin, AuditHistoryAdmin, ServiceModelAdmin):
                     done += 1
                 except FlashqError as exc:
                     refused.append(f"{label}: {exc.detail}")
-            self.message_user(
-                request, f"{verb.capitalize()}: {done} schedule(s).", messages.SUCCESS
-            )
-            for line in refused[:20]:
-                self.message_user(request, line, messages.WARNING)
+            report_outcome(self, request, verb=verb, noun="schedule", done=done, refused=refused)
             return None
         return confirmation_page(
             self,

@@ -11,9 +11,11 @@ working), and a revoked token cannot come back."""
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
@@ -68,6 +70,10 @@ def _rules(formset: BaseInlineFormSet) -> list[RuleSpec]:
     return rules
 
 
+# The add form: what a new token is made with (its rules below, in the inline).
+ADD_FIELDS = ["name", "expires_at", "allowed_cidrs", "rate_limit"]
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(AuditHistoryAdmin, ServiceModelAdmin):
     list_display = ["name", "public_id", "state", "created_at", "expires_at", "last_used_at"]
@@ -100,6 +106,20 @@ class ApiTokenAdmin(AuditHistoryAdmin, ServiceModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("security.add_apitoken"))
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A token not yet made has no id, creation time, revocation or use to show.
+        return self.fields if obj is not None else ADD_FIELDS
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else []
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """A new token expires after TOKEN_DEFAULT_LIFETIME_DAYS unless told otherwise."""
+        initial = super().get_changeform_initial_data(request)
+        lifetime = timedelta(days=settings.TOKEN_DEFAULT_LIFETIME_DAYS)
+        initial.setdefault("expires_at", (timezone.now() + lifetime).replace(microsecond=0))
+        return initial
 
     def _show_once(self, request: HttpRequest, created: list[tuple[str, str]]) -> Any:
         context = {

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.http import HttpRequest
 
 from .actors import request_actor
@@ -20,8 +22,19 @@ def staff_actor(request: HttpRequest) -> Actor:
     return request_actor(request, kind=ActorKind.USER, name=user.get_username(), user_id=user.pk)
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON form field that shows an empty value (None) as an empty box, not the
+    word ``null``; an empty box still saves None (forms.JSONField's own reading)."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
 class ServiceModelAdmin(admin.ModelAdmin):
-    """An admin whose saves and actions go through services."""
+    """An admin whose saves and actions go through services. Its JSON fields show an
+    empty value as an empty box."""
+
+    formfield_overrides = {models.JSONField: {"form_class": OptionalJSONField}}
 
     def construct_change_message(
         self, request: HttpRequest, form: Any, formsets: Any, add: bool = False

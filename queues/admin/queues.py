@@ -165,11 +165,16 @@ class QueueAdmin(GuardedModelAdminMixin, AuditHistoryAdmin, ServiceModelAdmin):
         )
         return AuditHistory(where=history.where | granted, trail=history.trail)
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A queue not yet made has no creation time, pause or hold (actions set those).
+        unset = ("paused", "legal_hold", "created_at")
+        return self.fields if obj is not None else [f for f in self.fields if f not in unset]
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # A queue's name is what permissions match: fixed once it exists. What is masked
         # or redacted is a privacy control, not an operating setting: superusers only
         # (an operator could otherwise unmask what the reveal right guards).
-        fixed = ["paused", "legal_hold", "created_at", *(["name"] if obj is not None else [])]
+        fixed = ["paused", "legal_hold", "created_at", "name"] if obj is not None else []
         if not request.user.is_superuser:
             fixed += ["sensitive_fields", "pii_fields", "card_allowlist"]
         return fixed

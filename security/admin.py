@@ -116,7 +116,7 @@ class ApiTokenAdmin(AuditHistoryAdmin, ServiceModelAdmin):
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         """A new token expires after TOKEN_DEFAULT_LIFETIME_DAYS unless told otherwise."""
-        initial = super().get_changeform_initial_data(request)
+        initial: dict[str, Any] = {**super().get_changeform_initial_data(request)}
         lifetime = timedelta(days=settings.TOKEN_DEFAULT_LIFETIME_DAYS)
         initial.setdefault("expires_at", (timezone.now() + lifetime).replace(microsecond=0))
         return initial

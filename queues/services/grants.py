@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 
 from compliance.audit import Action, Actor, audit_record
+from compliance.audit.actors import acting_as
 from kernel.problems import (
     InvalidInput,
 )
@@ -55,8 +56,11 @@ def queue_grant(
             _grant_pattern(pattern=queue_name, codenames=codenames, grantee=grantee, revoke=revoke)
         else:
             queue = queue_for_update(queue_name)
-            for codename in codenames:
-                (remove_perm if revoke else assign_perm)(f"queues.{codename}", grantee, queue)
+            # guardian's rows are recorded as they change (compliance.staffrights): by
+            # this grant's actor, not an unattributed one.
+            with acting_as(actor):
+                for codename in codenames:
+                    (remove_perm if revoke else assign_perm)(f"queues.{codename}", grantee, queue)
         kind = "group" if grantee.__class__.__name__ == "Group" else "user"
         label = grantee.name if kind == "group" else grantee.get_username()
         details: dict[str, Any] = {"role": role, "permissions": codenames, kind: label}

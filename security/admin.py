@@ -114,6 +114,16 @@ class ApiTokenAdmin(AuditHistoryAdmin, ServiceModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.readonly_fields if obj is not None else []
 
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "expires_at" and field is not None:
+            field.help_text = (
+                f"Every token expires: a new one after {settings.TOKEN_DEFAULT_LIFETIME_DAYS} "
+                f"days unless you change it, at most {settings.TOKEN_MAX_LIFETIME_DAYS} days "
+                "after it was created. Times are UTC."
+            )
+        return field
+
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         """A new token expires after TOKEN_DEFAULT_LIFETIME_DAYS unless told otherwise."""
         initial: dict[str, Any] = {**super().get_changeform_initial_data(request)}

@@ -83,6 +83,8 @@ def test_a_new_token_s_expiry_is_prefilled(superuser: StaffClient) -> None:
     expected = timezone.now() + timedelta(days=settings.TOKEN_DEFAULT_LIFETIME_DAYS)
     assert abs(shown - expected) < timedelta(minutes=1)
     assert re.fullmatch(r"\d\d:\d\d:\d\d", time)
+    assert f"after {settings.TOKEN_DEFAULT_LIFETIME_DAYS} days" in page
+    assert "TOKEN_MAX_LIFETIME_DAYS" not in page
 
 
 def test_an_add_form_shows_no_creation_time(superuser: StaffClient) -> None:

@@ -218,6 +218,7 @@ class StaffQueueGrant(models.Model):
 
     class Meta:
         verbose_name = "staff grant on a queue pattern"
+        verbose_name_plural = "staff grants on queue patterns"
         ordering = ["pattern", "permission"]
         constraints = [
             models.CheckConstraint(

@@ -84,11 +84,17 @@ class AuditEvent(models.Model):
     )
     details = models.JSONField(default=dict, blank=True)
     # The hash chain, set once by the sealer (NULL until then).
-    seq = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
-    prev_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    seq = models.BigIntegerField(
+        "sequence number", null=True, blank=True, unique=True, editable=False
+    )
+    prev_hash = models.CharField(
+        "previous hash", max_length=64, blank=True, default="", editable=False
+    )
     hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     # Which AUDIT_CHAIN_KEY entry made ``hash`` (covered by it, so it cannot be swapped).
-    chain_key_id = models.CharField(max_length=32, blank=True, default="", editable=False)
+    chain_key_id = models.CharField(
+        "chain key ID", max_length=32, blank=True, default="", editable=False
+    )
     sealed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects: ClassVar[AuditEventQuerySet] = AuditEventQuerySet.as_manager()  # type: ignore[assignment]
@@ -121,13 +127,13 @@ class AuditCheckpoint(models.Model):
     checkpoint's ``mac`` (compliance.audit.chainkeys), so a checkpoint forged with the
     triggers off is named by audit_verify."""
 
-    seq = models.BigIntegerField(unique=True)
+    seq = models.BigIntegerField("sequence number", unique=True)
     hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
     events_removed = models.PositiveIntegerField(default=0)
     reason = models.CharField(max_length=200, blank=True, default="")
-    key_id = models.CharField(max_length=32, blank=True, default="")
-    mac = models.CharField(max_length=64, blank=True, default="")
+    key_id = models.CharField("key ID", max_length=32, blank=True, default="")
+    mac = models.CharField("MAC", max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-seq"]

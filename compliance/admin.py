@@ -30,7 +30,7 @@ from compliance.audit.services import EXPORT_FORMATS, ExportFilter, audit_export
 from compliance.audit.staff import ServiceModelAdmin, staff_actor
 from compliance.audit.verification import verify_step
 
-from . import retention
+from . import auditlist, retention
 from .models import ErasureRequest, RetentionPolicy
 
 # The audit list's query string, carried by its "Export…" link (as Django's admin
@@ -83,8 +83,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "client_ip",
         "seq",
     ]
-    list_filter = ["outcome", "action", "queue", "actor"]
-    date_hierarchy = "created_at"
+    list_filter = auditlist.FILTERS
     search_fields = ["=request_id", "=queue", "=actor", "=client_request_id"]
     show_full_result_count = False
     change_list_template = "admin/compliance/auditevent/change_list.html"

@@ -142,6 +142,8 @@ def test_retry_asks_a_reason_then_retries_and_returns_to_the_job(
 
 def test_retry_runs_a_completed_job_again(api: Api, token: str, operator: StaffClient) -> None:
     job_id = _job(api, token, "completed")
+    asked = _do(operator, job_id, "retry", reason=None).content.decode()
+    assert f"Run completed job {job_id} again?" in asked and _state(job_id) == "completed"
     assert _do(operator, job_id, "retry").status_code == 302
     job = Job.objects.get(id=job_id)
     assert (job.state, job.attempts, job.result) == (JobState.WAITING, 1, {"sent": True})

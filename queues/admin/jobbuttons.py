@@ -25,7 +25,7 @@ from compliance.audit.staff import staff_actor
 from kernel.problems import FlashqError
 
 from .. import selectors, services, staffaccess
-from ..models import UNFINISHED, Job
+from ..models import UNFINISHED, Job, JobState
 from ..relations import job_in_flow
 from .confirm import ReasonForm
 
@@ -59,7 +59,7 @@ class JobButton:
     verb: str
     label: str
     right: str
-    question: str
+    question: Callable[[Job], str]  # what the confirmation page asks
     applies: Callable[[Job], bool]
     act: Callable[[Any, Job, str, Actor], str]  # (user, job, reason, actor) -> message
 
@@ -84,6 +84,18 @@ def _cancel_flow(user: Any, job: Job, why: str, actor: Actor) -> str:
     return f"Cancel flow: {len(cancelled)} job(s) cancelled."
 
 
+def _retry_question(job: Job) -> str:
+    if job.state == JobState.COMPLETED:
+        return (
+            f"Run completed job {job.pk} again? Its attempts and error history are kept, "
+            "its result until the new run replaces it; its children are not run again."
+        )
+    return (
+        f"Retry job {job.pk}? It goes back to waiting with fresh attempts, with its "
+        "failed, cancelled or expired children."
+    )
+
+
 def _in_flow_and_unfinished(job: Job) -> bool:
     if not job_in_flow(job_id=job.id):
         return False
@@ -98,7 +110,7 @@ BUTTONS = {
             "retry",
             "Retry…",
             "retry",
-            "Retry job {job}? A completed job runs again, its attempts kept.",
+            _retry_question,
             lambda job: job.state in services.RETRYABLE,
             _retry,
         ),
@@ -106,7 +118,7 @@ BUTTONS = {
             "cancel",
             "Cancel job…",
             "cancel",
-            "Cancel job {job} and its unfinished children?",
+            lambda job: f"Cancel job {job.pk} and its unfinished children?",
             lambda job: job.state in UNFINISHED,
             _cancel,
         ),
@@ -114,7 +126,7 @@ BUTTONS = {
             "promote",
             "Promote…",
             "promote",
-            "Promote delayed job {job} (run it now)?",
+            lambda job: f"Promote delayed job {job.pk} (run it now)?",
             lambda job: selectors.reported_state(job, timezone.now()) == selectors.DELAYED,
             _promote,
         ),
@@ -122,7 +134,8 @@ BUTTONS = {
             "cancel-flow",
             "Cancel flow…",
             "cancel",
-            "Cancel the whole flow of job {job} (its root and every unfinished job under it)?",
+            lambda job: f"Cancel the whole flow of job {job.pk} (its root and every "
+            "unfinished job under it)?",
             _in_flow_and_unfinished,
             _cancel_flow,
         ),
@@ -188,7 +201,7 @@ class JobButtonsAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(job_url)
         context = {
             **self.admin_site.each_context(request),
-            "title": button.question.format(job=job.pk),
+            "title": button.question(job),
             "opts": self.model._meta,
             "job": job,
             "state": selectors.reported_state(job, timezone.now()),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -23,14 +24,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from compliance.audit.chain import verify
 from compliance.audit.history import AuditHistory, AuditHistoryAdmin
 from compliance.audit.models import AuditCheckpoint, AuditEvent
 from compliance.audit.selectors import audit_events_naming_job
 from compliance.audit.services import EXPORT_FORMATS, ExportFilter, audit_export
 from compliance.audit.staff import ServiceModelAdmin, staff_actor
+from compliance.audit.verification import verify_step
 
-from . import retention
+from . import auditlist, retention
 from .models import ErasureRequest, RetentionPolicy
 
 # The audit list's query string, carried by its "Export…" link (as Django's admin
@@ -83,8 +84,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "client_ip",
         "seq",
     ]
-    list_filter = ["outcome", "action", "queue", "actor"]
-    date_hierarchy = "created_at"
+    list_filter = auditlist.FILTERS
     search_fields = ["=request_id", "=queue", "=actor", "=client_request_id"]
     show_full_result_count = False
     change_list_template = "admin/compliance/auditevent/change_list.html"
@@ -162,7 +162,20 @@ class AuditEventAdmin(ReadOnlyAdmin):
     def verify_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        context = {**self._context(request, "Audit chain verification"), "verdict": verify()}
+        # In steps, so that no request walks a long chain: each step's page goes on to
+        # the next by itself (a meta refresh) until the chain's end or a break.
+        try:
+            after = int(request.GET["after"]) if "after" in request.GET else None
+            before = max(int(request.GET.get("checked", 0)), 0)
+        except ValueError:
+            return HttpResponseBadRequest("after and checked are sequence numbers.")
+        verdict, next_after = verify_step(after=after)
+        verdict = dataclasses.replace(verdict, checked=before + verdict.checked)
+        context = {
+            **self._context(request, "Audit chain verification"),
+            "verdict": verdict,
+            "next_after": next_after,
+        }
         return TemplateResponse(request, "admin/compliance/auditevent/verify.html", context)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:

@@ -93,3 +93,13 @@ def job_relations(*, job: Job, visible: QuerySet[Job]) -> list[Related]:
             )
         )
     return found
+
+
+def job_in_flow(*, job_id: uuid.UUID) -> bool:
+    """Whether the job belongs to a flow: it has a parent or children (one statement,
+    jobdep_job_target_uniq and jobdep_target_idx)."""
+    return (
+        JobDependency.objects.filter(kind=DependencyKind.CHILD)
+        .filter(Q(job=job_id) | Q(depends_on=job_id))
+        .exists()
+    )

@@ -14,7 +14,7 @@ import pytest
 from django.core.management import call_command
 
 from compliance import retention
-from compliance.models import RetentionPolicy
+from compliance.models import AuditEvent, RetentionPolicy
 from queues import services
 from queues.models import Job, Queue
 from queues.schedulespec import parse_schedule_spec
@@ -104,9 +104,20 @@ def test_a_schedule_s_and_a_webhook_s_history_name_only_them() -> None:
     )
     services.webhook_rotate_secret(queue_name="mail", name="h", actor=SETUP, reason="W-1")
     root = superuser_client()
-    rows = _rows(root.get(_history_link(root, f"/admin/queues/schedule/{nightly.pk}/change/")))
+    page = root.get(_history_link(root, f"/admin/queues/schedule/{nightly.pk}/change/"))
+    rows = _rows(page)
     assert [row.split()[2] for row in rows] == ["schedule.pause", "schedule.save"]
     assert "S-1" in rows[0] and not any("S-2" in row for row in rows)
+    # The audit trail's link shows the same events, and no other schedule's.
+    [trail] = re.findall(r'href="([^"]+)" id="audit-trail-link"', page.content.decode())
+    listed = root.get(trail.replace("&amp;", "&"))
+    ids = set(
+        re.findall(r'href="/admin/compliance/auditevent/(\d+)/change/', listed.content.decode())
+    )
+    nightly_events = AuditEvent.objects.filter(
+        action__startswith="schedule.", details__name="nightly"
+    )
+    assert ids == {str(pk) for pk in nightly_events.values_list("pk", flat=True)} and len(ids) == 2
     rows = _rows(root.get(_history_link(root, f"/admin/queues/webhook/{hook.pk}/change/")))
     assert [row.split()[2] for row in rows] == ["webhook.rotateSecret", "webhook.save"]
     assert "W-1" in rows[0]
@@ -157,8 +168,6 @@ def test_history_is_for_those_who_may_view_the_object() -> None:
 
 def test_append_only_records_have_no_history_link() -> None:
     token_create(name="t", rules=[], actor=SETUP)
-    from compliance.models import AuditEvent
-
     event = AuditEvent.objects.first()
     assert event is not None
     page = superuser_client().get(f"/admin/compliance/auditevent/{event.pk}/change/")

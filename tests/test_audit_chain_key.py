@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from compliance import tasks
-from compliance.audit import chain
+from compliance.audit import chain, verification
 from compliance.audit.chainkeys import chain_keys
 from compliance.models import AuditEvent
 from security.encryption import generate_key
@@ -106,9 +106,9 @@ def test_a_new_key_seals_the_old_one_still_verifies_and_a_dropped_one_is_named(
     chain.seal_all()
     kinds = dict(AuditEvent.objects.values_list("id", "chain_key_id"))
     assert [kinds[e.pk] for e in old + new] == ["k1", "k1", "k2", "k2"]
-    assert chain.verify().ok
+    assert verification.verify().ok
     settings.AUDIT_CHAIN_KEY = K2  # k1 dropped while events still name it
-    verdict = chain.verify()
+    verdict = verification.verify()
     assert not verdict.ok and verdict.event_id == old[0].pk
     assert "key id 'k1' is not in AUDIT_CHAIN_KEY" in verdict.problem
 
@@ -120,7 +120,7 @@ def test_a_key_id_swapped_on_a_sealed_event_is_named(settings: Any) -> None:
     events = _events(2)
     chain.seal_all()
     _raw("UPDATE compliance_auditevent SET chain_key_id = 'k1' WHERE id = %s", [events[1].pk])
-    verdict = chain.verify()
+    verdict = verification.verify()
     assert not verdict.ok and verdict.event_id == events[1].pk
     assert "hash mismatch" in verdict.problem
 

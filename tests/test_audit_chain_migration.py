@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from compliance.audit import chain
+from compliance.audit import verification
 from compliance.models import AuditCheckpoint, AuditEvent
 
 from .support import ON_POSTGRES
@@ -75,7 +75,7 @@ def test_a_sha256_trail_is_verified_and_resealed_under_the_key(legacy: Any) -> N
     )
     legacy.get_model("compliance", "AuditEvent").objects.filter(seq__lte=2).delete()
     _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
-    verdict = chain.verify()
+    verdict = verification.verify()
     assert verdict.ok and verdict.checked == 3 and verdict.first_seq == 3
     assert set(AuditEvent.objects.values_list("chain_key_id", flat=True)) == {"chain1"}
     assert AuditEvent.objects.get(seq=3).prev_hash == events[1].hash  # the checkpoint's

@@ -244,7 +244,8 @@ def test_an_operator_opens_a_parent_sees_its_children_and_cancels_the_flow(
     page.wait_for_selector("#confirm-form")
     page.fill("#id_reason", "INC-20 wrong quarter")
     page.click("#confirm-form input[type=submit]")
-    page.wait_for_selector("text=Cancel flow: 1 job(s).")
+    page.wait_for_selector("text=Cancel flow: 4 job(s) cancelled.")  # back on the job's page
+    assert page.url.endswith(f"/admin/queues/job/{parent}/change/")
     assert {job.state for job in Job.objects.filter(id__in=[parent, *kids])} == {JobState.CANCELLED}
     [event] = AuditEvent.objects.filter(action="flow.cancel")
     assert (event.actor, event.details["reason"]) == ("user:olga", "INC-20 wrong quarter")

@@ -243,7 +243,7 @@ def test_clean_limit_and_bad_input(api: Api, full: str) -> None:
 
 
 def test_audit_events_past_their_policy_are_retired(api: Api, full: str) -> None:
-    from compliance.audit import chain
+    from compliance.audit import chain, verification
 
     _finished(api, full, "jobs:a", JobState.COMPLETED, days=1)
     chain.seal_all()
@@ -257,7 +257,7 @@ def test_audit_events_past_their_policy_are_retired(api: Api, full: str) -> None
     call_command("retention_cleanup", stdout=out)
     assert "Retired 1 audit event(s)" in out.getvalue()
     assert not AuditEvent.objects.filter(pk=first.pk).exists()
-    assert chain.verify().ok
+    assert verification.verify().ok
 
 
 # -- retention_run, the service the command and the schedule call --------------------------

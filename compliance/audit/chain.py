@@ -13,14 +13,15 @@ lets an event be updated only once, from unsealed to sealed, only as the next li
 transaction's time) and with every recorded column unchanged. The sealer therefore
 updates one row per statement, in seq order (a multi-row UPDATE visits rows in no
 defined order). The database cannot check the HMAC itself (the key is not in it):
-``verify`` does.
+``compliance.audit.verification`` does.
 
 Only one sealer runs at a time (a PostgreSQL advisory lock; SQLite's write lock).
-``verify`` recomputes the checkpoints' and the events' MACs from the latest checkpoint
-(or the start) and names the first event or checkpoint that was edited, deleted,
-inserted, reordered or forged. Retention (``retire_before``) removes only sealed events
-past the audit retention policy, a prefix of the chain, after recording a keyed
-checkpoint with the last removed event's seq and hash, so what remains still verifies.
+``verify`` (compliance.audit.verification) recomputes the checkpoints' and the
+events' MACs from the latest checkpoint (or the start) and names the first event or
+checkpoint that was edited, deleted, inserted, reordered or forged. Retention
+(``retire_before``) removes only sealed events past the audit retention policy, a
+prefix of the chain, after recording a keyed checkpoint with the last removed event's
+seq and hash, so what remains still verifies.
 After each batch the sealer logs its new head on ``flashq.audit`` and, with
 AUDIT_ANCHOR_FILE (or ``audit_seal --anchor-file``), appends it to a file: anchors kept
 outside the database, for ``audit_verify --head`` / ``--anchor-file``.
@@ -30,18 +31,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from hmac import compare_digest
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .chainkeys import GENESIS, UnknownChainKey, chain_keys, checkpoint_mac, link_hash
+from .chainkeys import GENESIS, chain_keys, checkpoint_mac, link_hash
 from .models import (
     AUDIT_MIN_RETENTION_DAYS,
     AuditCheckpoint,
@@ -49,6 +46,7 @@ from .models import (
     RetentionPolicy,
     RetentionTarget,
 )
+from .verification import link_problem
 
 logger = logging.getLogger("flashq.audit")
 
@@ -149,122 +147,6 @@ def seal_all(*, anchor_file: str = "") -> int:
     return total
 
 
-# -- verification ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool
-    checked: int
-    first_seq: int  # where verification started (the checkpoint's seq + 1, or 1)
-    problem: str = ""
-    event_id: int | None = None
-    unsealed: int = 0
-    oldest_unsealed: datetime | None = None
-
-
-def _sealed_in_order(after: int) -> Iterator[AuditEvent]:
-    last = after
-    while True:
-        batch = list(AuditEvent.objects.filter(seq__gt=last).order_by("seq")[:SEAL_BATCH])
-        if not batch:
-            return
-        yield from batch
-        last = batch[-1].seq or last
-
-
-def _link_problem(event: AuditEvent, *, seq: int, prev: str) -> str:
-    """Why ``event`` is not the link expected at ``seq`` after ``prev`` ('' if it is)."""
-    if event.seq != seq:
-        return f"seq {seq} is missing (next found: {event.seq}): an event was deleted"
-    if event.prev_hash != prev:
-        return (
-            f"seq {seq}: prev_hash does not match the event before it "
-            "(deleted, inserted or reordered)"
-        )
-    try:
-        expected = link_hash(event, seq=seq, prev_hash=prev, key_id=event.chain_key_id)
-    except UnknownChainKey as exc:
-        return f"seq {seq}: sealed under an unknown key: {exc}"
-    if not compare_digest(expected, event.hash):
-        return f"seq {seq}: hash mismatch, the event was altered or sealed without the key"
-    return ""
-
-
-def _checkpoint_problem() -> str:
-    """The checkpoints form a keyed chain of their own: '' if every one verifies."""
-    prev_mac = GENESIS
-    for point in AuditCheckpoint.objects.order_by("seq"):
-        try:
-            mac = checkpoint_mac(
-                seq=point.seq,
-                hash=point.hash,
-                events_removed=point.events_removed,
-                reason=point.reason,
-                created_at=point.created_at,
-                key_id=point.key_id,
-                prev_mac=prev_mac,
-            )
-        except UnknownChainKey as exc:
-            return f"the checkpoint at seq {point.seq} names an unknown key: {exc}"
-        if not compare_digest(mac, point.mac):
-            return (
-                f"the checkpoint at seq {point.seq} does not verify: forged, altered, or "
-                "one before it was removed"
-            )
-        prev_mac = point.mac
-    return ""
-
-
-def verify(*, head: tuple[int, str] | None = None) -> Verdict:
-    """Recompute the chain; the first event (or checkpoint) that breaks it, if any.
-    ``head`` is an anchor kept outside the database (seq and hash of a sealed event,
-    from the sealer's log line or anchor file): the chain must reach it and agree
-    with it, and it must be newer than the latest checkpoint."""
-    checkpoint = AuditCheckpoint.objects.order_by("-seq").first()
-    start, prev = (checkpoint.seq, checkpoint.hash) if checkpoint else (0, GENESIS)
-    expected, checked = start + 1, 0
-    unsealed = AuditEvent.objects.filter(seq__isnull=True)
-    oldest = unsealed.order_by("created_at").values_list("created_at", flat=True).first()
-    extra: dict[str, Any] = {"unsealed": unsealed.count(), "oldest_unsealed": oldest}
-
-    def broken(problem: str, event: AuditEvent | None) -> Verdict:
-        return Verdict(
-            ok=False,
-            checked=checked,
-            first_seq=start + 1,
-            problem=problem,
-            event_id=event.pk if event else None,
-            **extra,
-        )
-
-    if problem := _checkpoint_problem():
-        return broken(problem, None)
-    if head is not None and head[0] <= start:
-        return broken(
-            f"the anchor names seq {head[0]}, at or below the latest checkpoint (seq "
-            f"{start}): it cannot vouch for the chain; take a newer anchor",
-            None,
-        )
-    early = AuditEvent.objects.filter(seq__lte=start).order_by("seq").first()
-    if early is not None:
-        where = "before the chain's start" if (early.seq or 0) < 1 else "behind the checkpoint"
-        return broken(f"event at seq {early.seq} is {where}", early)
-    for event in _sealed_in_order(start):
-        if problem := _link_problem(event, seq=expected, prev=prev):
-            return broken(problem, event)
-        prev, expected, checked = event.hash, expected + 1, checked + 1
-        if head is not None and event.seq == head[0] and event.hash != head[1]:
-            return broken(f"seq {event.seq} does not match the anchor's hash", event)
-    if head is not None and head[0] >= expected:
-        return broken(
-            f"the anchor names seq {head[0]} but the chain ends at seq {expected - 1}: "
-            "the newest events were deleted",
-            None,
-        )
-    return Verdict(ok=True, checked=checked, first_seq=start + 1, **extra)
-
-
 # -- retention ------------------------------------------------------------------------
 
 
@@ -276,7 +158,7 @@ def _check_prefix(events: list[AuditEvent]) -> None:
         seq, prev = checkpoint.seq, checkpoint.hash
     for event in events:
         seq += 1
-        if _link_problem(event, seq=seq, prev=prev):
+        if link_problem(event, seq=seq, prev=prev):
             raise ChainBroken(
                 f"the audit chain is broken at event {event.pk} (seq {event.seq}); "
                 "run audit_verify: nothing was retired"

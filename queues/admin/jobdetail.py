@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from compliance.audit.staff import staff_actor
@@ -31,6 +31,18 @@ from ..relations import Relation, job_relations
 
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def json_block(name: str, value: Any) -> str:
+    """``value`` (already masked for whoever reads it) as indented JSON in a ``<pre>``
+    (escaped), with a Copy button that copies that text as shown (queues/copy.js)."""
+    return format_html(
+        '<pre class="json" id="json-{}">{}</pre>'
+        '<button type="button" class="button copy-json" data-copy="json-{}">Copy</button>',
+        name,
+        _pretty(value),
+        name,
+    )
 
 
 class RevealForm(forms.Form):
@@ -193,11 +205,11 @@ class JobDetailAdmin(admin.ModelAdmin):
 
     @admin.display(description="data")
     def masked_data(self, job: Job) -> str:
-        return _pretty(self._reading(job).data)
+        return json_block("data", self._reading(job).data)
 
     @admin.display(description="result")
     def masked_result(self, job: Job) -> str:
-        return _pretty(self._reading(job).result)
+        return json_block("result", self._reading(job).result)
 
     @admin.display(description="error")
     def last_error(self, job: Job) -> str:
@@ -205,7 +217,7 @@ class JobDetailAdmin(admin.ModelAdmin):
 
     @admin.display(description="error history")
     def error_history(self, job: Job) -> str:
-        return _pretty(self._reading(job).errors)
+        return json_block("errors", self._reading(job).errors)
 
     @admin.display(description="progress message")
     def masked_progress_message(self, job: Job) -> str:

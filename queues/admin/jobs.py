@@ -21,28 +21,9 @@ from kernel.problems import FlashqError
 from .. import selectors, services, staffaccess, staffreads
 from ..models import Job
 from .confirm import ReasonForm, confirmation_page
+from .jobbuttons import JobButtonsAdmin, flow_cancel_checked, job_buttons
 from .jobdetail import JOB_DETAIL, JobDetailAdmin
 from .joblist import BoundedCountPaginator, JobChangeList, RelatedFilter, StateFilter, TagFilter
-
-
-def _root_queue(job: Job) -> Any:
-    root = services.flow_root(job.id)
-    return job.queue if root == job.id else selectors.job_get(job_id=root).queue
-
-
-def _may_cancel_flow(request: HttpRequest, job: Job) -> bool:
-    """Cancelling a flow cancels its root, and through it every job under it: it takes
-    the cancel right on the root's queue, whichever job of the flow it is asked from (a
-    child's operator may not cancel the parent's work in a queue they do not run)."""
-    return staffaccess.may_on(request.user, "operate_queue:cancel", _root_queue(job))
-
-
-def _flow_cancel(request: HttpRequest, job: Job, why: str, actor: Any) -> object:
-    if not _may_cancel_flow(request, job):
-        raise FlashqError(
-            f"you may not cancel jobs of {_root_queue(job).name}, where the flow's root is"
-        )
-    return services.flow_cancel(job_id=job.id, actor=actor, reason=why)
 
 
 @admin.display(description="state", ordering="state")
@@ -53,10 +34,11 @@ def state(job: Job) -> str:
 
 
 @admin.register(Job)
-class JobAdmin(DeletedByActionAdmin, AuditHistoryAdmin, JobDetailAdmin):
+class JobAdmin(DeletedByActionAdmin, AuditHistoryAdmin, JobButtonsAdmin, JobDetailAdmin):
     """Jobs for operators. Retry, cancel, delete, promote (a delayed job, run now) and
     cancel flow (the whole flow a job belongs to, with the cancel right on that job's
-    queue and on the flow root's) are actions on one job or the selection: each
+    queue and on the flow root's) are actions on the selection and, where they apply,
+    buttons on a job's page (queues.admin.jobbuttons): each
     declares its permission, asks for confirmation and a reason, and calls the same
     service as the API, audited with the staff user as actor. Payloads are shown
     decrypted with the queue's sensitive fields and the worker's free texts masked for
@@ -176,11 +158,8 @@ class JobAdmin(DeletedByActionAdmin, AuditHistoryAdmin, JobDetailAdmin):
         if obj is not None:
             staffreads.job_view_record(job=obj, actor=staff_actor(request))
             context["may_reveal"] = staffaccess.may_on(request.user, "reveal_queue", obj.queue)
-            delayed = selectors.reported_state(obj, timezone.now()) == selectors.DELAYED
-            may = staffaccess.may_on(request.user, "operate_queue:promote", obj.queue)
-            context["may_promote"] = delayed and may
             context.update(self.relations_context(request, obj))
-            context["may_cancel_flow"] = context["in_flow"] and _may_cancel_flow(request, obj)
+            context["job_buttons"] = job_buttons(request.user, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
@@ -293,5 +272,5 @@ class JobAdmin(DeletedByActionAdmin, AuditHistoryAdmin, JobDetailAdmin):
             verb="cancel flow",
             right="cancel",
             question="Cancel the whole flow of each of these {count} job(s)?",
-            act=lambda job, why: _flow_cancel(request, job, why, actor),
+            act=lambda job, why: flow_cancel_checked(request.user, job, why, actor),
         )

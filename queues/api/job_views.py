@@ -263,10 +263,13 @@ class JobCancelApi(_JobView):
         description="Send a failed, cancelled or expired job back to waiting with fresh "
         "attempts. A flow job's failed, cancelled or expired children are retried with it, "
         "every level down (the completed ones are kept, not run again), and it waits in "
-        "`waiting-children` while any is unfinished. 409 for a job in any other state, for "
-        "one whose dependency has not completed (retry that first), and for a flow child "
-        "whose parent is already ready or running (it no longer waits for its children: "
-        "retry the parent once it has finished).",
+        "`waiting-children` while any is unfinished. A completed job is run again, alone: "
+        "back to waiting with its attempts and error history kept (`max_attempts` raised "
+        "to give it at least one more attempt), its result kept until the new run "
+        "replaces it. 409 for a job in any other state, for one whose dependency has not "
+        "completed (retry that first), for a flow child whose parent is already ready or "
+        "running (it no longer waits for its children: retry the parent once it has "
+        "finished), and for a job whose key an unfinished job of the queue now holds.",
     )
 )
 class JobRetryApi(_JobView):

@@ -34,6 +34,7 @@ from __future__ import annotations
 from ..failures import FAILURE_FIELDS, LEASE_FIELDS, record_failure, release_lease
 from ..models import FINISHED
 from .actions import (
+    RETRYABLE,
     job_cancel,
     job_promote,
     job_retry,
@@ -103,6 +104,7 @@ __all__ = [
     "MAX_CLEAN",
     "ON_TIME_GRACE",
     "QUEUE_ROLES",
+    "RETRYABLE",
     "SEALED_FIELDS",
     "STALE_LEASE",
     "AckSpec",

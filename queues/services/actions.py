@@ -188,8 +188,27 @@ def job_promote(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
     return job
 
 
-RETRYABLE = FAILED_FOR_GOOD
+RETRYABLE = (*FAILED_FOR_GOOD, JobState.COMPLETED)
 KEY_HELD = "An unfinished job of this queue has the same key; finish or cancel it first."
+
+
+def _rerun(job: Job, now: datetime) -> None:
+    """Send a completed job (locked) back to waiting, alone: its attempts and error
+    history kept, at least one attempt left (max_attempts raised if need be, as Oban's
+    retry does), its result kept until a new run replaces it. Its completed children are
+    not run again."""
+    job.state = JobState.WAITING
+    job.run_at = now
+    job.finished_at = None
+    job.expires_at = None
+    job.max_attempts = max(job.max_attempts, job.attempts + 1)
+    fields = ["state", "run_at", "finished_at", "expires_at", "max_attempts"]
+    try:
+        with transaction.atomic():
+            job.save(update_fields=fields)
+    except IntegrityError as exc:  # job_key_unfinished_uniq
+        raise StateConflict(KEY_HELD) from exc
+    wakeup.notify_ready(job.queue.name)
 
 
 def _flows_retry(roots: list[uuid.UUID], now: datetime) -> FlowsRetried:
@@ -208,9 +227,10 @@ def _flows_retry(roots: list[uuid.UUID], now: datetime) -> FlowsRetried:
 def job_retry(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
     """Send a failed, cancelled or expired job back to waiting with fresh attempts, with
     its failed, cancelled or expired children (never the completed ones); it waits in
-    waiting-children while any is unfinished. A job whose dependency failed is a
-    conflict: retry the dependency first; so is a child whose parent is ready or
-    running (flowretry.parents_started)."""
+    waiting-children while any is unfinished. A completed job is run again, alone, with
+    its attempts kept (``_rerun``). A job whose dependency failed is a conflict: retry
+    the dependency first; so is a child whose parent is ready or running
+    (flowretry.parents_started), and a job whose key an unfinished job now holds."""
     with transaction.atomic():
         job = job_for_update(job_id)
         if job.state not in RETRYABLE:
@@ -223,6 +243,16 @@ def job_retry(*, job_id: uuid.UUID, actor: Actor, reason: str = "") -> Job:
                 "ready or running); retry the parent once it has finished."
             )
         now = timezone.now()
+        if job.state == JobState.COMPLETED:
+            _rerun(job, now)
+            audit_record(
+                actor=actor,
+                action=Action.RETRY,
+                queue=job.queue.name,
+                job_ids=[job_id],
+                details=details,
+            )
+            return job
         retried = _flows_retry([job_id], now)
         if job_id in retried.blocked:
             raise StateConflict(

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from compliance.audit.chain import verify
+from compliance.audit.verification import verify
 
 HEX = frozenset("0123456789abcdef")
 

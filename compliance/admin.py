@@ -28,7 +28,7 @@ from compliance.audit.history import AuditHistory, AuditHistoryAdmin
 from compliance.audit.models import AuditCheckpoint, AuditEvent
 from compliance.audit.selectors import audit_events_naming_job
 from compliance.audit.services import EXPORT_FORMATS, ExportFilter, audit_export
-from compliance.audit.staff import ServiceModelAdmin, staff_actor
+from compliance.audit.staff import ServiceModelAdmin, report_outcome, staff_actor
 from compliance.audit.verification import verify_step
 
 from . import auditlist, retention
@@ -363,5 +363,13 @@ class RetentionPolicyAdmin(AuditHistoryAdmin, ServiceModelAdmin):
     @admin.action(permissions=["delete"], description="Delete the selected retention policies")
     def delete_policies(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
         actor = staff_actor(request)
-        for pk in list(queryset.values_list("pk", flat=True)):
-            retention.retention_policy_delete(policy_id=pk, actor=actor)
+        done, refused = 0, []
+        for pk, label in [(policy.pk, str(policy)) for policy in queryset.order_by("pk")]:
+            try:
+                retention.retention_policy_delete(policy_id=pk, actor=actor)
+                done += 1
+            except RetentionPolicy.DoesNotExist:  # deleted meanwhile, by someone else
+                refused.append(f"{label}: already deleted")
+        report_outcome(
+            self, request, verb="delete", noun="retention policy", done=done, refused=refused
+        )

@@ -124,3 +124,20 @@ def test_rotating_a_revoked_token_is_not_a_success() -> None:
     some = root.post(url, {"action": "rotate_tokens", "_selected_action": [live.pk, dead.pk]})
     assert some.status_code == 200 and "fq_" in some.content.decode()  # the new secret, once
     assert _said(some)[0] == ("warning", "Rotate: 1 of 2 token(s); refused:")
+
+
+def test_deleting_retention_policies_reports_what_it_did() -> None:
+    from compliance import retention
+    from compliance.models import RetentionPolicy
+
+    policy = retention.retention_policy_save(
+        policy=RetentionPolicy(queue_pattern="mail*", target="completed", max_age_days=7),
+        actor=SETUP,
+    )
+    said = _said(
+        _act(
+            superuser_client(), "/admin/compliance/retentionpolicy/", "delete_policies", [policy.pk]
+        )
+    )
+    assert said == [("success", "Delete: 1 retention policy(s).")]
+    assert not RetentionPolicy.objects.filter(pk=policy.pk).exists()

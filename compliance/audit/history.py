@@ -61,9 +61,11 @@ class AuditHistoryAdmin(admin.ModelAdmin):
         if not self.has_view_or_change_permission(request, obj):
             raise PermissionDenied
         history = self.audit_history(obj)
+        # Newest first by time: an index on (queue, created_at) or created_at serves it.
+        latest = AuditEvent.objects.filter(history.where).order_by("-created_at", "-id")
         events = [
             (event, json.dumps(event.details, sort_keys=True, ensure_ascii=False))
-            for event in AuditEvent.objects.filter(history.where).order_by("-id")[:HISTORY_LIMIT]
+            for event in latest[:HISTORY_LIMIT]
         ]
         trail = None
         if history.trail is not None and request.user.has_perm("compliance.view_auditevent"):

@@ -186,3 +186,55 @@ def test_the_access_review_lists_a_pattern_grant(live_server: Any, browser: Any)
     page = log_in(browser, live_server.url, "olga")
     response = page.goto(f"{live_server.url}/admin/access-review/")
     assert response is not None and response.status == 403
+
+
+def test_each_object_s_history_and_change_page_per_persona(live_server: Any, browser: Any) -> None:
+    """Every History page and the changed forms, captured for whoever may see them."""
+    from compliance import retention
+    from compliance.models import RetentionPolicy
+
+    olga = make_operator("olga", "mail")
+    job = services.job_push(
+        queue_name="mail", spec=JobSpec(data={"n": 1}), owner="family:t", actor=SETUP
+    ).job
+    schedule = _schedule("mail", "nightly")
+    hook, _ = services.webhook_save(
+        queue_name="mail",
+        name="h",
+        url="https://hooks.example.com/a",
+        events=["failed"],
+        actor=SETUP,
+    )
+    token, _ = token_create(name="billing", rules=[], actor=SETUP)
+    policy = retention.retention_policy_save(
+        policy=RetentionPolicy(queue_pattern="mail*", target="completed", max_age_days=7),
+        actor=SETUP,
+    )
+    queue = Queue.objects.get(name="mail")
+    objects = {
+        "queue": f"queues/queue/{queue.pk}",
+        "job": f"queues/job/{job.pk}",
+        "schedule": f"queues/schedule/{schedule.pk}",
+        "webhook": f"queues/webhook/{hook.pk}",
+        "token": f"security/apitoken/{token.pk}",
+        "policy": f"compliance/retentionpolicy/{policy.pk}",
+    }
+    may_see = {
+        "superuser": (make_superuser(), set(objects)),
+        "operator": (olga, {"queue", "job", "schedule", "webhook", "policy"}),
+        "auditor": (make_auditor(), {"queue", "job", "schedule", "webhook", "policy"}),
+    }
+    for persona, (user, seen) in may_see.items():
+        page = log_in(browser, live_server.url, user)
+        for kind, path in objects.items():
+            response = page.goto(f"{live_server.url}/admin/{path}/change/")
+            assert response is not None
+            if kind not in seen:
+                assert response.status in (302, 403, 404), (persona, kind)
+                continue
+            assert response.status == 200, (persona, kind)
+            screenshot(page, f"console-{kind}-change-{persona}")
+            page.click("a.historylink")
+            assert page.locator("#change-history tbody tr").count() >= 1, (persona, kind)
+            screenshot(page, f"console-history-{kind}-{persona}")
+        page.close()

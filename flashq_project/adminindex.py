@@ -80,6 +80,8 @@ def grouped_app_list(request: HttpRequest, app_list: list[dict[str, Any]]) -> li
 
 def internals_index(site: admin.AdminSite, request: HttpRequest) -> TemplateResponse:
     """The "Internals" section's own page, as an app's index is."""
+    if not is_superuser(request):
+        raise PermissionDenied
     internal = [app for app in site.get_app_list(request) if app["app_label"] == "internals"]
     if not internal:
         raise PermissionDenied

@@ -52,16 +52,22 @@ def _codename(right: str) -> str:
     return right.split(":", 1)[0]
 
 
+# Where a user object keeps its pattern grants once read, as Django's auth backends
+# keep its permissions (``_perm_cache``): one query per request, not one per check.
+_PATTERN_CACHE = "_flashq_queue_patterns"
+
+
 def _patterns(user: Any, right: str) -> list[str]:
     """The queue patterns on which ``user`` holds ``right``, granted to them or to one
-    of their groups."""
-    return list(
-        StaffQueueGrant.objects.filter(
-            Q(user=user) | Q(group__in=user.groups.all()), permission=_codename(right)
-        )
-        .values_list("pattern", flat=True)
-        .distinct()
-    )
+    of their groups (read once per user object)."""
+    cached: dict[str, list[str]] | None = getattr(user, _PATTERN_CACHE, None)
+    if cached is None:
+        cached = {}
+        rows = StaffQueueGrant.objects.filter(Q(user=user) | Q(group__in=user.groups.all()))
+        for permission, pattern in rows.values_list("permission", "pattern").distinct():
+            cached.setdefault(permission, []).append(pattern)
+        setattr(user, _PATTERN_CACHE, cached)
+    return cached.get(_codename(right), [])
 
 
 def queues_for(user: Any, right: str) -> QuerySet[Queue]:

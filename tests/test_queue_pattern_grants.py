@@ -42,7 +42,10 @@ def _failed_job(api: Api, token: str, queue: str) -> str:
 
 
 def _names(user: Any, right: str = "view_queue") -> set[str]:
-    return set(queues_for(user, right).values_list("name", flat=True))
+    """As a request would see it: the user read afresh (a user object keeps its grants
+    once read, as Django keeps its permissions)."""
+    fresh = get_user_model().objects.get(pk=user.pk)
+    return set(queues_for(fresh, right).values_list("name", flat=True))
 
 
 def test_a_pattern_grant_covers_a_queue_created_after_it(api: Api) -> None:
@@ -147,3 +150,20 @@ def test_the_access_review_lists_pattern_grants() -> None:
     root = get_user_model().objects.get_by_natural_key("root")
     csv = logged_in(root).get("/admin/access-review/", {"format": "csv"}).content.decode()
     assert "queues.reveal_queue on queue pattern mail*" in csv
+
+
+def test_pattern_grants_are_read_once_per_request(api: Api) -> None:
+    """Every right checked on a page (the index asks each admin) reads the user's
+    pattern grants from the user object once read: one query, not one per check."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_staff_user("olga", "Operators")
+    _grant("mail*", "--user", "olga", "--role", "operator")
+    push(api, make_token("svc", "*=*,admin"), queue="mail:eu", data={"n": 1})
+    op = logged_in(get_user_model().objects.get_by_natural_key("olga"))
+    for url in ("/admin/", "/admin/queues/job/", "/admin/queues/queue/"):
+        with CaptureQueriesContext(connection) as queries:
+            assert op.get(url).status_code == 200
+        reads = [q for q in queries.captured_queries if "security_staffqueuegrant" in q["sql"]]
+        assert len(reads) == 1, url

@@ -68,9 +68,9 @@ class DateRangeFilter(admin.FieldListFilter):
                 continue
             moment = parse_instant(text)
             if moment is None:
-                side = "from" if name == self.since_param else "before"
+                side = "From" if name == self.since_param else "Before"
                 self.problems.append(
-                    f'{field_path} {side}: "{text}" is not a date or a time; write it as '
+                    f'{side} ({field_path}): "{text}" is not a date or a time; write it as '
                     f"{EXAMPLE} (UTC unless an offset is given). No job is listed until it is."
                 )
             else:

@@ -98,7 +98,7 @@ def lease_expires(job: Job) -> str:
 
 
 COLUMNS: dict[str, list[Any]] = {
-    FAILED: ["id", "queue", state, error_code, error, attempts, failed_at, "subject", created_at],
+    FAILED: ["id", "queue", state, error_code, error, attempts, failed_at, "subject"],
     ACTIVE: [
         "id",
         "queue",

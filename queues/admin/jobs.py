@@ -39,7 +39,9 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
     every role, superusers included; a user with the reveal right on the job's queue
     (``reveal_queue``, or ``queues.reveal_job`` globally, which superusers hold) may
     reveal them once, for a reason. Opening a job, searching or filtering jobs and
-    revealing are audited (queues.staffreads)."""
+    revealing are audited (queues.staffreads). The list's columns follow its state
+    filter (jobcolumns), its Workers page lists who pulls (workers), and an action on
+    a selection across pages acts on the jobs the list counted (selection)."""
 
     delete_action_label = "Delete the selected jobs"
 

@@ -209,6 +209,18 @@ def test_the_list_refreshes_at_the_interval_chosen_and_remembers_it(
     assert len(polls) == never_at
 
 
+def test_an_empty_list_stays_put_until_a_job_comes(live_server: Any, browser: Any) -> None:
+    _failed_job("x")  # the queue exists; nothing waits in it
+    page = _log_in(browser, live_server.url, make_operator("olga", "mail"))
+    page.goto(f"{live_server.url}{JOBS}?state__exact=waiting")
+    page.select_option("#refresh-interval", "2")
+    page.evaluate("window.stayed = true")
+    page.wait_for_timeout(4500)
+    assert page.evaluate("window.stayed === true")  # polled, not reloaded
+    services.job_push(queue_name="mail", spec=JobSpec(data={}), owner="family:t", actor=SETUP)
+    page.wait_for_selector("#result_list tbody tr", timeout=10_000)  # the table came
+
+
 def _select_everything(page: Any) -> None:
     page.click("#action-toggle")
     page.click("#select-across span.question a")

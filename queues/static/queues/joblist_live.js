@@ -44,13 +44,15 @@
       var head = doc.querySelector("#result_list thead");
       return head ? head.textContent : "";
     };
-    if (!rows || !freshRows || heads(document) !== heads(fresh)) {
+    if (!rows !== !freshRows || heads(document) !== heads(fresh)) {
       // The table came or went (an empty list has none): load the page again.
       window.location.reload();
       return;
     }
-    rows.replaceChildren.apply(rows, Array.prototype.map.call(
-      freshRows.children, function (row) { return document.importNode(row, true); }));
+    if (rows) {
+      rows.replaceChildren.apply(rows, Array.prototype.map.call(
+        freshRows.children, function (row) { return document.importNode(row, true); }));
+    }
     same(fresh, "span.action-counter", function (mine, theirs) {
       mine.dataset.actionsIcnt = theirs.dataset.actionsIcnt;
       mine.textContent = theirs.textContent;

@@ -121,9 +121,33 @@ def test_the_failed_list_s_queries_do_not_grow_with_its_rows(api: Api) -> None:
 
     for _ in range(2):
         _failed(api, token, "mail", "one")
+    queries()  # the session's first page does more (its permissions, read once)
     few = queries()
     for _ in range(8):
         _failed(api, token, "mail", "more")
+    assert queries() == few
+
+
+def test_the_lease_holders_names_take_one_query_whatever_their_number(api: Api) -> None:
+    admin = make_token("svc", "*=*,admin")
+    client = logged_in(make_operator("olga", "mail"))
+
+    def queries() -> int:
+        from django.db import connection
+
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(JOBS, {"state__exact": "active"}).status_code == 200
+        return len(captured)
+
+    def held_by(names: range) -> None:
+        for n in names:
+            push(api, admin, queue="mail")
+            pull(api, make_token(f"worker-{n}", "mail=pull"), queue="mail", count=1)
+
+    held_by(range(2))
+    queries()  # the session's first page does more (its permissions, read once)
+    few = queries()
+    held_by(range(2, 8))
     assert queries() == few
 
 

@@ -86,18 +86,15 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
         return workers_page(self, request, queues=self.viewable_queues(request))
 
     def viewable_queues(self, request: HttpRequest) -> QuerySet[Queue]:
-        """The queues whose jobs this user may see (get_queryset's rule)."""
-        if staffaccess.may_on_some(request.user, "view_queue") and not request.user.has_perm(
-            "queues.view_job"
-        ):
-            return staffaccess.queues_for(request.user, "view_queue")
-        return Queue.objects.all()
+        """The queues whose jobs this user may see: every queue with the global
+        ``view_job``, else those they may view (a lazy query)."""
+        if request.user.has_perm("queues.view_job"):
+            return Queue.objects.all()
+        return staffaccess.queues_for(request.user, "view_queue")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         jobs = super().get_queryset(request).select_related("queue")
-        if staffaccess.may_on_some(request.user, "view_queue") and not request.user.has_perm(
-            "queues.view_job"
-        ):
+        if not request.user.has_perm("queues.view_job"):
             jobs = jobs.filter(queue__in=self.viewable_queues(request).values("pk"))
         return jobs
 

@@ -92,7 +92,7 @@ def test_the_failed_list_per_persona(live_server: Any, browser: Any) -> None:
         id_cell = row.locator("th.field-id a")
         assert id_cell.evaluate("a => a.getClientRects().length") == 1  # on one line
         assert (page.locator("select[name=action]").count() == 0) == (persona == "auditor")
-        screenshot(page, f"joblist-failed-{persona}", width=1280)
+        screenshot(page, f"joblist-failed-{persona}", width=1920)
         page.close()
     page = _log_in(browser, live_server.url, make_staff())
     assert page.goto(live_server.url + FAILED).status == 403
@@ -110,7 +110,7 @@ def test_the_date_range_filter_and_its_bad_input(live_server: Any, browser: Any)
     form.locator("input[type=submit]").click()
     page.wait_for_url("**created_at__lt=**")
     assert page.locator("#result_list tbody tr").count() == 1
-    screenshot(page, "joblist-date-range-operator", width=1280)
+    screenshot(page, "joblist-date-range-operator", width=1920)
     page.click("details[data-filter-title='run_at (UTC)'] summary")
     form = page.locator("#range-run_at__gte")
     form.locator("input[name=run_at__gte]").fill("last tuesday")
@@ -121,7 +121,7 @@ def test_the_date_range_filter_and_its_bad_input(live_server: Any, browser: Any)
     # the other range is kept
     kept = page.locator("#range-created_at__gte input[name=created_at__gte]")
     assert kept.input_value() == "2000-01-01"
-    screenshot(page, "joblist-date-range-bad-input-operator", width=1280)
+    screenshot(page, "joblist-date-range-bad-input-operator", width=1920)
 
 
 def test_lease_holders_and_the_workers_page_per_persona(
@@ -147,7 +147,7 @@ def test_lease_holders_and_the_workers_page_per_persona(
         page.goto(f"{live_server.url}{JOBS}?state__exact=active")
         row = page.locator(f"#result_list tr:has-text('{held['id']}')")
         assert row.locator("td.field-lease_holder").inner_text() == "mailer"
-        screenshot(page, f"joblist-active-{persona}", width=1280)
+        screenshot(page, f"joblist-active-{persona}", width=1920)
         page.click("#workers-link")
         page.wait_for_selector("#workers")
         rows = page.locator("#workers tbody tr")
@@ -156,7 +156,7 @@ def test_lease_holders_and_the_workers_page_per_persona(
         assert mail.locator("td.name").inner_text() == "mailer"
         assert mail.locator("td.in-hand").inner_text() == "1"
         assert "s ago" in mail.locator("td.last-pull").inner_text()
-        screenshot(page, f"workers-{persona}", width=1280)
+        screenshot(page, f"workers-{persona}", width=1920)
         page.close()
     page = _log_in(browser, live_server.url, make_staff())
     assert page.goto(f"{live_server.url}{JOBS}workers/").status == 403
@@ -183,7 +183,7 @@ def test_the_list_refreshes_at_the_interval_chosen_and_remembers_it(
         "document.querySelectorAll('#result_list tbody tr').length === 2", timeout=10_000
     )
     assert "Updated" in page.locator("#joblist-updated").inner_text()
-    screenshot(page, "joblist-live-operator", width=1280)
+    screenshot(page, "joblist-live-operator", width=1920)
     page.reload()
     assert page.locator("#refresh-interval").input_value() == "2"  # remembered
     page.wait_for_timeout(4500)
@@ -238,11 +238,11 @@ def test_select_all_acts_on_the_n_shown_and_past_the_cap_on_every_match(
     assert page.locator("#select-across span.question a").inner_text() == "Select all 3 jobs"
     late = _failed_job("failed after the page loaded")
     _select_everything(page)
-    screenshot(page, "joblist-select-all-operator", width=1280)
+    screenshot(page, "joblist-select-all-operator", width=1920)
     page.click("button[name=index]")
     page.wait_for_selector("#confirm-form")
     assert "Retry 3 job(s)?" in page.locator("#content").inner_text()
-    screenshot(page, "joblist-select-all-confirm-operator", width=1280)
+    screenshot(page, "joblist-select-all-confirm-operator", width=1920)
     page.fill("#id_reason", "INC-88 relay back")
     page.click("#confirm-form input[type=submit]")
     page.wait_for_selector("text=Retry: 3 job(s).")
@@ -258,12 +258,12 @@ def test_select_all_acts_on_the_n_shown_and_past_the_cap_on_every_match(
     assert question.inner_text() == "Select every matching job (more than 3)"
     assert "more than 3 jobs" in page.locator("p.paginator").inner_text()
     _select_everything(page)
-    screenshot(page, "joblist-select-every-match-operator", width=1280)
+    screenshot(page, "joblist-select-every-match-operator", width=1920)
     page.click("button[name=index]")
     page.wait_for_selector("#confirm-form")
     assert "Retry 4 job(s)?" in page.locator("#content").inner_text()  # the true count
     assert "every job matching" in page.locator("#selection-note").inner_text()
-    screenshot(page, "joblist-select-every-match-confirm-operator", width=1280)
+    screenshot(page, "joblist-select-every-match-confirm-operator", width=1920)
     page.fill("#id_reason", "INC-89")
     page.click("#confirm-form input[type=submit]")
     page.wait_for_selector("text=Retry: 4 job(s).")

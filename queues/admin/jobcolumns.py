@@ -99,17 +99,7 @@ def lease_expires(job: Job) -> str:
 
 COLUMNS: dict[str, list[Any]] = {
     FAILED: ["id", "queue", state, error_code, error, attempts, failed_at, "subject"],
-    ACTIVE: [
-        "id",
-        "queue",
-        state,
-        "priority",
-        attempts,
-        lease_holder,
-        lease_expires,
-        started_at,
-        created_at,
-    ],
+    ACTIVE: ["id", "queue", state, attempts, lease_holder, lease_expires, started_at],
     "": [
         "id",
         "queue",
@@ -120,7 +110,6 @@ COLUMNS: dict[str, list[Any]] = {
         created_at,
         finished_at,
         lease_holder,
-        lease_expires,
     ],
 }
 

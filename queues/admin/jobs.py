@@ -8,26 +8,23 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import IGNORED_PARAMS
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
+from django.urls import path
 
 from compliance.audit.staff import DeletedByActionAdmin, staff_actor
 from kernel.problems import FlashqError
 
 from .. import selectors, services, staffaccess, staffreads
-from ..models import Job
+from ..models import Job, Queue
+from . import jobcolumns, selection
 from .confirm import ReasonForm, confirmation_page
+from .daterange import DateRangeFilter
 from .jobbuttons import JobButtonsAdmin, flow_cancel_checked, job_buttons
 from .jobdetail import JOB_DETAIL, JobDetailAdmin
 from .joblist import BoundedCountPaginator, JobChangeList, RelatedFilter, StateFilter, TagFilter
-
-
-@admin.display(description="state", ordering="state")
-def state(job: Job) -> str:
-    """The reported state (``delayed`` for a waiting job whose run_at is to come). A
-    function named ``state``, so the column keeps its ``field-state`` class."""
-    return selectors.reported_state(job, timezone.now())
+from .workers import workers_page
 
 
 @admin.register(Job)
@@ -42,25 +39,19 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
     every role, superusers included; a user with the reveal right on the job's queue
     (``reveal_queue``, or ``queues.reveal_job`` globally, which superusers hold) may
     reveal them once, for a reason. Opening a job, searching or filtering jobs and
-    revealing are audited (queues.staffreads)."""
+    revealing are audited (queues.staffreads). The list's columns follow its state
+    filter (jobcolumns), its Workers page lists who pulls (workers), and an action on
+    a selection across pages acts on the jobs the list counted (selection)."""
 
     delete_action_label = "Delete the selected jobs"
 
-    list_display = [
-        "id",
-        "queue",
-        state,
-        "priority",
-        "attempts",
-        "run_at",
-        "created_at",
-        "finished_at",
-    ]
+    list_display = jobcolumns.COLUMNS[""]
     list_filter = [
         StateFilter,
         ("queue", admin.RelatedOnlyFieldListFilter),  # only queues of visible jobs
-        ("created_at", admin.DateFieldListFilter),
-        ("finished_at", admin.DateFieldListFilter),
+        ("created_at", DateRangeFilter),
+        ("run_at", DateRangeFilter),
+        ("finished_at", DateRangeFilter),
         TagFilter,
         RelatedFilter,
     ]
@@ -81,13 +72,30 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> Any:
         return JobChangeList
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return jobcolumns.COLUMNS[jobcolumns.listed_state(request)]
+
+    def get_urls(self) -> list[Any]:
+        workers = self.admin_site.admin_view(self.workers_view)
+        # Before Django's own: its "<object_id>/" catch-all would take this path.
+        return [path("workers/", workers, name="queues_job_workers"), *super().get_urls()]
+
+    def workers_view(self, request: HttpRequest) -> Any:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return workers_page(self, request, queues=self.viewable_queues(request))
+
+    def viewable_queues(self, request: HttpRequest) -> QuerySet[Queue]:
+        """The queues whose jobs this user may see: every queue with the global
+        ``view_job``, else those they may view (a lazy query)."""
+        if request.user.has_perm("queues.view_job"):
+            return Queue.objects.all()
+        return staffaccess.queues_for(request.user, "view_queue")
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         jobs = super().get_queryset(request).select_related("queue")
-        if staffaccess.may_on_some(request.user, "view_queue") and not request.user.has_perm(
-            "queues.view_job"
-        ):
-            visible = staffaccess.queues_for(request.user, "view_queue")
-            jobs = jobs.filter(queue__in=visible.values("pk"))
+        if not request.user.has_perm("queues.view_job"):
+            jobs = jobs.filter(queue__in=self.viewable_queues(request).values("pk"))
         return jobs
 
     def has_module_permission(self, request: HttpRequest) -> bool:
@@ -168,8 +176,18 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
                 filters=filters,
                 shown=[(job.id, job.queue.name) for job in cl.result_list],
                 actor=staff_actor(request),
+                errors_in_clear=getattr(cl, "errors_in_clear", ()),
             )
         return response
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        if selection.selected_across(request):
+            try:
+                queryset = selection.bounded(request, queryset)
+            except selection.SelectionRefused as exc:
+                self.message_user(request, f"Nothing was done: {exc}.", messages.ERROR)
+                return None
+        return super().response_action(request, queryset)
 
     # -- actions: confirm, then call the service per job ---------------------------------
 
@@ -207,7 +225,7 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
             for line in refused[:20]:
                 self.message_user(request, line, messages.WARNING)
             return None
-        count = queryset.count()
+        count, hidden, note = self._selection(request, queryset)
         first = queryset.order_by("id")[:100]
         return confirmation_page(
             self,
@@ -217,7 +235,38 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
             items=(f"{job.id} ({job.queue.name}, {job.state})" for job in first),
             count=count,
             form=form,
+            hidden=hidden,
+            note=note,
         )
+
+    def _selection(
+        self, request: HttpRequest, queryset: QuerySet[Job]
+    ) -> tuple[int, dict[str, str], str]:
+        """How many jobs the confirmation page says it will act on, the fields that
+        carry a selection across pages to the confirmation, and what it says of it."""
+        if not selection.selected_across(request):
+            return queryset.count(), {}, ""
+        hidden = {selection.LISTED_AT: request.POST.get(selection.LISTED_AT, "")}
+        ids = selection.snapshot(queryset)
+        if ids is None:
+            count = queryset.count()
+            return (
+                count,
+                hidden,
+                (
+                    f"This acts on every job matching the list's filters, {count} now (more than "
+                    "the list counts), created before the list was shown."
+                ),
+            )
+        hidden[selection.SELECTION] = selection.carried(ids)
+        shown = selection.listed_count(request)
+        note = ""
+        if shown is not None and shown != len(ids):
+            note = (
+                f"The list showed {shown} job(s) when it was loaded; {len(ids)} job(s) "
+                "created by then match its filters now: this acts on those."
+            )
+        return len(ids), hidden, note
 
     @admin.action(permissions=["retry"], description="Retry the selected jobs")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:

@@ -1,6 +1,7 @@
 """The job list, built for a big table: a count that stops at a cap, payload columns
 never loaded, a state filter by reported state (``delayed`` apart from ``waiting``),
-a tag filter offering only the tags of jobs the user may see, and the filter a job
+a queue filter offering the queues the user may view, a tag filter offering only the
+tags of jobs the user may see, and the filter a job
 page's relations link to (its children, dependencies or dependents)."""
 
 from __future__ import annotations
@@ -19,12 +20,33 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from .. import selectors
+from .. import selectors, staffaccess
 from ..models import Job
 from ..relations import Relation, jobs_related
 from .jobcolumns import FAILED, listed_state, prepare_page
 
 PAYLOAD_COLUMNS = ("data", "result", "error", "errors")
+
+
+class QueueFilter(admin.SimpleListFilter):
+    """The queues the user may view (a short list from the queues table: Django's
+    related-only filter read every visible job's queue id to offer the same). The
+    parameter is the one that filter used, so links to it keep working."""
+
+    title = "queue"
+    parameter_name = "queue__id__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        visible = staffaccess.queues_for(request.user, "view_queue").order_by("name")
+        return [(str(pk), name) for pk, name in visible.values_list("pk", "name")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if not self.value():
+            return queryset
+        try:
+            return queryset.filter(queue_id=int(str(self.value())))
+        except ValueError:
+            raise IncorrectLookupParameters("the queue is a number") from None
 
 
 class StateFilter(admin.SimpleListFilter):

@@ -23,7 +23,14 @@ from .confirm import ReasonForm, confirmation_page
 from .daterange import DateRangeFilter
 from .jobbuttons import JobButtonsAdmin, flow_cancel_checked, job_buttons
 from .jobdetail import JOB_DETAIL, JobDetailAdmin
-from .joblist import BoundedCountPaginator, JobChangeList, RelatedFilter, StateFilter, TagFilter
+from .joblist import (
+    BoundedCountPaginator,
+    JobChangeList,
+    QueueFilter,
+    RelatedFilter,
+    StateFilter,
+    TagFilter,
+)
 from .workers import workers_page
 
 
@@ -48,7 +55,7 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
     list_display = jobcolumns.COLUMNS[""]
     list_filter = [
         StateFilter,
-        ("queue", admin.RelatedOnlyFieldListFilter),  # only queues of visible jobs
+        QueueFilter,
         ("created_at", DateRangeFilter),
         ("run_at", DateRangeFilter),
         ("finished_at", DateRangeFilter),

@@ -67,7 +67,8 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
     paginator = BoundedCountPaginator
     search_fields = ["=id", "=key", "=subject"]
     search_help_text = (
-        "An exact job id, idempotency key or subject, or words of an error text (in queues "
+        "An exact job id, idempotency key or subject (keys and subjects match case), or "
+        "words of an error text (in queues "
         f"you may reveal, searched in the newest {selectors.ERROR_SEARCH_WINDOW} jobs with an "
         "error). Searches and filters are audited."
     )
@@ -118,20 +119,24 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
-        found, duplicates = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip().lower()
-        if len(term) < 3:
-            return found, duplicates
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        # Each exact match on its own (an id by its primary key, a subject by its
+        # index): Django's "=field" search compares UPPER() of every column in one OR,
+        # which no index serves (250 ms at 100,000 jobs).
+        found = set(selectors.jobs_named(jobs=queryset, term=term))
         # Error texts are masked without the reveal right: searching them elsewhere
-        # would tell what they say, one guess at a time.
-        matching = selectors.jobs_with_error_containing(
-            jobs=queryset,
-            term=term,
-            queues=staffaccess.queues_for(request.user, "reveal_queue"),
-        )
-        if not matching:
-            return found, duplicates
-        return (found | queryset.filter(id__in=matching)), duplicates
+        # would tell what they say, one guess at a time. An id is not searched there.
+        if len(term) >= 3 and not selectors.is_job_id(term):
+            found.update(
+                selectors.jobs_with_error_containing(
+                    jobs=queryset,
+                    term=term.lower(),
+                    queues=staffaccess.queues_for(request.user, "reveal_queue"),
+                )
+            )
+        return queryset.filter(id__in=found), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

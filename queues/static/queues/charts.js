@@ -2,7 +2,7 @@
    completed, failed and retried per point, and the run-time p50/p95, over 1 h, 24 h or
    7 d, from admin/charts.json (the per-minute rollup). Axis, grid and legend colours
    are read from the admin's CSS variables and the charts are drawn again when the theme
-   changes (the admin's toggle sets data-theme on <html>) or the window is resized. The
+   changes (the admin's toggle sets data-theme on <html>) or their box is resized. The
    chosen range is remembered (localStorage). dashboard.js calls refresh(). */
 (function () {
   "use strict";
@@ -43,7 +43,7 @@
       title: title, width: width, height: 220, axes: axes(unit),
       scales: {x: {time: true}}, cursor: {drag: {x: false, y: false}},
       series: [{label: "time"}].concat(series.map(function (s) {
-        return {label: s.label, stroke: s.color, width: 2, spanGaps: false, points: {show: false}};
+        return {label: s.label, stroke: s.color, width: 2, spanGaps: false, points: {size: 4}};
       })),
     };
   }
@@ -94,10 +94,15 @@
     var dark = window.matchMedia("(prefers-color-scheme: dark)");
     if (dark.addEventListener) { dark.addEventListener("change", draw); }
   }
-  window.addEventListener("resize", function () {
+  var width = box.clientWidth;
+  function resized() {
+    if (box.clientWidth === width) { return; }
+    width = box.clientWidth;
     if (timer) { clearTimeout(timer); }
-    timer = setTimeout(draw, 150);
-  });
+    timer = setTimeout(draw, 100);
+  }
+  if (window.ResizeObserver) { new ResizeObserver(resized).observe(box); }
+  window.addEventListener("resize", resized);
   var saved = stored();
   press(saved && box.querySelector('button[data-range="' + saved + '"]') ? saved : "1h");
   load();

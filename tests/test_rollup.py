@@ -195,3 +195,23 @@ def _failed_job() -> uuid.UUID:
         actor=SETUP,
     )
     return job.id
+
+
+def test_a_statement_changing_many_jobs_counts_each_once() -> None:
+    """One statement, many rows: PostgreSQL's trigger runs once over all of them."""
+    Queue.objects.create(name="jobs:q")
+    Queue.objects.create(name="mail")
+    for queue in ("jobs:q", "mail"):
+        services.jobs_push(
+            queue_name=queue, specs=[JobSpec(data={"n": n}) for n in range(50)], owner="t",
+            actor=SETUP,
+        )  # fmt: skip
+    now = timezone.now()
+    Job.objects.filter(queue__name="jobs:q").update(
+        state=JobState.COMPLETED, started_at=now - timedelta(milliseconds=300), finished_at=now
+    )
+    Job.objects.filter(queue__name="mail").update(state=JobState.ACTIVE)  # counts nothing
+    Job.objects.filter(queue__name="mail").update(state=JobState.WAITING)  # 50 retries
+    assert _totals("jobs:q") == {**_totals("jobs:q"), "pushed": 50, "completed": 50}
+    assert _totals("jobs:q")["h09"] == 50  # [256, 512) ms
+    assert (_totals("mail")["pushed"], _totals("mail")["retried"]) == (50, 50)

@@ -57,6 +57,11 @@ PG_SUMS = (
     + ", ".join(f"count(*) FILTER (WHERE c.bucket = {k})" for k in range(BUCKETS))
 )
 PG_BUCKET = f"width_bucket(ms, ARRAY{BOUNDS}::bigint[])"
+# Internal queues, looked up once per statement (a hashed subplan, whatever the rows).
+PG_PUBLIC = (
+    "c.queue_id NOT IN "
+    "(SELECT q.id FROM queues_queue q WHERE substr(q.name, 1, 8) = '_flashq.')"
+)
 
 
 def _pg_upsert(contributions):
@@ -64,7 +69,7 @@ def _pg_upsert(contributions):
     INSERT INTO queues_jobminute AS m ({COLUMNS})
     {PG_SUMS}
     FROM (SELECT x.*, {PG_BUCKET} AS bucket FROM ({contributions}) x) c
-    WHERE NOT {INTERNAL.format(r="c")}
+    WHERE {PG_PUBLIC}
     GROUP BY c.queue_id, c.minute
     ORDER BY c.queue_id, c.minute
     {PG_UPSERT};"""
@@ -100,7 +105,11 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION flashq_minutes_update() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION flashq_minutes_update() RETURNS trigger LANGUAGE plpgsql
+-- The plan is made once per session, sized by the first call's transition tables: a
+-- nested loop over old_rows and new_rows, cheapest for one row, would cost n^2 for a
+-- batch ack of n (measured: 130 ms for 1000). A hash or merge join never does.
+SET enable_nestloop = off AS $$
 BEGIN
 {_pg_upsert(PG_CHANGED)}
     RETURN NULL;

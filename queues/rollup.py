@@ -41,23 +41,29 @@ def minute_end(now: datetime) -> datetime:
     return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
-class EpochBucket(models.Func):
-    """A minute as a whole number of ``step`` seconds since the epoch (the chart point it
-    falls in); PostgreSQL and SQLite spell epoch seconds apart."""
+class PointStart(models.Func):
+    """The start of the ``step``-second chart point a minute falls in (points are
+    aligned on the epoch); PostgreSQL bins with date_bin, SQLite with epoch seconds."""
 
-    output_field = models.BigIntegerField()
+    output_field = models.DateTimeField()
 
     def __init__(self, expression: Any, *, step: int) -> None:
         super().__init__(expression)
         self.step = int(step)
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        template = f"floor(extract(epoch FROM %(expressions)s) / {self.step})::bigint"
+        template = (
+            f"date_bin('{self.step} seconds'::interval, %(expressions)s, "
+            "TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+        )
         return self.as_sql(compiler, connection, template=template, **extra)
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         # '%%%%s': strftime's %s once the template and the parameters are filled in.
-        template = f"CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / {self.step}"
+        template = (
+            f"datetime(CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / {self.step} "
+            f"* {self.step}, 'unixepoch')"
+        )
         return self.as_sql(compiler, connection, template=template, **extra)
 
 
@@ -124,13 +130,13 @@ def chart_series(
                 minute__gte=datetime.fromtimestamp(first, tz=UTC),
                 minute__lt=end,
             )
-            .annotate(point=EpochBucket("minute", step=step))
+            .annotate(point=PointStart("minute", step=step))
             .values("point")
             .annotate(**{name: Sum(name) for name in SUMS})
             .order_by("point")
         )
         for row in rows:
-            index = int(row["point"]) - first // step
+            index = (int(row["point"].timestamp()) - first) // step
             if not 0 <= index < len(points):
                 continue
             for name in COUNTS:

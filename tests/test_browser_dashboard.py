@@ -139,7 +139,7 @@ def test_each_count_opens_the_job_list_with_exactly_that_many_jobs(
 def test_a_queue_page_refreshes_itself_after_a_push(live_server: Any, browser: Any) -> None:
     _world()
     queue = Queue.objects.get(name=OPERATOR_QUEUE)
-    for persona in ("operator", "auditor"):
+    for persona in ("operator", "auditor", "superuser"):
         page = log_in(browser, live_server.url, PERSONAS[persona](persona))
         page.goto(f"{live_server.url}/admin/queues/queue/{queue.pk}/change/")
         _charts_drawn(page)
@@ -163,6 +163,10 @@ def test_a_queue_page_refreshes_itself_after_a_push(live_server: Any, browser: A
         page.wait_for_function(f"window.flashqCharts.drawn > {drawn}")  # drawn to fit
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         screenshot(page, f"queue-page-{persona}-390")
+        drawn = page.evaluate("window.flashqCharts.drawn")
+        page.evaluate("document.documentElement.dataset.theme = 'dark'")
+        page.wait_for_function(f"window.flashqCharts.drawn > {drawn}")
+        screenshot(page, f"queue-page-{persona}-390-dark")
         page.close()
 
 

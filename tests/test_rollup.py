@@ -6,6 +6,7 @@ histogram, and the scheduler's fold and prune."""
 from __future__ import annotations
 
 import importlib
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -18,12 +19,12 @@ from django.test import override_settings
 from django.utils import timezone
 
 from kernel.limits import INTERNAL_QUEUE_PREFIX
-from queues import rollup, services
+from queues import pulling, rollup, services
 from queues.jobspec import JobSpec
 from queues.models import Job, JobMinute, JobState, Queue
 from queues.statsmodels import BUCKET_LOWER_MS, BUCKETS, COUNTS, HISTOGRAM
 
-from .support import SETUP, Api, make_token, postgres_only, pull, push
+from .support import SETUP, Api, in_a_thread, make_token, postgres_only, pull, push
 
 pytestmark = pytest.mark.django_db
 
@@ -180,8 +181,6 @@ def _failed_job() -> uuid.UUID:
     job = services.job_push(
         queue_name="mail", spec=JobSpec(data={}, max_attempts=1), owner="family:t", actor=SETUP
     ).job
-    from queues import pulling
-
     [leased] = pulling.jobs_pull(
         queue_name="mail", count=1, lease_seconds=30, owner="family:t", actor=SETUP
     )
@@ -215,3 +214,35 @@ def test_a_statement_changing_many_jobs_counts_each_once() -> None:
     assert _totals("jobs:q") == {**_totals("jobs:q"), "pushed": 50, "completed": 50}
     assert _totals("jobs:q")["h09"] == 50  # [256, 512) ms
     assert (_totals("mail")["pushed"], _totals("mail")["retried"]) == (50, 50)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_push_never_waits_for_another_writers_open_transaction() -> None:
+    """One transaction has pushed to a queue and not committed: another push to the same
+    queue, in the same minute, commits at once (its own row), and both count."""
+    Queue.objects.create(name="jobs:q")
+
+    def push_alone() -> float:
+        started = time.monotonic()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        services.job_push(queue_name="jobs:q", spec=JobSpec(data={}), owner="t", actor=SETUP)
+        return time.monotonic() - started
+
+    with transaction.atomic():
+        services.job_push(queue_name="jobs:q", spec=JobSpec(data={}), owner="t", actor=SETUP)
+        assert in_a_thread(push_alone) < 1.5
+    assert _totals()["pushed"] == 2
+
+
+def test_a_lease_lost_on_the_last_attempt_is_a_failure_with_its_time() -> None:
+    job = services.job_push(
+        queue_name="jobs:q", spec=JobSpec(data={}, max_attempts=1), owner="t", actor=SETUP
+    ).job
+    pulling.jobs_pull(queue_name="jobs:q", count=1, lease_seconds=30, owner="t", actor=SETUP)
+    Job.objects.filter(id=job.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    pulling.sweep(actor=SETUP)
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED and job.failed_at == job.finished_at
+    assert _totals()["failed"] == 1

@@ -132,7 +132,7 @@ def chart_series(
             )
             .annotate(point=PointStart("minute", step=step))
             .values("point")
-            .annotate(**{name: Sum(name) for name in SUMS})
+            .annotate(**{name: Sum(name) for name in (*COUNTS, *HISTOGRAM)})
             .order_by("point")
         )
         for row in rows:

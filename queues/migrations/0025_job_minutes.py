@@ -263,13 +263,14 @@ class Migration(migrations.Migration):
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('failed_at__isnull', False)), fields=['queue', 'failed_at'], name='job_failed_at_idx'),
-        ),
-        migrations.AddIndex(
             model_name='jobminute',
             index=models.Index(fields=['minute'], name='jobminute_minute_idx'),
         ),
+        # Before its index: the backfill then writes no index entries one by one.
         migrations.RunSQL(BACKFILL, migrations.RunSQL.noop),
+        migrations.AddIndex(
+            model_name='job',
+            index=models.Index(condition=models.Q(('failed_at__isnull', False)), fields=['queue', 'failed_at'], name='job_failed_at_idx'),
+        ),
         migrations.RunPython(create, drop),
     ]

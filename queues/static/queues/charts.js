@@ -42,10 +42,15 @@
     return {
       title: title, width: width, height: 220, axes: axes(unit),
       scales: {x: {time: true}}, cursor: {drag: {x: false, y: false}},
-      series: [{label: "time"}].concat(series.map(function (s) {
+      // In UTC, as the rest of the admin; the legend's time with its seconds.
+      tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
+      series: [{label: "time (UTC)", value: utc}].concat(series.map(function (s) {
         return {label: s.label, stroke: s.color, width: 2, spanGaps: false, points: {size: 4}};
       })),
     };
+  }
+  function utc(u, ts) {
+    return ts === null || ts === undefined ? "--" : new Date(ts * 1000).toISOString().slice(0, 19).replace("T", " ");
   }
   function draw() {
     charts.forEach(function (chart) { chart.destroy(); });

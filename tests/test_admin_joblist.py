@@ -7,6 +7,7 @@ page whose query count does not grow with its rows."""
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -277,3 +278,21 @@ def test_the_range_form_keeps_the_list_s_other_filters(timed: dict[str, str]) ->
 def test_the_id_column_stays_on_one_line(failed: dict[str, str]) -> None:
     html = logged_in(make_superuser()).get(JOBS).content.decode()
     assert re.search(r"#result_list \.field-id[^{]*\{[^}]*white-space: nowrap", html)
+
+
+def test_a_range_of_failure_times_lists_the_jobs_that_failed_then_even_once_retried(
+    failed: dict[str, str],
+) -> None:
+    failed_at = Job.objects.get(id=failed["mail"]).failed_at
+    assert failed_at is not None
+    services.job_retry(job_id=uuid.UUID(failed["mail"]), actor=SETUP, reason="try again")
+    retried = Job.objects.get(id=failed["mail"])
+    assert retried.state == "waiting" and retried.failed_at == failed_at
+    window = {
+        "failed_at__gte": (failed_at - timedelta(seconds=1)).isoformat(),
+        "failed_at__lt": (failed_at + timedelta(seconds=1)).isoformat(),
+    }
+    page = _rita().get(JOBS, window)
+    mail = _cells(page, failed["mail"])
+    assert mail["failed_at"] == f"{failed_at:%Y-%m-%d %H:%M:%S}"
+    assert mail["error"] == "SMTP 550 refused"  # the failed list's columns

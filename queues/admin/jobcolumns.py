@@ -47,10 +47,7 @@ started_at = _time_column("started_at")
 finished_at = _time_column("finished_at")
 
 
-@admin.display(description="failed at", ordering="finished_at")
-def failed_at(job: Job) -> str:
-    # TODO(merge): failed_at
-    return _when(job.finished_at)
+failed_at = _time_column("failed_at", "failed at")
 
 
 @admin.display(description="state", ordering="state")
@@ -115,8 +112,12 @@ COLUMNS: dict[str, list[Any]] = {
 
 
 def listed_state(request: HttpRequest) -> str:
-    """Which columns the list shows: ``failed``, ``active`` or "" (any other)."""
+    """Which columns the list shows: ``failed``, ``active`` or "" (any other). A range
+    of failure times (the dashboard's failure counts link to one) is a failed list too,
+    whatever became of its jobs since."""
     value = request.GET.get(STATE_PARAM, "")
+    if not value and ("failed_at__gte" in request.GET or "failed_at__lt" in request.GET):
+        return FAILED
     return value if value in (FAILED, ACTIVE) else ""
 
 

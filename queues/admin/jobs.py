@@ -59,6 +59,7 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
         ("created_at", DateRangeFilter),
         ("run_at", DateRangeFilter),
         ("finished_at", DateRangeFilter),
+        ("failed_at", DateRangeFilter),
         TagFilter,
         RelatedFilter,
     ]

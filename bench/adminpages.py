@@ -283,6 +283,8 @@ def pages(job_id: str, failed_id: str) -> list[tuple[str, str]]:
     from django.contrib import admin
     from django.urls import NoReverseMatch, reverse
 
+    from queues.models import Queue
+
     found: list[tuple[str, str]] = [("index", reverse("admin:index"))]
     for model in admin.site._registry:
         meta = model._meta
@@ -305,11 +307,12 @@ def pages(job_id: str, failed_id: str) -> list[tuple[str, str]]:
             seen.add(path)
             found.append((name, path))
     jobs = reverse("admin:queues_job_changelist")
+    one_queue = f"queue__id__exact={Queue.objects.get(name=OPERATOR_QUEUE).pk}"
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
     found += [
-        ("jobs: failed", f"{jobs}?state=failed"),
-        ("jobs: active", f"{jobs}?state=active"),
-        ("jobs: one queue, waiting", f"{jobs}?queue__name__exact={OPERATOR_QUEUE}&state=waiting"),
+        ("jobs: failed", f"{jobs}?state__exact=failed"),
+        ("jobs: active", f"{jobs}?state__exact=active"),
+        ("jobs: one queue, waiting", f"{jobs}?{one_queue}&state__exact=waiting"),
         ("jobs: search by id", f"{jobs}?q={job_id}"),
         ("jobs: finished today", f"{jobs}?finished_at__gte={day}"),
         ("jobs: oldest first", f"{jobs}?o=-1"),

@@ -10,6 +10,7 @@ from compliance.audit.chain import seal_all
 from compliance.retention import retention_run
 from queues.events.log import prune
 from queues.pulling import sweep
+from queues.rollup import rollup_prune
 from queues.services import schedules_fire
 
 
@@ -46,3 +47,10 @@ def prune_events() -> str:
     EVENT_LOG_MAX_ROWS (it feeds event streams and webhooks; it is not an audit trail).
     Deleted in batches, oldest first, each batch marking how far it went."""
     return f"pruned {prune()} event(s)"
+
+
+def prune_rollup() -> str:
+    """Every minute: fold the per-minute rollup's stripes of past minutes into one row
+    each and drop minutes older than FLASHQ_STATS_DAYS (counts only: nothing personal)."""
+    folded, deleted = rollup_prune()
+    return f"folded {folded}, deleted {deleted} rollup row(s)"

@@ -84,6 +84,7 @@ class FlashqAdminSite(admin.AdminSite):
 
         return [
             path("dashboard.json", self.admin_view(self.dashboard_data), name="dashboard"),
+            path("charts.json", self.admin_view(self.charts_data), name="charts"),
             path("events/stream", self.admin_view(self.events_stream), name="events_stream"),
             path("access-review/", self.admin_view(self.access_review), name="access_review"),
             path("internals/", self.admin_view(self.internals_index), name="internals"),
@@ -125,15 +126,15 @@ class FlashqAdminSite(admin.AdminSite):
         return response
 
     def dashboard_data(self, request: HttpRequest) -> HttpResponse:
-        from django.http import JsonResponse
+        from queues.admin.dashboard import dashboard_data
 
-        from queues.dashboard import queue_overview
-        from queues.staffaccess import may_on_some, queues_for
+        return dashboard_data(request)
 
-        if not may_on_some(request.user, "view_queue"):
-            raise PermissionDenied
-        visible = queues_for(request.user, "view_queue")
-        return JsonResponse({"queues": queue_overview(queues=visible)})
+    def charts_data(self, request: HttpRequest) -> HttpResponse:
+        """The dashboard's and the queue pages' charts (queues.admin.dashboard)."""
+        from queues.admin.dashboard import charts_data
+
+        return charts_data(request)
 
     def events_stream(self, request: HttpRequest) -> Any:
         """The dashboard's and the job list's live feed (queues.admin.livestream)."""
@@ -142,14 +143,16 @@ class FlashqAdminSite(admin.AdminSite):
         return events_stream(request)
 
     def index(self, request: HttpRequest, extra_context: Any = None) -> Any:
-        from queues.dashboard import STATES, queue_overview
+        from queues.admin.dashboard import HISTORY_HELP, dashboard_rows
+        from queues.dashboard import STATES
         from queues.staffaccess import may_on_some, queues_for
 
         extra = dict(extra_context or {})
         extra["may_review_access"] = request.user.has_perm(REVIEW_ACCESS)
         if may_on_some(request.user, "view_queue"):
-            extra["dashboard"] = queue_overview(queues=queues_for(request.user, "view_queue"))
+            extra["dashboard"] = dashboard_rows(queues_for(request.user, "view_queue"))["queues"]
             extra["dashboard_states"] = STATES
+            extra["dashboard_help"] = HISTORY_HELP
         return super().index(request, extra)
 
 

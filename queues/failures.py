@@ -12,7 +12,16 @@ from kernel import limits
 from .models import Job, JobState
 
 LEASE_FIELDS = ["lease_id", "lease_owner", "lease_expires_at", "deadline_at"]
-FAILURE_FIELDS = ["errors", "error", "error_code", "state", "run_at", "finished_at", *LEASE_FIELDS]
+FAILURE_FIELDS = [
+    "errors",
+    "error",
+    "error_code",
+    "state",
+    "run_at",
+    "finished_at",
+    "failed_at",
+    *LEASE_FIELDS,
+]
 
 
 def cancellation(now: datetime) -> dict[str, Any]:
@@ -50,3 +59,4 @@ def record_failure(
     else:
         job.state = JobState.FAILED
         job.finished_at = now
+        job.failed_at = now

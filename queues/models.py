@@ -68,13 +68,11 @@ class Queue(models.Model):
         "the sensitive fields') with [REDACTED] in data and result.",
     )
     max_job_bytes = models.PositiveIntegerField(
-        "max job size (bytes)",
         null=True,
         blank=True,
         help_text="A lower cap than MAX_JOB_BYTES for this queue's job data (bytes).",
     )
     card_allowlist = models.JSONField(
-        "card-number guard exceptions",
         null=True,
         blank=True,
         validators=[validate_allowlist],
@@ -214,6 +212,8 @@ class Job(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When it last became ``failed`` (its attempts spent); a retry leaves it.
+    failed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [
@@ -244,6 +244,12 @@ class Job(models.Model):
                 "id",
                 name="job_group_ready_idx",
                 condition=Q(state=JobState.WAITING, group_key__isnull=False),
+            ),
+            # A queue's jobs by when they last failed (the dashboard's failure links).
+            models.Index(
+                fields=["queue", "failed_at"],
+                name="job_failed_at_idx",
+                condition=Q(failed_at__isnull=False),
             ),
             # GDPR erasure by subject (exact match); jobs without one are not in it.
             models.Index(
@@ -385,6 +391,9 @@ class Schedule(models.Model):
 from .eventmodels import EventKind as EventKind  # noqa: E402
 from .eventmodels import EventLogMark as EventLogMark  # noqa: E402
 from .eventmodels import JobEvent as JobEvent  # noqa: E402
+
+# The per-minute rollup too.
+from .statsmodels import JobMinute as JobMinute  # noqa: E402
 
 # Webhooks live in their own module too.
 from .webhookmodels import Webhook as Webhook  # noqa: E402

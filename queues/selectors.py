@@ -253,6 +253,28 @@ def job_tags(*, jobs: QuerySet[Job]) -> list[str]:
     return sorted(tags)[:50]
 
 
+def is_job_id(term: str) -> bool:
+    try:
+        uuid.UUID(term)
+    except ValueError:
+        return False
+    return True
+
+
+def jobs_named(*, jobs: QuerySet[Job], term: str) -> list[uuid.UUID]:
+    """Ids of ``jobs`` whose id, idempotency key or subject is exactly ``term``: three
+    lookups, each by its own index where there is one (the id; the subject), rather
+    than one OR that no index serves. Keys have no index of their own outside the
+    unfinished-key uniqueness, so finding one is a scan of its column."""
+    ids = jobs.select_related(None).order_by().values_list("id", flat=True)
+    found: list[uuid.UUID] = []
+    if is_job_id(term):
+        found += ids.filter(id=uuid.UUID(term))
+    found += ids.filter(subject=term)
+    found += ids.filter(key=term)
+    return found
+
+
 def jobs_with_error_containing(
     *, jobs: QuerySet[Job], term: str, queues: QuerySet[Queue]
 ) -> list[uuid.UUID]:

@@ -12,10 +12,13 @@ search term and filter values that may name a person (a tag) are recorded as key
 pseudonyms, the erasure's, so an auditor can still find every search for a subject.
 A plain job list (no search, no filter) shows ids, queue names, states and times (its
 tag filter lists the tags of jobs the user may see), no payload, subject or key, so
-paging through it is not recorded."""
+paging through it is not recorded. The failed list is a filter, so recorded: it shows
+each job's subject, as a job's page does, and, to a user with the reveal right on the
+job's queue, the first line of its error (the event lists those jobs apart)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +33,11 @@ from .models import Job, Schedule
 # Filters whose values are the platform's own vocabulary (states, queue ids, dates, a
 # relation to a job id): recorded as given. Any other value (a tag, a search term) may
 # name a person.
-_PLAIN_FILTERS = frozenset({"state", "queue", "created_at", "finished_at", "related"})
+_PLAIN_FILTERS = frozenset(
+    {"state", "queue", "created_at", "run_at", "finished_at", "failed_at", "related"}
+)
+# How much of an error's first line the failed list shows.
+ERROR_LINE_CHARS = 160
 # Keys of an error-history entry that a worker does not write as free text.
 _HISTORY_PLAIN = frozenset({"attempt", "at", "code"})
 
@@ -97,15 +104,20 @@ def jobs_search_record(
     filters: Mapping[str, str],
     shown: Iterable[tuple[object, str]],
     actor: Actor,
+    errors_in_clear: Iterable[object] = (),
 ) -> None:
     """A staff user searched or filtered jobs; ``shown`` is the (job id, queue name) of
-    each job on the page they got."""
+    each job on the page they got, ``errors_in_clear`` the jobs whose error's first line
+    it showed unmasked (job_error_lines)."""
     rows = list(shown)
     queues = sorted({queue for _, queue in rows})
     details: dict[str, Any] = {
         "filters": {key: _recordable(key, value) for key, value in sorted(filters.items())},
         "queues": queues,
     }
+    in_clear = [str(job_id) for job_id in errors_in_clear]
+    if in_clear:
+        details["errors_in_clear"] = in_clear
     if search:
         details["search_pseudonym"] = pseudonym(search)
     with transaction.atomic():
@@ -116,6 +128,21 @@ def jobs_search_record(
             job_ids=[job_id for job_id, _ in rows],
             details=details,
         )
+
+
+def job_error_lines(*, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The first line of each job's error (at most ERROR_LINE_CHARS), in clear: for the
+    failed list of a user with the reveal right on these jobs' queues (the caller has
+    checked it, and the list's event names the jobs). One query, opening only the error
+    column: the rest of the error, the data and the history stay sealed."""
+    ids = list(job_ids)
+    if not ids:
+        return {}
+    lines = {}
+    for job in Job.objects.filter(id__in=ids).only("id", "error"):
+        text = str(job.error or "")
+        lines[job.id] = (text.splitlines() or [""])[0][:ERROR_LINE_CHARS]
+    return lines
 
 
 def _recordable(key: str, value: str) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
 from django.conf import settings
+from django.db.models import Q
 
 from .access import Principal, Rule, split_verbs
 from .models import ApiToken, QueuePermission
@@ -62,3 +64,35 @@ def owner_live(key: str, *, now: datetime) -> bool:
     else:
         return False
     return any(token_state(token, now=now) is TokenState.ACTIVE for token in tokens)
+
+
+def holder_names(keys: Iterable[str]) -> dict[str, str]:
+    """The name people know each holder by, for ``Principal.key`` values (who holds a
+    lease): a family (``family:<id>``) by its newest token's name (a rotation renames the
+    old token ``NAME~<public id>`` and gives the new one NAME), a lone token
+    (``token:<pk>``) by its name, a bootstrap token (``bootstrap:bootstrap-<n>``) by
+    ``bootstrap-<n>``. A key no token stands for any more keeps the key itself. One
+    query, whatever the number of keys."""
+    wanted = set(keys)
+    names = {key: key for key in wanted}
+    families, token_ids = set(), set()
+    for key in wanted:
+        kind, _, ident = key.partition(":")
+        if kind == "bootstrap" and ident:
+            names[key] = ident
+        elif kind == "family" and ident:
+            families.add(ident)
+        elif kind == "token" and ident.isdigit():
+            token_ids.add(int(ident))
+    if families or token_ids:
+        rows = (
+            ApiToken.objects.filter(Q(family__in=families) | Q(pk__in=token_ids))
+            .order_by("created_at", "pk")
+            .values_list("pk", "family", "name")
+        )
+        for pk, family, name in rows:  # oldest first: a family's newest name wins
+            if family in families:
+                names[f"family:{family}"] = name
+            if pk in token_ids:
+                names[f"token:{pk}"] = name
+    return names

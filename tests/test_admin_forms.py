@@ -60,8 +60,8 @@ def test_an_empty_json_field_is_an_empty_box_and_saves_none(superuser: StaffClie
 
 def test_labels_are_plain_words(superuser: StaffClient) -> None:
     queue = _labels(superuser.get("/admin/queues/queue/add/").content.decode())
-    assert {"JSON schema:", "PII fields:", "Card-number guard exceptions:"} <= queue
-    assert {"Rate limit (jobs):", "Rate limit period (ms):", "Max job size (bytes):"} <= queue
+    assert {"JSON schema:", "PII fields:", "Card allowlist:"} <= queue
+    assert {"Rate limit (jobs):", "Rate limit period (ms):", "Concurrency limit:"} <= queue
     token = superuser.get("/admin/security/apitoken/add/").content.decode()
     assert "Allowed addresses:" in _labels(token)
     assert "Add API token" in token and "Allowed cidrs" not in token

@@ -15,7 +15,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from compliance.audit import recorded
 from compliance.models import AuditEvent
@@ -72,6 +74,16 @@ def test_filters_and_searches(jobs: dict[str, str]) -> None:
     assert _listed(op.get(JOBS, {"q": "k-failed"})) == {jobs["failed"]}
     assert _listed(op.get(JOBS, {"q": "u-77"})) == {jobs["waiting"]}
     assert _listed(op.get(JOBS, {"q": jobs["waiting"]})) == {jobs["waiting"]}
+
+
+def test_an_exact_search_uses_each_column_s_own_lookup(jobs: dict[str, str]) -> None:
+    op = _operator()
+    with CaptureQueriesContext(connection) as queries:
+        assert _listed(op.get(JOBS, {"q": jobs["waiting"].upper()})) == {jobs["waiting"]}
+    job_reads = [q["sql"] for q in queries.captured_queries if '"queues_job"' in q["sql"]]
+    assert not [sql for sql in job_reads if "UPPER(" in sql], job_reads
+    assert _listed(op.get(JOBS, {"q": "K-FAILED"})) == set()  # a key matches its case
+    assert _listed(op.get(JOBS, {"q": "k-failed"})) == {jobs["failed"]}
 
 
 def test_the_detail_masks_for_everyone_and_lists_audit_events(jobs: dict[str, str]) -> None:
@@ -200,7 +212,8 @@ def test_the_list_defers_payloads_and_never_counts_the_whole_table(
     listing = [sql for sql in selects if sql.startswith('SELECT "queues_job"."id"')]
     assert listing and all('"queues_job"."data"' not in sql for sql in listing)
     counts = [sql for sql in selects if sql.startswith("SELECT COUNT(*)")]
-    assert counts and all("LIMIT 10000" in sql for sql in counts)
+    # One row past the cap: whether more match than the count says ("select all").
+    assert counts and all("LIMIT 10001" in sql for sql in counts)
 
 
 def test_an_operator_cannot_grant_itself_rights_or_unmask(api: Api, jobs: dict[str, str]) -> None:

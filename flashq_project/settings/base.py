@@ -258,6 +258,9 @@ LONG_POLL_RETRY_AFTER_SECONDS = env.int("LONG_POLL_RETRY_AFTER_SECONDS", default
 # subscriber away for longer is told so with a ``reset`` event.
 EVENT_LOG_SECONDS = env.int("EVENT_LOG_SECONDS", default=600)
 EVENT_LOG_MAX_ROWS = env.int("EVENT_LOG_MAX_ROWS", default=1_000_000)
+# The per-minute rollup behind the admin's charts and history counts (queues.rollup):
+# minutes older than this many days are deleted by the scheduler (the 7-day chart needs 7).
+FLASHQ_STATS_DAYS = env.int("FLASHQ_STATS_DAYS", default=8)
 # Event streams (GET /api/v1/queues/{pattern}/events, queues.events.pump): a comment
 # line every HEARTBEAT seconds (the token is checked again then), the log read every
 # POLL_MS while anyone listens, the queue list re-read every QUEUE_SECONDS, and a

@@ -9,7 +9,10 @@ without a global right sees and acts on only the queues granted to them
   actions that ask for a reason, per job the user may operate; searches and filters
   are audited;
 - ``joblist``: the list for a big table (bounded count, no payloads, the tag filter,
-  the filter on a job's relations);
+  the filter on a job's relations); ``jobcolumns`` its columns per state (the failed
+  list's errors, the active list's lease holders), ``daterange`` its date-range
+  filters, ``selection`` what "select all" acts on;
+- ``workers``: the Workers page, the token families that pulled lately, per queue;
 - ``jobdetail``: a job's page, payloads and free texts masked for every role and
   revealed once on request with a reason (queues.staffreads), its relations (parent,
   children, dependencies, dependents) and its audit events;

@@ -3,7 +3,7 @@ on, and a field for the reason the audit trail keeps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django import forms
@@ -34,8 +34,12 @@ def confirmation_page(
     items: Iterable[str],
     count: int,
     form: ReasonForm,
+    hidden: Mapping[str, str] | None = None,
+    note: str = "",
 ) -> TemplateResponse:
-    """The page an action shows before it acts: what it will act on, and a reason."""
+    """The page an action shows before it acts: what it will act on, and a reason.
+    ``hidden``: more fields its form posts back (what a selection across pages was);
+    ``note``: what the page says of the selection."""
     opts = model_admin.model._meta
     context = {
         **model_admin.admin_site.each_context(request),
@@ -49,5 +53,7 @@ def confirmation_page(
         "action": request.POST.get("action", ""),
         "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         "select_across": request.POST.get("select_across", "0"),
+        "hidden": dict(hidden or {}),
+        "note": note,
     }
     return TemplateResponse(request, "admin/queues/confirm_action.html", context)

@@ -1,6 +1,7 @@
 """The job list, built for a big table: a count that stops at a cap, payload columns
 never loaded, a state filter by reported state (``delayed`` apart from ``waiting``),
-a tag filter offering only the tags of jobs the user may see, and the filter a job
+a queue filter offering the queues the user may view, a tag filter offering only the
+tags of jobs the user may see, and the filter a job
 page's relations link to (its children, dependencies or dependents)."""
 
 from __future__ import annotations
@@ -13,16 +14,39 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
-from django.db.models import QuerySet, TextField
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.functional import cached_property
 
-from .. import selectors
+from .. import selectors, staffaccess
 from ..models import Job
 from ..relations import Relation, jobs_related
+from .jobcolumns import FAILED, listed_state, prepare_page
 
 PAYLOAD_COLUMNS = ("data", "result", "error", "errors")
+
+
+class QueueFilter(admin.SimpleListFilter):
+    """The queues the user may view (a short list from the queues table: Django's
+    related-only filter read every visible job's queue id to offer the same). The
+    parameter is the one that filter used, so links to it keep working."""
+
+    title = "queue"
+    parameter_name = "queue__id__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        visible = staffaccess.queues_for(request.user, "view_queue").order_by("name")
+        return [(str(pk), name) for pk, name in visible.values_list("pk", "name")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if not self.value():
+            return queryset
+        try:
+            return queryset.filter(queue_id=int(str(self.value())))
+        except ValueError:
+            raise IncorrectLookupParameters("the queue is a number") from None
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -93,18 +117,41 @@ class RelatedFilter(admin.SimpleListFilter):
 
 class BoundedCountPaginator(Paginator):
     """Counts at most COUNT_CAP rows (a LIMITed subquery), never the whole table: on a
-    large table the list stays fast, and pages past the cap ask for a narrower filter."""
+    large table the list stays fast, and pages past the cap ask for a narrower filter.
+    ``beyond_cap``: more rows match than the count says (it looks at one more)."""
 
     COUNT_CAP = 10_000
 
     @cached_property
-    def count(self) -> int:
+    def _counted(self) -> int:
         rows: Any = self.object_list
-        return int(rows[: self.COUNT_CAP].count())
+        return int(rows[: self.COUNT_CAP + 1].count())
+
+    @cached_property
+    def count(self) -> int:
+        return min(self._counted, self.COUNT_CAP)
+
+    @property
+    def beyond_cap(self) -> bool:
+        return self._counted > self.COUNT_CAP
 
 
 class JobChangeList(ChangeList):
-    """The list never loads payloads: the encrypted columns stay in the database."""
+    """The list never loads payloads: the encrypted columns stay in the database (the
+    failed list asks only whether each job has an error, and opens the first line of
+    those the user may reveal: jobcolumns.prepare_page). ``listed_at``: when its rows
+    were counted, which bounds what "select all" acts on (queues.admin.selection)."""
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> Any:
-        return super().get_queryset(request, exclude_parameters).defer(*PAYLOAD_COLUMNS)
+        jobs = super().get_queryset(request, exclude_parameters).defer(*PAYLOAD_COLUMNS)
+        if listed_state(request) == FAILED:
+            jobs = jobs.annotate(
+                has_error=ExpressionWrapper(Q(error__isnull=False), output_field=BooleanField())
+            )
+        return jobs
+
+    def get_results(self, request: HttpRequest) -> None:
+        self.listed_at = timezone.now()
+        super().get_results(request)
+        self.result_list = list(self.result_list)
+        self.errors_in_clear = prepare_page(self.result_list, request=request)

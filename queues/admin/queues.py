@@ -26,8 +26,10 @@ from kernel import limits
 from kernel.problems import FlashqError
 
 from .. import services, staffaccess
+from ..dashboard import STATES
 from ..models import Queue
 from .confirm import ReasonForm, confirmation_page
+from .dashboard import HISTORY_HELP, dashboard_rows
 
 
 class QueueForm(forms.ModelForm):
@@ -177,6 +179,25 @@ class QueueAdmin(GuardedModelAdminMixin, AuditHistoryAdmin, ServiceModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        # Only a queue the user may view gets here: its figures and charts, refreshed live.
+        if obj is not None:
+            context.update(
+                dashboard=dashboard_rows(Queue.objects.filter(pk=obj.pk))["queues"],
+                dashboard_states=STATES,
+                dashboard_help=HISTORY_HELP,
+                queue_id=obj.pk,
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(self, request: HttpRequest, obj: Queue, form: ModelForm, change: bool) -> None:
         actor = staff_actor(request)

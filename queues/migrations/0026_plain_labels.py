@@ -6,21 +6,10 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("queues", "0024_webhook_failures_and_overlap"),  # merge: depends on 0025 after merge
+        ("queues", "0025_job_minutes"),
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name="queue",
-            name="card_allowlist",
-            field=models.JSONField(
-                blank=True,
-                help_text='Known false positives of the card-number guard: JSON Pointers into job data, e.g. ["/order/reference"]. Card-secret fields are never allowed.',
-                null=True,
-                validators=[queues.validators.validate_allowlist],
-                verbose_name="card-number guard exceptions",
-            ),
-        ),
         migrations.AlterField(
             model_name="queue",
             name="concurrency_max",
@@ -37,16 +26,6 @@ class Migration(migrations.Migration):
                 null=True,
                 validators=[queues.validators.validate_job_schema],
                 verbose_name="JSON schema",
-            ),
-        ),
-        migrations.AlterField(
-            model_name="queue",
-            name="max_job_bytes",
-            field=models.PositiveIntegerField(
-                blank=True,
-                help_text="A lower cap than MAX_JOB_BYTES for this queue's job data (bytes).",
-                null=True,
-                verbose_name="max job size (bytes)",
             ),
         ),
         migrations.AlterField(

@@ -2,8 +2,8 @@
 schedules: audit sealing every AUDIT_SEAL_MINUTES, the lease sweeper every minute, the
 repeatable jobs' safety net every minute (``manage.py run_scheduler`` fires them within
 the second; this catches what it misses while it is down), the job event log's pruning
-every minute, and the retention run daily at 03:17 UTC. ``manage.py qcluster`` then
-runs them."""
+and the per-minute rollup's folding and pruning every minute, and the retention run
+daily at 03:17 UTC. ``manage.py qcluster`` then runs them."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ SCHEDULES = {
     "flashq: sweep expired leases": ("compliance.tasks.sweep_leases", 1),
     "flashq: fire due schedules": ("compliance.tasks.fire_schedules", 1),
     "flashq: prune the job event log": ("compliance.tasks.prune_events", 1),
+    "flashq: fold and prune the job rollup": ("compliance.tasks.prune_rollup", 1),
     "flashq: retention": ("compliance.tasks.run_retention", None),
 }
 

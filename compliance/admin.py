@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.forms import ModelForm
 from django.http import (
     HttpRequest,
@@ -24,10 +24,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
 from compliance.audit.models import AuditCheckpoint, AuditEvent
 from compliance.audit.selectors import audit_events_naming_job
 from compliance.audit.services import EXPORT_FORMATS, ExportFilter, audit_export
-from compliance.audit.staff import ServiceModelAdmin, staff_actor
+from compliance.audit.staff import ServiceModelAdmin, report_outcome, staff_actor
 from compliance.audit.verification import verify_step
 
 from . import auditlist, retention
@@ -333,7 +334,7 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
 
 
 @admin.register(RetentionPolicy)
-class RetentionPolicyAdmin(ServiceModelAdmin):
+class RetentionPolicyAdmin(AuditHistoryAdmin, ServiceModelAdmin):
     """Saves and deletes go through compliance.retention (audited, staff user as actor)."""
 
     list_display = ["target", "queue_pattern", "max_age_days"]
@@ -344,6 +345,12 @@ class RetentionPolicyAdmin(ServiceModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # it would bypass the service
         return actions
+
+    def audit_history(self, obj: RetentionPolicy) -> AuditHistory:
+        # The policy's id is a number in the events' details: no list filter reads it.
+        return AuditHistory(
+            where=Q(action__startswith="retention.policy", details__policy_id=obj.pk)
+        )
 
     def save_model(
         self, request: HttpRequest, obj: RetentionPolicy, form: ModelForm, change: bool
@@ -356,5 +363,13 @@ class RetentionPolicyAdmin(ServiceModelAdmin):
     @admin.action(permissions=["delete"], description="Delete the selected retention policies")
     def delete_policies(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
         actor = staff_actor(request)
-        for pk in list(queryset.values_list("pk", flat=True)):
-            retention.retention_policy_delete(policy_id=pk, actor=actor)
+        done, refused = 0, []
+        for pk, label in [(policy.pk, str(policy)) for policy in queryset.order_by("pk")]:
+            try:
+                retention.retention_policy_delete(policy_id=pk, actor=actor)
+                done += 1
+            except RetentionPolicy.DoesNotExist:  # deleted meanwhile, by someone else
+                refused.append(f"{label}: already deleted")
+        report_outcome(
+            self, request, verb="delete", noun="retention policy", done=done, refused=refused
+        )

@@ -6,8 +6,10 @@ them in place (``manage.py setup_roles``).
   those queues and retry, cancel and delete their jobs. Globally they only view the
   retention policies.
 - ``Auditors`` only look: jobs (sensitive fields masked), queues, the audit trail and
-  its checkpoints, erasure receipts, retention policies, configuration history, and the
-  access review (every token's rules and every staff user's rights). They get no add,
+  its checkpoints, erasure receipts, retention policies, and the access review (every
+  token's rules and every staff user's rights). An object's history is its audit
+  events (its "History" page); django-auditlog's table is among the admin's internals,
+  for superusers only (flashq_project.adminindex). They get no add,
   change or delete permission, so the admin shows them no action, button or add link,
   and refuses any POST from them (flashq_project.adminsite)."""
 
@@ -30,7 +32,6 @@ ROLES: dict[str, list[str]] = {
         "compliance.view_auditcheckpoint",
         "compliance.view_erasurerequest",
         "compliance.view_retentionpolicy",
-        "auditlog.view_logentry",
         "security.review_access",
     ],
 }

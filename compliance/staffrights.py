@@ -32,8 +32,8 @@ from compliance.audit.actors import current_actor
 FLAGS = ("is_staff", "is_superuser", "is_active")
 
 
-def _record(action: Action, details: dict[str, Any]) -> None:
-    audit_record(actor=current_actor(), action=action, details=details)
+def _record(action: Action, details: dict[str, Any], queue: str = "") -> None:
+    audit_record(actor=current_actor(), action=action, queue=queue, details=details)
 
 
 def _user_label(user: Any) -> dict[str, Any]:
@@ -224,12 +224,20 @@ def _grant_details(row: Any) -> dict[str, Any]:
     }
 
 
+def _queue_of(details: dict[str, Any]) -> str:
+    """The queue a grant is on, so that it is found among the queue's events (its
+    History, the trail filtered by queue)."""
+    return str(details["object"]) if details["object_type"] == "queues.queue" else ""
+
+
 def _granted(sender: Any, instance: Any, created: bool, **_: Any) -> None:
-    _record(Action.STAFF_GRANT, {**_grant_details(instance), "created": created})
+    details = _grant_details(instance)
+    _record(Action.STAFF_GRANT, {**details, "created": created}, queue=_queue_of(details))
 
 
 def _grant_removed(sender: Any, instance: Any, **_: Any) -> None:
-    _record(Action.STAFF_GRANT_REMOVE, _grant_details(instance))
+    details = _grant_details(instance)
+    _record(Action.STAFF_GRANT_REMOVE, details, queue=_queue_of(details))
 
 
 def connect() -> None:

@@ -25,7 +25,7 @@ REVIEW_ACCESS = "security.review_access"
 
 def may_change_anything(user: Any) -> bool:
     """A model permission, or a per-object one (django-guardian, e.g. an operator's
-    queues), that changes or acts."""
+    queues) or one on a queue pattern, that changes or acts."""
     if user.is_superuser:
         return True
     if any(
@@ -33,13 +33,19 @@ def may_change_anything(user: Any) -> bool:
         for codename in user.get_all_permissions()
     ):
         return True
+    from django.db.models import Q
     from guardian.models import GroupObjectPermission, UserObjectPermission
+
+    from security.models import StaffQueueGrant
 
     acting = r"^(add|change|delete|operate|reveal)_"
     return (
         UserObjectPermission.objects.filter(user=user, permission__codename__regex=acting).exists()
         or GroupObjectPermission.objects.filter(
             group__in=user.groups.all(), permission__codename__regex=acting
+        ).exists()
+        or StaffQueueGrant.objects.filter(
+            Q(user=user) | Q(group__in=user.groups.all()), permission__regex=acting
         ).exists()
     )
 
@@ -81,8 +87,20 @@ class FlashqAdminSite(admin.AdminSite):
             path("charts.json", self.admin_view(self.charts_data), name="charts"),
             path("events/stream", self.admin_view(self.events_stream), name="events_stream"),
             path("access-review/", self.admin_view(self.access_review), name="access_review"),
+            path("internals/", self.admin_view(self.internals_index), name="internals"),
             *super().get_urls(),
         ]
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
+        """Django's, with the internal apps grouped for superusers (adminindex)."""
+        from .adminindex import grouped_app_list
+
+        return grouped_app_list(request, super().get_app_list(request, app_label))
+
+    def internals_index(self, request: HttpRequest) -> HttpResponse:
+        from .adminindex import internals_index
+
+        return internals_index(self, request)
 
     def access_review(self, request: HttpRequest) -> HttpResponse:
         from django.template.response import TemplateResponse

@@ -13,6 +13,13 @@ class FlashqConfig(AppConfig):
     verbose_name = "flashQ"
 
     def ready(self) -> None:
+        from django.contrib import admin
+
+        from .adminindex import seal_internals
+
+        # Every app has registered its ModelAdmins by now (admin's autodiscover runs
+        # first): the internal apps' become superusers-only.
+        seal_internals(admin.site)
         # The scheduler's own counters (flashq_project.metrics), before qcluster forks;
         # and the webhook sender's, run in a container of its own.
         port = os.environ.get("SCHEDULER_METRICS_PORT")

@@ -38,11 +38,14 @@ class Queue(models.Model):
     )
     # setRateLimit: at most rate_limit_max jobs handed out by pull per
     # rate_limit_duration_ms, across all app servers (kernel.ratelimit).
-    rate_limit_max = models.PositiveIntegerField(null=True, blank=True)
-    rate_limit_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_max = models.PositiveIntegerField("rate limit (jobs)", null=True, blank=True)
+    rate_limit_duration_ms = models.PositiveIntegerField(
+        "rate limit period (ms)", null=True, blank=True
+    )
     # At most this many jobs of the queue active at once.
-    concurrency_max = models.PositiveIntegerField(null=True, blank=True)
+    concurrency_max = models.PositiveIntegerField("concurrency limit", null=True, blank=True)
     json_schema = models.JSONField(
+        "JSON schema",
         null=True,
         blank=True,
         validators=[validate_job_schema],
@@ -57,6 +60,7 @@ class Queue(models.Model):
         "has an explicit reveal grant on the queue (workers' pull is never masked).",
     )
     pii_fields = models.JSONField(
+        "PII fields",
         default=default_pii_fields,
         blank=True,
         validators=[validate_field_names],
@@ -334,14 +338,14 @@ class Schedule(models.Model):
         ],
     )
     cron = models.CharField(max_length=200, blank=True, default="")
-    every_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    every_ms = models.PositiveBigIntegerField("every (ms)", null=True, blank=True)
     time_zone = models.CharField(max_length=64, default="UTC")  # IANA, e.g. Europe/Berlin
     # The job template.
     data = SealedJSONField()
     priority = models.IntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
     backoff = models.JSONField(default=dict, blank=True)
-    timeout_ms = models.PositiveIntegerField(null=True, blank=True)
+    timeout_ms = models.PositiveIntegerField("timeout (ms)", null=True, blank=True)
     tags = models.JSONField(default=list, blank=True)
     subject = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     start_at = models.DateTimeField(null=True, blank=True)

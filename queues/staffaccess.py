@@ -11,14 +11,22 @@ granted the queues they run). Jobs follow their queue:
   trigger its schedules (globally ``change_schedule``) and delete them
   (``delete_schedule``);
 - ``reveal_queue``: its jobs' sensitive fields unmasked (globally ``reveal_job``).
+
+A right may also be held on a queue pattern (``grant_queue 'mail*'``: a
+security.StaffQueueGrant of the user or one of their groups), matched as a token rule's
+pattern is (security.access.pattern_matches): it covers every queue the pattern
+matches, those created after the grant included, and never an internal queue.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
+
+from security.access import pattern_matches
+from security.models import StaffQueueGrant
 
 from .models import Queue
 
@@ -44,15 +52,44 @@ def _codename(right: str) -> str:
     return right.split(":", 1)[0]
 
 
+# Where a user object keeps its pattern grants once read, as Django's auth backends
+# keep its permissions (``_perm_cache``): one query per request, not one per check.
+_PATTERN_CACHE = "_flashq_queue_patterns"
+
+
+def _patterns(user: Any, right: str) -> list[str]:
+    """The queue patterns on which ``user`` holds ``right``, granted to them or to one
+    of their groups (read once per user object)."""
+    cached: dict[str, list[str]] | None = getattr(user, _PATTERN_CACHE, None)
+    if cached is None:
+        cached = {}
+        rows = StaffQueueGrant.objects.filter(Q(user=user) | Q(group__in=user.groups.all()))
+        for permission, pattern in rows.values_list("permission", "pattern").distinct():
+            cached.setdefault(permission, []).append(pattern)
+        setattr(user, _PATTERN_CACHE, cached)
+    return cached.get(_codename(right), [])
+
+
 def queues_for(user: Any, right: str) -> QuerySet[Queue]:
     """The queues on which ``user`` holds ``right`` (all of them when held globally)."""
     if not (user.is_authenticated and user.is_active and user.is_staff):
         return Queue.objects.none()
     if _global(user, right):
         return Queue.objects.all()
-    return get_objects_for_user(
+    granted = get_objects_for_user(
         user, f"queues.{_codename(right)}", klass=Queue, accept_global_perms=False
     )
+    patterns = _patterns(user, right)
+    if not patterns:
+        return granted
+    # Queues are few (tens, not millions): matching their names here keeps the one
+    # matcher the token rules use, rather than a second one translated into SQL.
+    matched = [
+        name
+        for name in Queue.objects.values_list("name", flat=True)
+        if any(pattern_matches(pattern, name) for pattern in patterns)
+    ]
+    return Queue.objects.filter(Q(pk__in=granted.values("pk")) | Q(name__in=matched))
 
 
 def may_on_some(user: Any, right: str) -> bool:
@@ -62,4 +99,6 @@ def may_on_some(user: Any, right: str) -> bool:
 def may_on(user: Any, right: str, queue: Queue) -> bool:
     if not (user.is_authenticated and user.is_active and user.is_staff):
         return False
-    return _global(user, right) or bool(user.has_perm(f"queues.{_codename(right)}", queue))
+    if _global(user, right) or user.has_perm(f"queues.{_codename(right)}", queue):
+        return True
+    return any(pattern_matches(pattern, queue.name) for pattern in _patterns(user, right))

@@ -2,7 +2,8 @@
 addresses, state, expiry and last use; the bootstrap tokens of the settings
 (``AUTH_TOKENS``: how many, and that each acts as ``*`` on ``*``); every staff user
 (staff or superuser) with their flags, groups, global permissions and per-object grants
-(django-guardian: their own and their groups'). Never a secret or a hash: tokens are
+(django-guardian: their own and their groups') and grants on queue patterns
+(StaffQueueGrant, e.g. ``view_queue`` on ``mail*``). Never a secret or a hash: tokens are
 named by name and public id, bootstrap tokens only counted.
 
 Reading it is recorded (``access.review``), like every other read of who may do what."""
@@ -25,7 +26,7 @@ from compliance.audit import Action, Actor, audit_record
 from compliance.audit.services import csv_cell
 
 from .access import NAMED_ONLY, WILDCARD, expand_verbs
-from .models import ApiToken, QueuePermission
+from .models import ApiToken, QueuePermission, StaffQueueGrant
 from .selectors import token_state
 
 FORMATS = ("html", "csv")
@@ -163,6 +164,18 @@ def _grants(rows: Any, via: str) -> list[Grant]:
     ]
 
 
+def _pattern_grants(rows: Any, via: str) -> list[Grant]:
+    return [
+        Grant(
+            permission=f"queues.{row.permission}",
+            object_type="queue pattern",
+            object=row.pattern,
+            via=via,
+        )
+        for row in rows
+    ]
+
+
 def _staff() -> list[StaffAccess]:
     from guardian.models import GroupObjectPermission, UserObjectPermission
 
@@ -190,6 +203,15 @@ def _staff() -> list[StaffAccess]:
         .order_by("pk")
     ):
         by_group[group_row.group_id].append(group_row)
+    own_patterns: dict[int | None, list[Any]] = defaultdict(list)
+    group_patterns: dict[int | None, list[Any]] = defaultdict(list)
+    for grant in StaffQueueGrant.objects.filter(
+        Q(user__in=users) | Q(group__user__in=users)
+    ).distinct():
+        if grant.user_id is not None:
+            own_patterns[grant.user_id].append(grant)
+        else:
+            group_patterns[grant.group_id].append(grant)
     return [
         StaffAccess(
             username=user.get_username(),
@@ -200,10 +222,12 @@ def _staff() -> list[StaffAccess]:
             groups=sorted(group.name for group in user.groups.all()),
             permissions=sorted(_dotted(p) for p in user.user_permissions.all()),
             grants=_grants(own[user.pk], "")
+            + _pattern_grants(own_patterns[user.pk], "")
             + [
                 grant
                 for group in sorted(user.groups.all(), key=lambda group: group.name)
                 for grant in _grants(by_group[group.pk], f"group {group.name}")
+                + _pattern_grants(group_patterns[group.pk], f"group {group.name}")
             ],
         )
         for user in users

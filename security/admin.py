@@ -11,9 +11,11 @@ working), and a revoked token cannot come back."""
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
@@ -23,7 +25,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from compliance.audit.staff import ServiceModelAdmin, staff_actor
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
+from compliance.audit.staff import ServiceModelAdmin, report_outcome, staff_actor
 
 from .access import split_verbs
 from .models import ApiToken, QueuePermission
@@ -67,8 +70,12 @@ def _rules(formset: BaseInlineFormSet) -> list[RuleSpec]:
     return rules
 
 
+# The add form: what a new token is made with (its rules below, in the inline).
+ADD_FIELDS = ["name", "expires_at", "allowed_cidrs", "rate_limit"]
+
+
 @admin.register(ApiToken)
-class ApiTokenAdmin(ServiceModelAdmin):
+class ApiTokenAdmin(AuditHistoryAdmin, ServiceModelAdmin):
     list_display = ["name", "public_id", "state", "created_at", "expires_at", "last_used_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "public_id"]
@@ -90,12 +97,39 @@ class ApiTokenAdmin(ServiceModelAdmin):
     # put in a message (messages live in the session), never cached.
     shown_once_template = "admin/security/apitoken/secret_once.html"
 
+    def audit_history(self, obj: ApiToken) -> AuditHistory:
+        return AuditHistory.matching(action__startswith="token.", details__token_name=obj.name)
+
     @admin.display(description="state", ordering="revoked_at")
     def state(self, token: ApiToken) -> str:
         return token_state(token, now=timezone.now())
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("security.add_apitoken"))
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A token not yet made has no id, creation time, revocation or use to show.
+        return self.fields if obj is not None else ADD_FIELDS
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else []
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "expires_at" and field is not None:
+            field.help_text = (
+                f"Every token expires: a new one after {settings.TOKEN_DEFAULT_LIFETIME_DAYS} "
+                f"days unless you change it, at most {settings.TOKEN_MAX_LIFETIME_DAYS} days "
+                "after it was created. Times are UTC."
+            )
+        return field
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """A new token expires after TOKEN_DEFAULT_LIFETIME_DAYS unless told otherwise."""
+        initial: dict[str, Any] = {**super().get_changeform_initial_data(request)}
+        lifetime = timedelta(days=settings.TOKEN_DEFAULT_LIFETIME_DAYS)
+        initial.setdefault("expires_at", (timezone.now() + lifetime).replace(microsecond=0))
+        return initial
 
     def _show_once(self, request: HttpRequest, created: list[tuple[str, str]]) -> Any:
         context = {
@@ -202,25 +236,19 @@ class ApiTokenAdmin(ServiceModelAdmin):
     )
     def rotate_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> Any:
         actor = staff_actor(request)
-        created = []
-        for name in list(queryset.filter(revoked_at__isnull=True).values_list("name", flat=True)):
+        created, refused = [], []
+        for name, revoked_at in queryset.order_by("name").values_list("name", "revoked_at"):
+            if revoked_at is not None:
+                refused.append(f"{name}: a revoked token cannot be rotated")
+                continue
             try:
                 token, raw = token_rotate(
                     name=name, overlap_hours=ROTATION_OVERLAP_HOURS, actor=actor
                 )
-            except ValidationError as refused:  # expired: the service says why
-                self.message_user(
-                    request,
-                    f"Token {name} was not rotated: {' '.join(refused.messages)}",
-                    messages.ERROR,
-                )
+            except ValidationError as why:  # expired: the service says why
+                refused.append(f"{name}: {' '.join(why.messages)}")
                 continue
             created.append((token.name, raw))
-        if not created:
-            self.message_user(
-                request,
-                "No token rotated (revoked and expired tokens cannot be).",
-                messages.WARNING,
-            )
-            return None
-        return self._show_once(request, created)
+        done = len(created)
+        report_outcome(self, request, verb="rotate", noun="token", done=done, refused=refused)
+        return self._show_once(request, created) if created else None

@@ -51,7 +51,7 @@ class ApiToken(models.Model):
     ``RevokedPublicId``, so no row can ever carry it again, even after a delete."""
 
     name = models.CharField(max_length=100, unique=True)
-    public_id = models.CharField(max_length=16, unique=True, editable=False)
+    public_id = models.CharField("public ID", max_length=16, unique=True, editable=False)
     secret_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # NULL only in rows from before expiry was mandatory; clean() refuses it.
@@ -61,7 +61,9 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Written at most every few minutes (security.authentication), never per request.
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    last_used_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    last_used_ip = models.GenericIPAddressField(
+        "last used from", null=True, blank=True, editable=False
+    )
     # Tokens rotated from one another share a family (the first one's public id): a
     # lease or an idempotency key held by one is the family's. Nullable without a
     # default so SQLite adds it in place (keeping the 0002 triggers); every row has one.
@@ -79,6 +81,7 @@ class ApiToken(models.Model):
     # NULL or empty: any address ALLOWED_CIDRS allows. Nullable without a default, so
     # adding it did not make SQLite rebuild the table (and drop its triggers).
     allowed_cidrs = models.JSONField(
+        "allowed addresses",
         null=True,
         blank=True,
         validators=[validate_cidr_list],
@@ -86,6 +89,8 @@ class ApiToken(models.Model):
     )
 
     class Meta:
+        verbose_name = "API token"
+        verbose_name_plural = "API tokens"
         ordering = ["name"]
         permissions = [
             ("review_access", "Can open the access review (every token, staff user and grant)")
@@ -171,6 +176,7 @@ class QueuePermission(models.Model):
     effect = models.CharField(max_length=5, choices=Effect.choices, default=Effect.ALLOW)
 
     class Meta:
+        verbose_name = "token rule"
         ordering = ["token", "effect", "pattern"]
 
     def __str__(self) -> str:
@@ -189,3 +195,49 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class StaffQueueGrant(models.Model):
+    """A staff user's or group's right on every queue whose name matches a pattern,
+    matched as a token rule's pattern is (security.access.pattern_matches), so a queue
+    created after the grant is covered. Made and taken back by ``grant_queue`` with a
+    pattern (queues.services.queue_grant); read by queues.staffaccess. One row per
+    right, named as the queue's object permissions are (``view_queue``, ...)."""
+
+    pattern = models.CharField(
+        max_length=128,
+        validators=[validate_pattern_text],
+        help_text="Anchored, case-sensitive; * matches any run of characters.",
+    )
+    permission = models.CharField(max_length=32)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
+    )
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = "staff grant on a queue pattern"
+        verbose_name_plural = "staff grants on queue patterns"
+        ordering = ["pattern", "permission"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="staffqueuegrant_one_grantee",
+            ),
+            models.UniqueConstraint(
+                fields=["pattern", "permission", "user"],
+                condition=models.Q(user__isnull=False),
+                name="staffqueuegrant_user_uniq",
+            ),
+            models.UniqueConstraint(
+                fields=["pattern", "permission", "group"],
+                condition=models.Q(group__isnull=False),
+                name="staffqueuegrant_group_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        grantee = f"group {self.group}" if self.group_id else str(self.user)
+        return f"{self.permission} on {self.pattern} for {grantee}"

@@ -182,7 +182,8 @@ def test_an_expired_token_cannot_be_rotated_by_the_command_or_the_admin(api: Api
         follow=True,
     )
     shown = page.content.decode()
-    assert "Token svc was not rotated: An expired token cannot be rotated" in shown
+    assert "Rotate: 0 of 1 token(s); refused:" in shown
+    assert "Svc: An expired token cannot be rotated" in shown  # capitalised by the admin
     assert "fq_" not in shown
     assert list(ApiToken.objects.values_list("pk", "name")) == [(token.pk, "svc")]
     assert not AuditEvent.objects.filter(action="token.rotate").exists()

@@ -58,29 +58,43 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     action = models.CharField(max_length=64)
     queue = models.CharField(max_length=128, blank=True, default="")
-    job_ids = models.JSONField(default=list, blank=True)
+    job_ids = models.JSONField("job IDs", default=list, blank=True)
     # Ids, not foreign keys: the trail outlives the tokens and users it names.
-    token_id = models.BigIntegerField(null=True, blank=True)
-    user_id = models.BigIntegerField(null=True, blank=True)
+    token_id = models.BigIntegerField("token ID", null=True, blank=True)
+    user_id = models.BigIntegerField("user ID", null=True, blank=True)
     actor = models.CharField(
         max_length=150, blank=True, default="", help_text="kind:name, e.g. token:billing-worker"
     )
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    client_ip = models.GenericIPAddressField("client IP", null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     status = models.PositiveSmallIntegerField(null=True, blank=True)
     request_id = models.CharField(
-        max_length=64, blank=True, default="", help_text="server-generated, unique per request"
+        "request ID",
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="server-generated, unique per request",
     )
     client_request_id = models.CharField(
-        max_length=64, blank=True, default="", help_text="the caller's X-Request-ID, if safe"
+        "client request ID",
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="the caller's X-Request-ID, if safe",
     )
     details = models.JSONField(default=dict, blank=True)
     # The hash chain, set once by the sealer (NULL until then).
-    seq = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
-    prev_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    seq = models.BigIntegerField(
+        "sequence number", null=True, blank=True, unique=True, editable=False
+    )
+    prev_hash = models.CharField(
+        "previous hash", max_length=64, blank=True, default="", editable=False
+    )
     hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     # Which AUDIT_CHAIN_KEY entry made ``hash`` (covered by it, so it cannot be swapped).
-    chain_key_id = models.CharField(max_length=32, blank=True, default="", editable=False)
+    chain_key_id = models.CharField(
+        "chain key ID", max_length=32, blank=True, default="", editable=False
+    )
     sealed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects: ClassVar[AuditEventQuerySet] = AuditEventQuerySet.as_manager()  # type: ignore[assignment]
@@ -113,13 +127,13 @@ class AuditCheckpoint(models.Model):
     checkpoint's ``mac`` (compliance.audit.chainkeys), so a checkpoint forged with the
     triggers off is named by audit_verify."""
 
-    seq = models.BigIntegerField(unique=True)
+    seq = models.BigIntegerField("sequence number", unique=True)
     hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
     events_removed = models.PositiveIntegerField(default=0)
     reason = models.CharField(max_length=200, blank=True, default="")
-    key_id = models.CharField(max_length=32, blank=True, default="")
-    mac = models.CharField(max_length=64, blank=True, default="")
+    key_id = models.CharField("key ID", max_length=32, blank=True, default="")
+    mac = models.CharField("MAC", max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-seq"]
@@ -176,7 +190,7 @@ class RetentionPolicy(models.Model):
         max_length=128, default="*", validators=[validate_queue_pattern]
     )
     target = models.CharField(max_length=16, choices=RetentionTarget.choices)
-    max_age_days = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    max_age_days = models.PositiveIntegerField("max age (days)", validators=[MinValueValidator(1)])
 
     class Meta:
         ordering = ["target", "queue_pattern"]

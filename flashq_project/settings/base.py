@@ -222,6 +222,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times with seconds, in ISO order, wherever a template shows one (the admin's lists
+# and pages): flashq_project/formats/en/formats.py.
+FORMAT_MODULE_PATH = ["flashq_project.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT: Path | None = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))

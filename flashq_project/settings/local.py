@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from pathlib import Path
+from typing import cast
 
 from security.encryption import generate_key
 
 from .base import *  # noqa: F403
 from .base import BASE_DIR
 
-DEV_DIR = BASE_DIR / ".flashq-dev"
+# FLASHQ_DEV_DIR: elsewhere, e.g. for a test that runs ``dev.py run`` on a database of
+# its own without touching the developer's credentials.
+DEV_DIR = Path(os.environ.get("FLASHQ_DEV_DIR") or BASE_DIR / ".flashq-dev")
 
 
 def _new_secrets() -> dict[str, str]:
@@ -49,6 +53,14 @@ TOKEN_PEPPER = TOKEN_PEPPER or _generated["TOKEN_PEPPER"]  # noqa: F405
 ENCRYPTION_KEYS = ENCRYPTION_KEYS or _generated["ENCRYPTION_KEYS"]  # noqa: F405
 # Lose this one and the local audit chain no longer verifies.
 AUDIT_CHAIN_KEY = AUDIT_CHAIN_KEY or _generated["AUDIT_CHAIN_KEY"]  # noqa: F405
+# ``dev.py run``'s set-up steps (migrate, setup_schedules, dev_bootstrap) log their
+# audit lines here, not on the terminal above its banner (the events are in the trail).
+if os.environ.get("FLASHQ_AUDIT_LOG_FILE"):
+    cast(dict[str, object], LOGGING["handlers"])["audit"] = {  # noqa: F405
+        "class": "logging.FileHandler",
+        "filename": os.environ["FLASHQ_AUDIT_LOG_FILE"],
+        "formatter": "message",
+    }
 # Static files come straight from the apps (whitenoise with finders): nothing to collect.
 if not os.environ.get("STATIC_ROOT"):
     STATIC_ROOT = None

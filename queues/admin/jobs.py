@@ -4,16 +4,19 @@ delete, promote and cancel-flow actions. JobAdmin's docstring says who may do wh
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import IGNORED_PARAMS
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import path
 
-from compliance.audit.staff import DeletedByActionAdmin, staff_actor
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
+from compliance.audit.selectors import audit_events_naming_job
+from compliance.audit.staff import DeletedByActionAdmin, report_outcome, staff_actor
 from kernel.problems import FlashqError
 
 from .. import selectors, services, staffaccess, staffreads
@@ -35,7 +38,7 @@ from .workers import workers_page
 
 
 @admin.register(Job)
-class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
+class JobAdmin(DeletedByActionAdmin, AuditHistoryAdmin, JobButtonsAdmin, JobDetailAdmin):
     """Jobs for operators. Retry, cancel, delete, promote (a delayed job, run now) and
     cancel flow (the whole flow a job belongs to, with the cancel right on that job's
     queue and on the flow root's) are actions on the selection and, where they apply,
@@ -77,6 +80,12 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
     readonly_fields = tuple(JOB_DETAIL)
     actions = ["retry_jobs", "cancel_jobs", "delete_jobs", "promote_jobs", "cancel_flows"]
     change_form_template = "admin/queues/job/change_form.html"
+
+    def audit_history(self, obj: Job) -> AuditHistory:
+        # As the job page's own list (selectors.job_audit_events): none is older.
+        since = obj.created_at - timedelta(minutes=1)
+        naming = audit_events_naming_job(job_id=str(obj.id))
+        return AuditHistory(where=naming & Q(created_at__gte=since), trail={"q": str(obj.id)})
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> Any:
         return JobChangeList
@@ -229,14 +238,7 @@ class JobAdmin(DeletedByActionAdmin, JobButtonsAdmin, JobDetailAdmin):
                     done += 1
                 except FlashqError as exc:
                     refused.append(f"{job.id}: {exc.detail}")
-            if not refused:
-                self.message_user(request, f"{verb.capitalize()}: {done} job(s).", messages.SUCCESS)
-            else:  # not a success: say how many of the selected jobs it did
-                level = messages.WARNING if done else messages.ERROR
-                summary = f"{verb.capitalize()}: {done} of {done + len(refused)} job(s); refused:"
-                self.message_user(request, summary, level)
-            for line in refused[:20]:
-                self.message_user(request, line, messages.WARNING)
+            report_outcome(self, request, verb=verb, noun="job", done=done, refused=refused)
             return None
         count, hidden, note = self._selection(request, queryset)
         first = queryset.order_by("id")[:100]

@@ -12,15 +12,18 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 from guardian.admin import GuardedModelAdminMixin
 
-from compliance.audit.staff import ServiceModelAdmin, staff_actor
+from compliance.audit import Action
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
+from compliance.audit.staff import ServiceModelAdmin, report_outcome, staff_actor
 from kernel import limits
+from kernel.problems import FlashqError
 
 from .. import services, staffaccess
 from ..dashboard import STATES
@@ -64,8 +67,32 @@ class QueueForm(forms.ModelForm):
         return data
 
 
+# What a queue's History lists: what was done to the queue itself, not its jobs.
+QUEUE_HISTORY = (
+    Action.QUEUE_CREATE,
+    Action.QUEUE_UPDATE,
+    Action.PAUSE,
+    Action.RESUME,
+    Action.LEGAL_HOLD,
+    Action.SET_RATE_LIMIT,
+    Action.REMOVE_RATE_LIMIT,
+    Action.SET_SCHEMA,
+    Action.REMOVE_SCHEMA,
+    Action.SET_CONCURRENCY,
+    Action.REMOVE_CONCURRENCY,
+    Action.SET_GROUP_CONCURRENCY,
+    Action.REMOVE_GROUP_CONCURRENCY,
+    Action.QUEUE_GRANT,
+    Action.QUEUE_REVOKE,
+    Action.STAFF_GRANT,  # on the queue's "Object permissions" page (or grant_queue)
+    Action.STAFF_GRANT_REMOVE,
+    Action.CLEAN,
+    Action.RETRY_FAILED,
+)
+
+
 @admin.register(Queue)
-class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
+class QueueAdmin(GuardedModelAdminMixin, AuditHistoryAdmin, ServiceModelAdmin):
     form = QueueForm
     # Django's change form; ours adds the "Object permissions" link for superusers only.
     change_form_template = "admin/queues/queue/change_form.html"  # type: ignore[misc]
@@ -132,11 +159,20 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         if not request.user.is_superuser:
             raise PermissionDenied("Only superusers grant per-queue rights.")
 
+    def audit_history(self, obj: Queue) -> AuditHistory:
+        # By queue first: the index on (queue, created_at) narrows it to the queue's events.
+        return AuditHistory.matching(queue=obj.name, action__in=",".join(QUEUE_HISTORY))
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A queue not yet made has no creation time, pause or hold (actions set those).
+        unset = ("paused", "legal_hold", "created_at")
+        return self.fields if obj is not None else [f for f in self.fields if f not in unset]
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # A queue's name is what permissions match: fixed once it exists. What is masked
         # or redacted is a privacy control, not an operating setting: superusers only
         # (an operator could otherwise unmask what the reveal right guards).
-        fixed = ["paused", "legal_hold", "created_at", *(["name"] if obj is not None else [])]
+        fixed = ["paused", "legal_hold", "created_at", "name"] if obj is not None else []
         if not request.user.is_superuser:
             fixed += ["sensitive_fields", "pii_fields", "card_allowlist"]
         return fixed
@@ -215,7 +251,6 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         *,
         verb: str,
         question: str,
-        done: str,
         act: Callable[[str, str], object],
     ) -> Any:
         """Ask for a reason, then ``act(name, reason)`` on each selected queue the user
@@ -223,9 +258,17 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         names = self._changeable(request, queryset)
         form = ReasonForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
-            for name in names:
-                act(name, form.cleaned_data["reason"])
-            self.message_user(request, f"{done} {len(names)} queue(s).", messages.SUCCESS)
+            acted, refused = 0, []
+            for name in queryset.order_by("name").values_list("name", flat=True):
+                if name not in names:
+                    refused.append(f"{name}: you may not change this queue")
+                    continue
+                try:
+                    act(name, form.cleaned_data["reason"])
+                    acted += 1
+                except FlashqError as exc:
+                    refused.append(f"{name}: {exc.detail}")
+            report_outcome(self, request, verb=verb, noun="queue", done=acted, refused=refused)
             return None
         return confirmation_page(
             self,
@@ -245,7 +288,6 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
             queryset,
             verb="pause",
             question="Pause these {count} queue(s)?",
-            done="Paused",
             act=lambda name, why: services.queue_set_paused(
                 name=name, paused=True, reason=why, actor=actor
             ),
@@ -259,7 +301,6 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
             queryset,
             verb="resume",
             question="Resume these {count} queue(s)?",
-            done="Resumed",
             act=lambda name, why: services.queue_set_paused(
                 name=name, paused=False, reason=why, actor=actor
             ),
@@ -273,7 +314,6 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
             queryset,
             verb="place under legal hold",
             question="Place these {count} queue(s) under legal hold?",
-            done="Placed a legal hold on",
             act=lambda name, why: services.queue_set_legal_hold(
                 name=name, hold=True, reason=why, actor=actor
             ),
@@ -289,7 +329,6 @@ class QueueAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
             queryset,
             verb="release the legal hold",
             question="Release the legal hold of these {count} queue(s)?",
-            done="Released the legal hold of",
             act=lambda name, why: services.queue_set_legal_hold(
                 name=name, hold=False, reason=why, actor=actor
             ),

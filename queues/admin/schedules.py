@@ -13,13 +13,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from compliance.audit.staff import DeletedByActionAdmin, ServiceModelAdmin, staff_actor
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
+from compliance.audit.staff import (
+    DeletedByActionAdmin,
+    ServiceModelAdmin,
+    report_outcome,
+    staff_actor,
+)
 from kernel.problems import FlashqError
 from security.masking import masked
 
@@ -55,7 +61,7 @@ SCHEDULE_DETAIL = [
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(DeletedByActionAdmin, ServiceModelAdmin):
+class ScheduleAdmin(DeletedByActionAdmin, AuditHistoryAdmin, ServiceModelAdmin):
     delete_action_label = "Delete the selected schedules"
     list_display = [
         "name",
@@ -73,6 +79,11 @@ class ScheduleAdmin(DeletedByActionAdmin, ServiceModelAdmin):
     fields = tuple(SCHEDULE_DETAIL)
     readonly_fields = tuple(SCHEDULE_DETAIL)
     actions = ["pause_schedules", "resume_schedules", "trigger_schedules", "delete_schedules"]
+
+    def audit_history(self, obj: Schedule) -> AuditHistory:
+        return AuditHistory.matching(
+            queue=obj.queue.name, action__startswith="schedule.", details__name=obj.name
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
         schedules = super().get_queryset(request).select_related("queue")
@@ -158,11 +169,7 @@ class ScheduleAdmin(DeletedByActionAdmin, ServiceModelAdmin):
                     done += 1
                 except FlashqError as exc:
                     refused.append(f"{label}: {exc.detail}")
-            self.message_user(
-                request, f"{verb.capitalize()}: {done} schedule(s).", messages.SUCCESS
-            )
-            for line in refused[:20]:
-                self.message_user(request, line, messages.WARNING)
+            report_outcome(self, request, verb=verb, noun="schedule", done=done, refused=refused)
             return None
         return confirmation_page(
             self,

@@ -13,13 +13,19 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from compliance.audit.staff import DeletedByActionAdmin, ServiceModelAdmin, staff_actor
+from compliance.audit.history import AuditHistory, AuditHistoryAdmin
+from compliance.audit.staff import (
+    DeletedByActionAdmin,
+    ServiceModelAdmin,
+    report_outcome,
+    staff_actor,
+)
 from kernel import safehttp
 from kernel.limits import INTERNAL_QUEUE_PREFIX
 from kernel.problems import FlashqError
@@ -68,7 +74,7 @@ class WebhookForm(forms.ModelForm):
 
 
 @admin.register(Webhook)
-class WebhookAdmin(DeletedByActionAdmin, ServiceModelAdmin):
+class WebhookAdmin(DeletedByActionAdmin, AuditHistoryAdmin, ServiceModelAdmin):
     delete_action_label = "Delete the selected webhooks"
     form = WebhookForm
     list_display = ["name", "queue", "url", "enabled", "last_delivery_at", "last_status"]
@@ -80,6 +86,11 @@ class WebhookAdmin(DeletedByActionAdmin, ServiceModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         editing = ["queue", "name", "url", "events", "reason"]
         return editing if obj is None else [*editing, *STATUS]
+
+    def audit_history(self, obj: Webhook) -> AuditHistory:
+        return AuditHistory.matching(
+            queue=obj.queue.name, action__startswith="webhook.", details__name=obj.name
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
@@ -189,11 +200,9 @@ class WebhookAdmin(DeletedByActionAdmin, ServiceModelAdmin):
             done += 1
             if secret is not None:
                 shown.append((label, secret))
-        for line in refused[:20]:
-            self.message_user(request, line, messages.WARNING)
+        report_outcome(self, request, verb=verb, noun="webhook", done=done, refused=refused)
         if shown:
             return self._show_once(request, shown)
-        self.message_user(request, f"{verb.capitalize()}: {done} webhook(s).", messages.SUCCESS)
         return None
 
     @admin.action(permissions=["change"], description="Rotate the selected webhooks' secrets")

@@ -1,6 +1,8 @@
 """``manage.py grant_queue QUEUE (--user NAME | --group NAME) --role
 viewer|operator|revealer [--revoke]``: per-queue rights for staff in the admin
-(django-guardian). ``operator`` sees the queue and its jobs, changes its settings,
+(django-guardian). QUEUE may be a pattern as in a token rule (``'mail*'``: anchored,
+``*`` any run of characters): the grant then covers every queue it matches, those
+created later included. ``operator`` sees the queue and its jobs, changes its settings,
 pauses it and retries, cancels and deletes its jobs; ``viewer`` only sees; ``revealer``
 sees its jobs' sensitive fields unmasked. Audited (``queue.grant`` / ``queue.revoke``)."""
 
@@ -18,10 +20,13 @@ from queues.services import QUEUE_ROLES, queue_grant
 
 
 class Command(BaseCommand):
-    help = "Grant (or --revoke) a staff user or group a role on one queue."
+    help = (
+        "Grant (or --revoke) a staff user or group a role on one queue, or on every "
+        "queue a pattern matches ('mail*': created later too)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("queue")
+        parser.add_argument("queue", help="a queue name, or a pattern such as 'mail*'")
         who = parser.add_mutually_exclusive_group(required=True)
         who.add_argument("--user")
         who.add_argument("--group")

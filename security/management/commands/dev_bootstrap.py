@@ -67,6 +67,7 @@ class Command(BaseCommand):
                 f"  Try:        curl -H 'Authorization: Bearer {credentials['token']}' "
                 f"{url}/api/v1/queues",
                 f"  (kept in {path}, git-ignored)",
+                "  Elsewhere:  FLASHQ_ADDRESS=host:port python3 dev.py run; Ctrl-C stops it all.",
                 "",
             ]
         )

@@ -52,9 +52,18 @@ def _codename(right: str) -> str:
     return right.split(":", 1)[0]
 
 
-# Where a user object keeps its pattern grants once read, as Django's auth backends
-# keep its permissions (``_perm_cache``): one query per request, not one per check.
+# Where a user object keeps what it was found to hold, as Django's auth backends keep
+# its permissions (``_perm_cache``): the pattern grants and, per right, the ids of the
+# queues it covers. A page asks dozens of times (each action's right, each row); the
+# database answers once per request. ``forget`` drops both (the grant service calls it
+# for the user it changed, so a caller holding that object sees the change).
 _PATTERN_CACHE = "_flashq_queue_patterns"
+_IDS_CACHE = "_flashq_queue_ids"
+
+
+def forget(user: Any) -> None:
+    for name in (_PATTERN_CACHE, _IDS_CACHE):
+        user.__dict__.pop(name, None)
 
 
 def _patterns(user: Any, right: str) -> list[str]:
@@ -70,35 +79,49 @@ def _patterns(user: Any, right: str) -> list[str]:
     return cached.get(_codename(right), [])
 
 
+def _queue_ids(user: Any, right: str) -> frozenset[int]:
+    """Ids of the queues on which ``user`` holds ``right`` per queue: granted through
+    django-guardian or covered by a pattern grant (read once per user object)."""
+    codename = _codename(right)
+    cached: dict[str, frozenset[int]] = user.__dict__.setdefault(_IDS_CACHE, {})
+    if codename not in cached:
+        granted = get_objects_for_user(
+            user, f"queues.{codename}", klass=Queue, accept_global_perms=False
+        )
+        ids = set(granted.values_list("pk", flat=True))
+        if patterns := _patterns(user, right):
+            # Queues are few (tens, not millions): matching their names here keeps the
+            # one matcher the token rules use, rather than a second one in SQL.
+            ids.update(
+                pk
+                for pk, name in Queue.objects.values_list("pk", "name")
+                if any(pattern_matches(pattern, name) for pattern in patterns)
+            )
+        cached[codename] = frozenset(ids)
+    return cached[codename]
+
+
+def _staff(user: Any) -> bool:
+    return bool(user.is_authenticated and user.is_active and user.is_staff)
+
+
 def queues_for(user: Any, right: str) -> QuerySet[Queue]:
     """The queues on which ``user`` holds ``right`` (all of them when held globally)."""
-    if not (user.is_authenticated and user.is_active and user.is_staff):
+    if not _staff(user):
         return Queue.objects.none()
     if _global(user, right):
         return Queue.objects.all()
-    granted = get_objects_for_user(
-        user, f"queues.{_codename(right)}", klass=Queue, accept_global_perms=False
-    )
-    patterns = _patterns(user, right)
-    if not patterns:
-        return granted
-    # Queues are few (tens, not millions): matching their names here keeps the one
-    # matcher the token rules use, rather than a second one translated into SQL.
-    matched = [
-        name
-        for name in Queue.objects.values_list("name", flat=True)
-        if any(pattern_matches(pattern, name) for pattern in patterns)
-    ]
-    return Queue.objects.filter(Q(pk__in=granted.values("pk")) | Q(name__in=matched))
+    return Queue.objects.filter(pk__in=_queue_ids(user, right))
 
 
 def may_on_some(user: Any, right: str) -> bool:
-    return _global(user, right) or queues_for(user, right).exists()
+    return _staff(user) and (_global(user, right) or bool(_queue_ids(user, right)))
 
 
 def may_on(user: Any, right: str, queue: Queue) -> bool:
-    if not (user.is_authenticated and user.is_active and user.is_staff):
+    if not _staff(user):
         return False
-    if _global(user, right) or user.has_perm(f"queues.{_codename(right)}", queue):
+    if _global(user, right) or queue.pk in _queue_ids(user, right):
         return True
+    # A queue created since the ids were read is still covered by a pattern grant.
     return any(pattern_matches(pattern, queue.name) for pattern in _patterns(user, right))

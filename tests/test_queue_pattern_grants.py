@@ -167,3 +167,34 @@ def test_pattern_grants_are_read_once_per_request(api: Api) -> None:
             assert op.get(url).status_code == 200
         reads = [q for q in queries.captured_queries if "security_staffqueuegrant" in q["sql"]]
         assert len(reads) == 1, url
+
+
+def test_per_queue_grants_are_read_once_per_right_per_request(api: Api) -> None:
+    """The same for django-guardian's grants: a list asks each action's right and each
+    row's, the database answers once per right (the index asked it 36 times before)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_staff_user("olga", "Operators")
+    token = make_token("svc", "*=*,admin")
+    for _ in range(3):
+        push(api, token, queue="jobs:q", data={"n": 1})
+    _grant("jobs:q", "--user", "olga", "--role", "operator")
+    op = logged_in(get_user_model().objects.get_by_natural_key("olga"))
+    for url in ("/admin/", "/admin/queues/job/", "/admin/queues/queue/"):
+        with CaptureQueriesContext(connection) as queries:
+            assert op.get(url).status_code == 200
+        reads = [q["sql"] for q in queries.captured_queries if "guardian_userobject" in q["sql"]]
+        rights = {"view_queue", "change_queue", "operate_queue", "reveal_queue"}
+        assert len(reads) <= len(rights), (url, len(reads))
+
+
+def test_a_grant_is_seen_by_the_caller_holding_the_user_object() -> None:
+    olga = make_staff_user("olga", "Operators")
+    Queue.objects.create(name="jobs:q")
+    assert not queues_for(olga, "view_queue").exists()  # read and kept on the object
+    from compliance.audit import Actor
+    from queues.services import queue_grant
+
+    queue_grant(queue_name="jobs:q", role="viewer", grantee=olga, actor=Actor.command("t"))
+    assert set(queues_for(olga, "view_queue").values_list("name", flat=True)) == {"jobs:q"}

@@ -16,6 +16,7 @@ from kernel.problems import (
 from security.access import WILDCARD, InvalidRule, validate_pattern
 from security.models import StaffQueueGrant
 
+from ..staffaccess import forget
 from .queue_settings import queue_for_update
 
 QUEUE_ROLES = {
@@ -66,6 +67,8 @@ def queue_grant(
         details: dict[str, Any] = {"role": role, "permissions": codenames, kind: label}
         if is_pattern:
             details["pattern"] = queue_name
+        if kind == "user":
+            forget(grantee)  # a caller holding this user object sees the change
         audit_record(
             actor=actor,
             action=Action.QUEUE_REVOKE if revoke else Action.QUEUE_GRANT,

@@ -34,6 +34,7 @@ def test_setup_schedules_is_idempotent_and_carries_no_arguments() -> None:
         "flashq: fire due schedules",
         "flashq: retention",
         "flashq: prune the job event log",
+        "flashq: fold and prune the job rollup",
     }
     assert schedules["flashq: seal audit events"].schedule_type == Schedule.MINUTES
     assert schedules["flashq: retention"].schedule_type == Schedule.DAILY
@@ -66,8 +67,10 @@ def test_each_scheduled_function_does_its_work_and_its_task_row_holds_no_payload
     assert AuditEvent.objects.filter(seq__isnull=False).exists()  # sealing ran
     assert Job.objects.filter(key__startswith="schedule:hourly:").count() == 1  # fired
     tasks = list(Task.objects.all())
-    assert len(tasks) == 5 and all(task.success for task in tasks), [t.result for t in tasks]
+    assert len(tasks) == 6 and all(task.success for task in tasks), [t.result for t in tasks]
     assert f"pruned {logged} event(s)" in [task.result for task in tasks]  # the event log
+    # The rollup: the old job's completion was counted 31 days ago, past what it keeps.
+    assert "folded 0, deleted 1 rollup row(s)" in [task.result for task in tasks]
     assert all(MARK not in repr((task.args, task.kwargs, task.result)) for task in tasks)
 
 

@@ -69,8 +69,10 @@ def test_each_scheduled_function_does_its_work_and_its_task_row_holds_no_payload
     tasks = list(Task.objects.all())
     assert len(tasks) == 6 and all(task.success for task in tasks), [t.result for t in tasks]
     assert f"pruned {logged} event(s)" in [task.result for task in tasks]  # the event log
-    # The rollup: the old job's completion was counted 31 days ago, past what it keeps.
-    assert "folded 0, deleted 1 rollup row(s)" in [task.result for task in tasks]
+    # The rollup: the old job's completion was counted 31 days ago, past what it keeps
+    # (on PostgreSQL the minutes' stripes are folded as well).
+    rollup = [str(task.result) for task in tasks if "rollup" in str(task.result)]
+    assert len(rollup) == 1 and rollup[0].endswith(", deleted 1 rollup row(s)"), rollup
     assert all(MARK not in repr((task.args, task.kwargs, task.result)) for task in tasks)
 
 

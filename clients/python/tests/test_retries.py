@@ -110,3 +110,25 @@ def test_a_connection_refused_is_retried_then_reported(server: Server) -> None:
         flashq.me()
     assert "after 2 attempt(s)" in str(caught.value)
     assert server.token not in str(caught.value)
+
+
+def test_a_progress_report_whose_answer_was_lost_is_sent_again_and_holds_once(
+    server: Server, queue: str
+) -> None:
+    """``progress`` sets absolute values and extends the lease by its length: sending it
+    again after a lost answer leaves the job as one report would, so the client does."""
+    transport = Flaky(
+        "/progress", lambda request, n: _unavailable(502) if n == 1 else None, after=True
+    )
+    with server.client(transport=transport) as flashq:
+        flashq.push(queue, {"n": 1})
+        [job] = flashq.pull(queue, lease=30)
+        reported = flashq.progress(job["id"], job["lease_id"], 40, "halfway")
+    assert len(transport.seen) == 2
+    assert [json.loads(r.content) for r in transport.seen] == [
+        {"lease_id": job["lease_id"], "progress": 40, "message": "halfway"}
+    ] * 2
+    assert reported["progress"] == 40 and reported["state"] == "active"
+    with server.client() as flashq:
+        now = flashq.get_job(job["id"])
+    assert now["progress"] == 40 and now["state"] == "active"

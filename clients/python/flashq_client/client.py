@@ -776,7 +776,7 @@ class Client:
         body = {"lease_id": str(lease_id), "result": result}
         return cast(
             Job,
-            self._json("POST", f"jobs/{_segment(job_id)}/ack", body=body, idempotent=False),
+            self._json("POST", f"jobs/{_segment(job_id)}/ack", body=body, idempotent=True),
         )
 
     def ack_batch(self, acks: Sequence[Mapping[str, Any]]) -> int:
@@ -784,7 +784,7 @@ class Client:
         if not acks:
             return 0
         body = {"jobs": [_ack_item(item) for item in acks]}
-        answer = self._json("POST", "jobs/ack", body=body, idempotent=False)
+        answer = self._json("POST", "jobs/ack", body=body, idempotent=True)
         return int(answer["acked"])
 
     def fail(

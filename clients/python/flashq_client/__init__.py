@@ -6,17 +6,34 @@
 
     with Client("https://flashq.example.com") as flashq:  # token from FLASHQ_TOKEN
         flashq.push("email", {"to": "a@example.com"}, priority=5)
+
+``AsyncClient`` has the same methods as coroutines (``await flashq.push(...)``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .client import (
+from ._settings import __version__
+from .aio import AsyncClient
+from .client import Client
+from .errors import (
+    Conflict,
+    ConnectionFailed,
+    FieldProblem,
+    FlashqError,
+    Forbidden,
+    Interrupted,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
+from .shapes import (
     AckItem,
     Backoff,
     CleanResult,
-    Client,
     ErasureResult,
     ErrorEntry,
     FlowNode,
@@ -31,19 +48,6 @@ from .client import (
     QueueStats,
     RateLimit,
     WaitedJob,
-    __version__,
-)
-from .errors import (
-    Conflict,
-    ConnectionFailed,
-    FieldProblem,
-    FlashqError,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    RateLimited,
-    Unauthorized,
-    Unavailable,
 )
 from .webhooks import SignatureError, verify_signature
 
@@ -67,6 +71,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AckItem",
+    "AsyncClient",
     "Backoff",
     "CleanResult",
     "Client",
@@ -78,6 +83,7 @@ __all__ = [
     "FlashqError",
     "FlowNode",
     "Forbidden",
+    "Interrupted",
     "InvalidInput",
     "Job",
     "JobSummary",

@@ -113,6 +113,12 @@ class ConnectionFailed(FlashqError):
     """No answer: the connection could not be made, or broke, after every retry."""
 
 
+class Interrupted(FlashqError):
+    """The client's stop signal (``Client(stop=...)``, ``Client.interrupt()``) cut a
+    pause between retries short: the call gave up without its answer. What an attempt
+    before the pause did is unknown, as after ``ConnectionFailed``."""
+
+
 def _restore(cls: type[FlashqError], state: dict[str, Any]) -> FlashqError:
     error = cls.__new__(cls)
     error.__dict__.update(state)
@@ -148,6 +154,7 @@ __all__ = [
     "FieldProblem",
     "FlashqError",
     "Forbidden",
+    "Interrupted",
     "InvalidInput",
     "NotFound",
     "RateLimited",

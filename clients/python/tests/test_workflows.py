@@ -13,7 +13,7 @@ import httpx
 import pytest
 from conftest import Server, _run
 from flashq_client import Client, Forbidden, Worker, WorkerJob
-from flashq_client import client as client_module
+from flashq_client.calls import producing
 from test_worker import running
 
 
@@ -81,7 +81,7 @@ def test_a_wait_longer_than_the_servers_cap_asks_again(
     server: Server, queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A cap of 400 ms stands for the server's 30 s.
-    monkeypatch.setattr(client_module, "MAX_JOB_WAIT_MS", 400)
+    monkeypatch.setattr(producing, "MAX_JOB_WAIT_MS", 400)
     transport = Recording()
     with server.client(transport=transport) as flashq:
         pushed = flashq.push(queue, {"n": 1})

@@ -36,6 +36,7 @@ from .client import (
 from .errors import (
     Conflict,
     ConnectionFailed,
+    FieldDecryptionError,
     FieldProblem,
     FlashqError,
     Forbidden,
@@ -45,6 +46,7 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
+from .fields import FieldKeys, new_key, open_fields, seal_fields
 from .webhooks import SignatureError, verify_signature
 
 if TYPE_CHECKING:
@@ -74,6 +76,8 @@ __all__ = [
     "ConnectionFailed",
     "ErasureResult",
     "ErrorEntry",
+    "FieldDecryptionError",
+    "FieldKeys",
     "FieldProblem",
     "FlashqError",
     "FlowNode",
@@ -98,5 +102,8 @@ __all__ = [
     "Worker",
     "WorkerJob",
     "__version__",
+    "new_key",
+    "open_fields",
+    "seal_fields",
     "verify_signature",
 ]

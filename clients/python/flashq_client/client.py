@@ -43,6 +43,7 @@ from .errors import (
     Unavailable,
     error_class,
 )
+from .fields import FieldKeys, check_sealed, field_settings, seal_fields, seal_flow, seal_jobs
 
 __version__ = "0.1.0"
 
@@ -433,7 +434,10 @@ class Client:
         max_retries: int = 4,
         allow_insecure_http: bool = False,
         transport: httpx.BaseTransport | None = None,
+        field_keys: FieldKeys | None = None,
+        encrypt_fields: Sequence[str] = (),
     ) -> None:
+        self.field_keys, self.encrypt_fields = field_settings(field_keys, encrypt_fields)
         try:
             url = httpx.URL(base_url)
         except httpx.InvalidURL as exc:
@@ -641,6 +645,7 @@ class Client:
         With ``wait`` the call then waits for the job to finish (``wait``, up to
         ``wait_timeout_ms``; None: until it finishes) and returns it as ``wait`` does,
         with ``created`` too."""
+        data = seal_fields(data, queue, self.encrypt_fields, self.field_keys)
         body: dict[str, Any] = {"data": dict(data), "key": key or uuid.uuid4().hex}
         options: dict[str, Any] = {
             "priority": priority,
@@ -672,6 +677,7 @@ class Client:
         one without a ``key`` gets its own."""
         if not jobs:
             return []
+        jobs = seal_jobs(jobs, queue, self.encrypt_fields, self.field_keys)
         body = {"jobs": [_batch_item(job) for job in jobs]}
         answer = self._json(
             "POST", f"queues/{_queue(queue)}/jobs/batch", body=body, idempotent=True
@@ -696,6 +702,7 @@ class Client:
         the client makes one, so a retry returns the tree its first attempt made while
         the root is unfinished. The answer is the tree of ids and states, ``created`` on
         the root (false: an unfinished root of this token's family had the key)."""
+        job, children = seal_flow(queue, job, children, self.encrypt_fields, self.field_keys)
         root = _api_job(job)
         if root.get("key") is None:
             root["key"] = uuid.uuid4().hex
@@ -860,6 +867,7 @@ class Client:
         """Change a waiting or delayed job (409 otherwise): its ``priority``, its
         ``run_at`` (an aware datetime or ISO 8601 text; a past time makes it ready now),
         and its ``data`` if it has not started. At least one of the three."""
+        check_sealed(data, self.encrypt_fields)
         body: dict[str, Any] = {}
         if data is not None:
             body["data"] = dict(data)
@@ -1070,6 +1078,7 @@ class Client:
         the job each tick pushes (``timeout_ms``, as push's). Datetimes need an offset. The
         answer is the schedule with its ``next_run_at``; a replace never fires a tick
         already fired, so repeating the call is safe."""
+        data = seal_fields(data, queue, self.encrypt_fields, self.field_keys)
         body: dict[str, Any] = {"timezone": timezone, "data": dict(data)}
         options: dict[str, Any] = {
             "cron": cron,

@@ -109,6 +109,8 @@ class FieldKeys:
                 keys[key_id] = _b64decode(encoded)
             except (binascii.Error, ValueError):
                 raise ValueError(f"{source}: entry {number} ({key_id}) is not base64") from None
+            if len(keys[key_id]) != KEY_BYTES:
+                raise ValueError(f"{source}: entry {number} ({key_id}) is not {KEY_BYTES} bytes")
         return cls(keys)
 
     @classmethod

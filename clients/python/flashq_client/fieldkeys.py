@@ -140,8 +140,19 @@ class FieldKeys:
         return cls.from_text(text, source=KEYS_FILE_ENV)
 
     def seal(self, value: Any, *, queue: str, path: FieldPath) -> str:
-        """``value`` (any JSON value) sealed with the current key for ``path`` of a job
-        of ``queue``."""
+        """One value sealed with the current key (``seal_fields`` seals a job's fields).
+
+        Args:
+            value: any JSON value; sealed as its JSON text.
+            queue: the queue of the job it goes into.
+            path: where in the job's data it goes (``parse_path``).
+
+        Returns:
+            ``fq1:<key id>:<base64url(nonce | ciphertext | tag)>``.
+
+        Raises:
+            ValueError: the value is not JSON (NaN, a set...); the value is not shown.
+        """
         try:
             plain = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError):
@@ -155,7 +166,15 @@ class FieldKeys:
         return f"{PREFIX}{self.current}:{token}"
 
     def open(self, text: str, *, queue: str, path: FieldPath) -> Any:
-        """The value a sealed string holds.
+        """The value a sealed string holds (``open_fields`` opens a job's data).
+
+        Args:
+            text: the sealed string.
+            queue: the queue of the job it was found in.
+            path: where in the job's data it was found.
+
+        Returns:
+            The JSON value that was sealed.
 
         Raises:
             FieldDecryptionError: ``field_key_missing``: no key with its id;
@@ -208,13 +227,38 @@ def _associated(key_id: str, queue: str, path: FieldPath) -> bytes:
 
 
 def dotted(path: FieldPath) -> str:
+    """A parsed path written as ``encrypt_fields`` names it.
+
+    Args:
+        path: the parts, ``None`` for an array's elements.
+
+    Returns:
+        The dotted path, ``*`` for an array's elements.
+    """
     return ".".join("*" if part is None else part for part in path)
 
 
 def refuse(code: str, path: FieldPath, why: str) -> NoReturn:
+    """Refuse to open the field at ``path``.
+
+    Args:
+        code: ``field_key_missing`` or ``field_open_failed``.
+        path: the field.
+        why: the reason, naming no value and no key.
+
+    Raises:
+        FieldDecryptionError: always.
+    """
     raise FieldDecryptionError(f"field {dotted(path)} cannot be opened: {why}", code=code)
 
 
 def is_sealed(value: Any) -> bool:
-    """Whether ``value`` is a string in the sealed format (``fq1:<id>:<base64url>``)."""
+    """Whether a value is a sealed string.
+
+    Args:
+        value: any JSON value.
+
+    Returns:
+        True for a string in the sealed format (``fq1:<key id>:<base64url>``).
+    """
     return isinstance(value, str) and _SEALED.match(value) is not None

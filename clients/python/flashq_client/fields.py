@@ -187,7 +187,20 @@ def open_job(job: _Job, keys: FieldKeys | None) -> _Job:
 def seal_jobs(
     jobs: Sequence[Mapping[str, Any]], queue: str, paths: Sequence[str], keys: FieldKeys | None
 ) -> Sequence[Mapping[str, Any]]:
-    """Push bodies (``push_batch``'s) with each one's ``data`` sealed for ``queue``."""
+    """Push bodies (``push_batch``'s) with each one's ``data`` sealed for ``queue``.
+
+    Args:
+        jobs: the push bodies (left unchanged).
+        queue: the queue they are pushed to.
+        paths: the fields to seal, as ``seal_fields`` takes them.
+        keys: the keys; the current one seals.
+
+    Returns:
+        ``jobs`` itself when there are no paths, else copies with the data sealed.
+
+    Raises:
+        ValueError: as ``seal_fields``.
+    """
     if not paths:
         return jobs
     return [_seal_body(job, queue, paths, keys) for job in jobs]
@@ -208,8 +221,21 @@ def seal_flow(
     paths: Sequence[str],
     keys: FieldKeys | None,
 ) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]:
-    """A flow (``push_flow``'s root ``job`` in ``queue`` and its ``children``) with every
-    node's data sealed for that node's own queue."""
+    """A flow with every node's data sealed for that node's own queue.
+
+    Args:
+        queue: the root's queue.
+        job: the root's push body.
+        children: ``push_flow``'s children, ``{"queue", "job", "children"?}`` each.
+        paths: the fields to seal, as ``seal_fields`` takes them.
+        keys: the keys; the current one seals.
+
+    Returns:
+        The root's body and the children, copied where sealed (the input unchanged).
+
+    Raises:
+        ValueError: as ``seal_fields``.
+    """
     if not paths:
         return job, children
     return _seal_body(job, queue, paths, keys), [
@@ -220,6 +246,10 @@ def seal_flow(
 def check_sealed(data: Mapping[str, Any] | None, paths: Sequence[str]) -> None:
     """Refuse data that holds a clear value at one of ``paths`` (``update`` cannot seal
     it: it does not know the job's queue).
+
+    Args:
+        data: the new data (None: no data is sent).
+        paths: the client's ``encrypt_fields``.
 
     Raises:
         ValueError: a path holds a value that is not sealed.

@@ -22,7 +22,7 @@ from flashq_client import (
     seal_fields,
 )
 from flashq_client.fields import check_sealed, field_settings, open_job, parse_path
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 K1, K2 = bytes(range(32)), bytes(range(100, 132))
@@ -41,6 +41,8 @@ json_values = st.recursive(
 )
 
 
+# No deadline: a loaded machine's clock says nothing about the property.
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_every_json_value_comes_back_as_it_went(value: Any) -> None:
     sealed = seal_fields({"secret": value, "plain": 1}, "q", ["secret"], KEYS)

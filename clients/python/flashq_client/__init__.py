@@ -20,6 +20,7 @@ from .client import Client
 from .errors import (
     Conflict,
     ConnectionFailed,
+    FieldDecryptionError,
     FieldProblem,
     FlashqError,
     Forbidden,
@@ -30,6 +31,7 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
+from .fields import FieldKeys, new_key, open_fields, seal_fields
 from .shapes import (
     AckItem,
     Backoff,
@@ -79,6 +81,8 @@ __all__ = [
     "ConnectionFailed",
     "ErasureResult",
     "ErrorEntry",
+    "FieldDecryptionError",
+    "FieldKeys",
     "FieldProblem",
     "FlashqError",
     "FlowNode",
@@ -104,5 +108,8 @@ __all__ = [
     "Worker",
     "WorkerJob",
     "__version__",
+    "new_key",
+    "open_fields",
+    "seal_fields",
     "verify_signature",
 ]

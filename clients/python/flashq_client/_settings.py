@@ -5,12 +5,14 @@ the number of retries, and the options of the ``httpx`` client each one keeps.""
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from .fields import FieldKeys, field_settings
 
 __version__ = "0.1.0"
 
@@ -81,6 +83,10 @@ class Settings:
     timeout: float
     max_retries: int
     auth: BearerAuth = field(repr=False)
+    #: Client-side field encryption (``flashq_client.fields``): the keys, and the dotted
+    #: paths sealed on push.
+    field_keys: FieldKeys | None = field(default=None, repr=False)
+    encrypt_fields: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -91,12 +97,15 @@ class Settings:
         timeout: float,
         max_retries: int,
         allow_insecure_http: bool,
+        field_keys: FieldKeys | None = None,
+        encrypt_fields: Sequence[str] = (),
     ) -> Settings:
         """The settings of a client, or ValueError naming what is wrong (never the token)."""
         root = api_root(base_url, allow_insecure_http=allow_insecure_http)
         if max_retries < 0:
             raise ValueError("max_retries must be 0 or more")
-        return cls(root, timeout, max_retries, BearerAuth(resolve_token(token)))
+        keys, paths = field_settings(field_keys, encrypt_fields)
+        return cls(root, timeout, max_retries, BearerAuth(resolve_token(token)), keys, paths)
 
     def http_options(self) -> dict[str, Any]:
         """The keyword arguments of the ``httpx.Client`` or ``httpx.AsyncClient``."""

@@ -16,7 +16,7 @@ timeout, a shutdown) ends it at once with ``asyncio.CancelledError``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -26,6 +26,7 @@ from ._policy import Outcome, Pause, Plan, retried
 from ._settings import Settings
 from .calls import Calls, as_method
 from .calls.jobs import GET_JOBS_DOC
+from .fields import FieldKeys
 from .shapes import Job
 
 P = ParamSpec("P")
@@ -59,9 +60,14 @@ class AsyncClient:
         max_retries: retries of a call (see each method's "Retried").
         allow_insecure_http: allow plain ``http://`` to any host.
         transport: an ``httpx.AsyncBaseTransport`` instead of the network (tests).
+        field_keys: the ``FieldKeys`` that seal and open encrypted fields (default:
+            ``FieldKeys.from_env()`` when ``FLASHQ_FIELD_KEYS`` or its file is set).
+        encrypt_fields: dotted paths of the data sealed on every push
+            ("End-to-end encrypted fields" in the README).
 
     Raises:
-        ValueError: a bad ``base_url`` or ``max_retries``, or no usable token.
+        ValueError: a bad ``base_url``, ``max_retries`` or field path, or no usable
+            token.
     """
 
     def __init__(
@@ -73,6 +79,8 @@ class AsyncClient:
         max_retries: int = 4,
         allow_insecure_http: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        field_keys: FieldKeys | None = None,
+        encrypt_fields: Sequence[str] = (),
     ) -> None:
         self._settings = Settings.build(
             base_url,
@@ -80,10 +88,15 @@ class AsyncClient:
             timeout=timeout,
             max_retries=max_retries,
             allow_insecure_http=allow_insecure_http,
+            field_keys=field_keys,
+            encrypt_fields=encrypt_fields,
         )
         self.base_url = self._settings.base_url
         self.timeout = timeout
         self.max_retries = max_retries
+        #: The keys that seal and open fields, and the paths sealed on push.
+        self.field_keys = self._settings.field_keys
+        self.encrypt_fields = self._settings.encrypt_fields
         self._calls = Calls(self._settings)
         self._http = httpx.AsyncClient(transport=transport, **self._settings.http_options())
 

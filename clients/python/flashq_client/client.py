@@ -15,7 +15,7 @@ pause on ``Retry-After``) ends at once and the call raises ``Interrupted``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -36,6 +36,7 @@ from ._settings import LOCAL_HOSTS, Settings, __version__
 from .calls import Calls, as_method
 from .calls.jobs import GET_JOBS_DOC
 from .calls.producing import MAX_JOB_WAIT_MS
+from .fields import FieldKeys
 from .shapes import (
     AckItem,
     Backoff,
@@ -90,9 +91,14 @@ class Client:
         transport: an ``httpx.BaseTransport`` instead of the network (tests).
         stop: a ``threading.Event``: while it is set, pauses before retries end at once
             and the call raises ``Interrupted`` (a worker's shutdown sets it).
+        field_keys: the ``FieldKeys`` that seal and open encrypted fields (default:
+            ``FieldKeys.from_env()`` when ``FLASHQ_FIELD_KEYS`` or its file is set).
+        encrypt_fields: dotted paths of the data sealed on every push
+            ("End-to-end encrypted fields" in the README).
 
     Raises:
-        ValueError: a bad ``base_url`` or ``max_retries``, or no usable token.
+        ValueError: a bad ``base_url``, ``max_retries`` or field path, or no usable
+            token.
     """
 
     def __init__(
@@ -105,6 +111,8 @@ class Client:
         allow_insecure_http: bool = False,
         transport: httpx.BaseTransport | None = None,
         stop: threading.Event | None = None,
+        field_keys: FieldKeys | None = None,
+        encrypt_fields: Sequence[str] = (),
     ) -> None:
         self._settings = Settings.build(
             base_url,
@@ -112,10 +120,15 @@ class Client:
             timeout=timeout,
             max_retries=max_retries,
             allow_insecure_http=allow_insecure_http,
+            field_keys=field_keys,
+            encrypt_fields=encrypt_fields,
         )
         self.base_url = self._settings.base_url
         self.timeout = timeout
         self.max_retries = max_retries
+        #: The keys that seal and open fields, and the paths sealed on push.
+        self.field_keys = self._settings.field_keys
+        self.encrypt_fields = self._settings.encrypt_fields
         self.stop = stop or threading.Event()
         self._calls = Calls(self._settings)
         self._http = httpx.Client(transport=transport, **self._settings.http_options())

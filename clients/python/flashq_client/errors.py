@@ -119,6 +119,14 @@ class Interrupted(FlashqError):
     before the pause did is unknown, as after ``ConnectionFailed``."""
 
 
+class FieldDecryptionError(FlashqError):
+    """A sealed field of a job's data could not be opened (``flashq_client.fields``):
+    ``code`` is ``field_key_missing`` (no key with its id, or no keys at all) or
+    ``field_open_failed`` (a wrong key, a changed value, or one sealed for another queue
+    or field). The message names the field's path and the key id, never the value or a
+    key. A worker fails the job with that code."""
+
+
 def _restore(cls: type[FlashqError], state: dict[str, Any]) -> FlashqError:
     error = cls.__new__(cls)
     error.__dict__.update(state)
@@ -151,6 +159,7 @@ def error_class(status: int) -> type[FlashqError]:
 __all__ = [
     "Conflict",
     "ConnectionFailed",
+    "FieldDecryptionError",
     "FieldProblem",
     "FlashqError",
     "Forbidden",

@@ -52,7 +52,16 @@ from types import FrameType
 from typing import Any, Literal
 
 from .client import AckItem, Client, Job, LeasedJob, backoff_delay
-from .errors import Conflict, FlashqError, Forbidden, InvalidInput, NotFound, Unauthorized
+from .errors import (
+    Conflict,
+    FieldDecryptionError,
+    FlashqError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+)
+from .fields import open_job
 
 logger = logging.getLogger("flashq_client.worker")
 
@@ -134,7 +143,10 @@ def _error_text(exc: BaseException) -> str:
 
 def error_code(exc: BaseException) -> str:
     """The exception's class name as a failure code: characters the server does not
-    take in a code (a non-ASCII letter of an identifier) become ``_``."""
+    take in a code (a non-ASCII letter of an identifier) become ``_``. A sealed field
+    that does not open gives its own code (``field_open_failed``...)."""
+    if isinstance(exc, FieldDecryptionError):
+        return exc.code
     return _NOT_IN_CODE.sub("_", type(exc).__name__)[:MAX_CODE_CHARS]
 
 
@@ -333,7 +345,7 @@ class Worker:
     def _execute(self, job: LeasedJob) -> None:
         job_id, lease_id = job["id"], job["lease_id"]
         try:
-            result = self.handler(WorkerJob(job, self.client))
+            result = self.handler(WorkerJob(open_job(job, self.client.field_keys), self.client))
             size = len(json.dumps(result, allow_nan=False).encode())  # as the server will
         except BaseException as exc:  # a handler's SystemExit fails its job too
             logger.warning("job %s failed: %s", job_id, type(exc).__name__)

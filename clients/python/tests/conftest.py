@@ -49,6 +49,7 @@ class Server:
     token: str = field(repr=False)  # '*=*,admin,reveal,erase'
     other_token: str = field(repr=False)  # the same rights, another token family
     env: dict[str, str] = field(repr=False)  # the server's settings, secrets, database
+    log: Path  # gunicorn's output: its errors and the flashq.audit lines
 
     def client(self, **kwargs: Any) -> Client:
         return Client(self.url, kwargs.pop("token", self.token), **kwargs)
@@ -162,8 +163,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         port = free_port()
         argv = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "2"]
         argv += ["--worker-class", "gthread", "--threads", "4", "flashq_project.wsgi"]
-        stack.enter_context(serve(argv, env=env, port=port, log=root / "gunicorn.log"))
-        yield Server(f"http://127.0.0.1:{port}", tokens[0], tokens[1], env)
+        log = root / "gunicorn.log"
+        stack.enter_context(serve(argv, env=env, port=port, log=log))
+        yield Server(f"http://127.0.0.1:{port}", tokens[0], tokens[1], env, log)
 
 
 def _drop_database(params: dict[str, Any], name: str) -> None:

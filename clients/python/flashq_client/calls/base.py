@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import urllib.parse
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from .._policy import Call, Plan
 from .._settings import Settings
+from ..fields import seal_fields
 
 #: Seconds the read timeout of a long poll exceeds its wait.
 LONG_POLL_MARGIN_SECONDS = 15.0
@@ -20,6 +22,10 @@ class CallsBase:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def seal(self, queue: str, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``data`` with the client's ``encrypt_fields`` sealed for ``queue``."""
+        return seal_fields(data, queue, self.settings.encrypt_fields, self.settings.field_keys)
 
 
 def segment(value: str | uuid.UUID, *, safe: str = "") -> str:

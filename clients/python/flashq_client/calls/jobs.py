@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from .._policy import Plan
+from ..fields import check_sealed
 from ..shapes import CleanResult, Job, JobId
 from .base import CallsBase, fetch, iso, queue_segment, segment
 
@@ -116,6 +117,7 @@ class JobCalls(CallsBase):
 
         Retried:
             yes, safe: it sets absolute values."""
+        check_sealed(data, self.settings.encrypt_fields)
         body: dict[str, Any] = {}
         if data is not None:
             body["data"] = dict(data)

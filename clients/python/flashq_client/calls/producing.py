@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast, overload
 
 from .._policy import Call, Pause, Plan, retry_after
+from ..fields import seal_flow, seal_jobs
 from ..shapes import Backoff, FlowNode, Job, JobId, PushedJob, WaitedJob
 from .base import LONG_POLL_MARGIN_SECONDS, CallsBase, fetch, queue_segment, segment
 
@@ -156,6 +157,7 @@ class ProducingCalls(CallsBase):
 
         Retried:
             yes, safe: the idempotency key finds the job the first attempt made."""
+        data = self.seal(queue, data)
         body: dict[str, Any] = {"data": dict(data), "key": key or uuid.uuid4().hex}
         options: dict[str, Any] = {
             "priority": priority,
@@ -202,6 +204,7 @@ class ProducingCalls(CallsBase):
             yes, safe: each job's idempotency key finds what the first attempt made."""
         if not jobs:
             return []
+        jobs = seal_jobs(jobs, queue, self.settings.encrypt_fields, self.settings.field_keys)
         body = {"jobs": [keyed(job) for job in jobs]}
         path = f"queues/{queue_segment(queue)}/jobs/batch"
         answer = yield from fetch("POST", path, body=body, idempotent=True)
@@ -243,6 +246,9 @@ class ProducingCalls(CallsBase):
 
         Retried:
             yes, safe: the root's key returns the first attempt's tree."""
+        job, children = seal_flow(
+            queue, job, children, self.settings.encrypt_fields, self.settings.field_keys
+        )
         root = keyed(job)
         body = {
             "job": root,

@@ -73,6 +73,7 @@ class ScheduleCalls(CallsBase):
 
         Retried:
             yes, safe: a replace never fires a tick already fired."""
+        data = self.seal(queue, data)
         body: dict[str, Any] = {"timezone": timezone, "data": dict(data)}
         options: dict[str, Any] = {
             "cron": cron,

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from .client import (
@@ -31,7 +32,6 @@ from .client import (
     QueueStats,
     RateLimit,
     WaitedJob,
-    __version__,
 )
 from .errors import (
     Conflict,
@@ -49,6 +49,11 @@ from .webhooks import SignatureError, verify_signature
 
 if TYPE_CHECKING:
     from .worker import Worker, WorkerJob
+
+try:
+    __version__ = version("flashq-client")  # the installed distribution's, from pyproject
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str) -> Any:

@@ -45,12 +45,15 @@ def python312() -> str:
 
     candidates += sorted(found, key=version, reverse=True)
     for candidate in filter(None, candidates):
-        done = subprocess.run(  # noqa: S603 - an interpreter we looked for
-            [candidate, "-c", "import sys; print(sys.version_info[:2] >= (3, 12))"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        try:
+            done = subprocess.run(  # noqa: S603 - an interpreter we looked for
+                [candidate, "-c", "import sys; print(sys.version_info[:2] >= (3, 12))"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError:  # not there, or not a program
+            continue
         if done.returncode == 0 and done.stdout.strip() == "True":
             return candidate
     sys.exit(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,7 +78,11 @@ def main() -> int:
         python, bin_dir = str(work / "venv" / "bin" / "python"), work / "venv" / "bin"
         pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         wheel = [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(work / "dist")]
-        _must(_run([*wheel, str(PACKAGE)], work), "building the wheel")
+        # Built from a copy: setuptools writes build/ and *.egg-info beside the source.
+        source = work / "source"
+        ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests", "tools")
+        shutil.copytree(PACKAGE, source, ignore=ignore)
+        _must(_run([*wheel, str(source)], work), "building the wheel")
         (built,) = (work / "dist").glob("flashq_client-*.whl")
         _must(_run([*pip, str(built), _mypy_pin()], work), f"pip install {built.name}")
         seen = json.loads(_must(_run([python, "-c", INSIDE], work), "import flashq_client"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,11 @@ import httpx
 
 from .fields import FieldKeys, field_settings
 
-__version__ = "0.1.0"
+try:
+    # The installed distribution's version (pyproject's), for the User-Agent.
+    __version__ = version("flashq-client")
+except PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "0+unknown"
 
 #: Hosts a plain-http URL may name without ``allow_insecure_http``.
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})

@@ -58,7 +58,12 @@ class LeasedJob(TypedDict):
 class Pulled(list[LeasedJob]):
     """What ``pull`` leased. ``retry_after`` is set when the server answered at once
     instead of waiting (its cap on waiting pulls was reached): the seconds to wait before
-    pulling again, rather than calling back straight away."""
+    pulling again, rather than calling back straight away.
+
+    Args:
+        jobs: the leased jobs, in the order the server gave them.
+        retry_after: seconds to wait before the next pull, or None.
+    """
 
     def __init__(self, jobs: Sequence[LeasedJob], *, retry_after: float | None) -> None:
         super().__init__(jobs)

@@ -155,9 +155,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with contextlib.ExitStack() as stack:
         stack.callback(_drop_database, params, name)
         _run(["migrate", "-v", "0"], env)
-        allow = ["--allow", "*=*,admin,reveal,erase"]
         tokens = [
-            _run(["create_token", label, *allow], env).strip().splitlines()[-1]
+            make_token(env, label, "*=*,admin,reveal,erase")
             for label in ("client-tests", "client-tests-other")
         ]
         port = free_port()
@@ -196,3 +195,10 @@ def wait_for(check: Callable[[], bool], timeout: float = 15.0, step: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {check}")
         time.sleep(step)
+
+
+def make_token(env: dict[str, str], label: str, allow: str) -> str:
+    """A new token with the rights ``allow`` (``create_token --allow``) on the server of
+    ``env`` (``Server.env``): one without ``reveal``, say, reads jobs as a reader does."""
+    output = _run(["create_token", label, "--allow", allow], env)
+    return output.strip().splitlines()[-1]

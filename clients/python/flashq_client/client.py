@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 import urllib.parse
 import uuid
@@ -469,6 +470,8 @@ class Client:
                 "Accept": "application/json, application/problem+json",
             },
         )
+        #: Set, it cuts short the pause between retries (a worker's SIGTERM).
+        self._stop: threading.Event | None = None
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r})"
@@ -502,8 +505,10 @@ class Client:
         read_timeout: float | None = None,
     ) -> httpx.Response:
         timeout = httpx.Timeout(self.timeout, read=read_timeout or self.timeout)
-        attempt = 0
+        attempt, delay = 0, 0.0
         while True:
+            if attempt:  # a retry's pause, out of any except block (see failure)
+                self._sleep(delay)
             failure: str | None = None
             response: httpx.Response | None = None
             try:
@@ -523,7 +528,6 @@ class Client:
                         attempt + 1,
                         self.max_retries,
                     )
-                    time.sleep(delay)
                     attempt += 1
                     continue
                 # Built outside the except block: the httpx error (which holds the
@@ -557,10 +561,16 @@ class Client:
                     attempt + 1,
                     self.max_retries,
                 )
-                time.sleep(delay)
                 attempt += 1
                 continue
             raise _problem(response, retry_after)
+
+    def _sleep(self, delay: float) -> None:
+        """The pause before a retry; ``_stop`` set ends it with the request failed."""
+        if self._stop is None:
+            time.sleep(delay)
+        elif self._stop.wait(delay):
+            raise ConnectionFailed("interrupted: the client is stopping", code="interrupted")
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()

@@ -125,20 +125,20 @@ def test_a_result_json_cannot_carry_fails_the_job_and_the_worker_goes_on(
     assert refused["error_code"] == "ValueError"
 
 
-def test_acks_go_about_1_mib_of_results_at_a_time(client: Client, queue: str) -> None:
+def test_acks_go_about_1_mib_of_results_at_a_time() -> None:
     """However many results are waiting, one request carries at most about 1 MiB of them
     (a pull's body must stay under the server's 10 MiB, a batch ack's under 2 MiB); a
     single bigger one goes alone."""
-    from flashq_client import worker as module
+    from flashq_client.worker.core import Ledger, Pending, Settings
 
-    worker = Worker(client, queue, lambda job: None)
+    ledger = Ledger(Settings("q"))
     sizes = [600_000, 300_000, 200_000, 2_000_000, 10, 10]
-    worker._acks = [
-        module._Pending({"id": str(n), "lease_id": "l", "result": None}, 0.0, size)
+    ledger.acks = [
+        Pending({"id": str(n), "lease_id": "l", "result": None}, 0.0, size)
         for n, size in enumerate(sizes)
     ]
     batches = []
-    while taken := worker._take_acks():
+    while taken := ledger.take_acks():
         batches.append([int(pending.item["id"]) for pending in taken])
     assert batches == [[0, 1], [2], [3], [4, 5]]
 

@@ -5,22 +5,26 @@ directory is skipped, with the reason, when PostgreSQL or the server cannot be h
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import functools
 import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flashq_client import Client
+from flashq_client import Client, Worker
 
 #: The server's repository: clients/python/tests/ -> the root that holds manage.py.
 REPO = Path(__file__).resolve().parents[3]
@@ -194,3 +198,57 @@ def wait_for(check: Callable[[], bool], timeout: float = 15.0, step: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {check}")
         time.sleep(step)
+
+
+@contextlib.contextmanager
+def running(worker: Worker) -> Iterator[threading.Thread]:
+    """The worker runs in a thread; stopped (and joined) at the end of the block."""
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the worker did not stop"
+
+
+class AsyncClientOverThreads:
+    """The sync ``Client``'s methods as coroutines, each run in a thread: what the
+    ``AsyncWorker`` needs of ``AsyncClient``, until the tests drive the real one (swap
+    this class for ``flashq_client.AsyncClient`` there). ``_stop`` is the wrapped
+    client's retry interrupt."""
+
+    def __init__(self, client: Client, threads: int = 16) -> None:
+        self.sync = client
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="async-over-threads")
+
+    @property
+    def _stop(self) -> threading.Event | None:
+        return self.sync._stop
+
+    @_stop.setter
+    def _stop(self, event: threading.Event | None) -> None:
+        self.sync._stop = event
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.sync, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._pool, functools.partial(method, *args, **kwargs)
+            )
+
+        return call
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.sync.close()
+
+
+@pytest.fixture
+def async_client(server: Server) -> Iterator[AsyncClientOverThreads]:
+    adapter = AsyncClientOverThreads(server.client())
+    yield adapter
+    adapter.close()

@@ -11,14 +11,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import flashq_client
 import pytest
-from conftest import Server, wait_for
+from conftest import Server, running, wait_for
 from flashq_client import Client, Job, Worker
 
 #: clients/python: put on the CLI's PYTHONPATH, installed or not.
@@ -32,18 +31,6 @@ def slow(job):
     time.sleep(job["data"].get("sleep", 0))
     return {"n": job["data"].get("n"), "attempt": job["attempts"]}
 """
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[threading.Thread]:
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        worker.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the worker did not stop"
 
 
 def states(client: Client, queue: str) -> list[str]:

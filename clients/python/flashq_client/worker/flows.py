@@ -228,12 +228,15 @@ def flush_due(ledger: Ledger) -> Flow:
 
 def final_flush(ledger: Ledger) -> Flow:
     """At shutdown: every ack waiting, tried again after 1, 2 and 4 s while some cannot
-    be delivered (no answer, 5xx), for at most FINAL_FLUSH_SECONDS (or until a second
-    signal); what is still undelivered then is logged at ERROR, by job and lease id."""
+    be delivered (no answer, 5xx), none started later than FINAL_FLUSH_SECONDS after the
+    first (nor after a second signal); what is still undelivered then is logged at
+    ERROR, by job and lease id."""
     deadline = time.monotonic() + FINAL_FLUSH_SECONDS
     undelivered: list[Pending] = []
     for pause in (0.0, *FINAL_FLUSH_PAUSES):
         if undelivered:
+            if time.monotonic() + pause > deadline:
+                break
             logger.warning(
                 "%d ack(s) not delivered; trying again in %.0f s", len(undelivered), pause
             )
@@ -243,7 +246,7 @@ def final_flush(ledger: Ledger) -> Flow:
                 break
         while taken := ledger.take_acks():
             undelivered += yield from send_acks(ledger, taken)
-        if not undelivered or time.monotonic() >= deadline:
+        if not undelivered:
             break
     undelivered += ledger.take_acks()
     if undelivered:

@@ -54,26 +54,26 @@ from .shapes import (
 from .webhooks import SignatureError, verify_signature
 
 if TYPE_CHECKING:
-    from .worker import Worker, WorkerJob
+    from .worker import AsyncWorker, AsyncWorkerJob, Worker, WorkerJob
+
+_WORKER_NAMES = frozenset({"AsyncWorker", "AsyncWorkerJob", "Worker", "WorkerJob"})
 
 
 def __getattr__(name: str) -> Any:
     # The worker is imported on first use, so `python -m flashq_client.worker` does not
     # find its own module already imported by the package.
-    if name == "Worker":
-        from .worker import Worker
+    if name in _WORKER_NAMES:
+        from . import worker
 
-        return Worker
-    if name == "WorkerJob":
-        from .worker import WorkerJob
-
-        return WorkerJob
+        return getattr(worker, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "AckItem",
     "AsyncClient",
+    "AsyncWorker",
+    "AsyncWorkerJob",
     "Backoff",
     "CleanResult",
     "Client",

@@ -60,6 +60,9 @@ class AsyncClient:
         max_retries: retries of a call (see each method's "Retried").
         allow_insecure_http: allow plain ``http://`` to any host.
         transport: an ``httpx.AsyncBaseTransport`` instead of the network (tests).
+        stop: an ``asyncio.Event``: while it is set, pauses before retries end at once
+            and the call raises ``Interrupted`` (an ``AsyncWorker``'s shutdown sets it).
+            Cancelling the calling task ends a pause too.
         field_keys: the ``FieldKeys`` that seal and open encrypted fields (default:
             ``FieldKeys.from_env()`` when ``FLASHQ_FIELD_KEYS`` or its file is set).
         encrypt_fields: dotted paths of the data sealed on every push
@@ -79,6 +82,7 @@ class AsyncClient:
         max_retries: int = 4,
         allow_insecure_http: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        stop: asyncio.Event | None = None,
         field_keys: FieldKeys | None = None,
         encrypt_fields: Sequence[str] = (),
     ) -> None:
@@ -94,6 +98,7 @@ class AsyncClient:
         self.base_url = self._settings.base_url
         self.timeout = timeout
         self.max_retries = max_retries
+        self.stop = stop or asyncio.Event()
         #: The keys that seal and open fields, and the paths sealed on push.
         self.field_keys = self._settings.field_keys
         self.encrypt_fields = self._settings.encrypt_fields
@@ -104,6 +109,12 @@ class AsyncClient:
         return f"AsyncClient(base_url={self.base_url!r})"
 
     # -- lifecycle
+
+    def interrupt(self) -> None:
+        """Set ``stop``: pauses before retries, now and until it is cleared, end at once
+        and their calls raise ``Interrupted``. Call it from the client's event loop (from
+        another thread: ``loop.call_soon_threadsafe(client.interrupt)``)."""
+        self.stop.set()
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -131,7 +142,7 @@ class AsyncClient:
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             if isinstance(step, Pause):
-                await asyncio.sleep(step.seconds)
+                await self._pause(step)
                 outcome = None
                 continue
             try:
@@ -144,6 +155,15 @@ class AsyncClient:
                 )
             except httpx.TransportError as exc:
                 outcome = exc
+
+    async def _pause(self, pause: Pause) -> None:
+        if self.stop.is_set():
+            raise pause.interrupted()
+        try:
+            await asyncio.wait_for(self.stop.wait(), pause.seconds)
+        except TimeoutError:
+            return
+        raise pause.interrupted()
 
     # -- the API (each method is written once, in ``calls``)
 

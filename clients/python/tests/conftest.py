@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import uuid
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flashq_client import Client
+from flashq_client import AsyncClient, Client, Worker
 
 #: The server's repository: clients/python/tests/ -> the root that holds manage.py.
 REPO = Path(__file__).resolve().parents[3]
@@ -53,6 +54,10 @@ class Server:
 
     def client(self, **kwargs: Any) -> Client:
         return Client(self.url, kwargs.pop("token", self.token), **kwargs)
+
+    def async_client(self, **kwargs: Any) -> AsyncClient:
+        """An ``AsyncClient``: make it in the event loop that uses it (``async with``)."""
+        return AsyncClient(self.url, kwargs.pop("token", self.token), **kwargs)
 
     def worker_env(self) -> dict[str, str]:
         """The environment of a worker process: the token, and nothing of the server's."""
@@ -202,3 +207,16 @@ def make_token(env: dict[str, str], label: str, allow: str) -> str:
     ``env`` (``Server.env``): one without ``reveal``, say, reads jobs as a reader does."""
     output = _run(["create_token", label, "--allow", allow], env)
     return output.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def running(worker: Worker) -> Iterator[threading.Thread]:
+    """The worker runs in a thread; stopped (and joined) at the end of the block."""
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the worker did not stop"

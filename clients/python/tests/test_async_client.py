@@ -34,7 +34,7 @@ from flashq_client import (
 from flashq_client.shapes import PushedJob, WaitedJob
 
 TOKEN = "fq_secret_" + "x" * 30
-#: Methods only one of the two has: how each closes, and the sync one's stop signal.
+#: Methods whose text differs between the two: how each closes and is interrupted.
 LIFECYCLE = {"close", "aclose", "interrupt"}
 
 Connect = Callable[..., Any]
@@ -355,3 +355,17 @@ def test_every_public_method_documents_args_returns_raises_and_retried(cls: type
         args = doc.split("\nArgs:\n", 1)[-1].split("\n\n", 1)[0] if "Args:" in wanted else ""
         for parameter in list(signature.parameters)[1:]:
             assert f"    {parameter}: " in args, f"{cls.__name__}.{name}: {parameter} undocumented"
+
+
+def test_the_async_stop_event_ends_a_retry_pause_at_once() -> None:
+    async def call(port: int) -> None:
+        async with AsyncClient(f"http://127.0.0.1:{port}", TOKEN, max_retries=10) as client:
+            asyncio.get_running_loop().call_later(0.5, client.interrupt)
+            await client.me()
+
+    with _refusing_port() as port:
+        started = time.monotonic()
+        with pytest.raises(Interrupted) as caught:
+            asyncio.run(call(port))
+    assert time.monotonic() - started < 5
+    assert caught.value.code == "interrupted" and TOKEN not in str(caught.value)

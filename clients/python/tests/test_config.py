@@ -273,7 +273,7 @@ def test_the_worker_pauses_as_told_instead_of_pulling_again_at_once(
     def handle(request: httpx.Request) -> httpx.Response:
         pulls.append(request)
         if len(pulls) >= 3 and worker is not None:
-            worker._stopping = True  # without the pause it would pull forever
+            worker.stop()  # without the pause it would pull forever
         return httpx.Response(200, json={"jobs": []}, headers={"Retry-After": "2"})
 
     client = Client("https://flashq.example.com", TOKEN, transport=httpx.MockTransport(handle))
@@ -282,7 +282,7 @@ def test_the_worker_pauses_as_told_instead_of_pulling_again_at_once(
 
     def pause(seconds: float) -> None:
         paused.append(seconds)
-        worker._stopping = True
+        worker.stop()
 
     monkeypatch.setattr(worker, "_pause", pause)
     assert worker._loop() is None

@@ -13,9 +13,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import Server, wait_for
+from conftest import Server, running, wait_for
 from flashq_client import Client, FieldKeys, InvalidInput, Worker, WorkerJob
-from test_worker import running
 
 KEYS = FieldKeys({"k1": bytes(range(32))})
 SEALED_FIELDS = ["ssn", "card.token"]

@@ -11,10 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, _run
+from conftest import Server, _run, running
 from flashq_client import Client, Forbidden, Worker, WorkerJob
 from flashq_client.calls import producing
-from test_worker import running
 
 
 def _finish_soon(server: Server, queue: str, result: Any) -> threading.Thread:

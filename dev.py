@@ -154,6 +154,8 @@ LINT_STEPS = (
     ("lint-imports",),
     # The client's method reference, written from its docstrings: stale is a failure.
     ("python", "clients/python/tools/reference.py", "--check"),
+    # ... and every public docstring has its sections (Args, Returns, Raises, Retried).
+    ("python", "clients/python/tools/reference.py", "--lint"),
 )
 
 

@@ -47,6 +47,7 @@ def test_lint_runs_ruff_its_format_check_mypy_import_linter_and_the_reference() 
         "mypy .",
         "lint-imports",
         "python clients/python/tools/reference.py --check",
+        "python clients/python/tools/reference.py --lint",
     ]
 
 

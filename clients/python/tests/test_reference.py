@@ -12,8 +12,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
-
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "reference.py"
 
 
@@ -129,12 +127,6 @@ def test_an_async_method_shares_its_twins_docstring() -> None:
     assert doc and doc.startswith("Lease up to")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 23: the docstrings are completed when the client and worker rewrites "
-    "are merged (python clients/python/tools/reference.py --lint lists what is missing); "
-    "then drop this mark, and add --lint to dev.py's LINT_STEPS",
-)
 def test_every_public_docstring_follows_the_convention() -> None:
     done = _run("--lint")
     assert done.returncode == 0, done.stdout

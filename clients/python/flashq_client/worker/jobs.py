@@ -48,7 +48,14 @@ class _HeldJob(dict[str, Any]):
 
 class WorkerJob(_HeldJob):
     """What a thread ``Worker``'s handler receives: the leased job as ``pull`` returns
-    it (``job["data"]``, ``job["attempts"]``...), ``report()`` and ``children()``."""
+    it (``job["data"]``, ``job["attempts"]``...), ``report()`` and ``children()``.
+
+    Args:
+        job: the leased job (its sealed fields already opened by the worker).
+        client: the worker's client, which ``children()`` asks.
+        reporter: what ``report()`` hands progress to (the worker's heartbeat); None
+            outside a worker, where ``report()`` raises ``RuntimeError``.
+    """
 
     def __init__(self, job: LeasedJob, client: Client, reporter: Reporter | None = None) -> None:
         super().__init__(job, reporter)
@@ -76,7 +83,14 @@ class WorkerJob(_HeldJob):
 
 class AsyncWorkerJob(_HeldJob):
     """What an ``AsyncWorker``'s handler receives: as ``WorkerJob``, with
-    ``await job.children()``."""
+    ``await job.children()``.
+
+    Args:
+        job: the leased job (its sealed fields already opened by the worker).
+        client: the worker's async client, which ``children()`` asks.
+        reporter: what ``report()`` hands progress to (the worker's heartbeat task);
+            None outside a worker, where ``report()`` raises ``RuntimeError``.
+    """
 
     def __init__(
         self, job: LeasedJob, client: _ChildrenSource, reporter: Reporter | None = None

@@ -11,7 +11,8 @@ and two for the edit-test loop:
     python3 dev.py test --fast   the suite less the ``e2e`` tests (those that start
                                  gunicorn, nginx, qcluster, chromium or promtool)
     python3 dev.py lint          what CI lints with: ruff check, ruff format --check, mypy,
-                                 lint-imports (import-linter: the floors, pyproject.toml)
+                                 lint-imports (import-linter: the floors, pyproject.toml),
+                                 and the client's REFERENCE.md against its docstrings
 
 All create ``.venv`` on first use and reinstall only when a requirements file changes.
 """
@@ -151,6 +152,10 @@ LINT_STEPS = (
     ("ruff", "format", "--check", "."),
     ("mypy", "."),
     ("lint-imports",),
+    # The client's method reference, written from its docstrings: stale is a failure.
+    ("python", "clients/python/tools/reference.py", "--check"),
+    # ... and every public docstring has its sections (Args, Returns, Raises, Retried).
+    ("python", "clients/python/tools/reference.py", "--lint"),
 )
 
 

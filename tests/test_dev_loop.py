@@ -1,6 +1,6 @@
 """The edit-test loop: ``dev.py test --fast`` leaves the e2e tests out, and ``dev.py
 lint``, CI (.ci/run) and the pre-commit hooks lint with the same commands (ruff, ruff
-format, mypy and import-linter)."""
+format, mypy, import-linter and the client's reference check)."""
 
 from __future__ import annotations
 
@@ -40,12 +40,14 @@ def test_without_fast_every_test_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _pytest_args(monkeypatch, "-q") == ["-q"]
 
 
-def test_lint_runs_ruff_its_format_check_mypy_and_import_linter() -> None:
+def test_lint_runs_ruff_its_format_check_mypy_import_linter_and_the_reference() -> None:
     assert [" ".join(step) for step in dev.LINT_STEPS] == [
         "ruff check .",
         "ruff format --check .",
         "mypy .",
         "lint-imports",
+        "python clients/python/tools/reference.py --check",
+        "python clients/python/tools/reference.py --lint",
     ]
 
 

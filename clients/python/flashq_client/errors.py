@@ -113,6 +113,20 @@ class ConnectionFailed(FlashqError):
     """No answer: the connection could not be made, or broke, after every retry."""
 
 
+class Interrupted(FlashqError):
+    """The client's stop signal (``Client(stop=...)``, ``Client.interrupt()``) cut a
+    pause between retries short: the call gave up without its answer. What an attempt
+    before the pause did is unknown, as after ``ConnectionFailed``."""
+
+
+class FieldDecryptionError(FlashqError):
+    """A sealed field of a job's data could not be opened (``flashq_client.fields``):
+    ``code`` is ``field_key_missing`` (no key with its id, or no keys at all) or
+    ``field_open_failed`` (a wrong key, a changed value, or one sealed for another queue
+    or field). The message names the field's path and the key id, never the value or a
+    key. A worker fails the job with that code."""
+
+
 def _restore(cls: type[FlashqError], state: dict[str, Any]) -> FlashqError:
     error = cls.__new__(cls)
     error.__dict__.update(state)
@@ -145,9 +159,11 @@ def error_class(status: int) -> type[FlashqError]:
 __all__ = [
     "Conflict",
     "ConnectionFailed",
+    "FieldDecryptionError",
     "FieldProblem",
     "FlashqError",
     "Forbidden",
+    "Interrupted",
     "InvalidInput",
     "NotFound",
     "RateLimited",

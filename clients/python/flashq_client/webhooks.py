@@ -55,10 +55,22 @@ def verify_signature(
     tolerance: int = TOLERANCE,
     now: float | None = None,
 ) -> int:
-    """Check a delivery's ``X-Flashq-Signature`` against its raw ``body``. Returns the
-    signature's timestamp; raises SignatureError when the header is missing or
-    malformed, no ``v1`` signature matches (compared in constant time), or the
-    timestamp is more than ``tolerance`` seconds from ``now`` (default: the clock)."""
+    """Check a delivery's ``X-Flashq-Signature`` against its raw ``body``.
+
+    Args:
+        secret: the webhook's signing secret.
+        header: the ``X-Flashq-Signature`` header as received (None when missing).
+        body: the request's raw body, exactly as received.
+        tolerance: the most seconds the signature's timestamp may be from ``now``.
+        now: the time to check against (default: the clock).
+
+    Returns:
+        The signature's timestamp.
+
+    Raises:
+        SignatureError: the header is missing or malformed, no ``v1`` signature
+            matches (compared in constant time), or the timestamp is too far from now.
+    """
     if not header:
         raise SignatureError("no signature header")
     if not secret:

@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import uuid
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flashq_client import Client
+from flashq_client import AsyncClient, Client, Worker
 
 #: The server's repository: clients/python/tests/ -> the root that holds manage.py.
 REPO = Path(__file__).resolve().parents[3]
@@ -49,9 +50,14 @@ class Server:
     token: str = field(repr=False)  # '*=*,admin,reveal,erase'
     other_token: str = field(repr=False)  # the same rights, another token family
     env: dict[str, str] = field(repr=False)  # the server's settings, secrets, database
+    log: Path  # gunicorn's output: its errors and the flashq.audit lines
 
     def client(self, **kwargs: Any) -> Client:
         return Client(self.url, kwargs.pop("token", self.token), **kwargs)
+
+    def async_client(self, **kwargs: Any) -> AsyncClient:
+        """An ``AsyncClient``: make it in the event loop that uses it (``async with``)."""
+        return AsyncClient(self.url, kwargs.pop("token", self.token), **kwargs)
 
     def worker_env(self) -> dict[str, str]:
         """The environment of a worker process: the token, and nothing of the server's."""
@@ -154,16 +160,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with contextlib.ExitStack() as stack:
         stack.callback(_drop_database, params, name)
         _run(["migrate", "-v", "0"], env)
-        allow = ["--allow", "*=*,admin,reveal,erase"]
         tokens = [
-            _run(["create_token", label, *allow], env).strip().splitlines()[-1]
+            make_token(env, label, "*=*,admin,reveal,erase")
             for label in ("client-tests", "client-tests-other")
         ]
         port = free_port()
         argv = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "2"]
         argv += ["--worker-class", "gthread", "--threads", "4", "flashq_project.wsgi"]
-        stack.enter_context(serve(argv, env=env, port=port, log=root / "gunicorn.log"))
-        yield Server(f"http://127.0.0.1:{port}", tokens[0], tokens[1], env)
+        log = root / "gunicorn.log"
+        stack.enter_context(serve(argv, env=env, port=port, log=log))
+        yield Server(f"http://127.0.0.1:{port}", tokens[0], tokens[1], env, log)
 
 
 def _drop_database(params: dict[str, Any], name: str) -> None:
@@ -194,3 +200,23 @@ def wait_for(check: Callable[[], bool], timeout: float = 15.0, step: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {check}")
         time.sleep(step)
+
+
+def make_token(env: dict[str, str], label: str, allow: str) -> str:
+    """A new token with the rights ``allow`` (``create_token --allow``) on the server of
+    ``env`` (``Server.env``): one without ``reveal``, say, reads jobs as a reader does."""
+    output = _run(["create_token", label, "--allow", allow], env)
+    return output.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def running(worker: Worker) -> Iterator[threading.Thread]:
+    """The worker runs in a thread; stopped (and joined) at the end of the block."""
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the worker did not stop"

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import flashq_client.client as client_module
 import httpx
 import pytest
 from flashq_client import (
@@ -23,6 +22,7 @@ from flashq_client import (
     Unavailable,
     Worker,
 )
+from flashq_client._policy import Pause
 
 TOKEN = "fq_secret_" + "x" * 30
 
@@ -61,12 +61,10 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retry delays, recorded instead of slept."""
     slept: list[float] = []
 
-    class _Time:
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            slept.append(seconds)
+    def pause(self: Client, pause: Pause) -> None:
+        slept.append(pause.seconds)
 
-    monkeypatch.setattr(client_module, "time", _Time)
+    monkeypatch.setattr(Client, "_pause", pause)
     return slept
 
 
@@ -202,12 +200,12 @@ def test_retry_after_is_honoured(sleeps: list[float]) -> None:
 
 
 def test_unsafe_requests_retry_only_when_nothing_was_done(sleeps: list[float]) -> None:
-    # 502, or a broken connection: the ack may have been applied; not repeated.
+    # 502, or a broken connection: the failure may have been recorded; not repeated.
     unsafe: list[httpx.Response | Exception] = [_problem(502, "bad_gateway"), httpx.ReadError("x")]
     for answer in unsafe:
         transport, seen = _mock(answer, httpx.Response(200, json={"state": "completed"}))
         with pytest.raises((Unavailable, ConnectionFailed)):
-            Client("https://q.io", TOKEN, transport=transport).ack("j", "l")
+            Client("https://q.io", TOKEN, transport=transport).fail("j", "l", "e")
         assert len(seen) == 1
     # 503 with Retry-After (rolled back), 429, or a connection never made: repeated.
     safe: list[httpx.Response | Exception] = [
@@ -217,15 +215,29 @@ def test_unsafe_requests_retry_only_when_nothing_was_done(sleeps: list[float]) -
         httpx.ConnectTimeout("timed out"),
     ]
     for answer in safe:
-        transport, seen = _mock(answer, httpx.Response(200, json={"state": "completed"}))
-        acked = Client("https://q.io", TOKEN, transport=transport).ack("j", "l")
-        assert acked["state"] == "completed"
+        transport, seen = _mock(answer, httpx.Response(200, json={"state": "waiting"}))
+        failed = Client("https://q.io", TOKEN, transport=transport).fail("j", "l", "e")
+        assert failed["state"] == "waiting"
         assert len(seen) == 2
     # 503 without Retry-After is not flashQ's rollback promise: not repeated.
     transport, seen = _mock(httpx.Response(503), httpx.Response(200, json={}))
     with pytest.raises(Unavailable):
         Client("https://q.io", TOKEN, transport=transport).fail("j", "l", "e")
     assert len(seen) == 1
+
+
+def test_acks_are_retried_after_a_lost_answer(sleeps: list[float]) -> None:
+    """The server answers a repeated ack of the same lease with the same outcome, so an
+    ack (one or a batch) is sent again after a 502 or a broken connection."""
+    for answer in (_problem(502, "bad_gateway"), httpx.ReadError("x")):
+        transport, seen = _mock(answer, httpx.Response(200, json={"state": "completed"}))
+        client = Client("https://q.io", TOKEN, transport=transport)
+        assert client.ack("j", "l")["state"] == "completed"
+        assert len(seen) == 2
+        transport, seen = _mock(answer, httpx.Response(200, json={"acked": 1}))
+        client = Client("https://q.io", TOKEN, transport=transport)
+        assert client.ack_batch([{"id": "j", "lease_id": "l"}]) == 1
+        assert len(seen) == 2
 
 
 def test_request_bodies_use_the_api_names() -> None:
@@ -261,7 +273,7 @@ def test_the_worker_pauses_as_told_instead_of_pulling_again_at_once(
     def handle(request: httpx.Request) -> httpx.Response:
         pulls.append(request)
         if len(pulls) >= 3 and worker is not None:
-            worker._stopping = True  # without the pause it would pull forever
+            worker.stop()  # without the pause it would pull forever
         return httpx.Response(200, json={"jobs": []}, headers={"Retry-After": "2"})
 
     client = Client("https://flashq.example.com", TOKEN, transport=httpx.MockTransport(handle))
@@ -270,7 +282,7 @@ def test_the_worker_pauses_as_told_instead_of_pulling_again_at_once(
 
     def pause(seconds: float) -> None:
         paused.append(seconds)
-        worker._stopping = True
+        worker.stop()
 
     monkeypatch.setattr(worker, "_pause", pause)
     assert worker._loop() is None

@@ -11,39 +11,33 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import flashq_client
 import pytest
-from conftest import Server, wait_for
+from conftest import Server, running, wait_for
 from flashq_client import Client, Job, Worker
 
 #: clients/python: put on the CLI's PYTHONPATH, installed or not.
 PACKAGE_ROOT = Path(flashq_client.__file__).resolve().parents[1]
 
 HANDLERS = """
+import asyncio
 import time
 
 
 def slow(job):
     time.sleep(job["data"].get("sleep", 0))
     return {"n": job["data"].get("n"), "attempt": job["attempts"]}
+
+
+async def aslow(job):
+    job.report(50, "half")
+    await asyncio.sleep(job["data"].get("sleep", 0))
+    return {"n": job["data"].get("n"), "attempt": job["attempts"], "async": True}
 """
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[threading.Thread]:
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        worker.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the worker did not stop"
 
 
 def states(client: Client, queue: str) -> list[str]:
@@ -125,20 +119,20 @@ def test_a_result_json_cannot_carry_fails_the_job_and_the_worker_goes_on(
     assert refused["error_code"] == "ValueError"
 
 
-def test_acks_go_about_1_mib_of_results_at_a_time(client: Client, queue: str) -> None:
+def test_acks_go_about_1_mib_of_results_at_a_time() -> None:
     """However many results are waiting, one request carries at most about 1 MiB of them
     (a pull's body must stay under the server's 10 MiB, a batch ack's under 2 MiB); a
     single bigger one goes alone."""
-    from flashq_client import worker as module
+    from flashq_client.worker.core import Ledger, Pending, Settings
 
-    worker = Worker(client, queue, lambda job: None)
+    ledger = Ledger(Settings("q"))
     sizes = [600_000, 300_000, 200_000, 2_000_000, 10, 10]
-    worker._acks = [
-        module._Pending({"id": str(n), "lease_id": "l", "result": None}, 0.0, size)
+    ledger.acks = [
+        Pending({"id": str(n), "lease_id": "l", "result": None}, 0.0, size)
         for n, size in enumerate(sizes)
     ]
     batches = []
-    while taken := worker._take_acks():
+    while taken := ledger.take_acks():
         batches.append([int(pending.item["id"]) for pending in taken])
     assert batches == [[0, 1], [2], [3], [4, 5]]
 
@@ -189,13 +183,13 @@ def cli(server: Server, tmp_path: Path) -> Iterator[Any]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     started: list[subprocess.Popen[str]] = []
 
-    def start(queue: str, *args: str) -> subprocess.Popen[str]:
+    def start(queue: str, *args: str, handler: str = "handlers:slow") -> subprocess.Popen[str]:
         process = subprocess.Popen(  # noqa: S603 - our interpreter, our module
             [
                 sys.executable,
                 "-m",
                 "flashq_client.worker",
-                "handlers:slow",
+                handler,
                 f"--queue={queue}",
                 *args,
             ],
@@ -224,6 +218,29 @@ def test_the_cli_works_jobs_and_stops_on_sigterm(cli: Any, client: Client, queue
     assert process.returncode == 0, output
     assert "worker stopped: 4 completed, 0 failed" in output
     assert [client.get_job(job_id)["result"]["n"] for job_id in ids] == [0, 1, 2, 3]
+
+
+def test_the_cli_runs_an_async_handler_on_the_asyncio_worker(
+    cli: Any, client: Client, queue: str
+) -> None:
+    ids = [job["id"] for job in client.push_batch(queue, [{"data": {"n": n}} for n in range(6)])]
+    slow = client.push(queue, {"n": 9, "sleep": 60})
+    process = cli(
+        queue, "--concurrency", "8", "--wait", "1", "--grace", "1", handler="handlers:aslow"
+    )
+    wait_for(lambda: [client.get_job(job_id)["state"] for job_id in ids] == ["completed"] * 6)
+    wait_for(lambda: client.get_job(slow["id"])["progress_message"] == "half")
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, output
+    assert time.monotonic() - signalled < 10  # the grace, not the 60 s handler
+    assert "AsyncWorker" in output and "worker stopped: 6 completed, 0 failed" in output
+    assert [client.get_job(job_id)["result"] for job_id in ids] == [
+        {"n": n, "attempt": 1, "async": True} for n in range(6)
+    ]
+    back = client.get_job(slow["id"])  # released at the stop: the attempt not counted
+    assert (back["state"], back["attempts"], back["errors"]) == ("waiting", 0, [])
 
 
 def test_a_job_of_a_killed_worker_comes_back_after_its_lease(

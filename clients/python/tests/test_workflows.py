@@ -11,10 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, _run
+from conftest import Server, _run, running
 from flashq_client import Client, Forbidden, Worker, WorkerJob
-from flashq_client import client as client_module
-from test_worker import running
+from flashq_client.calls import producing
 
 
 def _finish_soon(server: Server, queue: str, result: Any) -> threading.Thread:
@@ -81,7 +80,7 @@ def test_a_wait_longer_than_the_servers_cap_asks_again(
     server: Server, queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A cap of 400 ms stands for the server's 30 s.
-    monkeypatch.setattr(client_module, "MAX_JOB_WAIT_MS", 400)
+    monkeypatch.setattr(producing, "MAX_JOB_WAIT_MS", 400)
     transport = Recording()
     with server.client(transport=transport) as flashq:
         pushed = flashq.push(queue, {"n": 1})

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -54,11 +55,21 @@ MAX_ERRORS = 50
 MAX_SAMPLES = 3
 
 SINGLE, BATCH, PULL = "single push", "batch push", "pull + ack"
+# Single pushes with an idempotency key (a uuid4 per push, as the Python client sends),
+# measured in rounds interleaved with the unkeyed ones so that noise hits both alike.
+KEYED = "single push (keyed)"
+KEYED_TARGET = 0.9  # keyed / unkeyed (issue 23)
+KEYED_ROUNDS = 10
 # Issue 10's targets: batch push and pull + ack against their raw-SQL ceilings; single
 # push against the same server's bare /healthz rate (its raw ratio is shown, not judged).
 TARGETS = {BATCH: 0.5, PULL: 0.5}
 FLOOR_TARGET = 0.35
-QUEUES = {SINGLE: "bench-single", BATCH: "bench-batch", PULL: "bench-pull"}
+QUEUES = {
+    SINGLE: "bench-single",
+    KEYED: "bench-single-keyed",
+    BATCH: "bench-batch",
+    PULL: "bench-pull",
+}
 WARMUP_QUEUE = "bench-warmup"
 # The raw table has no queues table behind it: any distinct int per measure and repeat.
 RAW_QUEUE_IDS = {SINGLE: 100, BATCH: 200, PULL: 300}
@@ -272,19 +283,49 @@ def run_threads(count: int, work: Callable[[], None]) -> None:
         raise failures[0]
 
 
-def measure(unit: str, threads: int, limit: float, work: Callable[[Tally], None]) -> Figure:
+def _run_tally(threads: int, limit: float, work: Callable[[Tally], None]) -> tuple[Tally, float]:
+    """``work`` in ``threads`` threads: its tally, and the seconds from its clock's start."""
     tally = Tally(threads, limit)
     run_threads(threads, lambda: work(tally))
+    return tally, time.perf_counter() - tally.started
+
+
+def _figure(unit: str, runs: list[tuple[Tally, float]]) -> Figure:
+    """One figure of one or more runs: their units and seconds summed, the percentiles
+    over every call."""
+    latencies = [ms for tally, _ in runs for ms in tally.latencies_ms]
     return Figure(
         unit=unit,
-        done=tally.done,
-        seconds=time.perf_counter() - tally.started,
-        errors=tally.errors,
-        truncated=tally.truncated,
-        p50_ms=percentile(tally.latencies_ms, 50),
-        p99_ms=percentile(tally.latencies_ms, 99),
-        error_samples=tally.error_samples,
+        done=sum(tally.done for tally, _ in runs),
+        seconds=sum(seconds for _, seconds in runs),
+        errors=sum(tally.errors for tally, _ in runs),
+        truncated=any(tally.truncated for tally, _ in runs),
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        error_samples=[sample for tally, _ in runs for sample in tally.error_samples][:MAX_SAMPLES],
     )
+
+
+def measure(unit: str, threads: int, limit: float, work: Callable[[Tally], None]) -> Figure:
+    return _figure(unit, [_run_tally(threads, limit, work)])
+
+
+def measure_rounds(
+    unit: str,
+    threads: int,
+    limit: float,
+    works: dict[str, Callable[[], Callable[[Tally], None]]],
+    rounds: int,
+) -> dict[str, Figure]:
+    """Each of ``works`` (a name and what makes its work for one round) in turn, round
+    after round, the order reversed every other round (A B, B A, ...), so that noise on
+    a shared machine hits each alike. A work's figure sums its rounds."""
+    runs: dict[str, list[tuple[Tally, float]]] = {name: [] for name in works}
+    names = list(works)
+    for n in range(rounds):
+        for name in names if n % 2 == 0 else names[::-1]:
+            runs[name].append(_run_tally(threads, limit, works[name]()))
+    return {name: _figure(unit, name_runs) for name, name_runs in runs.items()}
 
 
 def timed(call: Callable[..., Any], *args: Any) -> tuple[Any, float]:
@@ -541,23 +582,19 @@ def http_call(
     return raw, seconds
 
 
-def http_push(
-    server: Server,
-    cfg: Config,
-    path: str,
-    requests: int,
-    per_request: int,
-    threads: int,
-    groups: int = 0,
-) -> Figure:
-    """POST ``requests`` pushes of ``per_request`` jobs each (1: the single-push route,
-    with a plain job body; more: the batch route's ``{"jobs": [...]}``), in ``groups``
-    groups if given."""
+def push_work(
+    server: Server, path: str, requests: int, per_request: int, groups: int = 0, keyed: bool = False
+) -> Callable[[Tally], None]:
+    """The work of POSTing ``requests`` pushes of ``per_request`` jobs each (1: the
+    single-push route, with a plain job body; more: the batch route's ``{"jobs":
+    [...]}``), in ``groups`` groups if given; ``keyed``: each job with a new uuid4 key."""
     counter = itertools.count()
 
     def body(n: int) -> Any:
         if per_request == 1:
-            return job_body(n, groups)
+            return (
+                {**job_body(n, groups), "key": uuid.uuid4().hex} if keyed else job_body(n, groups)
+            )
         return {"jobs": [job_body(n * per_request + i, groups) for i in range(per_request)]}
 
     def work(tally: Tally) -> None:
@@ -567,6 +604,20 @@ def http_push(
                 raw, seconds = http_call(tally, client, path, body(n), 201)
                 tally.add(done=per_request if raw is not None else 0, seconds=seconds)
 
+    return work
+
+
+def http_push(
+    server: Server,
+    cfg: Config,
+    path: str,
+    requests: int,
+    per_request: int,
+    threads: int,
+    groups: int = 0,
+) -> Figure:
+    """``push_work`` measured."""
+    work = push_work(server, path, requests, per_request, groups)
     return measure("req/s" if per_request == 1 else "jobs/s", threads, cfg.time_limit, work)
 
 
@@ -845,10 +896,10 @@ RAW_CLAIM = f"""
     FROM picked WHERE j.id = picked.id
     RETURNING j.id, j.lease_id, j.data
 """
+# The app's ack keeps the completing lease on the row (its repeat is answered again).
 RAW_ACK = f"""
     UPDATE {RAW_TABLE} AS j SET
-        state = 'completed', finished_at = now(), lease_id = NULL, lease_owner = '',
-        lease_expires_at = NULL
+        state = 'completed', finished_at = now(), lease_expires_at = NULL
     FROM unnest(%s::uuid[], %s::uuid[]) AS acked(id, lease_id)
     WHERE j.id = acked.id AND j.lease_id = acked.lease_id AND j.state = 'active'
       AND j.lease_owner = 'bench'
@@ -1036,11 +1087,25 @@ def raw_queue_ids(name: str, cfg: Config) -> list[int]:
     return [RAW_QUEUE_IDS[name] + repeat for repeat in range(cfg.raw_repeats)]
 
 
-def compare_single_push(server: Server, url: str, cfg: Config) -> Comparison:
-    print(f"{SINGLE}: {cfg.single_requests} requests, {cfg.single_threads} threads", flush=True)
-    http = http_single_push(server, cfg, QUEUES[SINGLE], cfg.single_requests)
+def compare_single_push(server: Server, url: str, cfg: Config) -> list[Comparison]:
+    """Single pushes without and with a key, in interleaved rounds on the same clients
+    (each side ``single_requests`` in all), then the ceiling; the keyed side is shown
+    against the same (unkeyed) ceiling."""
+    print(
+        f"{SINGLE}, unkeyed and keyed: {cfg.single_requests} requests each in "
+        f"{KEYED_ROUNDS} interleaved rounds, {cfg.single_threads} threads",
+        flush=True,
+    )
+    share = max(1, cfg.single_requests // KEYED_ROUNDS)
+
+    def pushes(name: str) -> Callable[[], Callable[[Tally], None]]:
+        path = f"/api/v1/queues/{QUEUES[name]}/jobs"
+        return lambda: push_work(server, path, share, 1, keyed=name == KEYED)
+
+    works = {SINGLE: pushes(SINGLE), KEYED: pushes(KEYED)}
+    http = measure_rounds("req/s", cfg.single_threads, cfg.time_limit, works, KEYED_ROUNDS)
     raw = [raw_single_push(url, cfg, queue_id) for queue_id in raw_queue_ids(SINGLE, cfg)]
-    return Comparison(SINGLE, http, raw)
+    return [Comparison(SINGLE, http[SINGLE], raw), Comparison(KEYED, http[KEYED], raw)]
 
 
 def compare_batch_push(server: Server, url: str, cfg: Config) -> Comparison:
@@ -1077,7 +1142,7 @@ def measure_http_and_raw(server: Server, url: str, cfg: Config) -> list[Comparis
     if warmup.errors:
         sys.exit(f"warm-up failed: {warmup.error_samples}")
     return [
-        compare_single_push(server, url, cfg),
+        *compare_single_push(server, url, cfg),
         compare_batch_push(server, url, cfg),
         compare_pull_ack(server, url, cfg),
     ]
@@ -1089,7 +1154,7 @@ def target_text(name: str) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """One of issue 10's target lines."""
+    """One of the target lines (issues 10 and 23)."""
 
     name: str
     figure: str
@@ -1101,10 +1166,22 @@ class Target:
         return "PASS" if self.passed else "BELOW"
 
 
+def keyed_ratio(comparisons: list[Comparison]) -> float:
+    """Keyed single pushes per second / unkeyed ones, measured side by side."""
+    rates = {c.name: c.http.rate for c in comparisons}
+    return rates[KEYED] / rates[SINGLE] if rates[SINGLE] else 0.0
+
+
 def targets(comparisons: list[Comparison], floor: Figure, offered: Figure) -> list[Target]:
-    push = comparisons[0].http
+    push, keyed = comparisons[0].http, comparisons[1].http
     ratio = push.rate / floor.rate if floor.rate else 0.0
     lines = [
+        Target(
+            "single push keyed / unkeyed",
+            f"{keyed.rate:.0f} / {push.rate:.0f} req/s = {keyed_ratio(comparisons):.3f}x",
+            f">= {KEYED_TARGET:.2f}x",
+            keyed_ratio(comparisons) >= KEYED_TARGET and not keyed.errors,
+        ),
         Target(
             "single push / healthz floor",
             f"{push.rate:.0f} / {floor.rate:.0f} req/s = {ratio:.3f}x",
@@ -1134,17 +1211,17 @@ def targets(comparisons: list[Comparison], floor: Figure, offered: Figure) -> li
 
 
 def render_targets(lines: list[Target]) -> str:
-    out = ["", f"{'target (issue 10)':<30} {'measured':<44} {'target':<9} verdict"]
+    out = ["", f"{'target (issues 10, 23)':<30} {'measured':<44} {'target':<9} verdict"]
     out += [f"{t.name:<30} {t.figure:<44} {t.target:<9} {t.verdict}" for t in lines]
     return "\n".join(out)
 
 
 def render(comparisons: list[Comparison], server: Server, states: dict[str, dict[str, int]]) -> str:
-    head = f"{'measure':<12} {'HTTP (gunicorn)':>18} {'raw SQL (best)':>18} {'ratio':>7}"
+    head = f"{'measure':<19} {'HTTP (gunicorn)':>18} {'raw SQL (best)':>18} {'ratio':>7}"
     lines = [head + f" {'target':>7}  verdict", "-" * (len(head) + 17)]
     for c in comparisons:
         lines.append(
-            f"{c.name:<12} {c.http.rate:>10.0f} {c.http.unit:<7} {c.raw.rate:>10.0f} "
+            f"{c.name:<19} {c.http.rate:>10.0f} {c.http.unit:<7} {c.raw.rate:>10.0f} "
             f"{c.raw.unit:<7} {c.ratio:>6.3f}x {target_text(c.name):>7}  {c.verdict}"
         )
     single = comparisons[0]
@@ -1153,13 +1230,16 @@ def render(comparisons: list[Comparison], server: Server, states: dict[str, dict
         f"single push latency  HTTP p50 {single.http.p50_ms:.1f} ms"
         f"  p99 {single.http.p99_ms:.1f} ms | raw p50 {single.raw.p50_ms:.2f} ms"
         f"  p99 {single.raw.p99_ms:.2f} ms",
+        f"keyed push latency   HTTP p50 {comparisons[1].http.p50_ms:.1f} ms"
+        f"  p99 {comparisons[1].http.p99_ms:.1f} ms; keyed / unkeyed rate "
+        f"{keyed_ratio(comparisons):.3f}x",
     ]
     for c in comparisons:
         raw_runs = ((f"raw {n}", run) for n, run in enumerate(c.raw_runs, 1))
         for side, figure in (("HTTP", c.http), *raw_runs):
             note = " (stopped early)" if figure.truncated else ""
             lines.append(
-                f"{c.name:<12} {side:<6} {figure.done:>6} in {figure.seconds:6.2f} s "
+                f"{c.name:<19} {side:<6} {figure.done:>6} in {figure.seconds:6.2f} s "
                 f"= {figure.rate:>6.0f} {figure.unit}, {figure.errors} failed{note}"
             )
             lines += [f"    {sample}" for sample in figure.error_samples]
@@ -1240,6 +1320,7 @@ def main(argv: list[str] | None = None) -> None:
         "results": {c.name: c.as_json() for c in comparisons},
         "healthz_floor": {**asdict(floor), "rate": round(floor.rate, 1)},
         "single_push_vs_floor": round(floor_ratio, 4),
+        "keyed_vs_unkeyed_single_push": round(keyed_ratio(comparisons), 4),
         "open_loop": {
             "offered_per_s": OPEN_LOOP_RATE,
             "seconds": OPEN_LOOP_SECONDS,

@@ -393,7 +393,6 @@ def _apply_redaction(job: Job, subject: str, data: Any, result: Any) -> None:
     if job.key is not None and subject in job.key:
         job.key = None
     job.tags = [tag for tag in job.tags if subject not in str(tag)]
-    if job.state in UNFINISHED:
-        # Nothing runs on the subject's data any more; a worker's lease is void.
+    release_lease(job)  # a worker's lease is void, a completed job's too (no ack replay)
+    if job.state in UNFINISHED:  # nothing runs on the subject's data any more
         job.state, job.finished_at = JobState.CANCELLED, timezone.now()
-        release_lease(job)

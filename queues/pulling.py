@@ -32,6 +32,7 @@ from .models import Job, JobState, Queue
 from .services import (
     FAILURE_FIELDS,
     STALE_LEASE,
+    Acked,
     AckSpec,
     check_acks,
     complete_acked,
@@ -198,13 +199,13 @@ def _claim_round(spec: PullSpec, *, last: bool, acks: Sequence[AckSpec] = ()) ->
     with transaction.atomic():
         queue = selectors.queue_by_name(queue_name, _PULL_QUEUE_FIELDS)
         jobs: list[Job] = []
-        settled = Settled()
+        acked = Acked(set(), Settled())
         if acks:
             if queue is None:
                 raise LeaseConflict(STALE_LEASE, errors=_stale(acks))
-            settled = complete_acked(
+            acked = complete_acked(
                 acks, owner=owner, now=timezone.now(), queue_id=queue.pk, root=ACKS
-            ).settled
+            )
         if queue is not None and not queue.paused:
             recovery = Actor.system(LEASE_RECOVERY, request_id=actor.request_id)
             _requeue_expired(actor=recovery, queue_id=queue.pk, limit=500)
@@ -223,7 +224,7 @@ def _claim_round(spec: PullSpec, *, last: bool, acks: Sequence[AckSpec] = ()) ->
         if not jobs and not last and not acks:
             return None
         # Acked jobs first, then the leased ones, then what the acks settled; details
-        # say how many were acked.
+        # say how many were acked (and how many of those were replays).
         audit_record(
             actor=actor,
             action=Action.PULL,
@@ -231,9 +232,9 @@ def _claim_round(spec: PullSpec, *, last: bool, acks: Sequence[AckSpec] = ()) ->
             job_ids=[
                 *(ack.job_id for ack in acks),
                 *(job.id for job in jobs),
-                *settled.job_ids,
+                *acked.settled.job_ids,
             ],
-            details={"acked": len(acks), **settled.audit()} if acks else None,
+            details={"acked": len(acks), **acked.audit()} if acks else None,
         )
     return jobs if jobs or last else None
 

@@ -418,6 +418,8 @@ def test_a_keyed_push_that_keeps_losing_its_key_race_is_a_503_that_stores_nothin
         raise IntegrityError("job_key_unfinished_uniq")
 
     push(api, full, queue="q")
+    # The one-statement insert finds the key held, and each lookup after it loses.
+    monkeypatch.setattr("queues.services.push.insert_keyed_job", lambda *args, **kw: False)
     monkeypatch.setattr("queues.services.push._push_once", always_taken)
     call = api.post("/queues/q/jobs", {"data": {}, "key": "alice@example.com"}, as_=full)
     assert call.status == 503 and "Retry-After" in call.headers

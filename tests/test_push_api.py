@@ -4,9 +4,10 @@ from typing import Any
 
 import pytest
 
+from compliance.models import AuditEvent
 from queues.models import Job, Queue
 
-from .support import Api, push
+from .support import Api, clear_audit, push
 
 pytestmark = pytest.mark.django_db
 
@@ -56,6 +57,26 @@ def test_a_repeated_key_returns_the_unfinished_job_with_200(api: Api, full: str)
     assert (first.status, again.status, other_queue.status) == (201, 200, 201)
     assert again.body["id"] == first.body["id"]
     assert Job.objects.get(id=first.body["id"]).data == {"n": 1}
+
+
+def test_a_repeated_key_is_recorded_once_per_call_and_writes_nothing_else(
+    api: Api, full: str
+) -> None:
+    """On PostgreSQL a keyed push is one statement that gives way to the job holding
+    its key: nothing of it (job, event) is left when it does, and the lookup after it
+    answers and records the call."""
+    push(api, full, queue="q")  # the queue exists, as on the hot path
+    first = api.post("/queues/q/jobs", {"data": {"n": 1}, "key": "k", "delay": 60_000}, as_=full)
+    clear_audit()
+    again = api.post("/queues/q/jobs", {"data": {"n": 2}, "key": "k"}, as_=full)
+    assert (first.status, again.status, again.body["id"]) == (201, 200, first.body["id"])
+    assert Job.objects.filter(key="k").count() == 1
+    [event] = AuditEvent.objects.all()
+    assert (event.status, event.details, event.job_ids) == (
+        200,
+        {"created": False},
+        [first.body["id"]],
+    )
 
 
 def test_a_key_is_free_again_once_its_job_finished(api: Api, full: str) -> None:

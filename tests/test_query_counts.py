@@ -67,6 +67,18 @@ def test_push_and_batch_push(api: Api, full: str, django_assert_num_queries: Any
     )
 
 
+@pytest.mark.skipif(not ON_POSTGRES, reason="the one-statement keyed push is PostgreSQL's")
+def test_a_keyed_push_costs_what_an_unkeyed_one_does(
+    api: Api, full: str, django_assert_num_queries: Any
+) -> None:
+    """The client keys every push: a new key is the same one statement, no lookup."""
+    push(api, full, queue="q")
+    body = {"data": {"n": 1}, "key": "a-new-key"}
+    _queries(
+        django_assert_num_queries, PUSH, lambda: api.post("/queues/q/jobs", body, as_=full), 201
+    )
+
+
 def test_push_with_depends_on(api: Api, full: str, django_assert_num_queries: Any) -> None:
     targets = [push(api, full, queue="q")["id"] for _ in range(3)]
     body = {"data": {"n": 1}, "depends_on": targets}

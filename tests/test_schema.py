@@ -254,7 +254,10 @@ def test_the_docs_page_is_served_without_a_token(api: Api) -> None:
 
 def _job() -> Job:
     queue = Queue.objects.create(name="q")
-    return Job.objects.create(queue=queue, data={}, lease_id=uuid.uuid4(), lease_owner="token:1")
+    # Held (active): only a job that holds a lease shows its holder the lease_id.
+    return Job.objects.create(
+        queue=queue, data={}, state="active", lease_id=uuid.uuid4(), lease_owner="token:1"
+    )
 
 
 def test_documented_shapes_match_what_the_api_returns() -> None:

@@ -241,6 +241,10 @@ WHITENOISE_USE_FINDERS = True
 MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=limits.DEFAULT_MAX_REQUEST_BYTES)
 MAX_JOB_BYTES = env.int("MAX_JOB_BYTES", default=limits.DEFAULT_MAX_JOB_BYTES)
 MAX_ACK_BATCH_BYTES = env.int("MAX_ACK_BATCH_BYTES", default=limits.DEFAULT_MAX_ACK_BATCH_BYTES)
+# An ack repeated by the lease that completed the job (its answer was lost) is answered
+# as the first was, changing nothing, for this many seconds from the job's finished_at;
+# later it is a 409 like any stale lease (queues.services.reports). 0: never.
+FLASHQ_ACK_REPLAY_SECONDS = env.int("FLASHQ_ACK_REPLAY_SECONDS", default=900)
 
 # Long polls (queues.waitslots): a waiting pull or job wait holds no thread (the API
 # serves them asynchronously, queues.waiting), but each is still bounded per worker

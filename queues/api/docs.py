@@ -15,6 +15,15 @@ from kernel.limits import PATTERN_RE, QUEUE_NAME_RE, QUEUE_NAME_RULE
 from .operations import Operation
 from .serializers import ProblemOut
 
+#: How a repeated ack is answered (ack, batch ack, a pull's ``ack``).
+ACK_REPLAY = (
+    "Safe to repeat: an ack of a job that the same lease (and token family) already "
+    "completed is answered as the first was, for FLASHQ_ACK_REPLAY_SECONDS (15 minutes) "
+    "from its `finished_at`, and changes nothing: the job is not completed again, a "
+    "different `result` in the repeat is ignored, and no event, webhook or settling of "
+    "what waits for it happens twice (the call is audited as a replay). After that "
+    "window, or once the job was retried or erased, the repeat is a 409."
+)
 QUEUE_NAME_PATTERN = f"^{QUEUE_NAME_RE.pattern}$"
 QUEUE_PATTERN = f"^{PATTERN_RE.pattern}$"
 

@@ -20,7 +20,7 @@ from ..errors import JobNotFound
 from ..models import Job
 from . import batch, serializers
 from .base import FlashqApiView
-from .docs import operation_schema, problems
+from .docs import ACK_REPLAY, operation_schema, problems
 from .operations import Operation
 from .representations import job_detail, job_read
 from .waitingbase import Parked, WaitingApiView
@@ -155,7 +155,7 @@ _leased_responses: dict[Any, Any] = {200: serializers.JobDetailOut, **problems(4
         description="Complete a job. The lease must be current and unexpired (else 409); "
         "a `result` over MAX_JOB_BYTES is a 413 and the job stays active. Only the token "
         "family that pulled the job may ack it: anyone else gets 409 even with the right "
-        "`lease_id`.",
+        f"`lease_id`. {ACK_REPLAY}",
     )
 )
 class JobAckApi(_JobView):
@@ -290,7 +290,8 @@ class JobRetryApi(_JobView):
         "the answer is 409 naming each offending item, and no job is acked. Each job id may "
         "appear once (a repeat is a 400); a `result` over MAX_JOB_BYTES is a 413, and so is "
         "a body over MAX_ACK_BATCH_BYTES (2 MiB: it is read before the token's rights on "
-        "the jobs' queues can be checked).",
+        "the jobs' queues can be checked). A repeated item counts as acked (the answer "
+        f"is the same as the first time). {ACK_REPLAY}",
     )
 )
 class JobAckBatchApi(FlashqApiView):

@@ -23,7 +23,7 @@ from .. import pulling, reads, services, waiting
 from ..models import Queue
 from . import batch, serializers
 from .base import FlashqApiView
-from .docs import operation_schema, problems
+from .docs import ACK_REPLAY, operation_schema, problems
 from .operations import Operation
 from .representations import job_detail, job_leased, job_summary, queue_summary
 from .waitingbase import Parked, WaitingApiView
@@ -164,7 +164,9 @@ class QueueJobsBatchApi(FlashqApiView):
         "waits up to that many seconds for work. Each job carries a `lease_id` that ack, "
         "fail and progress must present before `lease_expires_at`. A worker may send its "
         "previous batch's acks in `ack`: they complete in the same transaction as this "
-        "claim (one request per batch instead of two). Each app server process lets only "
+        "claim (one request per batch instead of two), all or nothing: a stale lease among "
+        f"them is a 409 naming the item, and nothing is acked or leased. {ACK_REPLAY} Each "
+        "app server process lets only "
         "so many pulls wait at once, and each token family only some of those: past that "
         "a pull answers at once with whatever is ready, and with `Retry-After` if that "
         "is nothing.",

@@ -11,7 +11,7 @@ from typing import Any
 from security.access import Principal, Verb
 from security.masking import masked, masked_text
 
-from ..models import Job, Queue
+from ..models import Job, JobState, Queue
 from ..selectors import reported_state
 from ..services import FlowJob
 
@@ -96,7 +96,8 @@ def job_detail(job: Job, principal: Principal, now: datetime) -> dict[str, Any]:
         "timeout": job.timeout_ms,
         "deadline_at": iso(job.deadline_at),
     }
-    if job.lease_id is not None and job.lease_owner == principal.key:
+    # A completed job keeps the lease that completed it (ack replays), but holds none.
+    if job.state == JobState.ACTIVE and job.lease_owner == principal.key:
         body["lease_id"] = str(job.lease_id)
     return body
 

@@ -196,13 +196,14 @@ def _rerun(job: Job, now: datetime) -> None:
     """Send a completed job (locked) back to waiting, alone: its attempts and error
     history kept, at least one attempt left (max_attempts raised if need be, as Oban's
     retry does), its result kept until a new run replaces it. Its completed children are
-    not run again."""
+    not run again. The lease that completed it goes: its ack is no replay from now on."""
     job.state = JobState.WAITING
     job.run_at = now
     job.finished_at = None
     job.expires_at = None
     job.max_attempts = max(job.max_attempts, job.attempts + 1)
-    fields = ["state", "run_at", "finished_at", "expires_at", "max_attempts"]
+    release_lease(job)
+    fields = ["state", "run_at", "finished_at", "expires_at", "max_attempts", *LEASE_FIELDS]
     try:
         with transaction.atomic():
             job.save(update_fields=fields)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_event
@@ -21,6 +21,7 @@ from kernel.problems import (
 
 from .. import selectors
 from ..bulkinsert import insert_jobs as bulk_insert_jobs
+from ..bulkinsert import insert_keyed_job
 from ..dependents import Target, Verdict, verdict, wait_depth, watch_targets
 from ..errors import KeyConflict, UnknownDependency, WaitTooDeep
 from ..failures import record_failure
@@ -272,6 +273,13 @@ def _push_checked(
         # The targets' watched mark, the jobs and their JobDependency rows: all or none.
         with transaction.atomic():
             return _push_once(queue, specs, now, owner, record, readable)
+    if connection.vendor == "postgresql" and len(specs) == 1 and not specs[0].depends_on:
+        # The common case, a new key: one statement, no lookup (queues.bulkinsert).
+        job = _new_job(queue, specs[0], now, owner)
+        pushed = Pushed(job, created=True)
+        wake = queue.name if job.run_at <= now else None
+        if insert_keyed_job(job, event=record([pushed]), wake=wake):
+            return [pushed]
     for _ in range(KEYED_PUSH_TRIES):
         try:
             with transaction.atomic():

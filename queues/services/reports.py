@@ -1,7 +1,13 @@
 """What workers report on the jobs they hold: ack (one or a batch), fail and progress,
 each checked against the live lease. Pull (queues.pulling) uses ``check_acks`` and
 ``complete_acked`` from here. A watched job that finishes settles what waits for it
-(queues.dependents) in the same transaction, listed in the same event."""
+(queues.dependents) in the same transaction, listed in the same event.
+
+An ack is safe to repeat: the lease that completed a job stays on its row (``lease_id``
+and ``lease_owner``; nothing reads a lease without ``state = 'active'``), and for
+FLASHQ_ACK_REPLAY_SECONDS from ``finished_at`` the same ack from the same token family
+is answered as the first was, changing nothing (its result ignored), and audited as a
+replay. A retry of the job or an erasure clears the kept lease."""
 
 from __future__ import annotations
 
@@ -43,14 +49,22 @@ class AckSpec:
 
 
 def _completion(now: datetime) -> dict[str, Any]:
+    """What an ack sets: ``lease_id`` and ``lease_owner`` are kept, for ``_replayed``."""
     return {
         "state": JobState.COMPLETED,
         "finished_at": now,
-        "lease_id": None,
-        "lease_owner": "",
         "lease_expires_at": None,
         "deadline_at": None,
     }
+
+
+def _replayed(job_ids: Sequence[uuid.UUID], owner: str, now: datetime) -> Any:
+    """The jobs of ``job_ids`` that a lease of ``owner`` completed within the replay
+    window: an ack presenting that lease again is a replay, not a conflict."""
+    window = timedelta(seconds=settings.FLASHQ_ACK_REPLAY_SECONDS)
+    return Job.objects.filter(
+        id__in=job_ids, state=JobState.COMPLETED, lease_owner=owner, finished_at__gt=now - window
+    )
 
 
 def _live_lease(job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, now: datetime) -> Any:
@@ -82,26 +96,41 @@ def _check_result_sizes(results: Sequence[tuple[str, Any]]) -> None:
 def job_ack(
     *, job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, result: Any = None, actor: Actor
 ) -> Job:
-    """Complete a job whose lease is current and ``owner``'s; returns it as stored."""
+    """Complete a job whose lease is current and ``owner``'s; returns it as stored. The
+    same ack again, once that lease completed it, returns it too (``_ack_replayed``)."""
     _check_result_sizes([("/result", result)])
     refuse_cards([("/result", result)])
     now = timezone.now()
     with transaction.atomic():
         live = _live_lease(job_id, lease_id, owner, now)
         sealed = None if result is None else Sealed.of(result, pk=job_id, field="result")
-        if not live.update(result=sealed, **_completion(now)):
-            raise LeaseConflict(STALE_LEASE)
-        job = job_get(job_id)
-        # ``watched`` comes with the row just read: an unwatched job costs nothing more.
-        watched = [job_id] if job.watched else []
-        settled = jobs_finished(watched, now=now, completed=True)
+        if live.update(result=sealed, **_completion(now)):
+            job = job_get(job_id)
+            # ``watched`` comes with the row just read: an unwatched job costs nothing more.
+            settled = jobs_finished([job_id] if job.watched else [], now=now, completed=True)
+            details = settled.audit() or None
+        else:
+            job = _ack_replayed(job_id, lease_id, owner, now)
+            settled, details = Settled(), {"replay": True}
         audit_record(
             actor=actor,
             action=Action.ACK,
             queue=job.queue.name,
             job_ids=[job_id, *settled.job_ids],
-            details=settled.audit() or None,
+            details=details,
         )
+    return job
+
+
+def _ack_replayed(job_id: uuid.UUID, lease_id: uuid.UUID, owner: str, now: datetime) -> Job:
+    """A single ack whose lease is not live: the job as the first ack returned it, if
+    this lease completed it within the window (the caller audits it as a replay), else
+    a conflict."""
+    job: Job | None = (
+        _replayed([job_id], owner, now).filter(lease_id=lease_id).select_related("queue").first()
+    )
+    if job is None:
+        raise LeaseConflict(STALE_LEASE)
     return job
 
 
@@ -116,6 +145,11 @@ def check_acks(acks: Sequence[AckSpec], *, root: str = "/jobs") -> None:
 class Acked:
     queues: set[str]  # the names of the acked jobs' queues
     settled: Settled  # what settling the watched ones changed
+    replayed: int = 0  # how many acks were replays (their jobs already completed)
+
+    def audit(self) -> dict[str, Any]:
+        """The acks' part of the call's audit details."""
+        return {**({"replayed": self.replayed} if self.replayed else {}), **self.settled.audit()}
 
 
 def complete_acked(
@@ -128,8 +162,9 @@ def complete_acked(
 ) -> Acked:
     """Complete ``acks`` in the caller's transaction, all or nothing (a pull with
     piggy-backed acks calls this too, limited to its queue): one stale or foreign lease
-    and none is acked, and the LeaseConflict names each offending item. The watched
-    ones settle what waits for them."""
+    and none is acked, and the LeaseConflict names each offending item. An ack of a job
+    its lease already completed (``_replayed``) counts as acked and changes nothing.
+    The watched ones settle what waits for them."""
     ids = [ack.job_id for ack in acks]
     leased = Job.objects.select_for_update(of=("self",)).filter(
         id__in=ids, state=JobState.ACTIVE, lease_owner=owner, lease_expires_at__gt=now
@@ -138,20 +173,48 @@ def complete_acked(
         leased = leased.filter(queue_id=queue_id)
     rows = list(leased.order_by("id").values_list("id", "lease_id", "queue__name", "watched"))
     leases = {job_id: (lease, queue) for job_id, lease, queue, _ in rows}
-    stale = [
-        FieldError(f"{root}/{index}/lease_id", "is not the job's current lease")
-        for index, ack in enumerate(acks)
-        if leases.get(ack.job_id, (None, ""))[0] != ack.lease_id
-    ]
-    if stale:
-        raise LeaseConflict(STALE_LEASE, errors=stale)
-    Job.objects.filter(id__in=ids).update(**_completion(now))
-    with_result = [Job(id=ack.job_id, result=ack.result) for ack in acks if ack.result is not None]
+    fresh = [ack for ack in acks if leases.get(ack.job_id, (None, ""))[0] == ack.lease_id]
+    replays = _batch_replays(acks, fresh, owner, now, queue_id, root)
+    live = [ack.job_id for ack in fresh]
+    if live:
+        Job.objects.filter(id__in=live).update(**_completion(now))
+    with_result = [Job(id=ack.job_id, result=ack.result) for ack in fresh if ack.result is not None]
     if with_result:
         bulk_update_sealed(Job, with_result, ["result"])
     watched = [job_id for job_id, _, _, is_watched in rows if is_watched]
     settled = jobs_finished(watched, now=now, completed=True)
-    return Acked({queue for _, queue in leases.values()}, settled)
+    return Acked({queue for _, queue in leases.values()} | replays, settled, len(acks) - len(fresh))
+
+
+def _batch_replays(
+    acks: Sequence[AckSpec],
+    fresh: Sequence[AckSpec],
+    owner: str,
+    now: datetime,
+    queue_id: int | None,
+    root: str,
+) -> set[str]:
+    """The queues of the acks beside ``fresh`` (those of live leases), once each is a
+    replay; else the LeaseConflict naming every other item. One query, and only when
+    some ack is not fresh."""
+    if len(fresh) == len(acks):
+        return set()
+    done = {ack.job_id for ack in fresh}
+    replayed = _replayed([ack.job_id for ack in acks if ack.job_id not in done], owner, now)
+    if queue_id is not None:
+        replayed = replayed.filter(queue_id=queue_id)
+    kept = {
+        job_id: (lease, queue)
+        for job_id, lease, queue in replayed.values_list("id", "lease_id", "queue__name")
+    }
+    stale = [
+        FieldError(f"{root}/{index}/lease_id", "is not the job's current lease")
+        for index, ack in enumerate(acks)
+        if ack.job_id not in done and kept.get(ack.job_id, (None, ""))[0] != ack.lease_id
+    ]
+    if stale:
+        raise LeaseConflict(STALE_LEASE, errors=stale)
+    return {queue for _, queue in kept.values()}
 
 
 @deadlock_retried
@@ -168,7 +231,7 @@ def jobs_ack(*, acks: Sequence[AckSpec], owner: str, actor: Actor) -> None:
             action=Action.ACK,
             queue=next(iter(queues)) if len(queues) == 1 else "",
             job_ids=[*(ack.job_id for ack in acks), *acked.settled.job_ids],
-            details={"count": len(acks), **acked.settled.audit()},
+            details={"count": len(acks), **acked.audit()},
         )
 
 

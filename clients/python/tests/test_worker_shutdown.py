@@ -30,13 +30,32 @@ client = Client(sys.argv[1], "a-token", max_retries=30)  # pauses up to 10 s eac
 Worker(client, "q", lambda job: None, wait=1, grace=1).run()
 """
 
+RETRYING_ASYNC_WORKER = """
+import asyncio, logging, sys
+from flashq_client import AsyncClient, AsyncWorker
 
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+
+async def handler(job):
+    return None
+
+async def main():
+    async with AsyncClient(sys.argv[1], "a-token", max_retries=30) as client:
+        await AsyncWorker(client, "q", handler, wait=1, grace=1).run()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    "script", [RETRYING_WORKER, RETRYING_ASYNC_WORKER], ids=["threads", "asyncio"]
+)
 def test_sigterm_ends_the_retry_pauses_of_a_worker_whose_server_is_down(
-    tmp_path: Path,
+    tmp_path: Path, script: str
 ) -> None:
     from tests.processes import free_port
 
-    (tmp_path / "runner.py").write_text(RETRYING_WORKER)
+    (tmp_path / "runner.py").write_text(script)
     process = subprocess.Popen(  # noqa: S603 - our interpreter, our script
         [sys.executable, "runner.py", f"http://127.0.0.1:{free_port()}"],  # nobody there
         cwd=tmp_path,

@@ -72,9 +72,13 @@ def count_event(
         # A batch's event counts what it created; a single push's says whether it did.
         _count(JOBS_PUSHED, queue, int(details.get("created") or 0))
     elif action == "ack":
-        _count(JOBS_COMPLETED, queue, len(job_ids))
+        # The acked jobs (job_ids also lists the dependents they settled), less the
+        # repeated acks, which completed nothing (queues.services.reports).
+        acked = 0 if details.get("replay") else int(details.get("count", 1))
+        _count(JOBS_COMPLETED, queue, acked - int(details.get("replayed", 0)))
     elif action == "pull":
-        _count(JOBS_COMPLETED, queue, int(details.get("acked", 0)))
+        acked = int(details.get("acked", 0)) - int(details.get("replayed", 0))
+        _count(JOBS_COMPLETED, queue, acked)
     elif action == "fail":
         failed = details.get("state") == "failed"
         _count(JOBS_FAILED if failed else JOBS_RETRIED, queue, 1)

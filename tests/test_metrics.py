@@ -100,6 +100,11 @@ def test_job_counters_follow_the_audit_trail() -> None:
     jobs = pull(api, full, queue="m:q", count=3)
     acks = [{"id": job["id"], "lease_id": job["lease_id"]} for job in jobs[:1]]
     assert api.post("/jobs/ack", {"jobs": acks}, as_=full).status == 200
+    # Repeated acks (a lost answer's retries) are answered again and complete nothing.
+    assert api.post("/jobs/ack", {"jobs": acks}, as_=full).status == 200
+    again = {"lease_id": jobs[0]["lease_id"]}
+    assert api.post(f"/jobs/{jobs[0]['id']}/ack", again, as_=full).status == 200
+    assert pull(api, full, queue="m:q", count=1, ack=acks) == []
     fail = {"lease_id": jobs[1]["lease_id"], "error": "boom"}
     assert api.post(f"/jobs/{jobs[1]['id']}/fail", fail, as_=full).status == 200  # retried
     fail = {"lease_id": jobs[2]["lease_id"], "error": "boom", "retry": False}

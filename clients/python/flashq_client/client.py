@@ -155,7 +155,8 @@ class Client:
 
     def interrupt(self) -> None:
         """Set ``stop``: pauses before retries, now and until it is cleared, end at once
-        and their calls raise ``Interrupted``. Safe from any thread or a signal handler."""
+        and their calls raise ``Interrupted``. Safe from any thread; not from a signal
+        handler (setting an Event there can deadlock: hand the signal to a thread)."""
         self.stop.set()
 
     # -- carrying plans out

@@ -102,15 +102,17 @@ class FieldKeys:
         """
         keys: dict[str, bytes] = {}
         for number, entry in enumerate(re.split(r"[,\s]+", text.strip()), start=1):
-            key_id, _, encoded = entry.partition(":")
-            if not entry or not KEY_ID.match(key_id) or key_id in keys:
+            # No text of an entry is ever shown: without its "id:" an entry may be a bare
+            # key, and its id part would then be the key itself.
+            key_id, colon, encoded = entry.partition(":")
+            if not colon or not KEY_ID.match(key_id) or key_id in keys:
                 raise ValueError(f"{source}: entry {number} is not a new id:base64 key")
             try:
                 keys[key_id] = _b64decode(encoded)
             except (binascii.Error, ValueError):
-                raise ValueError(f"{source}: entry {number} ({key_id}) is not base64") from None
+                raise ValueError(f"{source}: entry {number} is not base64") from None
             if len(keys[key_id]) != KEY_BYTES:
-                raise ValueError(f"{source}: entry {number} ({key_id}) is not {KEY_BYTES} bytes")
+                raise ValueError(f"{source}: entry {number} is not {KEY_BYTES} bytes")
         return cls(keys)
 
     @classmethod

@@ -104,3 +104,27 @@ def test_the_cli_runs_a_coroutine_function_on_the_asyncio_worker() -> None:
 
     assert is_async(handler) and is_async(Callable())
     assert not is_async(lambda job: None)
+
+
+def test_a_handler_whose_awaited_future_is_cancelled_fails_its_job(
+    server: Server, client: Client, queue: str
+) -> None:
+    job = client.push(queue, {"kind": "cancelled"}, max_attempts=1)
+
+    async def handler(job: AsyncWorkerJob) -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future  # CancelledError, though nobody cancelled the handler's task
+
+    async def main() -> AsyncWorker:
+        async with server.async_client() as async_client:
+            worker = AsyncWorker(async_client, queue, handler, wait=0.5)
+            running = asyncio.create_task(worker.run())
+            await _until(lambda: client.get_job(job["id"])["state"] == "failed")
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+        return worker
+
+    worker = asyncio.run(main())
+    assert worker.failed == 1
+    assert client.get_job(job["id"])["error_code"] == "CancelledError"

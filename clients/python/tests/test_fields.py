@@ -187,6 +187,17 @@ def test_malformed_keys_are_refused_without_showing_them() -> None:
     assert len(new_key()) == 32 and new_key() != new_key()
 
 
+def test_a_bare_or_broken_key_in_the_environment_is_never_shown() -> None:
+    bare = base64.urlsafe_b64encode(K1).decode().rstrip("=")  # a valid-looking key id
+    short = base64.b64encode(b"s" * 31).decode()
+    for text in (bare, f"k1:{base64.b64encode(K1).decode()} {bare}", f"{short[:8]}:{short}"):
+        with pytest.raises(ValueError) as caught:
+            FieldKeys.from_text(text, source="FLASHQ_FIELD_KEYS")
+        message = str(caught.value)
+        assert bare not in message and short not in message and short[:8] not in message
+        assert message.startswith("FLASHQ_FIELD_KEYS: entry ")
+
+
 def test_keys_come_from_the_environment_or_a_file(tmp_path: Any) -> None:
     one, two = (base64.b64encode(key).decode() for key in (K1, K2))
     keys = FieldKeys.from_env({"FLASHQ_FIELD_KEYS": f"k1:{one}, k2:{two}"})

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from conftest import Server, running, wait_for
 from flashq_client import Client, FieldKeys, InvalidInput, Worker, WorkerJob
+from flashq_client.worker.core import WITHHELD_TEXT
 
 KEYS = FieldKeys({"k1": bytes(range(32))})
 SEALED_FIELDS = ["ssn", "card.token"]
@@ -131,4 +132,26 @@ def test_a_worker_that_cannot_open_a_field_fails_the_job_saying_why(
     assert failed["error_code"] == code
     assert "field ssn cannot be opened" in failed["error"]
     assert marker not in json.dumps(failed)
+    assert marker not in server.log.read_text(errors="replace")
+
+
+def test_a_handler_failure_that_quotes_a_sealed_value_sends_no_text(
+    server: Server, queue: str
+) -> None:
+    marker = f"PLAIN{uuid.uuid4().hex}"
+
+    def handler(job: WorkerJob) -> None:
+        int(job["data"]["ssn"])  # ValueError: invalid literal for int(): 'PLAIN...'
+
+    with _sealing_client(server) as flashq, server.client() as plain:
+        sealed = flashq.push(queue, {"ssn": marker}, max_attempts=1)
+        clear = plain.push(queue, {"ssn": "not a number"}, max_attempts=1)
+        with running(Worker(flashq, queue, handler, wait=1)):
+            wait_for(
+                lambda: {plain.get_job(job["id"])["state"] for job in (sealed, clear)} == {"failed"}
+            )
+        withheld, kept = plain.get_job(sealed["id"]), plain.get_job(clear["id"])
+    assert (withheld["error_code"], withheld["error"]) == ("ValueError", WITHHELD_TEXT)
+    assert "not a number" in kept["error"]  # a job with nothing sealed keeps its text
+    assert _columns_holding(server, marker)[0] == []
     assert marker not in server.log.read_text(errors="replace")

@@ -106,3 +106,36 @@ def test_heartbeats_keep_what_the_handler_reported(client: Client, queue: str) -
         assert after["lease_expires_at"] > lease_end  # the heartbeats went out
         wait_for(lambda: client.get_job(job["id"])["state"] == "completed")
     assert client.get_job(job["id"])["attempts"] == 1
+
+
+class BrokenFirstBeats(Client):
+    """``progress`` (the heartbeat) fails its first ``failures`` times with an error that
+    is not the server's answer, as a bug or a garbled body would."""
+
+    def __init__(self, *args: Any, failures: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = failures
+
+    def progress(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("not an answer")
+        return super().progress(*args, **kwargs)
+
+
+def test_a_heartbeat_that_raises_something_unexpected_does_not_end_the_heartbeats(
+    client: Client, server: Server, queue: str
+) -> None:
+    long = client.push(queue, {"sleep": 5})
+    broken = BrokenFirstBeats(server.url, server.token, failures=1)
+
+    def handler(job: WorkerJob) -> str:
+        time.sleep(job["data"]["sleep"])
+        return "done"
+
+    worker = Worker(broken, queue, handler, lease=3, wait=1)  # beats every 1 s
+    with broken, running(worker):
+        wait_for(lambda: client.get_job(long["id"])["state"] == "completed", timeout=30)
+    assert broken.failures == 0  # the broken beat happened, and the beats went on
+    done = client.get_job(long["id"])
+    assert (done["result"], done["attempts"], done["errors"]) == ("done", 1, [])

@@ -186,3 +186,19 @@ def test_a_job_pulled_but_not_started_at_the_stop_is_given_back() -> None:
     assert ledger.begin(("j1", "l1")) == "give back"
     assert ledger.begin(("j1", "l1")) == "gone"  # given back once
     assert ledger.abandon() == []
+
+
+def test_workers_sharing_a_client_give_it_back_its_own_stop_event(
+    server: Server, queue: str
+) -> None:
+    with server.client() as shared:
+        own = shared.stop
+        first = Worker(shared, queue, lambda job: None, wait=0.5)
+        second = Worker(shared, f"{queue}-2", lambda job: None, wait=0.5)
+        with running(first):
+            wait_for(lambda: shared.stop is not own)  # the first worker holds it
+            held = shared.stop
+            with running(second):
+                assert shared.stop is held  # the second leaves it alone
+        assert shared.stop is own and not own.is_set()
+        assert shared.me()["family"]  # the client still works

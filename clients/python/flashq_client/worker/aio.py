@@ -105,11 +105,12 @@ class AsyncWorker(WorkerBase[AsyncWorkerClient, AsyncHandler, asyncio.Event]):
         self._start()
         self._loop = loop = asyncio.get_running_loop()
         self._handlers: dict[Key, asyncio.Task[None]] = {}
-        signals = []
+        signals: dict[signal.Signals, Any] = {}  # each handled signal's previous handler
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                previous = signal.getsignal(sig)
                 loop.add_signal_handler(sig, self._signalled)
-                signals.append(sig)
+                signals[sig] = previous
         keepers = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._flusher())]
         fatal: FlashqError | None = None
         try:
@@ -117,8 +118,10 @@ class AsyncWorker(WorkerBase[AsyncWorkerClient, AsyncHandler, asyncio.Event]):
         finally:
             self._request_stop()
             await self._shutdown(keepers)
-            for sig in signals:
-                loop.remove_signal_handler(sig)
+            for sig, previous in signals.items():
+                loop.remove_signal_handler(sig)  # it leaves the default action: put back
+                if previous is not None:  # the application's own handler
+                    signal.signal(sig, previous)
             self._finish()
         if fatal is not None:
             raise fatal
@@ -167,16 +170,23 @@ class AsyncWorker(WorkerBase[AsyncWorkerClient, AsyncHandler, asyncio.Event]):
             self._wake.set()
 
     async def _execute(self, job: LeasedJob, key: Key) -> None:
+        sealed = False
         try:
             opened = self._opened(job)  # sealed fields: FieldDecryptionError fails the job
+            sealed = opened is not job
             view = AsyncWorkerJob(
                 opened, self.client, lambda done, text: self._report(key, done, text)
             )
             result = await self.handler(view)
-        except asyncio.CancelledError:  # given back at shutdown: the result is dropped
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this task was cancelled (at shutdown): the job is given back
+            # The handler's own CancelledError (a future it awaited was cancelled): a
+            # failure like any other, not a job held for ever.
+            await self._drive(flows.finished(self._ledger, job, error=exc, sealed=sealed))
         except BaseException as exc:  # a handler's SystemExit fails its job too
-            await self._drive(flows.finished(self._ledger, job, error=exc))
+            await self._drive(flows.finished(self._ledger, job, error=exc, sealed=sealed))
         else:
             await self._drive(flows.finished(self._ledger, job, result))
 
@@ -190,12 +200,18 @@ class AsyncWorker(WorkerBase[AsyncWorkerClient, AsyncHandler, asyncio.Event]):
     async def _heartbeat(self) -> None:
         while not self._done.is_set():
             self._beat_wake.clear()  # before: a report made while beating is sent next
-            await self._drive(flows.beat(self._ledger))
+            try:
+                await self._drive(flows.beat(self._ledger))
+            except Exception:  # not the server's answer (a bug, a closed client): go on
+                logger.exception("heartbeat failed")
             await _wait(self._beat_wake, self.settings.tick)
 
     async def _flusher(self) -> None:
         while not await _wait(self._done, self.settings.tick):
-            await self._drive(flows.flush_due(self._ledger))
+            try:
+                await self._drive(flows.flush_due(self._ledger))
+            except Exception:  # the acks were put back: the next tick or pull sends them
+                logger.exception("ack flush failed")
 
     # -- shutdown
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..fields import open_job
 from ..shapes import LeasedJob
@@ -22,6 +23,10 @@ HandlerT = TypeVar("HandlerT")
 #: then raises ``Interrupted``). A running worker puts its own there, and gives the
 #: client's back when it stops.
 INTERRUPT_ATTRIBUTE = "stop"
+
+#: The clients whose ``stop`` a running worker holds: a second worker sharing one leaves
+#: it alone (its SIGTERM then does not cut that client's retry pauses short).
+_HOOKED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class Flag(Protocol):
@@ -123,8 +128,9 @@ class WorkerBase(Generic[ClientT, HandlerT, FlagT]):
         self._started = True
         # A client with a stop event: the worker's stop ends its retry pauses. Its own
         # event is given back at the end.
-        self._hooked = hasattr(self.client, INTERRUPT_ATTRIBUTE)
+        self._hooked = hasattr(self.client, INTERRUPT_ATTRIBUTE) and self.client not in _HOOKED
         if self._hooked:
+            _HOOKED.add(self.client)
             self._clients_own = getattr(self.client, INTERRUPT_ATTRIBUTE)
             setattr(self.client, INTERRUPT_ATTRIBUTE, self._interrupt)
         logger.info(
@@ -183,4 +189,5 @@ class WorkerBase(Generic[ClientT, HandlerT, FlagT]):
     def _finish(self) -> None:
         if self._hooked:
             setattr(self.client, INTERRUPT_ATTRIBUTE, self._clients_own)
+            _HOOKED.discard(self.client)
         logger.info("worker stopped: %d completed, %d failed", self.completed, self.failed)

@@ -65,9 +65,18 @@ def error_code(exc: BaseException) -> str:
     return _NOT_IN_CODE.sub("_", type(exc).__name__)[:MAX_CODE_CHARS]
 
 
-def error_text(exc: BaseException) -> str:
+#: A failure's text for a job with end-to-end encrypted fields: the exception's own text
+#: could quote an opened value, which the server must never see in clear.
+WITHHELD_TEXT = "text withheld: the job has encrypted fields, which it could quote"
+
+
+def error_text(exc: BaseException, *, sealed: bool = False) -> str:
     """A failure's text: the exception's first 1000 characters (the class name goes in
-    the code); never a traceback or its locals."""
+    the code); never a traceback or its locals. ``sealed`` (the job's data had sealed
+    fields, opened for the handler): ``WITHHELD_TEXT`` instead, unless the failure is
+    the opening itself (its text names the field and key id only)."""
+    if sealed and not isinstance(exc, FieldDecryptionError):
+        return WITHHELD_TEXT
     return str(exc)[:MAX_ERROR_CHARS]
 
 

@@ -105,6 +105,9 @@ def pull(ledger: Ledger, count: int) -> Flow:
         if not ledger.stopping:
             logger.warning("pull failed (%s); trying again in %.1f s", exc, delay)
         return PullOutcome(pause=delay)
+    except Exception:
+        ledger.put_back(taken)  # an unexpected failure: the acks wait for the next try
+        raise
     ledger.pull_failures = 0
     ledger.count(completed=len(taken))
     # Nothing, at once: the server's waiting pulls are all taken and it asks for a pause
@@ -117,10 +120,16 @@ def pull(ledger: Ledger, count: int) -> Flow:
 
 
 def finished(
-    ledger: Ledger, job: LeasedJob, result: Any = None, error: BaseException | None = None
+    ledger: Ledger,
+    job: LeasedJob,
+    result: Any = None,
+    error: BaseException | None = None,
+    *,
+    sealed: bool = False,
 ) -> Flow:
     """A handler returned ``result`` (its ack is queued) or raised ``error`` (the job is
-    failed with the class name as its code and the text, never a traceback)."""
+    failed with the class name as its code and the text, never a traceback; no text
+    when the job had sealed fields: ``error_text``)."""
     key = key_of(job)
     if error is None:
         try:
@@ -133,7 +142,7 @@ def finished(
     logger.warning("job %s failed: %s", key[0], type(error).__name__)
     if ledger.start_failing(key):
         try:
-            yield from fail(key, error_text(error), code=error_code(error))
+            yield from fail(key, error_text(error, sealed=sealed), code=error_code(error))
         finally:
             ledger.end_failing(key)
 
@@ -223,7 +232,13 @@ def beat(ledger: Ledger) -> Flow:
 def flush_due(ledger: Ledger) -> Flow:
     """Send the acks alone when one has waited too long for a pull."""
     if ledger.acks_due(time.monotonic()):
-        ledger.put_back((yield from send_acks(ledger, ledger.take_acks())))
+        taken = ledger.take_acks()
+        try:
+            left = yield from send_acks(ledger, taken)
+        except Exception:
+            ledger.put_back(taken)  # an unexpected failure: repeated acks are answered
+            raise
+        ledger.put_back(left)
 
 
 def final_flush(ledger: Ledger) -> Flow:

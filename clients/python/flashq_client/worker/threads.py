@@ -146,12 +146,14 @@ class Worker(WorkerBase[Client, Handler, threading.Event]):
             self._wake.set()
 
     def _execute(self, job: LeasedJob, key: Key) -> None:
+        sealed = False
         try:
             opened = self._opened(job)  # sealed fields: FieldDecryptionError fails the job
+            sealed = opened is not job
             view = WorkerJob(opened, self.client, lambda done, text: self._report(key, done, text))
             result = self.handler(view)
         except BaseException as exc:  # a handler's SystemExit fails its job too
-            self._drive(flows.finished(self._ledger, job, error=exc))
+            self._drive(flows.finished(self._ledger, job, error=exc, sealed=sealed))
         else:
             self._drive(flows.finished(self._ledger, job, result))
 
@@ -164,12 +166,18 @@ class Worker(WorkerBase[Client, Handler, threading.Event]):
     def _heartbeat(self) -> None:
         while not self._done.is_set():
             self._beat_wake.clear()  # before: a report made while beating is sent next
-            self._drive(flows.beat(self._ledger))
+            try:
+                self._drive(flows.beat(self._ledger))
+            except Exception:  # not the server's answer (a bug, a closed client): go on
+                logger.exception("heartbeat failed")
             self._beat_wake.wait(self.settings.tick)
 
     def _flusher(self) -> None:
         while not self._done.wait(self.settings.tick):
-            self._drive(flows.flush_due(self._ledger))
+            try:
+                self._drive(flows.flush_due(self._ledger))
+            except Exception:  # the acks were put back: the next tick or pull sends them
+                logger.exception("ack flush failed")
 
     # -- shutdown
 

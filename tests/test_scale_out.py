@@ -292,11 +292,17 @@ def test_no_job_is_leased_to_two_workers_across_servers(deployment: Deployment) 
     assert sorted(ids) == sorted(pushed)
     assert {name for name, _ in taken} == {"A", "B"}
 
-    # A lease taken on A is good on B (same token); once used it is stale on both.
+    # A lease taken on A is good on B (same token). Once it completed the job, the same
+    # ack again, on either server, is answered with the job as the first ack left it (a
+    # retry after a lost answer), and another token family's is refused on both.
     job = next(job for name, job in taken if name == "A")
-    assert ack(deployment.b, token, job).status == 200
-    assert ack(deployment.a, token, job).status == 409
-    assert ack(deployment.b, token, job).status == 409
+    first = ack(deployment.b, token, job)
+    assert first.status == 200
+    for server in deployment.servers:
+        again = ack(server, token, job)
+        assert (again.status, again.body["finished_at"]) == (200, first.body["finished_at"])
+    other = deployment.create_token("other", "leases=push,pull,ack")
+    assert {ack(server, other, job).status for server in deployment.servers} == {409}
 
 
 def test_an_expired_lease_is_stale_on_every_server(deployment: Deployment) -> None:

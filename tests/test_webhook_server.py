@@ -118,10 +118,11 @@ def test_deliveries_retries_disable_and_a_clean_stop(
 
 
 def _deliveries(deployment: Deployment) -> list[tuple[str, bool]]:
-    """(state, leased) of each delivery job of the internal queue."""
+    """(state, leased) of each delivery job of the internal queue: leased is a lease id
+    on an active job (a completed one keeps the lease that acked it, for repeats)."""
     with psycopg.connect(deployment.env["DATABASE_URL"]) as conn:
         rows = conn.execute(
-            "SELECT j.state, j.lease_id IS NOT NULL FROM queues_job j"
+            "SELECT j.state, j.state = 'active' AND j.lease_id IS NOT NULL FROM queues_job j"
             " JOIN queues_queue q ON q.id = j.queue_id WHERE q.name = %s ORDER BY j.state",
             (WEBHOOK_QUEUE,),
         ).fetchall()

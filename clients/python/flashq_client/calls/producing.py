@@ -156,7 +156,9 @@ class ProducingCalls(CallsBase):
             FlashqError: any other error answer, or no answer after the retries.
 
         Retried:
-            yes, safe: the idempotency key finds the job the first attempt made."""
+            yes: the idempotency key finds the job the first attempt made while it is
+            unfinished (one that finished before the retry landed is not found, and the
+            retry makes a second)."""
         data = self.seal(queue, data)
         body: dict[str, Any] = {"data": dict(data), "key": key or uuid.uuid4().hex}
         options: dict[str, Any] = {
@@ -201,7 +203,8 @@ class ProducingCalls(CallsBase):
             FlashqError: any other error answer, or no answer after the retries.
 
         Retried:
-            yes, safe: each job's idempotency key finds what the first attempt made."""
+            yes: each job's idempotency key finds what the first attempt made while it
+            is unfinished (as ``push`` says)."""
         if not jobs:
             return []
         jobs = seal_jobs(jobs, queue, self.settings.encrypt_fields, self.settings.field_keys)
@@ -245,7 +248,8 @@ class ProducingCalls(CallsBase):
             FlashqError: any other error answer, or no answer after the retries.
 
         Retried:
-            yes, safe: the root's key returns the first attempt's tree."""
+            yes: the root's key returns the first attempt's tree while the root is
+            unfinished (as ``push`` says)."""
         job, children = seal_flow(
             queue, job, children, self.settings.encrypt_fields, self.settings.field_keys
         )

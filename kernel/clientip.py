@@ -60,7 +60,23 @@ def peer_is_trusted_proxy(request: HttpRequest) -> bool:
     return bool(networks) and _is_trusted(peer, networks)
 
 
+_MEMO = "_flashq_client_ip"
+
+
 def client_ip(request: HttpRequest) -> str | None:
+    """The client's address, worked out once per request (auth, the allow-lists, the
+    rate limits and the audit record each ask): remembered on the request with the two
+    headers it came from, so a changed header is worked out again."""
+    source = (request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"))
+    memo = request.__dict__.get(_MEMO)
+    if memo is not None and memo[0] == source:
+        return memo[1]  # type: ignore[no-any-return]
+    ip = _client_ip(request)
+    request.__dict__[_MEMO] = (source, ip)
+    return ip
+
+
+def _client_ip(request: HttpRequest) -> str | None:
     raw_peer = request.META.get("REMOTE_ADDR") or None
     if raw_peer is None:
         return None

@@ -178,3 +178,25 @@ def test_a_call_refused_for_its_address_does_not_count_as_the_token_s_last_use(
     assert ApiToken.objects.get().last_used_at is None
     assert _push_from(api, raw, "10.1.1.1") == 201
     assert ApiToken.objects.get().last_used_ip == "10.1.1.1"
+
+
+def test_the_client_ip_is_worked_out_once_per_request_and_again_if_a_header_changes(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.test import RequestFactory
+
+    from kernel import clientip
+
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    worked = []
+    real = clientip._client_ip
+    monkeypatch.setattr(clientip, "_client_ip", lambda r: worked.append(1) or real(r))
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert [clientip.client_ip(request) for _ in range(5)] == ["203.0.113.9"] * 5
+    assert len(worked) == 1
+    # A header rewritten after the first answer (a middleware, a test) is not ignored.
+    request.META["HTTP_X_FORWARDED_FOR"] = "198.51.100.4"
+    assert clientip.client_ip(request) == "198.51.100.4"
+    request.META["REMOTE_ADDR"] = "192.0.2.1"  # not a trusted proxy: its header is ignored
+    assert clientip.client_ip(request) == "192.0.2.1"
+    assert len(worked) == 3

@@ -188,9 +188,14 @@ def test_the_client_ip_is_worked_out_once_per_request_and_again_if_a_header_chan
     from kernel import clientip
 
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
-    worked = []
+    worked: list[str | None] = []
     real = clientip._client_ip
-    monkeypatch.setattr(clientip, "_client_ip", lambda r: worked.append(1) or real(r))
+
+    def counted(request: Any) -> str | None:
+        worked.append(real(request))
+        return worked[-1]
+
+    monkeypatch.setattr(clientip, "_client_ip", counted)
     request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.9")
     assert [clientip.client_ip(request) for _ in range(5)] == ["203.0.113.9"] * 5
     assert len(worked) == 1

@@ -17,15 +17,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
+from ._gather import Gatherer
 from ._policy import (
     BACKOFF_BASE_SECONDS,
     BACKOFF_CAP_SECONDS,
     MAX_RETRY_AFTER_SECONDS,
     RETRYABLE_STATUSES,
+    Gather,
     Outcome,
     Pause,
     Plan,
@@ -34,6 +36,7 @@ from ._policy import (
 )
 from ._settings import LOCAL_HOSTS, Settings, __version__
 from .calls import Calls, as_method
+from .calls.gathering import Outcome as PushOutcome
 from .calls.jobs import GET_JOBS_DOC
 from .calls.producing import MAX_JOB_WAIT_MS
 from .fields import FieldKeys
@@ -95,10 +98,17 @@ class Client:
             ``FieldKeys.from_env()`` when ``FLASHQ_FIELD_KEYS`` or its file is set).
         encrypt_fields: dotted paths of the data sealed on every push
             ("End-to-end encrypted fields" in the README).
+        producer: producer mode: concurrent ``push`` calls to one queue are gathered
+            and sent as one batch request ("Producer mode" in the README); each still
+            returns its own job, or raises its own error, once its batch is committed.
+        linger_ms: in producer mode, how long a batch waits for more pushes after its
+            first (0 to 1000).
+        max_batch: in producer mode, the most pushes in one batch (1 to 1000): a full
+            batch goes at once.
 
     Raises:
-        ValueError: a bad ``base_url``, ``max_retries`` or field path, or no usable
-            token.
+        ValueError: a bad ``base_url``, ``max_retries``, field path, ``linger_ms`` or
+            ``max_batch``, or no usable token.
     """
 
     def __init__(
@@ -113,6 +123,9 @@ class Client:
         stop: threading.Event | None = None,
         field_keys: FieldKeys | None = None,
         encrypt_fields: Sequence[str] = (),
+        producer: bool = False,
+        linger_ms: float = 2.0,
+        max_batch: int = 500,
     ) -> None:
         self._settings = Settings.build(
             base_url,
@@ -122,6 +135,9 @@ class Client:
             allow_insecure_http=allow_insecure_http,
             field_keys=field_keys,
             encrypt_fields=encrypt_fields,
+            producer=producer,
+            linger_ms=linger_ms,
+            max_batch=max_batch,
         )
         self.base_url = self._settings.base_url
         self.timeout = timeout
@@ -132,14 +148,25 @@ class Client:
         self.stop = stop or threading.Event()
         self._calls = Calls(self._settings)
         self._http = httpx.Client(transport=transport, **self._settings.http_options())
+        self._gatherer = Gatherer(self._settings, self._send_batch) if producer else None
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r})"
 
     # -- lifecycle
 
+    def flush(self) -> None:
+        """In producer mode, send the pushes now gathering without waiting out
+        ``linger_ms``, and return once every batch gathered or in flight is answered
+        (each push returns or raises where it was called). Without it, does nothing."""
+        if self._gatherer is not None:
+            self._gatherer.flush()
+
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool. In producer mode, first refuse new pushes
+        (``RuntimeError``) and ``flush``: every push already made gets its answer."""
+        if self._gatherer is not None:
+            self._gatherer.close()
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -173,6 +200,10 @@ class Client:
                 self._pause(step)
                 outcome = None
                 continue
+            if isinstance(step, Gather):
+                assert self._gatherer is not None
+                outcome = self._gatherer.push(step.path, step.body)
+                continue
             try:
                 outcome = self._http.request(
                     step.method,
@@ -183,6 +214,9 @@ class Client:
                 )
             except httpx.TransportError as exc:
                 outcome = exc
+
+    def _send_batch(self, path: str, bodies: list[dict[str, Any]]) -> list[PushOutcome]:
+        return self._run(self._calls.push_gathered(path, bodies))
 
     def _pause(self, pause: Pause) -> None:
         if self.stop.wait(pause.seconds):

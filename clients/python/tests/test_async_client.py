@@ -34,8 +34,9 @@ from flashq_client import (
 from flashq_client.shapes import PushedJob, WaitedJob
 
 TOKEN = "fq_secret_" + "x" * 30
-#: Methods whose text differs between the two: how each closes and is interrupted.
-LIFECYCLE = {"close", "aclose", "interrupt"}
+#: Methods whose text differs between the two (how each closes and is interrupted), and
+#: flush, which makes no request of its own (test_producer checks it on both).
+LIFECYCLE = {"close", "aclose", "interrupt", "flush"}
 
 Connect = Callable[..., Any]
 

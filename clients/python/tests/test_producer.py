@@ -1,0 +1,332 @@
+"""Producer mode against the real server: concurrent pushes gathered into batch requests
+(``Client(..., producer=True)``, ``AsyncClient`` the same). Every push lands once with
+its own id and ``created``; a refused push fails only its caller, with the error a
+single push gets; a lost answer is retried without a duplicate; ``linger_ms`` and
+``max_batch`` bound the batches; ``close()`` delivers what is gathering."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from conftest import Server, make_token
+from flashq_client import (
+    AsyncClient,
+    Client,
+    Conflict,
+    FieldKeys,
+    Forbidden,
+    InvalidInput,
+)
+from flashq_client.calls.gathering import _named_items
+from flashq_client.errors import FlashqError
+from test_ack_replay import AnswerDropper
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+
+class Counting(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Forwards to gunicorn and records each push request: (path, jobs in it). With
+    ``too_large`` (n), a batch of more than n jobs is answered 413 as a body over the
+    server's cap would be."""
+
+    def __init__(self, too_large: int | None = None) -> None:
+        self.sync = httpx.HTTPTransport()
+        self.aio = httpx.AsyncHTTPTransport()
+        self.too_large = too_large
+        self.pushes: list[tuple[str, int]] = []
+        self.lock = threading.Lock()
+
+    def _record(self, request: httpx.Request) -> httpx.Response | None:
+        path = request.url.path
+        if request.method != "POST" or not path.endswith(("/jobs", "/jobs/batch")):
+            return None
+        body = json.loads(request.content)
+        size = len(body["jobs"]) if path.endswith("/batch") else 1
+        with self.lock:
+            self.pushes.append((path, size))
+        if self.too_large is not None and size > self.too_large:
+            problem = {"status": 413, "code": "payload_too_large", "detail": "too big"}
+            return httpx.Response(413, json=problem)
+        return None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._record(request) or self.sync.handle_request(request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return self._record(request) or await self.aio.handle_async_request(request)
+
+    def batches(self) -> list[int]:
+        assert all(path.endswith("/batch") for path, _ in self.pushes), self.pushes
+        return [size for _, size in self.pushes]
+
+
+def _in_threads(count: int, push: Callable[[int], Any]) -> list[Any]:
+    """``push(i)`` in ``count`` threads started together: each one's job or error."""
+    results: list[Any] = [None] * count
+    start = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = push(i)
+        except FlashqError as error:
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def _jobs_in(server: Server, queue: str) -> list[tuple[str, Any]]:
+    with psycopg.connect(server.env["DATABASE_URL"]) as db:
+        rows = db.execute(
+            "SELECT j.id::text, j.key FROM queues_job j JOIN queues_queue q ON q.id = j.queue_id "
+            "WHERE q.name = %s",
+            [queue],
+        ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+def test_sixteen_threads_pushing_land_once_each_with_their_own_ids(
+    server: Server, queue: str
+) -> None:
+    counting = Counting()
+    per_thread = 20
+    with server.client(transport=counting, producer=True, linger_ms=20) as flashq:
+
+        def pushes(i: int) -> list[Any]:
+            return [flashq.push(queue, {"t": i, "n": n}) for n in range(per_thread)]
+
+        results = _in_threads(16, pushes)
+    jobs = [job for each in results for job in each]
+    assert len(jobs) == 16 * per_thread
+    assert all(job["created"] and job["queue"] == queue for job in jobs)
+    ids = {job["id"] for job in jobs}
+    assert len(ids) == 16 * per_thread
+    stored = _jobs_in(server, queue)
+    assert sorted(job_id for job_id, _ in stored) == sorted(ids)
+    # Gathered: far fewer requests than pushes, every one to the batch route.
+    sizes = counting.batches()
+    assert sum(sizes) == 16 * per_thread
+    assert len(sizes) < 16 * per_thread / 3, sizes
+
+
+def test_a_refused_push_fails_only_its_caller_with_a_single_pushs_error(
+    server: Server, queue: str
+) -> None:
+    with server.client() as plain:
+        plain.set_schema(queue, SCHEMA)
+        with pytest.raises(InvalidInput) as single:
+            plain.push(queue, {"n": "three"})
+    counting = Counting()
+    with server.client(transport=counting, producer=True, linger_ms=500) as flashq:
+        results = _in_threads(8, lambda i: flashq.push(queue, {"n": "three" if i == 3 else i}))
+    refused = results[3]
+    assert isinstance(refused, InvalidInput) and refused.status == 422
+    assert refused.errors == single.value.errors
+    assert refused.errors[0]["path"].startswith("/data")
+    assert "/jobs/" not in str(refused)
+    good = [job for i, job in enumerate(results) if i != 3]
+    assert all(isinstance(job, dict) and job["created"] for job in good), results
+    assert len(_jobs_in(server, queue)) == 7
+    # One batch of 8 refused, then the 7 others sent again without it.
+    assert counting.batches() == [8, 7]
+
+
+def test_a_key_held_by_another_family_fails_only_the_push_that_names_it(
+    server: Server, queue: str
+) -> None:
+    with server.client(token=server.other_token) as other:
+        other.push(queue, {"n": 0}, key="theirs")
+    with server.client(producer=True, linger_ms=500) as flashq:
+        results = _in_threads(
+            6, lambda i: flashq.push(queue, {"n": i}, key="theirs" if i == 4 else None)
+        )
+    assert isinstance(results[4], Conflict) and results[4].code == "key_conflict"
+    assert all(isinstance(job, dict) for i, job in enumerate(results) if i != 4), results
+    assert len(_jobs_in(server, queue)) == 6  # theirs and our 5
+
+
+def test_a_repeated_key_returns_the_first_job_with_created_false(
+    server: Server, queue: str
+) -> None:
+    with server.client(producer=True, linger_ms=300) as flashq:
+        results = _in_threads(2, lambda i: flashq.push(queue, {"n": i}, key="same"))
+        again = flashq.push(queue, {"n": 9}, key="same")
+    assert {job["id"] for job in [*results, again]} == {results[0]["id"]}
+    assert sorted(job["created"] for job in results) == [False, True]
+    assert again["created"] is False
+
+
+def test_errors_of_the_whole_batch_reach_every_caller(server: Server, queue: str) -> None:
+    reader = make_token(server.env, "producer-reader", f"{queue}=getJob")
+    with Client(server.url, reader, producer=True, linger_ms=300) as flashq:
+        results = _in_threads(4, lambda i: flashq.push(queue, {"n": i}))
+    assert all(isinstance(error, Forbidden) for error in results), results
+    assert len({id(error) for error in results}) == 4  # each its own exception
+
+
+def test_a_batch_too_large_as_a_whole_is_split_and_sent_again(server: Server, queue: str) -> None:
+    counting = Counting(too_large=3)
+    with server.client(transport=counting, producer=True, linger_ms=500) as flashq:
+        results = _in_threads(8, lambda i: flashq.push(queue, {"n": i}))
+    assert all(isinstance(job, dict) and job["created"] for job in results), results
+    assert counting.batches() == [8, 4, 2, 2, 4, 2, 2]
+    assert len(_jobs_in(server, queue)) == 8
+
+
+def test_a_batch_whose_answer_was_lost_is_sent_again_and_lands_once(
+    server: Server, queue: str
+) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    dropper = AnswerDropper((host, int(port)), b"/jobs/batch HTTP/1.1")
+    producer = Client(dropper.url, server.token, producer=True, linger_ms=300)
+    with contextlib.closing(dropper), producer as flashq:
+        results = _in_threads(6, lambda i: flashq.push(queue, {"n": i}))
+    assert (dropper.seen, dropper.dropped) == (2, 1)
+    # The retry found what the first attempt made: the same jobs, created false.
+    assert all(isinstance(job, dict) and job["created"] is False for job in results), results
+    stored = _jobs_in(server, queue)
+    assert sorted(job_id for job_id, _ in stored) == sorted(job["id"] for job in results)
+
+
+def test_max_batch_sends_a_full_batch_at_once_and_queues_go_apart(
+    server: Server, queue: str
+) -> None:
+    counting = Counting()
+    with server.client(transport=counting, producer=True, linger_ms=1000, max_batch=5) as flashq:
+        started = time.monotonic()
+        results = _in_threads(10, lambda i: flashq.push(queue, {"n": i}))
+        elapsed = time.monotonic() - started
+        assert all(isinstance(job, dict) for job in results), results
+        assert counting.batches() == [5, 5]
+        assert elapsed < 0.9  # full batches did not wait out the linger
+        counting.pushes.clear()
+        results = _in_threads(4, lambda i: flashq.push(f"{queue}-{i % 2}", {"n": i}))
+        assert all(isinstance(job, dict) for job in results), results
+        assert sorted(counting.pushes) == [
+            (f"/api/v1/queues/{queue}-0/jobs/batch", 2),
+            (f"/api/v1/queues/{queue}-1/jobs/batch", 2),
+        ]
+
+
+def test_a_lone_push_waits_out_the_linger(server: Server, queue: str) -> None:
+    with server.client(producer=True, linger_ms=300) as flashq:
+        started = time.monotonic()
+        job = flashq.push(queue, {"n": 1})
+        assert time.monotonic() - started >= 0.3
+        assert job["created"] and flashq.get_job(job["id"])["data"] == {"n": 1}
+
+
+def test_close_delivers_the_pushes_gathering_and_refuses_new_ones(
+    server: Server, queue: str
+) -> None:
+    flashq = server.client(producer=True, linger_ms=1000)
+    results: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(flashq.push(queue, {"n": i})))
+        for i in range(5)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)  # every push has joined the batch, which lingers for a second
+    started = time.monotonic()
+    flashq.close()
+    assert time.monotonic() - started < 0.8
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(results) == 5 and all(job["created"] for job in results)
+    assert len(_jobs_in(server, queue)) == 5
+    with pytest.raises(RuntimeError, match="closed"):
+        flashq.push(queue, {"n": 6})
+
+
+def test_push_with_wait_and_sealed_fields_work_as_a_single_push(server: Server, queue: str) -> None:
+    keys = FieldKeys({"k1": bytes(range(32))})
+    with server.client(
+        producer=True, linger_ms=5, field_keys=keys, encrypt_fields=["ssn"]
+    ) as flashq:
+        job = flashq.push(queue, {"ssn": "123-45-6789", "n": 1}, wait=True, wait_timeout_ms=0)
+        assert job["created"] is True and job["finished"] is False
+    with server.client() as plain:
+        stored = plain.get_job(job["id"])["data"]
+    assert stored["n"] == 1 and stored["ssn"].startswith("fq1:k1:")
+
+
+def test_the_async_client_gathers_on_its_loop(server: Server, queue: str) -> None:
+    counting = Counting()
+    with server.client() as plain:
+        plain.set_schema(queue, SCHEMA)
+
+    async def main() -> list[Any]:
+        flashq = AsyncClient(
+            server.url, server.token, transport=counting, producer=True, linger_ms=50
+        )
+        async with flashq:
+            tasks = [flashq.push(queue, {"n": "bad" if i == 7 else i}) for i in range(40)]
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            # aclose delivers what is still gathering, then refuses.
+            late = asyncio.ensure_future(flashq.push(queue, {"n": 99}))
+            await asyncio.sleep(0)
+        assert (await late)["created"]
+        with pytest.raises(RuntimeError, match="closed"):
+            await flashq.push(queue, {"n": 100})
+        return list(results)
+
+    results = asyncio.run(main())
+    assert isinstance(results[7], InvalidInput) and results[7].errors[0]["path"] == "/data/n"
+    good = [job for i, job in enumerate(results) if i != 7]
+    assert all(isinstance(job, dict) and job["created"] for job in good), results
+    assert len({job["id"] for job in good}) == 39
+    assert len(_jobs_in(server, queue)) == 40
+    assert counting.batches() == [40, 39, 1]
+
+
+# -- without a server --------------------------------------------------------------------
+
+
+def test_batch_paths_are_rewritten_as_a_single_push_names_them() -> None:
+    error = InvalidInput(
+        "bad",
+        status=422,
+        errors=[
+            {"path": "/jobs/3/data/x", "message": "m"},
+            {"path": "/jobs/0", "message": "whole"},
+            {"path": "/jobs/3/key", "message": "k"},
+        ],
+    )
+    assert _named_items(error, 5) == {
+        3: [{"path": "/data/x", "message": "m"}, {"path": "/key", "message": "k"}],
+        0: [{"path": "", "message": "whole"}],
+    }
+    # Not every error names a job of the batch: the batch's own error.
+    outside = InvalidInput("bad", errors=[{"path": "/jobs/5/data", "message": "m"}])
+    assert _named_items(outside, 5) is None
+    whole = InvalidInput("bad", errors=[{"path": "/jobs", "message": "m"}])
+    assert _named_items(whole, 5) is None
+    assert _named_items(InvalidInput("bad"), 5) is None
+
+
+def test_producer_settings_are_checked_and_flush_is_the_same_on_both() -> None:
+    bad: dict[str, Any]
+    for bad in ({"linger_ms": -1}, {"max_batch": 0}, {"max_batch": 1001}):
+        with pytest.raises(ValueError, match=r"linger_ms|max_batch"):
+            Client("http://127.0.0.1:1", "t", producer=True, **bad)
+    assert Client.flush.__doc__ == AsyncClient.flush.__doc__
+    assert inspect.signature(Client.flush) == inspect.signature(AsyncClient.flush)
+    assert inspect.iscoroutinefunction(AsyncClient.flush)
+    with Client("http://127.0.0.1:1", "t") as plain:
+        plain.flush()  # not in producer mode: nothing to do

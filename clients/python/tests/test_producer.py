@@ -321,10 +321,11 @@ def test_batch_paths_are_rewritten_as_a_single_push_names_them() -> None:
 
 
 def test_producer_settings_are_checked_and_flush_is_the_same_on_both() -> None:
-    bad: dict[str, Any]
-    for bad in ({"linger_ms": -1}, {"max_batch": 0}, {"max_batch": 1001}):
+    for linger_ms, max_batch in ((-1, 500), (2, 0), (2, 1001)):
         with pytest.raises(ValueError, match=r"linger_ms|max_batch"):
-            Client("http://127.0.0.1:1", "t", producer=True, **bad)
+            Client(
+                "http://127.0.0.1:1", "t", producer=True, linger_ms=linger_ms, max_batch=max_batch
+            )
     assert Client.flush.__doc__ == AsyncClient.flush.__doc__
     assert inspect.signature(Client.flush) == inspect.signature(AsyncClient.flush)
     assert inspect.iscoroutinefunction(AsyncClient.flush)

@@ -10,11 +10,17 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import flashq_client
 import httpx
 import psycopg
 import pytest
@@ -331,3 +337,60 @@ def test_producer_settings_are_checked_and_flush_is_the_same_on_both() -> None:
     assert inspect.iscoroutinefunction(AsyncClient.flush)
     with Client("http://127.0.0.1:1", "t") as plain:
         plain.flush()  # not in producer mode: nothing to do
+
+
+PRODUCING = """
+import signal, sys, threading
+from flashq_client import Client
+
+url, token, queue = sys.argv[1:4]
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+flashq = Client(url, token, producer=True, linger_ms=50)
+lock = threading.Lock()
+
+def produce(t):
+    n = 0
+    while not stop.is_set():
+        try:
+            job = flashq.push(queue, {"t": t, "n": n})
+        except RuntimeError:  # closed
+            return
+        with lock:
+            print(job["id"], flush=True)
+        n += 1
+
+threads = [threading.Thread(target=produce, args=(t,)) for t in range(8)]
+for thread in threads:
+    thread.start()
+print("started", flush=True)
+stop.wait()
+flashq.close()
+for thread in threads:
+    thread.join()
+"""
+
+
+def test_sigterm_then_close_loses_no_acknowledged_push_and_reports_none_unstored(
+    server: Server, queue: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "produce.py"
+    script.write_text(PRODUCING)
+    env = {**os.environ, "PYTHONPATH": str(Path(flashq_client.__file__).parents[1])}
+    process = subprocess.Popen(  # noqa: S603 - our interpreter, our script
+        [sys.executable, str(script), server.url, server.token, queue],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "started"
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    reported = out.split()
+    assert len(reported) > 8 and len(set(reported)) == len(reported)
+    # Every push reported was stored, and every stored one was reported: the pushes
+    # gathering when SIGTERM came were delivered by close(), not dropped.
+    assert sorted(job_id for job_id, _ in _jobs_in(server, queue)) == sorted(reported)

@@ -1,25 +1,18 @@
-"""Producer mode: concurrent pushes to one queue gathered into one batch request.
+"""Producer mode on ``AsyncClient``: concurrent pushes to one queue gathered into one
+batch request (``Client``'s, with sender threads, is ``_producer``).
 
-The first push to a queue opens a batch and leads it: it waits ``linger_ms`` (or until
-``max_batch`` pushes have joined, or a ``flush``), then sends the batch
-(``Calls.push_gathered``) and hands every push of it its own outcome. The pushes that
-joined wait for that. Nothing is sent or held by a thread of the client's own: a batch
-is carried by the thread (or, in ``AsyncGatherer``, a task on the loop) of a push that
-is itself waiting for it, so no push is answered before its batch is committed, and
-none is left behind in a buffer when the process ends.
-
-``Gatherer`` is for ``Client`` (threads), ``AsyncGatherer`` for ``AsyncClient`` (one
-event loop, no threads).
+The first push to a queue opens a batch, and a task on the loop leads it: it waits
+``linger_ms`` (or until ``max_batch`` pushes have joined, or a ``flush``), then sends
+the batch (``Calls.push_gathered``) and hands every push of it its own outcome. The
+pushes that joined await that, so no push is answered before its batch is committed.
+Each batch is its own task: as many are in flight as the callers' tasks make.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import threading
-import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
 from typing import Any
 
 from ._settings import Settings
@@ -27,8 +20,7 @@ from .calls.gathering import Outcome
 from .errors import FlashqError, Interrupted
 from .shapes import PushedJob
 
-#: How a client sends a batch: the queue's path and the bodies -> each one's outcome.
-Send = Callable[[str, list[dict[str, Any]]], list[Outcome]]
+#: How ``AsyncClient`` sends a batch: the queue's path and the bodies -> each outcome.
 AsyncSend = Callable[[str, list[dict[str, Any]]], Awaitable[list[Outcome]]]
 
 CLOSED = "the client is closed: no more pushes"
@@ -42,7 +34,7 @@ def _interrupted(error: BaseException) -> Interrupted:
     )
 
 
-def _own(outcome: BaseException) -> BaseException:
+def own(outcome: BaseException) -> BaseException:
     """What one push raises for an error it shares: its own copy (raised in its own
     thread, with its own traceback)."""
     if isinstance(outcome, FlashqError):
@@ -50,97 +42,6 @@ def _own(outcome: BaseException) -> BaseException:
     if isinstance(outcome, Exception):
         return outcome
     return _interrupted(outcome)
-
-
-class _Batch:
-    """Pushes to one queue, gathered; ``sealed`` once no more may join."""
-
-    __slots__ = ("bodies", "done", "futures", "sealed")
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.futures: list[Future[PushedJob]] = []
-        self.sealed = False
-        self.done = False
-
-
-class Gatherer:
-    """Gathers ``Client``'s pushes from many threads (see the module)."""
-
-    def __init__(self, settings: Settings, send: Send) -> None:
-        self._send = send
-        self._linger = settings.linger_ms / 1000
-        self._max = settings.max_batch
-        self._lock = threading.Condition()
-        self._open: dict[str, _Batch] = {}
-        self._unsettled: set[_Batch] = set()
-        self._closed = False
-
-    def push(self, path: str, body: dict[str, Any]) -> PushedJob:
-        """Push ``body`` to the queue at ``path`` with the others; its job or its error."""
-        future: Future[PushedJob] = Future()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(CLOSED)
-            batch = self._open.get(path)
-            leads = batch is None
-            if batch is None:
-                batch = self._open[path] = _Batch()
-                self._unsettled.add(batch)
-            batch.bodies.append(body)
-            batch.futures.append(future)
-            if len(batch.bodies) >= self._max:
-                self._seal(path, batch)
-        if leads:
-            self._lead(path, batch)
-        return future.result()
-
-    def _seal(self, path: str, batch: _Batch) -> None:
-        # With the lock held.
-        batch.sealed = True
-        if self._open.get(path) is batch:
-            del self._open[path]
-        self._lock.notify_all()
-
-    def _lead(self, path: str, batch: _Batch) -> None:
-        try:
-            with self._lock:
-                deadline = time.monotonic() + self._linger
-                while not batch.sealed and (left := deadline - time.monotonic()) > 0:
-                    self._lock.wait(left)
-                self._seal(path, batch)
-            outcomes: list[Outcome | BaseException] = list(self._send(path, batch.bodies))
-        except BaseException as error:
-            with self._lock:
-                self._seal(path, batch)
-            outcomes = [error] * len(batch.futures)
-            raise
-        finally:
-            for future, outcome in zip(batch.futures, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    future.set_exception(_own(outcome))
-                else:
-                    future.set_result(outcome)
-            with self._lock:
-                batch.done = True
-                self._unsettled.discard(batch)
-                self._lock.notify_all()
-
-    def flush(self) -> None:
-        """Sends every open batch now and waits until each batch gathered or in flight
-        has been answered."""
-        with self._lock:
-            waiting = set(self._unsettled)
-            for path, batch in list(self._open.items()):
-                self._seal(path, batch)
-            while any(not batch.done for batch in waiting):
-                self._lock.wait()
-
-    def close(self) -> None:
-        """Refuses further pushes, then ``flush``."""
-        with self._lock:
-            self._closed = True
-        self.flush()
 
 
 class _AsyncBatch:
@@ -209,7 +110,7 @@ class AsyncGatherer:
                 if future.done():  # its caller was cancelled
                     continue
                 if isinstance(outcome, BaseException):
-                    future.set_exception(_own(outcome))
+                    future.set_exception(own(outcome))
                 else:
                     future.set_result(outcome)
 

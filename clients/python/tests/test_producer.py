@@ -2,7 +2,10 @@
 (``Client(..., producer=True)``, ``AsyncClient`` the same). Every push lands once with
 its own id and ``created``; a refused push fails only its caller, with the error a
 single push gets; a lost answer is retried without a duplicate; ``linger_ms`` and
-``max_batch`` bound the batches; ``close()`` delivers what is gathering."""
+``max_batch`` bound the batches; ``close()`` delivers what is gathering. ``submit``
+(``Client`` only) returns a future at once: many in flight per thread, the same
+answers, ``max_in_flight`` and ``max_pending`` respected, nothing lost or invented at
+``close``, ``atexit`` or SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,11 +15,13 @@ import inspect
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +56,8 @@ class Counting(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.too_large = too_large
         self.pushes: list[tuple[str, int]] = []
         self.lock = threading.Lock()
+        self.in_flight = 0  # push requests sent and not yet answered (sync side)
+        self.most_in_flight = 0
 
     def _record(self, request: httpx.Request) -> httpx.Response | None:
         path = request.url.path
@@ -66,7 +73,20 @@ class Counting(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._record(request) or self.sync.handle_request(request)
+        refused = self._record(request)
+        if refused is not None:
+            return refused
+        pushing = request.url.path.endswith(("/jobs", "/jobs/batch"))
+        with self.lock:
+            self.in_flight += pushing
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            response = self.sync.handle_request(request)
+            response.read()
+            return response
+        finally:
+            with self.lock:
+                self.in_flight -= pushing
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return self._record(request) or await self.aio.handle_async_request(request)
@@ -301,6 +321,230 @@ def test_the_async_client_gathers_on_its_loop(server: Server, queue: str) -> Non
     assert counting.batches() == [40, 39, 1]
 
 
+# -- submit: futures, several batches in flight ------------------------------------------
+
+
+def _settled(future: Future[Any]) -> Any:
+    """A settled future's job, or its exception."""
+    assert future.done()
+    return future.exception() or future.result()
+
+
+def test_submit_from_four_threads_keeps_batches_in_flight_and_lands_each_once(
+    server: Server, queue: str
+) -> None:
+    counting = Counting()
+    per_thread = 300
+    with server.client(
+        transport=counting, producer=True, linger_ms=1, max_batch=50, max_in_flight=3
+    ) as flashq:
+
+        def submits(i: int) -> list[Future[Any]]:
+            return [flashq.submit(queue, {"t": i, "n": n}) for n in range(per_thread)]
+
+        futures = [future for each in _in_threads(4, submits) for future in each]
+        flashq.flush()
+        jobs = [_settled(future) for future in futures]
+    assert all(isinstance(job, dict) and job["created"] for job in jobs), jobs[:3]
+    ids = [job["id"] for job in jobs]
+    assert len(set(ids)) == 4 * per_thread
+    assert sorted(job_id for job_id, _ in _jobs_in(server, queue)) == sorted(ids)
+    sizes = counting.batches()
+    assert sum(sizes) == 4 * per_thread and max(sizes) <= 50
+    # Several batch requests at once, never more than max_in_flight.
+    assert 1 < counting.most_in_flight <= 3
+
+
+def test_submit_resolves_each_future_with_what_push_returns_or_raises(
+    server: Server, queue: str
+) -> None:
+    with server.client() as plain:
+        plain.set_schema(queue, SCHEMA)
+        with pytest.raises(InvalidInput) as single:
+            plain.push(queue, {"n": "three"})
+    with server.client(token=server.other_token) as other:
+        other.push(queue, {"n": 0}, key="theirs")
+    with server.client(producer=True, linger_ms=300) as flashq:
+        futures = [
+            flashq.submit(
+                queue,
+                {"n": "three" if i == 3 else i},
+                key="theirs" if i == 5 else f"k{i}",
+                priority=i,
+            )
+            for i in range(8)
+        ]
+        again = flashq.submit(queue, {"n": 9}, key="k0")
+        flashq.flush()
+    results = [_settled(future) for future in futures]
+    refused = results[3]
+    assert isinstance(refused, InvalidInput) and refused.errors == single.value.errors
+    assert isinstance(results[5], Conflict) and results[5].code == "key_conflict"
+    good = {i: job for i, job in enumerate(results) if i not in (3, 5)}
+    assert all(isinstance(job, dict) and job["created"] for job in good.values()), results
+    assert [job["priority"] for job in good.values()] == list(good)
+    # The same key again: the first job, created false (as push says).
+    assert _settled(again)["id"] == good[0]["id"] and _settled(again)["created"] is False
+    assert len(_jobs_in(server, queue)) == 7  # theirs and our 6
+
+
+def test_a_submitted_batch_whose_answer_was_lost_lands_once(server: Server, queue: str) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    dropper = AnswerDropper((host, int(port)), b"/jobs/batch HTTP/1.1")
+    producer = Client(dropper.url, server.token, producer=True, linger_ms=300)
+    with contextlib.closing(dropper), producer as flashq:
+        futures = [flashq.submit(queue, {"n": i}) for i in range(6)]
+        jobs = [future.result(timeout=30) for future in futures]
+    assert (dropper.seen, dropper.dropped) == (2, 1)
+    assert all(job["created"] is False for job in jobs), jobs
+    stored = _jobs_in(server, queue)
+    assert sorted(job_id for job_id, _ in stored) == sorted(job["id"] for job in jobs)
+
+
+class Gate(httpx.BaseTransport):
+    """Holds every push request until ``opened``; counts the jobs held at once."""
+
+    def __init__(self) -> None:
+        self.sync = httpx.HTTPTransport()
+        self.opened = threading.Event()
+        self.lock = threading.Lock()
+        self.held = 0
+        self.most_held = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        size = len(json.loads(request.content)["jobs"])
+        with self.lock:
+            self.held += size
+            self.most_held = max(self.most_held, self.held)
+        self.opened.wait(30)
+        with self.lock:
+            self.held -= size
+        return self.sync.handle_request(request)
+
+
+def test_submit_blocks_at_max_pending_until_a_push_is_answered(server: Server, queue: str) -> None:
+    gate = Gate()
+    flashq = server.client(transport=gate, producer=True, linger_ms=0, max_batch=2, max_pending=5)
+    with flashq:
+        futures = [flashq.submit(queue, {"n": i}) for i in range(5)]  # none blocks
+        sixth: list[Future[Any]] = []
+        blocked = threading.Thread(target=lambda: sixth.append(flashq.submit(queue, {"n": 5})))
+        blocked.start()
+        blocked.join(timeout=0.5)
+        assert blocked.is_alive() and not sixth  # the 6th waits for room
+        assert not any(future.done() for future in futures)  # none answered yet
+        gate.opened.set()
+        blocked.join(timeout=30)
+        assert len(sixth) == 1
+        jobs = [future.result(timeout=30) for future in [*futures, *sixth]]
+    assert len({job["id"] for job in jobs}) == 6
+    assert gate.most_held <= 5
+
+
+def test_flush_and_close_settle_every_future_and_stop_the_senders(
+    server: Server, queue: str
+) -> None:
+    before = {thread for thread in threading.enumerate() if thread.name.startswith("flashq-")}
+    flashq = server.client(producer=True, linger_ms=1000)
+    futures = [flashq.submit(queue, {"n": i}) for i in range(5)]
+    started = time.monotonic()
+    flashq.flush()  # does not wait out the linger
+    assert time.monotonic() - started < 0.8
+    assert all(future.done() and future.result()["created"] for future in futures)
+    assert not futures[0].cancel()  # a submitted push is sent, never cancelled
+    senders = {thread for thread in threading.enumerate() if thread.name.startswith("flashq-")}
+    assert senders - before and all(thread.daemon for thread in senders - before)
+    late = [flashq.submit(queue, {"n": i}) for i in range(5, 8)]
+    flashq.close()
+    assert all(future.done() and future.result()["created"] for future in late)
+    assert not any(thread.is_alive() for thread in senders - before)
+    with pytest.raises(RuntimeError, match="closed"):
+        flashq.submit(queue, {"n": 9})
+    assert len(_jobs_in(server, queue)) == 8
+
+
+def test_submit_needs_producer_mode_and_takes_push_s_arguments_but_wait() -> None:
+    with Client("http://127.0.0.1:1", "t") as plain, pytest.raises(RuntimeError, match="producer"):
+        plain.submit("q", {})
+    push = dict(inspect.signature(Client.push).parameters)
+    del push["wait"], push["wait_timeout_ms"]
+    assert inspect.signature(Client.submit).parameters == push
+    assert "submit" not in dir(AsyncClient)  # tasks are its futures (see the README)
+
+
+AT_EXIT = """
+import sys
+import flashq_client._producer
+from flashq_client import Client
+
+url, token, queue, seconds = sys.argv[1:5]
+flashq_client._producer.FLUSH_AT_EXIT_SECONDS = float(seconds)
+flashq = Client(url, token, producer=True, linger_ms=1000, max_batch=2, max_in_flight=1)
+
+def report(future):
+    error = future.exception()
+    print(error.code if error else future.result()["id"], flush=True)
+
+for n in range(5):
+    flashq.submit(queue, {"n": n}).add_done_callback(report)
+print("submitted", flush=True)
+# No close(): the atexit hook sends what is pending.
+"""
+
+
+class Silent:
+    """A server that takes connections and requests and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.held.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        for each in [self.listener, *self.held]:
+            each.close()
+
+
+def _run_script(tmp_path: Path, script: str, *args: str) -> list[str]:
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    env = {**os.environ, "PYTHONPATH": str(Path(flashq_client.__file__).parents[1])}
+    done = subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, str(path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split()
+    assert lines[0] == "submitted"
+    return lines[1:]
+
+
+def test_a_script_that_forgets_close_still_delivers_at_exit(
+    server: Server, queue: str, tmp_path: Path
+) -> None:
+    reported = _run_script(tmp_path, AT_EXIT, server.url, server.token, queue, "30")
+    assert len(reported) == 5
+    assert sorted(job_id for job_id, _ in _jobs_in(server, queue)) == sorted(reported)
+
+
+def test_pushes_unanswered_at_exit_fail_and_never_resolve_as_pushed(tmp_path: Path) -> None:
+    silent = Silent()
+    with contextlib.closing(silent):
+        reported = _run_script(tmp_path, AT_EXIT, silent.url, "t", "q", "0.5")
+    # The first batch (2) was sent and never answered; the other 3 waited behind it.
+    assert sorted(reported) == ["not_sent"] * 3 + ["unanswered"] * 2
+
+
 # -- without a server --------------------------------------------------------------------
 
 
@@ -343,21 +587,34 @@ PRODUCING = """
 import signal, sys, threading
 from flashq_client import Client
 
-url, token, queue = sys.argv[1:4]
+url, token, queue, mode = sys.argv[1:5]
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 flashq = Client(url, token, producer=True, linger_ms=50)
 lock = threading.Lock()
 
+def report(line):
+    with lock:
+        print(line, flush=True)
+
+def resolved(future, slots):
+    slots.release()
+    error = future.exception()
+    report(f"FAILED:{error.code}" if error else future.result()["id"])
+
 def produce(t):
+    slots = threading.Semaphore(32)  # submit: up to 32 in flight a thread
     n = 0
     while not stop.is_set():
         try:
-            job = flashq.push(queue, {"t": t, "n": n})
+            if mode == "push":
+                report(flashq.push(queue, {"t": t, "n": n})["id"])
+            else:
+                slots.acquire()
+                future = flashq.submit(queue, {"t": t, "n": n})
+                future.add_done_callback(lambda done: resolved(done, slots))
         except RuntimeError:  # closed
             return
-        with lock:
-            print(job["id"], flush=True)
         n += 1
 
 threads = [threading.Thread(target=produce, args=(t,)) for t in range(8)]
@@ -371,14 +628,15 @@ for thread in threads:
 """
 
 
+@pytest.mark.parametrize("mode", ["push", "submit"])
 def test_sigterm_then_close_loses_no_acknowledged_push_and_reports_none_unstored(
-    server: Server, queue: str, tmp_path: Path
+    server: Server, queue: str, tmp_path: Path, mode: str
 ) -> None:
     script = tmp_path / "produce.py"
     script.write_text(PRODUCING)
     env = {**os.environ, "PYTHONPATH": str(Path(flashq_client.__file__).parents[1])}
     process = subprocess.Popen(  # noqa: S603 - our interpreter, our script
-        [sys.executable, str(script), server.url, server.token, queue],
+        [sys.executable, str(script), server.url, server.token, queue, mode],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -391,6 +649,8 @@ def test_sigterm_then_close_loses_no_acknowledged_push_and_reports_none_unstored
     assert process.returncode == 0
     reported = out.split()
     assert len(reported) > 8 and len(set(reported)) == len(reported)
+    assert not [line for line in reported if line.startswith("FAILED")]
     # Every push reported was stored, and every stored one was reported: the pushes
-    # gathering when SIGTERM came were delivered by close(), not dropped.
+    # gathering (or, with submit, in flight) when SIGTERM came were delivered by
+    # close(), not dropped; every future was settled, none as pushed without its job.
     assert sorted(job_id for job_id, _ in _jobs_in(server, queue)) == sorted(reported)

@@ -4,8 +4,9 @@ request, give me its answer) and ``Pause`` (sleep this long) steps; ``retried`` 
 plan so that every ``Call`` is attempted and repeated by the rules below, and the
 clients only carry the steps out (``httpx.Client`` and ``time``-free sleeps,
 ``httpx.AsyncClient`` and ``asyncio.sleep``). A push in producer mode yields ``Gather``
-instead of its request: the client hands the body to its gatherer (``_gather``), which
-sends it with others in one batch and gives back this push's own answer or error.
+instead of its request: the client hands the body to its producer (``_producer`` for
+``Client``, ``_gather`` for ``AsyncClient``), which sends it with others in one batch and
+gives back this push's own answer or error.
 
 Retries (at most ``max_retries``, jittered exponential backoff from 0.2 s to 10 s, or
 the server's ``Retry-After`` when it gives one, up to 60 s):

@@ -128,6 +128,7 @@ class ProducingCalls(CallsBase):
         other pushes to ``queue`` made within ``linger_ms`` (up to ``max_batch``) as one
         batch request; it still returns only once that batch is committed, with its own
         job, or raises its own error (one refused job does not fail the others).
+        ``Client.submit`` is the same push returning a future at once.
 
         Args:
             queue: the queue's name (made on first push).

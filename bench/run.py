@@ -11,6 +11,10 @@ serves the app with gunicorn on a free local port, measures single push, batch p
 pull + batch ack through HTTP and then their raw-SQL ceilings, prints a table and writes
 the figures to ``bench/results/<timestamp>.json`` (gunicorn's log goes beside it).
 
+Beside single push it measures the Python client's producer mode (``bench/producer.py``:
+16 threads pushing single jobs through one ``Client(..., producer=True)``, with the
+blocking ``push`` and with ``submit`` keeping 8 pushes a thread in flight, issue 24).
+
 ``--flows`` measures flows instead, end to end on the same stack: flows of 1 parent and
 100 children pushed over the API, the children pulled and acked by workers, then each
 parent (ready once its children have finished) pulled and acked, in flows per second.
@@ -38,13 +42,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psycopg
 import uuid6
 from psycopg import sql
 from psycopg.types.json import Jsonb
+
+if TYPE_CHECKING:
+    from bench.producer import ProducerRun
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -1146,17 +1153,30 @@ def compare_pull_ack(server: Server, url: str, cfg: Config) -> Comparison:
     return Comparison(PULL, http, [raw_pull_ack(url, cfg, queue_id) for queue_id in queue_ids])
 
 
-def measure_http_and_raw(server: Server, url: str, cfg: Config) -> list[Comparison]:
+def measure_http_and_raw(
+    server: Server, url: str, cfg: Config
+) -> tuple[list[Comparison], ProducerRun]:
     """Each measure through HTTP, then its ceiling, so both see a table of similar size.
-    A warm-up first lets every gunicorn thread import the app and open its connection."""
+    A warm-up first lets every gunicorn thread import the app and open its connection.
+    Beside single push, for as long: the Python client's producer mode (issue 24)."""
+    from bench.producer import PRODUCER_THREADS, SUBMIT_WINDOW, http_producer
+
     warmup = http_single_push(server, cfg, WARMUP_QUEUE, cfg.warmup_requests)
     if warmup.errors:
         sys.exit(f"warm-up failed: {warmup.error_samples}")
+    singles = compare_single_push(server, url, cfg)
+    seconds = singles[0].http.seconds
+    print(
+        f"producer: {seconds:.1f} s each, {PRODUCER_THREADS} threads with push, then "
+        f"with submit x {SUBMIT_WINDOW}",
+        flush=True,
+    )
+    producer = http_producer(server, seconds)
     return [
-        *compare_single_push(server, url, cfg),
+        *singles,
         compare_batch_push(server, url, cfg),
         compare_pull_ack(server, url, cfg),
-    ]
+    ], producer
 
 
 def target_text(name: str) -> str:
@@ -1183,8 +1203,13 @@ def keyed_ratio(comparisons: list[Comparison]) -> float:
     return rates[KEYED] / rates[ROUNDS] if rates[ROUNDS] else 0.0
 
 
-def targets(comparisons: list[Comparison], floor: Figure, offered: Figure) -> list[Target]:
+def targets(
+    comparisons: list[Comparison], floor: Figure, offered: Figure, producer: ProducerRun
+) -> list[Target]:
+    from bench.producer import PRODUCER_P99_TARGET_MS, PRODUCER_RATE_TARGET, SUBMIT_WINDOW
+
     push, keyed, rounds = (comparison.http for comparison in comparisons[:3])
+    gathered = producer.submitted.figure
     ratio = push.rate / floor.rate if floor.rate else 0.0
     lines = [
         Target(
@@ -1207,6 +1232,18 @@ def targets(comparisons: list[Comparison], floor: Figure, offered: Figure) -> li
             and offered.errors == 0
             and offered.done == OPEN_LOOP_RATE * OPEN_LOOP_SECONDS,
         ),
+        Target(
+            f"producer submit (16x{SUBMIT_WINDOW}) rate",
+            f"{gathered.rate:.0f} jobs/s ({producer.submitted.jobs_per_batch:.1f} per batch)",
+            f">= {PRODUCER_RATE_TARGET:,.0f}/s",
+            gathered.rate >= PRODUCER_RATE_TARGET and not gathered.errors,
+        ),
+        Target(
+            f"producer submit (16x{SUBMIT_WINDOW}) p99",
+            f"{gathered.p99_ms:.1f} ms (p50 {gathered.p50_ms:.1f} ms)",
+            f"<= {PRODUCER_P99_TARGET_MS:.0f} ms",
+            gathered.p99_ms <= PRODUCER_P99_TARGET_MS and not gathered.errors,
+        ),
     ]
     lines += [
         Target(
@@ -1222,8 +1259,8 @@ def targets(comparisons: list[Comparison], floor: Figure, offered: Figure) -> li
 
 
 def render_targets(lines: list[Target]) -> str:
-    out = ["", f"{'target (issues 10, 23)':<30} {'measured':<44} {'target':<9} verdict"]
-    out += [f"{t.name:<30} {t.figure:<44} {t.target:<9} {t.verdict}" for t in lines]
+    out = ["", f"{'target (issues 10, 23, 24)':<30} {'measured':<44} {'target':<11} verdict"]
+    out += [f"{t.name:<30} {t.figure:<44} {t.target:<11} {t.verdict}" for t in lines]
     return "\n".join(out)
 
 
@@ -1284,6 +1321,8 @@ def run_waiters_bench(env: dict[str, str], cfg: Config, token: str, stamp: str) 
 
 
 def main(argv: list[str] | None = None) -> None:
+    from bench.producer import render_producer
+
     cfg = parse_config(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -1309,7 +1348,7 @@ def main(argv: list[str] | None = None) -> None:
     create_raw_table(url)
     log = RESULTS / f"{stamp}-gunicorn.log"
     with gunicorn(env, cfg, token, log) as server:
-        comparisons = measure_http_and_raw(server, url, cfg)
+        comparisons, producer = measure_http_and_raw(server, url, cfg)
         print(f"healthz floor: {cfg.single_requests} requests", flush=True)
         floor = http_healthz(server, cfg, cfg.single_requests)
         print(f"open loop: {OPEN_LOOP_RATE} pushes/s for {OPEN_LOOP_SECONDS} s", flush=True)
@@ -1317,11 +1356,12 @@ def main(argv: list[str] | None = None) -> None:
     states = app_job_states(url)
     print()
     print(render(comparisons, server, states))
+    print(render_producer(producer, comparisons[0].http))
     print(
         f"/healthz floor (same gunicorn, {cfg.single_threads} clients): {floor.rate:.0f} req/s, "
         f"p50 {floor.p50_ms:.1f} ms, p99 {floor.p99_ms:.1f} ms"
     )
-    verdicts = targets(comparisons, floor, offered)
+    verdicts = targets(comparisons, floor, offered, producer)
     print(render_targets(verdicts))
     floor_ratio = comparisons[0].http.rate / floor.rate if floor.rate else 0.0
     report = {
@@ -1332,6 +1372,7 @@ def main(argv: list[str] | None = None) -> None:
         "healthz_floor": {**asdict(floor), "rate": round(floor.rate, 1)},
         "single_push_vs_floor": round(floor_ratio, 4),
         "keyed_vs_unkeyed_single_push": round(keyed_ratio(comparisons), 4),
+        "producer": producer.as_json(),
         "open_loop": {
             "offered_per_s": OPEN_LOOP_RATE,
             "seconds": OPEN_LOOP_SECONDS,

@@ -3,7 +3,10 @@ of I/O: each API method is a *plan*, a generator that yields ``Call`` (send this
 request, give me its answer) and ``Pause`` (sleep this long) steps; ``retried`` wraps a
 plan so that every ``Call`` is attempted and repeated by the rules below, and the
 clients only carry the steps out (``httpx.Client`` and ``time``-free sleeps,
-``httpx.AsyncClient`` and ``asyncio.sleep``).
+``httpx.AsyncClient`` and ``asyncio.sleep``). A push in producer mode yields ``Gather``
+instead of its request: the client hands the body to its producer (``_producer`` for
+``Client``, ``_gather`` for ``AsyncClient``), which sends it with others in one batch and
+gives back this push's own answer or error.
 
 Retries (at most ``max_retries``, jittered exponential backoff from 0.2 s to 10 s, or
 the server's ``Retry-After`` when it gives one, up to 60 s):
@@ -67,6 +70,9 @@ class Call:
     params: Mapping[str, str | int] | None = None
     idempotent: bool
     read_timeout: float | None = None
+    #: The call's failure (after the retries) is thrown into the plan, which may carry
+    #: on, instead of ending it.
+    catch: bool = False
 
     def timeout(self, default: float) -> httpx.Timeout:
         return httpx.Timeout(default, read=max(default, self.read_timeout or 0.0))
@@ -84,12 +90,23 @@ class Pause:
         return Interrupted(f"stopped while waiting to {self.before}", code="interrupted")
 
 
-Step = Call | Pause
-#: What a client sends back into a plan: a Call's answer, None after a Pause.
+@dataclass(frozen=True)
+class Gather:
+    """Producer mode: push ``body`` (a push's, keyed) to the queue at ``path`` together
+    with other pushes; the client sends back this push's job (with ``created``) or
+    raises this push's own error."""
+
+    path: str
+    body: dict[str, Any]
+
+
+Step = Call | Pause | Gather
+#: What a client sends back into a plan: a Call's answer, None after a Pause, the job
+#: after a Gather.
 Plan = Generator[Step, Any, T]
 #: What a client sends back into ``retried``: an attempt's answer or transport error
-#: (None after a Pause).
-Outcome = httpx.Response | httpx.TransportError | None
+#: (None after a Pause, the job after a Gather).
+Outcome = httpx.Response | httpx.TransportError | Mapping[str, Any] | None
 
 
 def backoff_delay(attempt: int) -> float:
@@ -158,17 +175,23 @@ def problem(response: httpx.Response, retry_after: float | None) -> FlashqError:
 def retried(plan: Plan[T], settings: Settings) -> Generator[Step, Outcome, T]:
     """``plan`` with each of its calls attempted and repeated by the rules: the steps a
     client carries out are single attempts and pauses."""
-    answer: httpx.Response | None = None
+    answer: Any = None
+    failure: FlashqError | None = None
     while True:
         try:
-            step = plan.send(answer)
+            step = plan.send(answer) if failure is None else plan.throw(failure)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-        if isinstance(step, Pause):
-            yield step
-            answer = None
-        else:
+        failure = None
+        if isinstance(step, Pause | Gather):
+            answer = yield step
+            continue
+        try:
             answer = yield from _attempts(step, settings)
+        except FlashqError as error:
+            if not step.catch:
+                raise
+            failure = error
 
 
 def _attempts(call: Call, settings: Settings) -> Generator[Step, Outcome, httpx.Response]:

@@ -1,6 +1,7 @@
 """What a client is set up with, checked once for both clients: the API's base URL
 (https, or plain http to this machine only), the token (never shown), the timeout and
-the number of retries, and the options of the ``httpx`` client each one keeps."""
+the number of retries, producer mode's gathering, and the options of the ``httpx``
+client each one keeps."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ try:
 except PackageNotFoundError:  # run from a source tree that is not installed
     __version__ = "0+unknown"
 
+#: The most jobs the server takes in one batch push (``max_batch``'s ceiling).
+MAX_BATCH = 1000
+#: The most batch requests a producer-mode ``Client`` keeps in flight (its threads).
+MAX_IN_FLIGHT = 32
 #: Hosts a plain-http URL may name without ``allow_insecure_http``.
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -92,6 +97,15 @@ class Settings:
     #: paths sealed on push.
     field_keys: FieldKeys | None = field(default=None, repr=False)
     encrypt_fields: tuple[str, ...] = ()
+    #: Producer mode (``_producer``, ``_gather``): pushes to one queue within
+    #: ``linger_ms`` of the first, up to ``max_batch``, go as one batch request.
+    #: ``Client``'s senders keep up to ``max_in_flight`` batch requests in flight and
+    #: hold at most ``max_pending`` pushes (``AsyncClient`` does not use these two).
+    producer: bool = False
+    linger_ms: float = 2.0
+    max_batch: int = 500
+    max_in_flight: int = 4
+    max_pending: int = 10_000
 
     @classmethod
     def build(
@@ -104,13 +118,38 @@ class Settings:
         allow_insecure_http: bool,
         field_keys: FieldKeys | None = None,
         encrypt_fields: Sequence[str] = (),
+        producer: bool = False,
+        linger_ms: float = 2.0,
+        max_batch: int = 500,
+        max_in_flight: int = 4,
+        max_pending: int = 10_000,
     ) -> Settings:
         """The settings of a client, or ValueError naming what is wrong (never the token)."""
         root = api_root(base_url, allow_insecure_http=allow_insecure_http)
         if max_retries < 0:
             raise ValueError("max_retries must be 0 or more")
+        if not 0 <= linger_ms <= 1000:
+            raise ValueError("linger_ms must be between 0 and 1000")
+        if not 1 <= max_batch <= MAX_BATCH:
+            raise ValueError(f"max_batch must be between 1 and {MAX_BATCH}")
+        if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
+            raise ValueError(f"max_in_flight must be between 1 and {MAX_IN_FLIGHT}")
+        if max_pending < 1:
+            raise ValueError("max_pending must be 1 or more")
         keys, paths = field_settings(field_keys, encrypt_fields)
-        return cls(root, timeout, max_retries, BearerAuth(resolve_token(token)), keys, paths)
+        return cls(
+            root,
+            timeout,
+            max_retries,
+            BearerAuth(resolve_token(token)),
+            keys,
+            paths,
+            producer=producer,
+            linger_ms=linger_ms,
+            max_batch=max_batch,
+            max_in_flight=max_in_flight,
+            max_pending=max_pending,
+        )
 
     def http_options(self) -> dict[str, Any]:
         """The keyword arguments of the ``httpx.Client`` or ``httpx.AsyncClient``."""

@@ -22,9 +22,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
-from ._policy import Outcome, Pause, Plan, retried
+from ._gather import AsyncGatherer
+from ._policy import Gather, Outcome, Pause, Plan, retried
 from ._settings import Settings
 from .calls import Calls, as_method
+from .calls.gathering import Outcome as PushOutcome
 from .calls.jobs import GET_JOBS_DOC
 from .fields import FieldKeys
 from .shapes import Job
@@ -67,10 +69,17 @@ class AsyncClient:
             ``FieldKeys.from_env()`` when ``FLASHQ_FIELD_KEYS`` or its file is set).
         encrypt_fields: dotted paths of the data sealed on every push
             ("End-to-end encrypted fields" in the README).
+        producer: producer mode: concurrent ``push`` calls to one queue are gathered
+            and sent as one batch request ("Producer mode" in the README); each still
+            returns its own job, or raises its own error, once its batch is committed.
+        linger_ms: in producer mode, how long a batch waits for more pushes after its
+            first (0 to 1000).
+        max_batch: in producer mode, the most pushes in one batch (1 to 1000): a full
+            batch goes at once.
 
     Raises:
-        ValueError: a bad ``base_url``, ``max_retries`` or field path, or no usable
-            token.
+        ValueError: a bad ``base_url``, ``max_retries``, field path, ``linger_ms`` or
+            ``max_batch``, or no usable token.
     """
 
     def __init__(
@@ -85,6 +94,9 @@ class AsyncClient:
         stop: asyncio.Event | None = None,
         field_keys: FieldKeys | None = None,
         encrypt_fields: Sequence[str] = (),
+        producer: bool = False,
+        linger_ms: float = 2.0,
+        max_batch: int = 500,
     ) -> None:
         self._settings = Settings.build(
             base_url,
@@ -94,6 +106,9 @@ class AsyncClient:
             allow_insecure_http=allow_insecure_http,
             field_keys=field_keys,
             encrypt_fields=encrypt_fields,
+            producer=producer,
+            linger_ms=linger_ms,
+            max_batch=max_batch,
         )
         self.base_url = self._settings.base_url
         self.timeout = timeout
@@ -104,6 +119,7 @@ class AsyncClient:
         self.encrypt_fields = self._settings.encrypt_fields
         self._calls = Calls(self._settings)
         self._http = httpx.AsyncClient(transport=transport, **self._settings.http_options())
+        self._gatherer = AsyncGatherer(self._settings, self._send_batch) if producer else None
 
     def __repr__(self) -> str:
         return f"AsyncClient(base_url={self.base_url!r})"
@@ -116,8 +132,18 @@ class AsyncClient:
         another thread: ``loop.call_soon_threadsafe(client.interrupt)``)."""
         self.stop.set()
 
+    async def flush(self) -> None:
+        """In producer mode, send the pushes now gathering without waiting out
+        ``linger_ms``, and return once every batch gathered or in flight is answered
+        (each push returns or raises where it was called). Without it, does nothing."""
+        if self._gatherer is not None:
+            await self._gatherer.flush()
+
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool. In producer mode, first refuse new pushes
+        (``RuntimeError``) and ``flush``: every push already made gets its answer."""
+        if self._gatherer is not None:
+            await self._gatherer.close()
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
@@ -145,6 +171,10 @@ class AsyncClient:
                 await self._pause(step)
                 outcome = None
                 continue
+            if isinstance(step, Gather):
+                assert self._gatherer is not None
+                outcome = await self._gatherer.push(step.path, step.body)
+                continue
             try:
                 outcome = await self._http.request(
                     step.method,
@@ -155,6 +185,9 @@ class AsyncClient:
                 )
             except httpx.TransportError as exc:
                 outcome = exc
+
+    async def _send_batch(self, path: str, bodies: list[dict[str, Any]]) -> list[PushOutcome]:
+        return await self._run(self._calls.push_gathered(path, bodies))
 
     async def _pause(self, pause: Pause) -> None:
         if self.stop.is_set():

@@ -127,6 +127,11 @@ class FieldDecryptionError(FlashqError):
     key. A worker fails the job with that code."""
 
 
+def with_errors(error: FlashqError, errors: list[FieldProblem]) -> FlashqError:
+    """A copy of ``error`` (same class and fields) naming ``errors`` instead."""
+    return _restore(type(error), {**error.__dict__, "errors": list(errors)})
+
+
 def _restore(cls: type[FlashqError], state: dict[str, Any]) -> FlashqError:
     error = cls.__new__(cls)
     error.__dict__.update(state)

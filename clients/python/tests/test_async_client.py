@@ -34,8 +34,13 @@ from flashq_client import (
 from flashq_client.shapes import PushedJob, WaitedJob
 
 TOKEN = "fq_secret_" + "x" * 30
-#: Methods whose text differs between the two: how each closes and is interrupted.
-LIFECYCLE = {"close", "aclose", "interrupt"}
+#: Methods whose text differs between the two (how each closes and is interrupted), and
+#: flush, which makes no request of its own (test_producer checks it on both).
+LIFECYCLE = {"close", "aclose", "interrupt", "flush"}
+#: Client only: submit (producer mode's push that returns a concurrent.futures.Future at
+#: once, for threads). On AsyncClient a task is that future: asyncio.create_task(
+#: client.push(...)) returns at once, and producer mode gathers the tasks' pushes.
+SYNC_ONLY = {"submit"}
 
 Connect = Callable[..., Any]
 
@@ -306,7 +311,9 @@ def _public(cls: type) -> dict[str, Any]:
     return {
         name: getattr(cls, name)
         for name in dir(cls)
-        if not name.startswith("_") and callable(getattr(cls, name)) and name not in LIFECYCLE
+        if not name.startswith("_")
+        and callable(getattr(cls, name))
+        and name not in LIFECYCLE | SYNC_ONLY
     }
 
 

@@ -38,8 +38,9 @@ REFERENCE = PACKAGE_ROOT / "REFERENCE.md"
 #: Classes whose methods are calls to the server: they say what they raise and whether
 #: they are retried.
 CLIENTS = frozenset({"Client", "AsyncClient"})
-#: The clients' methods that make no request: no Raises or Retried to state.
-LOCAL_METHODS = frozenset({"close", "aclose", "interrupt"})
+#: The clients' methods that make no request: no Raises or Retried to state (``flush``
+#: only cuts producer mode's waiting short: its pushes' own callers send and raise).
+LOCAL_METHODS = frozenset({"close", "aclose", "interrupt", "flush"})
 #: The order of the first section; any other class comes after them, by name.
 #: Signatures longer than this are written one parameter a line.
 WIDTH = 88

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .gathering import GatheringCalls
 from .jobs import JobCalls, JobsPage
 from .producing import ProducingCalls
 from .queues import QueueCalls
@@ -18,7 +19,7 @@ from .working import WorkingCalls
 _PLAN = re.compile(r"Plan\[(?P<result>.+)\]")
 
 
-class Calls(ProducingCalls, WorkingCalls, JobCalls, QueueCalls, ScheduleCalls):
+class Calls(ProducingCalls, GatheringCalls, WorkingCalls, JobCalls, QueueCalls, ScheduleCalls):
     """The plans of every API method, for one client's settings."""
 
 

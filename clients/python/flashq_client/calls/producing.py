@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast, overload
 
-from .._policy import Call, Pause, Plan, retry_after
+from .._policy import Call, Gather, Pause, Plan, retry_after
 from ..fields import seal_flow, seal_jobs
 from ..shapes import Backoff, FlowNode, Job, JobId, PushedJob, WaitedJob
 from .base import LONG_POLL_MARGIN_SECONDS, CallsBase, fetch, queue_segment, segment
@@ -124,6 +124,12 @@ class ProducingCalls(CallsBase):
         unfinished jobs only: one that finished before the retry landed is not found,
         and the retry makes a second).
 
+        In producer mode (``Client(..., producer=True)``) the push is sent with the
+        other pushes to ``queue`` made within ``linger_ms`` (up to ``max_batch``) as one
+        batch request; it still returns only once that batch is committed, with its own
+        job, or raises its own error (one refused job does not fail the others).
+        ``Client.submit`` is the same push returning a future at once.
+
         Args:
             queue: the queue's name (made on first push).
             data: the job's payload, a JSON object.
@@ -175,9 +181,13 @@ class ProducingCalls(CallsBase):
         }
         body.update({name: value for name, value in options.items() if value is not None})
         path = f"queues/{queue_segment(queue)}/jobs"
-        response = yield Call(method="POST", path=path, body=body, idempotent=True)
-        job = cast(PushedJob, response.json())
-        job["created"] = response.status_code == 201
+        if self.settings.producer:
+            # Sent with other pushes to the queue (``_gather``): its own answer or error.
+            job = cast(PushedJob, (yield Gather(path, body)))
+        else:
+            response = yield Call(method="POST", path=path, body=body, idempotent=True)
+            job = cast(PushedJob, response.json())
+            job["created"] = response.status_code == 201
         if not wait:
             return job
         waited = yield from self.wait(job["id"], timeout_ms=wait_timeout_ms)

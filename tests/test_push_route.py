@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from compliance.audit import Actor
 from compliance.models import AuditEvent
+from queues.api import pushview
 from queues.api.representations import iso
 from queues.models import Job
 from queues.services import queue_set_paused, queue_set_schema
@@ -534,12 +535,27 @@ def _summary(job: Job, indent: bool) -> bytes:
     return ("{" + ",".join(f'"{k}":{v}' for k, v in fields) + "}").encode()
 
 
+#: The pushes the plain view hands to the DRF view (pushview: Accept, query string).
+TO_DRF = {"accept_indent", "accept_html", "accept_html_no_auth", "format_json", "format_xml"}
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_each_answer_of_the_push_route_is_byte_for_byte_todays(world: World, case: str) -> None:
+def test_each_answer_of_the_push_route_is_byte_for_byte_todays(
+    world: World, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     setup, expect = CASES[case]
     request = setup(world)
     clear_audit()
+    handed: list[str] = []
+    drf_view = pushview._drf_view
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        handed.append(case)
+        return drf_view(*args, **kwargs)
+
+    monkeypatch.setattr(pushview, "_drf_view", spy)
     response = send(world, request)
+    assert bool(handed) == (case in TO_DRF)
     assert response.status_code == expect.status, response.content
     event = AuditEvent.objects.get()
     body = expect.body
@@ -571,6 +587,32 @@ def test_each_answer_of_the_push_route_is_byte_for_byte_todays(world: World, cas
     )
     assert (event.details, event.job_ids) == (details, job_ids)
     assert event.request_id == response["X-Request-ID"]
+
+
+def test_an_error_inside_a_push_is_a_500_with_its_event(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug, not a refusal: Django's 500 page (problem+json under /api/), the error
+    raised for the server log, and the call's event."""
+
+    def broken(**kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("queues.services.job_push", broken)
+    world.client.raise_request_exception = False
+    clear_audit()
+    response = send(world, Send())
+    assert (response.status_code, response["Content-Type"]) == (500, PROBLEM)
+    assert response.json()["code"] == "internal_error"
+    event = AuditEvent.objects.get()
+    assert (event.action, event.status, event.outcome, event.actor, event.queue) == (
+        "push",
+        500,
+        "error",
+        "token:full",
+        "jobs:q",
+    )
+    assert event.details == {"code": "internal_error"}
 
 
 # -- the route as documented ------------------------------------------------------------

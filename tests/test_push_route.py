@@ -7,6 +7,7 @@ are in it too."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from security import tokens
 from security.models import ApiToken
 from security.services import parse_rule, token_create
 
+from .asgicalls import AsgiCall, asgi_call
 from .support import clear_audit, make_token
 
 pytestmark = pytest.mark.django_db
@@ -613,6 +615,34 @@ def test_an_error_inside_a_push_is_a_500_with_its_event(
         "jobs:q",
     )
     assert event.details == {"code": "internal_error"}
+
+
+def test_a_push_under_the_asgi_server_takes_the_plain_view(
+    transactional_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ASGI (the deploy's server) the sync view runs in Django's thread, as the
+    DRF view did: the same answer and event."""
+    token = make_token("full", "*=*,admin")
+    monkeypatch.setattr(pushview, "_drf_view", None)  # not called
+
+    async def until_answered(call: AsgiCall) -> None:
+        while not call.ended:
+            await asyncio.sleep(0.01)
+
+    call = asyncio.run(
+        asgi_call(
+            "POST",
+            URL,
+            headers={"authorization": f"Bearer {token}", "content-type": JSON},
+            body=b'{"data": {"n": 1}}',
+            meanwhile=until_answered,
+        )
+    )
+    start = call.sent[0]
+    assert start["status"] == 201
+    assert (b"Content-Type", b"application/json") in start["headers"]
+    event = AuditEvent.objects.get(action="push")
+    assert call.body == _summary(Job.objects.get(id=event.job_ids[0]), indent=False)
 
 
 # -- the route as documented ------------------------------------------------------------

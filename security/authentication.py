@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.authentication import BaseAuthentication
@@ -274,22 +275,33 @@ def principal_for(raw: str, *, ip: str | None = None) -> Principal:
     return _bootstrap_principal(raw)
 
 
+def bearer_principal(request: HttpRequest) -> Principal | None:
+    """The principal of the request's ``Authorization: Bearer`` token, None without the
+    header; raises TokenRefused or AuthThrottled. The DRF views reach it through
+    BearerTokenAuthentication, the plain push view directly."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        return None
+    ip = client_ip(request)
+    try:
+        scheme, _, raw = header.partition(" ")
+        raw = raw.strip()
+        if scheme.lower() != "bearer" or not raw or len(raw) > 512:
+            raise TokenRefused("malformed")
+        return principal_for(raw, ip=ip)
+    except (TokenRefused, AuthThrottled):
+        note_auth_failure(ip)
+        raise
+
+
+#: The WWW-Authenticate header of a 401.
+AUTHENTICATE_HEADER = 'Bearer realm="flashq"'
+
+
 class BearerTokenAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Principal, Principal] | None:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header:
-            return None
-        ip = client_ip(request)
-        try:
-            scheme, _, raw = header.partition(" ")
-            raw = raw.strip()
-            if scheme.lower() != "bearer" or not raw or len(raw) > 512:
-                raise TokenRefused("malformed")
-            principal = principal_for(raw, ip=ip)
-        except (TokenRefused, AuthThrottled):
-            note_auth_failure(ip)
-            raise
-        return principal, principal
+        principal = bearer_principal(request)
+        return None if principal is None else (principal, principal)
 
     def authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="flashq"'
+        return AUTHENTICATE_HEADER

@@ -8,7 +8,9 @@ import base64
 import re
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema_view
@@ -23,6 +25,7 @@ from .. import pulling, reads, services, waiting
 from ..models import Queue
 from . import batch, serializers
 from .base import FlashqApiView
+from .calls import ApiCall
 from .docs import ACK_REPLAY, operation_schema, problems
 from .operations import Operation
 from .representations import job_detail, job_leased, job_summary, queue_summary
@@ -43,6 +46,23 @@ def _decode_cursor(cursor: str) -> uuid.UUID:
             errors=[FieldError("/cursor", "is not a valid cursor")],
         )
     return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=="))
+
+
+def push_one(call: ApiCall, body: Callable[[], Any]) -> tuple[dict[str, Any], int]:
+    """A single push, for either view that serves it: the summary and its status (201
+    created, 200 the unfinished job holding the key). ``body()`` parses the request,
+    and is called only once the caller may push to the queue."""
+    name = call.queue_name()
+    call.authorize(name)
+    spec = batch.parse_push(body())
+    pushed = services.job_push(
+        queue_name=name,
+        spec=spec,
+        owner=call.principal.key,
+        actor=call.actor(),
+        readable=call.readable,
+    )
+    return job_summary(pushed.job, name, timezone.now()), 201 if pushed.created else 200
 
 
 @extend_schema_view(
@@ -75,19 +95,9 @@ class QueueJobsApi(FlashqApiView):
     operations = {"post": Operation.PUSH, "get": Operation.GET_JOBS}
 
     def post(self, request: Request, queue: str) -> Response:
-        name = self.queue_name()
-        self.authorize(name)
-        spec = batch.parse_push(request.data)
-        pushed = services.job_push(
-            queue_name=name,
-            spec=spec,
-            owner=self.principal.key,
-            actor=self.actor(),
-            readable=self.readable,
-        )
-        return Response(
-            job_summary(pushed.job, name, timezone.now()), status=201 if pushed.created else 200
-        )
+        # Only a push that the plain view (pushview) hands over: see there.
+        summary, status = push_one(self, lambda: request.data)
+        return Response(summary, status=status)
 
     def get(self, request: Request, queue: str) -> Response:
         name = self.queue_name()

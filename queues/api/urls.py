@@ -8,6 +8,7 @@ from . import (
     job_views,
     lifecycle_views,
     me_views,
+    pushview,
     queue_settings_views,
     queue_views,
     schedule_views,
@@ -86,7 +87,7 @@ urlpatterns = [
         queue_settings_views.QueueGroupConcurrencyApi.as_view(),
         name="queue-group-concurrency",
     ),
-    path("queues/<str:queue>/jobs", queue_views.QueueJobsApi.as_view(), name="queue-jobs"),
+    path("queues/<str:queue>/jobs", pushview.route, name="queue-jobs"),
     path(
         "queues/<str:queue>/jobs/batch",
         queue_views.QueueJobsBatchApi.as_view(),

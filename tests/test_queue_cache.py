@@ -190,9 +190,7 @@ def test_a_push_into_a_queue_deleted_since_it_was_remembered_creates_it_again(
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_a_push_into_a_queue_recreated_elsewhere_goes_into_the_new_one(
-    api: Api, full: str
-) -> None:
+def test_a_push_into_a_queue_recreated_elsewhere_goes_into_the_new_one(api: Api, full: str) -> None:
     push(api, full, queue="other")
     Queue.objects.create(name="q")
     push(api, full, queue="other")

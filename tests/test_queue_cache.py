@@ -203,3 +203,18 @@ def test_a_push_into_a_queue_recreated_elsewhere_goes_into_the_new_one(api: Api,
     assert push(api, full, queue="q")["queue"] == "q"
     assert Job.objects.filter(queue=fresh).count() == 1
     assert len(pull(api, full, queue="q")) == 1
+
+
+def test_a_schema_or_pause_set_elsewhere_holds_here_once_the_cache_time_is_over(
+    api: Api, full: str, clock: dict[str, float]
+) -> None:
+    push(api, full, queue="q")
+    push(api, full, queue="q")  # push remembers the queue
+    assert pull(api, full, queue="q")  # and so does pull
+    _behind_the_back("q", json_schema={"type": "object", "required": ["to"]}, paused=True)
+    clock["t"] += 0.5
+    assert api.post("/queues/q/jobs", {"data": {"n": 1}}, as_=full).status == 201
+    assert len(pull(api, full, queue="q")) == 1
+    clock["t"] += 0.5
+    assert api.post("/queues/q/jobs", {"data": {"n": 1}}, as_=full).status == 422
+    assert pull(api, full, queue="q") == []

@@ -55,6 +55,15 @@ def forget_queues() -> None:
     _rows.clear()
 
 
+def gone(queue: Queue) -> bool:
+    """Whether ``queue`` no longer exists (an insert into it broke the jobs' foreign key:
+    deleted since this process remembered it); then every remembered row is forgotten."""
+    if Queue.objects.filter(pk=queue.pk).exists():
+        return False
+    forget_queues()
+    return True
+
+
 def _forget_committed() -> None:
     forget_queues()
 

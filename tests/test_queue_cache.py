@@ -218,3 +218,23 @@ def test_a_schema_or_pause_set_elsewhere_holds_here_once_the_cache_time_is_over(
     clock["t"] += 0.5
     assert api.post("/queues/q/jobs", {"data": {"n": 1}}, as_=full).status == 422
     assert pull(api, full, queue="q") == []
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("key", [None, "k"], ids=["plain", "keyed"])
+def test_a_flow_into_a_queue_deleted_since_it_was_remembered_creates_it_again(
+    api: Api, full: str, key: str | None
+) -> None:
+    from queues.services.push import _PUSH_QUEUE_FIELDS
+
+    for name in ("root", "leaf"):
+        Queue.objects.create(name=name)
+        assert queuecache.queue_named(name, _PUSH_QUEUE_FIELDS) is not None
+    old = _delete_elsewhere("leaf")
+    root = {"data": {"n": 1}, **({"key": key} if key else {})}
+    body = {"job": root, "children": [{"queue": "leaf", "job": {"data": {"n": 2}}}]}
+    call = api.post("/queues/root/flows", body, as_=full)
+    assert call.status == 201, call.body
+    leaf = Queue.objects.get(name="leaf")
+    assert leaf.pk != old and Job.objects.filter(queue=leaf).count() == 1

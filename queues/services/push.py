@@ -52,16 +52,6 @@ def _existing_queue(name: str) -> Queue | None:
     return queuecache.queue_named(name, _PUSH_QUEUE_FIELDS)
 
 
-def _gone(queue: Queue) -> bool:
-    """Whether ``queue`` no longer exists: an insert into it broke the jobs' foreign key
-    because it was deleted after this process remembered it. Then nothing remembered of
-    it (or of any queue) is used again."""
-    if Queue.objects.filter(pk=queue.pk).exists():
-        return False
-    queuecache.forget_queues()
-    return True
-
-
 _JOB_FIELDS = Job._meta.concrete_fields
 
 
@@ -297,7 +287,7 @@ def _push_checked(
             with transaction.atomic():
                 return _push_once(queue, specs, now, owner, record, readable)
         except IntegrityError:
-            if _gone(queue):
+            if queuecache.gone(queue):
                 raise  # not a key: the queue (see _push)
             # A concurrent push took one of our keys between lookup and insert; the
             # next look finds it.
@@ -326,7 +316,7 @@ def _push(
         except IntegrityError:
             # Remembered by this process, deleted since (on another app server): looked
             # up afresh below, and created again like any queue on its first push.
-            if not _gone(queue):
+            if not queuecache.gone(queue):
                 raise
     with transaction.atomic():
         queue, created = Queue.objects.get_or_create(name=queue_name)

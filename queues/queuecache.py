@@ -14,6 +14,9 @@ the change reads its queues from the database: it sees its own change, and no ot
 thread sees it before it commits (nor ever, if it rolls back).
 
 A queue that does not exist is never remembered: its first push creates it as before.
+(Creating one forgets nothing, so a transaction that creates a queue and then reads it
+here may have it remembered before it commits; should it roll back, that row names a
+deleted queue, as below.)
 A remembered queue deleted (or recreated) elsewhere meanwhile: a push into it breaks the
 jobs' foreign key and is tried again with a fresh lookup (queues.services.push), a pull
 finds no jobs of it. A pull that read a queue as never grouped leaves grouped jobs alone
@@ -77,7 +80,8 @@ def forget_on_commit() -> None:
 
 def _changed_here() -> bool:
     """Whether the open transaction changed a queue row: its forget_on_commit callback
-    is pending (a rollback, of a savepoint too, drops it with the change)."""
+    is pending (a rollback, of a savepoint too, drops it with the change). Django keeps
+    them as (savepoint ids, callback, robust) in ``connection.run_on_commit``."""
     return connection.in_atomic_block and any(
         entry[1] is _forget_committed for entry in connection.run_on_commit
     )
@@ -101,4 +105,6 @@ def queue_named(name: str, fields: frozenset[str]) -> Queue | None:
             if len(_rows) >= _MAX_ROWS:
                 _rows.clear()
             _rows[key] = row
+            if generation != _generation[0]:  # ... or between the test and the store
+                _rows.pop(key, None)
     return Queue.from_db(connection.alias, row.attnames, row.values)

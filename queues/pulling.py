@@ -3,7 +3,8 @@
 ``PullSpec`` leases ready jobs, one round (one transaction) at a time; a pull given
 ``wait`` that found nothing waits between rounds in queues.waiting, holding no
 transaction, thread or connection meanwhile. A paused queue hands out nothing, and a
-pause during a long poll stops it too (the queue is re-read each round). Jobs whose
+pause during a long poll stops it too (the queue is read each round, as remembered by
+this process for at most QUEUE_CACHE_SECONDS: queues.queuecache). Jobs whose
 lease expired or that ran past their deadline (``timeout``) are recovered by every pull
 (for its queue) and by the sweeper; nobody asked for that change, so it is recorded
 under a system actor, one event per batch and kind (``lease.recover``, ``timeout``)
@@ -24,7 +25,7 @@ from kernel.problems import FieldError
 from kernel.ratelimit import Rate, rate_available, rate_charge
 from security.fields import bulk_update_sealed
 
-from . import claim, selectors
+from . import claim, queuecache
 from .backoff import retry_delay_ms
 from .dependents import Settled, jobs_finished
 from .errors import LeaseConflict
@@ -180,7 +181,7 @@ def _within_limits(queue: Queue, count: int) -> int:
     return allowed
 
 
-# What a pull needs of its queue (queues.selectors.queue_by_name).
+# What a pull needs of its queue, as this process remembers it (queues.queuecache).
 _PULL_QUEUE_FIELDS = frozenset(
     {
         "id", "name", "paused", "rate_limit_max", "rate_limit_duration_ms", "concurrency_max",
@@ -197,7 +198,7 @@ def _claim_round(spec: PullSpec, *, last: bool, acks: Sequence[AckSpec] = ()) ->
     queue_name, count, owner, actor = spec.queue_name, spec.count, spec.owner, spec.actor
     lease_seconds = spec.lease_seconds
     with transaction.atomic():
-        queue = selectors.queue_by_name(queue_name, _PULL_QUEUE_FIELDS)
+        queue = queuecache.queue_named(queue_name, _PULL_QUEUE_FIELDS)
         jobs: list[Job] = []
         acked = Acked(set(), Settled())
         if acks:

@@ -56,10 +56,10 @@ def _queue_lookup(fields: frozenset[str]) -> tuple[list[models.Field[Any, Any]],
     return columns, f"SELECT {names} FROM queues_queue WHERE name = %s"  # noqa: S608
 
 
-def queue_by_name(name: str, fields: frozenset[str]) -> Queue | None:
-    """The queue named ``name`` with only ``fields`` loaded (the rest deferred), or
-    None; for the hot paths, as one constant statement: the ORM spent longer compiling
-    this lookup than the database spent running it."""
+def queue_row(name: str, fields: frozenset[str]) -> tuple[list[str], list[Any]] | None:
+    """The queue named ``name`` as (attnames, values) of ``fields``, or None; for the hot
+    paths, as one constant statement: the ORM spent longer compiling this lookup than
+    the database spent running it. ``Queue.from_db`` makes a Queue of it."""
     columns, sql = _queue_lookup(fields)
     with connection.cursor() as cursor:
         cursor.execute(sql, [name])
@@ -74,7 +74,14 @@ def queue_by_name(name: str, fields: frozenset[str]) -> Queue | None:
         for field, value in zip(columns, row, strict=True)
     ]
     # Model.from_db takes the values in the model's field order, as columns has them.
-    return Queue.from_db(connection.alias, [field.attname for field in columns], values)
+    return [field.attname for field in columns], values
+
+
+def queue_by_name(name: str, fields: frozenset[str]) -> Queue | None:
+    """The queue named ``name`` with only ``fields`` loaded (the rest deferred), or
+    None, read now (queues.queuecache remembers it for the hot paths)."""
+    row = queue_row(name, fields)
+    return None if row is None else Queue.from_db(connection.alias, *row)
 
 
 def reported_state(job: Job, now: datetime) -> str:

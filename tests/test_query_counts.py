@@ -2,29 +2,35 @@
 why. Inside a test the request's transaction shows as SAVEPOINT/RELEASE (BEGIN and
 COMMIT in production, which Django does not count; a single push on PostgreSQL has
 neither there: it is one statement in autocommit). A batch push's rows go in by COPY on
-PostgreSQL, which Django does not count either."""
+PostgreSQL, which Django does not count either. The queue's settings are read as the
+process remembers them (queues.queuecache, on here as deployed): a push or pull whose
+queue is not remembered reads it, QUEUE_READ more."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
-from queues.models import Job
+from queues import queuecache
+from queues.models import Job, Queue
 
 from .support import ON_POSTGRES, Api, Call, job_in, make_token, pull, push, waits_for
 
 pytestmark = pytest.mark.django_db
 
-# token+rules, queue, savepoint, then on PostgreSQL one statement (job, audit event and
-# wake-up check), on SQLite the job's insert and the event's; release
-PUSH = 5 if ON_POSTGRES else 6
-# token+rules, queue, savepoint, insert (SQLite) or COPY (PostgreSQL, not counted),
-# audit event (and on PostgreSQL the wake-up check), release
-BATCH_PUSH = 5 if ON_POSTGRES else 6
-# token+rules, savepoint, queue, expired leases, claim, audit, release
-PULL = 7
+# The queue's settings, when this process does not remember them (queues.queuecache).
+QUEUE_READ = 1
+# token+rules, savepoint, then on PostgreSQL one statement (job, audit event and wake-up
+# check), on SQLite the job's insert and the event's; release
+PUSH = 4 if ON_POSTGRES else 5
+# token+rules, savepoint, insert (SQLite) or COPY (PostgreSQL, not counted), audit event
+# (and on PostgreSQL the wake-up check), release
+BATCH_PUSH = 4 if ON_POSTGRES else 5
+# token+rules, savepoint, expired leases, claim, audit, release
+PULL = 6
 # A grouped queue's claim is one statement too; on PostgreSQL it runs in a savepoint of
 # its own (SAVEPOINT, RELEASE), so a slot taken by a concurrent claim can be retried.
 GROUPED_PULL = PULL + 2 if ON_POSTGRES else PULL
@@ -40,6 +46,15 @@ PUSH_DEPENDING = PUSH + 5
 GET_JOB = 7
 
 
+@pytest.fixture(autouse=True)
+def queue_cache() -> Iterator[None]:
+    """The queue cache as deployed (the test settings turn it off), empty at first."""
+    queuecache.forget_queues()
+    with override_settings(QUEUE_CACHE_SECONDS=1.0):
+        yield
+    queuecache.forget_queues()
+
+
 def _queries(
     django_assert_num_queries: Any, expected: int, call: Callable[[], Call], status: int
 ) -> None:
@@ -49,7 +64,14 @@ def _queries(
 
 def test_push_and_batch_push(api: Api, full: str, django_assert_num_queries: Any) -> None:
     push(api, full, queue="q")  # the queue exists, as it does on the hot path
+    queuecache.forget_queues()
     _queries(
+        django_assert_num_queries,
+        PUSH + QUEUE_READ,
+        lambda: api.post("/queues/q/jobs", {"data": {"n": 1}}, as_=full),
+        201,
+    )
+    _queries(  # the queue remembered, as by a busy app server
         django_assert_num_queries,
         PUSH,
         lambda: api.post("/queues/q/jobs", {"data": {"n": 1}}, as_=full),
@@ -73,6 +95,7 @@ def test_a_keyed_push_costs_what_an_unkeyed_one_does(
 ) -> None:
     """The client keys every push: a new key is the same one statement, no lookup."""
     push(api, full, queue="q")
+    push(api, full, queue="q")  # the queue remembered
     body = {"data": {"n": 1}, "key": "a-new-key"}
     _queries(
         django_assert_num_queries, PUSH, lambda: api.post("/queues/q/jobs", body, as_=full), 201
@@ -91,9 +114,15 @@ def test_push_with_depends_on(api: Api, full: str, django_assert_num_queries: An
 
 
 def test_pull_ack_and_batch_ack(api: Api, full: str, django_assert_num_queries: Any) -> None:
-    for _ in range(11):
+    for _ in range(12):
         push(api, full, queue="q")
     _queries(
+        django_assert_num_queries,
+        PULL + QUEUE_READ,
+        lambda: api.post("/queues/q/pull", {"count": 1}, as_=full),
+        200,
+    )
+    _queries(  # the queue remembered
         django_assert_num_queries,
         PULL,
         lambda: api.post("/queues/q/pull", {"count": 1}, as_=full),
@@ -118,9 +147,13 @@ def test_pull_ack_and_batch_ack(api: Api, full: str, django_assert_num_queries: 
 
 
 def test_pull_of_a_grouped_queue(api: Api, full: str, django_assert_num_queries: Any) -> None:
+    # Grouped from the start: a grouped push's flip would have this test's transaction,
+    # which never commits, read its queues from the database (queues.queuecache).
+    Queue.objects.create(name="g", grouped=True)
     for n in range(11):
         push(api, full, queue="g", group=f"g{n % 3}")
     push(api, full, queue="g")
+    pull(api, full, queue="g", count=1)  # the queue remembered
     _queries(
         django_assert_num_queries,
         GROUPED_PULL,

@@ -5,7 +5,9 @@ share nothing but the database (see docs/scaling.md):
 - a token's rate limit is one budget, wherever its calls land;
 - a queue's concurrency and rate limits count the jobs handed out by every server;
 - a job is leased to one worker at a time, and a lease is good (or stale) on any server;
-- a revoked token stops working on every server within the principal cache time.
+- a revoked token stops working on every server within the principal cache time;
+- a pause, schema or limit set on one server is in force on every server within the
+  queue cache time.
 
 The module makes its own scratch database (dropped at the end), migrates it once and
 starts both servers with the same secrets, as a real deployment would."""
@@ -45,6 +47,9 @@ pytestmark = [
 #: The principal cache (PRINCIPAL_CACHE_SECONDS) is left at its default of 1 s; a
 #: revocation must have reached every server after this long.
 REVOCATION_WINDOW_SECONDS = 1.5
+#: So is the queue cache (QUEUE_CACHE_SECONDS): a pause, schema or limit set on one
+#: server must be in force on the other this long after it committed.
+QUEUE_CHANGE_WINDOW_SECONDS = 1.5
 
 
 # -- the deployment: a scratch database, two servers ------------------------------------
@@ -120,8 +125,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     env = production_env(
         database_url=database_url(name),
         static_root=root / "static",  # the API needs none; an empty folder
-        # The default principal cache time (1 s) is what is deployed.
-        without=("PRINCIPAL_CACHE_SECONDS",),
+        # The default principal and queue cache times (1 s) are what is deployed.
+        without=("PRINCIPAL_CACHE_SECONDS", "QUEUE_CACHE_SECONDS"),
     )
     try:
         deployment = Deployment(Server("A", free_port()), Server("B", free_port()), env)
@@ -350,3 +355,72 @@ def test_a_revoked_token_stops_working_on_every_server(deployment: Deployment) -
         (s.name, call(s, "GET", "/me", token).status) for s in deployment.servers for _ in range(4)
     ]
     assert after == [(name, 401) for name, _ in after]
+
+
+# -- queue settings: one server's change, in force on the other within the cache time --
+
+
+def in_force_after(holds: Callable[[], bool], since: float, *, run: int = 3) -> float:
+    """Seconds from ``since`` to the start of the first of ``run`` rounds in a row in
+    which ``holds()`` was true for each of 4 calls made at once (so both of a server's
+    worker processes, each with its own cache, took some). Gives up after 10 s."""
+    started, held = 0.0, 0
+    with ThreadPoolExecutor(4) as pool:
+        while held < run:
+            now = time.monotonic()
+            assert now - since < 10, f"not in force after 10 s ({held} rounds in a row)"
+            if all(pool.map(lambda _: holds(), range(4))):
+                started, held = (now if held == 0 else started), held + 1
+            else:
+                held = 0
+    return started - since
+
+
+def remembered_on(server: Server, work: Callable[[Server], Any]) -> None:
+    """Calls made 4 at once, so both of the server's worker processes remember the
+    queue."""
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: work(server), range(12)))
+
+
+def test_a_pause_on_one_server_stops_pulls_on_the_other_within_the_cache_time(
+    deployment: Deployment,
+) -> None:
+    token = deployment.create_token("pausing", "pausing=push,pull,admin")
+    push_jobs(deployment.a, token, "pausing", 500)
+    remembered_on(deployment.b, lambda server: pull(server, token, "pausing", 1))
+    assert call(deployment.a, "POST", "/queues/pausing/pause", token).status == 200
+    since = time.monotonic()
+    took = in_force_after(lambda: pull(deployment.b, token, "pausing", 1) == [], since)
+    assert took <= QUEUE_CHANGE_WINDOW_SECONDS
+
+
+def test_a_schema_set_on_one_server_refuses_pushes_on_the_other_within_the_cache_time(
+    deployment: Deployment,
+) -> None:
+    token = deployment.create_token("schema", "schema=push,admin")
+    body = {"data": {"n": 1}}
+    push_jobs(deployment.a, token, "schema", 1)  # the queue exists
+
+    def push_one(server: Server) -> int:
+        return call(server, "POST", "/queues/schema/jobs", token, body).status
+
+    remembered_on(deployment.b, push_one)
+    schema = {"schema": {"type": "object", "required": ["to"]}}
+    assert call(deployment.a, "PUT", "/queues/schema/schema", token, schema).status == 200
+    since = time.monotonic()
+    took = in_force_after(lambda: push_one(deployment.b) == 422, since)
+    assert took <= QUEUE_CHANGE_WINDOW_SECONDS
+
+
+def test_a_rate_limit_set_on_one_server_holds_on_the_other_within_the_cache_time(
+    deployment: Deployment,
+) -> None:
+    token = deployment.create_token("limited", "limited=push,pull,admin")
+    push_jobs(deployment.a, token, "limited", 500)
+    remembered_on(deployment.b, lambda server: pull(server, token, "limited", 1))
+    hourly = {"max": 1, "duration_ms": 3_600_000}
+    assert call(deployment.a, "PUT", "/queues/limited/rate-limit", token, hourly).status == 200
+    since = time.monotonic()
+    took = in_force_after(lambda: pull(deployment.b, token, "limited", 1) == [], since)
+    assert took <= QUEUE_CHANGE_WINDOW_SECONDS

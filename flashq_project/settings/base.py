@@ -55,6 +55,9 @@ TOKEN_DEFAULT_LIFETIME_DAYS = min(90, TOKEN_MAX_LIFETIME_DAYS)
 # An app server remembers a token it let in for this long (security.authentication):
 # revoking a token or changing its rules reaches every app server within this time.
 PRINCIPAL_CACHE_SECONDS = env.float("PRINCIPAL_CACHE_SECONDS", default=1.0)
+# It remembers the queue settings push and pull read (queues.queuecache) this long: a
+# pause, schema or limit changed on another app server reaches this one within it.
+QUEUE_CACHE_SECONDS = env.float("QUEUE_CACHE_SECONDS", default=1.0)
 
 # Bootstrap tokens are full queue operators: a guessable one is refused at start-up.
 MIN_BOOTSTRAP_TOKEN_LENGTH = 32

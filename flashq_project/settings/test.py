@@ -15,6 +15,9 @@ ENCRYPTION_KEYS = f"test1:{generate_key()}"
 AUDIT_CHAIN_KEY = f"chain1:{generate_key()}"
 # Tests change tokens behind the services' back; test_principal_cache turns it on.
 PRINCIPAL_CACHE_SECONDS = 0.0
+# Tests change queues behind the services' back too (an UPDATE, as another app server
+# would); test_queue_cache and test_query_counts turn it on.
+QUEUE_CACHE_SECONDS = 0.0
 # Under the live server (WSGI) an event stream is a poll one heartbeat long: short, so
 # that none outlives the browser test that opened it.
 EVENT_STREAM_HEARTBEAT_SECONDS = 1.0

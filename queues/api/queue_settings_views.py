@@ -35,7 +35,12 @@ _pause_schema: dict[str, Any] = {
 
 
 @extend_schema_view(
-    post=operation_schema(Operation.PAUSE, description="Stop handing out jobs.", **_pause_schema)
+    post=operation_schema(
+        Operation.PAUSE,
+        description="Stop handing out jobs (on every app server within "
+        "QUEUE_CACHE_SECONDS, 1 s by default).",
+        **_pause_schema,
+    )
 )
 class QueuePauseApi(_QueuePauseBase):
     operations = {"post": Operation.PAUSE}

@@ -26,7 +26,7 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_event, audit_record
 from kernel.problems import ServiceUnavailable
 
-from .. import wakeup
+from .. import queuecache, wakeup
 from ..bulkinsert import insert_jobs
 from ..errors import KeyConflict
 from ..flowspec import FlowNode
@@ -65,15 +65,23 @@ def flow_push(*, root: FlowNode, owner: str, actor: Actor) -> FlowPushed:
     """Push the flow ``root`` (its queue is the root job's) as ``owner``'s jobs, all or
     nothing. Queues are created on first push, in the same transaction."""
     if root.spec.key is None:
-        with transaction.atomic():
-            return _push_once(root, owner, actor)
+        try:
+            with transaction.atomic():
+                return _push_once(root, owner, actor)
+        except IntegrityError:
+            # A queue this process remembered was deleted since (queues.queuecache): its
+            # jobs broke their foreign key. Once more with every queue looked up afresh.
+            queuecache.forget_queues()
+            with transaction.atomic():
+                return _push_once(root, owner, actor)
     for _ in range(KEYED_PUSH_TRIES):
         try:
             with transaction.atomic():
                 return _push_once(root, owner, actor)
         except IntegrityError:
             # A concurrent push took the root's key between lookup and insert; the next
-            # look finds its job.
+            # look finds its job. (Or a remembered queue was deleted, as above.)
+            queuecache.forget_queues()
             continue
     raise ServiceUnavailable("Concurrent pushes kept taking the same keys; retrying is safe.")
 
@@ -163,6 +171,7 @@ def _refuse(root: FlowNode, queues: dict[str, Queue]) -> None:
         if not queue.grouped and any(n.spec.group is not None for n in nodes[name]):
             # The queue's first grouped jobs: from now on its pulls use the grouped claim.
             Queue.objects.filter(pk=queue.pk, grouped=False).update(grouped=True)
+            queuecache.forget_on_commit()
             queue.grouped = True
 
 

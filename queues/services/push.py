@@ -19,7 +19,7 @@ from kernel.problems import (
     ServiceUnavailable,
 )
 
-from .. import selectors
+from .. import queuecache, selectors
 from ..bulkinsert import insert_jobs as bulk_insert_jobs
 from ..bulkinsert import insert_keyed_job
 from ..dependents import Target, Verdict, verdict, wait_depth, watch_targets
@@ -48,7 +48,8 @@ _PUSH_QUEUE_FIELDS = frozenset(
 
 
 def _existing_queue(name: str) -> Queue | None:
-    return selectors.queue_by_name(name, _PUSH_QUEUE_FIELDS)
+    """The queue as this process remembers it (queues.queuecache), or None."""
+    return queuecache.queue_named(name, _PUSH_QUEUE_FIELDS)
 
 
 _JOB_FIELDS = Job._meta.concrete_fields
@@ -255,7 +256,8 @@ def _push_into(
     # The queue's first grouped jobs: from now on its pulls use the grouped claim.
     with transaction.atomic():
         Queue.objects.filter(pk=queue.pk, grouped=False).update(grouped=True)
-        queue.grouped = True
+        queuecache.forget_on_commit()
+        queue.grouped = True  # this push's own copy (queues.queuecache)
         return _push_checked(queue, specs, now, owner, record, readable)
 
 
@@ -285,6 +287,8 @@ def _push_checked(
             with transaction.atomic():
                 return _push_once(queue, specs, now, owner, record, readable)
         except IntegrityError:
+            if queuecache.gone(queue):
+                raise  # not a key: the queue (see _push)
             # A concurrent push took one of our keys between lookup and insert; the
             # next look finds it.
             continue
@@ -305,7 +309,15 @@ def _push(
     now = timezone.now()
     queue = _existing_queue(queue_name)
     if queue is not None:
-        return _push_into(queue, specs, now, owner, lambda results: record(results, {}), readable)
+        try:
+            return _push_into(
+                queue, specs, now, owner, lambda results: record(results, {}), readable
+            )
+        except IntegrityError:
+            # Remembered by this process, deleted since (on another app server): looked
+            # up afresh below, and created again like any queue on its first push.
+            if not queuecache.gone(queue):
+                raise
     with transaction.atomic():
         queue, created = Queue.objects.get_or_create(name=queue_name)
         about = {"queue_created": True} if created else {}

@@ -3,6 +3,7 @@ server while retention runs, to show that the jobs table, its indexes and its de
 tuples stay bounded and that no gunicorn worker's memory grows.
 
     .venv/bin/python bench/soak.py [--jobs N | --quick]
+    .venv/bin/python bench/soak.py --rows N [...]   # issue 24: see bench/tenmillion.py
 
 It recreates a scratch database (``SOAK_DATABASE_URL``, default
 ``postgres://postgres@127.0.0.1:5432/flashq_soak``), migrates it, creates a token, sets a
@@ -826,6 +827,12 @@ def vacuum_note(cfg: SoakConfig, av: Autovacuum) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if any(arg == "--rows" or arg.startswith("--rows=") for arg in args):
+        from bench import tenmillion  # issue 24's mode: rates and retention at N rows
+
+        tenmillion.main(args)
+        return
     cfg = parse_config(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     bench.RESULTS.mkdir(parents=True, exist_ok=True)

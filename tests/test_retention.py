@@ -332,3 +332,44 @@ def test_retention_run_refuses_a_batch_size_out_of_bounds_before_changing_anythi
         with pytest.raises(ValueError, match="batch_size"):
             retention.retention_run(actor=RUNNER, batch_size=size)
     assert _left("jobs:a", JobState.COMPLETED) == 1 and AuditEvent.objects.count() == events
+
+
+def test_a_batch_is_one_delete_that_reads_no_payloads_and_takes_its_dependency_rows(
+    api: Api, full: str
+) -> None:
+    """Issue 24: ``QuerySet.delete()`` fetched every row of the batch (sealed payloads
+    too) and deleted them 100 ids a statement; the rows that point at a deleted job (as
+    the job or as what it depended on) still go with it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from queues.models import DependencyKind, JobDependency
+
+    gone = _finished(api, full, "jobs:a", JobState.COMPLETED, days=31, count=250)
+    [kept] = _finished(api, full, "jobs:a", JobState.COMPLETED, days=1)
+    waiting = push(api, full, queue="jobs:b")["id"]
+    JobDependency.objects.create(
+        job_id=gone[0], depends_on_id=gone[1], kind=DependencyKind.DEPENDENCY
+    )
+    JobDependency.objects.create(
+        job_id=waiting, depends_on_id=gone[2], kind=DependencyKind.DEPENDENCY
+    )
+    JobDependency.objects.create(job_id=waiting, depends_on_id=kept, kind=DependencyKind.DEPENDENCY)
+    with CaptureQueriesContext(connection) as queries:
+        cleaned = services.jobs_clean(
+            queues=[Queue.objects.get(name="jobs:a")],
+            states=[JobState.COMPLETED],
+            finished_before_=timezone.now() - timedelta(days=30),
+            limit=1000,
+            actor=SETUP,
+        )
+    assert cleaned.total == 250
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert sum(s.startswith('DELETE FROM "queues_job"') for s in statements) == 1
+    assert not any('"queues_job"."data"' in s for s in statements)
+    assert list(Job.objects.filter(queue__name="jobs:a").values_list("id", flat=True)) == [
+        uuid.UUID(kept)
+    ]
+    assert list(JobDependency.objects.values_list("job_id", "depends_on_id")) == [
+        (uuid.UUID(waiting), uuid.UUID(kept))
+    ]

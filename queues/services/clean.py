@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -89,7 +90,7 @@ def jobs_clean(
                     .values_list("id", flat=True)[:left]
                 )
                 if ids:
-                    Job.objects.filter(id__in=ids).delete()
+                    _delete_jobs(ids)
                     deleted.setdefault(queue.name, {})[state] = len(ids)
                     left -= len(ids)
         audit_record(
@@ -106,3 +107,13 @@ def jobs_clean(
             },
         )
     return Cleaned(deleted=deleted, held=held)
+
+
+def _delete_jobs(ids: list[Any]) -> None:
+    """Delete the jobs ``ids`` (locked by the caller) in one statement, their dependency
+    rows (the only rows that point at a job: the cascade) first. ``QuerySet.delete()``
+    would fetch each whole row, sealed payloads and all, to collect it, and then delete
+    100 ids a statement: at ten million jobs retention's batch of 1000 cost 13 statements
+    and most of its time there (bench/tenmillion.py)."""
+    JobDependency.objects.filter(Q(job_id__in=ids) | Q(depends_on_id__in=ids)).delete()
+    Job.objects.filter(id__in=ids)._raw_delete(Job.objects.db)

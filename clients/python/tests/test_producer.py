@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import inspect
 import json
 import os
@@ -169,6 +170,29 @@ def test_a_refused_push_fails_only_its_caller_with_a_single_pushs_error(
     assert all(isinstance(job, dict) and job["created"] for job in good), results
     assert len(_jobs_in(server, queue)) == 7
     # One batch of 8 refused, then the 7 others sent again without it.
+    assert counting.batches() == [8, 7]
+
+
+def test_a_push_refused_400_for_its_own_option_fails_only_its_caller(
+    server: Server, queue: str
+) -> None:
+    """A bad option (priority out of range, a tag too long) is a 400 naming the job
+    (``/jobs/3/priority``): as a 422, it fails only its own push."""
+    with server.client() as plain, pytest.raises(InvalidInput) as single:
+        plain.push(queue, {"n": 3}, priority=10**9)
+    counting = Counting()
+    with server.client(transport=counting, producer=True, linger_ms=500) as flashq:
+        results = _in_threads(
+            8, lambda i: flashq.push(queue, {"n": i}, priority=10**9 if i == 3 else None)
+        )
+    refused = results[3]
+    assert isinstance(refused, InvalidInput) and refused.status == 400
+    assert refused.errors == single.value.errors == [
+        {"path": "/priority", "message": "must be between -1000000 and 1000000"}
+    ]
+    good = [job for i, job in enumerate(results) if i != 3]
+    assert all(isinstance(job, dict) and job["created"] for job in good), results
+    assert len(_jobs_in(server, queue)) == 7
     assert counting.batches() == [8, 7]
 
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from ._gather import CLOSED, own
+from ._gather import CLOSED, merged, own, unsendable
 from ._settings import Settings
 from .calls.gathering import Outcome
 from .errors import Interrupted
@@ -227,11 +227,7 @@ class Producer:
         return chosen_path, batch
 
     def _deliver(self, path: str, batch: list[_Push]) -> None:
-        outcomes: list[Outcome | BaseException]
-        try:
-            outcomes = list(self._send(path, [push.body for push in batch]))
-        except BaseException as error:  # each push is told; the sender goes on
-            outcomes = [error] * len(batch)
+        outcomes = self._outcomes(path, [push.body for push in batch])
         with self._work:
             # Room first: a callback that submits finds it.
             self._pending -= len(batch)
@@ -241,6 +237,20 @@ class Producer:
         with self._work:
             self._sending -= 1
             del self._in_flight[id(batch)]
+
+    def _outcomes(self, path: str, bodies: list[dict[str, Any]]) -> list[Outcome | BaseException]:
+        """Each body's outcome; one that cannot be sent fails alone (``unsendable``)."""
+        try:
+            return list(self._send(path, bodies))
+        except (TypeError, ValueError) as error:
+            refused = unsendable(bodies)
+            if not refused:
+                return [error] * len(bodies)
+        except BaseException as error:  # each push is told; the sender goes on
+            return [error] * len(bodies)
+        rest = [index for index in range(len(bodies)) if index not in refused]
+        sent = self._outcomes(path, [bodies[index] for index in rest]) if rest else []
+        return merged(len(bodies), refused, rest, sent)
 
 
 _NOT_SENT = "the client closed before this push was sent: it was not stored"

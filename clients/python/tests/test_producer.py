@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import inspect
 import json
 import os
@@ -187,9 +186,11 @@ def test_a_push_refused_400_for_its_own_option_fails_only_its_caller(
         )
     refused = results[3]
     assert isinstance(refused, InvalidInput) and refused.status == 400
-    assert refused.errors == single.value.errors == [
-        {"path": "/priority", "message": "must be between -1000000 and 1000000"}
-    ]
+    assert (
+        refused.errors
+        == single.value.errors
+        == [{"path": "/priority", "message": "must be between -1000000 and 1000000"}]
+    )
     good = [job for i, job in enumerate(results) if i != 3]
     assert all(isinstance(job, dict) and job["created"] for job in good), results
     assert len(_jobs_in(server, queue)) == 7

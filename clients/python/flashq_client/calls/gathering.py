@@ -4,8 +4,8 @@ batch request, and each push's own answer or error read out of it.
 The batch route is all or nothing, so one bad job would fail its neighbours; instead:
 
 - a 400, 413 or 422 whose errors all name jobs (``/jobs/3/data/x``,
-  ``/jobs/3/priority``): each named push gets its own error, its paths as a single push's (``/data/x``), and the others are
-  sent again without it;
+  ``/jobs/3/priority``): each named push gets its own error, its paths as a single
+  push's (``/data/x``), and the others are sent again without it;
 - a 409 ``key_conflict`` (which names no job) or a 413 for the body as a whole: the
   batch is split in two and each half sent again, down to the one push that is refused;
 - anything else, after the usual retries (401, 403, 429, 5xx, no answer): every push

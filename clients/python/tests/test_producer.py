@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import inspect
 import json
 import os
@@ -606,6 +607,51 @@ def test_producer_settings_are_checked_and_flush_is_the_same_on_both() -> None:
     assert inspect.iscoroutinefunction(AsyncClient.flush)
     with Client("http://127.0.0.1:1", "t") as plain:
         plain.flush()  # not in producer mode: nothing to do
+
+
+def _batch_answer(request: httpx.Request) -> httpx.Response:
+    """What the batch route answers for a batch it stores: each job, created."""
+    jobs = json.loads(request.content)["jobs"]
+    return httpx.Response(201, json={"jobs": [{"id": job["key"], "created": True} for job in jobs]})
+
+
+def test_a_push_whose_data_cannot_be_sent_fails_only_its_caller() -> None:
+    """A value JSON cannot carry (a datetime, NaN) fails the push that holds it, with
+    what a single push raises; the other pushes of its batch are sent and land."""
+    unsendable: list[Any] = [datetime.datetime(2026, 1, 1), float("nan")]
+    expected = []
+    for value in unsendable:
+        with Client("http://127.0.0.1:1", "t", transport=httpx.MockTransport(_batch_answer)) as c:
+            with pytest.raises((TypeError, ValueError)) as single:
+                c.push("q", {"x": value})
+            expected.append(type(single.value))
+    sent: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(len(json.loads(request.content)["jobs"]))
+        return _batch_answer(request)
+
+    transport = httpx.MockTransport(answer)
+    with Client("http://127.0.0.1:1", "t", transport=transport, producer=True, linger_ms=300) as c:
+        futures = [c.submit("q", {"x": unsendable[i] if i < 2 else i}) for i in range(6)]
+        errors = [future.exception(timeout=10) for future in futures]
+    assert [type(error) for error in errors[:2]] == expected
+    assert errors[2:] == [None] * 4
+    assert all(future.result()["created"] for future in futures[2:])
+    assert sent == [4]
+
+    async def gathered() -> list[Any]:
+        async with AsyncClient(
+            "http://127.0.0.1:1", "t", transport=transport, producer=True, linger_ms=300
+        ) as flashq:
+            pushes = [flashq.push("q", {"x": unsendable[i] if i < 2 else i}) for i in range(6)]
+            return await asyncio.gather(*pushes, return_exceptions=True)
+
+    sent.clear()
+    results = asyncio.run(gathered())
+    assert [type(result) for result in results[:2]] == expected
+    assert all(result["created"] for result in results[2:]), results
+    assert sent == [4]
 
 
 PRODUCING = """

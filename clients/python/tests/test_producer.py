@@ -645,13 +645,55 @@ def test_a_push_whose_data_cannot_be_sent_fails_only_its_caller() -> None:
             "http://127.0.0.1:1", "t", transport=transport, producer=True, linger_ms=300
         ) as flashq:
             pushes = [flashq.push("q", {"x": unsendable[i] if i < 2 else i}) for i in range(6)]
-            return await asyncio.gather(*pushes, return_exceptions=True)
+            results: list[Any] = await asyncio.gather(*pushes, return_exceptions=True)
+            return results
 
     sent.clear()
     results = asyncio.run(gathered())
     assert [type(result) for result in results[:2]] == expected
     assert all(result["created"] for result in results[2:]), results
     assert sent == [4]
+
+
+FORKED = """
+import json, os, sys
+import httpx
+from flashq_client import Client
+
+def answer(request):
+    jobs = json.loads(request.content)["jobs"]
+    return httpx.Response(201, json={"jobs": [{"id": j["key"], "created": True} for j in jobs]})
+
+flashq = Client("http://127.0.0.1:1", "t", transport=httpx.MockTransport(answer),
+                producer=True, linger_ms=1)
+flashq.push("q", {"n": 0})  # the sender thread runs: fork() does not copy it
+held = flashq.submit("q", {"n": 1})  # may be pending at the fork: the parent's
+pid = os.fork()
+if pid == 0:
+    try:
+        print("child", flashq.submit("q", {"n": 2}).result(timeout=5)["created"], flush=True)
+        flashq.close()
+    except BaseException as error:
+        print("child", type(error).__name__, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", held.result(timeout=5)["created"], flashq.push("q", {"n": 3})["created"])
+flashq.close()
+"""
+
+
+def test_a_forked_child_pushes_with_senders_of_its_own(tmp_path: Path) -> None:
+    """fork() copies the producer's state but not its sender threads (nor, perhaps, an
+    unlocked lock): the child starts its own, so its pushes are sent, never left
+    waiting forever; the parent carries on as before."""
+    path = tmp_path / "forked.py"
+    path.write_text(FORKED)
+    env = {**os.environ, "PYTHONPATH": str(Path(flashq_client.__file__).parents[1])}
+    done = subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["child True", "parent True True"], done.stdout
 
 
 PRODUCING = """

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ._settings import Settings
@@ -42,6 +43,29 @@ def own(outcome: BaseException) -> BaseException:
     if isinstance(outcome, Exception):
         return outcome
     return _interrupted(outcome)
+
+
+def unsendable(bodies: Sequence[dict[str, Any]]) -> dict[int, Exception]:
+    """The bodies that cannot be sent as JSON (a datetime, NaN, a lone surrogate), by
+    position, each with what httpx raises for it, so what a single push raises. A batch
+    holding one fails as it is encoded, before any request: nothing of it was sent, and
+    the others go again without it."""
+    found: dict[int, Exception] = {}
+    for index, body in enumerate(bodies):
+        try:  # as httpx encodes a request's json=
+            json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as error:
+            found[index] = error
+    return found
+
+
+def merged(
+    size: int, refused: dict[int, Exception], rest: list[int], sent: Sequence[Any]
+) -> list[Any]:
+    """The outcomes of a batch of ``size``: ``refused``'s errors, and the outcomes of the
+    positions ``rest`` sent again."""
+    outcomes: dict[int, Any] = {**refused, **dict(zip(rest, sent, strict=True))}
+    return [outcomes[index] for index in range(size)]
 
 
 class _AsyncBatch:
@@ -99,7 +123,7 @@ class AsyncGatherer:
         outcomes: list[Outcome | BaseException]
         try:
             await batch.sealed.wait()
-            outcomes = list(await self._send(path, batch.bodies))
+            outcomes = await self._outcomes(path, batch.bodies)
         except BaseException as error:  # CancelledError too: the callers are told
             self._seal(path, batch)
             outcomes = [error] * len(batch.futures)
@@ -113,6 +137,20 @@ class AsyncGatherer:
                     future.set_exception(own(outcome))
                 else:
                     future.set_result(outcome)
+
+    async def _outcomes(
+        self, path: str, bodies: list[dict[str, Any]]
+    ) -> list[Outcome | BaseException]:
+        """Each body's outcome; one that cannot be sent fails alone (``unsendable``)."""
+        try:
+            return list(await self._send(path, bodies))
+        except (TypeError, ValueError) as error:
+            refused = unsendable(bodies)
+            if not refused:
+                return [error] * len(bodies)
+        rest = [index for index in range(len(bodies)) if index not in refused]
+        sent = await self._outcomes(path, [bodies[index] for index in rest]) if rest else []
+        return merged(len(bodies), refused, rest, sent)
 
     async def flush(self) -> None:
         """Sends every open batch now and waits until each one sent has been answered."""

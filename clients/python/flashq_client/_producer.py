@@ -17,6 +17,12 @@ same for a client left open, waiting at most ``FLUSH_AT_EXIT_SECONDS``. A push s
 without an answer when such a wait runs out fails with ``Interrupted``: ``not_sent``
 (it was never sent: not stored) or ``unanswered`` (sent, no answer: whether it was
 stored is unknown). No future resolves as pushed unless its batch was committed.
+
+``fork()`` copies a producer but not its sender threads, and perhaps a lock one of them
+held: the child's producer starts afresh (``Producer._forked``), with senders of its
+own on its first push. The pushes pending at the fork stay the parent's, which sends
+them and settles their futures; the child neither sends them again nor settles its
+copies of their futures (a parent thread may have held one's lock).
 """
 
 from __future__ import annotations
@@ -25,14 +31,16 @@ import atexit
 import concurrent.futures
 import itertools
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from ._gather import CLOSED, own
+from ._gather import CLOSED, merged, own, unsendable
 from ._settings import Settings
 from .calls.gathering import Outcome
 from .errors import Interrupted
@@ -79,18 +87,28 @@ class Producer:
         self._max_batch = settings.max_batch
         self._max_in_flight = settings.max_in_flight
         self._max_pending = settings.max_pending
+        self._seq = 0
+        self._flush_upto = 0  # the pushes up to this one go now
+        self._closed = False
+        self._stopping = False
+        self._start_afresh()
+        _PRODUCERS.add(self)
+
+    def _start_afresh(self) -> None:
         lock = threading.Lock()
         self._work = threading.Condition(lock)  # senders wait here for a batch
         self._room = threading.Condition(lock)  # submit waits here for room
         self._lines: dict[str, deque[_Push]] = {}
         self._in_flight: dict[int, list[_Push]] = {}
         self._pending = 0
-        self._seq = 0
-        self._flush_upto = 0  # the pushes up to this one go now
         self._senders: list[threading.Thread] = []
         self._sending = 0
-        self._closed = False
-        self._stopping = False
+
+    def _forked(self) -> None:
+        """In the child of a ``fork()``: no sender of the parent runs here (see the
+        module)."""
+        atexit.unregister(self._at_exit)
+        self._start_afresh()
 
     # -- callers
 
@@ -227,11 +245,7 @@ class Producer:
         return chosen_path, batch
 
     def _deliver(self, path: str, batch: list[_Push]) -> None:
-        outcomes: list[Outcome | BaseException]
-        try:
-            outcomes = list(self._send(path, [push.body for push in batch]))
-        except BaseException as error:  # each push is told; the sender goes on
-            outcomes = [error] * len(batch)
+        outcomes = self._outcomes(path, [push.body for push in batch])
         with self._work:
             # Room first: a callback that submits finds it.
             self._pending -= len(batch)
@@ -242,6 +256,32 @@ class Producer:
             self._sending -= 1
             del self._in_flight[id(batch)]
 
+    def _outcomes(self, path: str, bodies: list[dict[str, Any]]) -> list[Outcome | BaseException]:
+        """Each body's outcome; one that cannot be sent fails alone (``unsendable``)."""
+        try:
+            return list(self._send(path, bodies))
+        except (TypeError, ValueError) as error:
+            refused = unsendable(bodies)
+            if not refused:
+                return [error] * len(bodies)
+        except BaseException as error:  # each push is told; the sender goes on
+            return [error] * len(bodies)
+        rest = [index for index in range(len(bodies)) if index not in refused]
+        sent = self._outcomes(path, [bodies[index] for index in rest]) if rest else []
+        return merged(len(bodies), refused, rest, sent)
+
+
+#: Every producer of the process, for the child of a fork().
+_PRODUCERS: weakref.WeakSet[Producer] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for producer in list(_PRODUCERS):
+        producer._forked()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork()
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _NOT_SENT = "the client closed before this push was sent: it was not stored"
 _UNANSWERED = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import inspect
 import json
 import os
@@ -169,6 +170,31 @@ def test_a_refused_push_fails_only_its_caller_with_a_single_pushs_error(
     assert all(isinstance(job, dict) and job["created"] for job in good), results
     assert len(_jobs_in(server, queue)) == 7
     # One batch of 8 refused, then the 7 others sent again without it.
+    assert counting.batches() == [8, 7]
+
+
+def test_a_push_refused_400_for_its_own_option_fails_only_its_caller(
+    server: Server, queue: str
+) -> None:
+    """A bad option (priority out of range, a tag too long) is a 400 naming the job
+    (``/jobs/3/priority``): as a 422, it fails only its own push."""
+    with server.client() as plain, pytest.raises(InvalidInput) as single:
+        plain.push(queue, {"n": 3}, priority=10**9)
+    counting = Counting()
+    with server.client(transport=counting, producer=True, linger_ms=500) as flashq:
+        results = _in_threads(
+            8, lambda i: flashq.push(queue, {"n": i}, priority=10**9 if i == 3 else None)
+        )
+    refused = results[3]
+    assert isinstance(refused, InvalidInput) and refused.status == 400
+    assert (
+        refused.errors
+        == single.value.errors
+        == [{"path": "/priority", "message": "must be between -1000000 and 1000000"}]
+    )
+    good = [job for i, job in enumerate(results) if i != 3]
+    assert all(isinstance(job, dict) and job["created"] for job in good), results
+    assert len(_jobs_in(server, queue)) == 7
     assert counting.batches() == [8, 7]
 
 
@@ -581,6 +607,93 @@ def test_producer_settings_are_checked_and_flush_is_the_same_on_both() -> None:
     assert inspect.iscoroutinefunction(AsyncClient.flush)
     with Client("http://127.0.0.1:1", "t") as plain:
         plain.flush()  # not in producer mode: nothing to do
+
+
+def _batch_answer(request: httpx.Request) -> httpx.Response:
+    """What the batch route answers for a batch it stores: each job, created."""
+    jobs = json.loads(request.content)["jobs"]
+    return httpx.Response(201, json={"jobs": [{"id": job["key"], "created": True} for job in jobs]})
+
+
+def test_a_push_whose_data_cannot_be_sent_fails_only_its_caller() -> None:
+    """A value JSON cannot carry (a datetime, NaN) fails the push that holds it, with
+    what a single push raises; the other pushes of its batch are sent and land."""
+    unsendable: list[Any] = [datetime.datetime(2026, 1, 1), float("nan")]
+    expected = []
+    for value in unsendable:
+        with Client("http://127.0.0.1:1", "t", transport=httpx.MockTransport(_batch_answer)) as c:
+            with pytest.raises((TypeError, ValueError)) as single:
+                c.push("q", {"x": value})
+            expected.append(type(single.value))
+    sent: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(len(json.loads(request.content)["jobs"]))
+        return _batch_answer(request)
+
+    transport = httpx.MockTransport(answer)
+    with Client("http://127.0.0.1:1", "t", transport=transport, producer=True, linger_ms=300) as c:
+        futures = [c.submit("q", {"x": unsendable[i] if i < 2 else i}) for i in range(6)]
+        errors = [future.exception(timeout=10) for future in futures]
+    assert [type(error) for error in errors[:2]] == expected
+    assert errors[2:] == [None] * 4
+    assert all(future.result()["created"] for future in futures[2:])
+    assert sent == [4]
+
+    async def gathered() -> list[Any]:
+        async with AsyncClient(
+            "http://127.0.0.1:1", "t", transport=transport, producer=True, linger_ms=300
+        ) as flashq:
+            pushes = [flashq.push("q", {"x": unsendable[i] if i < 2 else i}) for i in range(6)]
+            results: list[Any] = await asyncio.gather(*pushes, return_exceptions=True)
+            return results
+
+    sent.clear()
+    results = asyncio.run(gathered())
+    assert [type(result) for result in results[:2]] == expected
+    assert all(result["created"] for result in results[2:]), results
+    assert sent == [4]
+
+
+FORKED = """
+import json, os, sys
+import httpx
+from flashq_client import Client
+
+def answer(request):
+    jobs = json.loads(request.content)["jobs"]
+    return httpx.Response(201, json={"jobs": [{"id": j["key"], "created": True} for j in jobs]})
+
+flashq = Client("http://127.0.0.1:1", "t", transport=httpx.MockTransport(answer),
+                producer=True, linger_ms=1)
+flashq.push("q", {"n": 0})  # the sender thread runs: fork() does not copy it
+held = flashq.submit("q", {"n": 1})  # may be pending at the fork: the parent's
+pid = os.fork()
+if pid == 0:
+    try:
+        print("child", flashq.submit("q", {"n": 2}).result(timeout=5)["created"], flush=True)
+        flashq.close()
+    except BaseException as error:
+        print("child", type(error).__name__, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", held.result(timeout=5)["created"], flashq.push("q", {"n": 3})["created"])
+flashq.close()
+"""
+
+
+def test_a_forked_child_pushes_with_senders_of_its_own(tmp_path: Path) -> None:
+    """fork() copies the producer's state but not its sender threads (nor, perhaps, an
+    unlocked lock): the child starts its own, so its pushes are sent, never left
+    waiting forever; the parent carries on as before."""
+    path = tmp_path / "forked.py"
+    path.write_text(FORKED)
+    env = {**os.environ, "PYTHONPATH": str(Path(flashq_client.__file__).parents[1])}
+    done = subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["child True", "parent True True"], done.stdout
 
 
 PRODUCING = """

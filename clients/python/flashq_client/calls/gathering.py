@@ -3,9 +3,9 @@ batch request, and each push's own answer or error read out of it.
 
 The batch route is all or nothing, so one bad job would fail its neighbours; instead:
 
-- a 422 (or a 413) whose errors all name jobs (``/jobs/3/data/x``): each named push
-  gets its own error, its paths as a single push's (``/data/x``), and the others are
-  sent again without it;
+- a 400, 413 or 422 whose errors all name jobs (``/jobs/3/data/x``,
+  ``/jobs/3/priority``): each named push gets its own error, its paths as a single
+  push's (``/data/x``), and the others are sent again without it;
 - a 409 ``key_conflict`` (which names no job) or a 413 for the body as a whole: the
   batch is split in two and each half sent again, down to the one push that is refused;
 - anything else, after the usual retries (401, 403, 429, 5xx, no answer): every push
@@ -66,7 +66,7 @@ def _after_refusal(
     error: FlashqError, group: list[int], outcomes: list[Outcome | None]
 ) -> list[list[int]]:
     """Settles the pushes of ``group`` that ``error`` is theirs; the groups to send again."""
-    named = _named_items(error, len(group)) if error.status in (413, 422) else None
+    named = _named_items(error, len(group)) if error.status in (400, 413, 422) else None
     if named:
         for position, errors in named.items():
             outcomes[group[position]] = with_errors(error, errors)

@@ -4,14 +4,22 @@ The ORM compiles an INSERT on every call (for one row, about as long as the data
 takes to run it). The push writes a job and its audit event in one statement, which the
 ORM cannot express anyway; the column lists here are built once per model, and values
 go through each field's own ``pre_save`` and ``get_db_prep_save``, exactly as ``save()``
-would send them (defaults, sealing, JSON adaptation)."""
+would send them (defaults, sealing, JSON adaptation). On PostgreSQL a value whose type
+those would pass on unchanged (a string, a bool, a UUID, an aware datetime; an int in
+psycopg's wrapper for its column) is taken as it is: the converters' chain of calls took
+0.85 ms of a 5.8 ms push."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from datetime import datetime
 from functools import cache, lru_cache
 from typing import Any
 
 from django.db import connection, models
+
+Converter = Callable[[models.Model], Any]
 
 
 @cache
@@ -32,10 +40,56 @@ def insert_columns(model: type[models.Model]) -> tuple[list[models.Field[Any, An
     return fields, sql
 
 
+def _converter(field: models.Field[Any, Any]) -> Converter:
+    """``field``'s INSERT value of an object, as ``save()`` would send it."""
+    attname = field.attname
+
+    def prepared(obj: models.Model) -> Any:
+        return field.get_db_prep_save(field.pre_save(obj, True), connection)
+
+    stamped = getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+    if connection.vendor != "postgresql" or stamped:
+        return prepared
+    target = field.target_field if isinstance(field, models.ForeignKey) else field
+    if isinstance(target, models.IntegerField):
+        types = getattr(connection.ops, "integerfield_type_map", {})  # psycopg 3's
+        wrap = types.get(target.get_internal_type())
+        if wrap is None:
+            return prepared
+
+        def integer(obj: models.Model) -> Any:
+            value = getattr(obj, attname)
+            return wrap(value) if type(value) is int else prepared(obj)
+
+        return integer
+    kind = {
+        models.CharField: str,
+        models.TextField: str,
+        models.BooleanField: bool,
+        models.UUIDField: uuid.UUID,
+        models.DateTimeField: datetime,
+    }.get(type(target))
+    if kind is None:
+        return prepared
+
+    def as_is(obj: models.Model) -> Any:
+        value = getattr(obj, attname)
+        if isinstance(value, kind) and (kind is not datetime or value.tzinfo is not None):  # type: ignore[attr-defined]
+            return value
+        return prepared(obj)
+
+    return as_is
+
+
+@cache
+def _converters(model: type[models.Model], vendor: str) -> list[Converter]:
+    fields, _ = insert_columns(model)
+    return [_converter(field) for field in fields]
+
+
 def insert_params(obj: models.Model) -> list[Any]:
     """``obj``'s values for ``insert_columns(type(obj))``'s statement."""
-    fields, _ = insert_columns(type(obj))
-    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    return [convert(obj) for convert in _converters(type(obj), connection.vendor)]
 
 
 @lru_cache(maxsize=64)

@@ -13,6 +13,7 @@ from kernel import limits
 from kernel.limits import DEFAULT_BACKOFF
 from kernel.problems import FieldError, InvalidInput, PayloadTooLarge, pointer_segment
 from security.cards import CardFinding, find_cards, find_cards_in_text
+from security.encryption import dump
 from security.payloads import shape_problems
 
 FIELDS = frozenset(
@@ -58,6 +59,9 @@ class JobSpec:
     card_findings: tuple[CardFinding, ...] = ()
     data_path: str = "/data"
     data_bytes: int = 0  # encoded, for a queue's own lower cap
+    # The encoding measured, sealed as it is (security.fields.Dumped): data is encoded
+    # once per push.
+    data_json: bytes | None = None
 
 
 class Problems:
@@ -113,17 +117,29 @@ def encoded_size(value: object) -> int:
 
 def check_data(data: object, *, path: str, problems: Problems, max_bytes: int) -> int:
     """A job's data must be a JSON object of at most ``max_bytes`` encoded; its size."""
+    size, _ = _checked_data(data, path=path, problems=problems, max_bytes=max_bytes)
+    return size
+
+
+def _checked_data(
+    data: object, *, path: str, problems: Problems, max_bytes: int
+) -> tuple[int, bytes | None]:
+    """``check_data``, with the encoding measured (None if it cannot be sealed)."""
     if not isinstance(data, dict):
         problems.invalid.append(FieldError(path, "must be a JSON object"))
-        return 0
-    size = encoded_size(data)
+        return 0, None
+    try:
+        dumped: bytes | None = dump(data)
+    except ValueError:  # NaN or infinity from a caller in Python: refused when sealed
+        dumped = None
+    size = encoded_size(data) if dumped is None else len(dumped)
     if size > max_bytes:
         problems.too_large.append(
             FieldError(path, f"is {size} bytes encoded; the limit is {max_bytes}")
         )
     else:
         problems.too_large.extend(payload_shape(data, path))
-    return size
+    return size, dumped
 
 
 def payload_shape(value: object, path: str) -> list[FieldError]:
@@ -230,11 +246,13 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
     collector = _Collector(problems, path)
     for name in sorted(set(raw) - FIELDS):
         collector.add(pointer_segment(name), "is not a known field")
-    size = 0
+    size, dumped = 0, None
     if "data" not in raw:
         collector.add("data", "is required")
     else:
-        size = check_data(raw["data"], path=f"{path}/data", problems=problems, max_bytes=max_bytes)
+        size, dumped = _checked_data(
+            raw["data"], path=f"{path}/data", problems=problems, max_bytes=max_bytes
+        )
     ttl = raw.get("ttl")
     timeout = raw.get("timeout")
     # Checked in field order, so the errors are listed in that order.
@@ -275,6 +293,7 @@ def parse_job_spec(raw: object, *, path: str, problems: Problems, max_bytes: int
         ),
         data_path=f"{path}/data",
         data_bytes=size,
+        data_json=dumped,
     )
     return spec if len(problems.invalid) + len(problems.too_large) == before else None
 

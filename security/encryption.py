@@ -94,14 +94,23 @@ def _aad(header: bytes, job_id: uuid.UUID, field: str) -> bytes:
     return _AAD_PREFIX + header + job_id.bytes + field.encode()
 
 
+def dump(value: Any) -> bytes:
+    """``value`` as the compact UTF-8 JSON that is sealed (and that a cap in bytes
+    measures); ValueError for NaN or infinity."""
+    return _DUMP(value).encode()
+
+
 def seal(value: Any, *, job_id: uuid.UUID, field: str) -> bytes:
     """``value`` (JSON-able) encrypted under the primary key for ``job_id``'s ``field``."""
+    return seal_dumped(dump(value), job_id=job_id, field=field)
+
+
+def seal_dumped(plain: bytes, *, job_id: uuid.UUID, field: str) -> bytes:
+    """``seal`` of the value whose ``dump`` is ``plain``."""
     ring = keyring()
     header = _header(ring.primary)
     nonce = os.urandom(NONCE_BYTES)
-    body = ring.ciphers[ring.primary].encrypt(
-        nonce, _DUMP(value).encode(), _aad(header, job_id, field)
-    )
+    body = ring.ciphers[ring.primary].encrypt(nonce, plain, _aad(header, job_id, field))
     return header + nonce + body
 
 

@@ -5,6 +5,10 @@ sealed until first accessed, then opened with the row's primary key and the fiel
 name as associated data. ``save()``, ``bulk_create`` and queues.bulkinsert seal it with
 the row's primary key on the way in (``pre_save``).
 
+A plain value whose JSON was already made (for a size check) may be set as
+``Dumped(value, dump(value))``: it reads as the value, and is sealed from those bytes
+instead of being encoded again.
+
 Anything that writes the column without an instance must pass ``Sealed`` values made
 with ``Sealed.of``: ``QuerySet.update(field=Sealed.of(...))``; and ``bulk_update``, which
 reads attributes and skips ``pre_save``, goes through ``bulk_update_sealed``. A plain
@@ -24,7 +28,7 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.query_utils import DeferredAttribute
 
-from .encryption import key_id_of, seal, unseal
+from .encryption import key_id_of, seal, seal_dumped, unseal
 
 _EVERYTHING = object()  # "no value is empty": every value is sealed, NULL is not used
 
@@ -63,6 +67,16 @@ class Stored(Sealed):
     """A sealed value as read from the database, opened on first access."""
 
 
+class Dumped:
+    """A plain value and its ``security.encryption.dump``, to be sealed from it."""
+
+    __slots__ = ("dumped", "value")
+
+    def __init__(self, value: Any, dumped: bytes) -> None:
+        self.value = value
+        self.dumped = dumped
+
+
 class SealedAttribute(DeferredAttribute):
     """Opens the stored value on first access and keeps the plain value. A ``Sealed``
     put on the instance to be written is returned as it is."""
@@ -76,6 +90,8 @@ class SealedAttribute(DeferredAttribute):
         if isinstance(value, Stored):
             value = unseal(value.blob, job_id=instance.pk, field=self.field.name)
             instance.__dict__[self.field.attname] = value
+        elif isinstance(value, Dumped):
+            return value.value
         return value
 
     def __set__(self, instance: Any, value: Any) -> None:
@@ -133,6 +149,11 @@ class SealedJSONField(models.Field):
         kept = model_instance.__dict__.get(self.attname)
         if isinstance(kept, Sealed):
             return kept  # never opened: written back as it was read
+        if isinstance(kept, Dumped):
+            # Used once: the plain value is what the instance holds from now on.
+            model_instance.__dict__[self.attname] = kept.value
+            if kept.value != self.empty:
+                return Sealed(seal_dumped(kept.dumped, job_id=model_instance.pk, field=self.name))
         value = getattr(model_instance, self.attname)
         if self.empty is not _EVERYTHING and value == self.empty:
             return None

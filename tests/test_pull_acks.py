@@ -103,3 +103,22 @@ def test_acks_commit_at_once_when_the_pull_goes_on_waiting(api: Api, full: str) 
     events = list(AuditEvent.objects.order_by("id").values_list("job_ids", "details"))
     # The acks' own event, then the empty pull at the end of the wait.
     assert events == [([first[0]["id"]], {"acked": 1}), ([], {})]
+
+
+def test_a_stale_ack_beside_fresh_ones_writes_no_result(api: Api, full: str) -> None:
+    """The fresh acks are completed in one statement with their results; one stale ack
+    beside them rolls all of it back."""
+    for n in range(3):
+        push(api, full, data={"n": n})
+    jobs = pull(api, full, count=3)
+    items = [{**ack, "result": {"i": i}} for i, ack in enumerate(_acks(jobs))]
+    items[2]["lease_id"] = str(uuid.uuid4())
+    call = api.post("/jobs/ack", {"jobs": items}, as_=full)
+    assert call.status == 409
+    assert [error["path"] for error in call.body["errors"]] == ["/jobs/2/lease_id"]
+    stored = Job.objects.filter(id__in=[job["id"] for job in jobs])
+    assert {(job.state, job.result, job.finished_at) for job in stored} == {("active", None, None)}
+    items[2]["lease_id"] = jobs[2]["lease_id"]
+    assert api.post("/jobs/ack", {"jobs": items}, as_=full).status == 200
+    assert sorted(job.result["i"] for job in stored.all()) == [0, 1, 2]
+    assert {job.state for job in stored.all()} == {"completed"}

@@ -18,6 +18,7 @@ from kernel.problems import (
     FieldError,
     ServiceUnavailable,
 )
+from security.fields import Dumped
 
 from .. import queuecache, selectors
 from ..bulkinsert import insert_jobs as bulk_insert_jobs
@@ -62,7 +63,7 @@ def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
         "pushed_by": owner,
         "queue_id": queue.pk,
         "priority": spec.priority,
-        "data": spec.data,
+        "data": spec.data if spec.data_json is None else Dumped(spec.data, spec.data_json),
         "max_attempts": spec.max_attempts,
         "backoff": spec.backoff,
         "run_at": now + timedelta(milliseconds=spec.delay_ms),

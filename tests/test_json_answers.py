@@ -169,3 +169,13 @@ def test_any_body_parses_as_the_json_module_parses_it(text: str, encoding: str) 
 def test_any_json_value_parses_back_to_itself(value: Any) -> None:
     body = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
     assert _outcome(loads, body) == _outcome(_stdlib, body)
+
+
+def test_nesting_below_orjsons_limit_is_refused_as_too_deep(api: Api, full: str) -> None:
+    """1000 levels: once a "not valid JSON" from the json module's recursion limit (at a
+    depth that varied with the caller's stack), now read and refused like any body
+    nested past MAX_DEPTH, whatever the stack."""
+    body = b'{"data": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    status, _, problem = _call(api, full, "/queues/q/jobs", body)
+    assert (status, problem["code"]) == (400, "invalid_input")
+    assert problem["errors"][0]["message"] == "is nested more than 64 levels deep"

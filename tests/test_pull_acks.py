@@ -122,3 +122,28 @@ def test_a_stale_ack_beside_fresh_ones_writes_no_result(api: Api, full: str) -> 
     assert api.post("/jobs/ack", {"jobs": items}, as_=full).status == 200
     assert sorted(job.result["i"] for job in stored.all()) == [0, 1, 2]
     assert {job.state for job in stored.all()} == {"completed"}
+
+
+@pytest.mark.parametrize("how", ["single", "batch", "pull"])
+def test_a_rerun_acked_without_a_result_keeps_none_of_the_last_runs(
+    api: Api, full: str, how: str
+) -> None:
+    """A completed job run again keeps its result until the new run replaces it: an ack
+    of the new run without one leaves it without a result, however it is acked (a
+    batch or a pull's ack once kept the last run's, as if this run had returned it)."""
+    push(api, full)
+    [job] = pull(api, full)
+    ack = {"lease_id": job["lease_id"], "result": {"run": 1}}
+    assert api.post(f"/jobs/{job['id']}/ack", ack, as_=full).status == 200
+    assert api.post(f"/jobs/{job['id']}/retry", as_=full).status == 200
+    [again] = pull(api, full)
+    item = {"id": again["id"], "lease_id": again["lease_id"]}
+    if how == "single":
+        call = api.post(f"/jobs/{again['id']}/ack", {"lease_id": again["lease_id"]}, as_=full)
+    elif how == "batch":
+        call = api.post("/jobs/ack", {"jobs": [item]}, as_=full)
+    else:
+        call = api.post("/queues/jobs:q/pull", {"ack": [item]}, as_=full)
+    assert call.status == 200
+    stored = Job.objects.get(id=job["id"])
+    assert (stored.state, stored.result) == ("completed", None)

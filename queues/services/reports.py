@@ -188,7 +188,9 @@ def _complete_live(
 ) -> Completed:
     """PostgreSQL: complete the acks whose lease is live and ``owner``'s in one
     statement, their results sealed into it, the rows locked in id order first (as the
-    SELECT ... FOR UPDATE before it did: concurrent batches lock alike)."""
+    SELECT ... FOR UPDATE before it did: concurrent batches lock alike). An ack without
+    a result stores none, as a single ack does: a rerun job's last result is not kept
+    as this run's."""
     quote = connection.ops.quote_name
     ordered = sorted(acks, key=lambda ack: ack.job_id)
     completion = _completion(now)
@@ -204,7 +206,7 @@ def _complete_live(
             ORDER BY j.id FOR UPDATE OF j
         )
         UPDATE {quote(Job._meta.db_table)} j
-        SET {columns}, result = COALESCE(live.result, j.result)
+        SET {columns}, result = live.result
         FROM live, {quote(Queue._meta.db_table)} q
         WHERE j.id = live.id AND q.id = j.queue_id
         RETURNING j.id, q.name, j.watched
@@ -241,7 +243,10 @@ def _complete_live_orm(
     leases = {job_id: lease for job_id, lease, _, _ in rows}
     fresh = [ack for ack in acks if leases.get(ack.job_id) == ack.lease_id]
     if fresh:
-        Job.objects.filter(id__in=[ack.job_id for ack in fresh]).update(**_completion(now))
+        # result=None: an ack without one leaves none (a rerun's last result goes).
+        Job.objects.filter(id__in=[ack.job_id for ack in fresh]).update(
+            result=None, **_completion(now)
+        )
     with_result = [Job(id=ack.job_id, result=ack.result) for ack in fresh if ack.result is not None]
     if with_result:
         bulk_update_sealed(Job, with_result, ["result"])

@@ -323,9 +323,9 @@ def test_many_targets_are_looked_up_and_marked_in_chunks(
 ) -> None:
     """A batch may name 100,000 ids; they go in chunks (here of 2) within SQLite's limit
     on parameters, and every one is checked and marked."""
-    from queues.services import push as push_module
+    from queues.services import pushdeps
 
-    monkeypatch.setattr(push_module, "DEPENDS_CHUNK", 2)
+    monkeypatch.setattr(pushdeps, "DEPENDS_CHUNK", 2)
     done = _completed(api, full)
     running = [push(api, full, queue="jobs:a")["id"] for _ in range(4)]
     jobs = [

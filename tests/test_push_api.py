@@ -7,7 +7,7 @@ import pytest
 from compliance.models import AuditEvent
 from queues.models import Job, Queue
 
-from .support import Api, clear_audit, push
+from .support import Api, clear_audit, make_token, push
 
 pytestmark = pytest.mark.django_db
 
@@ -205,6 +205,38 @@ def test_batch_keys_return_existing_jobs(api: Api, full: str) -> None:
     assert body[1]["created"] is True
     assert body[2]["id"] == body[1]["id"] and body[2]["created"] is False
     assert Job.objects.count() == 2
+
+
+def test_a_keyed_batch_with_a_held_key_writes_only_what_the_lookup_answers(
+    api: Api, full: str
+) -> None:
+    """On PostgreSQL a keyed batch first goes in without a lookup; a held key fails that
+    insert, and it must leave no job and no event behind: one push event per call, the
+    jobs the lookup path answers, each created once."""
+    existing = push(api, full, queue="q", key="held")
+    clear_audit()
+    jobs = [{"data": {"n": n}, "key": f"fresh-{n}"} for n in range(3)]
+    call = api.post(
+        "/queues/q/jobs/batch", {"jobs": [*jobs, {"data": {}, "key": "held"}]}, as_=full
+    )
+    assert call.status == 201
+    assert [job["created"] for job in call.body["jobs"]] == [True, True, True, False]
+    assert call.body["jobs"][3]["id"] == existing["id"]
+    assert Job.objects.count() == 4
+    [event] = AuditEvent.objects.filter(action="push")
+    assert event.job_ids == [job["id"] for job in call.body["jobs"]]
+    assert event.details["created"] == 3
+
+
+def test_a_keyed_batch_refused_for_another_family_s_key_stores_nothing(api: Api, full: str) -> None:
+    other = make_token("other", "*=*")
+    push(api, other, queue="q", key="theirs")
+    clear_audit()
+    jobs = [{"data": {}, "key": "mine-1"}, {"data": {}, "key": "theirs"}]
+    call = api.post("/queues/q/jobs/batch", {"jobs": jobs}, as_=full)
+    assert (call.status, call.body["code"]) == (409, "key_conflict")
+    assert list(Job.objects.values_list("key", flat=True)) == ["theirs"]
+    assert not AuditEvent.objects.filter(action="push", outcome="ok").exists()
 
 
 @pytest.mark.parametrize("batch", [1, 3])

@@ -105,6 +105,22 @@ def test_a_keyed_push_costs_what_an_unkeyed_one_does(
     )
 
 
+@pytest.mark.skipif(not ON_POSTGRES, reason="the keyed batch without a lookup is PostgreSQL's")
+def test_a_keyed_batch_costs_what_an_unkeyed_one_does(
+    api: Api, full: str, django_assert_num_queries: Any
+) -> None:
+    """The client's producer keys every push it gathers: new keys go in with no lookup."""
+    push(api, full, queue="q")
+    push(api, full, queue="q")  # the queue remembered
+    batch = {"jobs": [{"data": {"n": n}, "key": f"new-{n}"} for n in range(20)]}
+    _queries(
+        django_assert_num_queries,
+        BATCH_PUSH,
+        lambda: api.post("/queues/q/jobs/batch", batch, as_=full),
+        201,
+    )
+
+
 def test_push_with_depends_on(api: Api, full: str, django_assert_num_queries: Any) -> None:
     targets = [push(api, full, queue="q")["id"] for _ in range(3)]
     body = {"data": {"n": 1}, "depends_on": targets}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,27 +12,24 @@ from django.utils import timezone
 
 from compliance.audit import Action, Actor, audit_event
 from compliance.audit.models import AuditEvent
-from kernel.limits import MAX_WAIT_DEPTH
 from kernel.problems import (
-    FieldError,
     ServiceUnavailable,
 )
 from security.fields import Dumped
 
-from .. import queuecache, selectors
+from .. import queuecache
 from ..bulkinsert import insert_jobs as bulk_insert_jobs
 from ..bulkinsert import insert_keyed_job
-from ..dependents import Target, Verdict, verdict, wait_depth, watch_targets
-from ..errors import KeyConflict, UnknownDependency, WaitTooDeep
-from ..failures import record_failure
+from ..errors import KeyConflict
 from ..jobspec import JobSpec, subject_from
-from ..models import UNFINISHED, DependencyKind, Job, JobDependency, JobState, Queue
+from ..models import UNFINISHED, Job, JobDependency, JobState, Queue
 from .common import (
     refuse_cards_in_data,
     refuse_cards_in_subjects,
     refuse_off_schema,
     refuse_oversize,
 )
+from .pushdeps import Readable, wait_for_dependencies
 
 
 @dataclass(frozen=True)
@@ -84,114 +80,8 @@ def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
     return job
 
 
-DEPENDS_CHUNK = 1000
-# States of a job depended on that do not fail the job depending on it.
-DONE_OR_WAITING = (JobState.COMPLETED, *UNFINISHED)
 # The push's audit event, given what was pushed.
 Recorder = Callable[[list[Pushed]], AuditEvent]
-# Whether the caller may read (getJob) jobs of the queue so named: the jobs its
-# depends_on may name. None: any queue (a caller that is not a token).
-Readable = Callable[[str], bool] | None
-
-
-def _refuse_unknown(
-    waiting: Sequence[tuple[Job, JobSpec]], known: Callable[[uuid.UUID], bool]
-) -> None:
-    """UnknownDependency naming each depends_on item that ``known`` refuses."""
-    unknown = [
-        FieldError(
-            f"{_depends_on_path(spec)}/{index}",
-            "names no job this token may read",
-        )
-        for _, spec in waiting
-        for index, target in enumerate(spec.depends_on)
-        if not known(target)
-    ]
-    if unknown:
-        raise UnknownDependency(
-            "depends_on names jobs that do not exist or that this token may not read.",
-            errors=unknown,
-        )
-
-
-def _depends_on_path(spec: JobSpec) -> str:
-    """``/depends_on``, or ``/jobs/5/depends_on`` for a batch's item."""
-    return f"{spec.data_path.removesuffix('/data')}/depends_on"
-
-
-def _refuse_too_deep(
-    waiting: Sequence[tuple[Job, JobSpec]], targets: dict[uuid.UUID, Target]
-) -> None:
-    """Give each job its depth; WaitTooDeep naming each item past MAX_WAIT_DEPTH."""
-    deep = []
-    for job, spec in waiting:
-        job.depth = wait_depth(targets[target] for target in spec.depends_on)
-        if job.depth > MAX_WAIT_DEPTH:
-            deep.append(
-                FieldError(
-                    _depends_on_path(spec),
-                    f"jobs would wait on each other {job.depth} deep; at most {MAX_WAIT_DEPTH}",
-                )
-            )
-    if deep:
-        raise WaitTooDeep(
-            f"depends_on would make jobs wait on each other more than {MAX_WAIT_DEPTH} deep "
-            "(each job waiting for the next): let the jobs it names finish first.",
-            errors=deep,
-        )
-
-
-def _wait_for_dependencies(
-    new: Sequence[tuple[Job, JobSpec]], now: datetime, readable: Readable
-) -> list[JobDependency]:
-    """New jobs pushed with ``depends_on``: each id must name a job the caller may read
-    (else UnknownDependency naming the item: unknown and unreadable alike). Marks the
-    targets watched and gives each new job its state by the waiting rule: ``waiting``
-    when all completed, ``failed`` with code dependency_failed at once when one failed,
-    was cancelled or expired, ``waiting-children`` otherwise, and its depth (past
-    MAX_WAIT_DEPTH: WaitTooDeep naming the item). Returns the rows to insert once the
-    jobs are."""
-    waiting = [(job, spec) for job, spec in new if spec.depends_on]
-    if not waiting:
-        return []
-    targets = list(dict.fromkeys(target for _, spec in waiting for target in spec.depends_on))
-    # A batch may name up to MAX_BATCH x MAX_DEPENDS_ON ids: looked up and marked in
-    # chunks, within SQLite's limit on a statement's parameters.
-    chunks = [targets[at : at + DEPENDS_CHUNK] for at in range(0, len(targets), DEPENDS_CHUNK)]
-    queues: dict[uuid.UUID, str] = {}
-    for chunk in chunks:
-        queues.update(selectors.jobs_queue_names(job_ids=chunk))
-    _refuse_unknown(
-        waiting,
-        lambda target: target in queues and (readable is None or readable(queues[target])),
-    )
-    found: dict[uuid.UUID, Target] = {}
-    for chunk in chunks:
-        found.update(watch_targets(chunk))
-    # A target deleted since the lookup (the mark waited for its delete to commit) names
-    # no job now: the same answer, rather than a row pointing at nothing.
-    _refuse_unknown(waiting, lambda target: target in found)
-    # The marks roll back with a refusal: the caller's transaction holds them.
-    _refuse_too_deep(waiting, found)
-    states = {target: found[target].state for target in targets}
-    rows: list[JobDependency] = []
-    for job, spec in waiting:
-        outcome = verdict(
-            ((DependencyKind.DEPENDENCY, states[target]) for target in spec.depends_on),
-            job.on_child_failure,
-        )
-        if outcome.verdict == Verdict.WAIT:
-            job.state = JobState.WAITING_CHILDREN
-        elif outcome.verdict == Verdict.FAIL:
-            # As settling fails a waiting job: code, text and history entry, no attempt.
-            target = next(t for t in spec.depends_on if states[t] not in DONE_OR_WAITING)
-            text = f"a job it depends on failed: {target} ({states[target]})"
-            record_failure(job, text, now=now, retry=False, delay_ms=0, code=outcome.code)
-        rows += [
-            JobDependency(job_id=job.id, depends_on_id=target, kind=DependencyKind.DEPENDENCY)
-            for target in spec.depends_on
-        ]
-    return rows
 
 
 def _push_once(
@@ -224,7 +114,7 @@ def _push_once(
             by_key[spec.key] = job
         new.append((job, spec))
         results.append(Pushed(job, created=True))
-    dependencies = _wait_for_dependencies(new, now, readable)
+    dependencies = wait_for_dependencies(new, now, readable)
     new_jobs = [job for job, _ in new]
     ready = any(job.state == JobState.WAITING and job.run_at <= now for job in new_jobs)
     bulk_insert_jobs(new_jobs, event=record(results), wake=queue.name if ready else None)
@@ -283,6 +173,10 @@ def _push_checked(
         wake = queue.name if job.run_at <= now else None
         if insert_keyed_job(job, event=record([pushed]), wake=wake):
             return [pushed]
+    if connection.vendor == "postgresql" and len(specs) > 1:
+        pushed_fresh = _push_fresh_keys(queue, specs, now, owner, record)
+        if pushed_fresh is not None:
+            return pushed_fresh
     for _ in range(KEYED_PUSH_TRIES):
         try:
             with transaction.atomic():
@@ -294,6 +188,28 @@ def _push_checked(
             # next look finds it.
             continue
     raise ServiceUnavailable("Concurrent pushes kept taking the same keys; retrying is safe.")
+
+
+def _push_fresh_keys(
+    queue: Queue, specs: Sequence[JobSpec], now: datetime, owner: str, record: Recorder
+) -> list[Pushed] | None:
+    """PostgreSQL, a keyed batch without depends_on (the client's producer sends every
+    push with a new key): the jobs and their event go in as an unkeyed batch does, with
+    no lookup first. A key that an unfinished job of the queue holds, or that the batch
+    repeats, fails the insert on job_key_unfinished_uniq and writes nothing (its own
+    transaction, or a savepoint); then None, and the lookup path answers."""
+    if any(spec.depends_on for spec in specs):
+        return None
+    jobs = [_new_job(queue, spec, now, owner) for spec in specs]
+    results = [Pushed(job, created=True) for job in jobs]
+    ready = any(job.state == JobState.WAITING and job.run_at <= now for job in jobs)
+    try:
+        bulk_insert_jobs(jobs, event=record(results), wake=queue.name if ready else None)
+    except IntegrityError:
+        if queuecache.gone(queue):
+            raise  # not a key: the queue (see _push)
+        return None
+    return results
 
 
 def _push(
@@ -352,7 +268,7 @@ def jobs_push(
     returns that job instead (``created=False``, its ``depends_on`` ignored); so does a
     repeat of a key earlier in the same batch. A key held by someone else's unfinished
     job is a KeyConflict. A new job's ``depends_on`` must name jobs in queues
-    ``readable`` accepts (see _wait_for_dependencies). One audit event lists every job,
+    ``readable`` accepts (see pushdeps.wait_for_dependencies). One audit event lists every job,
     written with them."""
 
     def record(results: list[Pushed], about_queue: dict[str, Any]) -> AuditEvent:

@@ -92,7 +92,8 @@ def test_history_lists_a_queue_s_audit_events_per_persona(live_server: Any, brow
     }.items():
         page = log_in(browser, live_server.url, user)
         page.goto(change)
-        page.click("a.historylink")
+        with page.expect_navigation():  # read the page once it has loaded, not mid-parse
+            page.click("a.historylink")
         rows = page.locator("#change-history tbody tr")
         assert rows.count() >= 2
         assert "INC-3 backlog" in page.locator("#change-history").inner_text()
@@ -101,7 +102,8 @@ def test_history_lists_a_queue_s_audit_events_per_persona(live_server: Any, brow
         if persona == "operator":
             assert trail.count() == 0  # operators do not read the audit trail
         else:
-            trail.click()
+            with page.expect_navigation():
+                trail.click()
             listed = page.locator("#result_list").inner_text()
             assert "pause" in listed and "queue.grant" in listed
         page.close()

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db.models import F
 from django.utils import timezone
 
 from compliance.models import AuditEvent
@@ -42,7 +43,10 @@ MANAGE = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
 def test_run_scheduler_once_fires_what_is_due(api: Api, full: str) -> None:
     body = {"every_ms": 60_000, "data": {"n": 1}}
     assert api.request("PUT", "/queues/jobs:o/schedules/m", body, as_=full).status == 201
-    RepeatingJob.objects.update(next_run_at=timezone.now() - timedelta(seconds=1))
+    # Back one period: next_run_at is then the schedule's first tick, which is past (a
+    # moment that is not a tick, such as "a second ago", may have no tick after it).
+    RepeatingJob.objects.update(next_run_at=F("next_run_at") - timedelta(milliseconds=60_000))
+    assert RepeatingJob.objects.get().next_run_at <= timezone.now()
     out = StringIO()
     call_command("run_scheduler", "--once", stdout=out)
     assert out.getvalue().strip() == "Fired 1 job(s)."

@@ -8,6 +8,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db.models import F
 from django.utils import timezone
 from django_q.models import Schedule, Task
 from django_q.tasks import async_task
@@ -56,7 +57,8 @@ def test_each_scheduled_function_does_its_work_and_its_task_row_holds_no_payload
     repeat = {"every_ms": 3_600_000, "data": {"note": MARK}}
     put = api.request("PUT", "/queues/jobs:s/schedules/hourly", repeat, as_=token)
     assert put.status == 201
-    RepeatingJob.objects.update(next_run_at=timezone.now() - timedelta(seconds=5))
+    # Back one period, to the schedule's first tick (now less 5 s need not be a tick).
+    RepeatingJob.objects.update(next_run_at=F("next_run_at") - timedelta(hours=1))
     JobEvent.objects.update(at=timezone.now() - timedelta(hours=1))
     logged = JobEvent.objects.count()
     schedules = {s.func: s for s in Schedule.objects.all()}

@@ -46,7 +46,8 @@ def test_run_scheduler_once_fires_what_is_due(api: Api, full: str) -> None:
     # Back one period: next_run_at is then the schedule's first tick, which is past (a
     # moment that is not a tick, such as "a second ago", may have no tick after it).
     RepeatingJob.objects.update(next_run_at=F("next_run_at") - timedelta(milliseconds=60_000))
-    assert RepeatingJob.objects.get().next_run_at <= timezone.now()
+    due = RepeatingJob.objects.get().next_run_at
+    assert due is not None and due <= timezone.now()
     out = StringIO()
     call_command("run_scheduler", "--once", stdout=out)
     assert out.getvalue().strip() == "Fired 1 job(s)."

@@ -31,6 +31,7 @@ from django.db import connection, models, transaction
 from compliance.audit import audit_insert, audit_inserted
 from compliance.audit.models import AuditEvent
 from kernel.rows import insert_columns, insert_row
+from kernel.statements import bound_cursor
 from security.fields import SealedJSONField
 
 from .models import UNFINISHED, Job
@@ -107,7 +108,8 @@ def _write_event(
             check = "flashq_wake(%s)"
             params.append(wake)
         sql = f"WITH {', '.join(parts)} SELECT id, {check} FROM event"  # noqa: S608
-    with connection.cursor() as cursor:
+    postgresql = connection.vendor == "postgresql"
+    with bound_cursor(prepare=True) if postgresql else connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     if not rows:

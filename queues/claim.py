@@ -29,6 +29,8 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, OperationalError, connection, transaction
 
+from kernel.statements import bound_raw
+
 from .models import Job
 
 # What a leased job's representation needs (queues.api.representations.job_leased),
@@ -211,7 +213,8 @@ def claim(
     }
     postgresql = connection.vendor == "postgresql"
     if group_concurrency is None:
-        jobs = list(Job.objects.raw(POSTGRESQL_CLAIM if postgresql else SQLITE_CLAIM, params))
+        query = bound_raw(Job, POSTGRESQL_CLAIM, params) if postgresql else None
+        jobs = list(query if query is not None else Job.objects.raw(SQLITE_CLAIM, params))
     elif not postgresql:
         params["gc"] = group_concurrency
         jobs = list(Job.objects.raw(SQLITE_GROUPED_CLAIM, params))
@@ -233,7 +236,7 @@ def _grouped_claim_pg(params: dict[str, object]) -> list[Job]:
     for _ in range(GROUPED_CLAIM_TRIES):
         try:
             with transaction.atomic():
-                return list(Job.objects.raw(POSTGRESQL_GROUPED_CLAIM, params))
+                return list(bound_raw(Job, POSTGRESQL_GROUPED_CLAIM, params))
         except IntegrityError:
             continue
         except OperationalError as error:

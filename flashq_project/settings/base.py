@@ -207,6 +207,14 @@ else:
     # connection that died (a database restart) fails its next request with 503, safe
     # to retry (its transaction rolled back), and is then replaced.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_HEALTH_CHECKS", default=False)
+    # The hot statements (a push's INSERT, the claim, the acks: kernel.statements) are
+    # prepared on a connection once they ran this many times there; "off" never
+    # prepares (a PgBouncer in transaction mode older than 1.21, or without
+    # max_prepared_statements). Django's own cursors never prepare.
+    _prepare = env.str("DB_PREPARE_THRESHOLD", default="5").strip().lower()
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        None if _prepare in ("off", "none", "") else int(_prepare)
+    )
 
 # Under the ASGI server, a worker process runs its requests' sync code (views, the
 # ORM) in this many shared threads, each keeping its connection (kernel.blocking).

@@ -75,12 +75,6 @@ def parse_config(argv: list[str] | None = None) -> Config:
     return Config(args.jobs, args.events, args.repeat, args.budget, args.reuse, args.threads)
 
 
-def database_url() -> str:
-    url = os.environ.get("ADMINPAGES_DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ["BENCH_DATABASE_URL"] = url  # bench.run's own check of the host
-    return bench.database_url()
-
-
 # -- the fill -----------------------------------------------------------------------------
 
 
@@ -400,7 +394,7 @@ def render_row(page: Page, cfg: Config) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(argv)
-    url = database_url()
+    url = bench.database_url("ADMINPAGES_DATABASE_URL", DEFAULT_DATABASE_URL)
     env = environment(url, cfg)
     fill_figures: dict[str, Any] = {"reused": True}
     if not (cfg.reuse and ENV_FILE.exists()):

@@ -349,10 +349,12 @@ def timed(call: Callable[..., Any], *args: Any) -> tuple[Any, float]:
 # -- PostgreSQL -------------------------------------------------------------------------
 
 
-def database_url() -> str:
-    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+def database_url(variable: str = "BENCH_DATABASE_URL", default: str = DEFAULT_DATABASE_URL) -> str:
+    """The scratch database named by ``variable``, refused unless it is on this
+    machine: the run drops it."""
+    url = os.environ.get(variable, default)
     if urlsplit(url).hostname not in LOCAL_HOSTS:
-        sys.exit(f"BENCH_DATABASE_URL must point at {HOST}: the bench drops that database")
+        sys.exit(f"{variable} must point at {HOST}: the run drops that database")
     return url
 
 

@@ -48,7 +48,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
@@ -200,13 +199,6 @@ def parse_config(argv: list[str] | None = None) -> SoakConfig:
         rss_growth_pct=args.rss_growth_pct,
         rss_growth_mb=args.rss_growth_mb,
     )
-
-
-def database_url() -> str:
-    url = os.environ.get("SOAK_DATABASE_URL", DEFAULT_DATABASE_URL)
-    if urlsplit(url).hostname not in bench.LOCAL_HOSTS:
-        sys.exit(f"SOAK_DATABASE_URL must point at {bench.HOST}: the soak drops that database")
-    return url
 
 
 def set_retention(env: dict[str, str]) -> None:
@@ -836,7 +828,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     bench.RESULTS.mkdir(parents=True, exist_ok=True)
-    url = database_url()
+    url = bench.database_url("SOAK_DATABASE_URL", DEFAULT_DATABASE_URL)
     bench.ensure_postgres(url)
     bench.recreate_database(url)
     env = bench.app_environment(url)

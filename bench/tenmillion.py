@@ -44,7 +44,6 @@ import argparse
 import dataclasses
 import itertools
 import json
-import os
 import re
 import sys
 import threading
@@ -151,13 +150,6 @@ def parse_config(argv: list[str] | None = None) -> RowsConfig:
         workers=args.workers,
         keep=args.keep,
     )
-
-
-def database_url() -> str:
-    url = os.environ.get("ROWS_DATABASE_URL", DEFAULT_DATABASE_URL)
-    if urlsplit(url).hostname not in bench.LOCAL_HOSTS:
-        sys.exit(f"ROWS_DATABASE_URL must point at {bench.HOST}: the run drops that database")
-    return url
 
 
 def set_policies(env: dict[str, str]) -> None:
@@ -465,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     bench.RESULTS.mkdir(parents=True, exist_ok=True)
-    url = database_url()
+    url = bench.database_url("ROWS_DATABASE_URL", DEFAULT_DATABASE_URL)
     bench.ensure_postgres(url)
     bench.recreate_database(url)
     env = bench.app_environment(url)

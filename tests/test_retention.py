@@ -10,7 +10,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from compliance import retention
@@ -373,3 +373,48 @@ def test_a_batch_is_one_delete_that_reads_no_payloads_and_takes_its_dependency_r
     assert list(JobDependency.objects.values_list("job_id", "depends_on_id")) == [
         (uuid.UUID(waiting), uuid.UUID(kept))
     ]
+
+
+@pytest.fixture
+def rests(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The rests a run takes; each batch's clock reads start, then start + 0.5 s, then
+    the next batch starts 10 s later (so a batch took 0.5 s)."""
+    taken: list[float] = []
+    ticks = iter(t for start in range(0, 1000, 10) for t in (float(start), start + 0.5))
+    monkeypatch.setattr(retention, "_clock", lambda: next(ticks))
+    monkeypatch.setattr(retention, "_sleep", taken.append)
+    return taken
+
+
+def test_retention_rests_between_batches_as_many_times_a_batch_s_time_as_asked(
+    api: Api, full: str, rests: list[float]
+) -> None:
+    _finished(api, full, "jobs:a", JobState.COMPLETED, days=31, count=5)
+    report = retention.retention_run(actor=RUNNER, batch_size=2, rest=3.0)
+    assert report.total == 5
+    assert rests == [1.5, 1.5]  # after the batches of 2 and 2, none after the last one
+
+
+def test_retention_rests_by_the_setting_and_not_at_all_at_zero(
+    api: Api, full: str, rests: list[float], settings: Any
+) -> None:
+    _finished(api, full, "jobs:a", JobState.COMPLETED, days=31, count=3)
+    settings.RETENTION_REST = 1.0
+    retention.retention_run(actor=RUNNER, batch_size=1)
+    assert rests == [0.5, 0.5]
+    _finished(api, full, "jobs:a", JobState.COMPLETED, days=31, count=3)
+    call_command("retention_cleanup", "--batch-size=1", "--rest=0", stdout=StringIO())
+    assert rests == [0.5, 0.5] and _left("jobs:a", JobState.COMPLETED) == 0
+
+
+@pytest.mark.parametrize("rest", ["-1", "10.5", "nan"])
+def test_a_rest_out_of_bounds_is_refused_before_anything_changes(
+    api: Api, full: str, rest: str
+) -> None:
+    _finished(api, full, "jobs:a", JobState.COMPLETED, days=31)
+    events = AuditEvent.objects.count()
+    with pytest.raises(CommandError, match="--rest must be 0 to 10"):
+        call_command("retention_cleanup", f"--rest={rest}", stdout=StringIO())
+    with pytest.raises(ValueError, match="rest must be 0 to 10"):
+        retention.retention_run(actor=RUNNER, rest=float(rest))
+    assert _left("jobs:a", JobState.COMPLETED) == 1 and AuditEvent.objects.count() == events

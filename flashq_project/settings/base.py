@@ -58,6 +58,10 @@ PRINCIPAL_CACHE_SECONDS = env.float("PRINCIPAL_CACHE_SECONDS", default=1.0)
 # It remembers the queue settings push and pull read (queues.queuecache) this long: a
 # pause, schema or limit changed on another app server reaches this one within it.
 QUEUE_CACHE_SECONDS = env.float("QUEUE_CACHE_SECONDS", default=1.0)
+# Retention rests this many times as long as each batch took before the next one
+# (compliance.retention): 1.0 leaves the database at least half of the run's time for
+# the traffic beside it; 0 deletes flat out.
+RETENTION_REST = env.float("RETENTION_REST", default=1.0)
 
 # Bootstrap tokens are full queue operators: a guessable one is refused at start-up.
 MIN_BOOTSTRAP_TOKEN_LENGTH = 32

@@ -1,9 +1,10 @@
-"""``manage.py retention_cleanup [--dry-run] [--batch-size N]``: apply the retention
+"""``manage.py retention_cleanup [--dry-run] [--batch-size N] [--rest R]``: apply the retention
 policies (compliance.retention.retention_run, as the daily schedule does). Waiting jobs
 past their ttl become expired; finished jobs older than their queue's policy are deleted
 in fixed batches, each batch one transaction with its own audit event (``clean``,
 ``command:retention_cleanup``), so an interruption leaves no batch half done or
-unrecorded; audit events older than the audit policy are retired behind a checkpoint.
+unrecorded, and it rests R times a batch's time between batches (default
+``RETENTION_REST``, 1.0); audit events older than the audit policy are retired behind a checkpoint.
 Queues under legal hold are skipped and listed. ``--dry-run`` prints what would go and
 changes nothing."""
 
@@ -14,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from compliance.audit import Actor
-from compliance.retention import RetentionReport, retention_run
+from compliance.retention import MAX_REST, RetentionReport, retention_run
 from kernel import limits
 
 
@@ -24,11 +25,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="show, change nothing")
         parser.add_argument("--batch-size", type=int, default=1000, help="jobs per batch")
+        parser.add_argument(
+            "--rest",
+            type=float,
+            default=None,
+            help="rest this many times a batch's time before the next batch "
+            "(default RETENTION_REST, 1.0; 0: none)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        size, dry = options["batch_size"], options["dry_run"]
+        size, dry, rest = options["batch_size"], options["dry_run"], options["rest"]
         if not 1 <= size <= limits.MAX_CLEAN_LIMIT:
             raise CommandError(f"--batch-size must be 1 to {limits.MAX_CLEAN_LIMIT}")
+        if rest is not None and not 0 <= rest <= MAX_REST:
+            raise CommandError(f"--rest must be 0 to {MAX_REST:g}")
         report = RetentionReport(dry_run=dry)
         try:
             retention_run(
@@ -36,6 +46,7 @@ class Command(BaseCommand):
                 batch_size=size,
                 dry_run=dry,
                 report=report,
+                rest=rest,
             )
         finally:  # a run that fails part way still says what it did
             for line in report_lines(report):

@@ -13,7 +13,10 @@ never touched, only reported. A dry run changes nothing and reports what would g
 Between batches the run rests ``rest`` times as long as the batch took
 (``RETENTION_REST``, default 1.0), as PostgreSQL's cost-based vacuum delay does: a
 day's worth of deletes then shares the machine and the WAL with the pushes and pulls
-beside it instead of taking them over, and a run takes about twice as long."""
+beside it instead of taking them over, and a run takes about twice as long. A run rests
+at most a quarter of django-q2's task timeout in all (150 s of the 600): the daily task
+runs on the scheduler's one worker, so a long run delays the lease sweep and sealing
+behind it, and the timeout would kill it before its audit step."""
 
 from __future__ import annotations
 
@@ -40,6 +43,25 @@ from security.access import WILDCARD, pattern_matches
 #: The longest rest, in batches' times, a run may be asked for.
 MAX_REST = 10.0
 _clock, _sleep = time.monotonic, time.sleep  # replaced by tests
+
+
+@dataclass
+class _Pacer:
+    """Rests ``rest`` times each batch's time, ``budget`` seconds at most in all."""
+
+    rest: float
+    budget: float
+
+    def after(self, batch_seconds: float) -> None:
+        pause = min(self.rest * batch_seconds, self.budget)
+        if pause > 0:
+            self.budget -= pause
+            _sleep(pause)
+
+
+def rest_budget() -> float:
+    """The most a run rests in all: a quarter of django-q2's task timeout."""
+    return float(settings.Q_CLUSTER.get("timeout") or 600) / 4
 
 
 def policy_for(
@@ -163,13 +185,14 @@ def retention_run(
         report.expired = _expire_ttl(actor)
     plan = retention_plan(now=now)
     report.held = plan.held
+    pacer = _Pacer(rest, rest_budget())
     for due in plan.due:
         deleted = Deleted(due.queue.name, due.state, 0, due.cutoff, due.max_age_days)
         report.deleted.append(deleted)
         if dry_run:
             deleted.count = due.count
         else:
-            _delete_due(due, batch_size, actor, deleted, rest)
+            _delete_due(due, batch_size, actor, deleted, pacer)
     report.audit = _retire_audit(now, actor, dry_run=dry_run)
     return report
 
@@ -182,10 +205,10 @@ def _expire_ttl(actor: Actor) -> int:
     return expired
 
 
-def _delete_due(due: Due, batch_size: int, actor: Actor, deleted: Deleted, rest: float) -> None:
+def _delete_due(due: Due, batch_size: int, actor: Actor, deleted: Deleted, pacer: _Pacer) -> None:
     """Delete what ``due`` names, one ``jobs_clean`` (transaction and event) a batch,
-    counting each committed batch in ``deleted`` as it ends, resting ``rest`` times a
-    batch's time after each batch but the last."""
+    counting each committed batch in ``deleted`` as it ends, resting (``pacer``) after
+    each batch but the last."""
     left = due.count
     while left > 0:
         started = _clock()
@@ -202,8 +225,8 @@ def _delete_due(due: Due, batch_size: int, actor: Actor, deleted: Deleted, rest:
             break  # none left: deleted meanwhile, or locked by another run
         deleted.count += cleaned.total
         left -= cleaned.total
-        if left > 0 and rest > 0:
-            _sleep(rest * (_clock() - started))
+        if left > 0:
+            pacer.after(_clock() - started)
 
 
 def _retire_audit(now: datetime, actor: Actor, *, dry_run: bool) -> AuditRetired | None:

@@ -1,6 +1,6 @@
-"""The hot statements (kernel.statements) are bound by PostgreSQL and prepared on their
-connection after DB_PREPARE_THRESHOLD runs; query logging still shows them with their
-values; "off" prepares nothing."""
+"""The hot statements (kernel.statements) are bound by PostgreSQL, a push's INSERT is
+prepared on its connection (DB_PREPARED_STATEMENTS) and nothing else is; query logging
+still shows them with their values; Django's health check and error classes hold."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import sys
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
 
 from kernel import statements
 
-from .processes import production_secrets
+from .processes import database_url, production_secrets
 from .support import Api, postgres_only, pull, push
 
 pytestmark = pytest.mark.django_db
@@ -29,18 +30,51 @@ def _prepared() -> list[str]:
 
 
 @postgres_only
-def test_a_push_s_statement_is_prepared_on_its_connection_after_the_threshold(
+def test_a_push_s_insert_is_prepared_at_its_first_run_and_nothing_else_is(
     api: Api, full: str
 ) -> None:
-    threshold = settings.DATABASES["default"]["OPTIONS"]["prepare_threshold"]
-    assert threshold == 5
-    for n in range(threshold - 1):
+    assert settings.DATABASES["default"]["OPTIONS"]["prepare_threshold"] == 2**31
+    push(api, full, data={"n": "first"})
+    [statement] = _prepared()
+    assert statement.startswith('WITH job AS (INSERT INTO "queues_job"')
+    assert "$1" in statement and "first" not in statement  # values travel apart
+    for n in range(6):  # the claim, Django's own statements: never prepared
         push(api, full, data={"n": n})
-    assert not [s for s in _prepared() if 'INSERT INTO "queues_job"' in s]
-    push(api, full, data={"n": "fifth"})
-    push(api, full, data={"n": "sixth"})
-    [statement] = [s for s in _prepared() if 'INSERT INTO "queues_job"' in s]
-    assert "$1" in statement and "fifth" not in statement  # values travel apart
+        pull(api, full, count=1)
+    assert _prepared() == [statement]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_bound_cursor_runs_django_s_health_check_first() -> None:
+    """DB_HEALTH_CHECKS: a connection the database dropped is replaced before a bound
+    statement runs on it, as before any of Django's own."""
+    db = connection.settings_dict
+    db["CONN_HEALTH_CHECKS"] = True
+    connection.close()
+    try:
+        connection.ensure_connection()
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(database_url(), autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        connection.health_check_done = False  # type: ignore[attr-defined]  # a new request
+        with statements.bound_cursor(prepare=False) as cursor:
+            cursor.execute("SELECT %s::int", [1])
+            assert cursor.fetchone() == (1,)
+        assert connection.connection.info.backend_pid != pid
+    finally:
+        db["CONN_HEALTH_CHECKS"] = False
+        connection.close()
+
+
+@postgres_only
+def test_a_bound_statement_s_error_is_django_s_when_queries_are_logged() -> None:
+    with (
+        CaptureQueriesContext(connection),
+        pytest.raises(DataError),
+        statements.bound_cursor(prepare=False) as cursor,
+    ):
+        cursor.execute("SELECT %s::text", ["a\x00b"])  # NUL: psycopg refuses it
 
 
 @postgres_only
@@ -76,13 +110,15 @@ def test_the_claim_is_bound_and_never_prepared(
     assert not [s for s in _prepared() if "SKIP LOCKED" in s]
 
 
-@pytest.mark.parametrize(("value", "expected"), [("off", "None"), ("", "None"), ("2", "2")])
-def test_db_prepare_threshold_sets_psycopg_s_threshold(value: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"), [("false", "None"), ("off", "None"), ("true", str(2**31))]
+)
+def test_db_prepared_statements_sets_psycopg_s_threshold(value: str, expected: str) -> None:
     env = {
         **production_secrets(),
         "DATABASE_URL": "postgres://flashq@127.0.0.1:5432/flashq",  # never connected
         "DJANGO_SETTINGS_MODULE": "flashq_project.settings.production",
-        "DB_PREPARE_THRESHOLD": value,
+        "DB_PREPARED_STATEMENTS": value,
         "PATH": "/usr/bin:/bin",
     }
     code = (

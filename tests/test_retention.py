@@ -418,3 +418,15 @@ def test_a_rest_out_of_bounds_is_refused_before_anything_changes(
     with pytest.raises(ValueError, match="rest must be 0 to 10"):
         retention.retention_run(actor=RUNNER, rest=float(rest))
     assert _left("jobs:a", JobState.COMPLETED) == 1 and AuditEvent.objects.count() == events
+
+
+def test_a_run_rests_a_quarter_of_the_task_timeout_at_most_in_all(
+    api: Api, full: str, rests: list[float], settings: Any
+) -> None:
+    """The daily run is a django-q2 task on the scheduler's one worker: resting must
+    not bring it near the timeout that would kill it before its audit step."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 8}  # a budget of 2 s
+    _finished(api, full, "jobs:a", JobState.COMPLETED, days=31, count=4)
+    report = retention.retention_run(actor=RUNNER, batch_size=1, rest=3.0)
+    assert report.total == 4
+    assert rests == [1.5, 0.5]  # 1.5 s asked each time; the budget runs out

@@ -51,3 +51,10 @@ def test_production_refuses_to_start_without_a_database_url(tmp_path: Path) -> N
     done = _production(env, "pass")
     assert done.returncode != 0
     assert "ImproperlyConfigured" in done.stderr and "DATABASE_URL" in done.stderr
+
+
+def test_production_refuses_a_retention_rest_out_of_bounds(tmp_path: Path) -> None:
+    env = {**_secret_files(tmp_path), "RETENTION_REST": "-1"}
+    done = _production(env, "pass")
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr and "RETENTION_REST" in done.stderr

@@ -52,6 +52,8 @@ def test_every_connection_reads_timestamps_with_the_fast_loader() -> None:
     oid = connection.connection.adapters.types["timestamptz"].oid
     loader = connection.connection.adapters.get_loader(oid, 0)
     assert loader is timestamps._loader()
+    with connection.cursor() as cursor:  # Django's cursor keeps it (its own tz check)
+        assert cursor.cursor.adapters.get_loader(oid, 0) is timestamps._loader()
     queue = Queue.objects.create(name="q")
     job = Job.objects.create(queue=queue, data={})
     read = Job.objects.get(id=job.id)

@@ -62,6 +62,8 @@ QUEUE_CACHE_SECONDS = env.float("QUEUE_CACHE_SECONDS", default=1.0)
 # (compliance.retention): 1.0 leaves the database at least half of the run's time for
 # the traffic beside it; 0 deletes flat out.
 RETENTION_REST = env.float("RETENTION_REST", default=1.0)
+if not 0 <= RETENTION_REST <= 10:
+    raise ImproperlyConfigured("RETENTION_REST must be 0 to 10 (times a batch's time)")
 
 # Bootstrap tokens are full queue operators: a guessable one is refused at start-up.
 MIN_BOOTSTRAP_TOKEN_LENGTH = 32
@@ -182,6 +184,9 @@ TEMPLATES = [
     },
 ]
 
+# psycopg's prepare_threshold: runs before it prepares a statement by itself.
+PREPARE_ONLY_WHEN_ASKED = 2**31
+
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the single writer; IMMEDIATE takes the write lock at
@@ -211,13 +216,12 @@ else:
     # connection that died (a database restart) fails its next request with 503, safe
     # to retry (its transaction rolled back), and is then replaced.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_HEALTH_CHECKS", default=False)
-    # The hot statements (a push's INSERT, the claim, the acks: kernel.statements) are
-    # prepared on a connection once they ran this many times there; "off" never
-    # prepares (a PgBouncer in transaction mode older than 1.21, or without
-    # max_prepared_statements). Django's own cursors never prepare.
-    _prepare = env.str("DB_PREPARE_THRESHOLD", default="5").strip().lower()
+    # A push's INSERT is prepared on each connection (kernel.statements): parsed and
+    # planned once there. Off for a PgBouncer in transaction mode older than 1.22 or
+    # without max_prepared_statements (docs/scaling.md). psycopg prepares nothing else:
+    # the threshold is out of reach, so only a statement that asks is prepared.
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
-        None if _prepare in ("off", "none", "") else int(_prepare)
+        PREPARE_ONLY_WHEN_ASKED if env.bool("DB_PREPARED_STATEMENTS", default=True) else None
     )
 
 # Under the ASGI server, a worker process runs its requests' sync code (views, the

@@ -30,6 +30,7 @@ def _dsn() -> str:
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
+    params.pop("prepare_threshold", None)  # psycopg's, not a libpq option
     kept = {key: str(value) for key, value in params.items() if isinstance(value, str | int)}
     return psycopg.conninfo.make_conninfo("", **kept)
 

@@ -97,7 +97,8 @@ def _write_event(
     the job gives way to an unfinished one holding its key, and then nothing is written
     (False)."""
     sql, params = audit_insert(event)
-    if connection.vendor == "postgresql":
+    postgresql = connection.vendor == "postgresql"
+    if postgresql:
         parts = [f"event AS ({_event_if_inserted() if keyed else sql})"]
         if job is not None:
             job_sql, job_params = insert_row(job)
@@ -108,7 +109,6 @@ def _write_event(
             check = "flashq_wake(%s)"
             params.append(wake)
         sql = f"WITH {', '.join(parts)} SELECT id, {check} FROM event"  # noqa: S608
-    postgresql = connection.vendor == "postgresql"
     with bound_cursor(prepare=True) if postgresql else connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -213,8 +213,11 @@ def claim(
     }
     postgresql = connection.vendor == "postgresql"
     if group_concurrency is None:
-        query = bound_raw(Job, POSTGRESQL_CLAIM, params) if postgresql else None
-        jobs = list(query if query is not None else Job.objects.raw(SQLITE_CLAIM, params))
+        jobs = list(
+            bound_raw(Job, POSTGRESQL_CLAIM, params)
+            if postgresql
+            else Job.objects.raw(SQLITE_CLAIM, params)
+        )
     elif not postgresql:
         params["gc"] = group_concurrency
         jobs = list(Job.objects.raw(SQLITE_GROUPED_CLAIM, params))

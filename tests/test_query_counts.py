@@ -92,33 +92,32 @@ def test_push_and_batch_push(api: Api, full: str, django_assert_num_queries: Any
     )
 
 
-@pytest.mark.skipif(not ON_POSTGRES, reason="the one-statement keyed push is PostgreSQL's")
+@pytest.mark.skipif(not ON_POSTGRES, reason="keyed pushes without a lookup are PostgreSQL's")
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        # The client keys every push: a new key is the same one statement, no lookup.
+        ("/queues/q/jobs", {"data": {"n": 1}, "key": "a-new-key"}, PUSH),
+        # Its producer keys every push it gathers: new keys go in with no lookup.
+        (
+            "/queues/q/jobs/batch",
+            {"jobs": [{"data": {"n": n}, "key": f"new-{n}"} for n in range(20)]},
+            BATCH_PUSH,
+        ),
+    ],
+    ids=["push", "batch"],
+)
 def test_a_keyed_push_costs_what_an_unkeyed_one_does(
-    api: Api, full: str, django_assert_num_queries: Any
+    api: Api,
+    full: str,
+    django_assert_num_queries: Any,
+    path: str,
+    body: dict[str, Any],
+    expected: int,
 ) -> None:
-    """The client keys every push: a new key is the same one statement, no lookup."""
     push(api, full, queue="q")
     push(api, full, queue="q")  # the queue remembered
-    body = {"data": {"n": 1}, "key": "a-new-key"}
-    _queries(
-        django_assert_num_queries, PUSH, lambda: api.post("/queues/q/jobs", body, as_=full), 201
-    )
-
-
-@pytest.mark.skipif(not ON_POSTGRES, reason="the keyed batch without a lookup is PostgreSQL's")
-def test_a_keyed_batch_costs_what_an_unkeyed_one_does(
-    api: Api, full: str, django_assert_num_queries: Any
-) -> None:
-    """The client's producer keys every push it gathers: new keys go in with no lookup."""
-    push(api, full, queue="q")
-    push(api, full, queue="q")  # the queue remembered
-    batch = {"jobs": [{"data": {"n": n}, "key": f"new-{n}"} for n in range(20)]}
-    _queries(
-        django_assert_num_queries,
-        BATCH_PUSH,
-        lambda: api.post("/queues/q/jobs/batch", batch, as_=full),
-        201,
-    )
+    _queries(django_assert_num_queries, expected, lambda: api.post(path, body, as_=full), 201)
 
 
 def test_push_with_depends_on(api: Api, full: str, django_assert_num_queries: Any) -> None:

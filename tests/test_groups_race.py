@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections
+from django.db.models import Min
 
-from queues.models import Job, JobState, Queue
+from queues.models import EventKind, Job, JobEvent, JobState, Queue
 
 from .support import Api, make_token, postgres_only
 
@@ -104,10 +105,20 @@ def test_grouped_pullers_and_a_pusher_race(group_concurrency: int) -> None:
 
 
 def _assert_fifo_per_group() -> None:
-    """With one slot a group's claims are serial (the next needs the last one acked),
-    so started_at orders them: within a group and a priority, by run_at then id."""
+    """With one slot a group's claims are serial (the next needs the last one acked and
+    committed), so the ids of the claims' `active` events, drawn from a sequence inside
+    each claim, order them: within a group and a priority, by run_at then id. (started_at
+    is the puller's clock read before its claim ran, so it cannot witness the order.)"""
+    claimed_by = dict(
+        JobEvent.objects.filter(queue_id=Queue.objects.get(name=Q).pk, kind=EventKind.ACTIVE)
+        .values("job_id")
+        .annotate(first=Min("id"))
+        .values_list("job_id", "first")
+    )
+    jobs = list(Job.objects.filter(queue__name=Q))
+    assert len(claimed_by) == len(jobs)
     claimed: dict[tuple[str | None, int], list[Job]] = defaultdict(list)
-    for job in Job.objects.filter(queue__name=Q).order_by("started_at"):
+    for job in sorted(jobs, key=lambda job: claimed_by[job.id]):
         claimed[(job.group_key, job.priority)].append(job)
     for jobs in claimed.values():
         assert [job.id for job in jobs] == [

@@ -137,3 +137,11 @@ def test_a_card_number_in_a_request_line_the_server_refuses_stays_out_of_its_log
         time.sleep(0.1)
     text = server.log.read_text()
     assert "4111-1111-1111-1111" not in text and card_numbers_in(text) == []
+
+
+def test_each_worker_settles_its_heap_once_the_app_is_loaded(server: Server) -> None:
+    """The loaded app's objects are frozen out of the garbage collector's sight, so no
+    full collection walks them while requests wait (flashq_project.asgiserver)."""
+    settled = re.findall(r"Heap settled: (\d+) objects", server.log.read_text())
+    assert len(settled) == 1, server.log.read_text()[-2000:]  # GUNICORN_WORKERS=1
+    assert int(settled[0]) > 50_000  # a loaded Django app, not a handful

@@ -303,3 +303,10 @@ def test_a_new_job_has_the_model_defaults_and_the_spec_values() -> None:
         if field.attname != "id":
             assert getattr(built, field.attname) == getattr(expected, field.attname), field.name
     assert built.id != expected.id and built.queue is queue and built._state.adding
+    # Defaults made once (services.push._DEFAULTS) are never shared where they could change.
+    again = services.push._new_job(queue, spec, now, "family:x")
+    assert again.id != built.id
+    for field in Job._meta.concrete_fields:
+        value = built.__dict__[field.attname]
+        if isinstance(value, list | dict) and field.attname not in ("data", "backoff"):  # spec's
+            assert value is not again.__dict__[field.attname], field.name

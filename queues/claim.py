@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, OperationalError, connection, transaction
 
-from kernel.statements import bound_raw
+from kernel.statements import bound_objects
 
 from .models import Job
 
@@ -213,10 +213,10 @@ def claim(
     }
     postgresql = connection.vendor == "postgresql"
     if group_concurrency is None:
-        jobs = list(
-            bound_raw(Job, POSTGRESQL_CLAIM, params)
+        jobs = (
+            bound_objects(Job, POSTGRESQL_CLAIM, params)
             if postgresql
-            else Job.objects.raw(SQLITE_CLAIM, params)
+            else list(Job.objects.raw(SQLITE_CLAIM, params))
         )
     elif not postgresql:
         params["gc"] = group_concurrency
@@ -239,7 +239,7 @@ def _grouped_claim_pg(params: dict[str, object]) -> list[Job]:
     for _ in range(GROUPED_CLAIM_TRIES):
         try:
             with transaction.atomic():
-                return list(bound_raw(Job, POSTGRESQL_GROUPED_CLAIM, params))
+                return bound_objects(Job, POSTGRESQL_GROUPED_CLAIM, params)
         except IntegrityError:
             continue
         except OperationalError as error:

@@ -82,6 +82,8 @@ class SealedAttribute(DeferredAttribute):
     put on the instance to be written is returned as it is."""
 
     field: SealedJSONField
+    # Its __set__ only writes the instance's __dict__ (kernel.statements.bound_objects).
+    sets_instance_dict = True
 
     def __get__(self, instance: Any, cls: Any = None) -> Any:
         if instance is None:

@@ -12,10 +12,12 @@ from typing import Any
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import DataError, connection
+from django.db import DataError, connection, transaction
+from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 
 from kernel import statements
+from queues.models import Job, Queue
 
 from .processes import database_url, production_secrets
 from .support import Api, postgres_only, pull, push
@@ -135,3 +137,71 @@ def test_db_prepared_statements_sets_psycopg_s_threshold(value: str, expected: s
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+_CLAIMED = (
+    "UPDATE queues_job SET state = 'active' WHERE queue_id = %(queue_id)s "
+    "RETURNING id, queue_id, state, data, tags, run_at, lease_id, started_at"
+)
+
+
+def _state(job: Job) -> tuple[Any, ...]:
+    return (
+        {name: value for name, value in job.__dict__.items() if name != "_state"},
+        job._state.adding,
+        job._state.db,
+        job.get_deferred_fields(),
+    )
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_bound_objects_are_the_instances_a_raw_queryset_makes(api: Api, full: str) -> None:
+    """Filled straight from the rows (Job qualifies: the fast path is taken), yet the
+    same as Model.objects.raw's: converted values (sealed data, JSON tags), the rest
+    deferred, not adding, from the connection they came from."""
+    for n in range(3):
+        push(api, full, data={"n": n, "text": "é"}, tags=["t", str(n)])
+    queue_id = Queue.objects.get(name="jobs:q").pk
+    assert statements._loading(Job, ("id", "data"), "default")[2] is True
+    with transaction.atomic():
+        fast = statements.bound_objects(Job, _CLAIMED, {"queue_id": queue_id})
+        transaction.set_rollback(True)
+    with transaction.atomic():
+        raw = list(Job.objects.raw(_CLAIMED, {"queue_id": queue_id}))
+        transaction.set_rollback(True)
+    assert [_state(job) for job in fast] == [_state(job) for job in raw]
+    for jobs in (fast, raw):
+        assert sorted(job.data["n"] for job in jobs) == [0, 1, 2]  # opened on first read
+    assert [_state(job) for job in fast] == [_state(job) for job in raw]
+    assert {job.priority for job in fast} == {0}  # a deferred field loads as before
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_model_with_init_receivers_gets_its_instances_from_from_db(api: Api, full: str) -> None:
+    push(api, full, data={"n": 1})
+    queue_id = Queue.objects.get(name="jobs:q").pk
+    seen: list[Job] = []
+
+    def receiver(sender: type[Job], instance: Job, **kwargs: Any) -> None:
+        seen.append(instance)
+
+    post_init.connect(receiver, sender=Job)
+    statements._loading.cache_clear()
+    try:
+        with transaction.atomic():
+            [job] = statements.bound_objects(Job, _CLAIMED, {"queue_id": queue_id})
+            transaction.set_rollback(True)
+    finally:
+        post_init.disconnect(receiver, sender=Job)
+        statements._loading.cache_clear()
+    assert seen == [job] and job.data == {"n": 1} and not job._state.adding
+
+
+@postgres_only
+def test_bound_objects_refuse_columns_that_are_no_field_and_rows_without_the_pk() -> None:
+    with pytest.raises(ValueError, match="pk and fields only"):
+        statements.bound_objects(Job, "SELECT id, 1 AS extra FROM queues_job", {})
+    with pytest.raises(ValueError, match="pk and fields only"):
+        statements.bound_objects(Job, "SELECT state FROM queues_job", {})

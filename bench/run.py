@@ -381,6 +381,14 @@ def ensure_postgres(url: str) -> None:
     sys.exit("PostgreSQL did not come up on 127.0.0.1:5432")
 
 
+def server_autovacuum(url: str) -> str:
+    """The server's autovacuum setting: a CI machine's PostgreSQL may run without it,
+    and then no table sheds its dead rows during a run (production servers run it)."""
+    with psycopg.connect(admin_url(url)) as conn:
+        row = conn.execute("SELECT setting FROM pg_settings WHERE name = 'autovacuum'").fetchone()
+    return str(row[0]) if row else "unknown"
+
+
 def recreate_database(url: str) -> None:
     name = sql.Identifier(urlsplit(url).path.lstrip("/"))
     with psycopg.connect(admin_url(url), autocommit=True) as conn:
@@ -1330,6 +1338,10 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     url = database_url()
     ensure_postgres(url)
+    autovacuum = server_autovacuum(url)
+    print(f"PostgreSQL autovacuum: {autovacuum}", flush=True)
+    if autovacuum != "on":
+        print("  (no table sheds its dead rows during this run; a production server would)")
     recreate_database(url)
     env = app_environment(url)
     print("Migrating the scratch database ...", flush=True)
@@ -1370,6 +1382,7 @@ def main(argv: list[str] | None = None) -> None:
         "time": stamp,
         "commit": git_commit(),
         "config": asdict(cfg),
+        "postgres_autovacuum": autovacuum,
         "results": {c.name: c.as_json() for c in comparisons},
         "healthz_floor": {**asdict(floor), "rate": round(floor.rate, 1)},
         "single_push_vs_floor": round(floor_ratio, 4),

@@ -22,6 +22,7 @@ class QueuesConfig(AppConfig):
     verbose_name = "Queues"
 
     def ready(self) -> None:
+        from . import checks  # noqa: F401 (registers the system checks)
         from .models import Queue
 
         # A queue changed in this process: no remembered row outlives the commit here

@@ -31,7 +31,7 @@ would have sent it, its values in place."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import cache
 from typing import Any, TypeVar
@@ -142,7 +142,7 @@ def _loading(
     return [by_column[column].attname for column in columns], converting, _plain(model)
 
 
-def bound_objects(model: type[M], sql: str, params: dict[str, Any]) -> list[M]:
+def bound_objects(model: type[M], sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[M]:
     """The instances of ``model`` a statement returns (its pk and any of its fields,
     the rest deferred), as ``model.objects.raw(sql, params)`` would give them, bound
     and never prepared. Built straight from the rows when ``Model.__init__`` would do
@@ -151,8 +151,13 @@ def bound_objects(model: type[M], sql: str, params: dict[str, Any]) -> list[M]:
     alias = router.db_for_read(model)
     db = connections[alias]
     adapt = db.ops.adapt_unknown_value
+    adapted: Any = (
+        {key: adapt(value) for key, value in params.items()}
+        if isinstance(params, Mapping)
+        else [adapt(value) for value in params]
+    )
     with _open(db, prepare=False) as cursor:
-        cursor.execute(sql, {key: adapt(value) for key, value in params.items()})
+        cursor.execute(sql, adapted)
         columns = tuple(column.name for column in cursor.description)
         rows = cursor.fetchall()
     names, converting, plain = _loading(model, columns, alias)

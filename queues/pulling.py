@@ -23,6 +23,7 @@ from django.utils import timezone
 from compliance.audit import Action, Actor, audit_record
 from kernel.problems import FieldError
 from kernel.ratelimit import Rate, rate_available, rate_charge
+from kernel.statements import bound_objects
 from security.fields import bulk_update_sealed
 
 from . import claim, queuecache
@@ -79,7 +80,10 @@ def _requeue_expired(*, actor: Actor, queue_id: int | None, limit: int) -> int:
         queue="" if queue_id is None else "AND queue_id = %s",
         lock="FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else "",
     )
-    jobs = list(Job.objects.raw(sql, [*params, limit]))
+    if connection.vendor == "postgresql":  # no RawQuerySet for what is mostly no row
+        jobs = bound_objects(Job, sql, [*params, limit])
+    else:
+        jobs = list(Job.objects.raw(sql, [*params, limit]))
     if not jobs:
         return 0
     timed_out: list[Job] = []

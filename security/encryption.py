@@ -34,6 +34,8 @@ from django.dispatch import receiver
 
 from kernel.keylists import KEY_BYTES, parse_key_list
 
+from .jsonread import loads
+
 VERSION = 1
 NONCE_BYTES = 12
 _AAD_PREFIX = b"flashq-job\x00"
@@ -150,4 +152,4 @@ def unseal(blob: bytes, *, job_id: uuid.UUID, field: str) -> Any:
             job_id=job_id,
             field=field,
         ) from None
-    return json.loads(plain)
+    return loads(plain)

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from queues.api.parsers import loads
 from queues.models import Job
+from security.jsonread import loads
 from security.payloads import NonFiniteNumber, finite_float
 
 from .support import Api, pull, push

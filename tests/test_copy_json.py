@@ -9,36 +9,17 @@ from typing import Any
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from queues.bulkinsert import _json
 from queues.models import Job
 
+from .jsonvalues import json_values, typed
 from .support import Api
 
-_JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()  # past 64 bits too
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),  # lone surrogates too
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=12,
-)
 
-
-def _typed(value: Any) -> Any:
-    """``value`` with its types, so 1, 1.0 and True never compare equal."""
-    if isinstance(value, dict):
-        return {key: _typed(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_typed(item) for item in value]
-    return (type(value).__name__, value)
-
-
-@given(_JSON)
+@given(json_values(lone_surrogates=True))
 def test_the_text_reads_back_as_the_json_module_s_does(value: Any) -> None:
-    assert _typed(json.loads(_json(value))) == _typed(json.loads(json.dumps(value)))
+    assert typed(json.loads(_json(value))) == typed(json.loads(json.dumps(value)))
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,6 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
 from hypothesis import given
-from hypothesis import strategies as st
 
 from compliance.models import AuditEvent
 from queues import services
@@ -36,6 +35,7 @@ from security.encryption import (
 )
 from security.fields import Sealed
 
+from .jsonvalues import json_values, typed
 from .support import SETUP, Api, make_token, pull, push
 
 pytestmark = pytest.mark.django_db
@@ -456,30 +456,10 @@ def test_the_admin_shows_payloads_decrypted_with_sensitive_fields_masked(
     assert "078-05-1120" not in text
 
 
-_STORABLE = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()  # past 64 bits too: opened exactly
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(alphabet=st.characters(exclude_categories=["Cs"])),  # no lone surrogates
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12,
-)
-
-
-def _typed(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _typed(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_typed(item) for item in value]
-    return (type(value).__name__, value)
-
-
-@given(_STORABLE)
+@given(json_values(lone_surrogates=False))
 def test_a_sealed_value_opens_to_itself_types_and_all(value: Any) -> None:
     """unseal reads with orjson where it agrees with the json module (security.jsonread):
     big integers stay exact, 1 stays an int and 1.0 a float."""
     job_id = uuid.uuid4()
     opened = unseal(seal(value, job_id=job_id, field="data"), job_id=job_id, field="data")
-    assert _typed(opened) == _typed(value)
+    assert typed(opened) == typed(value)

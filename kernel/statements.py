@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
@@ -109,9 +110,12 @@ _PLAIN_SETTERS = (DeferredAttribute, ForeignKeyDeferredAttribute)
 
 
 def _plain(model: type[models.Model]) -> bool:
-    """Whether ``Model.__init__`` would only fill the instance's __dict__: no init
-    signal receivers, and every field's descriptor sets nothing else."""
-    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+    """Whether ``Model.__init__`` (and ``from_db``) are Django's own and every field's
+    descriptor only writes the instance's __dict__. Init signal receivers are checked
+    on every call (they may be connected at any time)."""
+    if model.__init__ is not models.Model.__init__:
+        return False
+    if model.from_db.__func__ is not models.Model.from_db.__func__:  # type: ignore[attr-defined]
         return False
     for field in model._meta.concrete_fields:
         descriptor = model.__dict__.get(field.attname) or getattr(model, field.attname)
@@ -121,33 +125,52 @@ def _plain(model: type[models.Model]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """How the rows of one statement become instances."""
+
+    picks: list[int]  # the row's field columns, in the model's concrete-field order
+    names: list[str]  # their attribute names, in that order
+    converting: list[tuple[int, Col, list[Any]]]  # (position among picks, col, converters)
+    extras: list[tuple[int, str]]  # columns that are no field: set as attributes
+    plain: bool
+
+
 @cache
-def _loading(
-    model: type[models.Model], columns: tuple[str, ...], alias: str
-) -> tuple[list[str], list[tuple[int, Col, list[Any]]], bool]:
-    """For rows of ``columns``: the attribute names, each column's converters (as
-    Django's compiler finds them: the backend's, then the field's), and whether the
-    instances can be filled directly."""
+def _shape(model: type[models.Model], columns: tuple[str, ...], alias: str) -> _Shape:
+    """For rows of ``columns``: the field columns in the order ``from_db`` and
+    ``Model.__init__`` take them, each one's converters (as Django's compiler finds
+    them: the backend's, then the field's), and the other columns, which RawQuerySet
+    sets as attributes (a column a newer migration added, say)."""
+    if model._meta.pk.column not in columns:
+        raise ValueError(f"rows of {model.__name__} need its primary key")
     db = connections[alias]
-    by_column = {field.column: field for field in model._meta.concrete_fields}
-    unknown = [column for column in columns if column not in by_column]
-    if unknown or model._meta.pk.column not in columns:
-        raise ValueError(f"rows of {model.__name__} need its pk and fields only: {unknown}")
+    fields = {field.column: n for n, field in enumerate(model._meta.concrete_fields)}
+    known = sorted(
+        (fields[column], index) for index, column in enumerate(columns) if column in fields
+    )
     converting = []
-    for index, column in enumerate(columns):
-        col = by_column[column].get_col(model._meta.db_table)
+    for position, (n, _) in enumerate(known):
+        col = model._meta.concrete_fields[n].get_col(model._meta.db_table)
         converters = db.ops.get_db_converters(col) + col.get_db_converters(db)
         if converters:
-            converting.append((index, col, converters))
-    return [by_column[column].attname for column in columns], converting, _plain(model)
+            converting.append((position, col, converters))
+    return _Shape(
+        picks=[index for _, index in known],
+        names=[model._meta.concrete_fields[n].attname for n, _ in known],
+        converting=converting,
+        extras=[(index, column) for index, column in enumerate(columns) if column not in fields],
+        plain=_plain(model),
+    )
 
 
 def bound_objects(model: type[M], sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[M]:
     """The instances of ``model`` a statement returns (its pk and any of its fields,
-    the rest deferred), as ``model.objects.raw(sql, params)`` would give them, bound
-    and never prepared. Built straight from the rows when ``Model.__init__`` would do
-    no more than fill them in (RawQuerySet's machinery cost 2.35 ms for 100 jobs, this
-    0.7 ms). PostgreSQL only."""
+    the rest deferred; other columns as attributes), as ``model.objects.raw(sql,
+    params)`` would give them, bound and never prepared. Built straight from the rows
+    when ``Model.__init__`` would do no more than fill them in (RawQuerySet's machinery
+    cost 2.35 ms for 100 jobs, this 0.7 ms), else through ``Model.from_db``. PostgreSQL
+    only."""
     alias = router.db_for_read(model)
     db = connections[alias]
     adapt = db.ops.adapt_unknown_value
@@ -160,20 +183,23 @@ def bound_objects(model: type[M], sql: str, params: Sequence[Any] | Mapping[str,
         cursor.execute(sql, adapted)
         columns = tuple(column.name for column in cursor.description)
         rows = cursor.fetchall()
-    names, converting, plain = _loading(model, columns, alias)
+    shape = _shape(model, columns, alias)
+    direct = shape.plain and not (pre_init.has_listeners(model) or post_init.has_listeners(model))
     objects = []
     for row in rows:
-        values = list(row)
-        for index, col, converters in converting:
+        values = [row[index] for index in shape.picks]
+        for position, col, converters in shape.converting:
             for converter in converters:
-                values[index] = converter(values[index], col, db)
-        if plain:
+                values[position] = converter(values[position], col, db)
+        if direct:
             obj = model.__new__(model)
-            obj.__dict__.update(zip(names, values, strict=True))
+            obj.__dict__.update(zip(shape.names, values, strict=True))
             obj._state = ModelState()
             obj._state.adding = False
             obj._state.db = alias
         else:
-            obj = model.from_db(alias, names, values)
+            obj = model.from_db(alias, shape.names, values)
+        for index, name in shape.extras:
+            setattr(obj, name, row[index])
         objects.append(obj)
     return objects

@@ -90,7 +90,7 @@ def _new_job(queue: Queue, spec: JobSpec, now: datetime, owner: str) -> Job:
     }
     values = [given[name] if name in given else make() for name, make in _DEFAULTS]
     job = Job(*values)  # type: ignore[misc]  # positional, in the concrete fields' order
-    # The cached relation, as Job(queue=queue) would set it (queue_id is set above).
+    # The cached relation (queue_id is set above); _state.db is set when it is written.
     _QUEUE.set_cached_value(job, queue)
     return job
 

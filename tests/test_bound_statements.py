@@ -176,11 +176,21 @@ def _same(ours: list[Job], raw: list[Job]) -> None:
 
 
 _STAR = "SELECT * FROM queues_job ORDER BY id"
+# Both statements, live on PostgreSQL: some columns in their own order, and all of them.
+_EACH_STATEMENT = (
+    postgres_only,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.parametrize("sql", [_CLAIMED, _STAR], ids=["some-columns", "select-star"]),
+)
 
 
-@postgres_only
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("sql", [_CLAIMED, _STAR], ids=["some-columns", "select-star"])
+def _each_statement(test: Any) -> Any:
+    for mark in reversed(_EACH_STATEMENT):
+        test = mark(test)
+    return test
+
+
+@_each_statement
 def test_bound_objects_are_the_instances_a_raw_queryset_makes(
     api: Api, full: str, sql: str
 ) -> None:
@@ -198,9 +208,7 @@ def test_bound_objects_are_the_instances_a_raw_queryset_makes(
     assert {job.priority for job in ours} == {0}  # a deferred field loads as before
 
 
-@postgres_only
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("sql", [_CLAIMED, _STAR], ids=["some-columns", "select-star"])
+@_each_statement
 def test_with_init_receivers_the_instances_come_from_from_db_and_are_the_same(
     api: Api, full: str, sql: str
 ) -> None:
